@@ -1,0 +1,60 @@
+// Package bucket is CloudML's object-store abstraction: gs:// buckets through
+// cloud.google.com/go/storage (honouring STORAGE_EMULATOR_HOST) and file://
+// directories for the embedded default. The client uploads code through it,
+// agents stage code and data and upload results through it.
+package bucket
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Sentinel errors; implementations wrap them with %w.
+var (
+	// ErrNotExist: the object (or the bucket itself) does not exist.
+	ErrNotExist = errors.New("object does not exist")
+	// ErrExists: a write with IfAbsent found the object already there.
+	ErrExists = errors.New("object already exists")
+	// ErrBadURL: the URL is not gs://bucket[/prefix] or file:///dir.
+	ErrBadURL = errors.New("bad bucket url")
+	// ErrBadKey: an object key is empty, absolute, or escapes with "..".
+	ErrBadKey = errors.New("bad object key")
+)
+
+// ObjectAttrs describes one object.
+type ObjectAttrs struct {
+	// Key is the object's key relative to the bucket root.
+	Key string
+	// Size is the object's size in bytes.
+	Size int64
+	// ETag identifies the object's content (GCS: CRC32C+generation; file: size+mtime+sha256 when cheap).
+	ETag string
+}
+
+// Bucket is one bucket (gs) or root directory (file).
+type Bucket interface {
+	// NewReader opens key for reading; a missing key wraps ErrNotExist.
+	NewReader(ctx context.Context, key string) (io.ReadCloser, error)
+	// Put writes r to key. With ifAbsent an existing key wraps ErrExists and
+	// nothing is written (GCS DoesNotExist precondition; file: O_EXCL + rename).
+	Put(ctx context.Context, key string, r io.Reader, ifAbsent bool) error
+	// Attrs returns key's attributes; a missing key wraps ErrNotExist.
+	Attrs(ctx context.Context, key string) (ObjectAttrs, error)
+	// List returns every object whose key starts with prefix, sorted by key.
+	List(ctx context.Context, prefix string) ([]ObjectAttrs, error)
+	// URL returns the full URL of key (gs://bucket/key or file:///root/key).
+	URL(key string) string
+	// Close releases the client.
+	Close() error
+}
+
+// Location is a parsed bucket URL.
+type Location struct {
+	// Scheme is "gs" or "file".
+	Scheme string
+	// Bucket is the GCS bucket name, or the root directory for file.
+	Bucket string
+	// Key is the object key or prefix inside the bucket ("" for the root).
+	Key string
+}
