@@ -18,7 +18,8 @@ var (
 	ErrExists = errors.New("object already exists")
 	// ErrBadURL: the URL is not gs://bucket[/prefix] or file:///dir.
 	ErrBadURL = errors.New("bad bucket url")
-	// ErrBadKey: an object key is empty, absolute, or escapes with "..".
+	// ErrBadKey: an object key is empty, absolute, has an empty, "." or ".."
+	// segment, or holds a nul byte.
 	ErrBadKey = errors.New("bad object key")
 )
 
@@ -28,7 +29,9 @@ type ObjectAttrs struct {
 	Key string
 	// Size is the object's size in bytes.
 	Size int64
-	// ETag identifies the object's content (GCS: CRC32C+generation; file: size+mtime+sha256 when cheap).
+	// ETag changes when the object changes. GCS: "md5:<hex>" when GCS keeps
+	// an MD5, else "crc32c:<hex>-gen:<generation>". File: "<size>:<mtime_ns>",
+	// a cheap change detector rather than a content hash.
 	ETag string
 }
 
@@ -37,7 +40,9 @@ type Bucket interface {
 	// NewReader opens key for reading; a missing key wraps ErrNotExist.
 	NewReader(ctx context.Context, key string) (io.ReadCloser, error)
 	// Put writes r to key. With ifAbsent an existing key wraps ErrExists and
-	// nothing is written (GCS DoesNotExist precondition; file: O_EXCL + rename).
+	// nothing is written (GCS DoesNotExist precondition; file: temporary file
+	// hard-linked into place). Without ifAbsent an existing key is replaced
+	// atomically.
 	Put(ctx context.Context, key string, r io.Reader, ifAbsent bool) error
 	// Attrs returns key's attributes; a missing key wraps ErrNotExist.
 	Attrs(ctx context.Context, key string) (ObjectAttrs, error)
