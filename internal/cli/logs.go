@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+func (a *App) logs(ctx context.Context, args []string) error {
+	fs := a.newFlags("logs", "cloudml-client logs [-f] [--task N] JOB: a job's output, each line prefixed by its task index\n"+
+		"(\"[3]\", or \"[3#2]\" for attempt 2). With -f it follows until the job ends and exits\n"+
+		"0 if the job succeeded, 3 if it failed, 4 if it was cancelled. stderr lines go to stderr.")
+	follow := fs.Bool("f", false, "follow until the job ends")
+	task := fs.Int("task", -1, "only this task index, printed without prefix")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := oneJobArg("logs", pos)
+	if err != nil {
+		return err
+	}
+	if err := a.connect(); err != nil {
+		return err
+	}
+	req := &cloudmlv1.SubscribeLogsRequest{JobId: id, Follow: *follow}
+	if *task >= 0 {
+		req.TaskIndex, req.HasTask = int32(*task), true
+	}
+	stream, err := a.jobs.SubscribeLogs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("logs of %s: %w", id, err)
+	}
+	out := bufio.NewWriterSize(a.Stdout, 256<<10)
+	errOut := bufio.NewWriterSize(a.Stderr, 16<<10)
+	defer out.Flush()
+	defer errOut.Flush()
+	p := linePrinter{prefix: !req.HasTask, json: a.json()}
+	final := cloudmlv1.JobState_JOB_STATE_UNSPECIFIED
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("logs of %s: %w", id, err)
+		}
+		if msg.JobState != cloudmlv1.JobState_JOB_STATE_UNSPECIFIED {
+			final = msg.JobState
+		}
+		if len(msg.Data) == 0 {
+			continue
+		}
+		w := out
+		if msg.Stream == cloudmlv1.LogStream_LOG_STREAM_STDERR && !p.json {
+			w = errOut
+		}
+		if err := p.write(w, msg); err != nil {
+			return err
+		}
+	}
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	if !*follow {
+		return nil
+	}
+	switch final {
+	case cloudmlv1.JobState_JOB_STATE_SUCCEEDED:
+		return nil
+	case cloudmlv1.JobState_JOB_STATE_FAILED:
+		fmt.Fprintf(errOut, "job %s failed (see 'cloudml-client status %s')\n", id, id)
+		return exitError{ExitJobFailed}
+	case cloudmlv1.JobState_JOB_STATE_CANCELLED:
+		fmt.Fprintf(errOut, "job %s was cancelled\n", id)
+		return exitError{ExitJobCancelled}
+	default:
+		return fmt.Errorf("log stream of %s ended before the job did (state %s)", id, jobState(final))
+	}
+}
+
+// linePrinter writes chunks of whole lines, prefixing each with its task.
+type linePrinter struct {
+	prefix bool
+	json   bool
+}
+
+type jsonLine struct {
+	Task    int32  `json:"task"`
+	Attempt int32  `json:"attempt"`
+	Stream  string `json:"stream"`
+	Line    string `json:"line"`
+}
+
+func (p linePrinter) write(w *bufio.Writer, msg *cloudmlv1.SubscribeLogsResponse) error {
+	data := msg.Data
+	if !p.prefix && !p.json {
+		_, err := w.Write(data)
+		return err
+	}
+	pre := []byte("[" + strconv.Itoa(int(msg.TaskIndex)))
+	if msg.Attempt > 1 {
+		pre = append(pre, '#')
+		pre = strconv.AppendInt(pre, int64(msg.Attempt), 10)
+	}
+	pre = append(pre, "] "...)
+	enc := json.NewEncoder(w)
+	for len(data) > 0 {
+		n := bytes.IndexByte(data, '\n')
+		line := data
+		if n >= 0 {
+			line, data = data[:n+1], data[n+1:]
+		} else {
+			data = nil
+		}
+		if p.json {
+			if err := enc.Encode(jsonLine{msg.TaskIndex, msg.Attempt, streamName(msg.Stream), string(bytes.TrimSuffix(line, []byte("\n")))}); err != nil {
+				return err
+			}
+			continue
+		}
+		w.Write(pre)
+		if _, err := w.Write(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func streamName(s cloudmlv1.LogStream) string {
+	if s == cloudmlv1.LogStream_LOG_STREAM_STDERR {
+		return "stderr"
+	}
+	return "stdout"
+}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// printJSON writes a proto message as indented JSON with enum names.
+func (a *App) printJSON(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: false}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	_, err = fmt.Fprintf(a.Stdout, "%s\n", b)
+	return err
+}
+
+func (a *App) json() bool { return a.output == "json" }
+
+// table starts an aligned table on stdout.
+func (a *App) table() *tabwriter.Writer {
+	return tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
+}
+
+func row(w io.Writer, cells ...string) {
+	fmt.Fprintln(w, strings.Join(cells, "\t"))
+}
+
+// jobState is the short lower-case name of a job state.
+func jobState(s cloudmlv1.JobState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATE_"))
+}
+
+func taskState(s cloudmlv1.TaskState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
+}
+
+func nodeState(s cloudmlv1.NodeState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "NODE_STATE_"))
+}
+
+// since renders a timestamp as an age ("12s ago"), or "-".
+func since(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	d := time.Since(ts.AsTime()).Round(time.Second)
+	return d.String() + " ago"
+}
+
+// duration renders the time between two timestamps, or since start if end is nil.
+func duration(start, end *timestamppb.Timestamp) string {
+	if start == nil {
+		return "-"
+	}
+	e := time.Now()
+	if end != nil {
+		e = end.AsTime()
+	}
+	return e.Sub(start.AsTime()).Round(100 * time.Millisecond).String()
+}
+
+// kv renders a map as "a=1 b=2" in key order.
+func kv[V any](m map[string]V, format func(V) string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + format(m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func str(s string) string { return s }
+
+func num(f float64) string { return fmt.Sprintf("%.6g", f) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
