@@ -1,0 +1,99 @@
+// Command coordinator is CloudML's control plane. "coordinator serve" serves
+// the gRPC APIs, keeps durable state, and starts nodes through a provider.
+// See coordinator/.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/internal/logging"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `coordinator: the CloudML control plane.
+
+Usage:
+  coordinator serve [flags]
+
+Serves the agent and client gRPC APIs on --listen, keeps jobs, tasks,
+attempts, nodes and logs in --state, and starts nodes with --provider:
+  local  N agents on this machine as child processes (--nodes N)
+  none   agents are started elsewhere and join with the bootstrap token
+
+Example (the embedded default: local agents, a file:// bucket):
+  coordinator serve --provider local --nodes 2 --state ~/.cloudml/state --bucket file://$HOME/.cloudml/bucket
+
+Flags:
+`
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "serve" {
+		fmt.Fprint(os.Stderr, usage)
+		newFlags(coordinator.DefaultConfig()).fs.PrintDefaults()
+		if len(os.Args) >= 2 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	f := newFlags(coordinator.DefaultConfig())
+	f.fs.Parse(os.Args[2:])
+	log := logging.New("coordinator", f.level, f.json)
+	f.cfg.Logger = log
+	f.cfg.Version = version
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, f.cfg); err != nil {
+		log.Error("coordinator stopped", "error", err)
+		fmt.Fprintf(os.Stderr, "coordinator: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func serve(ctx context.Context, cfg coordinator.Config) error {
+	c, err := coordinator.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Run(ctx)
+}
+
+type flags struct {
+	fs    *flag.FlagSet
+	cfg   coordinator.Config
+	level string
+	json  bool
+}
+
+func newFlags(cfg coordinator.Config) *flags {
+	f := &flags{fs: flag.NewFlagSet("coordinator serve", flag.ExitOnError), cfg: cfg}
+	home, _ := os.UserHomeDir()
+	if f.cfg.StateDir == "" {
+		f.cfg.StateDir = filepath.Join(home, ".cloudml", "state")
+	}
+	if f.cfg.DefaultBucket == "" {
+		f.cfg.DefaultBucket = "file://" + filepath.Join(home, ".cloudml", "bucket")
+	}
+	fs := f.fs
+	fs.StringVar(&f.cfg.ListenAddr, "listen", f.cfg.ListenAddr, "gRPC listen address for agents and clients")
+	fs.StringVar(&f.cfg.StateDir, "state", f.cfg.StateDir, "state directory (embedded bbolt database)")
+	fs.StringVar(&f.cfg.DefaultBucket, "bucket", f.cfg.DefaultBucket, "default bucket for code and results: gs://bucket[/prefix] or file:///dir")
+	fs.StringVar(&f.cfg.BootstrapToken, "token", os.Getenv("CLOUDML_TOKEN"), "bootstrap token agents register with (default: generated and kept in the state directory)")
+	fs.StringVar(&f.cfg.Provider, "provider", f.cfg.Provider, "node provider: local or none")
+	fs.IntVar(&f.cfg.Local.Nodes, "nodes", f.cfg.Local.Nodes, "local provider: number of agents to start")
+	fs.IntVar(&f.cfg.Local.Slots, "slots", f.cfg.Local.Slots, "local provider: task slots per agent (0: the agent's CPU count)")
+	fs.StringVar(&f.cfg.Local.AgentBinary, "agent-bin", f.cfg.Local.AgentBinary, "local provider: path of cloudml-agent (default: beside this binary, then PATH)")
+	fs.DurationVar(&f.cfg.HeartbeatPeriod, "heartbeat", f.cfg.HeartbeatPeriod, "agent heartbeat period")
+	fs.StringVar(&f.level, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.BoolVar(&f.json, "log-json", false, "log as JSON")
+	return f
+}

@@ -1,0 +1,226 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// heartbeatPersistEvery bounds how often a node's last heartbeat is written.
+const heartbeatPersistEvery = 5 * time.Second
+
+// agentServer implements AgentService.
+type agentServer struct {
+	cloudmlv1.UnimplementedAgentServiceServer
+	c *Coordinator
+}
+
+// Register trades the bootstrap token for a node identity.
+func (s *agentServer) Register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
+	resp, err := s.c.register(req)
+	return resp, toStatus(err)
+}
+
+func (c *Coordinator) register(req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
+	if !tokenMatches(req.GetBootstrapToken(), c.token) {
+		return nil, errorf(ErrUnauthenticated, "invalid bootstrap token")
+	}
+	cred := randomHex(32)
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rec := &store.Node{
+		ID:               c.nextNodeID(),
+		Hostname:         req.GetHostname(),
+		Address:          req.GetAddress(),
+		Slots:            max(req.GetSlots(), 1),
+		MemoryBytes:      req.GetMemoryBytes(),
+		Runtime:          req.GetRuntime(),
+		CredentialSHA256: credentialHash(cred),
+		State:            cloudmlv1.NodeState_NODE_STATE_READY,
+		LastHeartbeat:    now,
+		RegisterTime:     now,
+	}
+	if err := c.store.Save(&store.Changes{Nodes: []*store.Node{rec}}); err != nil {
+		return nil, err
+	}
+	c.nodes[rec.ID] = &nodeEntry{rec: rec, lastSeen: now, persistedSeen: now, sessionEnd: now}
+	c.credentials[rec.CredentialSHA256] = rec.ID
+	c.log.Info("node registered", "node_id", rec.ID, "hostname", rec.Hostname, "slots", rec.Slots)
+	return &cloudmlv1.RegisterResponse{NodeId: rec.ID, NodeCredential: cred}, nil
+}
+
+// nextNodeID is "node-N", one past the highest N in use. Callers hold c.mu.
+func (c *Coordinator) nextNodeID() string {
+	n := 0
+	for id := range c.nodes {
+		if k, err := strconv.Atoi(strings.TrimPrefix(id, "node-")); err == nil && k > n {
+			n = k
+		}
+	}
+	return "node-" + strconv.Itoa(n+1)
+}
+
+// Session streams commands to the calling node until it goes away, a newer
+// session replaces it, or the coordinator stops.
+func (s *agentServer) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.AgentService_SessionServer) error {
+	c := s.c
+	id, err := nodeIDFrom(stream.Context())
+	if err != nil {
+		return toStatus(err)
+	}
+	sess, err := c.openSession(id, req)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer c.closeSession(sess)
+	log := c.log.With("node_id", id)
+	log.Info("session opened", "running", len(req.GetRunning()))
+	for {
+		select {
+		case <-stream.Context().Done():
+			log.Info("session closed by agent")
+			return nil
+		case <-sess.done:
+			log.Info("session ended", "reason", sess.reason)
+			return status.Error(codes.Unavailable, sess.reason)
+		case <-c.done:
+			return toStatus(ErrShuttingDown)
+		case msg := <-sess.ch:
+			if err := stream.Send(msg); err != nil {
+				log.Info("session send failed", "error", err)
+				return err
+			}
+		}
+	}
+}
+
+// openSession binds a new session to the node, replacing an older one,
+// resends the node's assigned attempts and treats attempts the agent no
+// longer runs as lost.
+func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*session, error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return nil, ErrShuttingDown
+	}
+	n := c.nodes[id]
+	if n == nil {
+		return nil, errorf(ErrUnauthenticated, "unknown node %s; register again", id)
+	}
+	if n.sess != nil {
+		n.sess.close("replaced by a newer session")
+	}
+	sess := newSession(id)
+	n.sess = sess
+	n.lastSeen = now
+	ch := newChanges()
+	if req.GetSlots() > 0 {
+		n.rec.Slots = req.GetSlots()
+	}
+	if req.GetMemoryBytes() > 0 {
+		n.rec.MemoryBytes = req.GetMemoryBytes()
+	}
+	if req.GetRuntime() != "" {
+		n.rec.Runtime = req.GetRuntime()
+	}
+	n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
+	n.rec.LastHeartbeat = now
+	n.persistedSeen = now
+	ch.node(n.rec)
+	sess.push(startedMsg(id, &cloudmlv1.SessionStarted{HeartbeatPeriod: durationpb.New(c.cfg.HeartbeatPeriod)}))
+
+	running := map[attemptRef]bool{}
+	for _, r := range req.GetRunning() {
+		running[refFromProto(r)] = true
+	}
+	var resend []attemptRef
+	for _, j := range sortedJobs(c.jobs) {
+		for i := range j.tasks {
+			a := j.current(int32(i))
+			if a == nil || a.NodeID != id || !a.Active() {
+				continue
+			}
+			r := refOf(a)
+			switch {
+			case j.rec.Cancelled && running[r]:
+				sess.push(cancelMsg(r, "job cancelled"))
+			case j.rec.Cancelled:
+				c.cancelAttempt(ch, j, a, now)
+			case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED:
+				resend = append(resend, r)
+				sess.push(assignmentMsg(j, r))
+			case !running[r]:
+				c.loseAttempt(ch, j, a, fmt.Sprintf("the agent on %s restarted during attempt %d", id, a.Attempt), now)
+			}
+			delete(running, r)
+		}
+	}
+	for r := range running {
+		if j := c.jobs[r.job]; j != nil {
+			if a := j.attempt(r.task, r.attempt); a != nil && a.NodeID == id && a.Active() {
+				continue
+			}
+		}
+		sess.push(cancelMsg(r, "the coordinator no longer wants this attempt"))
+	}
+	if err := c.commit(ch); err != nil {
+		return nil, err
+	}
+	if len(resend) > 0 {
+		c.log.Info("assignments resent", "node_id", id, "count", len(resend))
+	}
+	c.poke()
+	return sess, nil
+}
+
+func (c *Coordinator) closeSession(sess *session) {
+	sess.close("session closed")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.nodes[sess.nodeID]; n != nil && n.sess == sess {
+		n.sess = nil
+		n.sessionEnd = time.Now()
+	}
+}
+
+// Heartbeat records that the node is alive.
+func (s *agentServer) Heartbeat(ctx context.Context, _ *cloudmlv1.HeartbeatRequest) (*cloudmlv1.HeartbeatResponse, error) {
+	c := s.c
+	id, err := nodeIDFrom(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	now := time.Now()
+	var persist *store.Node
+	c.mu.Lock()
+	n := c.nodes[id]
+	if n == nil {
+		c.mu.Unlock()
+		return nil, toStatus(errorf(ErrUnauthenticated, "unknown node %s; register again", id))
+	}
+	n.lastSeen = now
+	if now.Sub(n.persistedSeen) >= heartbeatPersistEvery {
+		n.persistedSeen = now
+		n.rec.LastHeartbeat = now
+		cp := *n.rec
+		persist = &cp
+	}
+	c.mu.Unlock()
+	if persist != nil {
+		if err := c.store.SaveBatched(&store.Changes{Nodes: []*store.Node{persist}}); err != nil {
+			c.log.Warn("persist heartbeat failed", "node_id", id, "error", err)
+		}
+	}
+	return &cloudmlv1.HeartbeatResponse{Period: durationpb.New(c.cfg.HeartbeatPeriod)}, nil
+}

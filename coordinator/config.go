@@ -1,0 +1,97 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudml/cloudml/coordinator/provider/local"
+	"github.com/cloudml/cloudml/internal/bucket"
+)
+
+// Provider names.
+const (
+	// ProviderLocal starts agents as child processes on this machine.
+	ProviderLocal = "local"
+	// ProviderNone starts no agents; they are started by hand.
+	ProviderNone = "none"
+)
+
+// Config configures a Coordinator.
+type Config struct {
+	// ListenAddr is the gRPC listen address; default "127.0.0.1:7070".
+	ListenAddr string
+	// StateDir holds the bbolt file (state.db) and the bootstrap token (token).
+	StateDir string
+	// DefaultBucket is the output of jobs that name none, such as
+	// "file:///root/.cloudml/bucket" or "gs://b/prefix".
+	DefaultBucket string
+	// BootstrapToken is the agents' join secret; empty means generate one
+	// once and keep it in StateDir/token (0600), reused on restart.
+	BootstrapToken string
+	// HeartbeatPeriod is how often agents heartbeat; default 2s.
+	HeartbeatPeriod time.Duration
+	// NodeDownAfter is how long a node may go without a heartbeat or session
+	// before it is DOWN; default 3*HeartbeatPeriod.
+	NodeDownAfter time.Duration
+	// Provider is "local" or "none".
+	Provider string
+	// Local configures the local provider.
+	Local local.Config
+	// Logger is the root logger; nil means no logging.
+	Logger hclog.Logger
+	// Version is reported by GetClusterInfo.
+	Version string
+}
+
+// DefaultConfig returns the defaults; StateDir and DefaultBucket are left
+// for the caller.
+func DefaultConfig() Config {
+	return Config{
+		ListenAddr:      "127.0.0.1:7070",
+		HeartbeatPeriod: 2 * time.Second,
+		NodeDownAfter:   6 * time.Second,
+		Provider:        ProviderNone,
+		Local:           local.DefaultConfig(),
+	}
+}
+
+// Validate fills zero durations with their defaults and checks the rest.
+func (c *Config) Validate() error {
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:7070"
+	}
+	if c.StateDir == "" {
+		return errors.New("config: state dir is required")
+	}
+	if c.DefaultBucket != "" {
+		if _, err := bucket.Parse(c.DefaultBucket); err != nil {
+			return fmt.Errorf("config: default bucket: %w", err)
+		}
+	}
+	if c.HeartbeatPeriod <= 0 {
+		c.HeartbeatPeriod = 2 * time.Second
+	}
+	if c.NodeDownAfter <= 0 {
+		c.NodeDownAfter = 3 * c.HeartbeatPeriod
+	}
+	if c.NodeDownAfter < c.HeartbeatPeriod {
+		return fmt.Errorf("config: node down after (%s) is shorter than the heartbeat period (%s)", c.NodeDownAfter, c.HeartbeatPeriod)
+	}
+	switch c.Provider {
+	case "", ProviderNone:
+		c.Provider = ProviderNone
+	case ProviderLocal:
+		if err := c.Local.Validate(); err != nil {
+			return fmt.Errorf("config: local provider: %w", err)
+		}
+	default:
+		return fmt.Errorf("config: unknown provider %q (want %q or %q)", c.Provider, ProviderLocal, ProviderNone)
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return nil
+}

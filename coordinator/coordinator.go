@@ -1,0 +1,321 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloudml/cloudml/coordinator/provider/local"
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// stopTimeout bounds the graceful stop before a forced one.
+const stopTimeout = 5 * time.Second
+
+// maxMsgSize bounds a gRPC message; log batches come in ~512 KiB runs.
+const maxMsgSize = 64 << 20
+
+// Coordinator is the control plane.
+type Coordinator struct {
+	cfg   Config
+	log   hclog.Logger
+	store *store.Store
+	token string
+
+	mu          sync.Mutex // protects nodes, credentials, jobs, stopping
+	nodes       map[string]*nodeEntry
+	credentials map[string]string // sha256 hex of credential → node id
+	jobs        map[string]*jobEntry
+	stopping    bool
+
+	kick chan struct{} // coalescing scheduler trigger
+
+	notifyMu sync.Mutex // protects waiters
+	waiters  map[string]chan struct{}
+
+	addrMu sync.Mutex // protects addr
+	addr   string
+
+	done chan struct{} // closed when Serve begins stopping
+}
+
+// New opens the store and loads the state.
+func New(cfg Config) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	token, err := bootstrapToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator{
+		cfg:         cfg,
+		log:         cfg.Logger,
+		store:       st,
+		token:       token,
+		nodes:       map[string]*nodeEntry{},
+		credentials: map[string]string{},
+		jobs:        map[string]*jobEntry{},
+		kick:        make(chan struct{}, 1),
+		waiters:     map[string]chan struct{}{},
+		done:        make(chan struct{}),
+	}
+	if err := c.load(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// bootstrapToken returns the configured token, or the one kept in
+// StateDir/token, generating and saving it the first time.
+func bootstrapToken(cfg Config) (string, error) {
+	if cfg.BootstrapToken != "" {
+		return cfg.BootstrapToken, nil
+	}
+	path := filepath.Join(cfg.StateDir, "token")
+	data, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
+		return strings.TrimSpace(string(data)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read bootstrap token: %w", err)
+	}
+	token := randomHex(32)
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return "", fmt.Errorf("create state dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save bootstrap token: %w", err)
+	}
+	return token, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+// Token returns the bootstrap token agents register with.
+func (c *Coordinator) Token() string { return c.token }
+
+// load fills memory from the store. Nodes keep their state, but each gets
+// NodeDownAfter from now to reconnect.
+func (c *Coordinator) load() error {
+	snap, err := c.store.Load()
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, n := range snap.Nodes {
+		c.nodes[n.ID] = &nodeEntry{rec: n, lastSeen: now, persistedSeen: n.LastHeartbeat, sessionEnd: now}
+		c.credentials[n.CredentialSHA256] = n.ID
+	}
+	for _, j := range snap.Jobs {
+		spec := &cloudmlv1.JobSpec{}
+		if err := proto.Unmarshal(j.Spec, spec); err != nil {
+			return fmt.Errorf("decode spec of job %s: %w", j.ID, err)
+		}
+		c.jobs[j.ID] = &jobEntry{
+			rec:      j,
+			spec:     spec,
+			tasks:    make([]*store.Task, j.TaskCount),
+			attempts: make([][]*store.Attempt, j.TaskCount),
+		}
+	}
+	for _, t := range snap.Tasks {
+		j := c.jobs[t.JobID]
+		if j == nil || t.Index < 0 || int(t.Index) >= len(j.tasks) {
+			return fmt.Errorf("task %s/%d has no job", t.JobID, t.Index)
+		}
+		j.tasks[t.Index] = t
+	}
+	for _, a := range snap.Attempts {
+		j := c.jobs[a.JobID]
+		if j == nil || a.Task < 0 || int(a.Task) >= len(j.tasks) || a.Attempt < 1 {
+			return fmt.Errorf("attempt %s has no task", refOf(a))
+		}
+		list := j.attempts[a.Task]
+		for len(list) < int(a.Attempt) {
+			list = append(list, nil)
+		}
+		list[a.Attempt-1] = a
+		j.attempts[a.Task] = list
+	}
+	for id, j := range c.jobs {
+		for i, t := range j.tasks {
+			if t == nil {
+				return fmt.Errorf("job %s misses task %d", id, i)
+			}
+		}
+	}
+	c.log.Info("state loaded", "nodes", len(snap.Nodes), "jobs", len(snap.Jobs), "attempts", len(snap.Attempts))
+	return nil
+}
+
+// Close closes the store.
+func (c *Coordinator) Close() error {
+	return c.store.Close()
+}
+
+// Addr returns the bound address once serving.
+func (c *Coordinator) Addr() string {
+	c.addrMu.Lock()
+	defer c.addrMu.Unlock()
+	return c.addr
+}
+
+// Run listens on ListenAddr, serves, and starts the provider once serving.
+// It returns when ctx ends (after stopping agents and the server) or when
+// serving or the provider fails.
+func (c *Coordinator) Run(ctx context.Context) error {
+	lis, err := net.Listen("tcp", c.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.cfg.ListenAddr, err)
+	}
+	c.addrMu.Lock()
+	c.addr = lis.Addr().String()
+	c.addrMu.Unlock()
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	defer stopServe()
+	provCtx, stopProv := context.WithCancel(ctx)
+	defer stopProv()
+	serveErr := make(chan error, 1)
+	go func() {
+		err := c.Serve(serveCtx, lis)
+		stopProv()
+		serveErr <- err
+	}()
+	c.log.Info("coordinator serving", "addr", c.Addr(), "provider", c.cfg.Provider)
+	var provErr error
+	if c.cfg.Provider == ProviderLocal {
+		if provErr = c.runLocal(provCtx); provErr != nil {
+			c.log.Error("provider failed", "error", provErr)
+			stopProv()
+		}
+	}
+	<-provCtx.Done()
+	stopServe()
+	return errors.Join(provErr, <-serveErr)
+}
+
+func (c *Coordinator) runLocal(ctx context.Context) error {
+	lc := c.cfg.Local
+	if lc.WorkDir == "" {
+		lc.WorkDir = filepath.Join(c.cfg.StateDir, "nodes")
+	}
+	p, err := local.New(lc, c.log.Named("local"))
+	if err != nil {
+		return fmt.Errorf("local provider: %w", err)
+	}
+	if err := p.Run(ctx, local.Target{Addr: dialAddr(c.Addr()), Token: c.token}); err != nil {
+		return fmt.Errorf("local provider: %w", err)
+	}
+	return nil
+}
+
+// dialAddr turns a wildcard listen address into one a local agent can dial.
+func dialAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Serve serves on lis until ctx ends, then stops gracefully (forced after
+// 5s). It runs the scheduler and the node checker while serving.
+func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
+	c.addrMu.Lock()
+	c.addr = lis.Addr().String()
+	c.addrMu.Unlock()
+
+	srv := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.MaxRecvMsgSize(maxMsgSize),
+		grpc.MaxSendMsgSize(maxMsgSize),
+		grpc.ChainUnaryInterceptor(c.unaryAuth),
+		grpc.ChainStreamInterceptor(c.streamAuth),
+	)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	cloudmlv1.RegisterAgentServiceServer(srv, &agentServer{c: c})
+	cloudmlv1.RegisterJobServiceServer(srv, &jobServer{c: c})
+	cloudmlv1.RegisterClusterServiceServer(srv, &clusterServer{c: c})
+
+	var wg sync.WaitGroup
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	wg.Add(2)
+	go func() { defer wg.Done(); c.runScheduler(loopCtx) }()
+	go func() { defer wg.Done(); c.runNodeChecker(loopCtx) }()
+	c.poke()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+
+	var err error
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+	}
+	hs.Shutdown()
+	c.beginStop()
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(stopTimeout):
+		c.log.Warn("graceful stop timed out; forcing")
+		srv.Stop()
+		<-stopped
+	}
+	stopLoops()
+	wg.Wait()
+	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// beginStop ends sessions and log followers so GracefulStop can finish.
+func (c *Coordinator) beginStop() {
+	c.mu.Lock()
+	if !c.stopping {
+		c.stopping = true
+		close(c.done)
+	}
+	c.mu.Unlock()
+}
+
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

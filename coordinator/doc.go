@@ -1,0 +1,17 @@
+// Package coordinator is CloudML's control plane: the gRPC server that agents
+// dial (AgentService) and clients call (JobService, ClusterService).
+//
+// It owns durable state through coordinator/store, keeps a working copy in
+// memory under one mutex, and writes every event to the store before it acts
+// on it (an assignment is stored before it is pushed down a session). The
+// scheduler (scheduler.go) is event-driven: submits, node arrivals and
+// departures, attempt ends and cancels poke a coalescing trigger, and a one
+// second tick catches anything else. Node liveness (nodes.go) turns missed
+// heartbeats into DOWN nodes and lost attempts. Logs (logs.go) are stored in
+// numbered batches and fanned out to subscribers by closing a per-job channel.
+//
+// Agents are never imported here: the two roles meet only in
+// proto/cloudml/v1. Node identity comes from the call's credential, resolved
+// by an interceptor (auth.go), never from a request field. Errors are
+// sentinels mapped to gRPC codes in one place (errors.go).
+package coordinator

@@ -1,0 +1,74 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	"github.com/cloudml/cloudml/internal/jobspec"
+)
+
+var (
+	// ErrNotFound means the named job (or attempt) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid means a request is malformed; jobspec.ErrInvalid counts too.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrUnauthenticated means a bad bootstrap token or node credential.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrStaleAttempt means a report or log batch names an attempt the
+	// coordinator no longer wants from this node.
+	ErrStaleAttempt = errors.New("stale attempt")
+	// ErrLogsIncomplete means a terminal report came before its last log batch.
+	ErrLogsIncomplete = errors.New("logs incomplete")
+	// ErrShuttingDown means the coordinator is stopping.
+	ErrShuttingDown = errors.New("coordinator is shutting down")
+)
+
+// kindError gives an error a sentinel kind while keeping its own message.
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// errorf returns an error of the given kind whose message is the format.
+func errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, args...)}
+}
+
+// toStatus maps an error to a gRPC status; nil stays nil. It is the only
+// place that knows about codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var code codes.Code
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrInvalid), errors.Is(err, jobspec.ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrUnauthenticated):
+		code = codes.Unauthenticated
+	case errors.Is(err, ErrStaleAttempt):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown):
+		code = codes.Unavailable
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	default:
+		code = codes.Internal
+	}
+	return status.Error(code, err.Error())
+}

@@ -1,0 +1,184 @@
+package coordinator
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloudml/cloudml/internal/auth"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// fakeAgent is a scripted agent speaking AgentService.
+type fakeAgent struct {
+	t      *testing.T
+	h      *harness
+	conn   *grpc.ClientConn
+	client cloudmlv1.AgentServiceClient
+	id     string
+	cred   string
+
+	started     *cloudmlv1.SessionStarted
+	assignments chan *cloudmlv1.Assignment
+	cancels     chan *cloudmlv1.Cancel
+	ended       chan struct{}
+	stopSession context.CancelFunc
+}
+
+// newAgent registers a node with the given slots.
+func newAgent(t *testing.T, h *harness, slots int32) *fakeAgent {
+	t.Helper()
+	a := &fakeAgent{t: t, h: h, conn: h.dial()}
+	t.Cleanup(func() { a.close() })
+	a.client = cloudmlv1.NewAgentServiceClient(a.conn)
+	resp, err := a.client.Register(ctxT(t), &cloudmlv1.RegisterRequest{
+		BootstrapToken: testToken, Hostname: "host", Slots: slots, Runtime: "process",
+	})
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	a.id, a.cred = resp.GetNodeId(), resp.GetNodeCredential()
+	return a
+}
+
+// rejoin is an agent process that restarted with a saved credential.
+func rejoin(t *testing.T, h *harness, id, cred string) *fakeAgent {
+	a := &fakeAgent{t: t, h: h, conn: h.dial(), id: id, cred: cred}
+	t.Cleanup(func() { a.close() })
+	a.client = cloudmlv1.NewAgentServiceClient(a.conn)
+	return a
+}
+
+func (a *fakeAgent) creds() grpc.CallOption {
+	return grpc.PerRPCCredentials(auth.NodeCredential(a.cred))
+}
+
+// open opens a session, reads SessionStarted, then collects commands.
+func (a *fakeAgent) open(running ...*cloudmlv1.TaskRef) {
+	a.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := a.client.Session(ctx, &cloudmlv1.SessionRequest{Running: running}, a.creds())
+	if err != nil {
+		cancel()
+		a.t.Fatalf("Session: %v", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		a.t.Fatalf("Session first message: %v", err)
+	}
+	if first.GetStarted() == nil {
+		cancel()
+		a.t.Fatalf("first session message is %v, want started", first)
+	}
+	a.started = first.GetStarted()
+	assignments := make(chan *cloudmlv1.Assignment, 100)
+	cancels := make(chan *cloudmlv1.Cancel, 100)
+	ended := make(chan struct{})
+	a.assignments, a.cancels, a.ended, a.stopSession = assignments, cancels, ended, cancel
+	id := a.id
+	go func() {
+		defer close(ended)
+		for {
+			msg, err := stream.Recv()
+			if err != nil {
+				if err != io.EOF {
+					a.t.Logf("agent %s session ended: %v", id, err)
+				}
+				return
+			}
+			switch m := msg.GetCommand().(type) {
+			case *cloudmlv1.SessionResponse_Assignment:
+				assignments <- m.Assignment
+			case *cloudmlv1.SessionResponse_Cancel:
+				cancels <- m.Cancel
+			}
+		}
+	}()
+}
+
+// closeSession ends the session from the agent side.
+func (a *fakeAgent) closeSession() {
+	if a.stopSession != nil {
+		a.stopSession()
+		<-a.ended
+		a.stopSession = nil
+	}
+}
+
+func (a *fakeAgent) close() {
+	a.closeSession()
+	a.conn.Close()
+}
+
+// next waits for the next assignment.
+func (a *fakeAgent) next() *cloudmlv1.Assignment {
+	a.t.Helper()
+	select {
+	case as := <-a.assignments:
+		return as
+	case <-time.After(15 * time.Second):
+		a.t.Fatalf("agent %s: no assignment", a.id)
+		return nil
+	}
+}
+
+// nextCancel waits for the next cancel.
+func (a *fakeAgent) nextCancel() *cloudmlv1.Cancel {
+	a.t.Helper()
+	select {
+	case c := <-a.cancels:
+		return c
+	case <-time.After(15 * time.Second):
+		a.t.Fatalf("agent %s: no cancel", a.id)
+		return nil
+	}
+}
+
+// none asserts that no assignment is queued right now.
+func (a *fakeAgent) none() {
+	a.t.Helper()
+	select {
+	case as := <-a.assignments:
+		a.t.Fatalf("agent %s: unexpected assignment %v", a.id, as.GetRef())
+	default:
+	}
+}
+
+func (a *fakeAgent) report(ref *cloudmlv1.TaskRef, state cloudmlv1.TaskState, exit int32, lastSeq uint64, metrics map[string]float64) error {
+	_, err := a.client.ReportTask(ctxT(a.t), &cloudmlv1.ReportTaskRequest{
+		Ref: ref, State: state, ExitCode: exit, LastLogSeq: lastSeq, Metrics: metrics,
+		ResultsUrl: "file:///tmp/results/" + ref.GetJobId(), Time: timestamppb.Now(),
+	}, a.creds())
+	return err
+}
+
+func (a *fakeAgent) publish(ref *cloudmlv1.TaskRef, batches ...*cloudmlv1.LogBatch) (uint64, error) {
+	resp, err := a.client.PublishLogs(ctxT(a.t), &cloudmlv1.PublishLogsRequest{Ref: ref, Batches: batches}, a.creds())
+	return resp.GetAckedSeq(), err
+}
+
+func (a *fakeAgent) heartbeat() error {
+	_, err := a.client.Heartbeat(ctxT(a.t), &cloudmlv1.HeartbeatRequest{}, a.creds())
+	return err
+}
+
+// run plays one attempt: running, one log line, then its end.
+func (a *fakeAgent) run(as *cloudmlv1.Assignment, state cloudmlv1.TaskState, exit int32, metrics map[string]float64) {
+	a.t.Helper()
+	ref := as.GetRef()
+	if err := a.report(ref, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, 0, nil); err != nil {
+		a.t.Fatalf("report running %v: %v", ref, err)
+	}
+	line := []byte("task " + string(rune('0'+ref.GetTaskIndex()%10)) + " says hi\n")
+	if _, err := a.publish(ref, &cloudmlv1.LogBatch{Seq: 1, Stream: cloudmlv1.LogStream_LOG_STREAM_STDOUT, Data: line}); err != nil {
+		a.t.Fatalf("publish %v: %v", ref, err)
+	}
+	if err := a.report(ref, state, exit, 1, metrics); err != nil {
+		a.t.Fatalf("report %v %v: %v", ref, state, err)
+	}
+}

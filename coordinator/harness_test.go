@@ -1,0 +1,176 @@
+package coordinator
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/cloudml/cloudml/internal/testutil"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+const testToken = "test-bootstrap-token"
+
+// harness is a Coordinator served over bufconn.
+type harness struct {
+	t        *testing.T
+	stateDir string
+	cfg      Config
+	c        *Coordinator
+	lis      *bufconn.Listener
+	conn     *grpc.ClientConn
+	jobs     cloudmlv1.JobServiceClient
+	cluster  cloudmlv1.ClusterServiceClient
+	cancel   context.CancelFunc
+	served   chan error
+	stopped  bool
+}
+
+// start serves a new coordinator on stateDir ("" means a fresh temp dir).
+func start(t *testing.T, stateDir string, opts ...func(*Config)) *harness {
+	t.Helper()
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
+	cfg := DefaultConfig()
+	cfg.StateDir = stateDir
+	cfg.DefaultBucket = "file:///tmp/cloudml-test-bucket"
+	cfg.BootstrapToken = testToken
+	cfg.HeartbeatPeriod = time.Second
+	cfg.NodeDownAfter = time.Minute
+	cfg.Logger = testutil.Logger(t)
+	cfg.Version = "test"
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h := &harness{t: t, stateDir: stateDir, cfg: cfg, c: c, lis: bufconn.Listen(1 << 20), served: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.served <- c.Serve(ctx, h.lis) }()
+	h.conn = h.dial()
+	h.jobs = cloudmlv1.NewJobServiceClient(h.conn)
+	h.cluster = cloudmlv1.NewClusterServiceClient(h.conn)
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) dial() *grpc.ClientConn {
+	h.t.Helper()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return h.lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
+	)
+	if err != nil {
+		h.t.Fatalf("dial: %v", err)
+	}
+	return conn
+}
+
+// stop stops serving and closes the store; safe to call twice.
+func (h *harness) stop() {
+	if h.stopped {
+		return
+	}
+	h.stopped = true
+	h.cancel()
+	if err := <-h.served; err != nil {
+		h.t.Errorf("Serve: %v", err)
+	}
+	h.conn.Close()
+	if err := h.c.Close(); err != nil {
+		h.t.Errorf("Close: %v", err)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or 15 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("got code %v (%v), want %v", got, err, want)
+	}
+}
+
+// submit submits spec and returns the job.
+func (h *harness) submit(spec *cloudmlv1.JobSpec) *cloudmlv1.Job {
+	h.t.Helper()
+	resp, err := h.jobs.SubmitJob(ctxT(h.t), &cloudmlv1.SubmitJobRequest{Spec: spec})
+	if err != nil {
+		h.t.Fatalf("SubmitJob: %v", err)
+	}
+	return resp.GetJob()
+}
+
+func (h *harness) job(id string) *cloudmlv1.Job {
+	h.t.Helper()
+	resp, err := h.jobs.GetJob(ctxT(h.t), &cloudmlv1.GetJobRequest{JobId: id})
+	if err != nil {
+		h.t.Fatalf("GetJob: %v", err)
+	}
+	return resp.GetJob()
+}
+
+// waitJob waits until the job reaches state.
+func (h *harness) waitJob(id string, state cloudmlv1.JobState) *cloudmlv1.Job {
+	h.t.Helper()
+	var j *cloudmlv1.Job
+	waitFor(h.t, "job "+id+" "+state.String(), func() bool {
+		j = h.job(id)
+		return j.GetState() == state
+	})
+	return j
+}
+
+// gridSpec is a job of n tasks sweeping x over 0..n-1.
+func gridSpec(name string, n int) *cloudmlv1.JobSpec {
+	vals := make([]string, n)
+	for i := range vals {
+		vals[i] = string(rune('0' + i%10))
+		if i >= 10 {
+			vals[i] = string(rune('a'+i/10)) + vals[i]
+		}
+	}
+	return &cloudmlv1.JobSpec{
+		Name:    name,
+		Command: []string{"octave-cli", "train.m"},
+		Code:    &cloudmlv1.Source{Url: "file:///tmp/code.tar.gz", Digest: "sha256:00"},
+		Sweep:   &cloudmlv1.Sweep{Grid: map[string]*cloudmlv1.ParamValues{"x": {Values: vals}}},
+	}
+}
+
+func codeOf(err error) codes.Code { return status.Code(err) }

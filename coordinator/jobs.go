@@ -1,0 +1,297 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/jobspec"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// jobServer implements JobService.
+type jobServer struct {
+	cloudmlv1.UnimplementedJobServiceServer
+	c *Coordinator
+}
+
+// SubmitJob validates, expands and queues a job.
+func (s *jobServer) SubmitJob(ctx context.Context, req *cloudmlv1.SubmitJobRequest) (*cloudmlv1.SubmitJobResponse, error) {
+	j, err := s.c.submit(req.GetSpec())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.SubmitJobResponse{Job: j}, nil
+}
+
+func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
+	if spec == nil {
+		return nil, errorf(ErrInvalid, "spec is required")
+	}
+	spec = proto.Clone(spec).(*cloudmlv1.JobSpec)
+	if err := jobspec.Validate(spec); err != nil {
+		return nil, &kindError{kind: ErrInvalid, err: err}
+	}
+	if err := checkSources(spec); err != nil {
+		return nil, err
+	}
+	params, err := jobspec.Expand(spec)
+	if err != nil {
+		return nil, &kindError{kind: ErrInvalid, err: err}
+	}
+	if len(params) == 0 {
+		return nil, errorf(ErrInvalid, "%v: the sweep expands to zero tasks", jobspec.ErrInvalid)
+	}
+	output := spec.GetOutput()
+	if output == "" {
+		output = c.cfg.DefaultBucket
+	}
+	if output == "" {
+		return nil, errorf(ErrInvalid, "no output bucket: set output in the job spec or start the coordinator with a default bucket")
+	}
+	specBytes, err := proto.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.newJobID(spec.GetName())
+	j := &jobEntry{
+		rec: &store.Job{
+			ID:         id,
+			Spec:       specBytes,
+			State:      cloudmlv1.JobState_JOB_STATE_PENDING,
+			Output:     output,
+			TaskCount:  int32(len(params)),
+			CreateTime: now,
+		},
+		spec:     spec,
+		tasks:    make([]*store.Task, len(params)),
+		attempts: make([][]*store.Attempt, len(params)),
+	}
+	ch := newChanges()
+	ch.job(j.rec)
+	for i, p := range params {
+		t := &store.Task{JobID: id, Index: int32(i), Params: p, State: cloudmlv1.TaskState_TASK_STATE_PENDING, Reason: "waiting for the scheduler"}
+		j.tasks[i] = t
+		ch.task(t)
+	}
+	if err := c.commit(ch); err != nil {
+		return nil, err
+	}
+	c.jobs[id] = j
+	c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
+	c.poke()
+	return jobProto(j, true), nil
+}
+
+// newJobID is the name (reduced to [a-z0-9._-]) plus 6 random hex digits.
+// Callers hold c.mu.
+func (c *Coordinator) newJobID(name string) string {
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, name)
+	if clean == "" {
+		clean = "job"
+	}
+	for {
+		id := clean + "-" + randomHex(3)
+		if _, taken := c.jobs[id]; !taken {
+			return id
+		}
+	}
+}
+
+// lookup returns the job or ErrNotFound. Callers hold c.mu.
+func (c *Coordinator) lookup(id string) (*jobEntry, error) {
+	j := c.jobs[id]
+	if j == nil {
+		return nil, errorf(ErrNotFound, "job %q not found", id)
+	}
+	return j, nil
+}
+
+// GetJob returns a job with its tasks.
+func (s *jobServer) GetJob(ctx context.Context, req *cloudmlv1.GetJobRequest) (*cloudmlv1.GetJobResponse, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, err := c.lookup(req.GetJobId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.GetJobResponse{Job: jobProto(j, true)}, nil
+}
+
+// ListJobs returns every job, newest first, without tasks.
+func (s *jobServer) ListJobs(ctx context.Context, _ *cloudmlv1.ListJobsRequest) (*cloudmlv1.ListJobsResponse, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	jobs := sortedJobs(c.jobs)
+	resp := &cloudmlv1.ListJobsResponse{}
+	for i := len(jobs) - 1; i >= 0; i-- {
+		resp.Jobs = append(resp.Jobs, jobProto(jobs[i], false))
+	}
+	return resp, nil
+}
+
+// CancelJob cancels a job: pending tasks end, running attempts are told to stop.
+func (s *jobServer) CancelJob(ctx context.Context, req *cloudmlv1.CancelJobRequest) (*cloudmlv1.CancelJobResponse, error) {
+	j, err := s.c.cancel(req.GetJobId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.CancelJobResponse{Job: j}, nil
+}
+
+func (c *Coordinator) cancel(id string) (*cloudmlv1.Job, error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, err := c.lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	if j.final() {
+		return jobProto(j, true), nil
+	}
+	j.rec.Cancelled = true
+	ch := newChanges()
+	ch.job(j.rec)
+	var stops []attemptRef
+	for _, t := range j.tasks {
+		a := j.current(t.Index)
+		switch {
+		case t.State == cloudmlv1.TaskState_TASK_STATE_PENDING:
+			t.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED
+			t.Reason = "cancelled before it ran"
+			t.Note = ""
+			ch.task(t)
+		case a != nil && a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED:
+			c.cancelAttempt(ch, j, a, now)
+			stops = append(stops, refOf(a))
+		case a != nil && a.Active():
+			stops = append(stops, refOf(a))
+		}
+	}
+	ch.updateJobState(j, now)
+	if err := c.commit(ch); err != nil {
+		return nil, err
+	}
+	for _, r := range stops {
+		a := j.attempt(r.task, r.attempt)
+		if n := c.nodes[a.NodeID]; n != nil && n.sess != nil {
+			n.sess.push(cancelMsg(r, "job cancelled"))
+		}
+	}
+	c.log.Info("job cancelled", "job_id", id, "stopping", len(stops))
+	c.poke()
+	return jobProto(j, true), nil
+}
+
+// cancelAttempt ends an attempt that has not started. Callers hold c.mu.
+func (c *Coordinator) cancelAttempt(ch *changes, j *jobEntry, a *store.Attempt, now time.Time) {
+	a.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED
+	a.ExitCode = -1
+	a.Message = "job cancelled"
+	a.EndTime = now
+	ch.attempt(a)
+	t := j.tasks[a.Task]
+	t.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED
+	t.Reason = "cancelled with its job"
+	t.Note = ""
+	ch.task(t)
+	ch.updateJobState(j, now)
+}
+
+// GetResults returns one row per task, best first by the objective.
+func (s *jobServer) GetResults(ctx context.Context, req *cloudmlv1.GetResultsRequest) (*cloudmlv1.GetResultsResponse, error) {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, err := c.lookup(req.GetJobId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	rows := make([]*cloudmlv1.ResultRow, 0, len(j.tasks))
+	for _, t := range j.tasks {
+		row := &cloudmlv1.ResultRow{TaskIndex: t.Index, State: t.State, Params: t.Params}
+		if a := countingAttempt(j, t.Index); a != nil {
+			row.Attempt = a.Attempt
+			row.Metrics = a.Metrics
+			row.ResultsUrl = a.ResultsURL
+			row.ExitCode = a.ExitCode
+		}
+		rows = append(rows, row)
+	}
+	obj := resolveObjective(j.spec.GetObjective(), rows)
+	sortRows(rows, obj)
+	return &cloudmlv1.GetResultsResponse{Objective: obj, Rows: rows, Output: j.rec.Output, JobState: j.rec.State}, nil
+}
+
+// countingAttempt is the latest succeeded attempt, else the latest.
+func countingAttempt(j *jobEntry, task int32) *store.Attempt {
+	list := j.attempts[task]
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i] != nil && list[i].State == cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
+			return list[i]
+		}
+	}
+	return j.current(task)
+}
+
+// resolveObjective is the spec's objective, or the first metric name in
+// sorted order, minimised; nil when there are no metrics at all.
+func resolveObjective(spec *cloudmlv1.Objective, rows []*cloudmlv1.ResultRow) *cloudmlv1.Objective {
+	if spec.GetMetric() != "" {
+		return proto.Clone(spec).(*cloudmlv1.Objective)
+	}
+	first := ""
+	for _, r := range rows {
+		for name := range r.Metrics {
+			if first == "" || name < first {
+				first = name
+			}
+		}
+	}
+	if first == "" {
+		return nil
+	}
+	return &cloudmlv1.Objective{Metric: first}
+}
+
+// checkSources requires code and data to be bucket URLs: local paths are
+// the client's to upload before it submits.
+func checkSources(spec *cloudmlv1.JobSpec) error {
+	check := func(field, url string) error {
+		if url == "" {
+			return nil
+		}
+		if _, err := bucket.Parse(url); err != nil {
+			return errorf(ErrInvalid, "%v: %s: %v (the client uploads local code and data and submits their bucket URLs)", jobspec.ErrInvalid, field, err)
+		}
+		return nil
+	}
+	if err := check("code", spec.GetCode().GetUrl()); err != nil {
+		return err
+	}
+	for name, src := range spec.GetData() {
+		if err := check("data."+name, src.GetUrl()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

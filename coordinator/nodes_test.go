@@ -1,0 +1,101 @@
+package coordinator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// keepAlive heartbeats for a until the test ends.
+func keepAlive(t *testing.T, a *fakeAgent, every time.Duration) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = a.heartbeat()
+			}
+		}
+	}()
+}
+
+func TestNodeDownReschedulesToOtherNode(t *testing.T) {
+	h := start(t, "", func(c *Config) {
+		c.HeartbeatPeriod = 50 * time.Millisecond
+		c.NodeDownAfter = 400 * time.Millisecond
+	})
+	n1, n2 := newAgent(t, h, 2), newAgent(t, h, 2)
+	n1.open()
+	n2.open()
+	keepAlive(t, n1, 50*time.Millisecond) // node-2 never heartbeats
+	job := h.submit(gridSpec("down", 4))
+	mine := []*cloudmlv1.Assignment{n1.next(), n1.next()}
+	lost := []*cloudmlv1.Assignment{n2.next(), n2.next()}
+	for _, a := range append(mine, lost...) {
+		owner := n1
+		if a.GetRef().GetTaskIndex()%2 == 1 {
+			owner = n2
+		}
+		if err := owner.report(a.GetRef(), running, 0, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// node-2 goes down: its session is closed and its tasks wait again.
+	select {
+	case <-n2.ended:
+	case <-time.After(15 * time.Second):
+		t.Fatal("node-2's session was not closed")
+	}
+	waitFor(t, "node-2 tasks pending", func() bool {
+		j := h.job(job.GetId())
+		for _, a := range lost {
+			task := j.GetTasks()[a.GetRef().GetTaskIndex()]
+			want := "node node-2 went down during attempt 1; rescheduling; all 1 nodes busy (2/2 slots used)"
+			if task.GetState() != pending || task.GetReason() != want {
+				return false
+			}
+		}
+		return true
+	})
+	nodes, err := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := nodes.GetNodes()[1].GetState(); st != cloudmlv1.NodeState_NODE_STATE_DOWN {
+		t.Errorf("node-2 state = %v, want down", st)
+	}
+	// A report from the lost attempt is refused, so node-2 would stop it.
+	err = n2.report(lost[0].GetRef(), succeeded, 0, 0, nil)
+	wantCode(t, err, codesFailedPrecondition)
+	if !strings.Contains(err.Error(), "went down") {
+		t.Errorf("stale report error %q does not say why", err)
+	}
+
+	for _, a := range mine {
+		if err := n1.report(a.GetRef(), succeeded, 0, 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		a := n1.next()
+		if a.GetRef().GetAttempt() != 2 {
+			t.Errorf("rescheduled %v, want attempt 2", a.GetRef())
+		}
+		n1.run(a, succeeded, 0, nil)
+	}
+	j := h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	for _, task := range j.GetTasks() {
+		if task.GetNodeId() != "node-1" {
+			t.Errorf("task %d ended on %s, want node-1", task.GetIndex(), task.GetNodeId())
+		}
+	}
+}

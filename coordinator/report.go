@@ -1,0 +1,157 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// ReportTask records an attempt's progress or end.
+func (s *agentServer) ReportTask(ctx context.Context, req *cloudmlv1.ReportTaskRequest) (*cloudmlv1.ReportTaskResponse, error) {
+	id, err := nodeIDFrom(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.c.reportTask(id, req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.ReportTaskResponse{}, nil
+}
+
+// ownAttempt returns the job and attempt r if it is the task's current
+// attempt and runs on node. Callers hold c.mu.
+func (c *Coordinator) ownAttempt(node string, r attemptRef) (*jobEntry, *store.Attempt, error) {
+	j := c.jobs[r.job]
+	if j == nil {
+		return nil, nil, errorf(ErrStaleAttempt, "attempt %s: unknown job", r)
+	}
+	a := j.attempt(r.task, r.attempt)
+	switch {
+	case a == nil:
+		return nil, nil, errorf(ErrStaleAttempt, "attempt %s does not exist", r)
+	case a.NodeID != node:
+		return nil, nil, errorf(ErrStaleAttempt, "attempt %s is not assigned to %s", r, node)
+	case j.tasks[r.task].Attempt != r.attempt:
+		return nil, nil, errorf(ErrStaleAttempt, "attempt %s was superseded by attempt %d", r, j.tasks[r.task].Attempt)
+	case a.Lost:
+		return nil, nil, errorf(ErrStaleAttempt, "attempt %s was given up: %s", r, a.Message)
+	}
+	return j, a, nil
+}
+
+func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) error {
+	r := refFromProto(req.GetRef())
+	state := req.GetState()
+	now := time.Now()
+	at := now
+	if req.GetTime() != nil {
+		at = req.GetTime().AsTime()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j := c.jobs[r.job]; j != nil {
+		if a := j.attempt(r.task, r.attempt); a != nil && a.NodeID == node && !a.Lost && !a.Active() && a.State == state {
+			return nil // the same end reported again, even after a retry began
+		}
+	}
+	j, a, err := c.ownAttempt(node, r)
+	if err != nil {
+		return err
+	}
+	t := j.tasks[r.task]
+	ch := newChanges()
+	switch state {
+	case cloudmlv1.TaskState_TASK_STATE_STAGING, cloudmlv1.TaskState_TASK_STATE_RUNNING:
+		if !a.Active() {
+			return errorf(ErrStaleAttempt, "attempt %s already ended as %s", r, taskStateName(a.State))
+		}
+		if state <= a.State {
+			return nil // late or repeated progress report
+		}
+		a.State = state
+		if a.StartTime.IsZero() {
+			a.StartTime = at
+		}
+		t.State = state
+		if j.rec.StartTime.IsZero() {
+			j.rec.StartTime = at
+			ch.job(j.rec)
+		}
+	case cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, cloudmlv1.TaskState_TASK_STATE_FAILED, cloudmlv1.TaskState_TASK_STATE_CANCELLED:
+		if !a.Active() {
+			if a.State == state {
+				return nil // the same end reported again
+			}
+			return errorf(ErrStaleAttempt, "attempt %s already ended as %s", r, taskStateName(a.State))
+		}
+		if a.AckedSeq < req.GetLastLogSeq() {
+			return errorf(ErrLogsIncomplete, "logs incomplete: have %d of %d", a.AckedSeq, req.GetLastLogSeq())
+		}
+		a.State = state
+		a.ExitCode = req.GetExitCode()
+		a.Message = req.GetMessage()
+		a.Metrics = store.Metrics(maps.Clone(req.GetMetrics()))
+		a.ResultsURL = req.GetResultsUrl()
+		a.EndTime = at
+		if a.StartTime.IsZero() {
+			a.StartTime = at
+		}
+		if j.rec.StartTime.IsZero() {
+			j.rec.StartTime = at
+			ch.job(j.rec)
+		}
+		c.endTask(j, t, a)
+		c.log.Info("attempt ended", "attempt", r.String(), "state", taskStateName(state), "exit_code", a.ExitCode, "task_state", taskStateName(t.State))
+		c.poke()
+	default:
+		return errorf(ErrInvalid, "report state must be staging, running, succeeded, failed or cancelled, got %s", state)
+	}
+	ch.attempt(a)
+	ch.task(t)
+	ch.updateJobState(j, now)
+	return c.commit(ch)
+}
+
+// endTask moves a task on after its current attempt a ended: done, retried
+// or failed for good. Callers hold c.mu.
+func (c *Coordinator) endTask(j *jobEntry, t *store.Task, a *store.Attempt) {
+	t.Note = ""
+	switch {
+	case a.State == cloudmlv1.TaskState_TASK_STATE_SUCCEEDED:
+		t.State = cloudmlv1.TaskState_TASK_STATE_SUCCEEDED
+		t.Reason = ""
+	case j.rec.Cancelled || a.State == cloudmlv1.TaskState_TASK_STATE_CANCELLED:
+		t.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED
+		t.Reason = "cancelled"
+		if a.Message != "" {
+			t.Reason = "cancelled: " + a.Message
+		}
+	default:
+		t.Failures++
+		failure := fmt.Sprintf("attempt %d failed (%s)", a.Attempt, exitText(a))
+		if t.Failures <= j.spec.GetRetries() {
+			t.State = cloudmlv1.TaskState_TASK_STATE_PENDING
+			t.Note = "waiting to retry after " + failure
+			t.Reason = t.Note
+		} else {
+			t.State = cloudmlv1.TaskState_TASK_STATE_FAILED
+			t.Reason = failure
+			if j.spec.GetRetries() > 0 {
+				t.Reason = fmt.Sprintf("%s; no retries left (%d allowed)", failure, j.spec.GetRetries())
+			}
+		}
+	}
+}
+
+// exitText is "exit 1" or "exit 1: message".
+func exitText(a *store.Attempt) string {
+	s := fmt.Sprintf("exit %d", a.ExitCode)
+	if a.Message != "" {
+		s += ": " + a.Message
+	}
+	return s
+}

@@ -1,0 +1,188 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// scheduleTick is the scheduler's fallback period between triggers.
+const scheduleTick = time.Second
+
+// runScheduler places pending tasks whenever poked, and every second.
+func (c *Coordinator) runScheduler(ctx context.Context) {
+	tick := time.NewTicker(scheduleTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		case <-tick.C:
+		}
+		c.schedule(time.Now())
+	}
+}
+
+// slotsFor is how many slots one task of spec needs: max(1, ceil(cpus)).
+func slotsFor(spec *cloudmlv1.JobSpec) int32 {
+	cpus := spec.GetResources().GetCpus()
+	if cpus <= 1 {
+		return 1
+	}
+	return int32(math.Min(math.Ceil(cpus), math.MaxInt32/2))
+}
+
+// candidate is a node the scheduler may place on.
+type candidate struct {
+	n    *nodeEntry
+	free int32
+}
+
+// pool is the connected READY nodes and their free slots.
+type pool struct {
+	nodes      []*candidate // sorted by node id
+	totalSlots int32
+	maxSlots   int32
+}
+
+func (p *pool) used() int32 {
+	u := p.totalSlots
+	for _, cd := range p.nodes {
+		u -= max(cd.free, 0)
+	}
+	return u
+}
+
+// best is the node with the most free slots (ties by id) that fits need.
+func (p *pool) best(need int32) *candidate {
+	var b *candidate
+	for _, cd := range p.nodes {
+		if cd.free >= need && (b == nil || cd.free > b.free) {
+			b = cd
+		}
+	}
+	return b
+}
+
+// schedule runs one pass: FIFO over jobs by creation and tasks by index,
+// each placed on the least loaded node that fits, within the job's
+// parallelism. Tasks that stay pending get a reason.
+func (c *Coordinator) schedule(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return
+	}
+	p := c.pool()
+	ch := newChanges()
+	type push struct {
+		sess *session
+		j    *jobEntry
+		r    attemptRef
+	}
+	var pushes []push
+	for _, j := range sortedJobs(c.jobs) {
+		if j.final() || j.rec.Cancelled {
+			continue
+		}
+		active := int32(j.activeAttempts())
+		parallelism := j.spec.GetParallelism()
+		need := slotsFor(j.spec)
+		for _, t := range j.tasks {
+			if t.State != cloudmlv1.TaskState_TASK_STATE_PENDING {
+				continue
+			}
+			why := ""
+			switch {
+			case len(c.nodes) == 0:
+				why = "no nodes registered"
+			case len(p.nodes) == 0:
+				why = fmt.Sprintf("none of the %d registered nodes is connected", len(c.nodes))
+			case parallelism > 0 && active >= parallelism:
+				why = fmt.Sprintf("job parallelism %d reached", parallelism)
+			case need > p.maxSlots:
+				why = fmt.Sprintf("needs %d slots; the largest node has %d", need, p.maxSlots)
+			default:
+				cd := p.best(need)
+				if cd == nil {
+					if need == 1 {
+						why = fmt.Sprintf("all %d nodes busy (%d/%d slots used)", len(p.nodes), p.used(), p.totalSlots)
+					} else {
+						why = fmt.Sprintf("no node has %d free slots (%d/%d slots used on %d nodes)", need, p.used(), p.totalSlots, len(p.nodes))
+					}
+					break
+				}
+				cd.free -= need
+				active++
+				a := c.assign(ch, j, t, cd.n.rec.ID, need, now)
+				pushes = append(pushes, push{cd.n.sess, j, refOf(a)})
+			}
+			if why == "" {
+				continue
+			}
+			if t.Note != "" {
+				why = t.Note + "; " + why
+			}
+			if t.Reason != why {
+				t.Reason = why
+				ch.task(t)
+			}
+		}
+	}
+	if err := c.commit(ch); err != nil {
+		c.log.Error("store assignments failed", "error", err)
+		return
+	}
+	for _, ps := range pushes {
+		c.log.Debug("attempt assigned", "attempt", ps.r.String(), "node_id", ps.sess.nodeID)
+		ps.sess.push(assignmentMsg(ps.j, ps.r))
+	}
+}
+
+// pool collects connected READY nodes. Callers hold c.mu.
+func (c *Coordinator) pool() *pool {
+	used, _ := c.usedSlots()
+	p := &pool{}
+	for _, n := range c.nodes {
+		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.sess == nil {
+			continue
+		}
+		p.nodes = append(p.nodes, &candidate{n: n, free: n.rec.Slots - used[n.rec.ID]})
+		p.totalSlots += n.rec.Slots
+		p.maxSlots = max(p.maxSlots, n.rec.Slots)
+	}
+	sort.Slice(p.nodes, func(a, b int) bool { return p.nodes[a].n.rec.ID < p.nodes[b].n.rec.ID })
+	return p
+}
+
+// assign creates the task's next attempt on node. Callers hold c.mu.
+func (c *Coordinator) assign(ch *changes, j *jobEntry, t *store.Task, node string, slots int32, now time.Time) *store.Attempt {
+	t.Attempt++
+	t.State = cloudmlv1.TaskState_TASK_STATE_ASSIGNED
+	t.Reason = ""
+	t.Note = ""
+	a := &store.Attempt{
+		JobID:      j.rec.ID,
+		Task:       t.Index,
+		Attempt:    t.Attempt,
+		NodeID:     node,
+		Slots:      slots,
+		State:      cloudmlv1.TaskState_TASK_STATE_ASSIGNED,
+		AssignTime: now,
+	}
+	list := j.attempts[t.Index]
+	for len(list) < int(a.Attempt) {
+		list = append(list, nil)
+	}
+	list[a.Attempt-1] = a
+	j.attempts[t.Index] = list
+	ch.task(t)
+	ch.attempt(a)
+	return a
+}

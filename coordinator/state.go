@@ -1,0 +1,245 @@
+package coordinator
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// attemptRef names one attempt.
+type attemptRef struct {
+	job     string
+	task    int32
+	attempt int32
+}
+
+func (r attemptRef) String() string { return fmt.Sprintf("%s/%d/%d", r.job, r.task, r.attempt) }
+
+func refOf(a *store.Attempt) attemptRef { return attemptRef{a.JobID, a.Task, a.Attempt} }
+
+func refFromProto(r *cloudmlv1.TaskRef) attemptRef {
+	return attemptRef{r.GetJobId(), r.GetTaskIndex(), r.GetAttempt()}
+}
+
+func (r attemptRef) proto() *cloudmlv1.TaskRef {
+	return &cloudmlv1.TaskRef{JobId: r.job, TaskIndex: r.task, Attempt: r.attempt}
+}
+
+// nodeEntry is a node's record plus what is kept only in memory.
+type nodeEntry struct {
+	rec           *store.Node
+	sess          *session  // open session, nil when none
+	lastSeen      time.Time // last heartbeat or session open
+	persistedSeen time.Time // LastHeartbeat as last written
+	sessionEnd    time.Time // when the last session closed
+}
+
+// jobEntry is a job with its tasks and attempts.
+type jobEntry struct {
+	rec      *store.Job
+	spec     *cloudmlv1.JobSpec
+	tasks    []*store.Task
+	attempts [][]*store.Attempt // [task][attempt-1]
+}
+
+func (j *jobEntry) attempt(task, n int32) *store.Attempt {
+	if task < 0 || int(task) >= len(j.attempts) || n < 1 || int(n) > len(j.attempts[task]) {
+		return nil
+	}
+	return j.attempts[task][n-1]
+}
+
+// current returns the task's latest attempt, nil before the first.
+func (j *jobEntry) current(task int32) *store.Attempt {
+	return j.attempt(task, j.tasks[task].Attempt)
+}
+
+// final reports whether the job reached a final state.
+func (j *jobEntry) final() bool {
+	switch j.rec.State {
+	case cloudmlv1.JobState_JOB_STATE_SUCCEEDED, cloudmlv1.JobState_JOB_STATE_FAILED, cloudmlv1.JobState_JOB_STATE_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// activeAttempts counts attempts that hold a slot.
+func (j *jobEntry) activeAttempts() int {
+	n := 0
+	for i := range j.tasks {
+		if a := j.current(int32(i)); a != nil && a.Active() {
+			n++
+		}
+	}
+	return n
+}
+
+// deriveState computes the job's state from its tasks.
+func (j *jobEntry) deriveState() cloudmlv1.JobState {
+	if j.rec.Cancelled {
+		return cloudmlv1.JobState_JOB_STATE_CANCELLED
+	}
+	ended, failed, succeeded := 0, 0, 0
+	for _, t := range j.tasks {
+		switch t.State {
+		case cloudmlv1.TaskState_TASK_STATE_SUCCEEDED:
+			ended++
+			succeeded++
+		case cloudmlv1.TaskState_TASK_STATE_FAILED, cloudmlv1.TaskState_TASK_STATE_CANCELLED:
+			ended++
+			failed++
+		}
+	}
+	switch {
+	case len(j.tasks) > 0 && succeeded == len(j.tasks):
+		return cloudmlv1.JobState_JOB_STATE_SUCCEEDED
+	case len(j.tasks) > 0 && ended == len(j.tasks) && failed > 0:
+		return cloudmlv1.JobState_JOB_STATE_FAILED
+	case !j.rec.StartTime.IsZero() || ended > 0:
+		return cloudmlv1.JobState_JOB_STATE_RUNNING
+	}
+	return cloudmlv1.JobState_JOB_STATE_PENDING
+}
+
+// changes collects the records an event modified, for one store commit.
+type changes struct {
+	nodes    map[string]*store.Node
+	jobs     map[string]*store.Job
+	tasks    map[attemptRef]*store.Task
+	attempts map[attemptRef]*store.Attempt
+	wake     map[string]bool // jobs whose subscribers to wake
+}
+
+func newChanges() *changes {
+	return &changes{
+		nodes:    map[string]*store.Node{},
+		jobs:     map[string]*store.Job{},
+		tasks:    map[attemptRef]*store.Task{},
+		attempts: map[attemptRef]*store.Attempt{},
+		wake:     map[string]bool{},
+	}
+}
+
+func (c *changes) node(n *store.Node) { c.nodes[n.ID] = n }
+func (c *changes) job(j *store.Job)   { c.jobs[j.ID] = j; c.wake[j.ID] = true }
+func (c *changes) task(t *store.Task) {
+	c.tasks[attemptRef{t.JobID, t.Index, 0}] = t
+	c.wake[t.JobID] = true
+}
+func (c *changes) attempt(a *store.Attempt) {
+	c.attempts[refOf(a)] = a
+	c.wake[a.JobID] = true
+}
+
+func (c *changes) storeChanges() *store.Changes {
+	sc := &store.Changes{}
+	for _, n := range c.nodes {
+		sc.Nodes = append(sc.Nodes, n)
+	}
+	for _, j := range c.jobs {
+		sc.Jobs = append(sc.Jobs, j)
+	}
+	for _, t := range c.tasks {
+		sc.Tasks = append(sc.Tasks, t)
+	}
+	for _, a := range c.attempts {
+		sc.Attempts = append(sc.Attempts, a)
+	}
+	return sc
+}
+
+// updateJobState re-derives j's state, records a change and the end time.
+func (c *changes) updateJobState(j *jobEntry, now time.Time) {
+	st := j.deriveState()
+	if st == j.rec.State {
+		return
+	}
+	j.rec.State = st
+	if j.final() && j.rec.EndTime.IsZero() {
+		j.rec.EndTime = now
+	}
+	c.job(j.rec)
+}
+
+// taskProto renders a task with its current attempt.
+func taskProto(j *jobEntry, t *store.Task) *cloudmlv1.Task {
+	pt := &cloudmlv1.Task{
+		Index:   t.Index,
+		Params:  t.Params,
+		State:   t.State,
+		Attempt: t.Attempt,
+		Reason:  t.Reason,
+	}
+	if a := j.current(t.Index); a != nil {
+		pt.NodeId = a.NodeID
+		pt.ExitCode = a.ExitCode
+		pt.Metrics = a.Metrics
+		pt.ResultsUrl = a.ResultsURL
+		pt.StartTime = timestamp(a.StartTime)
+		pt.EndTime = timestamp(a.EndTime)
+	}
+	return pt
+}
+
+// jobProto renders a job; withTasks adds every task.
+func jobProto(j *jobEntry, withTasks bool) *cloudmlv1.Job {
+	pj := &cloudmlv1.Job{
+		Id:         j.rec.ID,
+		Spec:       proto.Clone(j.spec).(*cloudmlv1.JobSpec),
+		State:      j.rec.State,
+		TaskCount:  j.rec.TaskCount,
+		TaskStates: map[string]int32{},
+		CreateTime: timestamp(j.rec.CreateTime),
+		EndTime:    timestamp(j.rec.EndTime),
+		Output:     j.rec.Output,
+	}
+	for _, t := range j.tasks {
+		pj.TaskStates[taskStateName(t.State)]++
+		if withTasks {
+			pj.Tasks = append(pj.Tasks, taskProto(j, t))
+		}
+	}
+	return pj
+}
+
+// nodeProto renders a node; running counts its active attempts.
+func nodeProto(n *nodeEntry, running int32) *cloudmlv1.Node {
+	return &cloudmlv1.Node{
+		Id:            n.rec.ID,
+		Hostname:      n.rec.Hostname,
+		State:         n.rec.State,
+		Address:       n.rec.Address,
+		Slots:         n.rec.Slots,
+		MemoryBytes:   n.rec.MemoryBytes,
+		RunningTasks:  running,
+		LastHeartbeat: timestamp(n.lastSeen),
+		Runtime:       n.rec.Runtime,
+	}
+}
+
+// taskStateName is "pending" for TASK_STATE_PENDING.
+func taskStateName(s cloudmlv1.TaskState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
+}
+
+// sortedJobs returns jobs oldest first (FIFO order).
+func sortedJobs(m map[string]*jobEntry) []*jobEntry {
+	out := make([]*jobEntry, 0, len(m))
+	for _, j := range m {
+		out = append(out, j)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		ja, jb := out[a].rec, out[b].rec
+		if !ja.CreateTime.Equal(jb.CreateTime) {
+			return ja.CreateTime.Before(jb.CreateTime)
+		}
+		return ja.ID < jb.ID
+	})
+	return out
+}

@@ -1,0 +1,155 @@
+package store
+
+import (
+	"encoding/json"
+	"math"
+	"strconv"
+	"time"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// Node is a registered machine.
+type Node struct {
+	// ID is the coordinator-assigned id ("node-1").
+	ID string `json:"id"`
+	// Hostname, Address, Slots, MemoryBytes and Runtime are what the node reported.
+	Hostname    string `json:"hostname"`
+	Address     string `json:"address"`
+	Slots       int32  `json:"slots"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Runtime     string `json:"runtime"`
+	// CredentialSHA256 is the hex sha256 of the node credential; the
+	// credential itself is never stored.
+	CredentialSHA256 string `json:"credential_sha256"`
+	// State is READY or DOWN.
+	State cloudmlv1.NodeState `json:"state"`
+	// LastHeartbeat is when the node was last heard from (persisted lazily).
+	LastHeartbeat time.Time `json:"last_heartbeat"`
+	// RegisterTime is when the node registered.
+	RegisterTime time.Time `json:"register_time"`
+}
+
+// Job is a submitted job.
+type Job struct {
+	// ID is "name-xxxxxx".
+	ID string `json:"id"`
+	// Spec is the JobSpec as proto bytes.
+	Spec []byte `json:"spec"`
+	// State is the derived job state, stored so listings need no tasks.
+	State cloudmlv1.JobState `json:"state"`
+	// Output is the resolved output bucket URL.
+	Output string `json:"output"`
+	// TaskCount is the number of tasks.
+	TaskCount int32 `json:"task_count"`
+	// Cancelled is set once the user cancelled the job.
+	Cancelled bool `json:"cancelled,omitempty"`
+	// CreateTime, StartTime and EndTime bound the job.
+	CreateTime time.Time `json:"create_time"`
+	StartTime  time.Time `json:"start_time,omitzero"`
+	EndTime    time.Time `json:"end_time,omitzero"`
+}
+
+// Task is one element of a job's sweep.
+type Task struct {
+	// JobID and Index name the task.
+	JobID string `json:"job_id"`
+	Index int32  `json:"index"`
+	// Params are the swept values.
+	Params map[string]string `json:"params,omitempty"`
+	// State is the task's state.
+	State cloudmlv1.TaskState `json:"state"`
+	// Attempt is the number of the latest attempt, 0 before the first.
+	Attempt int32 `json:"attempt"`
+	// Failures counts attempts that failed (lost attempts do not count).
+	Failures int32 `json:"failures"`
+	// Reason says why the task is pending or why it failed.
+	Reason string `json:"reason,omitempty"`
+	// Note is an event's explanation (a failed or lost attempt) that stays
+	// in front of the scheduler's reason while the task waits.
+	Note string `json:"note,omitempty"`
+}
+
+// Attempt is one run of a task on a node.
+type Attempt struct {
+	// JobID, Task and Attempt name the attempt.
+	JobID   string `json:"job_id"`
+	Task    int32  `json:"task"`
+	Attempt int32  `json:"attempt"`
+	// NodeID is the node it was assigned to.
+	NodeID string `json:"node_id"`
+	// Slots is what the attempt reserves on its node.
+	Slots int32 `json:"slots"`
+	// State is ASSIGNED, STAGING, RUNNING or a terminal state.
+	State cloudmlv1.TaskState `json:"state"`
+	// Lost is set when the node went away during the attempt.
+	Lost bool `json:"lost,omitempty"`
+	// ExitCode, Message, Metrics and ResultsURL come from the final report.
+	ExitCode   int32   `json:"exit_code"`
+	Message    string  `json:"message,omitempty"`
+	Metrics    Metrics `json:"metrics,omitempty"`
+	ResultsURL string  `json:"results_url,omitempty"`
+	// AckedSeq is filled from the acks bucket on load; Save ignores it.
+	AckedSeq uint64 `json:"-"`
+	// AssignTime, StartTime and EndTime bound the attempt.
+	AssignTime time.Time `json:"assign_time"`
+	StartTime  time.Time `json:"start_time,omitzero"`
+	EndTime    time.Time `json:"end_time,omitzero"`
+}
+
+// Active reports whether the attempt holds a slot on its node.
+func (a *Attempt) Active() bool {
+	return ActiveState(a.State)
+}
+
+// ActiveState reports whether s is ASSIGNED, STAGING or RUNNING.
+func ActiveState(s cloudmlv1.TaskState) bool {
+	switch s {
+	case cloudmlv1.TaskState_TASK_STATE_ASSIGNED, cloudmlv1.TaskState_TASK_STATE_STAGING, cloudmlv1.TaskState_TASK_STATE_RUNNING:
+		return true
+	}
+	return false
+}
+
+// Metrics is a metric map whose JSON form keeps NaN and ±Inf as strings.
+type Metrics map[string]float64
+
+// MarshalJSON encodes non-finite values as strings.
+func (m Metrics) MarshalJSON() ([]byte, error) {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			out[k] = strconv.FormatFloat(v, 'g', -1, 64)
+		} else {
+			out[k] = v
+		}
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON decodes numbers and the strings MarshalJSON writes.
+func (m *Metrics) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	out := make(Metrics, len(raw))
+	for k, r := range raw {
+		var f float64
+		if err := json.Unmarshal(r, &f); err == nil {
+			out[k] = f
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(r, &s); err != nil {
+			return err
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		out[k] = f
+	}
+	*m = out
+	return nil
+}

@@ -1,0 +1,198 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the name of the state file inside the state directory.
+const FileName = "state.db"
+
+// LockTimeout is how long Open waits for another coordinator to let go.
+const LockTimeout = time.Second
+
+var (
+	// ErrLocked means another coordinator holds the state file.
+	ErrLocked = errors.New("state is locked by another coordinator")
+	// ErrNotFound means a record does not exist.
+	ErrNotFound = errors.New("not found")
+)
+
+var (
+	bucketNodes    = []byte("nodes")
+	bucketJobs     = []byte("jobs")
+	bucketTasks    = []byte("tasks")
+	bucketAttempts = []byte("attempts")
+	bucketAcks     = []byte("acks")
+	bucketLogs     = []byte("logs")
+	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts, bucketAcks, bucketLogs}
+)
+
+// Store is the coordinator's bbolt file.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (or creates) dir/state.db. If another process holds it, Open
+// fails within LockTimeout with an error wrapping ErrLocked.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        LockTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the file and releases its lock.
+func (s *Store) Close() error {
+	return s.db.Close()
+}
+
+// Snapshot is everything but the logs, as Load read it.
+type Snapshot struct {
+	// Nodes, Jobs, Tasks and Attempts are every stored record, in key order.
+	Nodes    []*Node
+	Jobs     []*Job
+	Tasks    []*Task
+	Attempts []*Attempt
+}
+
+// Load reads every node, job, task and attempt (with its acked log seq).
+func (s *Store) Load() (*Snapshot, error) {
+	snap := &Snapshot{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if err := loadAll(tx.Bucket(bucketNodes), &snap.Nodes); err != nil {
+			return fmt.Errorf("nodes: %w", err)
+		}
+		if err := loadAll(tx.Bucket(bucketJobs), &snap.Jobs); err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+		if err := loadAll(tx.Bucket(bucketTasks), &snap.Tasks); err != nil {
+			return fmt.Errorf("tasks: %w", err)
+		}
+		if err := loadAll(tx.Bucket(bucketAttempts), &snap.Attempts); err != nil {
+			return fmt.Errorf("attempts: %w", err)
+		}
+		acks := tx.Bucket(bucketAcks)
+		for _, a := range snap.Attempts {
+			a.AckedSeq = decodeSeq(acks.Get(attemptKey(a.JobID, a.Task, a.Attempt)))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load state: %w", err)
+	}
+	return snap, nil
+}
+
+func loadAll[T any](b *bolt.Bucket, out *[]*T) error {
+	return b.ForEach(func(k, v []byte) error {
+		r := new(T)
+		if err := json.Unmarshal(v, r); err != nil {
+			return fmt.Errorf("decode %q: %w", k, err)
+		}
+		*out = append(*out, r)
+		return nil
+	})
+}
+
+// Changes is a set of records to write in one transaction.
+type Changes struct {
+	// Nodes, Jobs, Tasks and Attempts are written (replaced) by key.
+	Nodes    []*Node
+	Jobs     []*Job
+	Tasks    []*Task
+	Attempts []*Attempt
+}
+
+// Empty reports whether there is nothing to write.
+func (c *Changes) Empty() bool {
+	return len(c.Nodes)+len(c.Jobs)+len(c.Tasks)+len(c.Attempts) == 0
+}
+
+// Save writes every record of c in one transaction.
+func (s *Store) Save(c *Changes) error {
+	if c.Empty() {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error { return putChanges(tx, c) })
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// SaveBatched is Save through db.Batch: concurrent callers share a commit.
+// Use it for frequent small writes such as heartbeat times.
+func (s *Store) SaveBatched(c *Changes) error {
+	if c.Empty() {
+		return nil
+	}
+	err := s.db.Batch(func(tx *bolt.Tx) error { return putChanges(tx, c) })
+	if err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+func putChanges(tx *bolt.Tx, c *Changes) error {
+	for _, n := range c.Nodes {
+		if err := putJSON(tx.Bucket(bucketNodes), []byte(n.ID), n); err != nil {
+			return err
+		}
+	}
+	for _, j := range c.Jobs {
+		if err := putJSON(tx.Bucket(bucketJobs), []byte(j.ID), j); err != nil {
+			return err
+		}
+	}
+	for _, t := range c.Tasks {
+		if err := putJSON(tx.Bucket(bucketTasks), taskKey(t.JobID, t.Index), t); err != nil {
+			return err
+		}
+	}
+	for _, a := range c.Attempts {
+		if err := putJSON(tx.Bucket(bucketAttempts), attemptKey(a.JobID, a.Task, a.Attempt), a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %q: %w", key, err)
+	}
+	return b.Put(key, data)
+}
