@@ -116,7 +116,10 @@ func downloadPrefix(ctx context.Context, url, dst string) error {
 		return err
 	}
 	defer b.Close()
-	prefix := strings.TrimSuffix(loc.Key, "/") + "/"
+	prefix := ""
+	if loc.Key != "" {
+		prefix = strings.TrimSuffix(loc.Key, "/") + "/"
+	}
 	objs, err := b.List(ctx, prefix)
 	if err != nil {
 		return err

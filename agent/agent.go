@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cloudml/cloudml/agent/attempt"
+	"github.com/cloudml/cloudml/agent/backoff"
+	"github.com/cloudml/cloudml/agent/runtime"
+	"github.com/cloudml/cloudml/agent/stage"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// longSession is how long a session must live for the reconnect backoff to
+// start again from its minimum.
+const longSession = 10 * time.Second
+
+// Agent is cloudml-agent: one per node.
+type Agent struct {
+	cfg    Config
+	log    hclog.Logger
+	rt     runtime.Runtime
+	cache  *stage.Cache
+	memory int64
+	node   nodeConn
+
+	mu       sync.Mutex // protects the fields below
+	nodeID   string
+	attempts map[refKey]*attempt.Attempt // running and finished, at most once each
+	wg       sync.WaitGroup              // running attempts
+}
+
+// refKey identifies an attempt.
+type refKey struct {
+	job     string
+	task    int32
+	attempt int32
+}
+
+func keyOf(r *cloudmlv1.TaskRef) refKey {
+	return refKey{r.GetJobId(), r.GetTaskIndex(), r.GetAttempt()}
+}
+
+// New checks cfg and returns an Agent; Run starts it.
+func New(cfg Config) (*Agent, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.Named("agent")
+	return &Agent{
+		cfg:      cfg,
+		log:      log,
+		rt:       cfg.Runtime,
+		cache:    &stage.Cache{Dir: filepath.Join(cfg.WorkDir, "cache"), Logger: log.Named("stage"), Open: cfg.OpenBucket},
+		memory:   memoryBytes(),
+		attempts: map[refKey]*attempt.Attempt{},
+	}, nil
+}
+
+// CacheStats returns the staging cache's download counters.
+func (a *Agent) CacheStats() (downloads, bytes int64) { return a.cache.Stats() }
+
+// Run registers if needed, then holds a session with the coordinator and
+// carries out its assignments until ctx is cancelled. It then stops the
+// running attempts (SIGTERM, SIGKILL after the grace period), waits for
+// them and returns nil. It returns an error only when it cannot go on: a
+// rejected bootstrap token (ErrBadToken), no token at all, or an unusable
+// work directory.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.WorkDir, 0o700); err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	defer a.node.close()
+	regConn, err := a.dial()
+	if err != nil {
+		return fmt.Errorf("dial coordinator %s: %w", a.cfg.CoordinatorAddr, err)
+	}
+	defer regConn.Close()
+	regClient := cloudmlv1.NewAgentServiceClient(regConn)
+
+	runCtx, stop := context.WithCancel(ctx)
+	err = a.loop(runCtx, regClient)
+	stop()      // a fatal error stops the attempts too
+	a.wg.Wait() // attempts stop themselves when runCtx ends
+	if ctx.Err() != nil {
+		a.log.Info("agent stopped")
+		return nil
+	}
+	return err
+}
+
+func (a *Agent) loop(ctx context.Context, regClient cloudmlv1.AgentServiceClient) error {
+	bo := backoff.New(a.cfg.BackoffMin, a.cfg.BackoffMax)
+	for ctx.Err() == nil {
+		id, err := a.ensureIdentity(ctx, regClient)
+		if err != nil {
+			return err
+		}
+		client, err := a.node.use(a, id.NodeCredential)
+		if err != nil {
+			return fmt.Errorf("dial coordinator %s: %w", a.cfg.CoordinatorAddr, err)
+		}
+		lived, err := a.session(ctx, client)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if status.Code(err) == codes.Unauthenticated {
+			a.log.Warn("coordinator refused the node credential; registering again", "node_id", id.NodeID, "error", err)
+			a.forgetIdentity()
+		} else {
+			a.log.Warn("session ended; reconnecting", "lived", lived, "error", err)
+		}
+		if lived > longSession {
+			bo.Reset()
+		}
+		if err := bo.Wait(ctx); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// running returns the attempts whose end is not yet acknowledged.
+func (a *Agent) running() []*cloudmlv1.TaskRef {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var refs []*cloudmlv1.TaskRef
+	for _, at := range a.attempts {
+		select {
+		case <-at.Done():
+		default:
+			refs = append(refs, at.Ref())
+		}
+	}
+	return refs
+}
+
+// assign starts asg unless this agent already has that attempt.
+func (a *Agent) assign(ctx context.Context, asg *cloudmlv1.Assignment) {
+	ref := asg.GetRef()
+	if ref == nil {
+		a.log.Warn("ignoring assignment without a task ref")
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	key := keyOf(ref)
+	if _, ok := a.attempts[key]; ok {
+		a.log.Debug("ignoring repeated assignment", "job_id", key.job, "task_index", key.task, "attempt", key.attempt)
+		return
+	}
+	at := attempt.New(attempt.Config{
+		Client: &a.node, Cache: a.cache, Runtime: a.rt, OpenBucket: a.cfg.OpenBucket,
+		NodeID: a.nodeID, Dir: filepath.Join(a.cfg.WorkDir, "attempts"), BaseEnv: a.cfg.Env,
+		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout,
+		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax,
+		LogBatchBytes: a.cfg.LogBatchBytes, LogFlushInterval: a.cfg.LogFlushInterval,
+		Logger: a.log.Named("attempt"),
+	}, asg)
+	a.attempts[key] = at
+	a.wg.Go(func() { at.Run(ctx) })
+}
+
+// cancel stops an attempt if this agent runs it.
+func (a *Agent) cancel(c *cloudmlv1.Cancel) {
+	a.mu.Lock()
+	at, ok := a.attempts[keyOf(c.GetRef())]
+	a.mu.Unlock()
+	if !ok {
+		a.log.Debug("cancel for an unknown attempt", "job_id", c.GetRef().GetJobId(), "task_index", c.GetRef().GetTaskIndex())
+		return
+	}
+	at.Cancel(c.GetReason())
+}
+
+var errProtocol = errors.New("protocol error")

@@ -1,0 +1,155 @@
+package attempt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cloudml/cloudml/internal/archive"
+	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/jobspec"
+)
+
+// layout is an attempt's directory on the node.
+type layout struct {
+	root    string // attempts/<job>/<task>/<attempt>
+	run     string // the working directory
+	output  string // CLOUDML_OUTPUT_DIR
+	data    string // CLOUDML_DATA_DIR, "" when there is no data
+	logs    string // local copies of stdout and stderr
+	stdout  string
+	stderr  string
+	warning string // a non-fatal layout problem
+}
+
+// stageAll stages the code and every data source, returning the code dir
+// and the staged dir of each data name. Errors read as actions to take.
+func (a *Attempt) stageAll(ctx context.Context) (string, map[string]string, error) {
+	code, err := a.cfg.Cache.Stage(ctx, a.asg.GetCode())
+	if err != nil {
+		return "", nil, fmt.Errorf("stage code: %w%s", err, stageHint(err, "was it uploaded? resubmit with --code DIR"))
+	}
+	data := map[string]string{}
+	for _, name := range sortedKeys(a.asg.GetData()) {
+		if !filepath.IsLocal(name) || strings.ContainsRune(name, filepath.Separator) {
+			return "", nil, fmt.Errorf("stage data %q: a data name must be a plain file name", name)
+		}
+		dir, err := a.cfg.Cache.Stage(ctx, a.asg.GetData()[name])
+		if err != nil {
+			return "", nil, fmt.Errorf("stage data %q: %w%s", name, err, stageHint(err, "check the data URL and that the objects are uploaded"))
+		}
+		data[name] = dir
+	}
+	return code, data, nil
+}
+
+func stageHint(err error, missing string) string {
+	switch {
+	case errors.Is(err, bucket.ErrNotExist):
+		return ": " + missing
+	case errors.Is(err, archive.ErrUnsafePath):
+		return ": the source holds paths that escape its directory; repack it"
+	}
+	return ""
+}
+
+// prepare makes a fresh attempt directory: run/ links every top-level entry
+// of the staged code (and data/ when there is data), output/ is empty.
+func prepare(root, code string, data map[string]string) (*layout, error) {
+	l := &layout{
+		root: root, run: filepath.Join(root, "run"), output: filepath.Join(root, "output"),
+		logs: filepath.Join(root, "logs"),
+	}
+	l.stdout, l.stderr = filepath.Join(l.logs, "stdout.log"), filepath.Join(l.logs, "stderr.log")
+	// A directory left by a run before an agent crash is stale.
+	if err := os.RemoveAll(root); err != nil {
+		return nil, fmt.Errorf("clear attempt dir: %w", err)
+	}
+	for _, d := range []string{l.run, l.output, l.logs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create attempt dir: %w", err)
+		}
+	}
+	entries, err := os.ReadDir(code)
+	if err != nil {
+		return nil, fmt.Errorf("read staged code: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join(code, e.Name()), filepath.Join(l.run, e.Name())); err != nil {
+			return nil, fmt.Errorf("link code into the working dir: %w", err)
+		}
+	}
+	if len(data) == 0 {
+		return l, nil
+	}
+	l.data = filepath.Join(root, "data")
+	if err := os.MkdirAll(l.data, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	for name, dir := range data {
+		if err := os.Symlink(dir, filepath.Join(l.data, name)); err != nil {
+			return nil, fmt.Errorf("link data %q: %w", name, err)
+		}
+	}
+	if err := os.Symlink(l.data, filepath.Join(l.run, "data")); err != nil {
+		if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("link data into the working dir: %w", err)
+		}
+		l.warning = "the code has its own data entry; the staged data is only at $CLOUDML_DATA_DIR"
+	}
+	return l, nil
+}
+
+// environ is the task's environment: the agent's own, the assignment's
+// env, then the CLOUDML_ variables; later entries replace earlier ones.
+func (a *Attempt) environ(l *layout) []string {
+	ref := a.asg.GetRef()
+	vars := [][2]string{}
+	for _, kv := range a.cfg.BaseEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			vars = append(vars, [2]string{k, v})
+		}
+	}
+	for _, k := range sortedKeys(a.asg.GetEnv()) {
+		vars = append(vars, [2]string{k, a.asg.GetEnv()[k]})
+	}
+	vars = append(vars,
+		[2]string{"CLOUDML_JOB_ID", ref.GetJobId()},
+		[2]string{"CLOUDML_TASK_INDEX", strconv.Itoa(int(ref.GetTaskIndex()))},
+		[2]string{"CLOUDML_TASK_COUNT", strconv.Itoa(int(a.asg.GetTaskCount()))},
+		[2]string{"CLOUDML_ATTEMPT", strconv.Itoa(int(ref.GetAttempt()))},
+		[2]string{"CLOUDML_OUTPUT_DIR", l.output},
+	)
+	if l.data != "" {
+		vars = append(vars, [2]string{"CLOUDML_DATA_DIR", l.data})
+	}
+	for _, k := range sortedKeys(a.asg.GetParams()) {
+		vars = append(vars, [2]string{jobspec.ParamEnvName(k), a.asg.GetParams()[k]})
+	}
+	index := map[string]int{}
+	var env []string
+	for _, kv := range vars {
+		s := kv[0] + "=" + kv[1]
+		if i, ok := index[kv[0]]; ok {
+			env[i] = s
+			continue
+		}
+		index[kv[0]] = len(env)
+		env = append(env, s)
+	}
+	return env
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

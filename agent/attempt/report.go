@@ -1,0 +1,103 @@
+package attempt
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/cloudml/cloudml/agent/backoff"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// ErrRejected means the coordinator answered FAILED_PRECONDITION: it no
+// longer wants the attempt, which is then stopped and dropped.
+var ErrRejected = errors.New("coordinator no longer wants this attempt")
+
+// Client is the part of the AgentService client an attempt uses.
+type Client interface {
+	ReportTask(ctx context.Context, in *cloudmlv1.ReportTaskRequest, opts ...grpc.CallOption) (*cloudmlv1.ReportTaskResponse, error)
+	PublishLogs(ctx context.Context, in *cloudmlv1.PublishLogsRequest, opts ...grpc.CallOption) (*cloudmlv1.PublishLogsResponse, error)
+}
+
+// reporter sends an attempt's reports in order from its own goroutine, so
+// that a slow or absent coordinator never holds up staging or running.
+type reporter struct {
+	client     Client
+	log        hclog.Logger
+	timeout    time.Duration
+	bmin, bmax time.Duration
+	queue      chan *cloudmlv1.ReportTaskRequest
+	done       chan struct{} // closed when the goroutine exits
+	rejected   chan struct{} // closed on FAILED_PRECONDITION
+	err        error         // why it stopped; read after done
+}
+
+func newReporter(ctx context.Context, cfg *Config, log hclog.Logger) *reporter {
+	r := &reporter{
+		client: cfg.Client, log: log, timeout: cfg.CallTimeout,
+		bmin: cfg.BackoffMin, bmax: cfg.BackoffMax,
+		queue:    make(chan *cloudmlv1.ReportTaskRequest, 8),
+		done:     make(chan struct{}),
+		rejected: make(chan struct{}),
+	}
+	go r.run(ctx)
+	return r
+}
+
+// send queues a progress report; it never blocks for long (the queue holds
+// more reports than an attempt makes).
+func (r *reporter) send(req *cloudmlv1.ReportTaskRequest) {
+	req.Time = timestamppb.Now()
+	select {
+	case r.queue <- req:
+	case <-r.done:
+	}
+}
+
+// finish queues the final report and waits until every report is
+// acknowledged. It returns ErrRejected or ctx's error if that never happens.
+func (r *reporter) finish(ctx context.Context, req *cloudmlv1.ReportTaskRequest) error {
+	if req != nil {
+		r.send(req)
+	}
+	close(r.queue)
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *reporter) run(ctx context.Context) {
+	defer close(r.done)
+	bo := backoff.New(r.bmin, r.bmax)
+	for req := range r.queue {
+		for {
+			callCtx, cancel := context.WithTimeout(ctx, r.timeout)
+			_, err := r.client.ReportTask(callCtx, req)
+			cancel()
+			if err == nil {
+				bo.Reset()
+				break
+			}
+			if status.Code(err) == codes.FailedPrecondition {
+				r.log.Info("coordinator no longer wants the attempt", "state", req.GetState(), "error", err)
+				r.err = ErrRejected
+				close(r.rejected)
+				return
+			}
+			r.log.Warn("report failed; will retry", "state", req.GetState(), "error", err)
+			if werr := bo.Wait(ctx); werr != nil {
+				r.err = werr
+				return
+			}
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package attempt
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudml/cloudml/internal/bucket"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// MetricsFile is the file in CLOUDML_OUTPUT_DIR whose flat name → number
+// object becomes the attempt's metrics.
+const MetricsFile = "metrics.json"
+
+// ManifestFile is written last under the attempt's results prefix.
+const ManifestFile = "manifest.json"
+
+// Manifest describes an attempt's results; it is the last object written
+// under results/<job>/<task>/<attempt>/.
+type Manifest struct {
+	JobID     string             `json:"job_id"`
+	TaskIndex int32              `json:"task_index"`
+	Attempt   int32              `json:"attempt"`
+	NodeID    string             `json:"node_id"`
+	Command   []string           `json:"command"`
+	Params    map[string]string  `json:"params"`
+	ExitCode  int                `json:"exit_code"`
+	State     string             `json:"state"`
+	Message   string             `json:"message"`
+	Warnings  []string           `json:"warnings,omitempty"`
+	Metrics   map[string]float64 `json:"metrics"`
+	Files     []ManifestFileInfo `json:"files"`
+	Timings   ManifestTimings    `json:"timings"`
+}
+
+// ManifestFileInfo is one uploaded file, its path relative to the prefix.
+type ManifestFileInfo struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// ManifestTimings says where the attempt's time went.
+type ManifestTimings struct {
+	StagingMS int64  `json:"staging_ms"`
+	RunMS     int64  `json:"run_ms"`
+	UploadMS  int64  `json:"upload_ms"`
+	StartedAt string `json:"started_at"`
+	EndedAt   string `json:"ended_at"`
+}
+
+// readMetrics parses output/metrics.json. A missing file means no metrics;
+// a malformed one is a warning, never a failure.
+func readMetrics(outputDir string) (map[string]float64, string) {
+	data, err := os.ReadFile(filepath.Join(outputDir, MetricsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ""
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("%s: %v", MetricsFile, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Sprintf("%s is not a JSON object of name to number (%v); no metrics recorded", MetricsFile, err)
+	}
+	metrics := make(map[string]float64, len(raw))
+	for name, v := range raw {
+		var f float64
+		if err := json.Unmarshal(v, &f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Sprintf("%s: %q is %s, not a number; no metrics recorded", MetricsFile, name, bytes.TrimSpace(v))
+		}
+		metrics[name] = f
+	}
+	return metrics, ""
+}
+
+// reserved are result paths the agent writes itself.
+var reserved = map[string]bool{"logs/stdout.log": true, "logs/stderr.log": true, ManifestFile: true}
+
+// upload writes the outputs, the log copies and, last, the manifest under
+// results/<job>/<task>/<attempt>/ of the output bucket. Every object is
+// written only if absent. A failed upload fails a successful attempt.
+func (a *Attempt) upload(ctx context.Context, res *result, l *layout) {
+	start := time.Now()
+	err := a.uploadAll(ctx, res, l, start)
+	res.timings.upload = time.Since(start)
+	if err == nil {
+		return
+	}
+	a.log.Warn("upload results failed", "error", err)
+	if res.state == cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
+		res.state = cloudmlv1.TaskState_TASK_STATE_FAILED
+		res.msg = "upload results: " + err.Error()
+		return
+	}
+	res.warnings = append(res.warnings, "upload results: "+err.Error())
+}
+
+func (a *Attempt) uploadAll(ctx context.Context, res *result, l *layout, start time.Time) error {
+	open := a.cfg.OpenBucket
+	if open == nil {
+		open = bucket.Open
+	}
+	if a.asg.GetOutput() == "" {
+		return errors.New("the assignment has no output bucket")
+	}
+	b, loc, err := open(ctx, a.asg.GetOutput())
+	if err != nil {
+		return fmt.Errorf("open %s: %w", a.asg.GetOutput(), err)
+	}
+	defer b.Close()
+	ref := a.Ref()
+	prefix := path.Join(loc.Key, "results", ref.GetJobId(), strconv.Itoa(int(ref.GetTaskIndex())), strconv.Itoa(int(ref.GetAttempt())))
+	res.resultsURL = b.URL(prefix)
+
+	var files []ManifestFileInfo
+	put := func(rel, local string) error {
+		info, err := a.put(ctx, b, prefix, rel, local)
+		if err != nil {
+			return err
+		}
+		files = append(files, info)
+		return nil
+	}
+	if l != nil {
+		err := filepath.WalkDir(l.output, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, err := filepath.Rel(l.output, p)
+			if err != nil {
+				return err
+			}
+			rel = filepath.ToSlash(rel)
+			switch {
+			case !d.Type().IsRegular():
+				res.warnings = append(res.warnings, fmt.Sprintf("output %s is not a regular file; not uploaded", rel))
+				return nil
+			case reserved[rel]:
+				res.warnings = append(res.warnings, fmt.Sprintf("output %s clashes with a file the agent writes; not uploaded", rel))
+				return nil
+			}
+			return put(rel, p)
+		})
+		if err != nil {
+			return err
+		}
+		for rel, local := range map[string]string{"logs/stdout.log": l.stdout, "logs/stderr.log": l.stderr} {
+			if _, err := os.Stat(local); err == nil {
+				if err := put(rel, local); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	m := a.manifest(res, files, time.Since(start))
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode manifest: %w", err)
+	}
+	return a.putBytes(ctx, b, prefix, ManifestFile, data)
+}
+
+func (a *Attempt) manifest(res *result, files []ManifestFileInfo, upload time.Duration) *Manifest {
+	ref := a.Ref()
+	if files == nil {
+		files = []ManifestFileInfo{}
+	}
+	metrics := res.metrics
+	if metrics == nil {
+		metrics = map[string]float64{}
+	}
+	ended := time.Now()
+	return &Manifest{
+		JobID: ref.GetJobId(), TaskIndex: ref.GetTaskIndex(), Attempt: ref.GetAttempt(),
+		NodeID: a.cfg.NodeID, Command: a.asg.GetCommand(), Params: a.asg.GetParams(),
+		ExitCode: res.exitCode, State: strings.TrimPrefix(res.state.String(), "TASK_STATE_"),
+		Message: res.msg, Warnings: res.warnings, Metrics: metrics, Files: files,
+		Timings: ManifestTimings{
+			StagingMS: res.timings.staging.Milliseconds(), RunMS: res.timings.run.Milliseconds(),
+			UploadMS:  upload.Milliseconds(),
+			StartedAt: res.timings.started.UTC().Format(time.RFC3339Nano),
+			EndedAt:   ended.UTC().Format(time.RFC3339Nano),
+		},
+	}
+}
+
+// put uploads one local file, hashing it on the way.
+func (a *Attempt) put(ctx context.Context, b bucket.Bucket, prefix, rel, local string) (ManifestFileInfo, error) {
+	f, err := os.Open(local)
+	if err != nil {
+		return ManifestFileInfo{}, fmt.Errorf("read %s: %w", rel, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	cr := &countReader{r: io.TeeReader(f, h)}
+	if err := a.write(ctx, b, prefix, rel, cr); err != nil {
+		return ManifestFileInfo{}, err
+	}
+	return ManifestFileInfo{Path: rel, Size: cr.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func (a *Attempt) putBytes(ctx context.Context, b bucket.Bucket, prefix, rel string, data []byte) error {
+	return a.write(ctx, b, prefix, rel, bytes.NewReader(data))
+}
+
+// write puts one object if absent; an object left by an earlier run of the
+// same attempt (before an agent crash) is kept and logged.
+func (a *Attempt) write(ctx context.Context, b bucket.Bucket, prefix, rel string, r io.Reader) error {
+	key := path.Join(prefix, rel)
+	err := b.Put(ctx, key, r, true)
+	switch {
+	case errors.Is(err, bucket.ErrExists):
+		a.log.Warn("result object already exists; keeping it", "key", key)
+		// Drain so the size and checksum still describe the local file.
+		_, err = io.Copy(io.Discard, r)
+		return err
+	case err != nil:
+		return fmt.Errorf("upload %s: %w", b.URL(key), err)
+	}
+	return nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,315 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/cloudml/cloudml/agent/internal/membucket"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// memSetup is an agent on the fake coordinator with an in-memory bucket
+// holding a small code archive.
+type memSetup struct {
+	f    *fakeCoord
+	b    *membucket.Bucket
+	r    *runningAgent
+	code *cloudmlv1.Source
+}
+
+func newMemSetup(t *testing.T, mod func(*Config)) *memSetup {
+	f, dial := newFakeCoord(t)
+	b := membucket.New("b")
+	code := packCode(t, b, map[string]string{"run.sh": "#!/bin/sh\necho from code\n"})
+	cfg := baseConfig(t, dial, t.TempDir())
+	cfg.OpenBucket = b.Opener()
+	if mod != nil {
+		mod(&cfg)
+	}
+	return &memSetup{f: f, b: b, r: startAgent(t, cfg), code: code}
+}
+
+func (s *memSetup) asg(rf *cloudmlv1.TaskRef, cmd ...string) *cloudmlv1.Assignment {
+	return &cloudmlv1.Assignment{Ref: rf, TaskCount: 1, Command: cmd, Code: s.code, Output: "mem://b/out"}
+}
+
+func TestLogsEveryLineOnceDespiteALostResponse(t *testing.T) {
+	s := newMemSetup(t, nil)
+	s.f.mu.Lock()
+	s.f.failPublish = func(call int) bool { return call == 2 }
+	s.f.mu.Unlock()
+	rf := ref("seq", 0, 1)
+	s.f.assign(t, s.asg(rf, "seq", "200000"))
+	end := s.f.waitFinal(t, rf)
+	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
+		t.Fatalf("end = %v", end)
+	}
+	stdout, _, batches := s.f.logText(rf)
+	var want strings.Builder
+	for i := 1; i <= 200000; i++ {
+		fmt.Fprintf(&want, "%d\n", i)
+	}
+	if stdout != want.String() {
+		t.Fatalf("stored stdout is %d bytes, want %d: lines lost, reordered or duplicated", len(stdout), want.Len())
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.dupes == 0 {
+		t.Errorf("no batch was resent after the lost response")
+	}
+	if end.GetLastLogSeq() != uint64(batches) {
+		t.Errorf("last_log_seq = %d, stored %d batches", end.GetLastLogSeq(), batches)
+	}
+	for i, b := range s.f.logs[keyOf(rf)] {
+		if b.GetSeq() != uint64(i+1) {
+			t.Fatalf("batch %d has seq %d", i, b.GetSeq())
+		}
+	}
+}
+
+func TestSameAssignmentRunsOnce(t *testing.T) {
+	s := newMemSetup(t, nil)
+	marker := filepath.Join(t.TempDir(), "runs")
+	rf := ref("once", 0, 1)
+	a := s.asg(rf, "sh", "-c", "echo run >> "+marker)
+	s.f.assign(t, a)
+	s.f.waitFinal(t, rf)
+	s.f.assign(t, a)
+	// Commands are handled in order: once this one ends, the repeat was seen.
+	rf2 := ref("once", 1, 1)
+	s.f.assign(t, s.asg(rf2, "true"))
+	s.f.waitFinal(t, rf2)
+	data, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != "run\n" {
+		t.Errorf("marker = %q, want one run", data)
+	}
+	if got := len(s.f.states(rf)); got != 3 {
+		t.Errorf("reports for the attempt = %d, want 3", got)
+	}
+}
+
+func TestAttemptFailures(t *testing.T) {
+	s := newMemSetup(t, nil)
+	hostile := tgzHostile(t)
+	s.b.Set("code/hostile.tar.gz", hostile.data)
+	s.b.Set("loose/ok.sh", []byte("echo ok\n"))
+	s.b.Set("loose/a/../../../etc/evil", []byte("x"))
+	tests := []struct {
+		name     string
+		asg      func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment
+		state    cloudmlv1.TaskState
+		exitCode int32
+		msg      string
+	}{
+		{"not found", func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment { return s.asg(rf, "no-such-command-xyz") },
+			cloudmlv1.TaskState_TASK_STATE_FAILED, -1, `command "no-such-command-xyz" not found (not on PATH and not in the code directory)`},
+		{"nonzero exit", func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment {
+			return s.asg(rf, "sh", "-c", "echo boom >&2; exit 3")
+		}, cloudmlv1.TaskState_TASK_STATE_FAILED, 3, `exited with code 3; last stderr line: "boom"`},
+		{"timeout", func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment {
+			a := s.asg(rf, "sleep", "30")
+			a.Timeout = durationpb.New(200 * time.Millisecond)
+			return a
+		}, cloudmlv1.TaskState_TASK_STATE_FAILED, -1, "timed out after 200ms"},
+		{"missing code", func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment {
+			a := s.asg(rf, "true")
+			a.Code = &cloudmlv1.Source{Url: "mem://b/code/sha256-0000.tar.gz", Digest: "sha256:" + strings.Repeat("0", 64)}
+			return a
+		}, cloudmlv1.TaskState_TASK_STATE_FAILED, -1,
+			`stage code: object "code/sha256-0000.tar.gz" does not exist in mem://b/: was it uploaded? resubmit with --code DIR`},
+		{"hostile archive", func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment {
+			a := s.asg(rf, "true")
+			a.Code = &cloudmlv1.Source{Url: "mem://b/code/hostile.tar.gz", Digest: hostile.digest}
+			return a
+		}, cloudmlv1.TaskState_TASK_STATE_FAILED, -1, "unsafe path"},
+		{"hostile object key", func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment {
+			a := s.asg(rf, "true")
+			a.Code = &cloudmlv1.Source{Url: "mem://b/loose"}
+			return a
+		}, cloudmlv1.TaskState_TASK_STATE_FAILED, -1, "unsafe path"},
+		{"missing data", func(rf *cloudmlv1.TaskRef) *cloudmlv1.Assignment {
+			a := s.asg(rf, "true")
+			a.Data = map[string]*cloudmlv1.Source{"d": {Url: "mem://b/nothing"}}
+			return a
+		}, cloudmlv1.TaskState_TASK_STATE_FAILED, -1, `stage data "d": no objects under mem://b/nothing`},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rf := ref("fail", int32(i), 1)
+			s.f.assign(t, tt.asg(rf))
+			end := s.f.waitFinal(t, rf)
+			if end.GetState() != tt.state || end.GetExitCode() != tt.exitCode {
+				t.Errorf("end = %v %d, want %v %d", end.GetState(), end.GetExitCode(), tt.state, tt.exitCode)
+			}
+			if !strings.Contains(end.GetMessage(), tt.msg) {
+				t.Errorf("message = %q, want it to contain %q", end.GetMessage(), tt.msg)
+			}
+			if _, ok := s.b.Get(fmt.Sprintf("out/results/fail/%d/1/manifest.json", i)); !ok {
+				t.Errorf("no manifest for the failed attempt")
+			}
+		})
+	}
+	if _, ok := s.b.Get("etc/evil"); ok {
+		t.Error("hostile key escaped")
+	}
+}
+
+func TestMalformedMetricsIsAWarning(t *testing.T) {
+	s := newMemSetup(t, nil)
+	rf := ref("metrics", 0, 1)
+	s.f.assign(t, s.asg(rf, "sh", "-c", `echo '{"loss": "low"}' > $CLOUDML_OUTPUT_DIR/metrics.json`))
+	end := s.f.waitFinal(t, rf)
+	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || len(end.GetMetrics()) != 0 {
+		t.Fatalf("end = %v", end)
+	}
+	if !strings.Contains(end.GetMessage(), `warning: metrics.json: "loss" is "low", not a number`) {
+		t.Errorf("message = %q", end.GetMessage())
+	}
+}
+
+func TestCancelStopsTheTask(t *testing.T) {
+	s := newMemSetup(t, nil)
+	for i, script := range []string{
+		"echo started; sleep 30",
+		"trap '' TERM; echo started; sleep 30", // needs the SIGKILL
+	} {
+		rf := ref("cancel", int32(i), 1)
+		s.f.assign(t, s.asg(rf, "sh", "-c", script))
+		s.f.wait(t, "output", func() bool { return len(s.f.logs[keyOf(rf)]) > 0 })
+		s.f.send(t, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_Cancel{Cancel: &cloudmlv1.Cancel{Ref: rf, Reason: "user asked"}}})
+		end := s.f.waitFinal(t, rf)
+		if end.GetState() != cloudmlv1.TaskState_TASK_STATE_CANCELLED || end.GetMessage() != "cancelled: user asked" {
+			t.Errorf("%q: end = %v %q", script, end.GetState(), end.GetMessage())
+		}
+	}
+}
+
+func TestRejectedAttemptIsDropped(t *testing.T) {
+	for _, logs := range []bool{false, true} {
+		t.Run(fmt.Sprintf("by logs %v", logs), func(t *testing.T) { testRejected(t, logs) })
+	}
+}
+
+func testRejected(t *testing.T, byLogs bool) {
+	s := newMemSetup(t, nil)
+	s.f.mu.Lock()
+	s.f.rejectLogs = byLogs
+	s.f.rejectReport = func(r *cloudmlv1.ReportTaskRequest) bool {
+		return !byLogs && r.GetState() == cloudmlv1.TaskState_TASK_STATE_RUNNING
+	}
+	s.f.mu.Unlock()
+	rf := ref("rejected", 0, 1)
+	s.f.assign(t, s.asg(rf, "sh", "-c", "echo started; sleep 30"))
+	deadline := time.Now().Add(20 * time.Second)
+	known := func() int {
+		s.r.mu.Lock()
+		defer s.r.mu.Unlock()
+		return len(s.r.attempts)
+	}
+	for len(s.r.running()) != 0 || known() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("rejected attempt still running")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if end := s.f.final(rf); end != nil {
+		t.Errorf("a dropped attempt reported %v", end)
+	}
+}
+
+func TestReconnectKeepsAttemptsRunning(t *testing.T) {
+	s := newMemSetup(t, nil)
+	marker := filepath.Join(t.TempDir(), "go")
+	rf := ref("reconnect", 0, 1)
+	// The task waits for the marker, so it is running across the reconnect.
+	s.f.assign(t, s.asg(rf, "sh", "-c", "echo waiting; while [ ! -e "+marker+" ]; do sleep 0.01; done; echo done"))
+	s.f.wait(t, "output", func() bool { return len(s.f.logs[keyOf(rf)]) > 0 })
+	s.f.dropSession()
+	s.f.wait(t, "a second session", func() bool { return len(s.f.sessionReqs) == 2 })
+	s.f.mu.Lock()
+	running := s.f.sessionReqs[1].GetRunning()
+	s.f.mu.Unlock()
+	if len(running) != 1 || keyOf(running[0]) != keyOf(rf) {
+		t.Errorf("second session running = %v, want the attempt", running)
+	}
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	end := s.f.waitFinal(t, rf)
+	stdout, _, _ := s.f.logText(rf)
+	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || stdout != "waiting\ndone\n" {
+		t.Errorf("end = %v, stdout = %q", end.GetState(), stdout)
+	}
+}
+
+func TestShutdownStopsAttempts(t *testing.T) {
+	s := newMemSetup(t, nil)
+	rf := ref("shutdown", 0, 1)
+	s.f.assign(t, s.asg(rf, "sh", "-c", "trap '' TERM; echo started; sleep 30"))
+	s.f.wait(t, "output", func() bool { return len(s.f.logs[keyOf(rf)]) > 0 })
+	start := time.Now()
+	if err := s.r.stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if end := s.f.final(rf); end != nil {
+		t.Errorf("an attempt stopped by shutdown reported %v (it is lost, not failed)", end)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{
+		{WorkDir: "/x"},
+		{CoordinatorAddr: "h:1"},
+		{CoordinatorAddr: "h:1", WorkDir: "/x", LogBatchBytes: 8 << 20},
+	} {
+		if _, err := New(c); err == nil {
+			t.Errorf("New(%+v) succeeded, want an error", c)
+		}
+	}
+	if _, err := New(Config{CoordinatorAddr: "h:1", WorkDir: "/x"}); err != nil {
+		t.Errorf("New with defaults: %v", err)
+	}
+}
+
+// TestMillionLinesThroughput ships `seq 1000000` (~6.9 MB) through the
+// agent and the fake coordinator over bufconn.
+func TestMillionLinesThroughput(t *testing.T) {
+	s := newMemSetup(t, func(c *Config) { c.LogFlushInterval = 100 * time.Millisecond })
+	rf := ref("million", 0, 1)
+	s.f.assign(t, s.asg(rf, "seq", "1000000"))
+	s.f.wait(t, "RUNNING", func() bool {
+		for _, r := range s.f.reports {
+			if keyOf(r.GetRef()) == keyOf(rf) && r.GetState() == cloudmlv1.TaskState_TASK_STATE_RUNNING {
+				return true
+			}
+		}
+		return false
+	})
+	start := time.Now()
+	end := s.f.waitFinal(t, rf)
+	elapsed := time.Since(start)
+	stdout, _, batches := s.f.logText(rf)
+	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || len(stdout) != 6888896 {
+		t.Fatalf("end = %v, stdout %d bytes", end.GetState(), len(stdout))
+	}
+	t.Logf("1,000,000 lines in %v (%d batches)", elapsed, batches)
+	if elapsed > 5*time.Second { // generous: -race and a loaded CI machine
+		t.Errorf("shipping took %v", elapsed)
+	}
+}

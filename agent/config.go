@@ -1,0 +1,142 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"github.com/cloudml/cloudml/agent/runtime"
+	"github.com/cloudml/cloudml/agent/stage"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid agent config")
+
+// Config configures an Agent. Zero values take the defaults of
+// DefaultConfig, so a Config built field by field works too.
+type Config struct {
+	// CoordinatorAddr is host:port of the coordinator's gRPC listener.
+	CoordinatorAddr string
+	// BootstrapToken is the cluster join secret, used by Register only.
+	BootstrapToken string
+	// WorkDir holds identity.json, cache/ and attempts/.
+	WorkDir string
+	// Slots is how many tasks the node runs at once; default runtime.NumCPU().
+	Slots int
+	// Hostname is reported at registration; default os.Hostname().
+	Hostname string
+	// Address is the address the node advertises; default "127.0.0.1".
+	Address string
+	// Logger is the root logger; nil discards logs.
+	Logger hclog.Logger
+	// DialOptions are added when dialing (tests add a bufconn dialer). With
+	// no transport credentials among them, insecure credentials are used.
+	DialOptions []grpc.DialOption
+	// BackoffMin and BackoffMax bound the reconnect and retry backoff
+	// (exponential, capped, full jitter); defaults 200ms and 10s.
+	BackoffMin, BackoffMax time.Duration
+	// LogBatchBytes closes a log batch at this size; default 512 KiB.
+	LogBatchBytes int
+	// LogFlushInterval closes a log batch after this long; default 100ms.
+	LogFlushInterval time.Duration
+	// Runtime runs tasks; nil means the process runtime.
+	Runtime runtime.Runtime
+	// CallTimeout bounds every unary call; default 10s.
+	CallTimeout time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL when a task is
+	// stopped; default 5s.
+	KillGrace time.Duration
+	// Env is the environment tasks inherit; nil means os.Environ().
+	Env []string
+	// OpenBucket opens buckets for staging and results; nil means
+	// bucket.Open (tests pass an in-memory bucket).
+	OpenBucket stage.OpenFunc
+}
+
+// DefaultConfig returns a Config with every default filled in.
+func DefaultConfig() Config {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	return Config{
+		Slots:            goruntime.NumCPU(),
+		Hostname:         host,
+		Address:          "127.0.0.1",
+		BackoffMin:       200 * time.Millisecond,
+		BackoffMax:       10 * time.Second,
+		LogBatchBytes:    512 << 10,
+		LogFlushInterval: 100 * time.Millisecond,
+		CallTimeout:      10 * time.Second,
+		KillGrace:        5 * time.Second,
+	}
+}
+
+// withDefaults fills every zero field from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Slots == 0 {
+		c.Slots = d.Slots
+	}
+	if c.Hostname == "" {
+		c.Hostname = d.Hostname
+	}
+	if c.Address == "" {
+		c.Address = d.Address
+	}
+	if c.BackoffMin == 0 {
+		c.BackoffMin = d.BackoffMin
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = d.BackoffMax
+	}
+	if c.LogBatchBytes == 0 {
+		c.LogBatchBytes = d.LogBatchBytes
+	}
+	if c.LogFlushInterval == 0 {
+		c.LogFlushInterval = d.LogFlushInterval
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = d.CallTimeout
+	}
+	if c.KillGrace == 0 {
+		c.KillGrace = d.KillGrace
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Runtime == nil {
+		c.Runtime = runtime.NewProcess()
+	}
+	if c.Env == nil {
+		c.Env = os.Environ()
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case c.CoordinatorAddr == "":
+		return bad("no coordinator address (set --coordinator host:port)")
+	case c.WorkDir == "":
+		return bad("no work directory (set --work-dir)")
+	case c.Slots < 0:
+		return bad("slots must be positive, got %d", c.Slots)
+	case c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin:
+		return bad("backoff bounds %v..%v are not increasing", c.BackoffMin, c.BackoffMax)
+	case c.LogBatchBytes < 0 || c.LogBatchBytes > 2<<20:
+		return bad("log batch size %d is not within 1 B..2 MiB", c.LogBatchBytes)
+	case c.LogFlushInterval < 0 || c.CallTimeout < 0 || c.KillGrace < 0:
+		return bad("durations must not be negative")
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+package logship
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// ErrRejected is returned when the coordinator answers FAILED_PRECONDITION:
+// it no longer wants this attempt.
+var ErrRejected = errors.New("coordinator no longer wants this attempt")
+
+// Publisher is the part of the AgentService client the shipper uses.
+type Publisher interface {
+	PublishLogs(ctx context.Context, in *cloudmlv1.PublishLogsRequest, opts ...grpc.CallOption) (*cloudmlv1.PublishLogsResponse, error)
+}
+
+// Config configures a Shipper. Zero durations and sizes take the defaults.
+type Config struct {
+	// Ref names the attempt.
+	Ref *cloudmlv1.TaskRef
+	// Client publishes batches.
+	Client Publisher
+	// BatchBytes closes a batch once it holds this much; default 512 KiB.
+	BatchBytes int
+	// FlushInterval closes a batch this long after it opened; default 100ms.
+	FlushInterval time.Duration
+	// MaxCallBytes caps the batches sent in one call; default 2 MiB.
+	MaxCallBytes int
+	// MaxUnacked blocks the readers while this much is unacknowledged;
+	// default 64 MiB.
+	MaxUnacked int64
+	// CallTimeout bounds each PublishLogs call; default 10s.
+	CallTimeout time.Duration
+	// BackoffMin and BackoffMax bound the retry delay; defaults 200ms, 10s.
+	BackoffMin, BackoffMax time.Duration
+	// Logger receives shipping errors; nil discards them.
+	Logger hclog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.BatchBytes, 512<<10)
+	def(&c.MaxCallBytes, 2<<20)
+	if c.MaxUnacked <= 0 {
+		c.MaxUnacked = 64 << 20
+	}
+	for _, d := range []struct {
+		v *time.Duration
+		d time.Duration
+	}{{&c.FlushInterval, 100 * time.Millisecond}, {&c.CallTimeout, 10 * time.Second},
+		{&c.BackoffMin, 200 * time.Millisecond}, {&c.BackoffMax, 10 * time.Second}} {
+		if *d.v <= 0 {
+			*d.v = d.d
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+}
+
+type batch struct {
+	seq    uint64
+	stream cloudmlv1.LogStream
+	data   []byte
+}
+
+// Shipper batches and ships one attempt's output. Create it with New, feed
+// it with Copy (one goroutine per stream), end it with Close.
+type Shipper struct {
+	cfg  Config
+	kick chan struct{} // wakes the sender; capacity 1
+	done chan struct{} // closed when the sender exits
+
+	mu       sync.Mutex // protects the fields below
+	space    *sync.Cond // signalled when unacked shrinks or err is set
+	cur      *batch     // the open batch, nil if none
+	gen      uint64     // counts opened batches, for the flush timer
+	timer    *time.Timer
+	pending  []*batch // closed batches not yet acknowledged, by seq
+	nextSeq  uint64
+	acked    uint64
+	unacked  int64
+	closed   bool
+	err      error // terminal sender error
+	tails    map[cloudmlv1.LogStream]string
+	attempts int // PublishLogs calls, for tests
+}
+
+// New returns a Shipper and starts its sender, which stops when ctx ends or
+// Close has seen every batch acknowledged.
+func New(ctx context.Context, cfg Config) *Shipper {
+	cfg.setDefaults()
+	s := &Shipper{
+		cfg:     cfg,
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		nextSeq: 1,
+		tails:   map[cloudmlv1.LogStream]string{},
+	}
+	s.space = sync.NewCond(&s.mu)
+	go s.send(ctx)
+	return s
+}
+
+// add appends whole lines (plus a "\n" when newline is set) to the open
+// batch of stream, blocking while too much is unacknowledged. It cuts data
+// at line boundaries so a batch stays within BatchBytes unless one line is
+// longer than that.
+func (s *Shipper) add(stream cloudmlv1.LogStream, data []byte, newline bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.unacked >= s.cfg.MaxUnacked && s.err == nil {
+		s.space.Wait()
+	}
+	if s.err != nil {
+		return // the sender gave up; drain without keeping
+	}
+	if s.cur != nil && s.cur.stream != stream {
+		s.closeCur()
+	}
+	for len(data) > 0 || newline {
+		if s.cur == nil {
+			s.open(stream, len(data))
+		}
+		n := len(data)
+		if room := s.cfg.BatchBytes - len(s.cur.data); n+1 > room {
+			if i := bytes.LastIndexByte(data[:min(room, n)], '\n'); i >= 0 {
+				n = i + 1
+			} else if len(s.cur.data) > 0 {
+				s.closeCur()
+				continue
+			} else if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				n = i + 1 // one line longer than a batch
+			}
+		}
+		s.cur.data = append(s.cur.data, data[:n]...)
+		s.unacked += int64(n)
+		data = data[n:]
+		if len(data) == 0 && newline {
+			s.cur.data = append(s.cur.data, '\n')
+			s.unacked++
+			newline = false
+		}
+		if len(s.cur.data) >= s.cfg.BatchBytes {
+			s.closeCur()
+		}
+	}
+}
+
+// open starts a batch of stream and its flush timer. s.mu must be held.
+func (s *Shipper) open(stream cloudmlv1.LogStream, hint int) {
+	s.cur = &batch{stream: stream, data: make([]byte, 0, min(s.cfg.BatchBytes, max(4<<10, 2*hint+1)))}
+	s.gen++
+	gen := s.gen
+	s.timer = time.AfterFunc(s.cfg.FlushInterval, func() { s.flushGen(gen) })
+}
+
+// flushGen closes the open batch if it is still batch number gen.
+func (s *Shipper) flushGen(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil && s.gen == gen {
+		s.closeCur()
+	}
+}
+
+// closeCur numbers the open batch and queues it. s.mu must be held.
+func (s *Shipper) closeCur() {
+	s.timer.Stop()
+	s.cur.seq = s.nextSeq
+	s.nextSeq++
+	s.pending = append(s.pending, s.cur)
+	s.cur = nil
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close closes the open batch and waits until every batch is acknowledged.
+// It returns the last sequence number (0 if there was no output).
+func (s *Shipper) Close(ctx context.Context) (lastSeq uint64, err error) {
+	s.mu.Lock()
+	s.closed = true
+	if s.cur != nil {
+		s.closeCur()
+	}
+	lastSeq = s.nextSeq - 1
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return lastSeq, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return lastSeq, s.err
+}
+
+// Done is closed when the sender stops: everything was acknowledged after
+// Close, the coordinator rejected the attempt, or the ctx ended.
+func (s *Shipper) Done() <-chan struct{} { return s.done }
+
+// Err returns why the sender stopped early, if it did.
+func (s *Shipper) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Tail returns the last non-empty line of a stream (without its newline),
+// cut to 512 bytes: the hint for a failure message.
+func (s *Shipper) Tail(stream cloudmlv1.LogStream) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tails[stream]
+}
+
+func (s *Shipper) setTail(stream cloudmlv1.LogStream, line []byte) {
+	if len(line) > 512 {
+		line = line[:512]
+	}
+	s.mu.Lock()
+	s.tails[stream] = string(line)
+	s.mu.Unlock()
+}

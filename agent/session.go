@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// session opens one Session stream and serves it until it fails. It returns
+// how long the session lived and why it ended.
+func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient) (time.Duration, error) {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stream, err := client.Session(sctx, &cloudmlv1.SessionRequest{
+		Running: a.running(), Slots: int32(a.cfg.Slots), MemoryBytes: a.memory, Runtime: a.rt.Name(),
+	})
+	if err != nil {
+		return 0, err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return 0, err
+	}
+	started := first.GetStarted()
+	if started == nil {
+		return 0, fmt.Errorf("%w: the session's first message is not SessionStarted", errProtocol)
+	}
+	begin := time.Now()
+	a.mu.Lock()
+	a.nodeID = started.GetNodeId()
+	a.mu.Unlock()
+	a.log.Info("session started", "node_id", started.GetNodeId(), "heartbeat_period", started.GetHeartbeatPeriod().AsDuration())
+
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		a.heartbeat(sctx, client, started.GetHeartbeatPeriod().AsDuration(), cancel)
+	}()
+	defer func() {
+		cancel(nil)
+		<-hbDone
+	}()
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if cause := context.Cause(sctx); cause != nil && cause != context.Canceled && ctx.Err() == nil {
+				err = cause // the heartbeat ended the session
+			}
+			return time.Since(begin), err
+		}
+		switch cmd := msg.GetCommand().(type) {
+		case *cloudmlv1.SessionResponse_Assignment:
+			a.assign(ctx, cmd.Assignment)
+		case *cloudmlv1.SessionResponse_Cancel:
+			a.cancel(cmd.Cancel)
+		case *cloudmlv1.SessionResponse_Started:
+			a.log.Warn("ignoring a second SessionStarted")
+		default:
+			a.log.Warn("ignoring an unknown session command")
+		}
+	}
+}
+
+// heartbeat calls Heartbeat every period (the response gives the next one).
+// An Unauthenticated answer ends the session so the node registers again.
+func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClient, period time.Duration, end context.CancelCauseFunc) {
+	if period <= 0 {
+		period = 5 * time.Second
+	}
+	timer := time.NewTimer(period)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+		resp, err := client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{})
+		cancel()
+		next := period
+		switch {
+		case err == nil:
+			if p := resp.GetPeriod().AsDuration(); p > 0 {
+				period, next = p, p
+			}
+		case status.Code(err) == codes.Unauthenticated:
+			end(err)
+			return
+		default:
+			// Try again soon: a missed deadline marks the node down.
+			a.log.Warn("heartbeat failed", "error", err)
+			next = min(period/4, time.Second)
+		}
+		timer.Reset(next)
+	}
+}

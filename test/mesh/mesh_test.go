@@ -1,0 +1,187 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/cloudml/cloudml/agent"
+	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/internal/testutil"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// mesh is an in-process coordinator with real agents, all over one bufconn.
+type mesh struct {
+	t      *testing.T
+	lis    *bufconn.Listener
+	coord  *coordinator.Coordinator
+	jobs   cloudmlv1.JobServiceClient
+	nodes  cloudmlv1.ClusterServiceClient
+	bucket string
+	state  string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	agents []context.CancelFunc
+}
+
+func (m *mesh) dial() grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return m.lis.DialContext(ctx) })
+}
+
+func newMesh(t *testing.T, state string) *mesh {
+	t.Helper()
+	m := &mesh{t: t, lis: bufconn.Listen(1 << 20), state: state}
+	m.bucket = "file://" + filepath.Join(filepath.Dir(state), "bucket")
+	cfg := coordinator.DefaultConfig()
+	cfg.StateDir = state
+	cfg.DefaultBucket = m.bucket
+	cfg.BootstrapToken = "secret"
+	cfg.Provider = "none"
+	cfg.HeartbeatPeriod = 200 * time.Millisecond
+	cfg.NodeDownAfter = time.Second
+	cfg.Logger = testutil.Logger(t).Named("coordinator")
+	c, err := coordinator.New(cfg)
+	if err != nil {
+		t.Fatalf("coordinator.New: %v", err)
+	}
+	m.coord = c
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := c.Serve(ctx, m.lis); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("coordinator serve: %v", err)
+		}
+	}()
+	conn, err := grpc.NewClient("passthrough:///bufnet", m.dial(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	m.jobs = cloudmlv1.NewJobServiceClient(conn)
+	m.nodes = cloudmlv1.NewClusterServiceClient(conn)
+	return m
+}
+
+// stop stops the agents, then the coordinator, and closes its store.
+func (m *mesh) stop() {
+	for _, c := range m.agents {
+		c()
+	}
+	m.cancel()
+	m.wg.Wait()
+	if err := m.coord.Close(); err != nil {
+		m.t.Errorf("close coordinator: %v", err)
+	}
+}
+
+// startAgent runs a real agent with its own work directory.
+func (m *mesh) startAgent(workDir string, slots int) {
+	cfg := agent.DefaultConfig()
+	cfg.CoordinatorAddr = "passthrough:///bufnet"
+	cfg.BootstrapToken = "secret"
+	cfg.WorkDir = workDir
+	cfg.Slots = slots
+	cfg.DialOptions = []grpc.DialOption{m.dial(), grpc.WithTransportCredentials(insecure.NewCredentials())}
+	cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.Logger = testutil.Logger(m.t).Named(filepath.Base(workDir))
+	a, err := agent.New(cfg)
+	if err != nil {
+		m.t.Fatalf("agent.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.agents = append(m.agents, cancel)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			m.t.Errorf("agent run: %v", err)
+		}
+	}()
+}
+
+func (m *mesh) waitNodes(n int) {
+	m.t.Helper()
+	waitFor(m.t, fmt.Sprintf("%d ready nodes", n), func() bool {
+		resp, err := m.nodes.ListNodes(context.Background(), &cloudmlv1.ListNodesRequest{})
+		if err != nil {
+			return false
+		}
+		ready := 0
+		for _, nd := range resp.Nodes {
+			if nd.State == cloudmlv1.NodeState_NODE_STATE_READY {
+				ready++
+			}
+		}
+		return ready >= n
+	})
+}
+
+// follow subscribes to a job's logs until it ends and returns its output
+// per task and the final state.
+func (m *mesh) follow(id string) (map[int32]string, cloudmlv1.JobState) {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := m.jobs.SubscribeLogs(ctx, &cloudmlv1.SubscribeLogsRequest{JobId: id, Follow: true})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	out := map[int32]string{}
+	for {
+		msg, err := s.Recv()
+		if err != nil {
+			m.t.Fatalf("logs of %s ended without a final state: %v", id, err)
+		}
+		out[msg.TaskIndex] += string(msg.Data)
+		if msg.JobState != cloudmlv1.JobState_JOB_STATE_UNSPECIFIED {
+			return out, msg.JobState
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// codeDir writes a script the tasks run.
+func codeDir(t *testing.T, script string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "task.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func contains(s string, subs ...string) error {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return fmt.Errorf("%q does not contain %q", s, sub)
+		}
+	}
+	return nil
+}
