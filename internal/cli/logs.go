@@ -65,6 +65,11 @@ func (a *App) logs(ctx context.Context, args []string) error {
 		if err := p.write(w, msg); err != nil {
 			return err
 		}
+		// One flush per message (a batch of lines), so stdout and stderr
+		// interleave as they arrive without a syscall per line.
+		if err := w.Flush(); err != nil {
+			return err
+		}
 	}
 	if err := out.Flush(); err != nil {
 		return err

@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cluster is a coordinator process with local agents, as `coordinator serve
+// --provider local` starts it for a user.
+type cluster struct {
+	t      *testing.T
+	addr   string
+	home   string
+	bucket string
+	env    []string
+	cmd    *exec.Cmd
+	log    *bytes.Buffer
+}
+
+type clusterOpts struct {
+	nodes, slots int
+	bucket       string   // default file://<home>/bucket
+	env          []string // extra environment for every process
+}
+
+func startCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	home := t.TempDir()
+	if o.bucket == "" {
+		o.bucket = "file://" + filepath.Join(home, "bucket")
+	}
+	c := &cluster{t: t, addr: freeAddr(t), home: home, bucket: o.bucket, log: &bytes.Buffer{},
+		env: append(os.Environ(), o.env...)}
+	args := []string{"serve", "--listen", c.addr, "--provider", "local", "--nodes", fmt.Sprint(o.nodes),
+		"--state", filepath.Join(home, "state"), "--bucket", o.bucket, "--heartbeat", "500ms",
+		"--agent-bin", bin("cloudml-agent"), "--log-level", "debug"}
+	if o.slots > 0 {
+		args = append(args, "--slots", fmt.Sprint(o.slots))
+	}
+	c.cmd = exec.Command(bin("coordinator"), args...)
+	c.cmd.Env = c.env
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("start coordinator: %v", err)
+	}
+	t.Cleanup(c.stop)
+	c.waitNodes(o.nodes)
+	return c
+}
+
+// stop ends the coordinator (which stops its agents) and checks it exits.
+func (c *cluster) stop() {
+	if c.cmd.ProcessState != nil {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- c.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.t.Errorf("coordinator exited with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-done
+		c.t.Errorf("coordinator did not stop within 20s of SIGTERM")
+	}
+	if c.t.Failed() {
+		c.t.Logf("coordinator log:\n%s", c.log.String())
+	}
+}
+
+// waitNodes polls `cluster nodes` until n nodes are ready.
+func (c *cluster) waitNodes(n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		r := c.client("-o", "json", "cluster", "nodes")
+		if r.code == 0 && strings.Count(r.stdout, "NODE_STATE_READY") >= n {
+			return
+		}
+		if c.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.t.Fatalf("%d nodes not ready within 30s\ncoordinator log:\n%s", n, c.log.String())
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// client runs cloudml-client against the cluster.
+func (c *cluster) client(args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin("cloudml-client"), append([]string{"--coordinator", c.addr}, args...)...)
+	cmd.Env = c.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run client %v: %v", args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+// mustClient runs the client and fails the test unless it exits 0.
+func (c *cluster) mustClient(args ...string) string {
+	c.t.Helper()
+	r := c.client(args...)
+	if r.code != 0 {
+		c.t.Fatalf("cloudml-client %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// jsonOf runs the client with -o json and decodes its output.
+func (c *cluster) jsonOf(v any, args ...string) {
+	c.t.Helper()
+	out := c.mustClient(append([]string{"-o", "json"}, args...)...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		c.t.Fatalf("decode %v output: %v\n%s", args, err, out)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/testutil"
+)
+
+// TestLinregSweepGCS runs examples/linreg (12 Octave tasks) on 2 local agents
+// with results in a fake-gcs-server bucket reached through the real GCS
+// client in every process.
+func TestLinregSweepGCS(t *testing.T) {
+	testutil.Short(t)
+	testutil.NeedBinary(t, "octave-cli")
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Port: 0})
+	if err != nil {
+		t.Fatalf("start fake-gcs-server: %v", err)
+	}
+	defer srv.Stop()
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "cloudml-e2e"})
+	u, _ := url.Parse(srv.URL())
+	emu := "STORAGE_EMULATOR_HOST=" + u.Host
+	t.Setenv("STORAGE_EMULATOR_HOST", u.Host)
+
+	c := startCluster(t, clusterOpts{nodes: 2, slots: 2, bucket: "gs://cloudml-e2e/runs", env: []string{emu}})
+	job := strings.TrimSpace(c.mustClient("submit", "-f", filepath.Join(repoRoot(), "examples/linreg/cloudml.yaml")))
+	if job == "" {
+		t.Fatal("submit printed no job id")
+	}
+	logs := c.client("logs", "-f", job)
+	if logs.code != 0 {
+		t.Fatalf("logs -f %s: exit %d\n%s\n%s\n%s", job, logs.code, logs.stdout, logs.stderr, c.mustClient("status", job))
+	}
+	checkLinreg(t, c, job, logs.stdout)
+
+	b, _, err := bucket.Open(context.Background(), "gs://cloudml-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	checkResultObjects(t, b, "runs/results/"+job, 12)
+}
+
+type resultsJSON struct {
+	Objective struct {
+		Metric string `json:"metric"`
+	} `json:"objective"`
+	JobState string `json:"jobState"`
+	Rows     []struct {
+		TaskIndex  int                `json:"taskIndex"`
+		State      string             `json:"state"`
+		Params     map[string]string  `json:"params"`
+		Metrics    map[string]float64 `json:"metrics"`
+		ResultsURL string             `json:"resultsUrl"`
+	} `json:"rows"`
+}
+
+type jobJSON struct {
+	State string `json:"state"`
+	Tasks []struct {
+		Index  int    `json:"index"`
+		State  string `json:"state"`
+		NodeID string `json:"nodeId"`
+	} `json:"tasks"`
+}
+
+// checkLinreg asserts the sweep's logs, status and results.
+func checkLinreg(t *testing.T, c *cluster, job, logs string) {
+	t.Helper()
+	for i := 0; i < 12; i++ {
+		if !strings.Contains(logs, "["+itoa(i)+"] ") {
+			t.Errorf("logs have no line from task %d", i)
+		}
+	}
+	var st jobJSON
+	c.jsonOf(&st, "status", job)
+	nodes := map[string]bool{}
+	for _, tk := range st.Tasks {
+		if tk.State != "TASK_STATE_SUCCEEDED" {
+			t.Errorf("task %d: %s", tk.Index, tk.State)
+		}
+		nodes[tk.NodeID] = true
+	}
+	if st.State != "JOB_STATE_SUCCEEDED" || len(st.Tasks) != 12 || len(nodes) != 2 {
+		t.Errorf("job %s: state %s, %d tasks on nodes %v; want succeeded, 12 tasks on 2 nodes", job, st.State, len(st.Tasks), nodes)
+	}
+	var res resultsJSON
+	c.jsonOf(&res, "results", job)
+	if res.Objective.Metric != "val_mse" || len(res.Rows) != 12 {
+		t.Fatalf("results: objective %q, %d rows", res.Objective.Metric, len(res.Rows))
+	}
+	vals := make([]float64, len(res.Rows))
+	for i, r := range res.Rows {
+		vals[i] = r.Metrics["val_mse"]
+	}
+	if !sort.Float64sAreSorted(vals) {
+		t.Errorf("results not best first by val_mse: %v", vals)
+	}
+	if best := res.Rows[0].Params; best["lr"] != "0.3" || best["lambda"] != "0" {
+		t.Errorf("best params %v, want lr=0.3 lambda=0 (the closed-form optimum)", best)
+	}
+	table := c.mustClient("results", job)
+	if !strings.Contains(table, "best: task") || !strings.Contains(table, "VAL_MSE") {
+		t.Errorf("results table lacks the best line or the metric column:\n%s", table)
+	}
+}
+
+// checkResultObjects asserts every task left its model, metrics, logs and a
+// manifest whose checksums and exit code are right.
+func checkResultObjects(t *testing.T, b bucket.Bucket, prefix string, tasks int) {
+	t.Helper()
+	for i := 0; i < tasks; i++ {
+		p := prefix + "/" + itoa(i) + "/1/"
+		for _, f := range []string{"model.csv", "loss_history.csv", "metrics.json", "logs/stdout.log", "manifest.json"} {
+			if _, err := b.Attrs(context.Background(), p+f); err != nil {
+				t.Errorf("task %d: %s%s: %v", i, p, f, err)
+			}
+		}
+		r, err := b.NewReader(context.Background(), p+"manifest.json")
+		if err != nil {
+			continue
+		}
+		data, _ := io.ReadAll(r)
+		r.Close()
+		var m struct {
+			ExitCode int                `json:"exit_code"`
+			Metrics  map[string]float64 `json:"metrics"`
+			Files    []struct {
+				Path   string `json:"path"`
+				Size   int64  `json:"size"`
+				SHA256 string `json:"sha256"`
+			} `json:"files"`
+		}
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Errorf("task %d manifest: %v\n%s", i, err, data)
+			continue
+		}
+		if m.ExitCode != 0 || len(m.Files) < 3 || m.Metrics["val_mse"] == 0 {
+			t.Errorf("task %d manifest: exit %d, %d files, metrics %v", i, m.ExitCode, len(m.Files), m.Metrics)
+		}
+		for _, f := range m.Files {
+			if len(f.SHA256) != 64 || f.Size <= 0 {
+				t.Errorf("task %d manifest file %+v", i, f)
+			}
+		}
+	}
+}
