@@ -1,6 +1,7 @@
-// Package store is the coordinator's durable state: one bbolt file holding
-// nodes, jobs, tasks, attempts, log acknowledgements and log batches, so a
-// restarted coordinator carries on where it stopped.
+// Package store is the coordinator's durable state, so a restarted
+// coordinator carries on where it stopped: one bbolt file (state.db) holding
+// nodes, jobs, tasks and attempts, and one append-only log segment file per
+// attempt under logs/.
 //
 // Records are small Go structs encoded as JSON. JSON keeps the file readable
 // with bbolt's own tools when debugging, lets a field be added without a
@@ -15,15 +16,20 @@
 //	jobs      job id                          → Job (JSON)
 //	tasks     job 0x00 task(4B BE)             → Task (JSON)
 //	attempts  job 0x00 task(4B BE) attempt(4B) → Attempt (JSON)
-//	acks      job 0x00 task attempt            → acked log seq (8B BE)
-//	logs      job 0x00 task attempt seq(8B BE) → stream (1B) + data
 //
 // A NUL byte ends the job id in composite keys, so one job's prefix never
-// matches another job whose id merely starts with it. The acknowledged log
-// sequence lives in its own bucket, written only by AppendLogs, so storing an
-// attempt's state never races with storing its logs.
+// matches another job whose id merely starts with it. Every event is one
+// transaction (each bbolt commit fsyncs): Save writes any mix of records at
+// once, and frequent small writes (heartbeats) go through db.Batch.
 //
-// Every event is one transaction (each bbolt commit fsyncs): Save writes any
-// mix of records at once, AppendLogs stores a run of batches and its ack
-// together, and frequent small writes (heartbeats) go through db.Batch.
+// Logs live outside bbolt, whose page allocation made appends cost about
+// 3 ms per MiB. Each attempt's batches go to logs/<job>/<task>-<attempt>.log
+// as records of seq (8B BE), stream (1B), length (4B BE) and data, with
+// seqs 1, 2, 3… and no gaps. AppendLogs writes a call's records with one
+// write and fsyncs before it acknowledges them. In memory each attempt keeps
+// its acked seq, file size and the offset of every record, so ReadLogs reads
+// a range with one ReadAt. An attempt is loaded on first use (Load touches
+// every attempt to report its acked seq): its file is scanned, and a torn
+// tail left by a crash (a partial or inconsistent last record) is cut off.
+// Files are opened per call, so no handles stay open between calls.
 package store

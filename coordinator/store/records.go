@@ -89,7 +89,7 @@ type Attempt struct {
 	Message    string  `json:"message,omitempty"`
 	Metrics    Metrics `json:"metrics,omitempty"`
 	ResultsURL string  `json:"results_url,omitempty"`
-	// AckedSeq is filled from the acks bucket on load; Save ignores it.
+	// AckedSeq is filled from the log segment file on load; Save ignores it.
 	AckedSeq uint64 `json:"-"`
 	// AssignTime, StartTime and EndTime bound the attempt.
 	AssignTime time.Time `json:"assign_time"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,18 +31,28 @@ var (
 	bucketJobs     = []byte("jobs")
 	bucketTasks    = []byte("tasks")
 	bucketAttempts = []byte("attempts")
-	bucketAcks     = []byte("acks")
-	bucketLogs     = []byte("logs")
-	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts, bucketAcks, bucketLogs}
+	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts}
+	// legacyBuckets held log batches and acks before logs moved to
+	// segment files; Open drops them.
+	legacyBuckets = [][]byte{[]byte("acks"), []byte("logs")}
 )
 
-// Store is the coordinator's bbolt file.
+// LogDirName is the directory of log segment files inside the state
+// directory.
+const LogDirName = "logs"
+
+// Store is the coordinator's bbolt file and its log segment files.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	logDir string
+
+	segMu sync.Mutex
+	segs  map[segKey]*segment
 }
 
-// Open opens (or creates) dir/state.db. If another process holds it, Open
-// fails within LockTimeout with an error wrapping ErrLocked.
+// Open opens (or creates) dir/state.db and dir/logs. If another process
+// holds the state, Open fails within LockTimeout with an error wrapping
+// ErrLocked.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
@@ -64,13 +75,23 @@ func Open(dir string) (*Store, error) {
 				return err
 			}
 		}
+		for _, b := range legacyBuckets {
+			if err := tx.DeleteBucket(b); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	logDir := filepath.Join(dir, LogDirName)
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	return &Store{db: db, logDir: logDir, segs: map[segKey]*segment{}}, nil
 }
 
 // Close closes the file and releases its lock.
@@ -87,7 +108,8 @@ type Snapshot struct {
 	Attempts []*Attempt
 }
 
-// Load reads every node, job, task and attempt (with its acked log seq).
+// Load reads every node, job, task and attempt, with its acked log seq
+// from its log segment file.
 func (s *Store) Load() (*Snapshot, error) {
 	snap := &Snapshot{}
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -103,14 +125,15 @@ func (s *Store) Load() (*Snapshot, error) {
 		if err := loadAll(tx.Bucket(bucketAttempts), &snap.Attempts); err != nil {
 			return fmt.Errorf("attempts: %w", err)
 		}
-		acks := tx.Bucket(bucketAcks)
-		for _, a := range snap.Attempts {
-			a.AckedSeq = decodeSeq(acks.Get(attemptKey(a.JobID, a.Task, a.Attempt)))
-		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
+	}
+	for _, a := range snap.Attempts {
+		if a.AckedSeq, err = s.AckedSeq(a.JobID, a.Task, a.Attempt); err != nil {
+			return nil, fmt.Errorf("load state: %w", err)
+		}
 	}
 	return snap, nil
 }

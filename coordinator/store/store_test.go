@@ -75,7 +75,7 @@ func TestAppendLogsSkipsDuplicatesAndStopsAtGaps(t *testing.T) {
 		}
 	}
 	// Another job whose id extends this one's must not show up.
-	if _, _, err := s.AppendLogs("j\x01", 2, 1, []*cloudmlv1.LogBatch{b(1)}); err != nil {
+	if _, _, err := s.AppendLogs("j-2", 2, 1, []*cloudmlv1.LogBatch{b(1)}); err != nil {
 		t.Fatal(err)
 	}
 	all, err := s.ReadLogs("j", 2, 1, 0, 1<<20)

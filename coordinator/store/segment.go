@@ -1,0 +1,199 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+)
+
+// recordHeader is a log record's header: seq (8B BE), stream (1B), data
+// length (4B BE).
+const recordHeader = 13
+
+// scanChunk is how much of a segment file one read takes while scanning.
+const scanChunk = 1 << 20
+
+// ErrInvalidID means a job id, task or attempt cannot name a log file.
+var ErrInvalidID = errors.New("invalid log id")
+
+// segKey names one attempt's log segment.
+type segKey struct {
+	job           string
+	task, attempt int32
+}
+
+// segment is one attempt's append-only log file and its in-memory index.
+type segment struct {
+	path   string
+	loaded atomic.Bool
+	// wmu serialises appends and the first load; it is held across the
+	// write and the fsync.
+	wmu     sync.Mutex
+	created bool // the file and its directories are known to exist (wmu)
+	// mu guards the fields below; it is held only briefly.
+	mu    sync.Mutex
+	acked uint64
+	size  int64
+	offs  []int64 // offs[i] is the offset of the record with seq i+1
+}
+
+// validJobID reports whether a job id is safe as a directory name: it starts
+// with [a-z0-9] and goes on with [a-z0-9._-], so it is never "." or "..".
+func validJobID(job string) bool {
+	if job == "" || len(job) > 128 {
+		return false
+	}
+	for i := 0; i < len(job); i++ {
+		c := job[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '-' || c == '.' || c == '_'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// segment returns the attempt's segment, scanning its file the first time.
+func (s *Store) segment(job string, task, attempt int32) (*segment, error) {
+	if !validJobID(job) || task < 0 || attempt < 0 {
+		return nil, fmt.Errorf("job %q task %d attempt %d: %w", job, task, attempt, ErrInvalidID)
+	}
+	k := segKey{job, task, attempt}
+	s.segMu.Lock()
+	seg := s.segs[k]
+	if seg == nil {
+		name := strconv.Itoa(int(task)) + "-" + strconv.Itoa(int(attempt)) + ".log"
+		seg = &segment{path: filepath.Join(s.logDir, job, name)}
+		s.segs[k] = seg
+	}
+	s.segMu.Unlock()
+	if seg.loaded.Load() {
+		return seg, nil
+	}
+	seg.wmu.Lock()
+	defer seg.wmu.Unlock()
+	if seg.loaded.Load() {
+		return seg, nil
+	}
+	if err := seg.load(); err != nil {
+		return nil, fmt.Errorf("load log %s: %w", seg.path, err)
+	}
+	seg.loaded.Store(true)
+	return seg, nil
+}
+
+// load rebuilds acked and the index from the file, truncating a torn tail
+// (a partial or inconsistent record left by a crash). Callers hold wmu.
+func (seg *segment) load() error {
+	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	fileSize := fi.Size()
+	var acked uint64
+	var offs []int64
+	off := int64(0) // start of the next record
+	buf := make([]byte, scanChunk)
+scan:
+	for off < fileSize {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		chunk := buf[:n]
+		p := 0
+		for p+recordHeader <= len(chunk) {
+			seq := binary.BigEndian.Uint64(chunk[p:])
+			end := off + int64(p) + recordHeader + int64(binary.BigEndian.Uint32(chunk[p+9:]))
+			if seq != acked+1 || end > fileSize {
+				off += int64(p) // the torn tail starts here
+				break scan
+			}
+			offs = append(offs, off+int64(p))
+			acked = seq
+			if end > off+int64(len(chunk)) {
+				off = end // the data runs past this chunk: read on after it
+				continue scan
+			}
+			p = int(end - off)
+		}
+		if p == 0 {
+			break // a header cut short by the end of the file
+		}
+		off += int64(p)
+	}
+	if off < fileSize {
+		if err := f.Truncate(off); err != nil {
+			return fmt.Errorf("truncate torn tail: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	seg.created = true
+	seg.mu.Lock()
+	seg.acked, seg.size, seg.offs = acked, off, offs
+	seg.mu.Unlock()
+	return nil
+}
+
+// openAppend opens the file for writing, creating it and its directories
+// (durably) the first time. Callers hold wmu.
+func (seg *segment) openAppend() (*os.File, error) {
+	if seg.created {
+		return os.OpenFile(seg.path, os.O_WRONLY, 0)
+	}
+	dir := filepath.Dir(seg.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	// Make the new name (and the job's directory) survive a crash.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := syncDir(d); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	seg.created = true
+	return f, nil
+}
+
+func syncDir(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
+
+// appendRecord appends one encoded record to buf.
+func appendRecord(buf []byte, seq uint64, stream byte, data []byte) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, seq)
+	buf = append(buf, stream)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(data)))
+	return append(buf, data...)
+}
