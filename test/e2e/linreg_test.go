@@ -49,6 +49,18 @@ func TestLinregSweepGCS(t *testing.T) {
 	}
 	defer b.Close()
 	checkResultObjects(t, b, "runs/results/"+job, 12)
+
+	// Code already in a bucket, as the seed's gsutil cp did: a prefix of
+	// loose objects is staged as it is.
+	srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "cloudml-e2e", Name: "seed/model.sh"},
+		Content: []byte("cat lib/msg.txt; echo \"param $CLOUDML_PARAM_N\"\n")})
+	srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "cloudml-e2e", Name: "seed/lib/msg.txt"},
+		Content: []byte("hello from gs\n")})
+	seed := strings.TrimSpace(c.mustClient("submit", "--name", "seed", "--code", "gs://cloudml-e2e/seed", "--param", "n=1,2", "--", "sh", "model.sh"))
+	out := c.client("logs", "-f", seed)
+	if out.code != 0 || strings.Count(out.stdout, "hello from gs") != 2 || !strings.Contains(out.stdout, "[1] param 2") {
+		t.Errorf("job with gs:// code: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
 }
 
 type resultsJSON struct {
