@@ -23,6 +23,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// SwarmRole is a node's role in the swarm.
+type SwarmRole int32
+
+const (
+	// SWARM_ROLE_UNSPECIFIED: not in a swarm.
+	SwarmRole_SWARM_ROLE_UNSPECIFIED SwarmRole = 0
+	// SWARM_ROLE_MANAGER: a swarm manager.
+	SwarmRole_SWARM_ROLE_MANAGER SwarmRole = 1
+	// SWARM_ROLE_WORKER: a swarm worker.
+	SwarmRole_SWARM_ROLE_WORKER SwarmRole = 2
+)
+
+// Enum value maps for SwarmRole.
+var (
+	SwarmRole_name = map[int32]string{
+		0: "SWARM_ROLE_UNSPECIFIED",
+		1: "SWARM_ROLE_MANAGER",
+		2: "SWARM_ROLE_WORKER",
+	}
+	SwarmRole_value = map[string]int32{
+		"SWARM_ROLE_UNSPECIFIED": 0,
+		"SWARM_ROLE_MANAGER":     1,
+		"SWARM_ROLE_WORKER":      2,
+	}
+)
+
+func (x SwarmRole) Enum() *SwarmRole {
+	p := new(SwarmRole)
+	*p = x
+	return p
+}
+
+func (x SwarmRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SwarmRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_cloudml_v1_agent_proto_enumTypes[0].Descriptor()
+}
+
+func (SwarmRole) Type() protoreflect.EnumType {
+	return &file_cloudml_v1_agent_proto_enumTypes[0]
+}
+
+func (x SwarmRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SwarmRole.Descriptor instead.
+func (SwarmRole) EnumDescriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
 // RegisterRequest describes the node that wants to join.
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -255,6 +308,9 @@ type SessionResponse struct {
 	//	*SessionResponse_Started
 	//	*SessionResponse_Assignment
 	//	*SessionResponse_Cancel
+	//	*SessionResponse_SwarmInit
+	//	*SessionResponse_SwarmJoin
+	//	*SessionResponse_StageJob
 	Command       isSessionResponse_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -324,6 +380,33 @@ func (x *SessionResponse) GetCancel() *Cancel {
 	return nil
 }
 
+func (x *SessionResponse) GetSwarmInit() *SwarmInit {
+	if x != nil {
+		if x, ok := x.Command.(*SessionResponse_SwarmInit); ok {
+			return x.SwarmInit
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetSwarmJoin() *SwarmJoin {
+	if x != nil {
+		if x, ok := x.Command.(*SessionResponse_SwarmJoin); ok {
+			return x.SwarmJoin
+		}
+	}
+	return nil
+}
+
+func (x *SessionResponse) GetStageJob() *StageJob {
+	if x != nil {
+		if x, ok := x.Command.(*SessionResponse_StageJob); ok {
+			return x.StageJob
+		}
+	}
+	return nil
+}
+
 type isSessionResponse_Command interface {
 	isSessionResponse_Command()
 }
@@ -340,8 +423,28 @@ type SessionResponse_Assignment struct {
 }
 
 type SessionResponse_Cancel struct {
-	// Cancel asks the agent to stop an attempt.
+	// Cancel asks the agent to stop an attempt. Sent to the swarm manager
+	// for a swarm attempt, it removes the attempt's service (also after the
+	// attempt ended, to clean up).
 	Cancel *Cancel `protobuf:"bytes,3,opt,name=cancel,proto3,oneof"`
+}
+
+type SessionResponse_SwarmInit struct {
+	// SwarmInit asks the agent to open the swarm ports and initialise a swarm
+	// with this node as its first manager, then ReportSwarm.
+	SwarmInit *SwarmInit `protobuf:"bytes,4,opt,name=swarm_init,json=swarmInit,proto3,oneof"`
+}
+
+type SessionResponse_SwarmJoin struct {
+	// SwarmJoin asks the agent to open the swarm ports and join the swarm,
+	// then ReportSwarm.
+	SwarmJoin *SwarmJoin `protobuf:"bytes,5,opt,name=swarm_join,json=swarmJoin,proto3,oneof"`
+}
+
+type SessionResponse_StageJob struct {
+	// StageJob asks the agent to stage a container job's code and data into
+	// its cache now, then ReportStage.
+	StageJob *StageJob `protobuf:"bytes,6,opt,name=stage_job,json=stageJob,proto3,oneof"`
 }
 
 func (*SessionResponse_Started) isSessionResponse_Command() {}
@@ -349,6 +452,12 @@ func (*SessionResponse_Started) isSessionResponse_Command() {}
 func (*SessionResponse_Assignment) isSessionResponse_Command() {}
 
 func (*SessionResponse_Cancel) isSessionResponse_Command() {}
+
+func (*SessionResponse_SwarmInit) isSessionResponse_Command() {}
+
+func (*SessionResponse_SwarmJoin) isSessionResponse_Command() {}
+
+func (*SessionResponse_StageJob) isSessionResponse_Command() {}
 
 // SessionStarted opens a session.
 type SessionStarted struct {
@@ -495,7 +604,14 @@ type Assignment struct {
 	// Image is the container image; empty for the process runtime.
 	Image string `protobuf:"bytes,10,opt,name=image,proto3" json:"image,omitempty"`
 	// Resources are the task's reservations.
-	Resources     *Resources `protobuf:"bytes,11,opt,name=resources,proto3" json:"resources,omitempty"`
+	Resources *Resources `protobuf:"bytes,11,opt,name=resources,proto3" json:"resources,omitempty"`
+	// SwarmService is set when the job runs in containers on the swarm: the
+	// receiving agent is a swarm manager and creates one service for this
+	// attempt (one replica, restart condition none, labelled with the job,
+	// task and attempt) instead of running it itself. Swarm places it; the
+	// agent of the node it lands on reports it, ships its logs and uploads its
+	// results.
+	SwarmService  bool `protobuf:"varint,12,opt,name=swarm_service,json=swarmService,proto3" json:"swarm_service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,6 +723,436 @@ func (x *Assignment) GetResources() *Resources {
 	return nil
 }
 
+func (x *Assignment) GetSwarmService() bool {
+	if x != nil {
+		return x.SwarmService
+	}
+	return false
+}
+
+// SwarmInit asks a node to found the swarm.
+type SwarmInit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// AdvertiseAddr is the address the node advertises to its peers.
+	AdvertiseAddr string `protobuf:"bytes,1,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	// PeerCidrs are the cluster's addresses; the firewall admits the swarm
+	// ports from these only (empty: from anywhere).
+	PeerCidrs     []string `protobuf:"bytes,2,rep,name=peer_cidrs,json=peerCidrs,proto3" json:"peer_cidrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwarmInit) Reset() {
+	*x = SwarmInit{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwarmInit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwarmInit) ProtoMessage() {}
+
+func (x *SwarmInit) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwarmInit.ProtoReflect.Descriptor instead.
+func (*SwarmInit) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SwarmInit) GetAdvertiseAddr() string {
+	if x != nil {
+		return x.AdvertiseAddr
+	}
+	return ""
+}
+
+func (x *SwarmInit) GetPeerCidrs() []string {
+	if x != nil {
+		return x.PeerCidrs
+	}
+	return nil
+}
+
+// SwarmJoin asks a node to join the swarm.
+type SwarmJoin struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ManagerAddrs are host:port of the swarm's managers.
+	ManagerAddrs []string `protobuf:"bytes,1,rep,name=manager_addrs,json=managerAddrs,proto3" json:"manager_addrs,omitempty"`
+	// JoinToken is the worker join token the manager reported.
+	JoinToken string `protobuf:"bytes,2,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	// AdvertiseAddr is the address the node advertises to its peers.
+	AdvertiseAddr string `protobuf:"bytes,3,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	// PeerCidrs are the cluster's addresses for the firewall rules.
+	PeerCidrs     []string `protobuf:"bytes,4,rep,name=peer_cidrs,json=peerCidrs,proto3" json:"peer_cidrs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SwarmJoin) Reset() {
+	*x = SwarmJoin{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SwarmJoin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SwarmJoin) ProtoMessage() {}
+
+func (x *SwarmJoin) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SwarmJoin.ProtoReflect.Descriptor instead.
+func (*SwarmJoin) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SwarmJoin) GetManagerAddrs() []string {
+	if x != nil {
+		return x.ManagerAddrs
+	}
+	return nil
+}
+
+func (x *SwarmJoin) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
+}
+
+func (x *SwarmJoin) GetAdvertiseAddr() string {
+	if x != nil {
+		return x.AdvertiseAddr
+	}
+	return ""
+}
+
+func (x *SwarmJoin) GetPeerCidrs() []string {
+	if x != nil {
+		return x.PeerCidrs
+	}
+	return nil
+}
+
+// StageJob names a container job's inputs.
+type StageJob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// JobID is the job.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Code is staged into the content-addressed cache.
+	Code *Source `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// Data are staged beside the code, by name.
+	Data          map[string]*Source `protobuf:"bytes,3,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StageJob) Reset() {
+	*x = StageJob{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StageJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StageJob) ProtoMessage() {}
+
+func (x *StageJob) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StageJob.ProtoReflect.Descriptor instead.
+func (*StageJob) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StageJob) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *StageJob) GetCode() *Source {
+	if x != nil {
+		return x.Code
+	}
+	return nil
+}
+
+func (x *StageJob) GetData() map[string]*Source {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// ReportSwarmRequest describes the node's swarm membership.
+type ReportSwarmRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SwarmNodeID is the node's id in the swarm.
+	SwarmNodeId string `protobuf:"bytes,1,opt,name=swarm_node_id,json=swarmNodeId,proto3" json:"swarm_node_id,omitempty"`
+	// ClusterID is the swarm's id.
+	ClusterId string `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// Role is the node's role.
+	Role SwarmRole `protobuf:"varint,3,opt,name=role,proto3,enum=cloudml.v1.SwarmRole" json:"role,omitempty"`
+	// ManagerAddr is host:port other nodes join through (managers only).
+	ManagerAddr string `protobuf:"bytes,4,opt,name=manager_addr,json=managerAddr,proto3" json:"manager_addr,omitempty"`
+	// WorkerJoinToken lets workers join (managers only).
+	WorkerJoinToken string `protobuf:"bytes,5,opt,name=worker_join_token,json=workerJoinToken,proto3" json:"worker_join_token,omitempty"`
+	// Error says why init or join failed, in words a user can act on; the
+	// other fields are then empty.
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSwarmRequest) Reset() {
+	*x = ReportSwarmRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSwarmRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSwarmRequest) ProtoMessage() {}
+
+func (x *ReportSwarmRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSwarmRequest.ProtoReflect.Descriptor instead.
+func (*ReportSwarmRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReportSwarmRequest) GetSwarmNodeId() string {
+	if x != nil {
+		return x.SwarmNodeId
+	}
+	return ""
+}
+
+func (x *ReportSwarmRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ReportSwarmRequest) GetRole() SwarmRole {
+	if x != nil {
+		return x.Role
+	}
+	return SwarmRole_SWARM_ROLE_UNSPECIFIED
+}
+
+func (x *ReportSwarmRequest) GetManagerAddr() string {
+	if x != nil {
+		return x.ManagerAddr
+	}
+	return ""
+}
+
+func (x *ReportSwarmRequest) GetWorkerJoinToken() string {
+	if x != nil {
+		return x.WorkerJoinToken
+	}
+	return ""
+}
+
+func (x *ReportSwarmRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ReportSwarmResponse acknowledges the report.
+type ReportSwarmResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportSwarmResponse) Reset() {
+	*x = ReportSwarmResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportSwarmResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportSwarmResponse) ProtoMessage() {}
+
+func (x *ReportSwarmResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportSwarmResponse.ProtoReflect.Descriptor instead.
+func (*ReportSwarmResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{11}
+}
+
+// ReportStageRequest reports the staging of a container job on this node.
+type ReportStageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// JobID is the job.
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Error says why staging failed; empty on success.
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// BytesDownloaded is what this staging fetched (0 on a cache hit).
+	BytesDownloaded int64 `protobuf:"varint,3,opt,name=bytes_downloaded,json=bytesDownloaded,proto3" json:"bytes_downloaded,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ReportStageRequest) Reset() {
+	*x = ReportStageRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportStageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportStageRequest) ProtoMessage() {}
+
+func (x *ReportStageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportStageRequest.ProtoReflect.Descriptor instead.
+func (*ReportStageRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReportStageRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ReportStageRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ReportStageRequest) GetBytesDownloaded() int64 {
+	if x != nil {
+		return x.BytesDownloaded
+	}
+	return 0
+}
+
+// ReportStageResponse acknowledges the report.
+type ReportStageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportStageResponse) Reset() {
+	*x = ReportStageResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportStageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportStageResponse) ProtoMessage() {}
+
+func (x *ReportStageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportStageResponse.ProtoReflect.Descriptor instead.
+func (*ReportStageResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{13}
+}
+
 // Cancel asks the agent to stop an attempt.
 type Cancel struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -620,7 +1166,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +1178,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +1191,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Cancel) GetRef() *TaskRef {
@@ -662,16 +1208,20 @@ func (x *Cancel) GetReason() string {
 	return ""
 }
 
-// HeartbeatRequest is empty: the connection names the node.
+// HeartbeatRequest carries the node's health; the connection names the node.
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RuntimeError is empty while the node's task runtime (the Docker daemon
+	// for container jobs) works, and says what is wrong otherwise. A node whose
+	// runtime fails is marked down and its attempts are rescheduled.
+	RuntimeError  string `protobuf:"bytes,1,opt,name=runtime_error,json=runtimeError,proto3" json:"runtime_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +1233,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +1246,14 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HeartbeatRequest) GetRuntimeError() string {
+	if x != nil {
+		return x.RuntimeError
+	}
+	return ""
 }
 
 // HeartbeatResponse tells the agent when the next heartbeat is due.
@@ -710,7 +1267,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +1279,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +1292,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -772,7 +1329,7 @@ type ReportTaskRequest struct {
 
 func (x *ReportTaskRequest) Reset() {
 	*x = ReportTaskRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +1341,7 @@ func (x *ReportTaskRequest) String() string {
 func (*ReportTaskRequest) ProtoMessage() {}
 
 func (x *ReportTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +1354,7 @@ func (x *ReportTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReportTaskRequest) GetRef() *TaskRef {
@@ -865,7 +1422,7 @@ type ReportTaskResponse struct {
 
 func (x *ReportTaskResponse) Reset() {
 	*x = ReportTaskResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1434,7 @@ func (x *ReportTaskResponse) String() string {
 func (*ReportTaskResponse) ProtoMessage() {}
 
 func (x *ReportTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1447,7 @@ func (x *ReportTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 // LogBatch is a run of whole lines from one stream of one attempt.
@@ -909,7 +1466,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1478,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1491,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LogBatch) GetSeq() uint64 {
@@ -971,7 +1528,7 @@ type PublishLogsRequest struct {
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1540,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1553,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PublishLogsRequest) GetRef() *TaskRef {
@@ -1025,7 +1582,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1594,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1607,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PublishLogsResponse) GetAckedSeq() uint64 {
@@ -1080,13 +1637,18 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\arunning\x18\x01 \x03(\v2\x13.cloudml.v1.TaskRefR\arunning\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12!\n" +
 	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12\x18\n" +
-	"\aruntime\x18\x04 \x01(\tR\aruntime\"\xbc\x01\n" +
+	"\aruntime\x18\x04 \x01(\tR\aruntime\"\xe1\x02\n" +
 	"\x0fSessionResponse\x126\n" +
 	"\astarted\x18\x01 \x01(\v2\x1a.cloudml.v1.SessionStartedH\x00R\astarted\x128\n" +
 	"\n" +
 	"assignment\x18\x02 \x01(\v2\x16.cloudml.v1.AssignmentH\x00R\n" +
 	"assignment\x12,\n" +
-	"\x06cancel\x18\x03 \x01(\v2\x12.cloudml.v1.CancelH\x00R\x06cancelB\t\n" +
+	"\x06cancel\x18\x03 \x01(\v2\x12.cloudml.v1.CancelH\x00R\x06cancel\x126\n" +
+	"\n" +
+	"swarm_init\x18\x04 \x01(\v2\x15.cloudml.v1.SwarmInitH\x00R\tswarmInit\x126\n" +
+	"\n" +
+	"swarm_join\x18\x05 \x01(\v2\x15.cloudml.v1.SwarmJoinH\x00R\tswarmJoin\x123\n" +
+	"\tstage_job\x18\x06 \x01(\v2\x14.cloudml.v1.StageJobH\x00R\bstageJobB\t\n" +
 	"\acommand\"o\n" +
 	"\x0eSessionStarted\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12D\n" +
@@ -1095,7 +1657,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
 	"task_index\x18\x02 \x01(\x05R\ttaskIndex\x12\x18\n" +
-	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x91\x05\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\xb6\x05\n" +
 	"\n" +
 	"Assignment\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12\x1d\n" +
@@ -1110,7 +1672,8 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\atimeout\x18\t \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x14\n" +
 	"\x05image\x18\n" +
 	" \x01(\tR\x05image\x123\n" +
-	"\tresources\x18\v \x01(\v2\x15.cloudml.v1.ResourcesR\tresources\x1a9\n" +
+	"\tresources\x18\v \x01(\v2\x15.cloudml.v1.ResourcesR\tresources\x12#\n" +
+	"\rswarm_service\x18\f \x01(\bR\fswarmService\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -1119,11 +1682,44 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aK\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
-	"\x05value\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x05value:\x028\x01\"G\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x05value:\x028\x01\"Q\n" +
+	"\tSwarmInit\x12%\n" +
+	"\x0eadvertise_addr\x18\x01 \x01(\tR\radvertiseAddr\x12\x1d\n" +
+	"\n" +
+	"peer_cidrs\x18\x02 \x03(\tR\tpeerCidrs\"\x95\x01\n" +
+	"\tSwarmJoin\x12#\n" +
+	"\rmanager_addrs\x18\x01 \x03(\tR\fmanagerAddrs\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\x02 \x01(\tR\tjoinToken\x12%\n" +
+	"\x0eadvertise_addr\x18\x03 \x01(\tR\radvertiseAddr\x12\x1d\n" +
+	"\n" +
+	"peer_cidrs\x18\x04 \x03(\tR\tpeerCidrs\"\xca\x01\n" +
+	"\bStageJob\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12&\n" +
+	"\x04code\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x04code\x122\n" +
+	"\x04data\x18\x03 \x03(\v2\x1e.cloudml.v1.StageJob.DataEntryR\x04data\x1aK\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
+	"\x05value\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x05value:\x028\x01\"\xe7\x01\n" +
+	"\x12ReportSwarmRequest\x12\"\n" +
+	"\rswarm_node_id\x18\x01 \x01(\tR\vswarmNodeId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12)\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x15.cloudml.v1.SwarmRoleR\x04role\x12!\n" +
+	"\fmanager_addr\x18\x04 \x01(\tR\vmanagerAddr\x12*\n" +
+	"\x11worker_join_token\x18\x05 \x01(\tR\x0fworkerJoinToken\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"\x15\n" +
+	"\x13ReportSwarmResponse\"l\n" +
+	"\x12ReportStageRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12)\n" +
+	"\x10bytes_downloaded\x18\x03 \x01(\x03R\x0fbytesDownloaded\"\x15\n" +
+	"\x13ReportStageResponse\"G\n" +
 	"\x06Cancel\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x12\n" +
-	"\x10HeartbeatRequest\"F\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"7\n" +
+	"\x10HeartbeatRequest\x12#\n" +
+	"\rruntime_error\x18\x01 \x01(\tR\fruntimeError\"F\n" +
 	"\x11HeartbeatResponse\x121\n" +
 	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"\x93\x03\n" +
 	"\x11ReportTaskRequest\x12%\n" +
@@ -1149,14 +1745,20 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12.\n" +
 	"\abatches\x18\x02 \x03(\v2\x14.cloudml.v1.LogBatchR\abatches\"2\n" +
 	"\x13PublishLogsResponse\x12\x1b\n" +
-	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq2\x82\x03\n" +
+	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq*V\n" +
+	"\tSwarmRole\x12\x1a\n" +
+	"\x16SWARM_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SWARM_ROLE_MANAGER\x10\x01\x12\x15\n" +
+	"\x11SWARM_ROLE_WORKER\x10\x022\xa2\x04\n" +
 	"\fAgentService\x12E\n" +
 	"\bRegister\x12\x1b.cloudml.v1.RegisterRequest\x1a\x1c.cloudml.v1.RegisterResponse\x12D\n" +
 	"\aSession\x12\x1a.cloudml.v1.SessionRequest\x1a\x1b.cloudml.v1.SessionResponse0\x01\x12H\n" +
 	"\tHeartbeat\x12\x1c.cloudml.v1.HeartbeatRequest\x1a\x1d.cloudml.v1.HeartbeatResponse\x12K\n" +
 	"\n" +
 	"ReportTask\x12\x1d.cloudml.v1.ReportTaskRequest\x1a\x1e.cloudml.v1.ReportTaskResponse\x12N\n" +
-	"\vPublishLogs\x12\x1e.cloudml.v1.PublishLogsRequest\x1a\x1f.cloudml.v1.PublishLogsResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
+	"\vPublishLogs\x12\x1e.cloudml.v1.PublishLogsRequest\x1a\x1f.cloudml.v1.PublishLogsResponse\x12N\n" +
+	"\vReportSwarm\x12\x1e.cloudml.v1.ReportSwarmRequest\x1a\x1f.cloudml.v1.ReportSwarmResponse\x12N\n" +
+	"\vReportStage\x12\x1e.cloudml.v1.ReportStageRequest\x1a\x1f.cloudml.v1.ReportStageResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
 
 var (
 	file_cloudml_v1_agent_proto_rawDescOnce sync.Once
@@ -1170,72 +1772,93 @@ func file_cloudml_v1_agent_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_agent_proto_rawDescData
 }
 
-var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_cloudml_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_cloudml_v1_agent_proto_goTypes = []any{
-	(*RegisterRequest)(nil),       // 0: cloudml.v1.RegisterRequest
-	(*RegisterResponse)(nil),      // 1: cloudml.v1.RegisterResponse
-	(*SessionRequest)(nil),        // 2: cloudml.v1.SessionRequest
-	(*SessionResponse)(nil),       // 3: cloudml.v1.SessionResponse
-	(*SessionStarted)(nil),        // 4: cloudml.v1.SessionStarted
-	(*TaskRef)(nil),               // 5: cloudml.v1.TaskRef
-	(*Assignment)(nil),            // 6: cloudml.v1.Assignment
-	(*Cancel)(nil),                // 7: cloudml.v1.Cancel
-	(*HeartbeatRequest)(nil),      // 8: cloudml.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 9: cloudml.v1.HeartbeatResponse
-	(*ReportTaskRequest)(nil),     // 10: cloudml.v1.ReportTaskRequest
-	(*ReportTaskResponse)(nil),    // 11: cloudml.v1.ReportTaskResponse
-	(*LogBatch)(nil),              // 12: cloudml.v1.LogBatch
-	(*PublishLogsRequest)(nil),    // 13: cloudml.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),   // 14: cloudml.v1.PublishLogsResponse
-	nil,                           // 15: cloudml.v1.Assignment.ParamsEntry
-	nil,                           // 16: cloudml.v1.Assignment.EnvEntry
-	nil,                           // 17: cloudml.v1.Assignment.DataEntry
-	nil,                           // 18: cloudml.v1.ReportTaskRequest.MetricsEntry
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*Source)(nil),                // 20: cloudml.v1.Source
-	(*Resources)(nil),             // 21: cloudml.v1.Resources
-	(TaskState)(0),                // 22: cloudml.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(LogStream)(0),                // 24: cloudml.v1.LogStream
+	(SwarmRole)(0),                // 0: cloudml.v1.SwarmRole
+	(*RegisterRequest)(nil),       // 1: cloudml.v1.RegisterRequest
+	(*RegisterResponse)(nil),      // 2: cloudml.v1.RegisterResponse
+	(*SessionRequest)(nil),        // 3: cloudml.v1.SessionRequest
+	(*SessionResponse)(nil),       // 4: cloudml.v1.SessionResponse
+	(*SessionStarted)(nil),        // 5: cloudml.v1.SessionStarted
+	(*TaskRef)(nil),               // 6: cloudml.v1.TaskRef
+	(*Assignment)(nil),            // 7: cloudml.v1.Assignment
+	(*SwarmInit)(nil),             // 8: cloudml.v1.SwarmInit
+	(*SwarmJoin)(nil),             // 9: cloudml.v1.SwarmJoin
+	(*StageJob)(nil),              // 10: cloudml.v1.StageJob
+	(*ReportSwarmRequest)(nil),    // 11: cloudml.v1.ReportSwarmRequest
+	(*ReportSwarmResponse)(nil),   // 12: cloudml.v1.ReportSwarmResponse
+	(*ReportStageRequest)(nil),    // 13: cloudml.v1.ReportStageRequest
+	(*ReportStageResponse)(nil),   // 14: cloudml.v1.ReportStageResponse
+	(*Cancel)(nil),                // 15: cloudml.v1.Cancel
+	(*HeartbeatRequest)(nil),      // 16: cloudml.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 17: cloudml.v1.HeartbeatResponse
+	(*ReportTaskRequest)(nil),     // 18: cloudml.v1.ReportTaskRequest
+	(*ReportTaskResponse)(nil),    // 19: cloudml.v1.ReportTaskResponse
+	(*LogBatch)(nil),              // 20: cloudml.v1.LogBatch
+	(*PublishLogsRequest)(nil),    // 21: cloudml.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),   // 22: cloudml.v1.PublishLogsResponse
+	nil,                           // 23: cloudml.v1.Assignment.ParamsEntry
+	nil,                           // 24: cloudml.v1.Assignment.EnvEntry
+	nil,                           // 25: cloudml.v1.Assignment.DataEntry
+	nil,                           // 26: cloudml.v1.StageJob.DataEntry
+	nil,                           // 27: cloudml.v1.ReportTaskRequest.MetricsEntry
+	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
+	(*Source)(nil),                // 29: cloudml.v1.Source
+	(*Resources)(nil),             // 30: cloudml.v1.Resources
+	(TaskState)(0),                // 31: cloudml.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(LogStream)(0),                // 33: cloudml.v1.LogStream
 }
 var file_cloudml_v1_agent_proto_depIdxs = []int32{
-	5,  // 0: cloudml.v1.SessionRequest.running:type_name -> cloudml.v1.TaskRef
-	4,  // 1: cloudml.v1.SessionResponse.started:type_name -> cloudml.v1.SessionStarted
-	6,  // 2: cloudml.v1.SessionResponse.assignment:type_name -> cloudml.v1.Assignment
-	7,  // 3: cloudml.v1.SessionResponse.cancel:type_name -> cloudml.v1.Cancel
-	19, // 4: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
-	5,  // 5: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
-	15, // 6: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
-	16, // 7: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
-	20, // 8: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
-	17, // 9: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
-	19, // 10: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	21, // 11: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
-	5,  // 12: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
-	19, // 13: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	5,  // 14: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
-	22, // 15: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
-	18, // 16: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
-	23, // 17: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
-	24, // 18: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
-	5,  // 19: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	12, // 20: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	20, // 21: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
-	0,  // 22: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
-	2,  // 23: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
-	8,  // 24: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
-	10, // 25: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
-	13, // 26: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
-	1,  // 27: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
-	3,  // 28: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
-	9,  // 29: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
-	11, // 30: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
-	14, // 31: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	6,  // 0: cloudml.v1.SessionRequest.running:type_name -> cloudml.v1.TaskRef
+	5,  // 1: cloudml.v1.SessionResponse.started:type_name -> cloudml.v1.SessionStarted
+	7,  // 2: cloudml.v1.SessionResponse.assignment:type_name -> cloudml.v1.Assignment
+	15, // 3: cloudml.v1.SessionResponse.cancel:type_name -> cloudml.v1.Cancel
+	8,  // 4: cloudml.v1.SessionResponse.swarm_init:type_name -> cloudml.v1.SwarmInit
+	9,  // 5: cloudml.v1.SessionResponse.swarm_join:type_name -> cloudml.v1.SwarmJoin
+	10, // 6: cloudml.v1.SessionResponse.stage_job:type_name -> cloudml.v1.StageJob
+	28, // 7: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
+	6,  // 8: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
+	23, // 9: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
+	24, // 10: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
+	29, // 11: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
+	25, // 12: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
+	28, // 13: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	30, // 14: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
+	29, // 15: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
+	26, // 16: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
+	0,  // 17: cloudml.v1.ReportSwarmRequest.role:type_name -> cloudml.v1.SwarmRole
+	6,  // 18: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
+	28, // 19: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	6,  // 20: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
+	31, // 21: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
+	27, // 22: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
+	32, // 23: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
+	33, // 24: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
+	6,  // 25: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	20, // 26: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	29, // 27: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
+	29, // 28: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
+	1,  // 29: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
+	3,  // 30: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
+	16, // 31: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
+	18, // 32: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
+	21, // 33: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
+	11, // 34: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
+	13, // 35: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
+	2,  // 36: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
+	4,  // 37: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
+	17, // 38: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
+	19, // 39: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
+	22, // 40: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
+	12, // 41: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
+	14, // 42: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
+	36, // [36:43] is the sub-list for method output_type
+	29, // [29:36] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_agent_proto_init() }
@@ -1248,19 +1871,23 @@ func file_cloudml_v1_agent_proto_init() {
 		(*SessionResponse_Started)(nil),
 		(*SessionResponse_Assignment)(nil),
 		(*SessionResponse_Cancel)(nil),
+		(*SessionResponse_SwarmInit)(nil),
+		(*SessionResponse_SwarmJoin)(nil),
+		(*SessionResponse_StageJob)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_agent_proto_rawDesc), len(file_cloudml_v1_agent_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   19,
+			NumEnums:      1,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_cloudml_v1_agent_proto_goTypes,
 		DependencyIndexes: file_cloudml_v1_agent_proto_depIdxs,
+		EnumInfos:         file_cloudml_v1_agent_proto_enumTypes,
 		MessageInfos:      file_cloudml_v1_agent_proto_msgTypes,
 	}.Build()
 	File_cloudml_v1_agent_proto = out.File

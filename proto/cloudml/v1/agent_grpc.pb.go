@@ -24,6 +24,8 @@ const (
 	AgentService_Heartbeat_FullMethodName   = "/cloudml.v1.AgentService/Heartbeat"
 	AgentService_ReportTask_FullMethodName  = "/cloudml.v1.AgentService/ReportTask"
 	AgentService_PublishLogs_FullMethodName = "/cloudml.v1.AgentService/PublishLogs"
+	AgentService_ReportSwarm_FullMethodName = "/cloudml.v1.AgentService/ReportSwarm"
+	AgentService_ReportStage_FullMethodName = "/cloudml.v1.AgentService/ReportStage"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -57,12 +59,22 @@ type AgentServiceClient interface {
 	// ReportTask reports an attempt's progress (staging, running) and its end
 	// (exit code, metrics, results). Reports are idempotent; a report for an
 	// attempt the coordinator no longer wants is FAILED_PRECONDITION and the
-	// agent stops that attempt.
+	// agent stops that attempt. A swarm attempt is claimed by the first node
+	// that reports it (the node swarm placed it on); its manager may also
+	// report it failed before it was placed (an image no node has).
 	ReportTask(ctx context.Context, in *ReportTaskRequest, opts ...grpc.CallOption) (*ReportTaskResponse, error)
 	// PublishLogs appends one numbered batch of an attempt's output. The
 	// response acknowledges the highest contiguous sequence stored, so a batch
 	// sent twice is stored once and a gap is refilled by the agent.
 	PublishLogs(ctx context.Context, in *PublishLogsRequest, opts ...grpc.CallOption) (*PublishLogsResponse, error)
+	// ReportSwarm reports the node's Docker Swarm membership after a
+	// SwarmInit or SwarmJoin (or at start, if the node is already in a swarm).
+	// Only a manager reports join tokens; they travel on this authenticated
+	// call and nowhere else.
+	ReportSwarm(ctx context.Context, in *ReportSwarmRequest, opts ...grpc.CallOption) (*ReportSwarmResponse, error)
+	// ReportStage reports that the node staged (or failed to stage) a
+	// container job's code and data, so the swarm may place its tasks there.
+	ReportStage(ctx context.Context, in *ReportStageRequest, opts ...grpc.CallOption) (*ReportStageResponse, error)
 }
 
 type agentServiceClient struct {
@@ -132,6 +144,26 @@ func (c *agentServiceClient) PublishLogs(ctx context.Context, in *PublishLogsReq
 	return out, nil
 }
 
+func (c *agentServiceClient) ReportSwarm(ctx context.Context, in *ReportSwarmRequest, opts ...grpc.CallOption) (*ReportSwarmResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportSwarmResponse)
+	err := c.cc.Invoke(ctx, AgentService_ReportSwarm_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) ReportStage(ctx context.Context, in *ReportStageRequest, opts ...grpc.CallOption) (*ReportStageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportStageResponse)
+	err := c.cc.Invoke(ctx, AgentService_ReportStage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -163,12 +195,22 @@ type AgentServiceServer interface {
 	// ReportTask reports an attempt's progress (staging, running) and its end
 	// (exit code, metrics, results). Reports are idempotent; a report for an
 	// attempt the coordinator no longer wants is FAILED_PRECONDITION and the
-	// agent stops that attempt.
+	// agent stops that attempt. A swarm attempt is claimed by the first node
+	// that reports it (the node swarm placed it on); its manager may also
+	// report it failed before it was placed (an image no node has).
 	ReportTask(context.Context, *ReportTaskRequest) (*ReportTaskResponse, error)
 	// PublishLogs appends one numbered batch of an attempt's output. The
 	// response acknowledges the highest contiguous sequence stored, so a batch
 	// sent twice is stored once and a gap is refilled by the agent.
 	PublishLogs(context.Context, *PublishLogsRequest) (*PublishLogsResponse, error)
+	// ReportSwarm reports the node's Docker Swarm membership after a
+	// SwarmInit or SwarmJoin (or at start, if the node is already in a swarm).
+	// Only a manager reports join tokens; they travel on this authenticated
+	// call and nowhere else.
+	ReportSwarm(context.Context, *ReportSwarmRequest) (*ReportSwarmResponse, error)
+	// ReportStage reports that the node staged (or failed to stage) a
+	// container job's code and data, so the swarm may place its tasks there.
+	ReportStage(context.Context, *ReportStageRequest) (*ReportStageResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -193,6 +235,12 @@ func (UnimplementedAgentServiceServer) ReportTask(context.Context, *ReportTaskRe
 }
 func (UnimplementedAgentServiceServer) PublishLogs(context.Context, *PublishLogsRequest) (*PublishLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PublishLogs not implemented")
+}
+func (UnimplementedAgentServiceServer) ReportSwarm(context.Context, *ReportSwarmRequest) (*ReportSwarmResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportSwarm not implemented")
+}
+func (UnimplementedAgentServiceServer) ReportStage(context.Context, *ReportStageRequest) (*ReportStageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportStage not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -298,6 +346,42 @@ func _AgentService_PublishLogs_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_ReportSwarm_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportSwarmRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ReportSwarm(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ReportSwarm_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ReportSwarm(ctx, req.(*ReportSwarmRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_ReportStage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportStageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ReportStage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ReportStage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ReportStage(ctx, req.(*ReportStageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +404,14 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PublishLogs",
 			Handler:    _AgentService_PublishLogs_Handler,
+		},
+		{
+			MethodName: "ReportSwarm",
+			Handler:    _AgentService_ReportSwarm_Handler,
+		},
+		{
+			MethodName: "ReportStage",
+			Handler:    _AgentService_ReportStage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1110,7 +1110,13 @@ type Node struct {
 	// LastHeartbeat is when the node was last heard from.
 	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
 	// Runtime is the node's task runtime ("process", "docker").
-	Runtime       string `protobuf:"bytes,9,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Runtime string `protobuf:"bytes,9,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// SwarmNodeID is the node's id in the Docker swarm, once it joined.
+	SwarmNodeId string `protobuf:"bytes,10,opt,name=swarm_node_id,json=swarmNodeId,proto3" json:"swarm_node_id,omitempty"`
+	// SwarmRole is "manager" or "worker", empty outside a swarm.
+	SwarmRole string `protobuf:"bytes,11,opt,name=swarm_role,json=swarmRole,proto3" json:"swarm_role,omitempty"`
+	// Message says why the node is down or not in the swarm, if it is.
+	Message       string `protobuf:"bytes,12,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1208,6 +1214,27 @@ func (x *Node) GetRuntime() string {
 	return ""
 }
 
+func (x *Node) GetSwarmNodeId() string {
+	if x != nil {
+		return x.SwarmNodeId
+	}
+	return ""
+}
+
+func (x *Node) GetSwarmRole() string {
+	if x != nil {
+		return x.SwarmRole
+	}
+	return ""
+}
+
+func (x *Node) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_cloudml_v1_job_proto protoreflect.FileDescriptor
 
 const file_cloudml_v1_job_proto_rawDesc = "" +
@@ -1300,7 +1327,7 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xb4\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x91\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12+\n" +
@@ -1310,7 +1337,12 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\fmemory_bytes\x18\x06 \x01(\x03R\vmemoryBytes\x12#\n" +
 	"\rrunning_tasks\x18\a \x01(\x05R\frunningTasks\x12A\n" +
 	"\x0elast_heartbeat\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12\x18\n" +
-	"\aruntime\x18\t \x01(\tR\aruntime*\x9b\x01\n" +
+	"\aruntime\x18\t \x01(\tR\aruntime\x12\"\n" +
+	"\rswarm_node_id\x18\n" +
+	" \x01(\tR\vswarmNodeId\x12\x1d\n" +
+	"\n" +
+	"swarm_role\x18\v \x01(\tR\tswarmRole\x12\x18\n" +
+	"\amessage\x18\f \x01(\tR\amessage*\x9b\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
