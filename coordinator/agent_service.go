@@ -148,6 +148,10 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	for _, j := range sortedJobs(c.jobs) {
 		for i := range j.tasks {
 			a := j.current(int32(i))
+			if a != nil && a.Swarm && a.NodeID == "" && a.Manager == id && a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !j.rec.Cancelled {
+				sess.push(swarmAssignmentMsg(j, refOf(a))) // creating a service twice is a no-op
+				continue
+			}
 			if a == nil || a.NodeID != id || !a.Active() {
 				continue
 			}
@@ -160,7 +164,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 			case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED:
 				resend = append(resend, r)
 				sess.push(assignmentMsg(j, r))
-			case !running[r]:
+			case !running[r] && !a.Swarm: // a container outlives its agent; runtime health covers it
 				c.loseAttempt(ch, j, a, fmt.Sprintf("the agent on %s restarted during attempt %d", id, a.Attempt), now)
 			}
 			delete(running, r)
@@ -168,7 +172,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	}
 	for r := range running {
 		if j := c.jobs[r.job]; j != nil {
-			if a := j.attempt(r.task, r.attempt); a != nil && a.NodeID == id && a.Active() {
+			if a := j.attempt(r.task, r.attempt); a != nil && claimable(a, id) && a.Active() {
 				continue
 			}
 		}
@@ -180,6 +184,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	if len(resend) > 0 {
 		c.log.Info("assignments resent", "node_id", id, "count", len(resend))
 	}
+	c.swarmSessionOpened(id)
 	c.poke()
 	return sess, nil
 }
@@ -195,7 +200,7 @@ func (c *Coordinator) closeSession(sess *session) {
 }
 
 // Heartbeat records that the node is alive.
-func (s *agentServer) Heartbeat(ctx context.Context, _ *cloudmlv1.HeartbeatRequest) (*cloudmlv1.HeartbeatResponse, error) {
+func (s *agentServer) Heartbeat(ctx context.Context, req *cloudmlv1.HeartbeatRequest) (*cloudmlv1.HeartbeatResponse, error) {
 	c := s.c
 	id, err := nodeIDFrom(ctx)
 	if err != nil {
@@ -210,6 +215,14 @@ func (s *agentServer) Heartbeat(ctx context.Context, _ *cloudmlv1.HeartbeatReque
 		return nil, toStatus(errorf(ErrUnauthenticated, "unknown node %s; register again", id))
 	}
 	n.lastSeen = now
+	health := newChanges()
+	c.runtimeHealth(health, n, req.GetRuntimeError(), now)
+	if !health.storeChanges().Empty() {
+		if err := c.commit(health); err != nil {
+			c.log.Error("store node health failed", "node_id", id, "error", err)
+		}
+		c.poke()
+	}
 	if now.Sub(n.persistedSeen) >= heartbeatPersistEvery {
 		n.persistedSeen = now
 		n.rec.LastHeartbeat = now

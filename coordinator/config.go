@@ -38,6 +38,9 @@ type Config struct {
 	NodeDownAfter time.Duration
 	// Provider is "local" or "none".
 	Provider string
+	// SwarmPeerCIDRs are the cluster's addresses: agents open the swarm
+	// ports to these only (empty: to any address).
+	SwarmPeerCIDRs []string
 	// Local configures the local provider.
 	Local local.Config
 	// Logger is the root logger; nil means no logging.

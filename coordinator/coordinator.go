@@ -47,6 +47,8 @@ type Coordinator struct {
 
 	kick chan struct{} // coalescing scheduler trigger
 
+	swarm swarmState // protected by mu
+
 	notifyMu sync.Mutex // protects waiters
 	waiters  map[string]chan struct{}
 

@@ -25,6 +25,7 @@ type fakeAgent struct {
 	started     *cloudmlv1.SessionStarted
 	assignments chan *cloudmlv1.Assignment
 	cancels     chan *cloudmlv1.Cancel
+	others      chan *cloudmlv1.SessionResponse // swarm and staging commands
 	ended       chan struct{}
 	stopSession context.CancelFunc
 }
@@ -32,12 +33,17 @@ type fakeAgent struct {
 // newAgent registers a node with the given slots.
 func newAgent(t *testing.T, h *harness, slots int32) *fakeAgent {
 	t.Helper()
+	return newAgentWith(t, h, &cloudmlv1.RegisterRequest{Hostname: "host", Slots: slots, Runtime: "process"})
+}
+
+// newAgentWith registers a node described by req (the token is filled in).
+func newAgentWith(t *testing.T, h *harness, req *cloudmlv1.RegisterRequest) *fakeAgent {
+	t.Helper()
 	a := &fakeAgent{t: t, h: h, conn: h.dial()}
 	t.Cleanup(func() { a.close() })
 	a.client = cloudmlv1.NewAgentServiceClient(a.conn)
-	resp, err := a.client.Register(ctxT(t), &cloudmlv1.RegisterRequest{
-		BootstrapToken: testToken, Hostname: "host", Slots: slots, Runtime: "process",
-	})
+	req.BootstrapToken = testToken
+	resp, err := a.client.Register(ctxT(t), req)
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
@@ -78,8 +84,9 @@ func (a *fakeAgent) open(running ...*cloudmlv1.TaskRef) {
 	a.started = first.GetStarted()
 	assignments := make(chan *cloudmlv1.Assignment, 100)
 	cancels := make(chan *cloudmlv1.Cancel, 100)
+	others := make(chan *cloudmlv1.SessionResponse, 100)
 	ended := make(chan struct{})
-	a.assignments, a.cancels, a.ended, a.stopSession = assignments, cancels, ended, cancel
+	a.assignments, a.cancels, a.others, a.ended, a.stopSession = assignments, cancels, others, ended, cancel
 	id := a.id
 	go func() {
 		defer close(ended)
@@ -96,6 +103,8 @@ func (a *fakeAgent) open(running ...*cloudmlv1.TaskRef) {
 				assignments <- m.Assignment
 			case *cloudmlv1.SessionResponse_Cancel:
 				cancels <- m.Cancel
+			default:
+				others <- msg
 			}
 		}
 	}()
@@ -135,6 +144,18 @@ func (a *fakeAgent) nextCancel() *cloudmlv1.Cancel {
 		return c
 	case <-time.After(15 * time.Second):
 		a.t.Fatalf("agent %s: no cancel", a.id)
+		return nil
+	}
+}
+
+// nextOther waits for the next swarm or staging command.
+func (a *fakeAgent) nextOther() *cloudmlv1.SessionResponse {
+	a.t.Helper()
+	select {
+	case m := <-a.others:
+		return m
+	case <-time.After(15 * time.Second):
+		a.t.Fatalf("agent %s: no swarm or staging command", a.id)
 		return nil
 	}
 }

@@ -192,10 +192,7 @@ func (c *Coordinator) cancel(id string) (*cloudmlv1.Job, error) {
 		return nil, err
 	}
 	for _, r := range stops {
-		a := j.attempt(r.task, r.attempt)
-		if n := c.nodes[a.NodeID]; n != nil && n.sess != nil {
-			n.sess.push(cancelMsg(r, "job cancelled"))
-		}
+		c.stopAttempt(r, j.attempt(r.task, r.attempt), "job cancelled")
 	}
 	c.log.Info("job cancelled", "job_id", id, "stopping", len(stops))
 	c.poke()

@@ -30,9 +30,12 @@ func (c *Coordinator) publishLogs(node string, req *cloudmlv1.PublishLogsRequest
 	if j := c.jobs[r.job]; j != nil {
 		a = j.attempt(r.task, r.attempt)
 	}
-	if a == nil || a.NodeID != node {
+	if a == nil || !claimable(a, node) {
 		c.mu.Unlock()
 		return 0, errorf(ErrStaleAttempt, "attempt %s is not an attempt of %s", r, node)
+	}
+	if a.NodeID == "" {
+		a.NodeID = node // a swarm attempt's logs can overtake its first report
 	}
 	c.mu.Unlock()
 	// The store serialises writers and reads the ack inside the

@@ -63,14 +63,41 @@ func (c *Coordinator) markDown(ch *changes, n *nodeEntry, now time.Time) {
 	if n.sess != nil {
 		n.sess.close("node marked down: heartbeat deadline missed")
 	}
+	c.loseNodeAttempts(ch, n, fmt.Sprintf("node %s went down", n.rec.ID), now)
+}
+
+// loseNodeAttempts loses every active attempt on n, and the swarm attempts
+// n created as manager that no node claimed yet. Callers hold c.mu.
+func (c *Coordinator) loseNodeAttempts(ch *changes, n *nodeEntry, why string, now time.Time) {
 	for _, j := range c.jobs {
 		for i := range j.tasks {
 			a := j.current(int32(i))
-			if a == nil || a.NodeID != n.rec.ID || !a.Active() {
+			unclaimedHere := a != nil && a.Swarm && a.NodeID == "" && a.Manager == n.rec.ID
+			if a == nil || !a.Active() || (a.NodeID != n.rec.ID && !unclaimedHere) {
 				continue
 			}
-			c.loseAttempt(ch, j, a, fmt.Sprintf("node %s went down during attempt %d", n.rec.ID, a.Attempt), now)
+			c.loseAttempt(ch, j, a, fmt.Sprintf("%s during attempt %d", why, a.Attempt), now)
 		}
+	}
+}
+
+// runtimeHealth applies a heartbeat's runtime report: a node whose runtime
+// (its Docker daemon) fails is DOWN with the reason and its attempts are
+// rescheduled, though its session stays open; it is READY again once the
+// runtime answers. Callers hold c.mu.
+func (c *Coordinator) runtimeHealth(ch *changes, n *nodeEntry, runtimeErr string, now time.Time) {
+	switch {
+	case runtimeErr != "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY:
+		n.rec.State = cloudmlv1.NodeState_NODE_STATE_DOWN
+		n.rec.Message = "runtime: " + runtimeErr
+		ch.node(n.rec)
+		c.log.Warn("node runtime failed", "node_id", n.rec.ID, "error", runtimeErr)
+		c.loseNodeAttempts(ch, n, fmt.Sprintf("the runtime on %s failed", n.rec.ID), now)
+	case runtimeErr == "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_DOWN && n.sess != nil:
+		n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
+		n.rec.Message = ""
+		ch.node(n.rec)
+		c.log.Info("node runtime recovered", "node_id", n.rec.ID)
 	}
 }
 
@@ -84,6 +111,7 @@ func (c *Coordinator) loseAttempt(ch *changes, j *jobEntry, a *store.Attempt, wh
 	a.Message = why
 	a.EndTime = now
 	ch.attempt(a)
+	c.removeService(refOf(a), a)
 	t := j.tasks[a.Task]
 	if j.rec.Cancelled {
 		t.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED

@@ -33,7 +33,7 @@ func (c *Coordinator) ownAttempt(node string, r attemptRef) (*jobEntry, *store.A
 	switch {
 	case a == nil:
 		return nil, nil, errorf(ErrStaleAttempt, "attempt %s does not exist", r)
-	case a.NodeID != node:
+	case !claimable(a, node):
 		return nil, nil, errorf(ErrStaleAttempt, "attempt %s is not assigned to %s", r, node)
 	case j.tasks[r.task].Attempt != r.attempt:
 		return nil, nil, errorf(ErrStaleAttempt, "attempt %s was superseded by attempt %d", r, j.tasks[r.task].Attempt)
@@ -69,8 +69,15 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 		if !a.Active() {
 			return errorf(ErrStaleAttempt, "attempt %s already ended as %s", r, taskStateName(a.State))
 		}
-		if state <= a.State {
-			return nil // late or repeated progress report
+		claimed := a.Swarm && a.NodeID == ""
+		if claimed {
+			a.NodeID = node // the node swarm placed the service on claims it
+		}
+		if state <= a.State { // late or repeated progress report
+			if claimed {
+				return c.commit(ch.attemptChanged(a))
+			}
+			return nil
 		}
 		a.State = state
 		if a.StartTime.IsZero() {
@@ -105,6 +112,7 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 			ch.job(j.rec)
 		}
 		c.endTask(j, t, a)
+		c.removeService(r, a)
 		c.log.Info("attempt ended", "attempt", r.String(), "state", taskStateName(state), "exit_code", a.ExitCode, "task_state", taskStateName(t.State))
 		c.poke()
 	default:

@@ -80,11 +80,13 @@ func (c *Coordinator) schedule(now time.Time) {
 		return
 	}
 	p := c.pool()
+	var sp *swarmPool // built on the first container job
 	ch := newChanges()
 	type push struct {
-		sess *session
-		j    *jobEntry
-		r    attemptRef
+		sess  *session
+		j     *jobEntry
+		r     attemptRef
+		swarm bool
 	}
 	var pushes []push
 	for _, j := range sortedJobs(c.jobs) {
@@ -100,6 +102,19 @@ func (c *Coordinator) schedule(now time.Time) {
 			}
 			why := ""
 			switch {
+			case j.spec.GetImage() != "":
+				if parallelism > 0 && active >= parallelism {
+					why = fmt.Sprintf("job parallelism %d reached", parallelism)
+					break
+				}
+				if sp == nil {
+					sp = c.swarmPool()
+				}
+				var a *store.Attempt
+				if why, a = c.placeSwarm(ch, j, t, sp, need, now); a != nil {
+					active++
+					pushes = append(pushes, push{sp.manager.sess, j, refOf(a), true})
+				}
 			case len(c.nodes) == 0:
 				why = "no nodes registered"
 			case len(p.nodes) == 0:
@@ -121,7 +136,7 @@ func (c *Coordinator) schedule(now time.Time) {
 				cd.free -= need
 				active++
 				a := c.assign(ch, j, t, cd.n.rec.ID, need, now)
-				pushes = append(pushes, push{cd.n.sess, j, refOf(a)})
+				pushes = append(pushes, push{cd.n.sess, j, refOf(a), false})
 			}
 			if why == "" {
 				continue
@@ -141,6 +156,10 @@ func (c *Coordinator) schedule(now time.Time) {
 	}
 	for _, ps := range pushes {
 		c.log.Debug("attempt assigned", "attempt", ps.r.String(), "node_id", ps.sess.nodeID)
+		if ps.swarm {
+			ps.sess.push(swarmAssignmentMsg(ps.j, ps.r))
+			continue
+		}
 		ps.sess.push(assignmentMsg(ps.j, ps.r))
 	}
 }

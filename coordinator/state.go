@@ -46,6 +46,10 @@ type jobEntry struct {
 	spec     *cloudmlv1.JobSpec
 	tasks    []*store.Task
 	attempts [][]*store.Attempt // [task][attempt-1]
+	// staging tracks a container job's StageJob per node: absent = not
+	// sent, stagePending = sent, "" = staged, otherwise the error. In memory
+	// only: after a restart every node stages again (a cache hit).
+	staging map[string]string
 }
 
 func (j *jobEntry) attempt(task, n int32) *store.Attempt {
@@ -137,6 +141,12 @@ func (c *changes) attempt(a *store.Attempt) {
 	c.wake[a.JobID] = true
 }
 
+// attemptChanged records a and returns c, for one-line commits.
+func (c *changes) attemptChanged(a *store.Attempt) *changes {
+	c.attempt(a)
+	return c
+}
+
 func (c *changes) storeChanges() *store.Changes {
 	sc := &store.Changes{}
 	for _, n := range c.nodes {
@@ -220,6 +230,9 @@ func nodeProto(n *nodeEntry, running int32) *cloudmlv1.Node {
 		RunningTasks:  running,
 		LastHeartbeat: timestamp(n.lastSeen),
 		Runtime:       n.rec.Runtime,
+		SwarmNodeId:   n.rec.SwarmNodeID,
+		SwarmRole:     n.rec.SwarmRole,
+		Message:       n.rec.Message,
 	}
 }
 

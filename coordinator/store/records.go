@@ -28,6 +28,12 @@ type Node struct {
 	LastHeartbeat time.Time `json:"last_heartbeat"`
 	// RegisterTime is when the node registered.
 	RegisterTime time.Time `json:"register_time"`
+	// SwarmNodeID and SwarmRole ("manager", "worker") are the node's Docker
+	// Swarm membership, once it joined.
+	SwarmNodeID string `json:"swarm_node_id,omitempty"`
+	SwarmRole   string `json:"swarm_role,omitempty"`
+	// Message says why the node is down or outside the swarm.
+	Message string `json:"message,omitempty"`
 }
 
 // Job is a submitted job.
@@ -76,8 +82,13 @@ type Attempt struct {
 	JobID   string `json:"job_id"`
 	Task    int32  `json:"task"`
 	Attempt int32  `json:"attempt"`
-	// NodeID is the node it was assigned to.
+	// NodeID is the node it was assigned to. A swarm attempt has none until
+	// the node swarm placed it on claims it with its first report.
 	NodeID string `json:"node_id"`
+	// Swarm marks an attempt run as a swarm service; Manager is the node
+	// whose agent created the service.
+	Swarm   bool   `json:"swarm,omitempty"`
+	Manager string `json:"manager,omitempty"`
 	// Slots is what the attempt reserves on its node.
 	Slots int32 `json:"slots"`
 	// State is ASSIGNED, STAGING, RUNNING or a terminal state.

@@ -1,0 +1,158 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// Swarm formation. The first node whose agent runs Docker founds the swarm
+// (SwarmInit); every other Docker node joins it (SwarmJoin) with the worker
+// token the manager reported. The token lives only in memory and on the
+// authenticated sessions: after a restart the manager's agent reports it
+// again when its session opens.
+
+// runtimeDocker is the runtime name of agents that run containers.
+const runtimeDocker = "docker"
+
+// Swarm roles as stored on nodes.
+const (
+	roleManager = "manager"
+	roleWorker  = "worker"
+)
+
+// swarmState is what the coordinator knows of the swarm. Protected by c.mu.
+type swarmState struct {
+	manager     string          // node id of the manager, "" before one reported
+	managerAddr string          // host:port workers join through
+	token       string          // worker join token
+	initNode    string          // node asked to found the swarm, while pending
+	asked       map[string]bool // nodes sent init or join in their current session
+}
+
+// ReportSwarm records a node's swarm membership.
+func (s *agentServer) ReportSwarm(ctx context.Context, req *cloudmlv1.ReportSwarmRequest) (*cloudmlv1.ReportSwarmResponse, error) {
+	id, err := nodeIDFrom(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.c.reportSwarm(id, req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.ReportSwarmResponse{}, nil
+}
+
+func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[id]
+	if n == nil {
+		return errorf(ErrUnauthenticated, "unknown node %s; register again", id)
+	}
+	ch := newChanges()
+	if req.GetError() != "" {
+		n.rec.Message = "swarm: " + req.GetError()
+		if c.swarm.initNode == id {
+			c.swarm.initNode = ""
+		}
+		c.log.Warn("node could not enter the swarm", "node_id", id, "error", req.GetError())
+	} else {
+		n.rec.SwarmNodeID = req.GetSwarmNodeId()
+		n.rec.SwarmRole = roleWorker
+		n.rec.Message = ""
+		if req.GetRole() == cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER {
+			n.rec.SwarmRole = roleManager
+			c.swarm.manager, c.swarm.initNode = id, ""
+			if req.GetManagerAddr() != "" {
+				c.swarm.managerAddr = req.GetManagerAddr()
+			}
+			if req.GetWorkerJoinToken() != "" {
+				c.swarm.token = req.GetWorkerJoinToken()
+			}
+		}
+		c.log.Info("node in the swarm", "node_id", id, "swarm_node_id", n.rec.SwarmNodeID, "role", n.rec.SwarmRole)
+	}
+	ch.node(n.rec)
+	if err := c.commit(ch); err != nil {
+		return err
+	}
+	c.formSwarm()
+	c.poke()
+	return nil
+}
+
+// formSwarm asks connected Docker nodes outside the swarm to found or join
+// it, once per session. Callers hold c.mu.
+func (c *Coordinator) formSwarm() {
+	if c.swarm.asked == nil {
+		c.swarm.asked = map[string]bool{}
+	}
+	if c.swarm.manager == "" {
+		for _, n := range c.nodes {
+			if n.rec.SwarmRole == roleManager {
+				c.swarm.manager = n.rec.ID // known from before a restart; its token comes with its next report
+			}
+		}
+	}
+	for _, n := range sortedNodes(c.nodes) {
+		id := n.rec.ID
+		if n.rec.Runtime != runtimeDocker || n.sess == nil || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY ||
+			n.rec.SwarmNodeID != "" || c.swarm.asked[id] {
+			continue
+		}
+		switch {
+		case c.swarm.manager == "" && c.swarm.initNode == "":
+			c.swarm.initNode, c.swarm.asked[id] = id, true
+			c.log.Info("asking node to found the swarm", "node_id", id)
+			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_SwarmInit{SwarmInit: &cloudmlv1.SwarmInit{
+				AdvertiseAddr: n.rec.Address, PeerCidrs: c.cfg.SwarmPeerCIDRs,
+			}}})
+		case c.swarm.token != "" && c.swarm.managerAddr != "":
+			c.swarm.asked[id] = true
+			c.log.Info("asking node to join the swarm", "node_id", id, "manager", c.swarm.managerAddr)
+			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_SwarmJoin{SwarmJoin: &cloudmlv1.SwarmJoin{
+				ManagerAddrs: []string{c.swarm.managerAddr}, JoinToken: c.swarm.token,
+				AdvertiseAddr: n.rec.Address, PeerCidrs: c.cfg.SwarmPeerCIDRs,
+			}}})
+		}
+	}
+}
+
+// swarmSessionOpened forgets that a node was asked, so a new session asks
+// again (its agent may have restarted), then forms the swarm. Callers hold c.mu.
+func (c *Coordinator) swarmSessionOpened(id string) {
+	delete(c.swarm.asked, id)
+	c.formSwarm()
+}
+
+func sortedNodes(m map[string]*nodeEntry) []*nodeEntry {
+	out := make([]*nodeEntry, 0, len(m))
+	for _, n := range m {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].rec.ID < out[b].rec.ID })
+	return out
+}
+
+// swarmManager returns the manager node if it can take commands, or why not.
+// Callers hold c.mu.
+func (c *Coordinator) swarmManager() (*nodeEntry, string) {
+	docker := 0
+	for _, n := range c.nodes {
+		if n.rec.Runtime == runtimeDocker {
+			docker++
+		}
+	}
+	m := c.nodes[c.swarm.manager]
+	switch {
+	case docker == 0:
+		return nil, "no node runs Docker: start agents with --docker, or use --provider netns"
+	case m == nil:
+		return nil, "waiting for the swarm to be initialised"
+	case m.sess == nil || m.rec.State != cloudmlv1.NodeState_NODE_STATE_READY:
+		return nil, fmt.Sprintf("the swarm manager %s is not connected", m.rec.ID)
+	}
+	return m, ""
+}

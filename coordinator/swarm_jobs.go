@@ -1,0 +1,158 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// Container jobs (a spec with an image) run as swarm services: Docker Swarm
+// places them, CloudML owns their identity. Before the first service of a
+// job is created, every swarm node stages the job's code and data
+// (StageJob), so whichever node swarm picks has them. Then each attempt is
+// sent to the manager's agent, which creates one service for it; the node
+// the service lands on claims the attempt with its first report.
+
+// stagePending marks a StageJob sent and not yet reported.
+const stagePending = "\x00pending"
+
+// ReportStage records that a node staged a container job's inputs.
+func (s *agentServer) ReportStage(ctx context.Context, req *cloudmlv1.ReportStageRequest) (*cloudmlv1.ReportStageResponse, error) {
+	id, err := nodeIDFrom(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	c := s.c
+	c.mu.Lock()
+	if j := c.jobs[req.GetJobId()]; j != nil && j.staging != nil {
+		j.staging[id] = req.GetError()
+	}
+	c.mu.Unlock()
+	if req.GetError() != "" {
+		c.log.Warn("staging failed", "node_id", id, "job_id", req.GetJobId(), "error", req.GetError())
+	}
+	c.poke()
+	return &cloudmlv1.ReportStageResponse{}, nil
+}
+
+// swarmPool is the swarm's capacity in one scheduling pass.
+type swarmPool struct {
+	manager *nodeEntry
+	why     string // why nothing can go to the swarm now
+	nodes   []*nodeEntry
+	slots   int32
+	used    int32
+}
+
+// swarmPool collects the connected swarm nodes. Callers hold c.mu.
+func (c *Coordinator) swarmPool() *swarmPool {
+	p := &swarmPool{}
+	p.manager, p.why = c.swarmManager()
+	for _, n := range sortedNodes(c.nodes) {
+		if n.rec.SwarmNodeID != "" && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
+			p.nodes = append(p.nodes, n)
+			p.slots += n.rec.Slots
+		}
+	}
+	for _, j := range c.jobs {
+		for i := range j.tasks {
+			if a := j.current(int32(i)); a != nil && a.Swarm && a.Active() {
+				p.used += a.Slots
+			}
+		}
+	}
+	return p
+}
+
+// stageState sends StageJob to swarm nodes that have not staged j and
+// returns how many are still staging, or the first failure. Callers hold c.mu.
+func (c *Coordinator) stageState(j *jobEntry, p *swarmPool) (pending int, failed string) {
+	if j.staging == nil {
+		j.staging = map[string]string{}
+	}
+	for _, n := range p.nodes {
+		st, sent := j.staging[n.rec.ID]
+		switch {
+		case !sent:
+			j.staging[n.rec.ID] = stagePending
+			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_StageJob{StageJob: &cloudmlv1.StageJob{
+				JobId: j.rec.ID, Code: j.spec.GetCode(), Data: j.spec.GetData(),
+			}}})
+			pending++
+		case st == stagePending:
+			pending++
+		case st != "" && failed == "":
+			failed = fmt.Sprintf("staging on %s failed: %s", n.rec.ID, st)
+		}
+	}
+	return pending, failed
+}
+
+// placeSwarm decides for one pending task of a container job: it returns
+// the reason it waits, or assigns an attempt to the swarm. Callers hold c.mu.
+func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swarmPool, need int32, now time.Time) (why string, a *store.Attempt) {
+	if p.why != "" {
+		return p.why, nil
+	}
+	if len(p.nodes) == 0 {
+		return "no swarm node is connected", nil
+	}
+	pending, failed := c.stageState(j, p)
+	switch {
+	case failed != "":
+		t.State = cloudmlv1.TaskState_TASK_STATE_FAILED
+		t.Reason = failed
+		ch.task(t)
+		ch.updateJobState(j, now)
+		return "", nil
+	case pending > 0:
+		return fmt.Sprintf("staging code and data on %d of %d swarm nodes", pending, len(p.nodes)), nil
+	case p.used+need > p.slots:
+		return fmt.Sprintf("swarm busy (%d/%d slots used on %d nodes)", p.used, p.slots, len(p.nodes)), nil
+	}
+	p.used += need
+	a = c.assign(ch, j, t, "", need, now)
+	a.Swarm, a.Manager = true, p.manager.rec.ID
+	return "", a
+}
+
+// swarmAssignmentMsg is an Assignment asking the manager to create a service.
+func swarmAssignmentMsg(j *jobEntry, r attemptRef) *cloudmlv1.SessionResponse {
+	msg := assignmentMsg(j, r)
+	msg.GetAssignment().SwarmService = true
+	return msg
+}
+
+// claimable reports whether node may report attempt a: its own, or a swarm
+// attempt nobody claimed yet.
+func claimable(a *store.Attempt, node string) bool {
+	return a.NodeID == node || (a.Swarm && a.NodeID == "")
+}
+
+// stopAttempt tells the attempt's node, and for a swarm attempt its
+// manager (which removes the service), to stop it. Callers hold c.mu.
+func (c *Coordinator) stopAttempt(r attemptRef, a *store.Attempt, reason string) {
+	targets := []string{a.NodeID}
+	if a.Swarm && a.Manager != a.NodeID {
+		targets = append(targets, a.Manager)
+	}
+	for _, id := range targets {
+		if n := c.nodes[id]; n != nil && n.sess != nil {
+			n.sess.push(cancelMsg(r, reason))
+		}
+	}
+}
+
+// removeService asks the manager to remove an ended swarm attempt's service.
+// Callers hold c.mu.
+func (c *Coordinator) removeService(r attemptRef, a *store.Attempt) {
+	if !a.Swarm {
+		return
+	}
+	if n := c.nodes[a.Manager]; n != nil && n.sess != nil {
+		n.sess.push(cancelMsg(r, "attempt ended; removing its service"))
+	}
+}

@@ -1,0 +1,173 @@
+package coordinator
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// dockerNode registers and connects a fake agent that runs Docker.
+func dockerNode(t *testing.T, h *harness, addr string) *fakeAgent {
+	t.Helper()
+	a := newAgentWith(t, h, &cloudmlv1.RegisterRequest{Hostname: addr, Address: addr, Slots: 2, Runtime: runtimeDocker})
+	a.open()
+	return a
+}
+
+func (a *fakeAgent) reportSwarm(req *cloudmlv1.ReportSwarmRequest) {
+	a.t.Helper()
+	if _, err := a.client.ReportSwarm(ctxT(a.t), req, a.creds()); err != nil {
+		a.t.Fatalf("ReportSwarm: %v", err)
+	}
+}
+
+func (a *fakeAgent) reportStage(job, errText string) {
+	a.t.Helper()
+	if _, err := a.client.ReportStage(ctxT(a.t), &cloudmlv1.ReportStageRequest{JobId: job, Error: errText}, a.creds()); err != nil {
+		a.t.Fatalf("ReportStage: %v", err)
+	}
+}
+
+// formSwarm plays the swarm's formation: node 1 founds it, node 2 joins
+// with the token the manager reported.
+func formSwarm(t *testing.T, h *harness) (mgr, wrk *fakeAgent) {
+	t.Helper()
+	mgr = dockerNode(t, h, "10.0.0.11")
+	init := mgr.nextOther().GetSwarmInit()
+	if init == nil || init.GetAdvertiseAddr() != "10.0.0.11" {
+		t.Fatalf("first docker node got %v, want SwarmInit advertising 10.0.0.11", init)
+	}
+	wrk = dockerNode(t, h, "10.0.0.12")
+	mgr.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-1", Role: cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER,
+		ManagerAddr: "10.0.0.11:2377", WorkerJoinToken: "SWMTKN-1-secret"})
+	join := wrk.nextOther().GetSwarmJoin()
+	if join.GetJoinToken() != "SWMTKN-1-secret" || join.GetManagerAddrs()[0] != "10.0.0.11:2377" || join.GetAdvertiseAddr() != "10.0.0.12" {
+		t.Fatalf("second docker node got join %v", join)
+	}
+	wrk.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-2", Role: cloudmlv1.SwarmRole_SWARM_ROLE_WORKER})
+	return mgr, wrk
+}
+
+func TestSwarmFormsAndRunsContainerJob(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	nodes, err := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := nodes.GetNodes(); n[0].GetSwarmRole() != "manager" || n[1].GetSwarmRole() != "worker" || n[1].GetSwarmNodeId() != "sw-2" {
+		t.Fatalf("nodes %v", n)
+	}
+
+	spec := gridSpec("boxed", 3)
+	spec.Image = "cloudml/busybox:test"
+	spec.Timeout = durationpb.New(0)
+	job := h.submit(spec)
+	for _, a := range []*fakeAgent{mgr, wrk} {
+		st := a.nextOther().GetStageJob()
+		if st.GetJobId() != job.GetId() || st.GetCode().GetDigest() != "sha256:00" {
+			t.Fatalf("node %s got %v, want StageJob of %s", a.id, st, job.GetId())
+		}
+	}
+	mgr.none()
+	if r := h.job(job.GetId()).GetTasks()[0].GetReason(); !strings.Contains(r, "staging code and data on 2 of 2") {
+		t.Errorf("reason while staging: %q", r)
+	}
+	mgr.reportStage(job.GetId(), "")
+	wrk.reportStage(job.GetId(), "")
+
+	// Every attempt goes to the manager as a service; swarm "places" them,
+	// and the node each lands on claims it with its first report.
+	for i := 0; i < 3; i++ {
+		as := mgr.next()
+		if !as.GetSwarmService() || as.GetImage() != "cloudml/busybox:test" {
+			t.Fatalf("assignment %v is not a swarm service", as)
+		}
+		runner := wrk
+		if i == 0 {
+			runner = mgr
+		}
+		runner.run(as, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+		if c := mgr.nextCancel(); c.GetRef().GetTaskIndex() != as.GetRef().GetTaskIndex() {
+			t.Errorf("cleanup cancel for %v, want task %d", c.GetRef(), as.GetRef().GetTaskIndex())
+		}
+	}
+	j := h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	if got := []string{j.GetTasks()[0].GetNodeId(), j.GetTasks()[1].GetNodeId()}; got[0] != mgr.id || got[1] != wrk.id {
+		t.Errorf("tasks ran on %v, want the claiming nodes %s and %s", got, mgr.id, wrk.id)
+	}
+	// A report from a third node for an attempt another node claimed is refused.
+	err = mgr.report(&cloudmlv1.TaskRef{JobId: job.GetId(), TaskIndex: 1, Attempt: 1}, cloudmlv1.TaskState_TASK_STATE_FAILED, 1, 0, nil)
+	wantCode(t, err, codes.FailedPrecondition)
+}
+
+func TestContainerJobWaitsWithReasons(t *testing.T) {
+	h := start(t, t.TempDir())
+	newAgent(t, h, 2).open()
+	spec := gridSpec("boxed", 1)
+	spec.Image = "cloudml/busybox:test"
+	job := h.submit(spec)
+	waitFor(t, "a reason naming Docker", func() bool {
+		return strings.Contains(h.job(job.GetId()).GetTasks()[0].GetReason(), "no node runs Docker")
+	})
+}
+
+func TestStagingFailureFailsTheJob(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	spec := gridSpec("boxed", 2)
+	spec.Image = "cloudml/busybox:test"
+	job := h.submit(spec)
+	mgr.nextOther()
+	wrk.nextOther()
+	mgr.reportStage(job.GetId(), "")
+	wrk.reportStage(job.GetId(), `object "code/x.tar.gz" does not exist`)
+	j := h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_FAILED)
+	if r := j.GetTasks()[0].GetReason(); !strings.Contains(r, "staging on "+wrk.id+" failed") || !strings.Contains(r, "does not exist") {
+		t.Errorf("reason %q", r)
+	}
+	mgr.none()
+}
+
+func TestRuntimeFailureReschedules(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	spec := gridSpec("boxed", 1)
+	spec.Image = "cloudml/busybox:test"
+	job := h.submit(spec)
+	mgr.nextOther()
+	wrk.nextOther()
+	mgr.reportStage(job.GetId(), "")
+	wrk.reportStage(job.GetId(), "")
+	as := mgr.next()
+	if err := wrk.report(as.GetRef(), cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The worker's dockerd dies: its heartbeat says so.
+	if _, err := wrk.client.Heartbeat(ctxT(t), &cloudmlv1.HeartbeatRequest{RuntimeError: "docker daemon at unix:///x: connection refused"}, wrk.creds()); err != nil {
+		t.Fatal(err)
+	}
+	again := mgr.next()
+	if again.GetRef().GetAttempt() != 2 || !again.GetSwarmService() {
+		t.Fatalf("after the runtime failure got %v, want attempt 2 as a service", again.GetRef())
+	}
+	nodes, _ := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
+	for _, n := range nodes.GetNodes() {
+		if n.GetId() == wrk.id && (n.GetState() != cloudmlv1.NodeState_NODE_STATE_DOWN || !strings.Contains(n.GetMessage(), "connection refused")) {
+			t.Errorf("worker node %v, want down with the runtime error", n)
+		}
+	}
+	mgr.run(again, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	if err := wrk.heartbeat(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "worker ready again", func() bool {
+		nodes, _ := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
+		return nodes.GetNodes()[1].GetState() == cloudmlv1.NodeState_NODE_STATE_READY
+	})
+}
