@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudml/cloudml/coordinator/provider/local"
+	netnsprov "github.com/cloudml/cloudml/coordinator/provider/netns"
 	"github.com/cloudml/cloudml/internal/bucket"
 )
 
@@ -17,6 +18,9 @@ const (
 	ProviderLocal = "local"
 	// ProviderNone starts no agents; they are started by hand.
 	ProviderNone = "none"
+	// ProviderNetns builds a multi-node Docker cluster on this machine: one
+	// network namespace, dockerd and agent per node (root and docker.io).
+	ProviderNetns = "netns"
 )
 
 // Config configures a Coordinator.
@@ -43,6 +47,8 @@ type Config struct {
 	SwarmPeerCIDRs []string
 	// Local configures the local provider.
 	Local local.Config
+	// Netns configures the netns provider.
+	Netns netnsprov.Config
 	// Logger is the root logger; nil means no logging.
 	Logger hclog.Logger
 	// Version is reported by GetClusterInfo.
@@ -58,6 +64,7 @@ func DefaultConfig() Config {
 		NodeDownAfter:   6 * time.Second,
 		Provider:        ProviderNone,
 		Local:           local.DefaultConfig(),
+		Netns:           netnsprov.DefaultConfig(),
 	}
 }
 
@@ -90,8 +97,12 @@ func (c *Config) Validate() error {
 		if err := c.Local.Validate(); err != nil {
 			return fmt.Errorf("config: local provider: %w", err)
 		}
+	case ProviderNetns:
+		if err := c.Netns.Validate(); err != nil {
+			return fmt.Errorf("config: netns provider: %w", err)
+		}
 	default:
-		return fmt.Errorf("config: unknown provider %q (want %q or %q)", c.Provider, ProviderLocal, ProviderNone)
+		return fmt.Errorf("config: unknown provider %q (want %q, %q or %q)", c.Provider, ProviderLocal, ProviderNetns, ProviderNone)
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

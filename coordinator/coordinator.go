@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloudml/cloudml/coordinator/provider/local"
+	netnsprov "github.com/cloudml/cloudml/coordinator/provider/netns"
 	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -193,9 +194,29 @@ func (c *Coordinator) Addr() string {
 // It returns when ctx ends (after stopping agents and the server) or when
 // serving or the provider fails.
 func (c *Coordinator) Run(ctx context.Context) error {
+	var nsp *netnsprov.Provider
+	if c.cfg.Provider == ProviderNetns {
+		p, err := c.setupNetns(ctx)
+		if err != nil {
+			return err
+		}
+		nsp = p
+		defer nsp.Close()
+	}
 	lis, err := net.Listen("tcp", c.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.cfg.ListenAddr, err)
+	}
+	listeners := []net.Listener{lis}
+	if nsp != nil {
+		// Agents in the namespaces reach the host only through the bridge;
+		// clients keep using ListenAddr (loopback by default).
+		agentLis, err := net.Listen("tcp", nsp.ListenAddr(0))
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("listen on the cluster bridge: %w", err)
+		}
+		listeners = append(listeners, agentLis)
 	}
 	c.addrMu.Lock()
 	c.addr = lis.Addr().String()
@@ -206,21 +227,48 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer stopProv()
 	serveErr := make(chan error, 1)
 	go func() {
-		err := c.Serve(serveCtx, lis)
+		err := c.serve(serveCtx, listeners...)
 		stopProv()
 		serveErr <- err
 	}()
 	c.log.Info("coordinator serving", "addr", c.Addr(), "provider", c.cfg.Provider)
 	var provErr error
-	if c.cfg.Provider == ProviderLocal {
-		if provErr = c.runLocal(provCtx); provErr != nil {
-			c.log.Error("provider failed", "error", provErr)
-			stopProv()
+	switch c.cfg.Provider {
+	case ProviderLocal:
+		provErr = c.runLocal(provCtx)
+	case ProviderNetns:
+		if provErr = nsp.Run(provCtx, netnsprov.Target{Addr: listeners[1].Addr().String(), Token: c.token}); provErr != nil {
+			provErr = fmt.Errorf("netns provider: %w", provErr)
 		}
+	}
+	if provErr != nil {
+		c.log.Error("provider failed", "error", provErr)
+		stopProv()
 	}
 	<-provCtx.Done()
 	stopServe()
 	return errors.Join(provErr, <-serveErr)
+}
+
+// setupNetns builds the namespace cluster before the coordinator listens,
+// so it can listen on the cluster's bridge; swarm ports are opened to the
+// cluster's subnet only.
+func (c *Coordinator) setupNetns(ctx context.Context) (*netnsprov.Provider, error) {
+	nc := c.cfg.Netns
+	if nc.WorkDir == "" {
+		nc.WorkDir = filepath.Join(c.cfg.StateDir, "nodes")
+	}
+	p, err := netnsprov.New(nc, c.log.Named("netns"))
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Setup(ctx); err != nil {
+		return nil, err
+	}
+	if len(c.cfg.SwarmPeerCIDRs) == 0 {
+		c.cfg.SwarmPeerCIDRs = []string{p.Cluster().Subnet().String()}
+	}
+	return p, nil
 }
 
 func (c *Coordinator) runLocal(ctx context.Context) error {
@@ -256,7 +304,11 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	c.addrMu.Lock()
 	c.addr = lis.Addr().String()
 	c.addrMu.Unlock()
+	return c.serve(ctx, lis)
+}
 
+// serve serves on every listener until ctx ends.
+func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) error {
 	srv := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -278,8 +330,10 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	go func() { defer wg.Done(); c.runNodeChecker(loopCtx) }()
 	c.poke()
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(lis) }()
+	serveErr := make(chan error, len(listeners))
+	for _, lis := range listeners {
+		go func() { serveErr <- srv.Serve(lis) }()
+	}
 
 	var err error
 	select {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/cloudml/cloudml/coordinator"
@@ -26,7 +27,11 @@ Usage:
 
 Serves the agent and client gRPC APIs on --listen, keeps jobs, tasks,
 attempts, nodes and logs in --state, and starts nodes with --provider:
-  local  N agents on this machine as child processes (--nodes N)
+  local  N agents on this machine as child processes (--nodes N); tasks
+         run as plain processes
+  netns  a Docker Swarm of N nodes on this machine: one network namespace,
+         dockerd and agent per node; container jobs (--image) run as swarm
+         services (needs root, docker.io, iproute2 and iptables)
   none   agents are started elsewhere and join with the bootstrap token
 
 Example (the embedded default: local agents, a file:// bucket):
@@ -49,6 +54,11 @@ func main() {
 	log := logging.New("coordinator", f.level, f.json)
 	f.cfg.Logger = log
 	f.cfg.Version = version
+	f.cfg.Netns.Nodes, f.cfg.Netns.Slots, f.cfg.Netns.AgentBinary = f.cfg.Local.Nodes, f.cfg.Local.Slots, f.cfg.Local.AgentBinary
+	f.cfg.Netns.LogLevel = f.cfg.Local.LogLevel
+	if f.peers != "" {
+		f.cfg.SwarmPeerCIDRs = strings.Split(f.peers, ",")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, f.cfg); err != nil {
@@ -72,6 +82,7 @@ type flags struct {
 	cfg   coordinator.Config
 	level string
 	json  bool
+	peers string
 }
 
 func newFlags(cfg coordinator.Config) *flags {
@@ -88,12 +99,16 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.cfg.StateDir, "state", f.cfg.StateDir, "state directory (embedded bbolt database)")
 	fs.StringVar(&f.cfg.DefaultBucket, "bucket", f.cfg.DefaultBucket, "default bucket for code and results: gs://bucket[/prefix] or file:///dir")
 	fs.StringVar(&f.cfg.BootstrapToken, "token", os.Getenv("CLOUDML_TOKEN"), "bootstrap token agents register with (default: generated and kept in the state directory)")
-	fs.StringVar(&f.cfg.Provider, "provider", f.cfg.Provider, "node provider: local or none")
-	fs.IntVar(&f.cfg.Local.Nodes, "nodes", f.cfg.Local.Nodes, "local provider: number of agents to start")
-	fs.IntVar(&f.cfg.Local.Slots, "slots", f.cfg.Local.Slots, "local provider: task slots per agent (0: the agent's CPU count)")
-	fs.StringVar(&f.cfg.Local.AgentBinary, "agent-bin", f.cfg.Local.AgentBinary, "local provider: path of cloudml-agent (default: beside this binary, then PATH)")
+	fs.StringVar(&f.cfg.Provider, "provider", f.cfg.Provider, "node provider: local, netns or none")
+	fs.IntVar(&f.cfg.Local.Nodes, "nodes", f.cfg.Local.Nodes, "local and netns providers: number of nodes to start")
+	fs.IntVar(&f.cfg.Local.Slots, "slots", f.cfg.Local.Slots, "local and netns providers: task slots per agent (0: the agent's CPU count)")
+	fs.StringVar(&f.cfg.Local.AgentBinary, "agent-bin", f.cfg.Local.AgentBinary, "local and netns providers: path of cloudml-agent (default: beside this binary, then PATH)")
+	fs.StringVar(&f.cfg.Netns.Name, "netns-name", f.cfg.Netns.Name, "netns provider: prefix of the namespaces, bridge and rules (two clusters on one machine need different names)")
+	fs.StringVar(&f.cfg.Netns.Subnet, "netns-subnet", "", "netns provider: bridge subnet, e.g. 10.213.7.0/24 (default: the first free 10.213.X.0/24); the host side is .1")
+	fs.StringVar(&f.peers, "swarm-peers", "", "comma-separated CIDRs the agents open the swarm ports to (default: any; netns: the cluster's subnet)")
 	fs.DurationVar(&f.cfg.HeartbeatPeriod, "heartbeat", f.cfg.HeartbeatPeriod, "agent heartbeat period")
 	fs.StringVar(&f.level, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.StringVar(&f.cfg.Local.LogLevel, "agent-log-level", "info", "log level of the agents the provider starts")
 	fs.BoolVar(&f.json, "log-json", false, "log as JSON")
 	return f
 }

@@ -1,0 +1,214 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	cluster "github.com/cloudml/cloudml/internal/netns"
+	"github.com/hashicorp/go-hclog"
+)
+
+// StopTimeout is how long an agent gets between SIGTERM and SIGKILL.
+const StopTimeout = 10 * time.Second
+
+// ErrUnreachableTarget means the coordinator's address cannot be reached
+// from the namespaces (a loopback address).
+var ErrUnreachableTarget = errors.New("coordinator address unreachable from the namespaces")
+
+// ErrNotSetUp is returned by calls that need the cluster before Setup.
+var ErrNotSetUp = errors.New("netns provider: cluster not set up")
+
+// Config configures the netns provider.
+type Config struct {
+	// Nodes is how many namespaces, daemons and agents to start.
+	Nodes int
+	// Slots is passed as --slots when > 0; 0 leaves the agent's default.
+	Slots int
+	// AgentBinary is the agent program; empty means "cloudml-agent" beside
+	// the running executable, then on PATH.
+	AgentBinary string
+	// WorkDir holds each agent's work dir (WorkDir/node-<i>) and the
+	// daemons' data roots (WorkDir/docker).
+	WorkDir string
+	// Env is added to the coordinator's environment for the agents.
+	Env []string
+	// LogLevel is passed as --log-level; default "info".
+	LogLevel string
+	// Name prefixes the cluster's namespaces, links and rules; default
+	// "cml". Two coordinators on one machine need different names.
+	Name string
+	// Subnet of the bridge; empty picks a free 10.213.X.0/24.
+	Subnet string
+}
+
+// DefaultConfig returns three nodes named "cml" at the agent's default
+// slots.
+func DefaultConfig() Config {
+	return Config{Nodes: 3, LogLevel: "info", Name: "cml"}
+}
+
+// Validate checks the config and fills defaults.
+func (c *Config) Validate() error {
+	if c.Nodes < 1 || c.Nodes > cluster.MaxNodes {
+		return fmt.Errorf("nodes must be 1-%d, got %d", cluster.MaxNodes, c.Nodes)
+	}
+	if c.Slots < 0 {
+		return fmt.Errorf("slots must not be negative, got %d", c.Slots)
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.Name == "" {
+		c.Name = "cml"
+	}
+	cc := c.clusterConfig(nil)
+	return cc.Validate()
+}
+
+func (c *Config) clusterConfig(log hclog.Logger) cluster.Config {
+	cc := cluster.DefaultConfig()
+	cc.Name, cc.Nodes, cc.Subnet, cc.Logger = c.Name, c.Nodes, c.Subnet, log
+	cc.WorkDir = filepath.Join(c.WorkDir, "docker")
+	return cc
+}
+
+// Target is where the agents connect.
+type Target struct {
+	// Addr is the coordinator's host:port as it listens: the bridge
+	// address (ListenAddr) or a wildcard one.
+	Addr string
+	// Token is the bootstrap token.
+	Token string
+}
+
+// Provider runs a namespace cluster with one agent per node.
+type Provider struct {
+	cfg Config
+	log hclog.Logger
+
+	mu      sync.Mutex // protects cluster
+	cluster *cluster.Cluster
+}
+
+// New returns a provider; WorkDir must be set. It fails with netns.Check's
+// error when this machine cannot host namespaces and daemons.
+func New(cfg Config, log hclog.Logger) (*Provider, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.WorkDir == "" {
+		return nil, errors.New("netns provider: work dir is required")
+	}
+	abs, err := filepath.Abs(cfg.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("netns provider: work dir: %w", err)
+	}
+	cfg.WorkDir = abs
+	if err := cluster.Check(); err != nil {
+		return nil, fmt.Errorf("netns provider: %w", err)
+	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Provider{cfg: cfg, log: log}, nil
+}
+
+// Setup creates the cluster (namespaces, bridge, daemons) if it does not
+// exist yet, so that the coordinator can listen on ListenAddr before Run.
+func (p *Provider) Setup(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cluster != nil {
+		return nil
+	}
+	c, err := cluster.Create(ctx, p.cfg.clusterConfig(p.log))
+	if err != nil {
+		return fmt.Errorf("netns provider: %w", err)
+	}
+	p.cluster = c
+	return nil
+}
+
+// Cluster returns the cluster after Setup (nil before): tests use it to
+// reach the nodes' daemons or stop one.
+func (p *Provider) Cluster() *cluster.Cluster {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cluster
+}
+
+// HostAddr returns the bridge's address on the host after Setup, or "".
+func (p *Provider) HostAddr() string {
+	if c := p.Cluster(); c != nil {
+		return c.HostAddr()
+	}
+	return ""
+}
+
+// ListenAddr returns HostAddr:port, the address a coordinator should listen
+// on to be reachable from every node and nowhere else; "" before Setup.
+func (p *Provider) ListenAddr(port int) string {
+	h := p.HostAddr()
+	if h == "" {
+		return ""
+	}
+	return net.JoinHostPort(h, strconv.Itoa(port))
+}
+
+// AgentAddr returns the address the agents dial for a coordinator listening
+// on listen: a wildcard host becomes the bridge address; a loopback host is
+// refused (ErrUnreachableTarget). It needs Setup.
+func (p *Provider) AgentAddr(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("netns provider: coordinator address %q: %w", listen, err)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip, _ := netip.ParseAddr(host)
+	switch {
+	case ip.IsLoopback():
+		return "", fmt.Errorf("%w: %s; listen on the bridge address (%s) or 0.0.0.0", ErrUnreachableTarget, listen, p.HostAddr())
+	case host == "" || ip.IsUnspecified():
+		h := p.HostAddr()
+		if h == "" {
+			return "", ErrNotSetUp
+		}
+		return net.JoinHostPort(h, port), nil
+	}
+	return listen, nil
+}
+
+// Args returns the argv (without the program) of the agent of node i
+// (1-based) dialing coordinator at addr.
+func (p *Provider) Args(i int, addr, token string, node cluster.Node) []string {
+	args := []string{
+		"--coordinator", addr,
+		"--token", token,
+		"--work-dir", filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i)),
+		"--address", node.Addr,
+		"--hostname", node.Name,
+	}
+	if p.cfg.Slots > 0 {
+		args = append(args, "--slots", strconv.Itoa(p.cfg.Slots))
+	}
+	return append(args, "--log-level", p.cfg.LogLevel)
+}
+
+// Close tears the cluster down (idempotent). Run calls it when its context
+// ends; call it yourself after a Setup not followed by Run.
+func (p *Provider) Close() error {
+	c := p.Cluster()
+	if c == nil {
+		return nil
+	}
+	return c.Close()
+}
