@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cloudml/cloudml/agent/attempt"
 	"github.com/cloudml/cloudml/agent/backoff"
+	"github.com/cloudml/cloudml/agent/octave"
 	"github.com/cloudml/cloudml/agent/runtime"
 	"github.com/cloudml/cloudml/agent/stage"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -32,6 +34,11 @@ type Agent struct {
 	cache  *stage.Cache
 	memory int64
 	node   nodeConn
+	sw     swarmState // the Docker daemon and swarm membership (swarm_cmds.go)
+	ctr    containers // swarm services and task containers (container_cmds.go)
+	// baseEnv is what tasks inherit: Config.Env plus the Octave init file's
+	// variable; set once in Run before any attempt starts.
+	baseEnv []string
 
 	mu       sync.Mutex // protects the fields below
 	nodeID   string
@@ -80,6 +87,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.WorkDir, 0o700); err != nil {
 		return fmt.Errorf("create work dir: %w", err)
 	}
+	// Octave scripts that draw figures run headless; open figures are
+	// saved as PNGs into the task's outputs (see agent/octave).
+	octaveEnv, err := octave.Install(filepath.Join(a.cfg.WorkDir, "octave"))
+	if err != nil {
+		return err
+	}
+	a.baseEnv = append(slices.Clone(a.cfg.Env), octaveEnv...)
+	a.startDocker(ctx)
+	defer a.stopDocker()
 	defer a.node.close()
 	regConn, err := a.dial()
 	if err != nil {
@@ -89,6 +105,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	regClient := cloudmlv1.NewAgentServiceClient(regConn)
 
 	runCtx, stop := context.WithCancel(ctx)
+	a.wg.Go(func() { a.runContainers(runCtx) }) // container_cmds.go
 	err = a.loop(runCtx, regClient)
 	stop()      // a fatal error stops the attempts too
 	a.wg.Wait() // attempts stop themselves when runCtx ends
@@ -152,6 +169,10 @@ func (a *Agent) assign(ctx context.Context, asg *cloudmlv1.Assignment) {
 		a.log.Warn("ignoring assignment without a task ref")
 		return
 	}
+	if asg.GetSwarmService() {
+		a.createService(ctx, asg) // this node is the swarm manager
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	key := keyOf(ref)
@@ -159,20 +180,27 @@ func (a *Agent) assign(ctx context.Context, asg *cloudmlv1.Assignment) {
 		a.log.Debug("ignoring repeated assignment", "job_id", key.job, "task_index", key.task, "attempt", key.attempt)
 		return
 	}
-	at := attempt.New(attempt.Config{
-		Client: &a.node, Cache: a.cache, Runtime: a.rt, OpenBucket: a.cfg.OpenBucket,
-		NodeID: a.nodeID, Dir: filepath.Join(a.cfg.WorkDir, "attempts"), BaseEnv: a.cfg.Env,
-		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout,
-		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax,
-		LogBatchBytes: a.cfg.LogBatchBytes, LogFlushInterval: a.cfg.LogFlushInterval,
-		Logger: a.log.Named("attempt"),
-	}, asg)
+	at := attempt.New(a.attemptConfig(), asg)
 	a.attempts[key] = at
 	a.wg.Go(func() { at.Run(ctx) })
 }
 
-// cancel stops an attempt if this agent runs it.
+// attemptConfig is what every attempt shares; a.mu must be held.
+func (a *Agent) attemptConfig() attempt.Config {
+	return attempt.Config{
+		Client: &a.node, Cache: a.cache, Runtime: a.rt, OpenBucket: a.cfg.OpenBucket,
+		NodeID: a.nodeID, Dir: filepath.Join(a.cfg.WorkDir, "attempts"), BaseEnv: a.baseEnv,
+		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout,
+		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax,
+		LogBatchBytes: a.cfg.LogBatchBytes, LogFlushInterval: a.cfg.LogFlushInterval,
+		Logger: a.log.Named("attempt"),
+	}
+}
+
+// cancel stops an attempt if this agent runs it, and removes its swarm
+// service if this node is the swarm manager.
 func (a *Agent) cancel(c *cloudmlv1.Cancel) {
+	a.removeService(c.GetRef()) // container_cmds.go
 	a.mu.Lock()
 	at, ok := a.attempts[keyOf(c.GetRef())]
 	a.mu.Unlock()

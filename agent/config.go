@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cloudml/cloudml/agent/runtime"
 	"github.com/cloudml/cloudml/agent/stage"
+	"github.com/cloudml/cloudml/agent/swarm"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -56,6 +58,20 @@ type Config struct {
 	// OpenBucket opens buckets for staging and results; nil means
 	// bucket.Open (tests pass an in-memory bucket).
 	OpenBucket stage.OpenFunc
+	// Docker is the address of the node's Docker daemon
+	// ("unix:///var/run/docker.sock"); empty means the node has no Docker
+	// and runs no container tasks.
+	Docker string
+	// SwarmRoot holds one link per swarm node, <SwarmRoot>/<swarm node id>
+	// → WorkDir, so a swarm service can name a node's cache with the
+	// {{.Node.ID}} template; default /var/lib/cloudml/swarm.
+	SwarmRoot string
+	// ServiceWatch bounds how long the swarm manager watches a new service
+	// for a placement failure (image missing, mount refused); default 10m.
+	ServiceWatch time.Duration
+	// Firewall is the node's firewall, opened for the swarm ports before a
+	// swarm init or join when it is active; nil means ufw.
+	Firewall swarm.Firewall
 }
 
 // DefaultConfig returns a Config with every default filled in.
@@ -74,6 +90,8 @@ func DefaultConfig() Config {
 		LogFlushInterval: 100 * time.Millisecond,
 		CallTimeout:      10 * time.Second,
 		KillGrace:        5 * time.Second,
+		SwarmRoot:        "/var/lib/cloudml/swarm",
+		ServiceWatch:     10 * time.Minute,
 	}
 }
 
@@ -107,8 +125,17 @@ func (c Config) withDefaults() Config {
 	if c.KillGrace == 0 {
 		c.KillGrace = d.KillGrace
 	}
+	if c.SwarmRoot == "" {
+		c.SwarmRoot = d.SwarmRoot
+	}
+	if c.ServiceWatch == 0 {
+		c.ServiceWatch = d.ServiceWatch
+	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Firewall == nil {
+		c.Firewall = &swarm.UFW{}
 	}
 	if c.Runtime == nil {
 		c.Runtime = runtime.NewProcess()
@@ -135,7 +162,9 @@ func (c *Config) Validate() error {
 		return bad("backoff bounds %v..%v are not increasing", c.BackoffMin, c.BackoffMax)
 	case c.LogBatchBytes < 0 || c.LogBatchBytes > 2<<20:
 		return bad("log batch size %d is not within 1 B..2 MiB", c.LogBatchBytes)
-	case c.LogFlushInterval < 0 || c.CallTimeout < 0 || c.KillGrace < 0:
+	case c.SwarmRoot != "" && !filepath.IsAbs(c.SwarmRoot):
+		return bad("swarm root %q is not an absolute path", c.SwarmRoot)
+	case c.LogFlushInterval < 0 || c.CallTimeout < 0 || c.KillGrace < 0 || c.ServiceWatch < 0:
 		return bad("durations must not be negative")
 	}
 	return nil

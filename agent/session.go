@@ -35,6 +35,7 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	a.nodeID = started.GetNodeId()
 	a.mu.Unlock()
 	a.log.Info("session started", "node_id", started.GetNodeId(), "heartbeat_period", started.GetHeartbeatPeriod().AsDuration())
+	go a.announceSwarm(sctx, client)
 
 	hbDone := make(chan struct{})
 	go func() {
@@ -58,6 +59,12 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 			a.assign(ctx, cmd.Assignment)
 		case *cloudmlv1.SessionResponse_Cancel:
 			a.cancel(cmd.Cancel)
+		case *cloudmlv1.SessionResponse_SwarmInit:
+			go a.swarmInit(ctx, client, cmd.SwarmInit)
+		case *cloudmlv1.SessionResponse_SwarmJoin:
+			go a.swarmJoin(ctx, client, cmd.SwarmJoin)
+		case *cloudmlv1.SessionResponse_StageJob:
+			go a.stageJob(ctx, client, cmd.StageJob)
 		case *cloudmlv1.SessionResponse_Started:
 			a.log.Warn("ignoring a second SessionStarted")
 		default:
@@ -81,7 +88,7 @@ func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClie
 		case <-timer.C:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-		resp, err := client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{})
+		resp, err := client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{RuntimeError: a.runtimeError(callCtx)})
 		cancel()
 		next := period
 		switch {

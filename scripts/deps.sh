@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Installs the system packages CloudML's demo and tests need, on Debian.
-# Idempotent: installs only what is missing. Needs root (or sudo).
+# Installs the Debian packages CloudML's demos and tests need. Idempotent:
+# installs only what is missing. Needs root (or sudo).
+#   scripts/deps.sh          what `make demo` needs (Octave, figures)
+#   scripts/deps.sh --swarm  also what the swarm needs (docker.io, ufw, ...)
 set -euo pipefail
 
+pkgs=(octave gnuplot-nox fonts-freefont-otf ghostscript busybox-static iproute2)
+if [ "${1:-}" = "--swarm" ]; then
+  pkgs+=(docker.io iptables ufw debootstrap)
+fi
+
 want=()
-command -v octave-cli >/dev/null || want+=(octave)
-command -v busybox >/dev/null || want+=(busybox-static)
-command -v ip >/dev/null || want+=(iproute2)
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want+=("$p")
+done
 [ ${#want[@]} -eq 0 ] && { echo "deps: everything is installed"; exit 0; }
 
 sudo=""

@@ -74,6 +74,7 @@ const (
 	stopReject            // the coordinator answered FAILED_PRECONDITION
 	stopTimeout           // the assignment's timeout passed
 	stopShutdown          // the agent is shutting down
+	stopLost              // the runtime went away; not reported
 )
 
 // Attempt is one assignment being carried out.
@@ -89,6 +90,7 @@ type Attempt struct {
 	reason   string
 	abort    context.CancelFunc // ends Run's ctx when the attempt is dropped
 	done     chan struct{}
+	att      *Attached // set for a task started outside the agent
 }
 
 // New prepares an attempt of asg; Run carries it out.
@@ -176,6 +178,10 @@ func (a *Attempt) Run(ctx context.Context) {
 	switch kind {
 	case stopShutdown:
 		a.log.Info("attempt stopped by agent shutdown", "exit_code", res.exitCode)
+		rep.finish(ctx, nil)
+		return
+	case stopLost:
+		a.log.Warn("attempt abandoned: the runtime is gone", "exit_code", res.exitCode)
 		rep.finish(ctx, nil)
 		return
 	case stopReject:

@@ -51,6 +51,9 @@ func (a *Attempt) execute(ctx context.Context, rep *reporter) *result {
 	res := &result{state: cloudmlv1.TaskState_TASK_STATE_FAILED, exitCode: -1}
 	res.timings.started = time.Now()
 	defer func() { res.timings.ended = time.Now() }()
+	if a.att != nil {
+		return a.executeAttached(ctx, rep, res)
+	}
 	rep.send(&cloudmlv1.ReportTaskRequest{Ref: a.Ref(), State: cloudmlv1.TaskState_TASK_STATE_STAGING, ExitCode: -1})
 
 	root, err := a.dir()
@@ -96,17 +99,25 @@ func (a *Attempt) execute(ctx context.Context, rep *reporter) *result {
 		return res
 	}
 	rep.send(&cloudmlv1.ReportTaskRequest{Ref: a.Ref(), State: cloudmlv1.TaskState_TASK_STATE_RUNNING, ExitCode: -1})
-	runStart := time.Now()
+	return a.supervised(ctx, res, proc, l, time.Now())
+}
+
+// supervised ships the running task's logs, waits for it, then collects
+// its metrics and uploads its results.
+func (a *Attempt) supervised(ctx context.Context, res *result, proc runtime.Process, l *layout, runStart time.Time) *result {
 	ship := logship.New(ctx, logship.Config{
 		Ref: a.Ref(), Client: a.cfg.Client, BatchBytes: a.cfg.LogBatchBytes,
 		FlushInterval: a.cfg.LogFlushInterval, CallTimeout: a.cfg.CallTimeout,
 		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax, Logger: a.log.Named("logs"),
 	})
-	code2, warn := a.supervise(proc, ship, l)
+	code2, warn, waitErr := a.supervise(proc, ship, l)
 	res.timings.run = time.Since(runStart)
 	res.exitCode = code2
 	if warn != "" {
 		res.warnings = append(res.warnings, warn)
+	}
+	if errors.Is(waitErr, ErrRuntimeLost) {
+		a.requestStop(stopLost, waitErr.Error())
 	}
 	lastSeq, err := ship.Close(ctx)
 	res.lastLogSeq = lastSeq
@@ -115,13 +126,16 @@ func (a *Attempt) execute(ctx context.Context, rep *reporter) *result {
 	}
 	if kind, reason := a.stopped(); kind != stopNone {
 		a.stoppedResult(res, kind, reason)
-		if kind == stopShutdown || kind == stopReject {
+		if kind == stopShutdown || kind == stopReject || kind == stopLost {
 			return res
 		}
 	} else if res.exitCode == 0 {
 		res.state = cloudmlv1.TaskState_TASK_STATE_SUCCEEDED
 	} else {
 		res.msg = exitMessage(res.exitCode, ship.Tail(cloudmlv1.LogStream_LOG_STREAM_STDERR))
+		if a.att != nil && a.att.ExitMessage != nil {
+			res.msg = attachedExitMessage(a.att.ExitMessage(res.exitCode), ship.Tail(cloudmlv1.LogStream_LOG_STREAM_STDERR))
+		}
 	}
 	if err != nil {
 		return res // ctx ended: nothing more can be sent
@@ -160,10 +174,18 @@ func exitMessage(code int, stderrTail string) string {
 	return msg
 }
 
+func attachedExitMessage(msg, stderrTail string) string {
+	if stderrTail != "" {
+		msg += fmt.Sprintf("; last stderr line: %q", stderrTail)
+	}
+	return msg
+}
+
 // supervise ships the process's output, enforces the timeout and stop
 // requests (SIGTERM to the group, SIGKILL after KillGrace), and returns the
-// exit code and a warning if the local log copies could not be written.
-func (a *Attempt) supervise(proc runtime.Process, ship *logship.Shipper, l *layout) (int, string) {
+// exit code, a warning if the local log copies could not be written, and
+// the error of Wait.
+func (a *Attempt) supervise(proc runtime.Process, ship *logship.Shipper, l *layout) (int, string, error) {
 	var warnings []string
 	var wmu sync.Mutex
 	copyStream := func(stream cloudmlv1.LogStream, src interface{ Read([]byte) (int, error) }, path string) {
@@ -237,9 +259,9 @@ loop:
 	if err != nil {
 		warnings = append(warnings, fmt.Sprintf("wait for task: %v", err))
 	}
-	return code, strings.Join(warnings, "; ")
+	return code, strings.Join(warnings, "; "), err
 }
 
 func (k stopKind) String() string {
-	return [...]string{"none", "cancel", "rejected", "timeout", "shutdown"}[k]
+	return [...]string{"none", "cancel", "rejected", "timeout", "shutdown", "lost"}[k]
 }

@@ -35,6 +35,8 @@ Flags:
 	fs.IntVar(&cfg.Slots, "slots", cfg.Slots, "tasks to run at once (default: number of CPUs)")
 	fs.StringVar(&cfg.Hostname, "hostname", cfg.Hostname, "hostname to report")
 	fs.StringVar(&cfg.Address, "address", cfg.Address, "address to advertise to peers")
+	fs.StringVar(&cfg.Docker, "docker", os.Getenv("DOCKER_HOST"), "Docker daemon address, e.g. unix:///var/run/docker.sock (env DOCKER_HOST); with it the node joins the swarm and runs container jobs, without it it runs tasks as processes")
+	fs.StringVar(&cfg.SwarmRoot, "swarm-root", cfg.SwarmRoot, "directory where the node exposes its cache to its task containers")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	fs.Parse(os.Args[1:])

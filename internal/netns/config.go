@@ -124,3 +124,8 @@ func nodeAddr(subnet netip.Prefix, offset int) netip.Addr {
 	v += uint32(offset)
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
+
+// DockerHost is the daemon address of node i of the cluster named name, for
+// processes that did not create the cluster (a test driving
+// `coordinator serve --provider netns --netns-name NAME`).
+func DockerHost(name string, i int) string { return "unix://" + socketPath(name, i) }

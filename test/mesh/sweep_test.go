@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"image/png"
 	"io"
 	"os"
 	"path"
@@ -143,3 +144,26 @@ func checkBucket(t *testing.T, prefixURL string, files ...string) {
 }
 
 func itoa(i int32) string { return strconv.Itoa(int(i)) }
+
+// checkPNGs asserts each file under a results prefix is a PNG image.
+func checkPNGs(t *testing.T, prefixURL string, files ...string) {
+	t.Helper()
+	ctx := context.Background()
+	b, loc, err := bucket.Open(ctx, prefixURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, f := range files {
+		r, err := b.NewReader(ctx, path.Join(loc.Key, f))
+		if err != nil {
+			t.Errorf("%s/%s: %v", prefixURL, f, err)
+			continue
+		}
+		cfg, err := png.DecodeConfig(r)
+		r.Close()
+		if err != nil || cfg.Width < 100 || cfg.Height < 100 {
+			t.Errorf("%s/%s: not a PNG figure (%v, %dx%d)", prefixURL, f, err, cfg.Width, cfg.Height)
+		}
+	}
+}

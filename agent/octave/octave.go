@@ -1,0 +1,67 @@
+package octave
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// FileName is the name Install gives the startup file.
+const FileName = "octaverc"
+
+// EnvVar is the variable Octave (7.x) reads the site startup file's path
+// from. It replaces only the site file, which the CloudML file runs first,
+// and leaves OCTAVE_INITFILE (the user's ~/.octaverc) alone.
+const EnvVar = "OCTAVE_SITE_INITFILE"
+
+//go:embed octaverc
+var initFile []byte
+
+// InitFile returns the content of the startup file.
+func InitFile() []byte { return bytes.Clone(initFile) }
+
+// Env returns the environment variables that make octave and octave-cli
+// load the startup file at path, as seen by the Octave process (a path
+// inside the container for a container task). path should be absolute:
+// Octave resolves it from the task's working directory.
+func Env(path string) []string { return []string{EnvVar + "=" + path} }
+
+// Install writes the startup file into dir, creating dir if needed, and
+// returns Env for its absolute path. A file already there with the same
+// content is left untouched, so Install is cheap to call before every task;
+// a stale one is replaced atomically.
+func Install(dir string) ([]string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("octave init file dir %q: %w", dir, err)
+	}
+	path := filepath.Join(abs, FileName)
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, initFile) {
+		return Env(path), nil
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("create octave init file dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(abs, FileName+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("write octave init file: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(initFile); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write octave init file: %w", err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write octave init file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("write octave init file: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return nil, fmt.Errorf("install octave init file: %w", err)
+	}
+	return Env(path), nil
+}

@@ -1,0 +1,264 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cloudml/cloudml/agent/backoff"
+	"github.com/cloudml/cloudml/agent/swarm"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// pingTimeout bounds the daemon pings at start and in heartbeats.
+const pingTimeout = 2 * time.Second
+
+// swarmState is the agent's Docker daemon and swarm membership.
+type swarmState struct {
+	mu      sync.Mutex // protects the fields below
+	docker  *client.Client
+	manager *swarm.Manager // nil without a daemon
+	noneWhy string         // why there is no daemon
+	member  swarm.Membership
+	closed  bool           // stopDocker ran: no new swarm work
+	wg      sync.WaitGroup // swarm goroutines in flight
+}
+
+// begin registers a swarm goroutine; false once the agent is stopping.
+func (s *swarmState) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// startDocker connects to the node's daemon (Config.Docker) if it has one.
+// A daemon that does not answer yet is kept: heartbeats report it down and
+// swarm commands fail with the daemon's error until it answers.
+func (a *Agent) startDocker(ctx context.Context) {
+	s := &a.sw
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = false
+	if a.cfg.Docker == "" {
+		s.noneWhy = "the agent was started without a Docker daemon address"
+		return
+	}
+	c, err := swarm.NewDocker(a.cfg.Docker)
+	if err != nil {
+		s.noneWhy = err.Error()
+		a.log.Error("cannot use the docker daemon", "host", a.cfg.Docker, "error", err)
+		return
+	}
+	s.docker = c
+	s.manager = &swarm.Manager{Docker: c, Firewall: a.cfg.Firewall, Logger: a.log.Named("swarm")}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := s.manager.Healthy(pctx); err != nil {
+		a.log.Warn("docker daemon does not answer yet", "error", err)
+		return
+	}
+	a.log.Info("docker daemon found", "host", c.DaemonHost())
+}
+
+// stopDocker waits for the swarm goroutines and closes a daemon client
+// made by startDocker.
+func (a *Agent) stopDocker() {
+	s := &a.sw
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.docker != nil {
+		s.docker.Close()
+	}
+	s.docker, s.manager = nil, nil
+}
+
+// swarmManager returns the swarm manager, or nil and why there is none.
+func (a *Agent) swarmManager() (*swarm.Manager, string) {
+	a.sw.mu.Lock()
+	defer a.sw.mu.Unlock()
+	return a.sw.manager, a.sw.noneWhy
+}
+
+// dockerClient is the node's daemon, nil when the agent has none.
+func (a *Agent) dockerClient() *client.Client {
+	a.sw.mu.Lock()
+	defer a.sw.mu.Unlock()
+	return a.sw.docker
+}
+
+// swarmNodeID is the node's swarm node id, "" until it is in a swarm.
+func (a *Agent) swarmNodeID() string {
+	a.sw.mu.Lock()
+	defer a.sw.mu.Unlock()
+	return a.sw.member.NodeID
+}
+
+// swarmInit founds the swarm on this node and reports it.
+func (a *Agent) swarmInit(ctx context.Context, client cloudmlv1.AgentServiceClient, cmd *cloudmlv1.SwarmInit) {
+	a.swarmCommand(ctx, client, "init", func(m *swarm.Manager) (swarm.Membership, error) {
+		return m.Init(ctx, cmd.GetAdvertiseAddr(), cmd.GetPeerCidrs())
+	})
+}
+
+// swarmJoin joins this node to the swarm and reports it.
+func (a *Agent) swarmJoin(ctx context.Context, client cloudmlv1.AgentServiceClient, cmd *cloudmlv1.SwarmJoin) {
+	a.swarmCommand(ctx, client, "join", func(m *swarm.Manager) (swarm.Membership, error) {
+		return m.Join(ctx, cmd.GetManagerAddrs(), cmd.GetJoinToken(), cmd.GetAdvertiseAddr(), cmd.GetPeerCidrs())
+	})
+}
+
+// swarmCommand runs an init or join and reports the outcome.
+func (a *Agent) swarmCommand(ctx context.Context, client cloudmlv1.AgentServiceClient, what string,
+	do func(*swarm.Manager) (swarm.Membership, error)) {
+	if !a.sw.begin() {
+		return
+	}
+	defer a.sw.wg.Done()
+	m, why := a.swarmManager()
+	if m == nil {
+		a.reportSwarm(ctx, client, &cloudmlv1.ReportSwarmRequest{Error: "no Docker daemon on this node: " + why})
+		return
+	}
+	mem, err := do(m)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		a.log.Error("swarm "+what+" failed", "error", err)
+		a.reportSwarm(ctx, client, &cloudmlv1.ReportSwarmRequest{Error: err.Error()})
+		return
+	}
+	a.adoptMembership(mem)
+	a.reportSwarm(ctx, client, membershipReport(mem))
+}
+
+// announceSwarm reports the node's membership at the start of a session,
+// if it is in a swarm already, so a restarted agent announces itself.
+func (a *Agent) announceSwarm(ctx context.Context, client cloudmlv1.AgentServiceClient) {
+	if !a.sw.begin() {
+		return
+	}
+	defer a.sw.wg.Done()
+	m, _ := a.swarmManager()
+	if m == nil {
+		return
+	}
+	mem, ok, err := m.Current(ctx)
+	if err != nil {
+		a.log.Warn("cannot read the node's swarm membership", "error", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	a.adoptMembership(mem)
+	a.reportSwarm(ctx, client, membershipReport(mem))
+}
+
+// adoptMembership records mem and links the node's swarm directory.
+func (a *Agent) adoptMembership(mem swarm.Membership) {
+	a.sw.mu.Lock()
+	a.sw.member = swarm.Membership{NodeID: mem.NodeID, ClusterID: mem.ClusterID, Manager: mem.Manager, ManagerAddr: mem.ManagerAddr}
+	a.sw.mu.Unlock()
+	if err := linkSwarmDir(a.cfg.SwarmRoot, mem.NodeID, a.cfg.WorkDir); err != nil {
+		a.log.Error("cannot link the swarm node's directory; its task containers will not find the cache", "error", err)
+		return
+	}
+	a.log.Info("in swarm", "swarm_node_id", mem.NodeID, "manager", mem.Manager)
+}
+
+func membershipReport(mem swarm.Membership) *cloudmlv1.ReportSwarmRequest {
+	req := &cloudmlv1.ReportSwarmRequest{SwarmNodeId: mem.NodeID, ClusterId: mem.ClusterID, Role: cloudmlv1.SwarmRole_SWARM_ROLE_WORKER}
+	if mem.Manager {
+		req.Role = cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER
+		req.ManagerAddr, req.WorkerJoinToken = mem.ManagerAddr, mem.WorkerToken
+	}
+	return req
+}
+
+// reportSwarm calls ReportSwarm until it is acknowledged, ctx ends or the
+// coordinator refuses it for good. Retries use the current connection.
+func (a *Agent) reportSwarm(ctx context.Context, client cloudmlv1.AgentServiceClient, req *cloudmlv1.ReportSwarmRequest) {
+	bo := backoff.New(a.cfg.BackoffMin, a.cfg.BackoffMax)
+	for {
+		c := a.node.current()
+		if c == nil {
+			c = client
+		}
+		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+		_, err := c.ReportSwarm(callCtx, req)
+		cancel()
+		switch status.Code(err) {
+		case codes.OK:
+			return
+		case codes.InvalidArgument, codes.PermissionDenied, codes.Unimplemented, codes.FailedPrecondition:
+			a.log.Error("coordinator refused the swarm report", "error", err)
+			return
+		}
+		a.log.Warn("swarm report failed; retrying", "error", err)
+		if bo.Wait(ctx) != nil {
+			return
+		}
+	}
+}
+
+// runtimeError is empty while the node's Docker daemon answers, or when
+// the agent uses none.
+func (a *Agent) runtimeError(ctx context.Context) string {
+	m, _ := a.swarmManager()
+	if m == nil {
+		return ""
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := m.Healthy(pctx); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// linkSwarmDir points root/nodeID at workDir, replacing an older link
+// atomically.
+func linkSwarmDir(root, nodeID, workDir string) error {
+	if nodeID == "" || nodeID == "." || nodeID == ".." || strings.ContainsAny(nodeID, `/\`) {
+		return fmt.Errorf("link swarm dir: bad swarm node id %q", nodeID)
+	}
+	target, err := filepath.Abs(workDir)
+	if err != nil {
+		return fmt.Errorf("link swarm dir: %w", err)
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("link swarm dir: %w", err)
+	}
+	link := filepath.Join(root, nodeID)
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	tmp := filepath.Join(root, "."+nodeID+".tmp"+strconv.Itoa(os.Getpid()))
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("link swarm dir: %w", err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("link swarm dir: %w", err)
+	}
+	return nil
+}
