@@ -109,7 +109,7 @@ func (a *Agent) ensureIdentity(ctx context.Context, client cloudmlv1.AgentServic
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 		resp, err := client.Register(callCtx, &cloudmlv1.RegisterRequest{
 			BootstrapToken: a.cfg.BootstrapToken, Hostname: a.cfg.Hostname, Address: a.cfg.Address,
-			Slots: int32(a.cfg.Slots), MemoryBytes: a.memory, Runtime: a.rt.Name(),
+			Slots: int32(a.cfg.Slots), MemoryBytes: a.memory, Runtime: a.runtimeName(),
 		})
 		cancel()
 		switch {

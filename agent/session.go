@@ -17,7 +17,7 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stream, err := client.Session(sctx, &cloudmlv1.SessionRequest{
-		Running: a.running(), Slots: int32(a.cfg.Slots), MemoryBytes: a.memory, Runtime: a.rt.Name(),
+		Running: a.running(), Slots: int32(a.cfg.Slots), MemoryBytes: a.memory, Runtime: a.runtimeName(),
 	})
 	if err != nil {
 		return 0, err

@@ -262,3 +262,12 @@ func linkSwarmDir(root, nodeID, workDir string) error {
 	}
 	return nil
 }
+
+// runtimeName is what the node reports as its runtime: "docker" when it can
+// run container jobs (and join the swarm), else the process runtime's name.
+func (a *Agent) runtimeName() string {
+	if a.dockerClient() != nil {
+		return "docker"
+	}
+	return a.rt.Name()
+}

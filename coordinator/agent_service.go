@@ -149,7 +149,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 		for i := range j.tasks {
 			a := j.current(int32(i))
 			if a != nil && a.Swarm && a.NodeID == "" && a.Manager == id && a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !j.rec.Cancelled {
-				sess.push(swarmAssignmentMsg(j, refOf(a))) // creating a service twice is a no-op
+				sess.push(c.swarmAssignmentMsg(j, refOf(a))) // creating a service twice is a no-op
 				continue
 			}
 			if a == nil || a.NodeID != id || !a.Active() {

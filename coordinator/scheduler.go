@@ -157,7 +157,7 @@ func (c *Coordinator) schedule(now time.Time) {
 	for _, ps := range pushes {
 		c.log.Debug("attempt assigned", "attempt", ps.r.String(), "node_id", ps.sess.nodeID)
 		if ps.swarm {
-			ps.sess.push(swarmAssignmentMsg(ps.j, ps.r))
+			ps.sess.push(c.swarmAssignmentMsg(ps.j, ps.r))
 			continue
 		}
 		ps.sess.push(assignmentMsg(ps.j, ps.r))

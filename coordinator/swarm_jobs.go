@@ -119,10 +119,17 @@ func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swa
 	return "", a
 }
 
-// swarmAssignmentMsg is an Assignment asking the manager to create a service.
-func swarmAssignmentMsg(j *jobEntry, r attemptRef) *cloudmlv1.SessionResponse {
+// swarmAssignmentMsg is an Assignment asking the manager to create a
+// service, kept off the swarm nodes known to be down. Callers hold c.mu.
+func (c *Coordinator) swarmAssignmentMsg(j *jobEntry, r attemptRef) *cloudmlv1.SessionResponse {
 	msg := assignmentMsg(j, r)
-	msg.GetAssignment().SwarmService = true
+	as := msg.GetAssignment()
+	as.SwarmService = true
+	for _, n := range sortedNodes(c.nodes) {
+		if n.rec.SwarmNodeID != "" && n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY {
+			as.AvoidSwarmNodes = append(as.AvoidSwarmNodes, n.rec.SwarmNodeID)
+		}
+	}
 	return msg
 }
 

@@ -155,6 +155,9 @@ func TestRuntimeFailureReschedules(t *testing.T) {
 	if again.GetRef().GetAttempt() != 2 || !again.GetSwarmService() {
 		t.Fatalf("after the runtime failure got %v, want attempt 2 as a service", again.GetRef())
 	}
+	if avoid := again.GetAvoidSwarmNodes(); len(avoid) != 1 || avoid[0] != "sw-2" {
+		t.Errorf("attempt 2 avoids %v, want the dead node sw-2", avoid)
+	}
 	nodes, _ := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
 	for _, n := range nodes.GetNodes() {
 		if n.GetId() == wrk.id && (n.GetState() != cloudmlv1.NodeState_NODE_STATE_DOWN || !strings.Contains(n.GetMessage(), "connection refused")) {

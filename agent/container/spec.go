@@ -175,6 +175,13 @@ func ServiceSpec(asg *cloudmlv1.Assignment, opts SpecOptions) (swarm.ServiceSpec
 		}}})
 	mounts = append(mounts, opts.Mounts...)
 
+	var placement *swarm.Placement
+	for _, id := range asg.GetAvoidSwarmNodes() {
+		if placement == nil {
+			placement = &swarm.Placement{}
+		}
+		placement.Constraints = append(placement.Constraints, "node.id!="+id)
+	}
 	one := uint64(1)
 	cpus := asg.GetResources().GetCpus()
 	if cpus <= 0 {
@@ -194,6 +201,7 @@ func ServiceSpec(asg *cloudmlv1.Assignment, opts SpecOptions) (swarm.ServiceSpec
 			},
 			Resources:     &swarm.ResourceRequirements{Limits: &swarm.Limit{NanoCPUs: res.NanoCPUs, MemoryBytes: res.MemoryBytes}, Reservations: res},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
+			Placement:     placement,
 		},
 		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
 		EndpointSpec: &swarm.EndpointSpec{Mode: swarm.ResolutionModeVIP},

@@ -157,3 +157,22 @@ func TestDecodeRejectsMismatchedLabels(t *testing.T) {
 		t.Error("bad base64 decoded")
 	}
 }
+
+func TestServiceSpecAvoidsDownNodes(t *testing.T) {
+	asg := testAssignment()
+	spec, err := ServiceSpec(asg, SpecOptions{SwarmRoot: "/var/lib/cloudml/swarm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.TaskTemplate.Placement != nil {
+		t.Errorf("placement %+v without nodes to avoid", spec.TaskTemplate.Placement)
+	}
+	asg.AvoidSwarmNodes = []string{"n1", "n2"}
+	spec, err = ServiceSpec(asg, SpecOptions{SwarmRoot: "/var/lib/cloudml/swarm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := spec.TaskTemplate.Placement.Constraints; len(got) != 2 || got[0] != "node.id!=n1" || got[1] != "node.id!=n2" {
+		t.Errorf("constraints = %v", got)
+	}
+}

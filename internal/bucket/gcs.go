@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/googleapi"
@@ -23,6 +24,13 @@ const gcsChunkSize = 16 << 20
 // emulatorEnv names the variable the storage library reads to talk to an
 // emulator such as fake-gcs-server instead of Google.
 const emulatorEnv = "STORAGE_EMULATOR_HOST"
+
+// maxAttempts bounds the attempts of one GCS call; openTimeout bounds the
+// check that a bucket exists.
+const (
+	maxAttempts = 5
+	openTimeout = 30 * time.Second
+)
 
 // gcsBucket is a Bucket backed by one Google Cloud Storage bucket.
 type gcsBucket struct {
@@ -42,14 +50,24 @@ func openGCS(ctx context.Context, name string) (*gcsBucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create storage client (are application default credentials set up?): %w", err)
 	}
-	b := &gcsBucket{name: name, client: client, bkt: client.Bucket(name)}
-	if _, err := b.bkt.Attrs(ctx); err != nil {
+	// Bounded retries: the library retries transient errors (a refused
+	// connection among them) until the context ends, so an unreachable
+	// endpoint would otherwise hang a staging or an upload for good.
+	bkt := client.Bucket(name).Retryer(storage.WithMaxAttempts(maxAttempts))
+	b := &gcsBucket{name: name, client: client, bkt: bkt}
+	actx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	if _, err := b.bkt.Attrs(actx); err != nil {
 		client.Close()
 		if errors.Is(err, storage.ErrBucketNotExist) || httpCode(err) == http.StatusNotFound {
 			return nil, fmt.Errorf("bucket %q does not exist (create it with `gcloud storage buckets create gs://%s`, or check the name and the project): %w",
 				name, name, ErrNotExist)
 		}
-		return nil, fmt.Errorf("open bucket %q: %w", name, err)
+		where := "storage.googleapis.com"
+		if h := os.Getenv(emulatorEnv); h != "" {
+			where = h + " (" + emulatorEnv + ")"
+		}
+		return nil, fmt.Errorf("open bucket %q at %s: %w", name, where, err)
 	}
 	return b, nil
 }

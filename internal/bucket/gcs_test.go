@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"strings"
@@ -108,5 +109,21 @@ func TestGCSListRefusesHostileNames(t *testing.T) {
 	_, err = b.List(context.Background(), "code/")
 	if !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), "code/../../evil") {
 		t.Fatalf("List with a hostile name: %v; want ErrBadKey naming the object", err)
+	}
+}
+
+// TestGCSUnreachableEndpointFailsFast: an endpoint nobody listens on is an
+// error that names it, not a hang.
+func TestGCSUnreachableEndpointFailsFast(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	t.Setenv("STORAGE_EMULATOR_HOST", addr)
+	_, _, err = Open(context.Background(), "gs://nobody-home")
+	if err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Open against a closed port: %v; want an error naming %s", err, addr)
 	}
 }

@@ -113,7 +113,7 @@ func (a *App) cancel(ctx context.Context, args []string) error {
 func (a *App) cluster(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "nodes" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(a.Stderr, "cloudml-client cluster nodes: list nodes with state, address, slots, memory and running tasks")
+			fmt.Fprintln(a.Stderr, "cloudml-client cluster nodes: list nodes with state, swarm role, address, slots, memory, running tasks and why a node is down")
 			return nil
 		}
 		return fmt.Errorf("cluster needs a subcommand: 'cluster nodes': %w", errUsage)
@@ -135,10 +135,10 @@ func (a *App) cluster(ctx context.Context, args []string) error {
 		return a.printJSON(resp)
 	}
 	w := a.table()
-	row(w, "NODE", "HOSTNAME", "STATE", "ADDRESS", "RUNTIME", "SLOTS", "MEMORY", "RUNNING", "LAST SEEN")
+	row(w, "NODE", "HOSTNAME", "STATE", "SWARM", "ADDRESS", "RUNTIME", "SLOTS", "MEMORY", "RUNNING", "LAST SEEN", "MESSAGE")
 	for _, n := range resp.Nodes {
-		row(w, n.Id, n.Hostname, nodeState(n.State), n.Address, n.Runtime, strconv.Itoa(int(n.Slots)),
-			fmt.Sprintf("%.1f GiB", float64(n.MemoryBytes)/(1<<30)), strconv.Itoa(int(n.RunningTasks)), since(n.LastHeartbeat))
+		row(w, n.Id, n.Hostname, nodeState(n.State), orDash(n.SwarmRole), n.Address, n.Runtime, strconv.Itoa(int(n.Slots)),
+			fmt.Sprintf("%.1f GiB", float64(n.MemoryBytes)/(1<<30)), strconv.Itoa(int(n.RunningTasks)), since(n.LastHeartbeat), orDash(n.Message))
 	}
 	return w.Flush()
 }

@@ -611,9 +611,14 @@ type Assignment struct {
 	// task and attempt) instead of running it itself. Swarm places it; the
 	// agent of the node it lands on reports it, ships its logs and uploads its
 	// results.
-	SwarmService  bool `protobuf:"varint,12,opt,name=swarm_service,json=swarmService,proto3" json:"swarm_service,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SwarmService bool `protobuf:"varint,12,opt,name=swarm_service,json=swarmService,proto3" json:"swarm_service,omitempty"`
+	// AvoidSwarmNodes are swarm node ids the service must not be placed on:
+	// nodes the coordinator knows are down. Swarm notices a dead node only
+	// after a while, and with restart condition none a task it placed there
+	// would wait forever.
+	AvoidSwarmNodes []string `protobuf:"bytes,13,rep,name=avoid_swarm_nodes,json=avoidSwarmNodes,proto3" json:"avoid_swarm_nodes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -728,6 +733,13 @@ func (x *Assignment) GetSwarmService() bool {
 		return x.SwarmService
 	}
 	return false
+}
+
+func (x *Assignment) GetAvoidSwarmNodes() []string {
+	if x != nil {
+		return x.AvoidSwarmNodes
+	}
+	return nil
 }
 
 // SwarmInit asks a node to found the swarm.
@@ -1657,7 +1669,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
 	"task_index\x18\x02 \x01(\x05R\ttaskIndex\x12\x18\n" +
-	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\xb6\x05\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\xe2\x05\n" +
 	"\n" +
 	"Assignment\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12\x1d\n" +
@@ -1673,7 +1685,8 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x05image\x18\n" +
 	" \x01(\tR\x05image\x123\n" +
 	"\tresources\x18\v \x01(\v2\x15.cloudml.v1.ResourcesR\tresources\x12#\n" +
-	"\rswarm_service\x18\f \x01(\bR\fswarmService\x1a9\n" +
+	"\rswarm_service\x18\f \x01(\bR\fswarmService\x12*\n" +
+	"\x11avoid_swarm_nodes\x18\r \x03(\tR\x0favoidSwarmNodes\x1a9\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +

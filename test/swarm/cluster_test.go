@@ -1,0 +1,255 @@
+package swarm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/cloudml/cloudml/internal/netns"
+	"github.com/cloudml/cloudml/internal/testutil"
+)
+
+// swarmCluster is `coordinator serve --provider netns` with a fake GCS
+// bucket the agents reach over the cluster's bridge.
+type swarmCluster struct {
+	t      *testing.T
+	name   string // netns prefix
+	subnet string
+	addr   string // coordinator, for clients (loopback)
+	gcs    *fakestorage.Server
+	env    []string
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	log    bytes.Buffer
+	nodes  int
+	dcli   map[int]*client.Client // protected by mu
+}
+
+func (c *swarmCluster) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.log.Write(p)
+}
+
+func (c *swarmCluster) logText() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.log.String()
+}
+
+// freeSubnet picks a 10.213.X.0/24 no interface or route of this host uses.
+func freeSubnet(t *testing.T) (subnet, host string) {
+	out, err := exec.Command("ip", "-4", "route", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip route: %v: %s", err, out)
+	}
+	for x := 150 + os.Getpid()%50; x < 250; x++ {
+		p := fmt.Sprintf("10.213.%d.", x)
+		if !strings.Contains(string(out), p) {
+			return p + "0/24", p + "1"
+		}
+	}
+	t.Fatal("no free 10.213.X.0/24 subnet")
+	return "", ""
+}
+
+func startSwarm(t *testing.T, nodes int) *swarmCluster {
+	t.Helper()
+	testutil.NeedSystem(t, "root, docker.io, iproute2 and iptables", netns.Check())
+	subnet, host := freeSubnet(t)
+	// An explicit port: with port 0 the fake listens on loopback only, and
+	// the agents reach the host through the cluster's bridge.
+	gcs, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "0.0.0.0", Port: freePort(t)})
+	if err != nil {
+		t.Fatalf("fake-gcs-server: %v", err)
+	}
+	t.Cleanup(gcs.Stop)
+	gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "cloudml-swarm"})
+	u, _ := url.Parse(gcs.URL())
+	_, port, _ := net.SplitHostPort(u.Host)
+	c := &swarmCluster{t: t, name: netns.UniqueName("cms"), subnet: subnet, gcs: gcs, nodes: nodes,
+		addr: freeAddr(t), env: append(os.Environ(), "STORAGE_EMULATOR_HOST="+net.JoinHostPort(host, port))}
+	t.Setenv("STORAGE_EMULATOR_HOST", net.JoinHostPort("127.0.0.1", port))
+	state := t.TempDir()
+	c.cmd = exec.Command(bin("coordinator"), "serve", "--provider", "netns", "--nodes", fmt.Sprint(nodes), "--slots", "2",
+		"--netns-name", c.name, "--netns-subnet", subnet, "--listen", c.addr, "--state", state,
+		"--bucket", "gs://cloudml-swarm/runs", "--heartbeat", "500ms", "--agent-bin", bin("cloudml-agent"),
+		"--log-level", "debug", "--agent-log-level", "debug")
+	c.cmd.Env = c.env
+	c.cmd.Stdout, c.cmd.Stderr = c, c
+	if path := os.Getenv("CLOUDML_SWARM_TEST_LOG"); path != "" { // for debugging a hang
+		if f, err := os.Create(path); err == nil {
+			t.Cleanup(func() { f.Close() })
+			c.cmd.Stdout, c.cmd.Stderr = io.MultiWriter(c, f), io.MultiWriter(c, f)
+		}
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("start coordinator: %v", err)
+	}
+	t.Cleanup(c.stop)
+	c.waitSwarm()
+	return c
+}
+
+func (c *swarmCluster) stop() {
+	if c.cmd.ProcessState == nil {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- c.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				c.t.Errorf("coordinator exited with %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			c.cmd.Process.Kill()
+			<-done
+			c.t.Errorf("coordinator did not stop within 60s of SIGTERM")
+		}
+	}
+	if left := netns.Leftovers(context.Background(), c.name, ""); len(left) > 0 {
+		c.t.Errorf("netns cluster left behind: %v", left)
+		netns.Cleanup(c.name)
+	}
+	if c.t.Failed() {
+		c.t.Logf("coordinator log:\n%s", c.logText())
+	}
+}
+
+type nodeJSON struct {
+	ID          string `json:"id"`
+	State       string `json:"state"`
+	Address     string `json:"address"`
+	SwarmNodeID string `json:"swarmNodeId"`
+	SwarmRole   string `json:"swarmRole"`
+	Message     string `json:"message"`
+}
+
+func (c *swarmCluster) listNodes() []nodeJSON {
+	var l struct {
+		Nodes []nodeJSON `json:"nodes"`
+	}
+	r := c.client("-o", "json", "cluster", "nodes")
+	if r.code != 0 {
+		return nil
+	}
+	json.Unmarshal([]byte(r.stdout), &l)
+	return l.Nodes
+}
+
+// waitSwarm waits until every node is ready and in the swarm.
+func (c *swarmCluster) waitSwarm() {
+	c.t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		in := 0
+		for _, n := range c.listNodes() {
+			if n.State == "NODE_STATE_READY" && n.SwarmNodeID != "" {
+				in++
+			}
+		}
+		if in == c.nodes {
+			return
+		}
+		if c.cmd.ProcessState != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("the %d nodes did not form a swarm within 90s:\n%s", c.nodes, c.logText())
+}
+
+// docker returns a client of node i's daemon.
+func (c *swarmCluster) docker(i int) *client.Client {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cli := c.dcli[i]; cli != nil {
+		return cli
+	}
+	cli, err := client.NewClientWithOpts(client.WithHost(netns.DockerHost(c.name, i)), client.WithAPIVersionNegotiation())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.dcli == nil {
+		c.dcli = map[int]*client.Client{}
+	}
+	c.dcli[i] = cli
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (c *swarmCluster) client(args ...string) result {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin("cloudml-client"), append([]string{"--coordinator", c.addr}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("client %v: %v", args, err)
+	}
+	return result{out.String(), errb.String(), code}
+}
+
+func (c *swarmCluster) mustClient(args ...string) string {
+	c.t.Helper()
+	r := c.client(args...)
+	if r.code != 0 {
+		c.t.Fatalf("cloudml-client %v: exit %d\n%s\n%s", args, r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+func freePort(t *testing.T) uint16 {
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// codeDir writes a task script.
+func codeDir(t *testing.T, script string) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "task.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

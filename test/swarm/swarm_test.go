@@ -1,0 +1,228 @@
+package swarm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/swarm"
+
+	"github.com/cloudml/cloudml/internal/netns"
+	"github.com/cloudml/cloudml/internal/testutil"
+)
+
+const busybox = "cloudml/busybox:test"
+
+// importBusybox puts the test image on every node, as `docker load` would.
+func (c *swarmCluster) importBusybox() {
+	c.t.Helper()
+	rootfs, err := netns.BusyboxRootfs()
+	testutil.NeedSystem(c.t, "busybox-static", err)
+	for i := 0; i < c.nodes; i++ {
+		rc, err := c.docker(i).ImageImport(context.Background(), image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"},
+			busybox, image.ImportOptions{Changes: []string{"ENV PATH=/bin"}})
+		if err != nil {
+			c.t.Fatalf("import busybox on node %d: %v", i, err)
+		}
+		rc.Close()
+	}
+}
+
+type taskJSON struct {
+	Index   int    `json:"index"`
+	State   string `json:"state"`
+	NodeID  string `json:"nodeId"`
+	Attempt int    `json:"attempt"`
+	Reason  string `json:"reason"`
+	Exit    int    `json:"exitCode"`
+}
+
+func (c *swarmCluster) status(job string) (state string, tasks []taskJSON) {
+	c.t.Helper()
+	var j struct {
+		State string     `json:"state"`
+		Tasks []taskJSON `json:"tasks"`
+	}
+	if err := json.Unmarshal([]byte(c.mustClient("-o", "json", "status", job)), &j); err != nil {
+		c.t.Fatal(err)
+	}
+	return j.State, j.Tasks
+}
+
+// TestSwarm runs container jobs on a 3-node swarm and the failures the
+// issue names, on one cluster to keep the suite lean.
+func TestSwarm(t *testing.T) {
+	testutil.Short(t)
+	c := startSwarm(t, 3)
+	c.importBusybox()
+
+	t.Run("swarm formed", func(t *testing.T) {
+		var mgr = -1
+		for _, n := range c.listNodes() {
+			if n.SwarmRole == "manager" {
+				mgr, _ = strconv.Atoi(n.Address[strings.LastIndex(n.Address, ".")+1:])
+				mgr -= 10
+			}
+		}
+		if mgr < 0 {
+			t.Fatalf("no manager among %+v", c.listNodes())
+		}
+		nodes, err := c.docker(mgr).NodeList(context.Background(), swarm.NodeListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := 0
+		for _, n := range nodes {
+			if n.Status.State == swarm.NodeStateReady {
+				ready++
+			}
+		}
+		if ready != 3 {
+			t.Errorf("docker node ls on the manager: %d ready nodes, want 3", ready)
+		}
+		out := c.mustClient("cluster", "nodes")
+		if !strings.Contains(out, "manager") || strings.Count(out, "worker") != 2 {
+			t.Errorf("cluster nodes does not show the roles:\n%s", out)
+		}
+	})
+
+	t.Run("sweep as services", func(t *testing.T) {
+		code := codeDir(t, `echo "task $CLOUDML_TASK_INDEX of $CLOUDML_TASK_COUNT on $(hostname)"
+seq 1 2000
+echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
+`)
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "boxed", "--image", busybox, "--code", code,
+			"--param", "i=0,1,2,3,4,5", "--", "sh", "task.sh"))
+		r := c.client("logs", "-f", job)
+		if r.code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s\n%s", r.code, r.stderr, c.mustClient("status", job))
+		}
+		for i := 0; i < 6; i++ {
+			checkSeq(t, r.stdout, i, 2000)
+		}
+		state, tasks := c.status(job)
+		nodes := map[string]bool{}
+		for _, tk := range tasks {
+			nodes[tk.NodeID] = true
+		}
+		if state != "JOB_STATE_SUCCEEDED" || len(nodes) < 2 {
+			t.Errorf("job %s: %s on nodes %v; want succeeded on at least 2 nodes", job, state, nodes)
+		}
+		for i := 0; i < 6; i++ {
+			if _, err := c.gcs.GetObject("cloudml-swarm", fmt.Sprintf("runs/results/%s/%d/1/manifest.json", job, i)); err != nil {
+				t.Errorf("task %d manifest: %v", i, err)
+			}
+		}
+	})
+
+	t.Run("unknown image", func(t *testing.T) {
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "noimage", "--image", "cloudml/nope:1", "--code", codeDir(t, "true"), "--", "true"))
+		r := c.client("logs", "-f", job)
+		_, tasks := c.status(job)
+		if r.code != 3 || !strings.Contains(tasks[0].Reason, "cloudml/nope:1") {
+			t.Errorf("logs -f exit %d (want 3); reason %q should name the image", r.code, tasks[0].Reason)
+		}
+	})
+
+	t.Run("killed container is retried", func(t *testing.T) {
+		code := codeDir(t, `echo "attempt $CLOUDML_ATTEMPT"; [ "$CLOUDML_ATTEMPT" = 1 ] && sleep 120; exit 0`)
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "killed", "--image", busybox, "--code", code, "--retries", "1", "--", "sh", "task.sh"))
+		id := c.waitContainer(job, false)
+		if err := c.docker(id.node).ContainerKill(context.Background(), id.id, "KILL"); err != nil {
+			t.Fatal(err)
+		}
+		r := c.client("logs", "-f", job)
+		_, tasks := c.status(job)
+		if r.code != 0 || tasks[0].Attempt != 2 || !strings.Contains(r.stdout, "attempt 1") || !strings.Contains(r.stdout, "attempt 2") {
+			t.Errorf("after SIGKILL: exit %d, task %+v\n%s", r.code, tasks[0], r.stdout)
+		}
+	})
+
+	t.Run("dockerd stopped mid-job", func(t *testing.T) {
+		code := codeDir(t, `echo "run $CLOUDML_TASK_INDEX attempt $CLOUDML_ATTEMPT"; sleep 3`)
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "deadnode", "--image", busybox, "--code", code,
+			"--param", "i=0,1,2,3", "--", "sh", "task.sh"))
+		victim := c.waitContainer(job, true) // the manager's dockerd is the swarm's control plane
+		pid, err := os.ReadFile(filepath.Join("/run/cloudml-netns", c.name, fmt.Sprintf("n%d", victim.node), "docker.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+		syscall.Kill(p, syscall.SIGKILL)
+		r := c.client("logs", "-f", job)
+		state, tasks := c.status(job)
+		if r.code != 0 || state != "JOB_STATE_SUCCEEDED" {
+			t.Errorf("job after a dead dockerd: exit %d, %s, tasks %+v", r.code, state, tasks)
+		}
+		down := false
+		for _, n := range c.listNodes() {
+			if n.State == "NODE_STATE_DOWN" && strings.Contains(n.Message, "runtime") {
+				down = true
+			}
+		}
+		if !down {
+			t.Errorf("no node shows down with a runtime error: %+v", c.listNodes())
+		}
+	})
+}
+
+type containerAt struct {
+	node int
+	id   string
+}
+
+// waitContainer finds a running container of job, on a worker if asked.
+func (c *swarmCluster) waitContainer(job string, worker bool) containerAt {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		for i := 0; i < c.nodes; i++ {
+			d := c.docker(i)
+			if info, err := d.Info(context.Background()); worker && (err != nil || info.Swarm.ControlAvailable) {
+				continue
+			}
+			list, err := d.ContainerList(context.Background(), container.ListOptions{
+				Filters: filters.NewArgs(filters.Arg("label", "cloudml.job="+job), filters.Arg("status", "running"))})
+			if err == nil && len(list) > 0 {
+				return containerAt{node: i, id: list[0].ID}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatalf("no running container of %s within 60s\n%s", job, c.mustClient("status", job))
+	return containerAt{}
+}
+
+// checkSeq asserts task i's numbered lines 1..n are all there, in order.
+func checkSeq(t *testing.T, out string, task, n int) {
+	t.Helper()
+	prefix := fmt.Sprintf("[%d] ", task)
+	next := 1
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		if v, err := strconv.Atoi(rest); err == nil {
+			if v != next {
+				t.Errorf("task %d: line %d after %d", task, v, next-1)
+				return
+			}
+			next++
+		}
+	}
+	if next != n+1 {
+		t.Errorf("task %d: got %d of %d numbered lines", task, next-1, n)
+	}
+}
