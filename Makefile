@@ -5,7 +5,7 @@ BUF   := $(GO) tool -modfile=tools/go.mod buf
 BIN   := bin
 PKGS  := ./...
 
-.PHONY: help build generate check-generate lint test test-short demo bench clean deps
+.PHONY: help build generate check-generate lint test test-short demo demo-swarm image bench clean deps
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -39,6 +39,13 @@ test-short: ## fast in-process tests only
 
 demo: ## run the linreg Octave sweep on the embedded default (local agents, file:// bucket)
 	./scripts/demo.sh
+
+demo-swarm: ## run the linreg sweep as services on a local 3-node Docker Swarm (root, docker.io)
+	./scripts/demo-swarm.sh
+
+image: ## build the Octave image cloudml/octave:7 from Debian packages (debootstrap; no registry needed)
+	./scripts/dockerd.sh
+	./images/octave/build.sh cloudml/octave:7
 
 bench: build ## benchmarks side by side with their baselines, as ratios
 	$(GO) run ./bench

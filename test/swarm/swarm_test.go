@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,12 +18,42 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
 
 	"github.com/cloudml/cloudml/internal/netns"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
-const busybox = "cloudml/busybox:test"
+const (
+	busybox     = "cloudml/busybox:test"
+	octaveImage = "cloudml/octave:7"
+)
+
+// loadHostImage copies an image from the host's Docker daemon (where
+// images/octave/build.sh puts it) into every node, as `docker save | docker
+// load` would.
+func (c *swarmCluster) loadHostImage(t *testing.T, ref string) {
+	t.Helper()
+	host, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		defer host.Close()
+		_, _, err = host.ImageInspectWithRaw(context.Background(), ref)
+	}
+	testutil.NeedSystem(t, "the "+ref+" image in the host's Docker daemon (run images/octave/build.sh)", err)
+	for i := 0; i < c.nodes; i++ {
+		rc, err := host.ImageSave(context.Background(), []string{ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.docker(i).ImageLoad(context.Background(), rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("load %s on node %d: %v", ref, i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
 
 // importBusybox puts the test image on every node, as `docker load` would.
 func (c *swarmCluster) importBusybox() {
@@ -146,6 +177,35 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		_, tasks := c.status(job)
 		if r.code != 0 || tasks[0].Attempt != 2 || !strings.Contains(r.stdout, "attempt 1") || !strings.Contains(r.stdout, "attempt 2") {
 			t.Errorf("after SIGKILL: exit %d, task %+v\n%s", r.code, tasks[0], r.stdout)
+		}
+	})
+
+	t.Run("linreg on the Octave image", func(t *testing.T) {
+		c.loadHostImage(t, octaveImage)
+		job := strings.TrimSpace(c.mustClient("submit", "-f", filepath.Join(repoRoot(), "examples/linreg/cloudml.yaml"), "--image", octaveImage))
+		r := c.client("logs", "-f", job)
+		if r.code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s\n%s", r.code, r.stderr, c.mustClient("status", job))
+		}
+		state, tasks := c.status(job)
+		nodes := map[string]bool{}
+		for _, tk := range tasks {
+			nodes[tk.NodeID] = true
+			if !strings.Contains(r.stdout, fmt.Sprintf("[%d] done:", tk.Index)) {
+				t.Errorf("task %d logs have no final line", tk.Index)
+			}
+		}
+		if state != "JOB_STATE_SUCCEEDED" || len(tasks) != 12 || len(nodes) < 2 {
+			t.Errorf("linreg: %s, %d tasks on nodes %v", state, len(tasks), nodes)
+		}
+		res := c.mustClient("results", job)
+		if !strings.Contains(res, "best: task 2 (lambda=0 lr=0.3)") {
+			t.Errorf("results:\n%s", res)
+		}
+		for _, f := range []string{"model.csv", "metrics.json", "manifest.json"} {
+			if _, err := c.gcs.GetObject("cloudml-swarm", fmt.Sprintf("runs/results/%s/2/1/%s", job, f)); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
 		}
 	})
 
