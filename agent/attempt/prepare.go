@@ -13,6 +13,7 @@ import (
 	"github.com/cloudml/cloudml/internal/archive"
 	"github.com/cloudml/cloudml/internal/bucket"
 	"github.com/cloudml/cloudml/internal/jobspec"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
 // layout is an attempt's directory on the node.
@@ -106,30 +107,38 @@ func prepare(root, code string, data map[string]string) (*layout, error) {
 }
 
 // environ is the task's environment: the agent's own, the assignment's
-// env, then the CLOUDML_ variables; later entries replace earlier ones.
+// env, then the CLOUDML_ variables.
 func (a *Attempt) environ(l *layout) []string {
-	ref := a.asg.GetRef()
+	return Environ(a.cfg.BaseEnv, a.asg, l.output, l.data)
+}
+
+// Environ is a task's environment, for a process or a container: base,
+// the assignment's env, then CLOUDML_JOB_ID, _TASK_INDEX, _TASK_COUNT,
+// _ATTEMPT, _OUTPUT_DIR, _DATA_DIR (when dataDir is set) and one
+// CLOUDML_PARAM_<NAME> per parameter; later entries replace earlier ones.
+func Environ(base []string, asg *cloudmlv1.Assignment, outputDir, dataDir string) []string {
+	ref := asg.GetRef()
 	vars := [][2]string{}
-	for _, kv := range a.cfg.BaseEnv {
+	for _, kv := range base {
 		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
 			vars = append(vars, [2]string{k, v})
 		}
 	}
-	for _, k := range sortedKeys(a.asg.GetEnv()) {
-		vars = append(vars, [2]string{k, a.asg.GetEnv()[k]})
+	for _, k := range sortedKeys(asg.GetEnv()) {
+		vars = append(vars, [2]string{k, asg.GetEnv()[k]})
 	}
 	vars = append(vars,
 		[2]string{"CLOUDML_JOB_ID", ref.GetJobId()},
 		[2]string{"CLOUDML_TASK_INDEX", strconv.Itoa(int(ref.GetTaskIndex()))},
-		[2]string{"CLOUDML_TASK_COUNT", strconv.Itoa(int(a.asg.GetTaskCount()))},
+		[2]string{"CLOUDML_TASK_COUNT", strconv.Itoa(int(asg.GetTaskCount()))},
 		[2]string{"CLOUDML_ATTEMPT", strconv.Itoa(int(ref.GetAttempt()))},
-		[2]string{"CLOUDML_OUTPUT_DIR", l.output},
+		[2]string{"CLOUDML_OUTPUT_DIR", outputDir},
 	)
-	if l.data != "" {
-		vars = append(vars, [2]string{"CLOUDML_DATA_DIR", l.data})
+	if dataDir != "" {
+		vars = append(vars, [2]string{"CLOUDML_DATA_DIR", dataDir})
 	}
-	for _, k := range sortedKeys(a.asg.GetParams()) {
-		vars = append(vars, [2]string{jobspec.ParamEnvName(k), a.asg.GetParams()[k]})
+	for _, k := range sortedKeys(asg.GetParams()) {
+		vars = append(vars, [2]string{jobspec.ParamEnvName(k), asg.GetParams()[k]})
 	}
 	index := map[string]int{}
 	var env []string

@@ -16,7 +16,7 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/cloudml/cloudml/internal/jobspec"
+	"github.com/cloudml/cloudml/agent/attempt"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -211,41 +211,11 @@ func ServiceSpec(asg *cloudmlv1.Assignment, opts SpecOptions) (swarm.ServiceSpec
 // environ is the container's environment: HOME, the extra env, the
 // assignment's env, then the CLOUDML_ variables; later entries win.
 func environ(asg *cloudmlv1.Assignment, hasData bool, extra []string) []string {
-	ref := asg.GetRef()
-	vars := [][2]string{{"HOME", "/tmp"}}
-	for _, kv := range extra {
-		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
-			vars = append(vars, [2]string{k, v})
-		}
-	}
-	for _, k := range sortedKeys(asg.GetEnv()) {
-		vars = append(vars, [2]string{k, asg.GetEnv()[k]})
-	}
-	vars = append(vars,
-		[2]string{"CLOUDML_JOB_ID", ref.GetJobId()},
-		[2]string{"CLOUDML_TASK_INDEX", strconv.Itoa(int(ref.GetTaskIndex()))},
-		[2]string{"CLOUDML_TASK_COUNT", strconv.Itoa(int(asg.GetTaskCount()))},
-		[2]string{"CLOUDML_ATTEMPT", strconv.Itoa(int(ref.GetAttempt()))},
-		[2]string{"CLOUDML_OUTPUT_DIR", OutputDir},
-	)
+	dataDir := ""
 	if hasData {
-		vars = append(vars, [2]string{"CLOUDML_DATA_DIR", DataDir})
+		dataDir = DataDir
 	}
-	for _, k := range sortedKeys(asg.GetParams()) {
-		vars = append(vars, [2]string{jobspec.ParamEnvName(k), asg.GetParams()[k]})
-	}
-	index := map[string]int{}
-	var env []string
-	for _, kv := range vars {
-		s := kv[0] + "=" + kv[1]
-		if i, ok := index[kv[0]]; ok {
-			env[i] = s
-			continue
-		}
-		index[kv[0]] = len(env)
-		env = append(env, s)
-	}
-	return env
+	return attempt.Environ(append([]string{"HOME=/tmp"}, extra...), asg, OutputDir, dataDir)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudml/cloudml/internal/logging"
 )
 
 // DefaultAgentBinary is the agent's program name.
@@ -172,8 +173,8 @@ func (p *Provider) start(bin string, i int, t Target) (*child, error) {
 	cmd := exec.Command(bin, p.Args(i, t)...)
 	cmd.Env = append(os.Environ(), p.cfg.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout := &lineWriter{log: log, stream: "stdout"}
-	stderr := &lineWriter{log: log, stream: "stderr"}
+	stdout := logging.NewLineWriter(log, "stdout")
+	stderr := logging.NewLineWriter(log, "stderr")
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// A task that inherited the agent's output must not hold up Wait.
 	cmd.WaitDelay = 2 * time.Second
@@ -184,54 +185,12 @@ func (p *Provider) start(bin string, i int, t Target) (*child, error) {
 	ch := &child{cmd: cmd, log: log, exited: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
-		stdout.flush()
-		stderr.flush()
+		stdout.Flush()
+		stderr.Flush()
 		log.Info("agent exited", "pid", cmd.Process.Pid, "status", exitStatus(err))
 		close(ch.exited)
 	}()
 	return ch, nil
-}
-
-// lineWriter logs what a child writes, one log line per output line.
-type lineWriter struct {
-	log    hclog.Logger
-	stream string
-	mu     sync.Mutex // protects buf
-	buf    []byte
-}
-
-const maxLine = 64 * 1024
-
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		w.emit(w.buf[:i])
-		w.buf = w.buf[i+1:]
-	}
-	if len(w.buf) > maxLine {
-		w.emit(w.buf)
-		w.buf = nil
-	}
-	return len(p), nil
-}
-
-func (w *lineWriter) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.emit(w.buf)
-		w.buf = nil
-	}
-}
-
-func (w *lineWriter) emit(line []byte) {
-	w.log.Info(string(bytes.TrimRight(line, "\r")), "stream", w.stream)
 }
 
 func (ch *child) stop() {

@@ -11,9 +11,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloudml/cloudml/coordinator/provider/local"
-	cluster "github.com/cloudml/cloudml/internal/netns"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudml/cloudml/coordinator/provider/local"
+	"github.com/cloudml/cloudml/internal/logging"
+	cluster "github.com/cloudml/cloudml/internal/netns"
 )
 
 // Run sets the cluster up if Setup was not called, starts one agent per
@@ -75,8 +77,8 @@ func (p *Provider) start(c *cluster.Cluster, bin string, idx int, addr, token st
 	cmd := c.Command(context.Background(), idx, bin, p.Args(i, addr, token, node)...)
 	cmd.Env = append(cmd.Env, p.cfg.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout := &lineWriter{log: log, stream: "stdout"}
-	stderr := &lineWriter{log: log, stream: "stderr"}
+	stdout := logging.NewLineWriter(log, "stdout")
+	stderr := logging.NewLineWriter(log, "stderr")
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -86,8 +88,8 @@ func (p *Provider) start(c *cluster.Cluster, bin string, idx int, addr, token st
 	a := &agent{pid: cmd.Process.Pid, log: log, exited: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
-		stdout.flush()
-		stderr.flush()
+		stdout.Flush()
+		stderr.Flush()
 		status := "exit 0"
 		if err != nil {
 			status = err.Error()
