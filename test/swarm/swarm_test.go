@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"os"
 	"path/filepath"
@@ -34,6 +35,9 @@ const (
 // load` would.
 func (c *swarmCluster) loadHostImage(t *testing.T, ref string) {
 	t.Helper()
+	if c.loaded[ref] {
+		return
+	}
 	host, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
 		defer host.Close()
@@ -53,6 +57,10 @@ func (c *swarmCluster) loadHostImage(t *testing.T, ref string) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	if c.loaded == nil {
+		c.loaded = map[string]bool{}
+	}
+	c.loaded[ref] = true
 }
 
 // importBusybox puts the test image on every node, as `docker load` would.
@@ -205,6 +213,30 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		for _, f := range []string{"model.csv", "metrics.json", "manifest.json"} {
 			if _, err := c.gcs.GetObject("cloudml-swarm", fmt.Sprintf("runs/results/%s/2/1/%s", job, f)); err != nil {
 				t.Errorf("%s: %v", f, err)
+			}
+		}
+	})
+
+	t.Run("figures in the image become PNGs", func(t *testing.T) {
+		c.loadHostImage(t, octaveImage)
+		dir := t.TempDir()
+		script := "x = linspace(0, 2*pi);\nfigure; plot(x, sin(x)); title('sin');\nfigure; surf(peaks(20));\ndisp('plotted');\n"
+		if err := os.WriteFile(filepath.Join(dir, "draw.m"), []byte(script), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "plots", "--image", octaveImage, "--code", dir, "--", "octave-cli", "draw.m"))
+		if r := c.client("logs", "-f", job); r.code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		for _, f := range []string{"figure-1.png", "figure-2.png"} {
+			obj, err := c.gcs.GetObject("cloudml-swarm", fmt.Sprintf("runs/results/%s/0/1/%s", job, f))
+			if err != nil {
+				t.Errorf("%s: %v", f, err)
+				continue
+			}
+			cfg, err := png.DecodeConfig(bytes.NewReader(obj.Content))
+			if err != nil || cfg.Width < 100 {
+				t.Errorf("%s is not a PNG figure: %v %dx%d", f, err, cfg.Width, cfg.Height)
 			}
 		}
 	})
