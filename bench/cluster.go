@@ -2,41 +2,40 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
-// bench is a coordinator with local agents started from bin/.
+// bench is a coordinator started from bin/ with its provider's nodes.
 type bench struct {
 	dir, addr string
+	env       []string // the clients' environment (nil: inherit)
 	cmd       *exec.Cmd
-	log       bytes.Buffer
+	log       *logSink
+	exited    chan struct{} // closed when the coordinator exited
 }
 
+// newBench starts a coordinator with local agents.
 func newBench(nodes, slots int) (*bench, error) {
 	dir, err := os.MkdirTemp("", "cloudml-bench-")
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := l.Addr().String()
-	l.Close()
-	b := &bench{dir: dir, addr: addr}
-	b.cmd = exec.Command("bin/coordinator", "serve", "--listen", addr, "--provider", "local",
+	b, err := startCoordinator(dir, nil, "--provider", "local",
 		"--nodes", fmt.Sprint(nodes), "--slots", fmt.Sprint(slots), "--state", filepath.Join(dir, "state"),
 		"--bucket", "file://"+filepath.Join(dir, "bucket"), "--log-level", "warn")
-	b.cmd.Stdout, b.cmd.Stderr = &b.log, &b.log
-	if err := b.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start coordinator (run make build first): %w", err)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -46,16 +45,68 @@ func newBench(nodes, slots int) (*bench, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.close()
-	return nil, fmt.Errorf("agents not ready in 30s:\n%s", b.log.String())
+	b.close(10 * time.Second)
+	return nil, fmt.Errorf("agents not ready in 30s:\n%s", b.logTail())
+}
+
+// startCoordinator runs `bin/coordinator serve --listen ADDR args...` with
+// env added to this process's environment; its output goes to b.log.
+func startCoordinator(dir string, env []string, args ...string) (*bench, error) {
+	addr, err := freeAddr("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{dir: dir, addr: addr, log: &logSink{}, exited: make(chan struct{})}
+	b.cmd = exec.Command("bin/coordinator", append([]string{"serve", "--listen", addr}, args...)...)
+	if env != nil {
+		b.cmd.Env = append(os.Environ(), env...)
+	}
+	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
+	if err := b.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start coordinator (run make build first): %w", err)
+	}
+	go func() {
+		b.cmd.Wait()
+		close(b.exited)
+	}()
+	return b, nil
+}
+
+// freeAddr returns host:port with a port that was free a moment ago.
+func freeAddr(host string) (string, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func (b *bench) client(args ...string) *exec.Cmd {
-	return exec.Command("bin/cloudml-client", append([]string{"--coordinator", b.addr}, args...)...)
+	cmd := exec.Command("bin/cloudml-client", append([]string{"--coordinator", b.addr}, args...)...)
+	if b.env != nil {
+		cmd.Env = append(os.Environ(), b.env...)
+	}
+	return cmd
+}
+
+// output runs a client command and returns its stdout, or an error with
+// its stderr.
+func (b *bench) output(args ...string) ([]byte, error) {
+	cmd := b.client(args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("cloudml-client %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out, nil
 }
 
 // timing is what one followed job took.
 type timing struct {
+	job       string
+	start     time.Time     // submit began
 	total     time.Duration // submit to the end of the log stream (the job ended)
 	streaming time.Duration // first byte of output to the last byte
 	toLast    time.Duration // submit to the last byte of output
@@ -65,12 +116,14 @@ type timing struct {
 // the timings and the stream's stdout.
 func (b *bench) run(args ...string) (timing, []byte, error) {
 	start := time.Now()
-	out, err := b.client(append([]string{"submit"}, args...)...).Output()
+	out, err := b.output(append([]string{"submit"}, args...)...)
 	if err != nil {
-		return timing{}, nil, fmt.Errorf("submit %v: %w", args, err)
+		return timing{}, nil, err
 	}
 	job := strings.TrimSpace(string(out))
 	cmd := b.client("logs", "-f", "--task", "0", job)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		return timing{}, nil, err
@@ -96,9 +149,9 @@ func (b *bench) run(args ...string) (timing, []byte, error) {
 	}
 	end := time.Now()
 	if err := cmd.Wait(); err != nil {
-		return timing{}, nil, fmt.Errorf("logs -f %s: %w", job, err)
+		return timing{}, nil, fmt.Errorf("logs -f %s: %w: %s", job, err, strings.TrimSpace(errb.String()))
 	}
-	t := timing{total: end.Sub(start)}
+	t := timing{job: job, start: start, total: end.Sub(start)}
 	if !first.IsZero() {
 		t.streaming, t.toLast = last.Sub(first), last.Sub(start)
 	}
@@ -113,8 +166,70 @@ func (b *bench) logTail() string {
 	return s
 }
 
-func (b *bench) close() {
+// close stops the coordinator (SIGTERM, SIGKILL after wait) and removes
+// its directory.
+func (b *bench) close(wait time.Duration) error {
+	defer os.RemoveAll(b.dir)
 	b.cmd.Process.Signal(syscall.SIGTERM)
-	b.cmd.Wait()
-	os.RemoveAll(b.dir)
+	select {
+	case <-b.exited:
+		return nil
+	case <-time.After(wait):
+		b.cmd.Process.Kill()
+		<-b.exited
+		return errors.New("the coordinator did not stop within " + wait.String() + " of SIGTERM")
+	}
 }
+
+// logSink keeps the coordinator's output and tells watchers about each
+// line as it arrives, with its arrival time.
+type logSink struct {
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	partial  []byte
+	watchers []func(at time.Time, line string)
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	if s.buf.Len() > 8<<20 { // keep the tail only
+		tail := append([]byte(nil), s.buf.Bytes()[s.buf.Len()-4<<20:]...)
+		s.buf.Reset()
+		s.buf.Write(tail)
+	}
+	if len(s.watchers) == 0 {
+		return len(p), nil
+	}
+	s.partial = append(s.partial, p...)
+	for {
+		i := bytes.IndexByte(s.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(s.partial[:i])
+		s.partial = s.partial[i+1:]
+		for _, w := range s.watchers {
+			w(now, line)
+		}
+	}
+	return len(p), nil
+}
+
+// watch calls fn with every later line (under the sink's lock: fn must
+// not block).
+func (s *logSink) watch(fn func(at time.Time, line string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchers = append(s.watchers, fn)
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+var _ io.Writer = (*logSink)(nil)

@@ -1,22 +1,41 @@
 // Command bench measures CloudML side by side with what a user would
-// otherwise run, in one run on this machine, and prints ratios:
+// otherwise run, in one run on this machine, and prints ratios.
 //
-//	a) a 200-task sweep of `sleep 0.1` through the process runtime against
-//	   the same 200 commands under `xargs -P` with the same parallelism, and
-//	   the per-task overhead of a trivial command;
+// With the process runtime (local agents):
+//
+//	a) a 200-task sweep of `sleep 0.1` against the same 200 commands under
+//	   `xargs -P` with the same parallelism, and the per-task overhead of a
+//	   trivial command;
 //	b) one task printing 1,000,000 numbered lines received by `logs -f`
 //	   against the same writer redirected to a file, checking that no line
 //	   is lost or duplicated.
 //
-// It uses the binaries in bin/ (make build) and reports medians of -runs.
+// On a local 3-node Docker Swarm (`coordinator serve --provider netns`,
+// root and docker.io; -swarm=false skips it):
+//
+//	a) a 100-task sweep of `true` as swarm services through CloudML against
+//	   the same services created directly through the Engine API, and that
+//	   every index ran exactly once;
+//	b) one task printing 1,000,000 numbered lines read with `logs -f`
+//	   against `docker service logs -f` of the same command as a service,
+//	   counting lines lost and duplicated by each;
+//	c) staging a 1 GiB object from fake-gcs-server on every node against
+//	   curl of the same object from the same server, and the bytes a second
+//	   staging of the same code and data downloads.
+//
+// It uses the binaries in bin/ (make build) and reports medians of -runs
+// (-swarm-runs for the swarm part).
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"sort"
 	"time"
+
+	"github.com/cloudml/cloudml/internal/netns"
 )
 
 func main() {
@@ -25,45 +44,121 @@ func main() {
 	nodes := flag.Int("nodes", 2, "local agents")
 	slots := flag.Int("slots", 4, "slots per agent (parallelism = nodes*slots)")
 	lines := flag.Int("lines", 1000000, "lines in the log benchmark")
+	swarm := flag.Bool("swarm", true, "also run the swarm benchmarks (root and docker.io)")
+	swarmRuns := flag.Int("swarm-runs", 3, "repetitions of each swarm measurement")
+	swarmTasks := flag.Int("swarm-tasks", 100, "tasks in the swarm sweep benchmark")
+	stageMiB := flag.Int64("stage-mib", 1024, "size of the staged object in MiB")
 	flag.Parse()
-	b, err := newBench(*nodes, *slots)
+
+	rows, err := processRows(*runs, *tasks, *nodes, *slots, *lines)
+	printRows(fmt.Sprintf("CloudML benchmarks, process runtime (median of %d runs each, measured side by side)", *runs), rows)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-	defer b.close()
-	par := *nodes * *slots
-	var rows []row
-	sweep, err := b.sweepRows(*runs, *tasks, par)
-	if err == nil {
-		rows = append(rows, sweep...)
-		var logRows []row
-		logRows, err = b.logRows(*runs, *lines)
-		rows = append(rows, logRows...)
+	if !*swarm {
+		return
 	}
-	printRows(rows, *runs)
+	if err := netns.Check(); err != nil {
+		fmt.Printf("\nswarm benchmarks skipped: %v\n", err)
+		return
+	}
+	start := time.Now()
+	rows, teardown, err := swarmRows(*swarmRuns, *swarmTasks, *lines, *stageMiB<<20)
+	printRows(fmt.Sprintf("CloudML benchmarks, 3-node Docker Swarm (median of %d runs each, measured side by side; %s)",
+		*swarmRuns, time.Since(start).Round(time.Second)), rows)
+	fmt.Print(swarmNotes)
+	fmt.Println(teardown)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
-		fmt.Fprintln(os.Stderr, "coordinator log tail:\n"+b.logTail())
 		os.Exit(1)
 	}
 }
+
+// processRows runs the process-runtime benchmarks on local agents.
+func processRows(runs, tasks, nodes, slots, lines int) ([]row, error) {
+	b, err := newBench(nodes, slots)
+	if err != nil {
+		return nil, err
+	}
+	defer b.close(30 * time.Second)
+	rows, err := b.sweepRows(runs, tasks, nodes*slots)
+	if err == nil {
+		var logRows []row
+		logRows, err = b.logRows(runs, lines)
+		rows = append(rows, logRows...)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w\ncoordinator log tail:\n%s", err, b.logTail())
+	}
+	return rows, err
+}
+
+// swarmRows runs the swarm benchmarks on a fresh 3-node swarm and tears it
+// down; teardown says how that went.
+func swarmRows(runs, tasks, lines int, stageBytes int64) (rows []row, teardown string, err error) {
+	ctx := context.Background()
+	s, err := startSwarm(ctx, 3, 2)
+	if err != nil {
+		return nil, "", err
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\ncoordinator log tail:\n%s", err, s.logTail())
+		}
+		if cerr := s.close(); cerr != nil {
+			err = fmt.Errorf("tear down: %w (after: %v)", cerr, err)
+			teardown = "swarm teardown failed"
+		} else {
+			teardown = "swarm torn down: `ip netns list` shows no " + swarmName + " namespace"
+		}
+	}()
+	for _, part := range []func() ([]row, error){
+		func() ([]row, error) { return s.swarmSweepRows(ctx, runs, tasks) },
+		func() ([]row, error) { return s.swarmLogRows(ctx, runs, lines) },
+		func() ([]row, error) { return s.swarmStageRows(ctx, runs, stageBytes) },
+	} {
+		r, err := part()
+		rows = append(rows, r...)
+		if err != nil {
+			return rows, "", err
+		}
+	}
+	return rows, "", nil
+}
+
+// swarmNotes says how the swarm rows are measured.
+const swarmNotes = `
+  a) cloudml: submit to the end of logs -f; API: first ServiceCreate to the last task seen
+     complete (polled every 100ms). Both: 3 nodes x 2 slots, 1 CPU reserved per task.
+  b) distinct lines received, first to last; docker service logs -f --raw on the manager,
+     stopped once the task completed and no line came for 3s.
+  c) submit to the last node's "job staged" report (agent log, ReportStage's bytes_downloaded);
+     every node stages at once; curl runs in the nodes' namespaces, through the bridge.
+     Second staging: the nodes' reported bytes_downloaded; beside it, the caches' growth.
+`
 
 // row is one line of the report.
 type row struct {
 	name, cloudml, baseline, ratio, goal string
 }
 
-func printRows(rows []row, runs int) {
-	fmt.Printf("\nCloudML benchmarks (median of %d runs each, measured side by side)\n\n", runs)
-	fmt.Printf("%-48s %14s %14s %10s  %s\n", "measurement", "cloudml", "baseline", "ratio", "goal")
+func printRows(title string, rows []row) {
+	fmt.Printf("\n%s\n\n", title)
+	fmt.Printf("%-48s %22s %26s %7s  %s\n", "measurement", "cloudml", "baseline", "ratio", "goal")
 	for _, r := range rows {
-		fmt.Printf("%-48s %14s %14s %10s  %s\n", r.name, r.cloudml, r.baseline, r.ratio, r.goal)
+		fmt.Printf("%-48s %22s %26s %7s  %s\n", r.name, r.cloudml, r.baseline, r.ratio, r.goal)
 	}
 }
 
 func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func medianF(vs []float64) float64 {
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
 	return s[len(s)/2]
 }
