@@ -16,6 +16,12 @@ import (
 // sent to the manager's agent, which creates one service for it; the node
 // the service lands on claims the attempt with its first report.
 
+// swarmQueueFactor is how many times the swarm's slots CloudML keeps in
+// services at once: swarm's own resource reservations hold the surplus
+// pending and start it the moment a task ends, without waiting for the
+// ended attempt's upload and report to reach the coordinator.
+const swarmQueueFactor = 2
+
 // stagePending marks a StageJob sent and not yet reported.
 const stagePending = "\x00pending"
 
@@ -110,8 +116,8 @@ func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swa
 		return "", nil
 	case pending > 0:
 		return fmt.Sprintf("staging code and data on %d of %d swarm nodes", pending, len(p.nodes)), nil
-	case p.used+need > p.slots:
-		return fmt.Sprintf("swarm busy (%d/%d slots used on %d nodes)", p.used, p.slots, len(p.nodes)), nil
+	case p.used+need > swarmQueueFactor*p.slots:
+		return fmt.Sprintf("swarm busy (%d slots' worth of tasks queued or running on %d nodes with %d slots)", p.used, len(p.nodes), p.slots), nil
 	}
 	p.used += need
 	a = c.assign(ch, j, t, "", need, now)
