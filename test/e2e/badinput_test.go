@@ -36,22 +36,22 @@ func TestBadInput(t *testing.T) {
 	t.Run("unknown field names field and line", func(t *testing.T) {
 		_, spec := writeCode(t, "name: bad\ncode: .\ncommand: [sh, run.sh]\nparalelism: 2\n")
 		r := c.client("submit", "-f", spec)
-		if r.code != 2 || !strings.Contains(r.stderr, ":4:") || !strings.Contains(r.stderr, "paralelism") {
-			t.Errorf("exit %d, stderr %q; want exit 2 naming line 4 and the field", r.code, r.stderr)
+		if r.Code != 2 || !strings.Contains(r.Stderr, ":4:") || !strings.Contains(r.Stderr, "paralelism") {
+			t.Errorf("exit %d, stderr %q; want exit 2 naming line 4 and the field", r.Code, r.Stderr)
 		}
 	})
 	t.Run("zero tasks", func(t *testing.T) {
 		_, spec := writeCode(t, "name: empty\ncode: .\ncommand: [sh, run.sh]\nsweep:\n  grid:\n    x: []\n")
 		r := c.client("submit", "-f", spec)
-		if r.code != 2 || !strings.Contains(r.stderr, "zero tasks") {
-			t.Errorf("exit %d, stderr %q; want exit 2 and 'zero tasks'", r.code, r.stderr)
+		if r.Code != 2 || !strings.Contains(r.Stderr, "zero tasks") {
+			t.Errorf("exit %d, stderr %q; want exit 2 and 'zero tasks'", r.Code, r.Stderr)
 		}
 	})
 	t.Run("unknown job", func(t *testing.T) {
 		for _, cmd := range [][]string{{"status", "nope-123456"}, {"logs", "nope-123456"}, {"cancel", "nope-123456"}, {"results", "nope-123456"}} {
 			r := c.client(cmd...)
-			if r.code != 1 || !strings.Contains(r.stderr, "nope-123456") || !strings.Contains(r.stderr, "not found") {
-				t.Errorf("%v: exit %d, stderr %q; want exit 1 and 'not found'", cmd, r.code, r.stderr)
+			if r.Code != 1 || !strings.Contains(r.Stderr, "nope-123456") || !strings.Contains(r.Stderr, "not found") {
+				t.Errorf("%v: exit %d, stderr %q; want exit 1 and 'not found'", cmd, r.Code, r.Stderr)
 			}
 		}
 	})
@@ -59,8 +59,8 @@ func TestBadInput(t *testing.T) {
 		dir, _ := writeCode(t, "")
 		job := strings.TrimSpace(c.mustClient("submit", "--name", "nocmd", "--code", dir, "--", "no-such-program-xyz"))
 		r := c.client("logs", "-f", job)
-		if r.code != 3 {
-			t.Errorf("logs -f exit %d, want 3 (job failed)", r.code)
+		if r.Code != 3 {
+			t.Errorf("logs -f exit %d, want 3 (job failed)", r.Code)
 		}
 		st := c.mustClient("status", job)
 		if !strings.Contains(st, "no-such-program-xyz") || !strings.Contains(st, "not found") {
@@ -71,8 +71,8 @@ func TestBadInput(t *testing.T) {
 		job := strings.TrimSpace(c.mustClient("submit", "--name", "nocode", "--code", "file://"+filepath.Join(t.TempDir(), "nothing"), "--", "sh", "run.sh"))
 		r := c.client("logs", "-f", job)
 		st := c.mustClient("status", job)
-		if r.code != 3 || !strings.Contains(st, "stage") {
-			t.Errorf("logs -f exit %d; status should say staging failed:\n%s", r.code, st)
+		if r.Code != 3 || !strings.Contains(st, "stage") {
+			t.Errorf("logs -f exit %d; status should say staging failed:\n%s", r.Code, st)
 		}
 	})
 	t.Run("wrong token", func(t *testing.T) {

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 // cluster is a coordinator process with local agents, as `coordinator serve
@@ -88,7 +88,7 @@ func (c *cluster) waitNodes(n int) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		r := c.client("-o", "json", "cluster", "nodes")
-		if r.code == 0 && strings.Count(r.stdout, "NODE_STATE_READY") >= n {
+		if r.Code == 0 && strings.Count(r.Stdout, "NODE_STATE_READY") >= n {
 			return
 		}
 		if c.cmd.ProcessState != nil {
@@ -99,39 +99,16 @@ func (c *cluster) waitNodes(n int) {
 	c.t.Fatalf("%d nodes not ready within 30s\ncoordinator log:\n%s", n, c.log.String())
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
 // client runs cloudml-client against the cluster.
-func (c *cluster) client(args ...string) result {
+func (c *cluster) client(args ...string) testutil.ClientResult {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin("cloudml-client"), append([]string{"--coordinator", c.addr}, args...)...)
-	cmd.Env = c.env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		c.t.Fatalf("run client %v: %v", args, err)
-	}
-	return result{out.String(), errb.String(), code}
+	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: c.env}.Run(c.t, args...)
 }
 
 // mustClient runs the client and fails the test unless it exits 0.
 func (c *cluster) mustClient(args ...string) string {
 	c.t.Helper()
-	r := c.client(args...)
-	if r.code != 0 {
-		c.t.Fatalf("cloudml-client %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
-	}
-	return r.stdout
+	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: c.env}.Must(c.t, args...)
 }
 
 // jsonOf runs the client with -o json and decodes its output.

@@ -38,10 +38,10 @@ func TestLinregSweepGCS(t *testing.T) {
 		t.Fatal("submit printed no job id")
 	}
 	logs := c.client("logs", "-f", job)
-	if logs.code != 0 {
-		t.Fatalf("logs -f %s: exit %d\n%s\n%s\n%s", job, logs.code, logs.stdout, logs.stderr, c.mustClient("status", job))
+	if logs.Code != 0 {
+		t.Fatalf("logs -f %s: exit %d\n%s\n%s\n%s", job, logs.Code, logs.Stdout, logs.Stderr, c.mustClient("status", job))
 	}
-	checkLinreg(t, c, job, logs.stdout)
+	checkLinreg(t, c, job, logs.Stdout)
 
 	b, _, err := bucket.Open(context.Background(), "gs://cloudml-e2e")
 	if err != nil {
@@ -58,8 +58,8 @@ func TestLinregSweepGCS(t *testing.T) {
 		Content: []byte("hello from gs\n")})
 	seed := strings.TrimSpace(c.mustClient("submit", "--name", "seed", "--code", "gs://cloudml-e2e/seed", "--param", "n=1,2", "--", "sh", "model.sh"))
 	out := c.client("logs", "-f", seed)
-	if out.code != 0 || strings.Count(out.stdout, "hello from gs") != 2 || !strings.Contains(out.stdout, "[1] param 2") {
-		t.Errorf("job with gs:// code: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	if out.Code != 0 || strings.Count(out.Stdout, "hello from gs") != 2 || !strings.Contains(out.Stdout, "[1] param 2") {
+		t.Errorf("job with gs:// code: exit %d\n%s%s", out.Code, out.Stdout, out.Stderr)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -147,10 +146,10 @@ func (c *swarmCluster) listNodes() []nodeJSON {
 		Nodes []nodeJSON `json:"nodes"`
 	}
 	r := c.client("-o", "json", "cluster", "nodes")
-	if r.code != 0 {
+	if r.Code != 0 {
 		return nil
 	}
-	json.Unmarshal([]byte(r.stdout), &l)
+	json.Unmarshal([]byte(r.Stdout), &l)
 	return l.Nodes
 }
 
@@ -196,36 +195,16 @@ func (c *swarmCluster) docker(i int) *client.Client {
 	return cli
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-func (c *swarmCluster) client(args ...string) result {
+// client runs cloudml-client against the cluster.
+func (c *swarmCluster) client(args ...string) testutil.ClientResult {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin("cloudml-client"), append([]string{"--coordinator", c.addr}, args...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		c.t.Fatalf("client %v: %v", args, err)
-	}
-	return result{out.String(), errb.String(), code}
+	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: nil}.Run(c.t, args...)
 }
 
+// mustClient runs the client and fails the test unless it exits 0.
 func (c *swarmCluster) mustClient(args ...string) string {
 	c.t.Helper()
-	r := c.client(args...)
-	if r.code != 0 {
-		c.t.Fatalf("cloudml-client %v: exit %d\n%s\n%s", args, r.code, r.stdout, r.stderr)
-	}
-	return r.stdout
+	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: nil}.Must(c.t, args...)
 }
 
 func freePort(t *testing.T) uint16 {

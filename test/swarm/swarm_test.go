@@ -144,11 +144,11 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		job := strings.TrimSpace(c.mustClient("submit", "--name", "boxed", "--image", busybox, "--code", code,
 			"--param", "i=0,1,2,3,4,5", "--", "sh", "task.sh"))
 		r := c.client("logs", "-f", job)
-		if r.code != 0 {
-			t.Fatalf("logs -f: exit %d\n%s\n%s", r.code, r.stderr, c.mustClient("status", job))
+		if r.Code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s\n%s", r.Code, r.Stderr, c.mustClient("status", job))
 		}
 		for i := 0; i < 6; i++ {
-			checkSeq(t, r.stdout, i, 2000)
+			checkSeq(t, r.Stdout, i, 2000)
 		}
 		state, tasks := c.status(job)
 		nodes := map[string]bool{}
@@ -169,8 +169,8 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		job := strings.TrimSpace(c.mustClient("submit", "--name", "noimage", "--image", "cloudml/nope:1", "--code", codeDir(t, "true"), "--", "true"))
 		r := c.client("logs", "-f", job)
 		_, tasks := c.status(job)
-		if r.code != 3 || !strings.Contains(tasks[0].Reason, "cloudml/nope:1") {
-			t.Errorf("logs -f exit %d (want 3); reason %q should name the image", r.code, tasks[0].Reason)
+		if r.Code != 3 || !strings.Contains(tasks[0].Reason, "cloudml/nope:1") {
+			t.Errorf("logs -f exit %d (want 3); reason %q should name the image", r.Code, tasks[0].Reason)
 		}
 	})
 
@@ -183,8 +183,8 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		}
 		r := c.client("logs", "-f", job)
 		_, tasks := c.status(job)
-		if r.code != 0 || tasks[0].Attempt != 2 || !strings.Contains(r.stdout, "attempt 1") || !strings.Contains(r.stdout, "attempt 2") {
-			t.Errorf("after SIGKILL: exit %d, task %+v\n%s", r.code, tasks[0], r.stdout)
+		if r.Code != 0 || tasks[0].Attempt != 2 || !strings.Contains(r.Stdout, "attempt 1") || !strings.Contains(r.Stdout, "attempt 2") {
+			t.Errorf("after SIGKILL: exit %d, task %+v\n%s", r.Code, tasks[0], r.Stdout)
 		}
 	})
 
@@ -192,14 +192,14 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		c.loadHostImage(t, octaveImage)
 		job := strings.TrimSpace(c.mustClient("submit", "-f", filepath.Join(repoRoot(), "examples/linreg/cloudml.yaml"), "--image", octaveImage))
 		r := c.client("logs", "-f", job)
-		if r.code != 0 {
-			t.Fatalf("logs -f: exit %d\n%s\n%s", r.code, r.stderr, c.mustClient("status", job))
+		if r.Code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s\n%s", r.Code, r.Stderr, c.mustClient("status", job))
 		}
 		state, tasks := c.status(job)
 		nodes := map[string]bool{}
 		for _, tk := range tasks {
 			nodes[tk.NodeID] = true
-			if !strings.Contains(r.stdout, fmt.Sprintf("[%d] done:", tk.Index)) {
+			if !strings.Contains(r.Stdout, fmt.Sprintf("[%d] done:", tk.Index)) {
 				t.Errorf("task %d logs have no final line", tk.Index)
 			}
 		}
@@ -225,8 +225,8 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 			t.Fatal(err)
 		}
 		job := strings.TrimSpace(c.mustClient("submit", "--name", "plots", "--image", octaveImage, "--code", dir, "--", "octave-cli", "draw.m"))
-		if r := c.client("logs", "-f", job); r.code != 0 {
-			t.Fatalf("logs -f: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		if r := c.client("logs", "-f", job); r.Code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 		}
 		for _, f := range []string{"figure-1.png", "figure-2.png"} {
 			obj, err := c.gcs.GetObject("cloudml-swarm", fmt.Sprintf("runs/results/%s/0/1/%s", job, f))
@@ -254,8 +254,8 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		syscall.Kill(p, syscall.SIGKILL)
 		r := c.client("logs", "-f", job)
 		state, tasks := c.status(job)
-		if r.code != 0 || state != "JOB_STATE_SUCCEEDED" {
-			t.Errorf("job after a dead dockerd: exit %d, %s, tasks %+v", r.code, state, tasks)
+		if r.Code != 0 || state != "JOB_STATE_SUCCEEDED" {
+			t.Errorf("job after a dead dockerd: exit %d, %s, tasks %+v", r.Code, state, tasks)
 		}
 		down := false
 		for _, n := range c.listNodes() {
