@@ -46,11 +46,12 @@ func (s *agentServer) ReportStage(ctx context.Context, req *cloudmlv1.ReportStag
 
 // swarmPool is the swarm's capacity in one scheduling pass.
 type swarmPool struct {
-	manager *nodeEntry
-	why     string // why nothing can go to the swarm now
-	nodes   []*nodeEntry
-	slots   int32
-	used    int32
+	manager  *nodeEntry
+	why      string // why nothing can go to the swarm now
+	nodes    []*nodeEntry
+	slots    int32
+	maxSlots int32 // of the largest node
+	used     int32
 }
 
 // swarmPool collects the connected swarm nodes. Callers hold c.mu.
@@ -61,6 +62,7 @@ func (c *Coordinator) swarmPool() *swarmPool {
 		if n.rec.SwarmNodeID != "" && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
 			p.nodes = append(p.nodes, n)
 			p.slots += n.rec.Slots
+			p.maxSlots = max(p.maxSlots, n.rec.Slots)
 		}
 	}
 	for _, j := range c.jobs {
@@ -105,6 +107,9 @@ func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swa
 	}
 	if len(p.nodes) == 0 {
 		return "no swarm node is connected", nil
+	}
+	if need > p.maxSlots {
+		return fmt.Sprintf("needs %d CPUs; the largest swarm node has %d slots", need, p.maxSlots), nil
 	}
 	pending, failed := c.stageState(j, p)
 	switch {

@@ -174,3 +174,15 @@ func TestRuntimeFailureReschedules(t *testing.T) {
 		return nodes.GetNodes()[1].GetState() == cloudmlv1.NodeState_NODE_STATE_READY
 	})
 }
+
+func TestContainerJobTooBigForAnyNode(t *testing.T) {
+	h := start(t, t.TempDir())
+	formSwarm(t, h)
+	spec := gridSpec("huge", 1)
+	spec.Image = "cloudml/busybox:test"
+	spec.Resources = &cloudmlv1.Resources{Cpus: 8}
+	job := h.submit(spec)
+	waitFor(t, "a reason naming the size", func() bool {
+		return strings.Contains(h.job(job.GetId()).GetTasks()[0].GetReason(), "needs 8 CPUs; the largest swarm node has 2 slots")
+	})
+}
