@@ -4,14 +4,13 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 // TestNeverImportsAgent keeps the roles apart: they meet only in the proto.
 func TestNeverImportsAgent(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not on PATH")
-	}
+	goBin := testutil.NeedBinary(t, "go")
 	out, err := exec.Command(goBin, "list", "-deps", "./...").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 func TestValidate(t *testing.T) {
@@ -93,7 +95,7 @@ func TestCommandOutOfRange(t *testing.T) {
 func TestBusyboxRootfs(t *testing.T) {
 	data, err := BusyboxRootfs()
 	if errors.Is(err, ErrNoBusybox) {
-		t.Skip(err)
+		testutil.NeedSystem(t, "busybox-static", err)
 	}
 	if err != nil {
 		t.Fatal(err)
