@@ -128,3 +128,27 @@ func TestExitMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachedProcessRecoversTruncatedFollow: Engine 20.10's follow can end
+// before the last of the log; the tail comes from a second, full read, with
+// nothing delivered twice.
+func TestAttachedProcessRecoversTruncatedFollow(t *testing.T) {
+	d := newStub()
+	asg := testAssignment()
+	addContainer(t, d, "c1", asg, 0, false)
+	d.logs["c1"] = muxed([2]string{"stdout", "one\n"}, [2]string{"stderr", "oops\n"}, [2]string{"stdout", "two\nthree\n"})
+	d.followLogs = map[string][]byte{"c1": muxed([2]string{"stdout", "one\n"}, [2]string{"stderr", "oops\n"}, [2]string{"stdout", "tw"})}
+	f := &Found{Assignment: asg, ContainerID: "c1", OutputDir: "/vol/c1", ctx: context.Background(), docker: d}
+	att := f.Attach()
+	var out, errs []byte
+	var wg sync.WaitGroup
+	wg.Go(func() { out, _ = io.ReadAll(att.Process.Stdout()) })
+	wg.Go(func() { errs, _ = io.ReadAll(att.Process.Stderr()) })
+	wg.Wait()
+	if _, err := att.Process.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "one\ntwo\nthree\n" || string(errs) != "oops\n" {
+		t.Errorf("stdout %q stderr %q, want the whole log once", out, errs)
+	}
+}

@@ -31,6 +31,7 @@ type stubDocker struct {
 	nodes      map[string]string // swarm node id → hostname
 	containers map[string]container.InspectResponse
 	logs       map[string][]byte // multiplexed log stream by container id
+	followLogs map[string][]byte // if set, what a follow returns (a truncated stream)
 	volumes    map[string]string // name → mountpoint
 	killed     []string
 	events     chan events.Message
@@ -129,9 +130,12 @@ func (s *stubDocker) ContainerInspect(_ context.Context, id string) (container.I
 	return c, nil
 }
 
-func (s *stubDocker) ContainerLogs(_ context.Context, id string, _ container.LogsOptions) (io.ReadCloser, error) {
+func (s *stubDocker) ContainerLogs(_ context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if f, ok := s.followLogs[id]; ok && opts.Follow {
+		return io.NopCloser(bytes.NewReader(f)), nil
+	}
 	return io.NopCloser(bytes.NewReader(s.logs[id])), nil
 }
 
