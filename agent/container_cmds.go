@@ -12,8 +12,6 @@ import (
 
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/errdefs"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/cloudml/cloudml/agent/attempt"
 	"github.com/cloudml/cloudml/agent/backoff"
@@ -247,27 +245,10 @@ func (a *Agent) stageJob(ctx context.Context, client cloudmlv1.AgentServiceClien
 	} else {
 		log.Info("job staged", "bytes_downloaded", req.BytesDownloaded)
 	}
-	bo := backoff.New(a.cfg.BackoffMin, a.cfg.BackoffMax)
-	for {
-		c := a.node.current()
-		if c == nil {
-			c = client
-		}
-		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-		_, err := c.ReportStage(callCtx, req)
-		cancel()
-		switch status.Code(err) {
-		case codes.OK:
-			return
-		case codes.InvalidArgument, codes.PermissionDenied, codes.Unimplemented, codes.FailedPrecondition, codes.NotFound:
-			log.Warn("coordinator refused the stage report", "error", err)
-			return
-		}
-		log.Warn("stage report failed; retrying", "error", err)
-		if bo.Wait(ctx) != nil {
-			return
-		}
-	}
+	a.untilAcked(ctx, client, log, "stage report", func(ctx context.Context, c cloudmlv1.AgentServiceClient) error {
+		_, err := c.ReportStage(ctx, req)
+		return err
+	})
 }
 
 // stageInputs stages the code and data of cmd into the cache and links

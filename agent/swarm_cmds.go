@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -194,8 +195,18 @@ func membershipReport(mem swarm.Membership) *cloudmlv1.ReportSwarmRequest {
 }
 
 // reportSwarm calls ReportSwarm until it is acknowledged, ctx ends or the
-// coordinator refuses it for good. Retries use the current connection.
+// coordinator refuses it for good.
 func (a *Agent) reportSwarm(ctx context.Context, client cloudmlv1.AgentServiceClient, req *cloudmlv1.ReportSwarmRequest) {
+	a.untilAcked(ctx, client, a.log, "swarm report", func(ctx context.Context, c cloudmlv1.AgentServiceClient) error {
+		_, err := c.ReportSwarm(ctx, req)
+		return err
+	})
+}
+
+// untilAcked makes a report call until the coordinator acknowledges it, ctx
+// ends, or the coordinator refuses it for good. Each try uses the current
+// node connection (falling back to client) and its own call timeout.
+func (a *Agent) untilAcked(ctx context.Context, client cloudmlv1.AgentServiceClient, log hclog.Logger, what string, call func(context.Context, cloudmlv1.AgentServiceClient) error) {
 	bo := backoff.New(a.cfg.BackoffMin, a.cfg.BackoffMax)
 	for {
 		c := a.node.current()
@@ -203,16 +214,16 @@ func (a *Agent) reportSwarm(ctx context.Context, client cloudmlv1.AgentServiceCl
 			c = client
 		}
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-		_, err := c.ReportSwarm(callCtx, req)
+		err := call(callCtx, c)
 		cancel()
 		switch status.Code(err) {
 		case codes.OK:
 			return
-		case codes.InvalidArgument, codes.PermissionDenied, codes.Unimplemented, codes.FailedPrecondition:
-			a.log.Error("coordinator refused the swarm report", "error", err)
+		case codes.InvalidArgument, codes.PermissionDenied, codes.Unimplemented, codes.FailedPrecondition, codes.NotFound:
+			log.Error("coordinator refused the "+what, "error", err)
 			return
 		}
-		a.log.Warn("swarm report failed; retrying", "error", err)
+		log.Warn(what+" failed; retrying", "error", err)
 		if bo.Wait(ctx) != nil {
 			return
 		}
