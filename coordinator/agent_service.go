@@ -217,7 +217,7 @@ func (s *agentServer) Heartbeat(ctx context.Context, req *cloudmlv1.HeartbeatReq
 	n.lastSeen = now
 	health := newChanges()
 	c.runtimeHealth(health, n, req.GetRuntimeError(), now)
-	if !health.storeChanges().Empty() {
+	if len(health.nodes) > 0 { // the runtime changed state
 		if err := c.commit(health); err != nil {
 			c.log.Error("store node health failed", "node_id", id, "error", err)
 		}
