@@ -311,6 +311,7 @@ type SessionResponse struct {
 	//	*SessionResponse_SwarmInit
 	//	*SessionResponse_SwarmJoin
 	//	*SessionResponse_StageJob
+	//	*SessionResponse_ExportImage
 	Command       isSessionResponse_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -407,6 +408,15 @@ func (x *SessionResponse) GetStageJob() *StageJob {
 	return nil
 }
 
+func (x *SessionResponse) GetExportImage() *ExportImage {
+	if x != nil {
+		if x, ok := x.Command.(*SessionResponse_ExportImage); ok {
+			return x.ExportImage
+		}
+	}
+	return nil
+}
+
 type isSessionResponse_Command interface {
 	isSessionResponse_Command()
 }
@@ -447,6 +457,12 @@ type SessionResponse_StageJob struct {
 	StageJob *StageJob `protobuf:"bytes,6,opt,name=stage_job,json=stageJob,proto3,oneof"`
 }
 
+type SessionResponse_ExportImage struct {
+	// ExportImage asks the agent to upload an image from its Docker with
+	// UploadImage, so nodes that lack it can fetch it.
+	ExportImage *ExportImage `protobuf:"bytes,7,opt,name=export_image,json=exportImage,proto3,oneof"`
+}
+
 func (*SessionResponse_Started) isSessionResponse_Command() {}
 
 func (*SessionResponse_Assignment) isSessionResponse_Command() {}
@@ -458,6 +474,8 @@ func (*SessionResponse_SwarmInit) isSessionResponse_Command() {}
 func (*SessionResponse_SwarmJoin) isSessionResponse_Command() {}
 
 func (*SessionResponse_StageJob) isSessionResponse_Command() {}
+
+func (*SessionResponse_ExportImage) isSessionResponse_Command() {}
 
 // SessionStarted opens a session.
 type SessionStarted struct {
@@ -879,7 +897,11 @@ type StageJob struct {
 	// Code is staged into the content-addressed cache.
 	Code *Source `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	// Data are staged beside the code, by name.
-	Data          map[string]*Source `protobuf:"bytes,3,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Data map[string]*Source `protobuf:"bytes,3,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Image is the job's container image. A node whose Docker lacks it
+	// fetches it from the coordinator (FetchImage) or pulls it from a
+	// registry before reporting the stage done.
+	Image         string `protobuf:"bytes,4,opt,name=image,proto3" json:"image,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -933,6 +955,13 @@ func (x *StageJob) GetData() map[string]*Source {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *StageJob) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
 }
 
 // ReportSwarmRequest describes the node's swarm membership.
@@ -1073,8 +1102,11 @@ type ReportStageRequest struct {
 	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// BytesDownloaded is what this staging fetched (0 on a cache hit).
 	BytesDownloaded int64 `protobuf:"varint,3,opt,name=bytes_downloaded,json=bytesDownloaded,proto3" json:"bytes_downloaded,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ImageSource says where the job's image came from: "local" (the node had
+	// it), "coordinator" (fetched through the mesh) or "registry" (pulled).
+	ImageSource   string `protobuf:"bytes,4,opt,name=image_source,json=imageSource,proto3" json:"image_source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReportStageRequest) Reset() {
@@ -1126,6 +1158,13 @@ func (x *ReportStageRequest) GetBytesDownloaded() int64 {
 		return x.BytesDownloaded
 	}
 	return 0
+}
+
+func (x *ReportStageRequest) GetImageSource() string {
+	if x != nil {
+		return x.ImageSource
+	}
+	return ""
 }
 
 // ReportStageResponse acknowledges the report.
@@ -1629,6 +1668,439 @@ func (x *PublishLogsResponse) GetAckedSeq() uint64 {
 	return 0
 }
 
+// StreamLogsRequest carries log batches of one attempt, in order, on a
+// StreamLogs stream.
+type StreamLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ref names the attempt; the same on every request of a stream.
+	Ref *TaskRef `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// Batches continue the attempt's sequence.
+	Batches       []*LogBatch `protobuf:"bytes,2,rep,name=batches,proto3" json:"batches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamLogsRequest) Reset() {
+	*x = StreamLogsRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamLogsRequest) ProtoMessage() {}
+
+func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
+func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *StreamLogsRequest) GetRef() *TaskRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *StreamLogsRequest) GetBatches() []*LogBatch {
+	if x != nil {
+		return x.Batches
+	}
+	return nil
+}
+
+// StreamLogsResponse acknowledges durably stored batches.
+type StreamLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// AckedSeq is the highest sequence number stored with no gap before it.
+	AckedSeq      uint64 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamLogsResponse) Reset() {
+	*x = StreamLogsResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamLogsResponse) ProtoMessage() {}
+
+func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
+func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *StreamLogsResponse) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+// ExportImage asks a node for an image.
+type ExportImage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Image is the image reference.
+	Image         string `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportImage) Reset() {
+	*x = ExportImage{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportImage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportImage) ProtoMessage() {}
+
+func (x *ExportImage) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportImage.ProtoReflect.Descriptor instead.
+func (*ExportImage) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ExportImage) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+// FetchImageRequest names the image an agent needs.
+type FetchImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Image is the image reference from the job spec.
+	Image         string `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchImageRequest) Reset() {
+	*x = FetchImageRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchImageRequest) ProtoMessage() {}
+
+func (x *FetchImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchImageRequest.ProtoReflect.Descriptor instead.
+func (*FetchImageRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *FetchImageRequest) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+// FetchImageResponse is one part of the image stream: a header first, then
+// chunks of the archive.
+type FetchImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Part is the header or a chunk.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*FetchImageResponse_Header
+	//	*FetchImageResponse_Chunk
+	Part          isFetchImageResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchImageResponse) Reset() {
+	*x = FetchImageResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchImageResponse) ProtoMessage() {}
+
+func (x *FetchImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchImageResponse.ProtoReflect.Descriptor instead.
+func (*FetchImageResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FetchImageResponse) GetPart() isFetchImageResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *FetchImageResponse) GetHeader() *ImageHeader {
+	if x != nil {
+		if x, ok := x.Part.(*FetchImageResponse_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *FetchImageResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*FetchImageResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isFetchImageResponse_Part interface {
+	isFetchImageResponse_Part()
+}
+
+type FetchImageResponse_Header struct {
+	// Header comes first.
+	Header *ImageHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type FetchImageResponse_Chunk struct {
+	// Chunk is the next piece of the archive.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*FetchImageResponse_Header) isFetchImageResponse_Part() {}
+
+func (*FetchImageResponse_Chunk) isFetchImageResponse_Part() {}
+
+// UploadImageRequest is one part of an image upload from a node.
+type UploadImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Part is the header, a chunk, or why the node cannot provide the image.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*UploadImageRequest_Header
+	//	*UploadImageRequest_Chunk
+	//	*UploadImageRequest_Error
+	Part          isUploadImageRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadImageRequest) Reset() {
+	*x = UploadImageRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadImageRequest) ProtoMessage() {}
+
+func (x *UploadImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadImageRequest.ProtoReflect.Descriptor instead.
+func (*UploadImageRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *UploadImageRequest) GetPart() isUploadImageRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *UploadImageRequest) GetHeader() *ImageHeader {
+	if x != nil {
+		if x, ok := x.Part.(*UploadImageRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *UploadImageRequest) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*UploadImageRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *UploadImageRequest) GetError() string {
+	if x != nil {
+		if x, ok := x.Part.(*UploadImageRequest_Error); ok {
+			return x.Error
+		}
+	}
+	return ""
+}
+
+type isUploadImageRequest_Part interface {
+	isUploadImageRequest_Part()
+}
+
+type UploadImageRequest_Header struct {
+	// Header comes first.
+	Header *ImageHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type UploadImageRequest_Chunk struct {
+	// Chunk is the next piece of the archive.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+type UploadImageRequest_Error struct {
+	// Error, as the only message, says the node cannot provide the image
+	// (for instance its Docker does not have it).
+	Error string `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
+}
+
+func (*UploadImageRequest_Header) isUploadImageRequest_Part() {}
+
+func (*UploadImageRequest_Chunk) isUploadImageRequest_Part() {}
+
+func (*UploadImageRequest_Error) isUploadImageRequest_Part() {}
+
+// UploadImageResponse acknowledges a complete upload.
+type UploadImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// BytesReceived is the archive's size as stored.
+	BytesReceived int64 `protobuf:"varint,1,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadImageResponse) Reset() {
+	*x = UploadImageResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadImageResponse) ProtoMessage() {}
+
+func (x *UploadImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadImageResponse.ProtoReflect.Descriptor instead.
+func (*UploadImageResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UploadImageResponse) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
 var File_cloudml_v1_agent_proto protoreflect.FileDescriptor
 
 const file_cloudml_v1_agent_proto_rawDesc = "" +
@@ -1649,7 +2121,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\arunning\x18\x01 \x03(\v2\x13.cloudml.v1.TaskRefR\arunning\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12!\n" +
 	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12\x18\n" +
-	"\aruntime\x18\x04 \x01(\tR\aruntime\"\xe1\x02\n" +
+	"\aruntime\x18\x04 \x01(\tR\aruntime\"\x9f\x03\n" +
 	"\x0fSessionResponse\x126\n" +
 	"\astarted\x18\x01 \x01(\v2\x1a.cloudml.v1.SessionStartedH\x00R\astarted\x128\n" +
 	"\n" +
@@ -1660,7 +2132,8 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"swarm_init\x18\x04 \x01(\v2\x15.cloudml.v1.SwarmInitH\x00R\tswarmInit\x126\n" +
 	"\n" +
 	"swarm_join\x18\x05 \x01(\v2\x15.cloudml.v1.SwarmJoinH\x00R\tswarmJoin\x123\n" +
-	"\tstage_job\x18\x06 \x01(\v2\x14.cloudml.v1.StageJobH\x00R\bstageJobB\t\n" +
+	"\tstage_job\x18\x06 \x01(\v2\x14.cloudml.v1.StageJobH\x00R\bstageJob\x12<\n" +
+	"\fexport_image\x18\a \x01(\v2\x17.cloudml.v1.ExportImageH\x00R\vexportImageB\t\n" +
 	"\acommand\"o\n" +
 	"\x0eSessionStarted\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12D\n" +
@@ -1706,11 +2179,12 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"join_token\x18\x02 \x01(\tR\tjoinToken\x12%\n" +
 	"\x0eadvertise_addr\x18\x03 \x01(\tR\radvertiseAddr\x12\x1d\n" +
 	"\n" +
-	"peer_cidrs\x18\x04 \x03(\tR\tpeerCidrs\"\xca\x01\n" +
+	"peer_cidrs\x18\x04 \x03(\tR\tpeerCidrs\"\xe0\x01\n" +
 	"\bStageJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12&\n" +
 	"\x04code\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x04code\x122\n" +
-	"\x04data\x18\x03 \x03(\v2\x1e.cloudml.v1.StageJob.DataEntryR\x04data\x1aK\n" +
+	"\x04data\x18\x03 \x03(\v2\x1e.cloudml.v1.StageJob.DataEntryR\x04data\x12\x14\n" +
+	"\x05image\x18\x04 \x01(\tR\x05image\x1aK\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
 	"\x05value\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x05value:\x028\x01\"\xe7\x01\n" +
@@ -1722,11 +2196,12 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\fmanager_addr\x18\x04 \x01(\tR\vmanagerAddr\x12*\n" +
 	"\x11worker_join_token\x18\x05 \x01(\tR\x0fworkerJoinToken\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\"\x15\n" +
-	"\x13ReportSwarmResponse\"l\n" +
+	"\x13ReportSwarmResponse\"\x8f\x01\n" +
 	"\x12ReportStageRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12)\n" +
-	"\x10bytes_downloaded\x18\x03 \x01(\x03R\x0fbytesDownloaded\"\x15\n" +
+	"\x10bytes_downloaded\x18\x03 \x01(\x03R\x0fbytesDownloaded\x12!\n" +
+	"\fimage_source\x18\x04 \x01(\tR\vimageSource\"\x15\n" +
 	"\x13ReportStageResponse\"G\n" +
 	"\x06Cancel\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12\x16\n" +
@@ -1758,11 +2233,31 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12.\n" +
 	"\abatches\x18\x02 \x03(\v2\x14.cloudml.v1.LogBatchR\abatches\"2\n" +
 	"\x13PublishLogsResponse\x12\x1b\n" +
-	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq*V\n" +
+	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\"j\n" +
+	"\x11StreamLogsRequest\x12%\n" +
+	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12.\n" +
+	"\abatches\x18\x02 \x03(\v2\x14.cloudml.v1.LogBatchR\abatches\"1\n" +
+	"\x12StreamLogsResponse\x12\x1b\n" +
+	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\"#\n" +
+	"\vExportImage\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\")\n" +
+	"\x11FetchImageRequest\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\tR\x05image\"g\n" +
+	"\x12FetchImageResponse\x121\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.cloudml.v1.ImageHeaderH\x00R\x06header\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
+	"\x04part\"\x7f\n" +
+	"\x12UploadImageRequest\x121\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.cloudml.v1.ImageHeaderH\x00R\x06header\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12\x16\n" +
+	"\x05error\x18\x03 \x01(\tH\x00R\x05errorB\x06\n" +
+	"\x04part\"<\n" +
+	"\x13UploadImageResponse\x12%\n" +
+	"\x0ebytes_received\x18\x01 \x01(\x03R\rbytesReceived*V\n" +
 	"\tSwarmRole\x12\x1a\n" +
 	"\x16SWARM_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SWARM_ROLE_MANAGER\x10\x01\x12\x15\n" +
-	"\x11SWARM_ROLE_WORKER\x10\x022\xa2\x04\n" +
+	"\x11SWARM_ROLE_WORKER\x10\x022\x94\x06\n" +
 	"\fAgentService\x12E\n" +
 	"\bRegister\x12\x1b.cloudml.v1.RegisterRequest\x1a\x1c.cloudml.v1.RegisterResponse\x12D\n" +
 	"\aSession\x12\x1a.cloudml.v1.SessionRequest\x1a\x1b.cloudml.v1.SessionResponse0\x01\x12H\n" +
@@ -1771,7 +2266,12 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"ReportTask\x12\x1d.cloudml.v1.ReportTaskRequest\x1a\x1e.cloudml.v1.ReportTaskResponse\x12N\n" +
 	"\vPublishLogs\x12\x1e.cloudml.v1.PublishLogsRequest\x1a\x1f.cloudml.v1.PublishLogsResponse\x12N\n" +
 	"\vReportSwarm\x12\x1e.cloudml.v1.ReportSwarmRequest\x1a\x1f.cloudml.v1.ReportSwarmResponse\x12N\n" +
-	"\vReportStage\x12\x1e.cloudml.v1.ReportStageRequest\x1a\x1f.cloudml.v1.ReportStageResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
+	"\vReportStage\x12\x1e.cloudml.v1.ReportStageRequest\x1a\x1f.cloudml.v1.ReportStageResponse\x12O\n" +
+	"\n" +
+	"StreamLogs\x12\x1d.cloudml.v1.StreamLogsRequest\x1a\x1e.cloudml.v1.StreamLogsResponse(\x010\x01\x12M\n" +
+	"\n" +
+	"FetchImage\x12\x1d.cloudml.v1.FetchImageRequest\x1a\x1e.cloudml.v1.FetchImageResponse0\x01\x12P\n" +
+	"\vUploadImage\x12\x1e.cloudml.v1.UploadImageRequest\x1a\x1f.cloudml.v1.UploadImageResponse(\x01B7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
 
 var (
 	file_cloudml_v1_agent_proto_rawDescOnce sync.Once
@@ -1786,7 +2286,7 @@ func file_cloudml_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudml_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_cloudml_v1_agent_proto_goTypes = []any{
 	(SwarmRole)(0),                // 0: cloudml.v1.SwarmRole
 	(*RegisterRequest)(nil),       // 1: cloudml.v1.RegisterRequest
@@ -1811,17 +2311,25 @@ var file_cloudml_v1_agent_proto_goTypes = []any{
 	(*LogBatch)(nil),              // 20: cloudml.v1.LogBatch
 	(*PublishLogsRequest)(nil),    // 21: cloudml.v1.PublishLogsRequest
 	(*PublishLogsResponse)(nil),   // 22: cloudml.v1.PublishLogsResponse
-	nil,                           // 23: cloudml.v1.Assignment.ParamsEntry
-	nil,                           // 24: cloudml.v1.Assignment.EnvEntry
-	nil,                           // 25: cloudml.v1.Assignment.DataEntry
-	nil,                           // 26: cloudml.v1.StageJob.DataEntry
-	nil,                           // 27: cloudml.v1.ReportTaskRequest.MetricsEntry
-	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
-	(*Source)(nil),                // 29: cloudml.v1.Source
-	(*Resources)(nil),             // 30: cloudml.v1.Resources
-	(TaskState)(0),                // 31: cloudml.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
-	(LogStream)(0),                // 33: cloudml.v1.LogStream
+	(*StreamLogsRequest)(nil),     // 23: cloudml.v1.StreamLogsRequest
+	(*StreamLogsResponse)(nil),    // 24: cloudml.v1.StreamLogsResponse
+	(*ExportImage)(nil),           // 25: cloudml.v1.ExportImage
+	(*FetchImageRequest)(nil),     // 26: cloudml.v1.FetchImageRequest
+	(*FetchImageResponse)(nil),    // 27: cloudml.v1.FetchImageResponse
+	(*UploadImageRequest)(nil),    // 28: cloudml.v1.UploadImageRequest
+	(*UploadImageResponse)(nil),   // 29: cloudml.v1.UploadImageResponse
+	nil,                           // 30: cloudml.v1.Assignment.ParamsEntry
+	nil,                           // 31: cloudml.v1.Assignment.EnvEntry
+	nil,                           // 32: cloudml.v1.Assignment.DataEntry
+	nil,                           // 33: cloudml.v1.StageJob.DataEntry
+	nil,                           // 34: cloudml.v1.ReportTaskRequest.MetricsEntry
+	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*Source)(nil),                // 36: cloudml.v1.Source
+	(*Resources)(nil),             // 37: cloudml.v1.Resources
+	(TaskState)(0),                // 38: cloudml.v1.TaskState
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(LogStream)(0),                // 40: cloudml.v1.LogStream
+	(*ImageHeader)(nil),           // 41: cloudml.v1.ImageHeader
 }
 var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	6,  // 0: cloudml.v1.SessionRequest.running:type_name -> cloudml.v1.TaskRef
@@ -1831,47 +2339,58 @@ var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	8,  // 4: cloudml.v1.SessionResponse.swarm_init:type_name -> cloudml.v1.SwarmInit
 	9,  // 5: cloudml.v1.SessionResponse.swarm_join:type_name -> cloudml.v1.SwarmJoin
 	10, // 6: cloudml.v1.SessionResponse.stage_job:type_name -> cloudml.v1.StageJob
-	28, // 7: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
-	6,  // 8: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
-	23, // 9: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
-	24, // 10: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
-	29, // 11: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
-	25, // 12: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
-	28, // 13: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	30, // 14: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
-	29, // 15: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
-	26, // 16: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
-	0,  // 17: cloudml.v1.ReportSwarmRequest.role:type_name -> cloudml.v1.SwarmRole
-	6,  // 18: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
-	28, // 19: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	6,  // 20: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
-	31, // 21: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
-	27, // 22: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
-	32, // 23: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
-	33, // 24: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
-	6,  // 25: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	20, // 26: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	29, // 27: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
-	29, // 28: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
-	1,  // 29: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
-	3,  // 30: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
-	16, // 31: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
-	18, // 32: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
-	21, // 33: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
-	11, // 34: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
-	13, // 35: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
-	2,  // 36: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
-	4,  // 37: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
-	17, // 38: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
-	19, // 39: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
-	22, // 40: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
-	12, // 41: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
-	14, // 42: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	25, // 7: cloudml.v1.SessionResponse.export_image:type_name -> cloudml.v1.ExportImage
+	35, // 8: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
+	6,  // 9: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
+	30, // 10: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
+	31, // 11: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
+	36, // 12: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
+	32, // 13: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
+	35, // 14: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	37, // 15: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
+	36, // 16: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
+	33, // 17: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
+	0,  // 18: cloudml.v1.ReportSwarmRequest.role:type_name -> cloudml.v1.SwarmRole
+	6,  // 19: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
+	35, // 20: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	6,  // 21: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
+	38, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
+	34, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
+	39, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
+	40, // 25: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
+	6,  // 26: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	20, // 27: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	6,  // 28: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	20, // 29: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	41, // 30: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
+	41, // 31: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	36, // 32: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
+	36, // 33: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
+	1,  // 34: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
+	3,  // 35: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
+	16, // 36: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
+	18, // 37: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
+	21, // 38: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
+	11, // 39: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
+	13, // 40: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
+	23, // 41: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
+	26, // 42: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
+	28, // 43: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
+	2,  // 44: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
+	4,  // 45: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
+	17, // 46: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
+	19, // 47: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
+	22, // 48: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
+	12, // 49: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
+	14, // 50: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
+	24, // 51: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
+	27, // 52: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
+	29, // 53: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
+	44, // [44:54] is the sub-list for method output_type
+	34, // [34:44] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_agent_proto_init() }
@@ -1887,6 +2406,16 @@ func file_cloudml_v1_agent_proto_init() {
 		(*SessionResponse_SwarmInit)(nil),
 		(*SessionResponse_SwarmJoin)(nil),
 		(*SessionResponse_StageJob)(nil),
+		(*SessionResponse_ExportImage)(nil),
+	}
+	file_cloudml_v1_agent_proto_msgTypes[26].OneofWrappers = []any{
+		(*FetchImageResponse_Header)(nil),
+		(*FetchImageResponse_Chunk)(nil),
+	}
+	file_cloudml_v1_agent_proto_msgTypes[27].OneofWrappers = []any{
+		(*UploadImageRequest_Header)(nil),
+		(*UploadImageRequest_Chunk)(nil),
+		(*UploadImageRequest_Error)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1894,7 +2423,7 @@ func file_cloudml_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_agent_proto_rawDesc), len(file_cloudml_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

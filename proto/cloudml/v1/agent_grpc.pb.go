@@ -26,6 +26,9 @@ const (
 	AgentService_PublishLogs_FullMethodName = "/cloudml.v1.AgentService/PublishLogs"
 	AgentService_ReportSwarm_FullMethodName = "/cloudml.v1.AgentService/ReportSwarm"
 	AgentService_ReportStage_FullMethodName = "/cloudml.v1.AgentService/ReportStage"
+	AgentService_StreamLogs_FullMethodName  = "/cloudml.v1.AgentService/StreamLogs"
+	AgentService_FetchImage_FullMethodName  = "/cloudml.v1.AgentService/FetchImage"
+	AgentService_UploadImage_FullMethodName = "/cloudml.v1.AgentService/UploadImage"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -75,6 +78,23 @@ type AgentServiceClient interface {
 	// ReportStage reports that the node staged (or failed to stage) a
 	// container job's code and data, so the swarm may place its tasks there.
 	ReportStage(ctx context.Context, in *ReportStageRequest, opts ...grpc.CallOption) (*ReportStageResponse, error)
+	// StreamLogs is PublishLogs as one stream per attempt, so batches flow
+	// without waiting for each acknowledgement. The agent sends requests for
+	// one attempt (every request names it) with consecutive batches; the
+	// coordinator answers with the highest contiguous sequence stored durably,
+	// as often as it has news, and makes the batches visible to log
+	// subscribers as soon as they are written. After a broken stream the agent
+	// opens a new one and resends from the last acknowledgement.
+	StreamLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamLogsRequest, StreamLogsResponse], error)
+	// FetchImage streams a container image (a `docker save` archive) to an
+	// agent whose Docker lacks it. The coordinator serves its own copy (pushed
+	// by a client or uploaded by a node before) or first asks the nodes that
+	// may have it to upload it (ExportImage). NOT_FOUND when nobody has it; the
+	// agent then tries a registry.
+	FetchImage(ctx context.Context, in *FetchImageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchImageResponse], error)
+	// UploadImage answers an ExportImage command: a header, then the archive
+	// in chunks; or one message with an error when the node cannot provide it.
+	UploadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadImageRequest, UploadImageResponse], error)
 }
 
 type agentServiceClient struct {
@@ -164,6 +184,51 @@ func (c *agentServiceClient) ReportStage(ctx context.Context, in *ReportStageReq
 	return out, nil
 }
 
+func (c *agentServiceClient) StreamLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamLogsRequest, StreamLogsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[1], AgentService_StreamLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamLogsRequest, StreamLogsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_StreamLogsClient = grpc.BidiStreamingClient[StreamLogsRequest, StreamLogsResponse]
+
+func (c *agentServiceClient) FetchImage(ctx context.Context, in *FetchImageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[2], AgentService_FetchImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FetchImageRequest, FetchImageResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_FetchImageClient = grpc.ServerStreamingClient[FetchImageResponse]
+
+func (c *agentServiceClient) UploadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadImageRequest, UploadImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[3], AgentService_UploadImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[UploadImageRequest, UploadImageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadImageClient = grpc.ClientStreamingClient[UploadImageRequest, UploadImageResponse]
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -211,6 +276,23 @@ type AgentServiceServer interface {
 	// ReportStage reports that the node staged (or failed to stage) a
 	// container job's code and data, so the swarm may place its tasks there.
 	ReportStage(context.Context, *ReportStageRequest) (*ReportStageResponse, error)
+	// StreamLogs is PublishLogs as one stream per attempt, so batches flow
+	// without waiting for each acknowledgement. The agent sends requests for
+	// one attempt (every request names it) with consecutive batches; the
+	// coordinator answers with the highest contiguous sequence stored durably,
+	// as often as it has news, and makes the batches visible to log
+	// subscribers as soon as they are written. After a broken stream the agent
+	// opens a new one and resends from the last acknowledgement.
+	StreamLogs(grpc.BidiStreamingServer[StreamLogsRequest, StreamLogsResponse]) error
+	// FetchImage streams a container image (a `docker save` archive) to an
+	// agent whose Docker lacks it. The coordinator serves its own copy (pushed
+	// by a client or uploaded by a node before) or first asks the nodes that
+	// may have it to upload it (ExportImage). NOT_FOUND when nobody has it; the
+	// agent then tries a registry.
+	FetchImage(*FetchImageRequest, grpc.ServerStreamingServer[FetchImageResponse]) error
+	// UploadImage answers an ExportImage command: a header, then the archive
+	// in chunks; or one message with an error when the node cannot provide it.
+	UploadImage(grpc.ClientStreamingServer[UploadImageRequest, UploadImageResponse]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -241,6 +323,15 @@ func (UnimplementedAgentServiceServer) ReportSwarm(context.Context, *ReportSwarm
 }
 func (UnimplementedAgentServiceServer) ReportStage(context.Context, *ReportStageRequest) (*ReportStageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportStage not implemented")
+}
+func (UnimplementedAgentServiceServer) StreamLogs(grpc.BidiStreamingServer[StreamLogsRequest, StreamLogsResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamLogs not implemented")
+}
+func (UnimplementedAgentServiceServer) FetchImage(*FetchImageRequest, grpc.ServerStreamingServer[FetchImageResponse]) error {
+	return status.Error(codes.Unimplemented, "method FetchImage not implemented")
+}
+func (UnimplementedAgentServiceServer) UploadImage(grpc.ClientStreamingServer[UploadImageRequest, UploadImageResponse]) error {
+	return status.Error(codes.Unimplemented, "method UploadImage not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -382,6 +473,31 @@ func _AgentService_ReportStage_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_StreamLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).StreamLogs(&grpc.GenericServerStream[StreamLogsRequest, StreamLogsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_StreamLogsServer = grpc.BidiStreamingServer[StreamLogsRequest, StreamLogsResponse]
+
+func _AgentService_FetchImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FetchImageRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServiceServer).FetchImage(m, &grpc.GenericServerStream[FetchImageRequest, FetchImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_FetchImageServer = grpc.ServerStreamingServer[FetchImageResponse]
+
+func _AgentService_UploadImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AgentServiceServer).UploadImage(&grpc.GenericServerStream[UploadImageRequest, UploadImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_UploadImageServer = grpc.ClientStreamingServer[UploadImageRequest, UploadImageResponse]
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -419,6 +535,22 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Session",
 			Handler:       _AgentService_Session_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamLogs",
+			Handler:       _AgentService_StreamLogs_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "FetchImage",
+			Handler:       _AgentService_FetchImage_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadImage",
+			Handler:       _AgentService_UploadImage_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "cloudml/v1/agent.proto",

@@ -755,6 +755,158 @@ func (x *ResultRow) GetExitCode() int32 {
 	return 0
 }
 
+// PushImageRequest is one part of an image upload from a client.
+type PushImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Part is the header (first) or a chunk of the archive.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*PushImageRequest_Header
+	//	*PushImageRequest_Chunk
+	Part          isPushImageRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushImageRequest) Reset() {
+	*x = PushImageRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushImageRequest) ProtoMessage() {}
+
+func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
+func (*PushImageRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PushImageRequest) GetPart() isPushImageRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *PushImageRequest) GetHeader() *ImageHeader {
+	if x != nil {
+		if x, ok := x.Part.(*PushImageRequest_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *PushImageRequest) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*PushImageRequest_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isPushImageRequest_Part interface {
+	isPushImageRequest_Part()
+}
+
+type PushImageRequest_Header struct {
+	// Header names the image and its id.
+	Header *ImageHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type PushImageRequest_Chunk struct {
+	// Chunk is the next piece of the archive.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*PushImageRequest_Header) isPushImageRequest_Part() {}
+
+func (*PushImageRequest_Chunk) isPushImageRequest_Part() {}
+
+// PushImageResponse says what the coordinator keeps.
+type PushImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID is the image id the coordinator keeps for the name.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// AlreadyPresent is set when the coordinator had the image and the
+	// archive was not needed.
+	AlreadyPresent bool `protobuf:"varint,2,opt,name=already_present,json=alreadyPresent,proto3" json:"already_present,omitempty"`
+	// BytesReceived is how much of the archive was stored.
+	BytesReceived int64 `protobuf:"varint,3,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushImageResponse) Reset() {
+	*x = PushImageResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushImageResponse) ProtoMessage() {}
+
+func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
+func (*PushImageResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PushImageResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PushImageResponse) GetAlreadyPresent() bool {
+	if x != nil {
+		return x.AlreadyPresent
+	}
+	return false
+}
+
+func (x *PushImageResponse) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
 // GetClusterInfoRequest is empty.
 type GetClusterInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -764,7 +916,7 @@ type GetClusterInfoRequest struct {
 
 func (x *GetClusterInfoRequest) Reset() {
 	*x = GetClusterInfoRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +928,7 @@ func (x *GetClusterInfoRequest) String() string {
 func (*GetClusterInfoRequest) ProtoMessage() {}
 
 func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +941,7 @@ func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
 }
 
 // GetClusterInfoResponse describes the coordinator.
@@ -807,7 +959,7 @@ type GetClusterInfoResponse struct {
 
 func (x *GetClusterInfoResponse) Reset() {
 	*x = GetClusterInfoResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +971,7 @@ func (x *GetClusterInfoResponse) String() string {
 func (*GetClusterInfoResponse) ProtoMessage() {}
 
 func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +984,7 @@ func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetClusterInfoResponse) GetDefaultBucket() string {
@@ -865,7 +1017,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1029,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1042,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 // ListNodesResponse carries the nodes.
@@ -904,7 +1056,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1068,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1081,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -995,7 +1147,15 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x17\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"e\n" +
+	"\x10PushImageRequest\x121\n" +
+	"\x06header\x18\x01 \x01(\v2\x17.cloudml.v1.ImageHeaderH\x00R\x06header\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
+	"\x04part\"s\n" +
+	"\x11PushImageResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x0falready_present\x18\x02 \x01(\bR\x0ealreadyPresent\x12%\n" +
+	"\x0ebytes_received\x18\x03 \x01(\x03R\rbytesReceived\"\x17\n" +
 	"\x15GetClusterInfoRequest\"u\n" +
 	"\x16GetClusterInfoResponse\x12%\n" +
 	"\x0edefault_bucket\x18\x01 \x01(\tR\rdefaultBucket\x12\x1a\n" +
@@ -1003,14 +1163,15 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\"\x12\n" +
 	"\x10ListNodesRequest\";\n" +
 	"\x11ListNodesResponse\x12&\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes2\xcd\x03\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes2\x99\x04\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.cloudml.v1.SubmitJobRequest\x1a\x1d.cloudml.v1.SubmitJobResponse\x12?\n" +
 	"\x06GetJob\x12\x19.cloudml.v1.GetJobRequest\x1a\x1a.cloudml.v1.GetJobResponse\x12E\n" +
 	"\bListJobs\x12\x1b.cloudml.v1.ListJobsRequest\x1a\x1c.cloudml.v1.ListJobsResponse\x12H\n" +
 	"\tCancelJob\x12\x1c.cloudml.v1.CancelJobRequest\x1a\x1d.cloudml.v1.CancelJobResponse\x12V\n" +
-	"\rSubscribeLogs\x12 .cloudml.v1.SubscribeLogsRequest\x1a!.cloudml.v1.SubscribeLogsResponse0\x01\x12K\n" +
+	"\rSubscribeLogs\x12 .cloudml.v1.SubscribeLogsRequest\x1a!.cloudml.v1.SubscribeLogsResponse0\x01\x12J\n" +
+	"\tPushImage\x12\x1c.cloudml.v1.PushImageRequest\x1a\x1d.cloudml.v1.PushImageResponse(\x01\x12K\n" +
 	"\n" +
 	"GetResults\x12\x1d.cloudml.v1.GetResultsRequest\x1a\x1e.cloudml.v1.GetResultsResponse2\xb3\x01\n" +
 	"\x0eClusterService\x12W\n" +
@@ -1029,7 +1190,7 @@ func file_cloudml_v1_client_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_client_proto_rawDescData
 }
 
-var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_cloudml_v1_client_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),       // 0: cloudml.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),      // 1: cloudml.v1.SubmitJobResponse
@@ -1044,56 +1205,62 @@ var file_cloudml_v1_client_proto_goTypes = []any{
 	(*GetResultsRequest)(nil),      // 10: cloudml.v1.GetResultsRequest
 	(*GetResultsResponse)(nil),     // 11: cloudml.v1.GetResultsResponse
 	(*ResultRow)(nil),              // 12: cloudml.v1.ResultRow
-	(*GetClusterInfoRequest)(nil),  // 13: cloudml.v1.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil), // 14: cloudml.v1.GetClusterInfoResponse
-	(*ListNodesRequest)(nil),       // 15: cloudml.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 16: cloudml.v1.ListNodesResponse
-	nil,                            // 17: cloudml.v1.ResultRow.ParamsEntry
-	nil,                            // 18: cloudml.v1.ResultRow.MetricsEntry
-	(*JobSpec)(nil),                // 19: cloudml.v1.JobSpec
-	(*Job)(nil),                    // 20: cloudml.v1.Job
-	(LogStream)(0),                 // 21: cloudml.v1.LogStream
-	(JobState)(0),                  // 22: cloudml.v1.JobState
-	(*Objective)(nil),              // 23: cloudml.v1.Objective
-	(TaskState)(0),                 // 24: cloudml.v1.TaskState
-	(*Node)(nil),                   // 25: cloudml.v1.Node
+	(*PushImageRequest)(nil),       // 13: cloudml.v1.PushImageRequest
+	(*PushImageResponse)(nil),      // 14: cloudml.v1.PushImageResponse
+	(*GetClusterInfoRequest)(nil),  // 15: cloudml.v1.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil), // 16: cloudml.v1.GetClusterInfoResponse
+	(*ListNodesRequest)(nil),       // 17: cloudml.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 18: cloudml.v1.ListNodesResponse
+	nil,                            // 19: cloudml.v1.ResultRow.ParamsEntry
+	nil,                            // 20: cloudml.v1.ResultRow.MetricsEntry
+	(*JobSpec)(nil),                // 21: cloudml.v1.JobSpec
+	(*Job)(nil),                    // 22: cloudml.v1.Job
+	(LogStream)(0),                 // 23: cloudml.v1.LogStream
+	(JobState)(0),                  // 24: cloudml.v1.JobState
+	(*Objective)(nil),              // 25: cloudml.v1.Objective
+	(TaskState)(0),                 // 26: cloudml.v1.TaskState
+	(*ImageHeader)(nil),            // 27: cloudml.v1.ImageHeader
+	(*Node)(nil),                   // 28: cloudml.v1.Node
 }
 var file_cloudml_v1_client_proto_depIdxs = []int32{
-	19, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
-	20, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
-	20, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
-	20, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
-	20, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
-	21, // 5: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
-	22, // 6: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
-	23, // 7: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
+	21, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
+	22, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
+	22, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
+	22, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
+	22, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
+	23, // 5: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
+	24, // 6: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
+	25, // 7: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
 	12, // 8: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
-	22, // 9: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
-	24, // 10: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
-	17, // 11: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
-	18, // 12: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
-	25, // 13: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
-	0,  // 14: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	2,  // 15: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	4,  // 16: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	6,  // 17: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	8,  // 18: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	10, // 19: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	13, // 20: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	15, // 21: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	1,  // 22: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	3,  // 23: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	5,  // 24: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	7,  // 25: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	9,  // 26: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	11, // 27: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	14, // 28: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	16, // 29: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	22, // [22:30] is the sub-list for method output_type
-	14, // [14:22] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	24, // 9: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
+	26, // 10: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
+	19, // 11: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
+	20, // 12: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
+	27, // 13: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	28, // 14: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
+	0,  // 15: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	2,  // 16: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	4,  // 17: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	6,  // 18: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	8,  // 19: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	13, // 20: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	10, // 21: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	15, // 22: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	17, // 23: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	1,  // 24: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	3,  // 25: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	5,  // 26: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	7,  // 27: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	9,  // 28: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	14, // 29: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	11, // 30: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	16, // 31: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	18, // 32: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	24, // [24:33] is the sub-list for method output_type
+	15, // [15:24] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
@@ -1102,13 +1269,17 @@ func file_cloudml_v1_client_proto_init() {
 		return
 	}
 	file_cloudml_v1_job_proto_init()
+	file_cloudml_v1_client_proto_msgTypes[13].OneofWrappers = []any{
+		(*PushImageRequest_Header)(nil),
+		(*PushImageRequest_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_client_proto_rawDesc), len(file_cloudml_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

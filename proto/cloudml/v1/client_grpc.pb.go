@@ -24,6 +24,7 @@ const (
 	JobService_ListJobs_FullMethodName      = "/cloudml.v1.JobService/ListJobs"
 	JobService_CancelJob_FullMethodName     = "/cloudml.v1.JobService/CancelJob"
 	JobService_SubscribeLogs_FullMethodName = "/cloudml.v1.JobService/SubscribeLogs"
+	JobService_PushImage_FullMethodName     = "/cloudml.v1.JobService/PushImage"
 	JobService_GetResults_FullMethodName    = "/cloudml.v1.JobService/GetResults"
 )
 
@@ -47,6 +48,12 @@ type JobServiceClient interface {
 	// output as it arrives, and ends once the job has ended and every line
 	// has been sent. The last message carries the job's final state.
 	SubscribeLogs(ctx context.Context, in *SubscribeLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeLogsResponse], error)
+	// PushImage uploads a container image from the client's Docker (a
+	// `docker save` archive) so that nodes without a registry can run it. The
+	// first message is the header; when the coordinator already keeps an
+	// image with that id it answers at once (already_present) and the client
+	// stops sending. Nodes fetch pushed images with AgentService.FetchImage.
+	PushImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PushImageRequest, PushImageResponse], error)
 	// GetResults returns each task's params beside the metrics of its
 	// counting attempt, best first by the job's objective.
 	GetResults(ctx context.Context, in *GetResultsRequest, opts ...grpc.CallOption) (*GetResultsResponse, error)
@@ -119,6 +126,19 @@ func (c *jobServiceClient) SubscribeLogs(ctx context.Context, in *SubscribeLogsR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_SubscribeLogsClient = grpc.ServerStreamingClient[SubscribeLogsResponse]
 
+func (c *jobServiceClient) PushImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PushImageRequest, PushImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobService_ServiceDesc.Streams[1], JobService_PushImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PushImageRequest, PushImageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_PushImageClient = grpc.ClientStreamingClient[PushImageRequest, PushImageResponse]
+
 func (c *jobServiceClient) GetResults(ctx context.Context, in *GetResultsRequest, opts ...grpc.CallOption) (*GetResultsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetResultsResponse)
@@ -149,6 +169,12 @@ type JobServiceServer interface {
 	// output as it arrives, and ends once the job has ended and every line
 	// has been sent. The last message carries the job's final state.
 	SubscribeLogs(*SubscribeLogsRequest, grpc.ServerStreamingServer[SubscribeLogsResponse]) error
+	// PushImage uploads a container image from the client's Docker (a
+	// `docker save` archive) so that nodes without a registry can run it. The
+	// first message is the header; when the coordinator already keeps an
+	// image with that id it answers at once (already_present) and the client
+	// stops sending. Nodes fetch pushed images with AgentService.FetchImage.
+	PushImage(grpc.ClientStreamingServer[PushImageRequest, PushImageResponse]) error
 	// GetResults returns each task's params beside the metrics of its
 	// counting attempt, best first by the job's objective.
 	GetResults(context.Context, *GetResultsRequest) (*GetResultsResponse, error)
@@ -176,6 +202,9 @@ func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobReques
 }
 func (UnimplementedJobServiceServer) SubscribeLogs(*SubscribeLogsRequest, grpc.ServerStreamingServer[SubscribeLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method SubscribeLogs not implemented")
+}
+func (UnimplementedJobServiceServer) PushImage(grpc.ClientStreamingServer[PushImageRequest, PushImageResponse]) error {
+	return status.Error(codes.Unimplemented, "method PushImage not implemented")
 }
 func (UnimplementedJobServiceServer) GetResults(context.Context, *GetResultsRequest) (*GetResultsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetResults not implemented")
@@ -284,6 +313,13 @@ func _JobService_SubscribeLogs_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_SubscribeLogsServer = grpc.ServerStreamingServer[SubscribeLogsResponse]
 
+func _JobService_PushImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(JobServiceServer).PushImage(&grpc.GenericServerStream[PushImageRequest, PushImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_PushImageServer = grpc.ClientStreamingServer[PushImageRequest, PushImageResponse]
+
 func _JobService_GetResults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetResultsRequest)
 	if err := dec(in); err != nil {
@@ -335,6 +371,11 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "SubscribeLogs",
 			Handler:       _JobService_SubscribeLogs_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "PushImage",
+			Handler:       _JobService_PushImage_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "cloudml/v1/client.proto",

@@ -1235,6 +1235,71 @@ func (x *Node) GetMessage() string {
 	return ""
 }
 
+// ImageHeader describes a container image archive (`docker save` format).
+type ImageHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is the image reference the user gave ("cloudml/octave:7").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// ID is the image's content id ("sha256:..."), which deduplicates copies.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Size is the archive's size in bytes when known, 0 otherwise; for
+	// progress only.
+	Size          int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageHeader) Reset() {
+	*x = ImageHeader{}
+	mi := &file_cloudml_v1_job_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageHeader) ProtoMessage() {}
+
+func (x *ImageHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_job_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageHeader.ProtoReflect.Descriptor instead.
+func (*ImageHeader) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ImageHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImageHeader) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ImageHeader) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_cloudml_v1_job_proto protoreflect.FileDescriptor
 
 const file_cloudml_v1_job_proto_rawDesc = "" +
@@ -1342,7 +1407,11 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	" \x01(\tR\vswarmNodeId\x12\x1d\n" +
 	"\n" +
 	"swarm_role\x18\v \x01(\tR\tswarmRole\x12\x18\n" +
-	"\amessage\x18\f \x01(\tR\amessage*\x9b\x01\n" +
+	"\amessage\x18\f \x01(\tR\amessage\"E\n" +
+	"\vImageHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size*\x9b\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -1381,7 +1450,7 @@ func file_cloudml_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudml_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_cloudml_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_cloudml_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_cloudml_v1_job_proto_goTypes = []any{
 	(JobState)(0),                 // 0: cloudml.v1.JobState
 	(TaskState)(0),                // 1: cloudml.v1.TaskState
@@ -1398,40 +1467,41 @@ var file_cloudml_v1_job_proto_goTypes = []any{
 	(*Job)(nil),                   // 12: cloudml.v1.Job
 	(*Task)(nil),                  // 13: cloudml.v1.Task
 	(*Node)(nil),                  // 14: cloudml.v1.Node
-	nil,                           // 15: cloudml.v1.JobSpec.DataEntry
-	nil,                           // 16: cloudml.v1.JobSpec.EnvEntry
-	nil,                           // 17: cloudml.v1.Sweep.GridEntry
-	nil,                           // 18: cloudml.v1.RandomSweep.ParamsEntry
-	nil,                           // 19: cloudml.v1.Job.TaskStatesEntry
-	nil,                           // 20: cloudml.v1.Task.ParamsEntry
-	nil,                           // 21: cloudml.v1.Task.MetricsEntry
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*ImageHeader)(nil),           // 15: cloudml.v1.ImageHeader
+	nil,                           // 16: cloudml.v1.JobSpec.DataEntry
+	nil,                           // 17: cloudml.v1.JobSpec.EnvEntry
+	nil,                           // 18: cloudml.v1.Sweep.GridEntry
+	nil,                           // 19: cloudml.v1.RandomSweep.ParamsEntry
+	nil,                           // 20: cloudml.v1.Job.TaskStatesEntry
+	nil,                           // 21: cloudml.v1.Task.ParamsEntry
+	nil,                           // 22: cloudml.v1.Task.MetricsEntry
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_cloudml_v1_job_proto_depIdxs = []int32{
 	5,  // 0: cloudml.v1.JobSpec.code:type_name -> cloudml.v1.Source
-	15, // 1: cloudml.v1.JobSpec.data:type_name -> cloudml.v1.JobSpec.DataEntry
-	16, // 2: cloudml.v1.JobSpec.env:type_name -> cloudml.v1.JobSpec.EnvEntry
+	16, // 1: cloudml.v1.JobSpec.data:type_name -> cloudml.v1.JobSpec.DataEntry
+	17, // 2: cloudml.v1.JobSpec.env:type_name -> cloudml.v1.JobSpec.EnvEntry
 	6,  // 3: cloudml.v1.JobSpec.sweep:type_name -> cloudml.v1.Sweep
-	22, // 4: cloudml.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
+	23, // 4: cloudml.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
 	10, // 5: cloudml.v1.JobSpec.objective:type_name -> cloudml.v1.Objective
 	11, // 6: cloudml.v1.JobSpec.resources:type_name -> cloudml.v1.Resources
-	17, // 7: cloudml.v1.Sweep.grid:type_name -> cloudml.v1.Sweep.GridEntry
+	18, // 7: cloudml.v1.Sweep.grid:type_name -> cloudml.v1.Sweep.GridEntry
 	8,  // 8: cloudml.v1.Sweep.random:type_name -> cloudml.v1.RandomSweep
-	18, // 9: cloudml.v1.RandomSweep.params:type_name -> cloudml.v1.RandomSweep.ParamsEntry
+	19, // 9: cloudml.v1.RandomSweep.params:type_name -> cloudml.v1.RandomSweep.ParamsEntry
 	4,  // 10: cloudml.v1.Job.spec:type_name -> cloudml.v1.JobSpec
 	0,  // 11: cloudml.v1.Job.state:type_name -> cloudml.v1.JobState
-	19, // 12: cloudml.v1.Job.task_states:type_name -> cloudml.v1.Job.TaskStatesEntry
+	20, // 12: cloudml.v1.Job.task_states:type_name -> cloudml.v1.Job.TaskStatesEntry
 	13, // 13: cloudml.v1.Job.tasks:type_name -> cloudml.v1.Task
-	23, // 14: cloudml.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	23, // 15: cloudml.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	20, // 16: cloudml.v1.Task.params:type_name -> cloudml.v1.Task.ParamsEntry
+	24, // 14: cloudml.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	24, // 15: cloudml.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	21, // 16: cloudml.v1.Task.params:type_name -> cloudml.v1.Task.ParamsEntry
 	1,  // 17: cloudml.v1.Task.state:type_name -> cloudml.v1.TaskState
-	21, // 18: cloudml.v1.Task.metrics:type_name -> cloudml.v1.Task.MetricsEntry
-	23, // 19: cloudml.v1.Task.start_time:type_name -> google.protobuf.Timestamp
-	23, // 20: cloudml.v1.Task.end_time:type_name -> google.protobuf.Timestamp
+	22, // 18: cloudml.v1.Task.metrics:type_name -> cloudml.v1.Task.MetricsEntry
+	24, // 19: cloudml.v1.Task.start_time:type_name -> google.protobuf.Timestamp
+	24, // 20: cloudml.v1.Task.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 21: cloudml.v1.Node.state:type_name -> cloudml.v1.NodeState
-	23, // 22: cloudml.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	24, // 22: cloudml.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
 	5,  // 23: cloudml.v1.JobSpec.DataEntry.value:type_name -> cloudml.v1.Source
 	7,  // 24: cloudml.v1.Sweep.GridEntry.value:type_name -> cloudml.v1.ParamValues
 	9,  // 25: cloudml.v1.RandomSweep.ParamsEntry.value:type_name -> cloudml.v1.Range
@@ -1453,7 +1523,7 @@ func file_cloudml_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_job_proto_rawDesc), len(file_cloudml_v1_job_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
