@@ -901,7 +901,11 @@ type StageJob struct {
 	// Image is the job's container image. A node whose Docker lacks it
 	// fetches it from the coordinator (FetchImage) or pulls it from a
 	// registry before reporting the stage done.
-	Image         string `protobuf:"bytes,4,opt,name=image,proto3" json:"image,omitempty"`
+	Image string `protobuf:"bytes,4,opt,name=image,proto3" json:"image,omitempty"`
+	// ImageID, when set, is the id of the copy the coordinator keeps for
+	// Image (a client pushed it). A node whose Docker has Image under another
+	// id fetches this one, so a rebuilt and re-pushed image is what runs.
+	ImageId       string `protobuf:"bytes,5,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -960,6 +964,13 @@ func (x *StageJob) GetData() map[string]*Source {
 func (x *StageJob) GetImage() string {
 	if x != nil {
 		return x.Image
+	}
+	return ""
+}
+
+func (x *StageJob) GetImageId() string {
+	if x != nil {
+		return x.ImageId
 	}
 	return ""
 }
@@ -2179,12 +2190,13 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"join_token\x18\x02 \x01(\tR\tjoinToken\x12%\n" +
 	"\x0eadvertise_addr\x18\x03 \x01(\tR\radvertiseAddr\x12\x1d\n" +
 	"\n" +
-	"peer_cidrs\x18\x04 \x03(\tR\tpeerCidrs\"\xe0\x01\n" +
+	"peer_cidrs\x18\x04 \x03(\tR\tpeerCidrs\"\xfb\x01\n" +
 	"\bStageJob\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12&\n" +
 	"\x04code\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x04code\x122\n" +
 	"\x04data\x18\x03 \x03(\v2\x1e.cloudml.v1.StageJob.DataEntryR\x04data\x12\x14\n" +
-	"\x05image\x18\x04 \x01(\tR\x05image\x1aK\n" +
+	"\x05image\x18\x04 \x01(\tR\x05image\x12\x19\n" +
+	"\bimage_id\x18\x05 \x01(\tR\aimageId\x1aK\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12(\n" +
 	"\x05value\x18\x02 \x01(\v2\x12.cloudml.v1.SourceR\x05value:\x028\x01\"\xe7\x01\n" +
