@@ -139,17 +139,17 @@ func (s *swarmBench) swarmStageRows(ctx context.Context, runs int, size int64) (
 	return []row{{
 		name:     fmt.Sprintf("c) stage %d MiB on %d nodes at once, per node", mib, s.nodes),
 		cloudml:  rate(cm) + fmt.Sprintf(" (%s)", cm.Round(time.Millisecond)),
-		baseline: rate(all) + fmt.Sprintf(" %dx curl", s.nodes),
-		ratio:    fmt.Sprintf("%.2f", all.Seconds()/cm.Seconds()),
+		baseline: rate(file) + fmt.Sprintf(" %dx curl -o", s.nodes),
+		ratio:    fmt.Sprintf("%.2f", file.Seconds()/cm.Seconds()),
 		goal:     ">= 1.0",
 	}, {
-		name:     fmt.Sprintf("c) (one curl of the %d MiB alone)", mib),
+		name:     fmt.Sprintf("c) (%d x curl to /dev/null at once, stores nothing)", s.nodes),
+		baseline: rate(all) + fmt.Sprintf(" %dx curl", s.nodes),
+		ratio:    fmt.Sprintf("%.2f", all.Seconds()/cm.Seconds()),
+	}, {
+		name:     fmt.Sprintf("c) (one curl of the %d MiB alone, to /dev/null)", mib),
 		baseline: rate(one) + " curl",
 		ratio:    fmt.Sprintf("%.2f", one.Seconds()/cm.Seconds()),
-	}, {
-		name:     fmt.Sprintf("c) (%d x curl -o FILE at once, same disk)", s.nodes),
-		baseline: rate(file) + " curl>file",
-		ratio:    fmt.Sprintf("%.2f", file.Seconds()/cm.Seconds()),
 	}, {
 		name:     "c) second staging: bytes downloaded (all runs)",
 		cloudml:  fmt.Sprint(again),
