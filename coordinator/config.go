@@ -27,7 +27,8 @@ const (
 type Config struct {
 	// ListenAddr is the gRPC listen address; default "127.0.0.1:7070".
 	ListenAddr string
-	// StateDir holds the bbolt file (state.db) and the bootstrap token (token).
+	// StateDir holds the bbolt file (state.db), the bootstrap token (token)
+	// and the image archives clients and nodes pushed (images/).
 	StateDir string
 	// DefaultBucket is the output of jobs that name none, such as
 	// "file:///root/.cloudml/bucket" or "gs://b/prefix".
@@ -40,6 +41,12 @@ type Config struct {
 	// NodeDownAfter is how long a node may go without a heartbeat or session
 	// before it is DOWN; default 3*HeartbeatPeriod.
 	NodeDownAfter time.Duration
+	// ImageExportStart bounds how long a node asked for an image (ExportImage)
+	// may take to start its upload; default 30s.
+	ImageExportStart time.Duration
+	// ImageExportIdle bounds how long an image upload may go without a byte
+	// before the next node is asked; default 30s.
+	ImageExportIdle time.Duration
 	// Provider is "local" or "none".
 	Provider string
 	// SwarmPeerCIDRs are the cluster's addresses: agents open the swarm
@@ -59,12 +66,14 @@ type Config struct {
 // for the caller.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:      "127.0.0.1:7070",
-		HeartbeatPeriod: 2 * time.Second,
-		NodeDownAfter:   6 * time.Second,
-		Provider:        ProviderNone,
-		Local:           local.DefaultConfig(),
-		Netns:           netnsprov.DefaultConfig(),
+		ListenAddr:       "127.0.0.1:7070",
+		HeartbeatPeriod:  2 * time.Second,
+		NodeDownAfter:    6 * time.Second,
+		ImageExportStart: 30 * time.Second,
+		ImageExportIdle:  30 * time.Second,
+		Provider:         ProviderNone,
+		Local:            local.DefaultConfig(),
+		Netns:            netnsprov.DefaultConfig(),
 	}
 }
 
@@ -89,6 +98,12 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeDownAfter < c.HeartbeatPeriod {
 		return fmt.Errorf("config: node down after (%s) is shorter than the heartbeat period (%s)", c.NodeDownAfter, c.HeartbeatPeriod)
+	}
+	if c.ImageExportStart <= 0 {
+		c.ImageExportStart = 30 * time.Second
+	}
+	if c.ImageExportIdle <= 0 {
+		c.ImageExportIdle = 30 * time.Second
 	}
 	switch c.Provider {
 	case "", ProviderNone:

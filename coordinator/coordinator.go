@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloudml/cloudml/coordinator/imagestore"
 	"github.com/cloudml/cloudml/coordinator/provider/local"
 	netnsprov "github.com/cloudml/cloudml/coordinator/provider/netns"
 	"github.com/cloudml/cloudml/coordinator/store"
@@ -35,10 +36,11 @@ const maxMsgSize = 64 << 20
 
 // Coordinator is the control plane.
 type Coordinator struct {
-	cfg   Config
-	log   hclog.Logger
-	store *store.Store
-	token string
+	cfg    Config
+	log    hclog.Logger
+	store  *store.Store
+	images *imagestore.Store
+	token  string
 
 	mu          sync.Mutex // protects nodes, credentials, jobs, stopping
 	nodes       map[string]*nodeEntry
@@ -49,6 +51,8 @@ type Coordinator struct {
 	kick chan struct{} // coalescing scheduler trigger
 
 	swarm swarmState // protected by mu
+
+	exports *imageExports // image exports asked of nodes; has its own lock
 
 	notifyMu sync.Mutex // protects waiters
 	waiters  map[string]chan struct{}
@@ -68,6 +72,10 @@ func New(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	images, err := imagestore.New(imagestore.Config{Dir: filepath.Join(cfg.StateDir, "images"), Logger: cfg.Logger.Named("images")})
+	if err != nil {
+		return nil, err
+	}
 	st, err := store.Open(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -76,6 +84,8 @@ func New(cfg Config) (*Coordinator, error) {
 		cfg:         cfg,
 		log:         cfg.Logger,
 		store:       st,
+		images:      images,
+		exports:     newImageExports(),
 		token:       token,
 		nodes:       map[string]*nodeEntry{},
 		credentials: map[string]string{},

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/coordinator/imagestore"
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/jobspec"
 )
@@ -24,6 +25,9 @@ var (
 	ErrStaleAttempt = errors.New("stale attempt")
 	// ErrLogsIncomplete means a terminal report came before its last log batch.
 	ErrLogsIncomplete = errors.New("logs incomplete")
+	// ErrNotRequested means a node sent something nobody asked it for (an
+	// image upload with no export pending).
+	ErrNotRequested = errors.New("not requested")
 	// ErrShuttingDown means the coordinator is stopping.
 	ErrShuttingDown = errors.New("coordinator is shutting down")
 )
@@ -53,13 +57,13 @@ func toStatus(err error) error {
 	}
 	var code codes.Code
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, imagestore.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrInvalid), errors.Is(err, jobspec.ErrInvalid):
+	case errors.Is(err, ErrInvalid), errors.Is(err, jobspec.ErrInvalid), errors.Is(err, imagestore.ErrInvalid):
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrUnauthenticated):
 		code = codes.Unauthenticated
-	case errors.Is(err, ErrStaleAttempt):
+	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown):
 		code = codes.Unavailable

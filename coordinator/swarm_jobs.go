@@ -81,13 +81,18 @@ func (c *Coordinator) stageState(j *jobEntry, p *swarmPool) (pending int, failed
 	if j.staging == nil {
 		j.staging = map[string]string{}
 	}
+	image := j.spec.GetImage()
+	imageID := ""
+	if info, ok := c.images.Lookup(image); ok && image != "" {
+		imageID = info.ID // a pushed copy: nodes fetch it even if their own differs
+	}
 	for _, n := range p.nodes {
 		st, sent := j.staging[n.rec.ID]
 		switch {
 		case !sent:
 			j.staging[n.rec.ID] = stagePending
 			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_StageJob{StageJob: &cloudmlv1.StageJob{
-				JobId: j.rec.ID, Code: j.spec.GetCode(), Data: j.spec.GetData(),
+				JobId: j.rec.ID, Code: j.spec.GetCode(), Data: j.spec.GetData(), Image: image, ImageId: imageID,
 			}}})
 			pending++
 		case st == stagePending:

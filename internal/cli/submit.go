@@ -24,6 +24,12 @@ packed (honouring .cloudmlignore), uploaded once by content digest to the
 coordinator's default bucket, and staged on every node; --code gs://... or
 file://... uses code already in a bucket.
 
+With --image (or image: in cloudml.yaml), an image that this machine's Docker
+has (DOCKER_HOST or the default socket) is first pushed to the coordinator,
+which hands it to nodes that lack it: no registry is needed. An image the
+coordinator already keeps is not sent again. --push-image=false skips the
+push (the nodes have the image or pull it from a registry).
+
 Examples:
   cloudml-client submit -f examples/linreg/cloudml.yaml
   cloudml-client submit --name quick --code ./examples/linreg -- octave-cli train.m
@@ -40,7 +46,7 @@ type submitFlags struct {
 	parallelism, retries                       int
 	timeout                                    time.Duration
 	params, env, data                          multiFlag
-	follow                                     bool
+	follow, pushImage                          bool
 }
 
 func (a *App) submit(ctx context.Context, args []string) error {
@@ -59,6 +65,7 @@ func (a *App) submit(ctx context.Context, args []string) error {
 	fs.Var(&f.env, "env", "environment variable NAME=VALUE (repeatable)")
 	fs.Var(&f.data, "data", "read-only input NAME=SOURCE, a local path or bucket URL (repeatable)")
 	fs.BoolVar(&f.follow, "follow", false, "after submitting, follow the logs like 'logs -f'")
+	fs.BoolVar(&f.pushImage, "push-image", true, "push the image from this machine's Docker to the coordinator, if Docker has it")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -75,6 +82,11 @@ func (a *App) submit(ctx context.Context, args []string) error {
 	}
 	if err := a.resolveSources(ctx, spec, baseDir); err != nil {
 		return err
+	}
+	if spec.Image != "" && f.pushImage {
+		if err := a.pushImage(ctx, spec.Image); err != nil {
+			return err
+		}
 	}
 	cctx, cancel := unary(ctx)
 	defer cancel()

@@ -1,0 +1,221 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/cloudml/cloudml/coordinator/imagestore"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// Image distribution. Many users have no registry, so the coordinator keeps
+// `docker save` archives (coordinator/imagestore): a client pushes the image
+// from its own Docker before it submits (PushImage), and a node whose Docker
+// lacks a job's image fetches it (FetchImage). When nobody pushed it, the
+// coordinator asks the nodes that may have it, one at a time, to upload it
+// (ExportImage, answered with UploadImage); concurrent fetches of one name
+// share one export.
+
+// imageChunk is the size of the archive pieces the coordinator sends.
+const imageChunk = 1 << 20
+
+// PushArchiveHeader is the response header key PushImage sets (value "1")
+// once it has read the image header and wants the archive. A client waits
+// for the response headers after its header message: without this key the
+// coordinator has answered already (already_present, or an error), and the
+// client sends no archive at all.
+const PushArchiveHeader = "cloudml-push-archive"
+
+// PushImage stores an image archive a client sends, unless an image with
+// that id is kept already.
+func (s *jobServer) PushImage(stream grpc.ClientStreamingServer[cloudmlv1.PushImageRequest, cloudmlv1.PushImageResponse]) error {
+	c := s.c
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return toStatus(errorf(ErrInvalid, "push image: no header was sent"))
+	}
+	if err != nil {
+		return err
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return toStatus(errorf(ErrInvalid, "push image: the first message must be the header"))
+	}
+	info := imagestore.Info{Name: h.GetName(), ID: h.GetId()}
+	if err := imagestore.Check(info.Name, info.ID); err != nil {
+		return toStatus(err)
+	}
+	log := c.log.With("image", info.Name, "image_id", info.ID)
+	if c.images.HasID(info.ID) {
+		if err := c.images.Tag(info.Name, info.ID); err != nil {
+			return toStatus(err)
+		}
+		log.Info("image push skipped: already kept")
+		return stream.SendAndClose(&cloudmlv1.PushImageResponse{Id: info.ID, AlreadyPresent: true})
+	}
+	if err := stream.SendHeader(metadata.Pairs(PushArchiveHeader, "1")); err != nil {
+		return err
+	}
+	start := time.Now()
+	r := &chunkReader{next: func() ([]byte, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		if m.GetHeader() != nil {
+			return nil, errorf(ErrInvalid, "push image %s: a second header in the stream", info.Name)
+		}
+		return m.GetChunk(), nil
+	}}
+	n, err := c.images.Put(stream.Context(), info, r)
+	if err != nil {
+		log.Warn("image push failed", "bytes", r.n, "error", err)
+		return toStatus(err)
+	}
+	log.Info("image pushed", "bytes", n, "mb_per_s", mbPerSec(r.n, time.Since(start)))
+	return stream.SendAndClose(&cloudmlv1.PushImageResponse{Id: info.ID, BytesReceived: n})
+}
+
+// FetchImage streams the archive of the named image to a node, first
+// asking the other nodes for it when no client pushed it.
+func (s *agentServer) FetchImage(req *cloudmlv1.FetchImageRequest, stream grpc.ServerStreamingServer[cloudmlv1.FetchImageResponse]) error {
+	c := s.c
+	ctx := stream.Context()
+	id, err := nodeIDFrom(ctx)
+	if err != nil {
+		return toStatus(err)
+	}
+	name := req.GetImage()
+	if !imagestore.ValidName(name) {
+		return toStatus(errorf(ErrInvalid, "fetch image: %q is not an image reference", name))
+	}
+	if _, ok := c.images.Lookup(name); !ok {
+		if err := c.exportImage(ctx, name, id); err != nil {
+			return toStatus(err)
+		}
+	}
+	rc, info, err := c.images.Open(name)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer rc.Close()
+	start := time.Now()
+	if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Header{
+		Header: &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size},
+	}}); err != nil {
+		return err
+	}
+	var sent int64
+	buf := make([]byte, imageChunk)
+	for {
+		k, rerr := io.ReadFull(rc, buf)
+		if k > 0 {
+			if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Chunk{Chunk: buf[:k]}}); err != nil {
+				return err
+			}
+			sent += int64(k)
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return toStatus(fmt.Errorf("read image %s: %w", name, rerr))
+		}
+	}
+	c.log.Info("image served", "node_id", id, "image", name, "image_id", info.ID, "bytes", sent, "mb_per_s", mbPerSec(sent, time.Since(start)))
+	return nil
+}
+
+// UploadImage stores an image a node uploads because it was asked to.
+func (s *agentServer) UploadImage(stream grpc.ClientStreamingServer[cloudmlv1.UploadImageRequest, cloudmlv1.UploadImageResponse]) error {
+	c := s.c
+	id, err := nodeIDFrom(stream.Context())
+	if err != nil {
+		return toStatus(err)
+	}
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return toStatus(errorf(ErrInvalid, "upload image: no header was sent"))
+	}
+	if err != nil {
+		return err
+	}
+	if msg := first.GetError(); first.GetHeader() == nil {
+		att := c.exports.pending(id, "")
+		if att == nil {
+			return toStatus(errorf(ErrNotRequested, "upload image: no image was asked of %s", id))
+		}
+		if msg == "" {
+			msg = "the node sent neither a header nor an error"
+		}
+		att.finish(errors.New(msg))
+		return stream.SendAndClose(&cloudmlv1.UploadImageResponse{})
+	}
+	h := first.GetHeader()
+	info := imagestore.Info{Name: h.GetName(), ID: h.GetId()}
+	att := c.exports.pending(id, info.Name)
+	if att == nil {
+		return toStatus(errorf(ErrNotRequested, "upload image: image %q was not asked of %s", info.Name, id))
+	}
+	att.begin()
+	start := time.Now()
+	r := &chunkReader{progress: &att.received, next: func() ([]byte, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		if m.GetError() != "" {
+			return nil, fmt.Errorf("the node gave up: %s", m.GetError())
+		}
+		if m.GetHeader() != nil {
+			return nil, errorf(ErrInvalid, "upload image %s: a second header in the stream", info.Name)
+		}
+		return m.GetChunk(), nil
+	}}
+	_, err = c.images.Put(stream.Context(), info, r)
+	att.finish(err)
+	log := c.log.With("node_id", id, "image", info.Name, "image_id", info.ID)
+	if err != nil {
+		log.Warn("image upload failed", "bytes", r.n, "error", err)
+		return toStatus(err)
+	}
+	log.Info("image uploaded", "bytes", r.n, "mb_per_s", mbPerSec(r.n, time.Since(start)))
+	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: r.n})
+}
+
+// chunkReader reads the chunks of a stream as one archive.
+type chunkReader struct {
+	next     func() ([]byte, error) // the next chunk; io.EOF at the end
+	buf      []byte
+	n        int64         // bytes read so far
+	progress *atomic.Int64 // also counts n when set
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		b, err := r.next()
+		if err != nil {
+			return 0, err
+		}
+		r.buf = b
+	}
+	k := copy(p, r.buf)
+	r.buf = r.buf[k:]
+	r.n += int64(k)
+	if r.progress != nil {
+		r.progress.Add(int64(k))
+	}
+	return k, nil
+}
+
+// mbPerSec is a transfer rate for the logs, in MB/s with one decimal.
+func mbPerSec(n int64, d time.Duration) float64 {
+	secs := max(d.Seconds(), 1e-3)
+	return float64(int64(float64(n)/1e6/secs*10)) / 10
+}

@@ -1,0 +1,293 @@
+package coordinator
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// testArchive is a `docker save` style archive of about size bytes whose
+// image id is the sha256 of config.
+func testArchive(t *testing.T, config string, size int) (id string, data []byte) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(config))
+	hexID := hex.EncodeToString(sum[:])
+	layer := make([]byte, size)
+	for i := range layer {
+		layer[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"layer/layer.tar", layer}, {hexID + ".json", []byte(config)}, {"manifest.json", []byte(`[]`)}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(f.data)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "sha256:" + hexID, buf.Bytes()
+}
+
+// push plays a client pushing an image; sent reports whether the
+// coordinator asked for the archive.
+func (h *harness) push(name, id string, data []byte) (resp *cloudmlv1.PushImageResponse, sent bool, err error) {
+	stream, err := h.jobs.PushImage(ctxT(h.t))
+	if err != nil {
+		return nil, false, err
+	}
+	if err := stream.Send(&cloudmlv1.PushImageRequest{Part: &cloudmlv1.PushImageRequest_Header{Header: &cloudmlv1.ImageHeader{Name: name, Id: id, Size: int64(len(data))}}}); err != nil {
+		return nil, false, err
+	}
+	md, err := stream.Header()
+	if err != nil {
+		return nil, false, err
+	}
+	if len(md.Get(PushArchiveHeader)) > 0 {
+		sent = true
+		for off := 0; off < len(data); off += 300 << 10 {
+			chunk := data[off:min(off+300<<10, len(data))]
+			if err := stream.Send(&cloudmlv1.PushImageRequest{Part: &cloudmlv1.PushImageRequest_Chunk{Chunk: chunk}}); err != nil {
+				break // the status comes with CloseAndRecv
+			}
+		}
+	}
+	resp, err = stream.CloseAndRecv()
+	return resp, sent, err
+}
+
+// fetch plays an agent fetching an image.
+func (a *fakeAgent) fetch(name string) (*cloudmlv1.ImageHeader, []byte, error) {
+	stream, err := a.client.FetchImage(ctxT(a.t), &cloudmlv1.FetchImageRequest{Image: name}, a.creds())
+	if err != nil {
+		return nil, nil, err
+	}
+	var hdr *cloudmlv1.ImageHeader
+	var data []byte
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return hdr, data, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if m.GetHeader() != nil {
+			hdr = m.GetHeader()
+		}
+		data = append(data, m.GetChunk()...)
+	}
+}
+
+// upload plays an agent answering ExportImage: the archive, or errText.
+func (a *fakeAgent) upload(name, id string, data []byte, errText string) (*cloudmlv1.UploadImageResponse, error) {
+	stream, err := a.client.UploadImage(ctxT(a.t), a.creds())
+	if err != nil {
+		return nil, err
+	}
+	if errText != "" {
+		stream.Send(&cloudmlv1.UploadImageRequest{Part: &cloudmlv1.UploadImageRequest_Error{Error: errText}})
+		return stream.CloseAndRecv()
+	}
+	stream.Send(&cloudmlv1.UploadImageRequest{Part: &cloudmlv1.UploadImageRequest_Header{Header: &cloudmlv1.ImageHeader{Name: name, Id: id}}})
+	for off := 0; off < len(data); off += 256 << 10 {
+		if err := stream.Send(&cloudmlv1.UploadImageRequest{Part: &cloudmlv1.UploadImageRequest_Chunk{Chunk: data[off:min(off+256<<10, len(data))]}}); err != nil {
+			break
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
+// nextExport waits for an ExportImage command.
+func (a *fakeAgent) nextExport() string {
+	a.t.Helper()
+	m := a.nextOther()
+	if m.GetExportImage() == nil {
+		a.t.Fatalf("agent %s got %v, want ExportImage", a.id, m)
+	}
+	return m.GetExportImage().GetImage()
+}
+
+func TestPushThenFetch(t *testing.T) {
+	h := start(t, "")
+	id, data := testArchive(t, `{"push":1}`, 2<<20+12345)
+	resp, sent, err := h.push("cloudml/octave:7", id, data)
+	if err != nil || !sent || resp.GetId() != id || resp.GetAlreadyPresent() || resp.GetBytesReceived() != int64(len(data)) {
+		t.Fatalf("push = %v, sent %v, %v; want %s stored with %d bytes", resp, sent, err, id, len(data))
+	}
+	node := newAgent(t, h, 1)
+	hdr, got, err := node.fetch("cloudml/octave:7")
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	if hdr.GetId() != id || hdr.GetSize() != int64(len(data)) || !bytes.Equal(got, data) {
+		t.Fatalf("fetch: header %v and %d bytes; want %s and the %d bytes pushed", hdr, len(got), id, len(data))
+	}
+
+	// The same image again, under another name: no archive is sent.
+	resp, sent, err = h.push("octave:latest", id, data)
+	if err != nil || sent || !resp.GetAlreadyPresent() || resp.GetId() != id {
+		t.Fatalf("second push = %v, sent %v, %v; want already_present without the archive", resp, sent, err)
+	}
+	if hdr, _, err := node.fetch("octave:latest"); err != nil || hdr.GetId() != id {
+		t.Fatalf("fetch of the second name: %v, %v", hdr, err)
+	}
+}
+
+func TestPushRejectsBadImages(t *testing.T) {
+	h := start(t, "")
+	id, data := testArchive(t, `{"a":1}`, 1000)
+	other, _ := testArchive(t, `{"b":1}`, 1000)
+	for _, tc := range []struct{ name, id string }{
+		{"x:1", "sha256:short"},
+		{"../../etc/passwd", id},
+		{"x:1", other}, // the archive does not hold this id
+	} {
+		_, _, err := h.push(tc.name, tc.id, data)
+		wantCode(t, err, codes.InvalidArgument)
+	}
+}
+
+func TestFetchAsksNodesOnce(t *testing.T) {
+	h := start(t, "")
+	mgr, wrk := formSwarm(t, h)
+	proc := newAgent(t, h, 1)
+	id, data := testArchive(t, `{"export":1}`, 3<<20)
+	const name = "only/on:manager"
+
+	type result struct {
+		hdr  *cloudmlv1.ImageHeader
+		data []byte
+		err  error
+	}
+	results := make(chan result, 2)
+	for _, a := range []*fakeAgent{wrk, proc} {
+		go func() {
+			hdr, got, err := a.fetch(name)
+			results <- result{hdr, got, err}
+		}()
+	}
+	waitFor(t, "two nodes waiting for one export", func() bool {
+		h.c.exports.mu.Lock()
+		defer h.c.exports.mu.Unlock()
+		e := h.c.exports.byName[name]
+		return e != nil && len(e.requesters) == 2
+	})
+	if got := mgr.nextExport(); got != name {
+		t.Fatalf("manager asked for %q, want %q", got, name)
+	}
+	if resp, err := mgr.upload(name, id, data, ""); err != nil || resp.GetBytesReceived() != int64(len(data)) {
+		t.Fatalf("upload = %v, %v", resp, err)
+	}
+	for range 2 {
+		r := <-results
+		if r.err != nil || r.hdr.GetId() != id || !bytes.Equal(r.data, data) {
+			t.Fatalf("fetch: %v, %d bytes, %v; want %s and the uploaded bytes", r.hdr, len(r.data), r.err, id)
+		}
+	}
+	select {
+	case m := <-mgr.others:
+		t.Fatalf("a second command %v after one export", m)
+	case m := <-wrk.others:
+		t.Fatalf("the worker got %v; it was fetching", m)
+	default:
+	}
+	// Now kept: a later fetch asks nobody.
+	if hdr, _, err := proc.fetch(name); err != nil || hdr.GetId() != id {
+		t.Fatalf("fetch of a kept image: %v, %v", hdr, err)
+	}
+}
+
+func TestFetchTriesTheNextNode(t *testing.T) {
+	h := start(t, "")
+	mgr, wrk := formSwarm(t, h)
+	proc := newAgent(t, h, 1)
+	id, data := testArchive(t, `{"worker":1}`, 5000)
+	done := make(chan error, 1)
+	go func() {
+		hdr, got, err := proc.fetch("on/worker:1")
+		if err == nil && (hdr.GetId() != id || !bytes.Equal(got, data)) {
+			err = errors.New("fetched the wrong image")
+		}
+		done <- err
+	}()
+	mgr.nextExport()
+	if _, err := mgr.upload("", "", nil, "no such image: on/worker:1"); err != nil {
+		t.Fatalf("error reply: %v", err)
+	}
+	if got := wrk.nextExport(); got != "on/worker:1" {
+		t.Fatalf("worker asked for %q", got)
+	}
+	if _, err := wrk.upload("on/worker:1", id, data, ""); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+}
+
+func TestFetchOfAnImageNobodyHas(t *testing.T) {
+	h := start(t, "", func(c *Config) { c.ImageExportStart = 200 * time.Millisecond })
+	mgr, wrk := formSwarm(t, h)
+	done := make(chan error, 1)
+	go func() { _, _, err := wrk.fetch("nowhere:1"); done <- err }()
+	mgr.nextExport()
+	mgr.upload("", "", nil, "no such image: nowhere:1")
+	err := <-done
+	wantCode(t, err, codes.NotFound)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "no client pushed it and no node has it") || !strings.Contains(msg, mgr.id+": no such image") {
+		t.Errorf("message %q does not say who was asked", msg)
+	}
+
+	// A node that never answers is given up on after ImageExportStart.
+	go func() { _, _, err := wrk.fetch("silent:1"); done <- err }()
+	mgr.nextExport()
+	err = <-done
+	wantCode(t, err, codes.NotFound)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "no upload began") {
+		t.Errorf("message %q does not say the node never answered", msg)
+	}
+	// An upload nobody asked for is refused.
+	id, data := testArchive(t, `{"u":1}`, 100)
+	_, err = mgr.upload("silent:1", id, data, "")
+	wantCode(t, err, codes.FailedPrecondition)
+}
+
+func TestStageJobCarriesTheImage(t *testing.T) {
+	h := start(t, "")
+	id, data := testArchive(t, `{"stage":1}`, 100)
+	if _, _, err := h.push("cloudml/busybox:test", id, data); err != nil {
+		t.Fatal(err)
+	}
+	mgr, wrk := formSwarm(t, h)
+	for _, image := range []string{"cloudml/busybox:test", "unpushed:1"} {
+		spec := gridSpec("boxed", 1)
+		spec.Image = image
+		job := h.submit(spec)
+		wantID := ""
+		if image == "cloudml/busybox:test" {
+			wantID = id
+		}
+		for _, a := range []*fakeAgent{mgr, wrk} {
+			st := a.nextOther().GetStageJob()
+			if st.GetJobId() != job.GetId() || st.GetImage() != image || st.GetImageId() != wantID {
+				t.Fatalf("node %s got %v; want StageJob of %s with image %s (%q)", a.id, st, job.GetId(), image, wantID)
+			}
+		}
+	}
+}

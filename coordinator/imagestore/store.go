@@ -1,0 +1,179 @@
+package imagestore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+var (
+	// ErrInvalid means an image name or id is malformed, or an archive does
+	// not hold the image its id names.
+	ErrInvalid = errors.New("invalid image")
+	// ErrNotFound means the store keeps no image under that name.
+	ErrNotFound = errors.New("image not found")
+)
+
+// Config configures a Store.
+type Config struct {
+	// Dir holds the archives and the index; it is created if missing.
+	Dir string
+	// Logger receives the store's logs; nil means none.
+	Logger hclog.Logger
+}
+
+// Validate checks the config and fills defaults.
+func (c *Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("imagestore: dir is required")
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return nil
+}
+
+// Info describes a kept image.
+type Info struct {
+	// Name is the image reference the user gave.
+	Name string
+	// ID is the image id, "sha256:" and 64 hex digits.
+	ID string
+	// Size is the archive's size in bytes.
+	Size int64
+}
+
+// Store keeps image archives by id and maps names to ids.
+type Store struct {
+	dir string
+	log hclog.Logger
+
+	mu       sync.Mutex               // protects names, sizes, inflight
+	names    map[string]string        // name -> id
+	sizes    map[string]int64         // id -> archive size, for archives on disk
+	inflight map[string]chan struct{} // id -> closed when that Put ends
+}
+
+var (
+	idRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$`)
+)
+
+// ValidID reports whether id is "sha256:" followed by 64 lowercase hex digits.
+func ValidID(id string) bool { return idRE.MatchString(id) }
+
+// ValidName reports whether name looks like an image reference.
+func ValidName(name string) bool { return nameRE.MatchString(name) }
+
+// Check validates a name and id from the wire; errors are ErrInvalid.
+func Check(name, id string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("%w: name %q is not an image reference", ErrInvalid, name)
+	}
+	if !ValidID(id) {
+		return fmt.Errorf("%w: id %q of %s is not sha256: and 64 hex digits", ErrInvalid, id, name)
+	}
+	return nil
+}
+
+// New opens the store in cfg.Dir: it removes uploads a crash interrupted
+// and forgets names whose archive is gone.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create image dir: %w", err)
+	}
+	s := &Store{dir: cfg.Dir, log: cfg.Logger, names: map[string]string{}, sizes: map[string]int64{}, inflight: map[string]chan struct{}{}}
+	entries, err := os.ReadDir(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("read image dir: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, tmpPrefix):
+			if err := os.Remove(filepath.Join(cfg.Dir, name)); err != nil {
+				return nil, fmt.Errorf("remove interrupted upload: %w", err)
+			}
+		case strings.HasSuffix(name, ".tar") && ValidID("sha256:"+strings.TrimSuffix(name, ".tar")):
+			fi, err := e.Info()
+			if err != nil {
+				return nil, fmt.Errorf("stat %s: %w", name, err)
+			}
+			s.sizes["sha256:"+strings.TrimSuffix(name, ".tar")] = fi.Size()
+		}
+	}
+	names, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	for name, id := range names {
+		if _, ok := s.sizes[id]; ok && ValidName(name) {
+			s.names[name] = id
+		}
+	}
+	s.log.Debug("image store opened", "dir", cfg.Dir, "images", len(s.sizes), "names", len(s.names))
+	return s, nil
+}
+
+// path is the archive file of a validated id.
+func (s *Store) path(id string) string {
+	return filepath.Join(s.dir, strings.TrimPrefix(id, "sha256:")+".tar")
+}
+
+// Lookup returns what the store keeps under name.
+func (s *Store) Lookup(name string) (Info, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.names[name]
+	if !ok {
+		return Info{}, false
+	}
+	return Info{Name: name, ID: id, Size: s.sizes[id]}, true
+}
+
+// HasID reports whether the archive of id is kept.
+func (s *Store) HasID(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.sizes[id]
+	return ok
+}
+
+// Tag points name at the kept image id (a push of an image the store
+// already has under another name, or a retag).
+func (s *Store) Tag(name, id string) error {
+	if err := Check(name, id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sizes[id]; !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return s.setName(name, id)
+}
+
+// Open opens the archive kept under name.
+func (s *Store) Open(name string) (io.ReadCloser, Info, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock() // held so a retag cannot remove the file first
+	id, ok := s.names[name]
+	if !ok {
+		return nil, Info{}, fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
+	f, err := os.Open(s.path(id))
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("open image %s: %w", name, err)
+	}
+	return f, Info{Name: name, ID: id, Size: s.sizes[id]}, nil
+}

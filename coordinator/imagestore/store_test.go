@@ -1,0 +1,284 @@
+package imagestore
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/cloudml/cloudml/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeArchive is a `docker save` style archive whose image config is
+// config; entry names the config file ("" means the legacy <hex>.json).
+func fakeArchive(t *testing.T, config, entry string) (id string, data []byte) {
+	t.Helper()
+	sum := sha256.Sum256([]byte(config))
+	hexID := hex.EncodeToString(sum[:])
+	if entry == "" {
+		entry = hexID + ".json"
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	layer := bytes.Repeat([]byte("layer "), 50000)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"manifest.json", []byte(`[{"Config":"` + entry + `"}]`)},
+		{"abc/layer.tar", layer},
+		{entry, []byte(config)},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return "sha256:" + hexID, buf.Bytes()
+}
+
+func newStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	s, err := New(Config{Dir: dir, Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return s
+}
+
+// files lists dir's entries.
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestPutOpenAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	id, data := fakeArchive(t, `{"config":1}`, "")
+	size, err := s.Put(context.Background(), Info{Name: "cloudml/octave:7", ID: id}, bytes.NewReader(data))
+	if err != nil || size != int64(len(data)) {
+		t.Fatalf("Put = %d, %v; want %d", size, err, len(data))
+	}
+	want := Info{Name: "cloudml/octave:7", ID: id, Size: int64(len(data))}
+	for _, st := range []*Store{s, newStore(t, dir)} { // and after a restart
+		got, ok := st.Lookup("cloudml/octave:7")
+		if !ok || !cmp.Equal(got, want) || !st.HasID(id) {
+			t.Fatalf("Lookup = %+v, %v; want %+v", got, ok, want)
+		}
+		rc, info, err := st.Open("cloudml/octave:7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(back, data) || info != want {
+			t.Fatalf("Open: %d bytes, %+v; want the %d bytes put", len(back), info, len(data))
+		}
+	}
+	if diff := cmp.Diff([]string{strings.TrimPrefix(id, "sha256:") + ".tar", "names.json"}, files(t, dir)); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+	if _, _, err := s.Open("other:1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Open of an unknown name: %v, want ErrNotFound", err)
+	}
+}
+
+func TestPutAcceptsOCILayout(t *testing.T) {
+	s := newStore(t, t.TempDir())
+	id, data := fakeArchive(t, `{"oci":true}`, "")
+	_, data = fakeArchive(t, `{"oci":true}`, "blobs/sha256/"+strings.TrimPrefix(id, "sha256:"))
+	if _, err := s.Put(context.Background(), Info{Name: "a:1", ID: id}, bytes.NewReader(data)); err != nil {
+		t.Fatalf("Put of an OCI layout archive: %v", err)
+	}
+}
+
+type failingReader struct{ after []byte }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if len(f.after) == 0 {
+		return 0, errors.New("connection lost")
+	}
+	n := copy(p, f.after)
+	f.after = f.after[n:]
+	return n, nil
+}
+
+func TestPutRejectsAndLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	id, data := fakeArchive(t, `{"x":1}`, "")
+	otherID, _ := fakeArchive(t, `{"x":2}`, "")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		info    Info
+		r       io.Reader
+		invalid bool
+	}{
+		{"bad id", context.Background(), Info{Name: "a:1", ID: "sha256:../../etc/passwd"}, bytes.NewReader(data), true},
+		{"short id", context.Background(), Info{Name: "a:1", ID: "sha256:abc"}, bytes.NewReader(data), true},
+		{"path name", context.Background(), Info{Name: "../a", ID: id}, bytes.NewReader(data), true},
+		{"empty name", context.Background(), Info{Name: "", ID: id}, bytes.NewReader(data), true},
+		{"wrong id", context.Background(), Info{Name: "a:1", ID: otherID}, bytes.NewReader(data), true},
+		{"not a tar", context.Background(), Info{Name: "a:1", ID: id}, strings.NewReader("hello"), true},
+		{"broken stream", context.Background(), Info{Name: "a:1", ID: id}, &failingReader{after: data[:1000]}, false},
+		{"cancelled", cancelled, Info{Name: "a:1", ID: id}, bytes.NewReader(data), false},
+	} {
+		_, err := s.Put(tc.ctx, tc.info, tc.r)
+		if err == nil || errors.Is(err, ErrInvalid) != tc.invalid {
+			t.Errorf("%s: Put = %v, want an error (invalid: %v)", tc.name, err, tc.invalid)
+		}
+		if got := files(t, dir); len(got) != 0 {
+			t.Errorf("%s: left %v behind", tc.name, got)
+		}
+		if _, ok := s.Lookup("a:1"); ok || s.HasID(id) {
+			t.Errorf("%s: the image is kept after a failed Put", tc.name)
+		}
+	}
+}
+
+// waitInflight waits until a Put of id is writing.
+func waitInflight(t *testing.T, s *Store, id string) {
+	t.Helper()
+	for {
+		s.mu.Lock()
+		_, busy := s.inflight[id]
+		s.mu.Unlock()
+		if busy {
+			return
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal("no Put in flight")
+		default:
+			runtime.Gosched()
+		}
+	}
+}
+
+func TestConcurrentPutsOfOneID(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	id, data := fakeArchive(t, `{"shared":1}`, "")
+
+	// The first Put of the id fails half way; the second, which waited,
+	// then writes it; a third, waiting for the second, reads nothing.
+	pr1, pw1 := io.Pipe()
+	pr2, pw2 := io.Pipe()
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	sizes := make([]int64, 3)
+	wg.Go(func() { sizes[0], errs[0] = s.Put(context.Background(), Info{Name: "a:1", ID: id}, pr1) })
+	waitInflight(t, s, id)
+	wg.Go(func() { sizes[1], errs[1] = s.Put(context.Background(), Info{Name: "b:1", ID: id}, pr2) })
+	pw1.Write(data[:512])
+	pw1.CloseWithError(errors.New("client went away"))
+	pw2.Write(data[:1024]) // the second Put now writes
+	wg.Go(func() {
+		sizes[2], errs[2] = s.Put(context.Background(), Info{Name: "c:1", ID: id}, &failingReader{})
+	})
+	pw2.Write(data[1024:])
+	pw2.Close()
+	wg.Wait()
+	if errs[0] == nil {
+		t.Errorf("first Put succeeded on a broken stream")
+	}
+	for i := 1; i < 3; i++ {
+		if errs[i] != nil || sizes[i] != int64(len(data)) {
+			t.Errorf("Put %d = %d, %v; want %d", i, sizes[i], errs[i], len(data))
+		}
+	}
+	for _, name := range []string{"b:1", "c:1"} {
+		if info, ok := s.Lookup(name); !ok || info.ID != id {
+			t.Errorf("Lookup(%s) = %+v, %v", name, info, ok)
+		}
+	}
+	if diff := cmp.Diff([]string{strings.TrimPrefix(id, "sha256:") + ".tar", "names.json"}, files(t, dir)); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+}
+
+func TestRetagRemovesTheReplacedArchive(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	id1, data1 := fakeArchive(t, `{"v":1}`, "")
+	id2, data2 := fakeArchive(t, `{"v":2}`, "")
+	ctx := context.Background()
+	if _, err := s.Put(ctx, Info{Name: "m:latest", ID: id1}, bytes.NewReader(data1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag("keep:1", id1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, Info{Name: "m:latest", ID: id2}, bytes.NewReader(data2)); err != nil {
+		t.Fatal(err)
+	}
+	if !s.HasID(id1) {
+		t.Fatal("an archive another name needs was removed")
+	}
+	if err := s.Tag("keep:1", id2); err != nil {
+		t.Fatal(err)
+	}
+	if s.HasID(id1) {
+		t.Error("an archive no name needs is still kept")
+	}
+	if diff := cmp.Diff([]string{strings.TrimPrefix(id2, "sha256:") + ".tar", "names.json"}, files(t, dir)); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+	if err := s.Tag("x:1", id1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Tag to a removed id: %v, want ErrNotFound", err)
+	}
+}
+
+func TestNewCleansUp(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	id, data := fakeArchive(t, `{"c":1}`, "")
+	if _, err := s.Put(context.Background(), Info{Name: "a:1", ID: id}, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/.tmp-image-123", []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(dir + "/" + strings.TrimPrefix(id, "sha256:") + ".tar"); err != nil {
+		t.Fatal(err)
+	}
+	s = newStore(t, dir)
+	if _, ok := s.Lookup("a:1"); ok {
+		t.Error("a name whose archive is gone is still known")
+	}
+	if diff := cmp.Diff([]string{"names.json"}, files(t, dir)); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+}

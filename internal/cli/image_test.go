@@ -1,0 +1,264 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/internal/auth"
+	"github.com/cloudml/cloudml/internal/netns"
+	"github.com/cloudml/cloudml/internal/testutil"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// hostDocker connects to the host's Docker, skipping (failing under CI)
+// when it is not running.
+func hostDocker(t *testing.T) *client.Client {
+	t.Helper()
+	if os.Getenv("DOCKER_HOST") == "" {
+		_, err := os.Stat("/var/run/docker.sock")
+		testutil.NeedSystem(t, "a Docker daemon (start one with 'bash scripts/dockerd.sh')", err)
+	}
+	d, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = d.Ping(ctx)
+	testutil.NeedSystem(t, "a running Docker daemon (start one with 'bash scripts/dockerd.sh')", err)
+	return d
+}
+
+// uniqueBusybox imports a busybox image under a fresh tag and returns the
+// tag and the image id; the image is removed at the end of the test.
+func uniqueBusybox(t *testing.T, d *client.Client) (ref, id string) {
+	t.Helper()
+	rootfs, err := netns.BusyboxRootfs()
+	testutil.NeedSystem(t, "busybox-static", err)
+	b := make([]byte, 6)
+	rand.Read(b)
+	ref = "cloudml-test/push:" + hex.EncodeToString(b)
+	ctx := t.Context()
+	rc, err := d.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, ref,
+		image.ImportOptions{Changes: []string{"ENV PATH=/bin", `CMD ["sh"]`, "LABEL test=" + ref}})
+	if err != nil {
+		t.Fatalf("import busybox: %v", err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+	info, err := d.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatalf("inspect %s: %v", ref, err)
+	}
+	t.Cleanup(func() {
+		d.ImageRemove(context.Background(), info.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
+	return ref, info.ID
+}
+
+// inProcess serves a real coordinator over bufconn.
+type inProcess struct {
+	c   *coordinator.Coordinator
+	lis *bufconn.Listener
+}
+
+func startCoordinator(t *testing.T) *inProcess {
+	t.Helper()
+	cfg := coordinator.DefaultConfig()
+	cfg.StateDir = t.TempDir()
+	cfg.DefaultBucket = "file://" + t.TempDir()
+	cfg.Logger = testutil.Logger(t)
+	c, err := coordinator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &inProcess{c: c, lis: bufconn.Listen(1 << 20)}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- c.Serve(ctx, p.lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		c.Close()
+	})
+	return p
+}
+
+func (p *inProcess) dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return p.lis.DialContext(ctx) }),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// run runs the client against the coordinator.
+func (p *inProcess) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	conn := p.dial(t) // Run closes it
+	var out, errb bytes.Buffer
+	app := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+		conn: conn, jobs: cloudmlv1.NewJobServiceClient(conn), nodes: cloudmlv1.NewClusterServiceClient(conn)}
+	code = app.Run(t.Context(), args)
+	return code, out.String(), errb.String()
+}
+
+// fetch fetches an image as a node would.
+func (p *inProcess) fetch(t *testing.T, name string) (*cloudmlv1.ImageHeader, []byte, error) {
+	t.Helper()
+	conn := p.dial(t)
+	defer conn.Close()
+	agent := cloudmlv1.NewAgentServiceClient(conn)
+	reg, err := agent.Register(t.Context(), &cloudmlv1.RegisterRequest{BootstrapToken: p.c.Token(), Hostname: "n", Slots: 1, Runtime: "docker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := agent.FetchImage(t.Context(), &cloudmlv1.FetchImageRequest{Image: name}, grpc.PerRPCCredentials(auth.NodeCredential(reg.GetNodeCredential())))
+	if err != nil {
+		return nil, nil, err
+	}
+	var hdr *cloudmlv1.ImageHeader
+	var data []byte
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return hdr, data, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if m.GetHeader() != nil {
+			hdr = m.GetHeader()
+		}
+		data = append(data, m.GetChunk()...)
+	}
+}
+
+func TestSubmitPushesTheLocalImage(t *testing.T) {
+	d := hostDocker(t)
+	ref, id := uniqueBusybox(t, d)
+	p := startCoordinator(t)
+	submit := func(image string, extra ...string) string {
+		t.Helper()
+		args := append([]string{"submit", "--name", "push", "--code", "file:///tmp/code", "--image", image}, extra...)
+		code, out, errs := p.run(t, append(args, "--", "sh", "-c", "true")...)
+		if code != ExitOK || !strings.HasPrefix(out, "push-") {
+			t.Fatalf("submit --image %s: exit %d, stdout %q, stderr %q", image, code, out, errs)
+		}
+		return errs
+	}
+
+	errs := submit(ref)
+	if !strings.Contains(errs, "pushed image "+ref+" ("+shortID(id)+")") {
+		t.Errorf("first submit stderr %q does not report the push", errs)
+	}
+	hdr, archive, err := p.fetch(t, ref)
+	if err != nil || hdr.GetId() != id || hdr.GetSize() != int64(len(archive)) || len(archive) == 0 {
+		t.Fatalf("fetch %s: header %v, %d bytes, %v; want id %s", ref, hdr, len(archive), err, id)
+	}
+	// What a node fetches loads back as the same image.
+	if _, err := d.ImageRemove(t.Context(), id, image.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := d.ImageLoad(t.Context(), bytes.NewReader(archive))
+	if err != nil {
+		t.Fatalf("docker load of the fetched archive: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if info, err := d.ImageInspect(t.Context(), ref); err != nil || info.ID != id {
+		t.Fatalf("after docker load: %s is %q, %v; want %s", ref, info.ID, err, id)
+	}
+
+	errs = submit(ref)
+	if !strings.Contains(errs, "image "+ref+": already on the coordinator ("+shortID(id)+")") || strings.Contains(errs, "pushed image") {
+		t.Errorf("second submit stderr %q; want already on the coordinator", errs)
+	}
+
+	// --push-image=false sends nothing: the coordinator does not know the tag.
+	other := ref + "-nopush"
+	if err := d.ImageTag(t.Context(), ref, other); err != nil {
+		t.Fatal(err)
+	}
+	if errs := submit(other, "--push-image=false"); strings.Contains(errs, "image") {
+		t.Errorf("submit --push-image=false printed %q", errs)
+	}
+	if _, _, err := p.fetch(t, other); status.Code(err) != codes.NotFound {
+		t.Errorf("fetch of an image not pushed: %v, want NotFound", err)
+	}
+	// An image the local Docker lacks is not an error and says nothing.
+	if errs := submit("cloudml-test/absent:" + shortID(id)); strings.Contains(errs, "image") {
+		t.Errorf("submit of an image Docker lacks printed %q", errs)
+	}
+}
+
+// fakeDocker has one image.
+type fakeDocker struct{ id string }
+
+func (f fakeDocker) ImageInspect(ctx context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+	return image.InspectResponse{ID: f.id, Size: 3}, nil
+}
+
+func (f fakeDocker) ImageSave(ctx context.Context, refs []string, _ ...client.ImageSaveOption) (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader("tar")), nil
+}
+
+func (f fakeDocker) Close() error { return nil }
+
+// refusingJobs refuses every push.
+type refusingJobs struct {
+	cloudmlv1.UnimplementedJobServiceServer
+}
+
+func (refusingJobs) PushImage(s grpc.ClientStreamingServer[cloudmlv1.PushImageRequest, cloudmlv1.PushImageResponse]) error {
+	s.Recv()
+	return status.Error(codes.ResourceExhausted, "disk full")
+}
+
+func TestFailedPushSaysWhatToDo(t *testing.T) {
+	connectDocker = func() (dockerImages, error) { return fakeDocker{id: "sha256:" + strings.Repeat("a", 64)}, nil }
+	t.Cleanup(func() { connectDocker = localDocker })
+	code, _, errs := runFake(t, refusingJobs{}, "submit", "--code", "file:///tmp/code", "--image", "x:1", "--", "true")
+	if code != ExitError || !strings.Contains(errs, "push image x:1 to the coordinator") || !strings.Contains(errs, "disk full") ||
+		!strings.Contains(errs, "--push-image=false") {
+		t.Errorf("exit %d, stderr %q; want a failed push that names --push-image=false", code, errs)
+	}
+}
+
+func TestPushProgress(t *testing.T) {
+	var w bytes.Buffer
+	p := &pushProgress{w: &w, name: "big:1", total: progressMin, start: time.Now()}
+	p.add(progressMin / 2)
+	p.add(progressMin / 4) // within a second of the last line: not printed
+	p.add(progressMin/4 + 1000)
+	p.done("sha256:0123456789abcdef")
+	lines := strings.Split(strings.TrimPrefix(w.String(), "\r"), "\r")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "pushing image big:1: 4.0 / 8.0 MiB (50%)") ||
+		!strings.HasPrefix(lines[1], "pushed image big:1 (0123456789ab): 8.0 MiB in ") || !strings.HasSuffix(lines[1], "\n") {
+		t.Errorf("progress output %q", w.String())
+	}
+}
