@@ -52,7 +52,11 @@ type JobServiceClient interface {
 	// `docker save` archive) so that nodes without a registry can run it. The
 	// first message is the header; when the coordinator already keeps an
 	// image with that id it answers at once (already_present) and the client
-	// stops sending. Nodes fetch pushed images with AgentService.FetchImage.
+	// stops sending. A client-streaming call cannot see that answer before it
+	// sends, so after the header the coordinator sends response metadata at
+	// once: "cloudml-push-archive: 1" asks for the archive; without it the
+	// client closes and receives the answer. Nodes fetch pushed images with
+	// AgentService.FetchImage.
 	PushImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PushImageRequest, PushImageResponse], error)
 	// GetResults returns each task's params beside the metrics of its
 	// counting attempt, best first by the job's objective.
@@ -173,7 +177,11 @@ type JobServiceServer interface {
 	// `docker save` archive) so that nodes without a registry can run it. The
 	// first message is the header; when the coordinator already keeps an
 	// image with that id it answers at once (already_present) and the client
-	// stops sending. Nodes fetch pushed images with AgentService.FetchImage.
+	// stops sending. A client-streaming call cannot see that answer before it
+	// sends, so after the header the coordinator sends response metadata at
+	// once: "cloudml-push-archive: 1" asks for the archive; without it the
+	// client closes and receives the answer. Nodes fetch pushed images with
+	// AgentService.FetchImage.
 	PushImage(grpc.ClientStreamingServer[PushImageRequest, PushImageResponse]) error
 	// GetResults returns each task's params beside the metrics of its
 	// counting attempt, best first by the job's objective.
