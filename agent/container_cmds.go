@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
 	"github.com/cloudml/cloudml/agent/attempt"
@@ -29,6 +30,8 @@ const octaveMount = "/cloudml/octave"
 type containers struct {
 	mu       sync.Mutex // protects the fields below
 	manager  *container.Manager
+	images   *container.Images    // made for the daemon imagesOf
+	imagesOf *client.Client       // nil: the node has no daemon
 	removals []*cloudmlv1.TaskRef // services to remove, in order
 	kick     chan struct{}        // wakes the remover; capacity 1
 	closed   bool                 // runContainers ended: no new work
@@ -231,24 +234,89 @@ func (a *Agent) stageJob(ctx context.Context, client cloudmlv1.AgentServiceClien
 		return
 	}
 	defer a.ctr.wg.Done()
+	// The image arrives while the code and data are staged.
+	var (
+		wg       sync.WaitGroup
+		source   string
+		imageErr error
+	)
+	wg.Go(func() { source, imageErr = a.images().Ensure(ctx, cmd.GetImage(), cmd.GetImageId()) })
 	_, before := a.cache.Stats()
 	err := a.stageInputs(ctx, cmd)
 	_, after := a.cache.Stats()
+	wg.Wait()
 	if ctx.Err() != nil {
 		return
 	}
-	req := &cloudmlv1.ReportStageRequest{JobId: cmd.GetJobId(), BytesDownloaded: after - before}
+	switch {
+	case err == nil:
+		err = imageErr
+	case imageErr != nil:
+		err = fmt.Errorf("%w; %w", err, imageErr)
+	}
+	req := &cloudmlv1.ReportStageRequest{JobId: cmd.GetJobId(), BytesDownloaded: after - before, ImageSource: source}
 	log := a.log.With("job_id", cmd.GetJobId())
 	if err != nil {
 		req.Error = err.Error()
 		log.Error("staging failed", "error", err)
 	} else {
-		log.Info("job staged", "bytes_downloaded", req.BytesDownloaded)
+		log.Info("job staged", "bytes_downloaded", req.BytesDownloaded, "image", cmd.GetImage(), "image_source", source)
 	}
 	a.untilAcked(ctx, client, log, "stage report", func(ctx context.Context, c cloudmlv1.AgentServiceClient) error {
 		_, err := c.ReportStage(ctx, req)
 		return err
 	})
+}
+
+// images returns the image distributor of the node's current daemon; its
+// Ensure does nothing on a node without Docker.
+func (a *Agent) images() *container.Images {
+	d := a.dockerClient()
+	a.ctr.mu.Lock()
+	defer a.ctr.mu.Unlock()
+	if a.ctr.images == nil || a.ctr.imagesOf != d {
+		var docker container.Docker
+		if d != nil {
+			docker = d
+		}
+		a.ctr.images = container.NewImages(container.ImagesConfig{Docker: docker, Fetch: a.fetchImage, Logger: a.log.Named("images")})
+		a.ctr.imagesOf = d
+	}
+	return a.ctr.images
+}
+
+// fetchImage opens the coordinator's FetchImage stream of ref.
+func (a *Agent) fetchImage(ctx context.Context, ref string) (container.ImageStream, error) {
+	c := a.node.current()
+	if c == nil {
+		return nil, errNoConn
+	}
+	return c.FetchImage(ctx, &cloudmlv1.FetchImageRequest{Image: ref})
+}
+
+// exportImage answers ExportImage with one UploadImage stream, in the
+// background: the image from this node's Docker, or why it cannot be had.
+func (a *Agent) exportImage(ctx context.Context, client cloudmlv1.AgentServiceClient, cmd *cloudmlv1.ExportImage) {
+	if !a.ctr.begin() {
+		return
+	}
+	go func() {
+		defer a.ctr.wg.Done()
+		err := a.images().Export(ctx, cmd.GetImage(), func(ctx context.Context) (container.ImageUpload, error) {
+			c := a.node.current()
+			if c == nil {
+				c = client
+			}
+			return c.UploadImage(ctx)
+		})
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, container.ErrImageNotFound):
+			a.log.Info("asked for an image this node does not have", "image", cmd.GetImage())
+		default:
+			a.log.Warn("image export failed", "image", cmd.GetImage(), "error", err)
+		}
+	}()
 }
 
 // stageInputs stages the code and data of cmd into the cache and links

@@ -65,6 +65,8 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 			go a.swarmJoin(ctx, client, cmd.SwarmJoin)
 		case *cloudmlv1.SessionResponse_StageJob:
 			go a.stageJob(ctx, client, cmd.StageJob)
+		case *cloudmlv1.SessionResponse_ExportImage:
+			a.exportImage(ctx, client, cmd.ExportImage)
 		case *cloudmlv1.SessionResponse_Started:
 			a.log.Warn("ignoring a second SessionStarted")
 		default:

@@ -61,6 +61,17 @@
 // did not stage the job refuses the task ("bind source path does not
 // exist"), which the manager reports as a failed attempt.
 //
+// # Images
+//
+// Before a node reports a job staged, Images.Ensure makes its Docker hold
+// the job's image: its own copy (when the id matches the coordinator's
+// pinned copy, if any), else the coordinator's, streamed from FetchImage
+// straight into docker load through a pipe, else a registry pull. Stagings
+// of one image on a node share one fetch. Images.Export answers the
+// coordinator's ExportImage with docker save in 1 MiB chunks over
+// UploadImage, so an image that only the swarm manager has reaches the
+// other nodes without a registry.
+//
 // # Failures before the container starts
 //
 // The manager polls the tasks of the services it created until their

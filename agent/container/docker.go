@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -31,6 +32,11 @@ type Docker interface {
 	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
 	VolumeInspect(ctx context.Context, name string) (volume.Volume, error)
 	VolumeRemove(ctx context.Context, name string, force bool) error
+	ImageInspect(ctx context.Context, ref string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
+	ImageLoad(ctx context.Context, input io.Reader, opts ...client.ImageLoadOption) (image.LoadResponse, error)
+	ImageSave(ctx context.Context, refs []string, opts ...client.ImageSaveOption) (io.ReadCloser, error)
+	ImagePull(ctx context.Context, ref string, opts image.PullOptions) (io.ReadCloser, error)
+	ImageTag(ctx context.Context, source, target string) error
 }
 
 var _ Docker = (*client.Client)(nil)

@@ -11,8 +11,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/docker/pkg/stdcopy"
 	"google.golang.org/grpc"
@@ -181,6 +183,28 @@ func (s *stubDocker) VolumeRemove(_ context.Context, name string, _ bool) error 
 	defer s.mu.Unlock()
 	s.rmVolumes = append(s.rmVolumes, name)
 	return nil
+}
+
+// The stub has no images; image_test.go's fakeImageDocker has.
+
+func (s *stubDocker) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+	return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("no such image: %s", ref))
+}
+
+func (s *stubDocker) ImageLoad(context.Context, io.Reader, ...client.ImageLoadOption) (image.LoadResponse, error) {
+	return image.LoadResponse{}, errdefs.NotImplemented(errors.New("stub: no image load"))
+}
+
+func (s *stubDocker) ImageSave(context.Context, []string, ...client.ImageSaveOption) (io.ReadCloser, error) {
+	return nil, errdefs.NotImplemented(errors.New("stub: no image save"))
+}
+
+func (s *stubDocker) ImagePull(context.Context, string, image.PullOptions) (io.ReadCloser, error) {
+	return nil, errdefs.NotImplemented(errors.New("stub: no registry"))
+}
+
+func (s *stubDocker) ImageTag(context.Context, string, string) error {
+	return errdefs.NotImplemented(errors.New("stub: no image tag"))
 }
 
 // muxed is a multiplexed log stream, as the daemon sends for a container

@@ -1,0 +1,268 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// Where a job's image came from, as ReportStageRequest.image_source says.
+const (
+	// ImageLocal: the node's Docker had the image.
+	ImageLocal = "local"
+	// ImageCoordinator: the image was fetched through the mesh (FetchImage).
+	ImageCoordinator = "coordinator"
+	// ImageRegistry: the image was pulled from a registry.
+	ImageRegistry = "registry"
+)
+
+// ErrImageNotFound means a Docker daemon does not have an image.
+var ErrImageNotFound = errors.New("image not found")
+
+// errNoDocker means the node has no Docker daemon.
+var errNoDocker = errors.New("this node has no docker daemon")
+
+// ImageStream is the coordinator's FetchImage stream: a header, then
+// chunks of a `docker save` archive.
+type ImageStream interface {
+	Recv() (*cloudmlv1.FetchImageResponse, error)
+}
+
+// ImageUpload is the UploadImage stream that answers ExportImage.
+type ImageUpload interface {
+	Send(*cloudmlv1.UploadImageRequest) error
+	CloseAndRecv() (*cloudmlv1.UploadImageResponse, error)
+}
+
+// FetchImageFunc opens the coordinator's FetchImage stream for ref.
+type FetchImageFunc func(ctx context.Context, ref string) (ImageStream, error)
+
+// OpenUploadFunc opens an UploadImage stream to the coordinator.
+type OpenUploadFunc func(ctx context.Context) (ImageUpload, error)
+
+// ImagesConfig configures Images.
+type ImagesConfig struct {
+	// Docker is the node's daemon; nil means the node has none, so Ensure
+	// does nothing and Export refuses.
+	Docker Docker
+	// Fetch opens the coordinator's copy of an image.
+	Fetch FetchImageFunc
+	// Logger receives progress; nil discards it.
+	Logger hclog.Logger
+}
+
+// Images makes sure the node's Docker has the images of the jobs it
+// stages, and exports images the coordinator asks for.
+type Images struct {
+	docker Docker
+	fetch  FetchImageFunc
+	log    hclog.Logger
+	group  singleflight.Group // one ensure per image and id at a time
+
+	mu    sync.Mutex // orders joins; protects joins
+	joins int        // Ensure calls that joined or started a flight (tests watch it)
+}
+
+// NewImages returns an Images for cfg.
+func NewImages(cfg ImagesConfig) *Images {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	return &Images{docker: cfg.Docker, fetch: cfg.Fetch, log: cfg.Logger}
+}
+
+// Ensure makes the node's Docker hold ref (with id, when id is set) and
+// says where it came from: the node itself, the coordinator, or a
+// registry. A node without Docker, or an empty ref, needs nothing ("").
+// Concurrent calls for the same image and id share one fetch, which runs
+// with the first caller's ctx; every caller waits for it to end, so no
+// fetch outlives its callers.
+func (im *Images) Ensure(ctx context.Context, ref, id string) (string, error) {
+	if ref == "" || im.docker == nil {
+		return "", nil
+	}
+	im.mu.Lock()
+	im.joins++
+	ch := im.group.DoChan(ref+"\x00"+id, func() (any, error) { return im.ensure(ctx, ref, id) })
+	im.mu.Unlock()
+	r := <-ch
+	src, _ := r.Val.(string)
+	return src, r.Err
+}
+
+func (im *Images) ensure(ctx context.Context, ref, id string) (string, error) {
+	log := im.log.With("image", ref)
+	insp, err := im.docker.ImageInspect(ctx, ref)
+	switch {
+	case err == nil && (id == "" || insp.ID == id):
+		return ImageLocal, nil
+	case err == nil:
+		log.Info("local image differs from the coordinator's copy; fetching it", "local_id", insp.ID, "image_id", id)
+	case !isNotFound(err):
+		return "", fmt.Errorf("inspect image %q: %w", ref, err)
+	}
+	fetched, fetchErr := im.fromCoordinator(ctx, log, ref, id)
+	if fetched || ctx.Err() != nil {
+		if fetchErr != nil {
+			return "", fmt.Errorf("image %q: %w", ref, fetchErr)
+		}
+		return ImageCoordinator, nil
+	}
+	why := "fetching it from the coordinator failed (" + fetchErr.Error() + ")"
+	if c := status.Code(fetchErr); c == codes.NotFound || c == codes.Unimplemented {
+		why = "the coordinator has no copy and no node uploaded one"
+	}
+	log.Info("image not available from the coordinator; pulling it", "reason", fetchErr)
+	if err := im.pull(ctx, ref); err != nil {
+		if insp.ID != "" {
+			log.Warn("no copy of the image with the wanted id; using the node's own", "local_id", insp.ID, "image_id", id, "error", err)
+			return ImageLocal, nil
+		}
+		return "", fmt.Errorf("image %q is not on this node, %s, and pulling it failed: %w; "+
+			"push it from a machine whose Docker has it (cloudml-client submit --image %s) or docker load it on the swarm manager",
+			ref, why, err, ref)
+	}
+	log.Info("image pulled from a registry")
+	return ImageRegistry, nil
+}
+
+// fromCoordinator loads the coordinator's copy of ref into Docker. It
+// reports whether a copy arrived (then err says whether loading it
+// worked); when none arrived, err says why.
+func (im *Images) fromCoordinator(ctx context.Context, log hclog.Logger, ref, id string) (bool, error) {
+	if im.fetch == nil {
+		return false, status.Error(codes.Unimplemented, "no coordinator to fetch images from")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream if the load stops early
+	stream, err := im.fetch(ctx, ref)
+	if err != nil {
+		return false, err
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return false, err
+	}
+	hdr := first.GetHeader()
+	if hdr == nil {
+		return true, errors.New("the coordinator's image stream did not start with a header")
+	}
+	log = log.With("image_id", hdr.GetId())
+	log.Info("loading image from the coordinator", "size", hdr.GetSize())
+	prog := newProgress(log, "image load progress", hdr.GetSize())
+	if err := im.load(ctx, stream, prog); err != nil {
+		return true, err
+	}
+	insp, err := im.docker.ImageInspect(ctx, ref)
+	if isNotFound(err) && hdr.GetId() != "" {
+		// The archive names the image otherwise (saved by id, or under
+		// another spelling of the name): give it the job's name.
+		if err := im.docker.ImageTag(ctx, hdr.GetId(), ref); err != nil {
+			return true, fmt.Errorf("tag the loaded image %s: %w", hdr.GetId(), err)
+		}
+		insp, err = im.docker.ImageInspect(ctx, ref)
+	}
+	if err != nil {
+		return true, fmt.Errorf("the coordinator's copy was loaded but docker does not find it under this name: %w", err)
+	}
+	if want := firstNonEmpty(id, hdr.GetId()); want != "" && insp.ID != want {
+		log.Warn("loaded image has another id than announced", "loaded_id", insp.ID, "want_id", want)
+	}
+	prog.done("image loaded from the coordinator")
+	return true, nil
+}
+
+// load pipes the chunks of stream into docker load, never holding more
+// than a chunk.
+func (im *Images) load(ctx context.Context, stream ImageStream, prog *progress) error {
+	pr, pw := io.Pipe()
+	loaded := make(chan error, 1)
+	go func() {
+		err := im.loadArchive(ctx, pr)
+		pr.CloseWithError(fmt.Errorf("docker load ended early: %w", errOr(err, io.ErrClosedPipe)))
+		loaded <- err
+	}()
+	var recvErr error
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			pw.Close()
+			break
+		}
+		if err == nil && msg.GetHeader() != nil {
+			err = errors.New("a second header in the image stream")
+		}
+		if err != nil {
+			recvErr = fmt.Errorf("receive the image from the coordinator: %w", err)
+			pw.CloseWithError(recvErr) // docker load sees a truncated archive and fails
+			break
+		}
+		if _, err := pw.Write(msg.GetChunk()); err != nil {
+			break // the load ended; its error says why
+		}
+		prog.add(len(msg.GetChunk()))
+	}
+	loadErr := <-loaded
+	if recvErr != nil {
+		return recvErr
+	}
+	if loadErr != nil {
+		return fmt.Errorf("docker load: %w", loadErr)
+	}
+	return nil
+}
+
+// loadArchive runs docker load on r and reads its answer for an error.
+func (im *Images) loadArchive(ctx context.Context, r io.Reader) error {
+	resp, err := im.docker.ImageLoad(ctx, r, client.ImageLoadWithQuiet(true))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if !resp.JSON {
+		_, err := io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return readMessages(resp.Body)
+}
+
+// pull pulls ref from its registry.
+func (im *Images) pull(ctx context.Context, ref string) error {
+	rc, err := im.docker.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := readMessages(rc); err != nil {
+		return err
+	}
+	if _, err := im.docker.ImageInspect(ctx, ref); err != nil {
+		return fmt.Errorf("docker does not find the pulled image: %w", err)
+	}
+	return nil
+}
+
+func errOr(err, other error) error {
+	if err != nil {
+		return err
+	}
+	return other
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,211 @@
+package container
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/cloudml/cloudml/internal/testutil"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// imageServer is a coordinator that keeps one uploaded image archive in
+// memory and serves it back with FetchImage.
+type imageServer struct {
+	cloudmlv1.UnimplementedAgentServiceServer
+	mu      sync.Mutex
+	hdr     *cloudmlv1.ImageHeader
+	archive bytes.Buffer
+	refusal string // the error of the last refused upload
+}
+
+func (s *imageServer) UploadImage(stream cloudmlv1.AgentService_UploadImageServer) error {
+	var hdr *cloudmlv1.ImageHeader
+	var buf bytes.Buffer
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case msg.GetHeader() != nil:
+			hdr = msg.GetHeader()
+		case msg.GetError() != "":
+			s.mu.Lock()
+			s.refusal = msg.GetError()
+			s.mu.Unlock()
+		default:
+			buf.Write(msg.GetChunk())
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if hdr != nil {
+		s.hdr, s.archive = hdr, buf
+	}
+	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: int64(buf.Len())})
+}
+
+func (s *imageServer) FetchImage(req *cloudmlv1.FetchImageRequest, stream cloudmlv1.AgentService_FetchImageServer) error {
+	s.mu.Lock()
+	hdr, data := s.hdr, bytes.Clone(s.archive.Bytes())
+	s.mu.Unlock()
+	if hdr == nil || hdr.GetName() != req.GetImage() {
+		return status.Errorf(codes.NotFound, "no copy of %s", req.GetImage())
+	}
+	if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Header{Header: hdr}}); err != nil {
+		return err
+	}
+	for len(data) > 0 {
+		n := min(len(data), 256<<10)
+		if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Chunk{Chunk: data[:n]}}); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+func startImageServer(t *testing.T, srv *imageServer) cloudmlv1.AgentServiceClient {
+	lis := bufconn.Listen(1 << 20)
+	gs := grpc.NewServer()
+	cloudmlv1.RegisterAgentServiceServer(gs, srv)
+	go gs.Serve(lis)
+	cc, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cc.Close()
+		gs.Stop()
+	})
+	return cloudmlv1.NewAgentServiceClient(cc)
+}
+
+// hostDocker is the host's daemon (scripts/dockerd.sh starts it).
+func hostDocker(t *testing.T) *client.Client {
+	_, err := os.Stat("/var/run/docker.sock")
+	testutil.NeedSystem(t, "the host docker daemon (bash scripts/dockerd.sh)", err)
+	d, err := Dial("unix:///var/run/docker.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err = d.Ping(ctx)
+	testutil.NeedSystem(t, "the host docker daemon (bash scripts/dockerd.sh)", err)
+	return d
+}
+
+// importTinyImage makes an image of one file with random content under a
+// unique tag, removed when the test ends.
+func importTinyImage(t *testing.T, d *client.Client) (ref, id string) {
+	ctx := t.Context()
+	suffix := make([]byte, 6)
+	rand.Read(suffix)
+	ref = "cloudml-test/img:" + hex.EncodeToString(suffix)
+	content := make([]byte, 3<<20) // several chunks of the export
+	rand.Read(content)
+	var rootfs bytes.Buffer
+	tw := tar.NewWriter(&rootfs)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "payload", Mode: 0o644, Size: int64(len(content))})
+	tw.Write(content)
+	tw.Close()
+	rc, err := d.ImageImport(ctx, image.ImportSource{Source: &rootfs, SourceName: "-"}, ref, image.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = readMessages(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := d.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !isNotFound(err) {
+			t.Errorf("remove test image: %v", err)
+		}
+	})
+	insp, err := d.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref, insp.ID
+}
+
+func TestImageRoundTripThroughDocker(t *testing.T) {
+	d := hostDocker(t)
+	ref, id := importTinyImage(t, d)
+	srv := &imageServer{}
+	coord := startImageServer(t, srv)
+	im := NewImages(ImagesConfig{Docker: d, Logger: testutil.Logger(t),
+		Fetch: func(ctx context.Context, ref string) (ImageStream, error) {
+			return coord.FetchImage(ctx, &cloudmlv1.FetchImageRequest{Image: ref})
+		}})
+	open := func(ctx context.Context) (ImageUpload, error) { return coord.UploadImage(ctx) }
+	ctx := t.Context()
+
+	if err := im.Export(ctx, ref, open); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	hdr, size := srv.hdr, srv.archive.Len()
+	srv.mu.Unlock()
+	if hdr.GetName() != ref || hdr.GetId() != id || size < 3<<20 {
+		t.Fatalf("uploaded header %v with %d bytes; want %s, %s and at least 3 MiB", hdr, size, ref, id)
+	}
+
+	if _, err := d.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ImageInspect(ctx, ref); !isNotFound(err) {
+		t.Fatalf("image still there after removal: %v", err)
+	}
+	src, err := im.Ensure(ctx, ref, id)
+	if err != nil || src != ImageCoordinator {
+		t.Fatalf("Ensure = %q, %v; want %q", src, err, ImageCoordinator)
+	}
+	insp, err := d.ImageInspect(ctx, ref)
+	if err != nil || insp.ID != id {
+		t.Fatalf("after Ensure the image is %q, %v; want id %s", insp.ID, err, id)
+	}
+	if src, err := im.Ensure(ctx, ref, id); err != nil || src != ImageLocal {
+		t.Errorf("second Ensure = %q, %v; want %q", src, err, ImageLocal)
+	}
+
+	missing := ref + "-missing"
+	err = im.Export(ctx, missing, open)
+	if !errors.Is(err, ErrImageNotFound) {
+		t.Errorf("Export of a missing image = %v, want ErrImageNotFound", err)
+	}
+	srv.mu.Lock()
+	refusal := srv.refusal
+	srv.mu.Unlock()
+	if !strings.Contains(refusal, missing) {
+		t.Errorf("coordinator got refusal %q, want one naming %s", refusal, missing)
+	}
+}

@@ -1,0 +1,212 @@
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	ctr "github.com/cloudml/cloudml/agent/container"
+	"github.com/cloudml/cloudml/internal/testutil"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// imageFake is swarmFake that also keeps the images nodes upload and
+// serves them back with FetchImage.
+type imageFake struct {
+	*swarmFake
+	uploads  map[string]*cloudmlv1.ImageHeader // by name; guarded by mu
+	archives map[string][]byte
+	refusals []string
+}
+
+func newImageFake(t *testing.T) (*imageFake, []grpc.DialOption) {
+	f := &imageFake{swarmFake: &swarmFake{
+		fakeCoord: &fakeCoord{
+			token: "good-token", period: 200 * time.Millisecond,
+			changed: make(chan struct{}), creds: map[string]string{}, logs: map[refKey][]*cloudmlv1.LogBatch{},
+		},
+		pushes: map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
+		stages: map[string]*cloudmlv1.ReportStageRequest{},
+	}, uploads: map[string]*cloudmlv1.ImageHeader{}, archives: map[string][]byte{}}
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	cloudmlv1.RegisterAgentServiceServer(srv, f)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return f, []grpc.DialOption{
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	}
+}
+
+func (f *imageFake) UploadImage(stream cloudmlv1.AgentService_UploadImageServer) error {
+	if _, err := f.node(stream.Context()); err != nil {
+		return err
+	}
+	var hdr *cloudmlv1.ImageHeader
+	var buf bytes.Buffer
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case msg.GetHeader() != nil:
+			hdr = msg.GetHeader()
+		case msg.GetError() != "":
+			f.mu.Lock()
+			f.refusals = append(f.refusals, msg.GetError())
+			f.notify()
+			f.mu.Unlock()
+		default:
+			buf.Write(msg.GetChunk())
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if hdr != nil {
+		f.uploads[hdr.GetName()], f.archives[hdr.GetName()] = hdr, buf.Bytes()
+		f.notify()
+	}
+	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: int64(buf.Len())})
+}
+
+func (f *imageFake) FetchImage(req *cloudmlv1.FetchImageRequest, stream cloudmlv1.AgentService_FetchImageServer) error {
+	if _, err := f.node(stream.Context()); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	hdr, data := f.uploads[req.GetImage()], f.archives[req.GetImage()]
+	f.mu.Unlock()
+	if hdr == nil {
+		return status.Errorf(codes.NotFound, "no copy of %s", req.GetImage())
+	}
+	if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Header{Header: hdr}}); err != nil {
+		return err
+	}
+	for len(data) > 0 {
+		n := min(len(data), 1<<20)
+		if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Chunk{Chunk: data[:n]}}); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	return nil
+}
+
+// TestImageDistributionThroughSession drives a real agent on the host's
+// Docker: ExportImage uploads an image, StageJob fetches it back after it
+// was removed, and a job whose image is nowhere fails its staging.
+func TestImageDistributionThroughSession(t *testing.T) {
+	_, err := os.Stat("/var/run/docker.sock")
+	testutil.NeedSystem(t, "the host docker daemon (bash scripts/dockerd.sh)", err)
+	d, err := ctr.Dial("unix:///var/run/docker.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() }) // after the image's removal
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ref, id := importTestImage(t, ctx, d)
+
+	f, dial := newImageFake(t)
+	cfg := baseConfig(t, dial, t.TempDir())
+	cfg.Docker, cfg.SwarmRoot = "unix:///var/run/docker.sock", t.TempDir()
+	startAgent(t, cfg)
+	const node = "node-1"
+
+	f.sendTo(t, node, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_ExportImage{ExportImage: &cloudmlv1.ExportImage{Image: ref}}})
+	f.wait(t, "the image upload", func() bool { return f.uploads[ref] != nil })
+	if got := f.uploads[ref].GetId(); got != id {
+		t.Fatalf("uploaded id %s, want %s", got, id)
+	}
+
+	missing := ref + "-missing"
+	f.sendTo(t, node, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_ExportImage{ExportImage: &cloudmlv1.ExportImage{Image: missing}}})
+	f.wait(t, "the refused upload", func() bool { return len(f.refusals) == 1 })
+	if !strings.Contains(f.refusals[0], missing) {
+		t.Errorf("refusal %q does not name %s", f.refusals[0], missing)
+	}
+
+	if _, err := d.ImageRemove(ctx, ref, image.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	stage := func(job, img, imgID string) *cloudmlv1.ReportStageRequest {
+		t.Helper()
+		f.mu.Lock()
+		delete(f.stages, node)
+		f.mu.Unlock()
+		f.sendTo(t, node, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_StageJob{StageJob: &cloudmlv1.StageJob{JobId: job, Image: img, ImageId: imgID}}})
+		f.wait(t, "the stage report of "+job, func() bool { return f.stages[node] != nil })
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.stages[node]
+	}
+	if rep := stage("j1", ref, id); rep.GetError() != "" || rep.GetImageSource() != ctr.ImageCoordinator {
+		t.Fatalf("stage report %v, want success with image from the coordinator", rep)
+	}
+	if insp, err := d.ImageInspect(ctx, ref); err != nil || insp.ID != id {
+		t.Fatalf("after staging the image is %q, %v; want %s", insp.ID, err, id)
+	}
+	if rep := stage("j2", ref, id); rep.GetError() != "" || rep.GetImageSource() != ctr.ImageLocal {
+		t.Errorf("second stage report %v, want success with the local image", rep)
+	}
+	rep := stage("j3", missing, "")
+	for _, want := range []string{`image "` + missing + `" is not on this node`, "pulling it failed", "cloudml-client submit --image " + missing} {
+		if !strings.Contains(rep.GetError(), want) {
+			t.Errorf("stage error %q does not say %q", rep.GetError(), want)
+		}
+	}
+}
+
+// importTestImage makes a one-file image under a unique tag, removed when
+// the test ends.
+func importTestImage(t *testing.T, ctx context.Context, d *client.Client) (ref, id string) {
+	t.Helper()
+	suffix := make([]byte, 6)
+	rand.Read(suffix)
+	ref = "cloudml-test/img:" + hex.EncodeToString(suffix)
+	var rootfs bytes.Buffer
+	tw := tar.NewWriter(&rootfs)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "payload", Mode: 0o644, Size: int64(len(suffix))})
+	tw.Write(suffix)
+	tw.Close()
+	rc, err := d.ImageImport(ctx, image.ImportSource{Source: &rootfs, SourceName: "-"}, ref, image.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := d.ImageRemove(ctx, ref, image.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			t.Errorf("remove test image: %v", err)
+		}
+	})
+	insp, err := d.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref, insp.ID
+}
