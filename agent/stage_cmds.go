@@ -1,0 +1,176 @@
+package agent
+
+// Staging of container jobs: the code, data and image a job's service
+// containers need, made ready on this node before the swarm may place
+// them here; and the uploads of images other nodes lack.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cloudml/cloudml/agent/container"
+	"github.com/cloudml/cloudml/internal/archive"
+	"github.com/cloudml/cloudml/internal/bucket"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// stageJob stages a container job's inputs ahead of swarm placement and
+// reports how it went.
+func (a *Agent) stageJob(ctx context.Context, client cloudmlv1.AgentServiceClient, cmd *cloudmlv1.StageJob) {
+	if !a.ctr.begin() {
+		return
+	}
+	defer a.ctr.wg.Done()
+	// The image arrives while the code and data are staged.
+	var (
+		wg       sync.WaitGroup
+		source   string
+		imageErr error
+	)
+	wg.Go(func() { source, imageErr = a.images().Ensure(ctx, cmd.GetImage(), cmd.GetImageId()) })
+	_, before := a.cache.Stats()
+	err := a.stageInputs(ctx, cmd)
+	_, after := a.cache.Stats()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return
+	}
+	switch {
+	case err == nil:
+		err = imageErr
+	case imageErr != nil:
+		err = fmt.Errorf("%w; %w", err, imageErr)
+	}
+	req := &cloudmlv1.ReportStageRequest{JobId: cmd.GetJobId(), BytesDownloaded: after - before, ImageSource: source}
+	log := a.log.With("job_id", cmd.GetJobId())
+	if err != nil {
+		req.Error = err.Error()
+		log.Error("staging failed", "error", err)
+	} else {
+		log.Info("job staged", "bytes_downloaded", req.BytesDownloaded, "image", cmd.GetImage(), "image_source", source)
+	}
+	a.untilAcked(ctx, client, log, "stage report", func(ctx context.Context, c cloudmlv1.AgentServiceClient) error {
+		_, err := c.ReportStage(ctx, req)
+		return err
+	})
+}
+
+// images returns the image distributor of the node's current daemon; its
+// Ensure does nothing on a node without Docker.
+func (a *Agent) images() *container.Images {
+	d := a.dockerClient()
+	a.ctr.mu.Lock()
+	defer a.ctr.mu.Unlock()
+	if a.ctr.images == nil || a.ctr.imagesOf != d {
+		var docker container.Docker
+		if d != nil {
+			docker = d
+		}
+		a.ctr.images = container.NewImages(container.ImagesConfig{Docker: docker, Fetch: a.fetchImage, Logger: a.log.Named("images")})
+		a.ctr.imagesOf = d
+	}
+	return a.ctr.images
+}
+
+// fetchImage opens the coordinator's FetchImage stream of ref.
+func (a *Agent) fetchImage(ctx context.Context, ref string) (container.ImageStream, error) {
+	c := a.node.current()
+	if c == nil {
+		return nil, errNoConn
+	}
+	return c.FetchImage(ctx, &cloudmlv1.FetchImageRequest{Image: ref})
+}
+
+// exportImage answers ExportImage with one UploadImage stream, in the
+// background: the image from this node's Docker, or why it cannot be had.
+func (a *Agent) exportImage(ctx context.Context, client cloudmlv1.AgentServiceClient, cmd *cloudmlv1.ExportImage) {
+	if !a.ctr.begin() {
+		return
+	}
+	go func() {
+		defer a.ctr.wg.Done()
+		err := a.images().Export(ctx, cmd.GetImage(), func(ctx context.Context) (container.ImageUpload, error) {
+			c := a.node.current()
+			if c == nil {
+				c = client
+			}
+			return c.UploadImage(ctx)
+		})
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case errors.Is(err, container.ErrImageNotFound):
+			a.log.Info("asked for an image this node does not have", "image", cmd.GetImage())
+		default:
+			a.log.Warn("image export failed", "image", cmd.GetImage(), "error", err)
+		}
+	}()
+}
+
+// stageInputs stages the code and data of cmd into the cache and links
+// them at WorkDir/jobs/<job>/code and .../data/<name>, where the job's
+// service containers mount them from.
+func (a *Agent) stageInputs(ctx context.Context, cmd *cloudmlv1.StageJob) error {
+	job := cmd.GetJobId()
+	if job == "" || !filepath.IsLocal(job) || filepath.Base(job) != job {
+		return fmt.Errorf("invalid job id %q", job)
+	}
+	dir := filepath.Join(a.cfg.WorkDir, container.JobDir(job))
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		return fmt.Errorf("create job dir: %w", err)
+	}
+	if cmd.GetCode().GetUrl() != "" {
+		code, err := a.cache.Stage(ctx, cmd.GetCode())
+		if err != nil {
+			return fmt.Errorf("stage code: %w%s", err, stageHint(err, "was it uploaded? resubmit with --code DIR"))
+		}
+		if err := relink(code, filepath.Join(dir, "code")); err != nil {
+			return err
+		}
+	}
+	for name, src := range cmd.GetData() {
+		if !filepath.IsLocal(name) || strings.ContainsRune(name, filepath.Separator) {
+			return fmt.Errorf("stage data %q: a data name must be a plain file name", name)
+		}
+		staged, err := a.cache.Stage(ctx, src)
+		if err != nil {
+			return fmt.Errorf("stage data %q: %w%s", name, err, stageHint(err, "check the data URL and that the objects are uploaded"))
+		}
+		if err := relink(staged, filepath.Join(dir, "data", name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func stageHint(err error, missing string) string {
+	switch {
+	case errors.Is(err, bucket.ErrNotExist):
+		return ": " + missing
+	case errors.Is(err, archive.ErrUnsafePath):
+		return ": the source holds paths that escape its directory; repack it"
+	}
+	return ""
+}
+
+// relink points link at target, replacing an older link atomically.
+func relink(target, link string) error {
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	tmp := link + ".tmp" + strconv.Itoa(os.Getpid())
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("link staged input: %w", err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("link staged input: %w", err)
+	}
+	return nil
+}
