@@ -38,7 +38,6 @@ type swarmCluster struct {
 	log    bytes.Buffer
 	nodes  int
 	dcli   map[int]*client.Client // protected by mu
-	loaded map[string]bool        // images loaded into every node
 }
 
 func (c *swarmCluster) Write(p []byte) (int, error) {

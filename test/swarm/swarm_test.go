@@ -30,52 +30,67 @@ const (
 	octaveImage = "cloudml/octave:7"
 )
 
-// loadHostImage copies an image from the host's Docker daemon (where
-// images/octave/build.sh puts it) into every node, as `docker save | docker
-// load` would.
-func (c *swarmCluster) loadHostImage(t *testing.T, ref string) {
+// hostImage returns the id of an image in the host's Docker daemon (where
+// images/octave/build.sh puts it). The client runs on the host, so submit
+// pushes it to the coordinator and the nodes fetch it through the mesh.
+func hostImage(t *testing.T, ref string) string {
 	t.Helper()
-	if c.loaded[ref] {
-		return
-	}
 	host, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	var id string
 	if err == nil {
 		defer host.Close()
-		_, _, err = host.ImageInspectWithRaw(context.Background(), ref)
+		var inspect image.InspectResponse
+		inspect, err = host.ImageInspect(context.Background(), ref)
+		id = inspect.ID
 	}
 	testutil.NeedSystem(t, "the "+ref+" image in the host's Docker daemon (run images/octave/build.sh)", err)
+	return id
+}
+
+// imageOnNodes fails unless every node's Docker has ref with id.
+func (c *swarmCluster) imageOnNodes(t *testing.T, ref, id string) {
+	t.Helper()
 	for i := 0; i < c.nodes; i++ {
-		rc, err := host.ImageSave(context.Background(), []string{ref})
-		if err != nil {
-			t.Fatal(err)
+		got, err := c.docker(i).ImageInspect(context.Background(), ref)
+		if err != nil || got.ID != id {
+			t.Errorf("node %d: image %s is %q (%v), want %s", i, ref, got.ID, err, id)
 		}
-		resp, err := c.docker(i).ImageLoad(context.Background(), rc)
-		rc.Close()
-		if err != nil {
-			t.Fatalf("load %s on node %d: %v", ref, i, err)
+	}
+}
+
+// managerIndex is the node whose agent is the swarm manager.
+func (c *swarmCluster) managerIndex(t *testing.T) int {
+	t.Helper()
+	for _, n := range c.listNodes() {
+		if n.SwarmRole == "manager" {
+			i, _ := strconv.Atoi(n.Address[strings.LastIndex(n.Address, ".")+1:])
+			return i - 10
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 	}
-	if c.loaded == nil {
-		c.loaded = map[string]bool{}
-	}
-	c.loaded[ref] = true
+	t.Fatalf("no manager among %+v", c.listNodes())
+	return -1
 }
 
 // importBusybox puts the test image on every node, as `docker load` would.
 func (c *swarmCluster) importBusybox() {
 	c.t.Helper()
+	for i := 0; i < c.nodes; i++ {
+		c.importBusyboxAs(i, busybox)
+	}
+}
+
+// importBusyboxAs imports the busybox rootfs as ref on node i only.
+func (c *swarmCluster) importBusyboxAs(i int, ref string) {
+	c.t.Helper()
 	rootfs, err := netns.BusyboxRootfs()
 	testutil.NeedSystem(c.t, "busybox-static", err)
-	for i := 0; i < c.nodes; i++ {
-		rc, err := c.docker(i).ImageImport(context.Background(), image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"},
-			busybox, image.ImportOptions{Changes: []string{"ENV PATH=/bin"}})
-		if err != nil {
-			c.t.Fatalf("import busybox on node %d: %v", i, err)
-		}
-		rc.Close()
+	rc, err := c.docker(i).ImageImport(context.Background(), image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"},
+		ref, image.ImportOptions{Changes: []string{"ENV PATH=/bin"}})
+	if err != nil {
+		c.t.Fatalf("import %s on node %d: %v", ref, i, err)
 	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
 }
 
 type taskJSON struct {
@@ -107,16 +122,7 @@ func TestSwarm(t *testing.T) {
 	c.importBusybox()
 
 	t.Run("swarm formed", func(t *testing.T) {
-		var mgr = -1
-		for _, n := range c.listNodes() {
-			if n.SwarmRole == "manager" {
-				mgr, _ = strconv.Atoi(n.Address[strings.LastIndex(n.Address, ".")+1:])
-				mgr -= 10
-			}
-		}
-		if mgr < 0 {
-			t.Fatalf("no manager among %+v", c.listNodes())
-		}
+		mgr := c.managerIndex(t)
 		nodes, err := c.docker(mgr).NodeList(context.Background(), swarm.NodeListOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -188,9 +194,32 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		}
 	})
 
+	t.Run("image only on the manager reaches every node", func(t *testing.T) {
+		ref := "cloudml/manager-only:" + strconv.Itoa(os.Getpid())
+		c.importBusyboxAs(c.managerIndex(t), ref)
+		code := codeDir(t, `echo "task $CLOUDML_TASK_INDEX ran"`)
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "mgronly", "--image", ref, "--code", code,
+			"--param", "i=0,1,2,3,4,5", "--", "sh", "task.sh"))
+		if r := c.client("logs", "-f", job); r.Code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s\n%s", r.Code, r.Stderr, c.mustClient("status", job))
+		}
+		id, err := c.docker(c.managerIndex(t)).ImageInspect(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.imageOnNodes(t, ref, id.ID)
+		if log := c.logText(); !strings.Contains(log, "image_source=coordinator") {
+			t.Errorf("no node reports fetching %s from the coordinator", ref)
+		}
+	})
+
 	t.Run("linreg on the Octave image", func(t *testing.T) {
-		c.loadHostImage(t, octaveImage)
-		job := strings.TrimSpace(c.mustClient("submit", "-f", filepath.Join(repoRoot(), "examples/linreg/cloudml.yaml"), "--image", octaveImage))
+		id := hostImage(t, octaveImage)
+		sub := c.client("submit", "-f", filepath.Join(repoRoot(), "examples/linreg/cloudml.yaml"), "--image", octaveImage)
+		if sub.Code != 0 || !strings.Contains(sub.Stderr, "image") {
+			t.Fatalf("submit: exit %d; stderr should report the image push:\n%s", sub.Code, sub.Stderr)
+		}
+		job := strings.TrimSpace(sub.Stdout)
 		r := c.client("logs", "-f", job)
 		if r.Code != 0 {
 			t.Fatalf("logs -f: exit %d\n%s\n%s", r.Code, r.Stderr, c.mustClient("status", job))
@@ -210,6 +239,7 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		if !strings.Contains(res, "best: task 2 (lambda=0 lr=0.3)") {
 			t.Errorf("results:\n%s", res)
 		}
+		c.imageOnNodes(t, octaveImage, id) // pushed by submit, fetched by every node
 		for _, f := range []string{"model.csv", "metrics.json", "manifest.json"} {
 			if _, err := c.gcs.GetObject("cloudml-swarm", fmt.Sprintf("runs/results/%s/2/1/%s", job, f)); err != nil {
 				t.Errorf("%s: %v", f, err)
@@ -218,7 +248,7 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 	})
 
 	t.Run("figures in the image become PNGs", func(t *testing.T) {
-		c.loadHostImage(t, octaveImage)
+		hostImage(t, octaveImage)
 		dir := t.TempDir()
 		script := "x = linspace(0, 2*pi);\nfigure; plot(x, sin(x)); title('sin');\nfigure; surf(peaks(20));\ndisp('plotted');\n"
 		if err := os.WriteFile(filepath.Join(dir, "draw.m"), []byte(script), 0o644); err != nil {
