@@ -35,15 +35,8 @@ for _ in $(seq 1 300); do
 done
 $client cluster nodes
 
-# No registry here: put the image on every node, as `docker load` would.
-echo "demo-swarm: loading cloudml/octave:7 into every node"
-loads=()
-for i in 0 1 2; do
-  docker save cloudml/octave:7 | docker -H "unix:///run/cloudml-netns/$name/n$i/docker.sock" load -q &
-  loads+=($!)
-done
-wait "${loads[@]}"
-
+# No registry here: submit pushes the image from this machine's Docker to
+# the coordinator, and every node fetches it from there while it stages.
 job=$($client submit -f examples/linreg/cloudml.yaml --image cloudml/octave:7)
 echo "demo-swarm: submitted $job; following its logs"
 status=0
