@@ -88,3 +88,12 @@ func (n *nodeConn) PublishLogs(ctx context.Context, in *cloudmlv1.PublishLogsReq
 	}
 	return c.PublishLogs(ctx, in, opts...)
 }
+
+// StreamLogs implements attempt.Client on the current connection.
+func (n *nodeConn) StreamLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[cloudmlv1.StreamLogsRequest, cloudmlv1.StreamLogsResponse], error) {
+	c := n.current()
+	if c == nil {
+		return nil, errNoConn
+	}
+	return c.StreamLogs(ctx, opts...)
+}

@@ -25,34 +25,49 @@ func (s *agentServer) PublishLogs(ctx context.Context, req *cloudmlv1.PublishLog
 
 func (c *Coordinator) publishLogs(node string, req *cloudmlv1.PublishLogsRequest) (uint64, error) {
 	r := refFromProto(req.GetRef())
-	c.mu.Lock()
-	var a *store.Attempt
-	if j := c.jobs[r.job]; j != nil {
-		a = j.attempt(r.task, r.attempt)
+	a, err := c.logAttempt(node, r)
+	if err != nil {
+		return 0, err
 	}
-	if a == nil || !claimable(a, node) {
-		c.mu.Unlock()
-		return 0, errorf(ErrStaleAttempt, "attempt %s is not an attempt of %s", r, node)
-	}
-	if a.NodeID == "" {
-		a.NodeID = node // a swarm attempt's logs can overtake its first report
-	}
-	c.mu.Unlock()
 	// The store serialises writers and reads the ack inside the
 	// transaction, so no coordinator lock is held across the fsync.
 	acked, stored, err := c.store.AppendLogs(r.job, r.task, r.attempt, req.GetBatches())
 	if err != nil {
 		return 0, err
 	}
-	c.mu.Lock()
-	if acked > a.AckedSeq {
-		a.AckedSeq = acked
-	}
-	c.mu.Unlock()
+	c.setAcked(a, acked)
 	if stored > 0 {
 		c.wake(r.job)
 	}
 	return acked, nil
+}
+
+// logAttempt returns the attempt a node sends logs for, or ErrStaleAttempt
+// when the coordinator no longer wants them from that node.
+func (c *Coordinator) logAttempt(node string, r attemptRef) (*store.Attempt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var a *store.Attempt
+	if j := c.jobs[r.job]; j != nil {
+		a = j.attempt(r.task, r.attempt)
+	}
+	if a == nil || !claimable(a, node) {
+		return nil, errorf(ErrStaleAttempt, "attempt %s is not an attempt of %s", r, node)
+	}
+	if a.NodeID == "" {
+		a.NodeID = node // a swarm attempt's logs can overtake its first report
+	}
+	return a, nil
+}
+
+// setAcked records the attempt's durable log seq, which a terminal report
+// waits for.
+func (c *Coordinator) setAcked(a *store.Attempt, acked uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if acked > a.AckedSeq {
+		a.AckedSeq = acked
+	}
 }
 
 // waitChan returns a channel closed at the job's next change (new logs or
@@ -78,10 +93,9 @@ func (c *Coordinator) wake(job string) {
 	}
 }
 
-// logCursor is how far a subscriber has read one attempt.
-type logCursor struct {
+// logAttempt names one attempt whose logs a subscriber reads.
+type logAttempt struct {
 	task, attempt int32
-	seq           uint64
 }
 
 // SubscribeLogs sends stored output, then follows new output until the job
@@ -93,6 +107,9 @@ func (s *jobServer) SubscribeLogs(req *cloudmlv1.SubscribeLogsRequest, stream cl
 func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.SubscribeLogsRequest, stream cloudmlv1.JobService_SubscribeLogsServer) error {
 	job := req.GetJobId()
 	cursors := map[[2]int32]uint64{}
+	// One read buffer for the whole subscription: Send has copied an
+	// entry's data by the time it returns.
+	var buf []byte
 	for {
 		wait := c.waitChan(job)
 		attempts, done, state, err := c.logView(req)
@@ -101,11 +118,14 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 		}
 		for _, at := range attempts {
 			key := [2]int32{at.task, at.attempt}
+			// Read up to what is written, durable or not yet (see
+			// streamLogs): a chunk at a time until nothing is left.
 			for {
-				entries, err := c.store.ReadLogs(job, at.task, at.attempt, cursors[key], readChunk)
+				entries, used, err := c.store.ReadLogsInto(buf, job, at.task, at.attempt, cursors[key], readChunk)
 				if err != nil {
 					return err
 				}
+				buf = used
 				for _, e := range entries {
 					msg := &cloudmlv1.SubscribeLogsResponse{TaskIndex: at.task, Attempt: at.attempt, Stream: e.Stream, Data: e.Data}
 					if err := stream.Send(msg); err != nil {
@@ -113,7 +133,7 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 					}
 					cursors[key] = e.Seq
 				}
-				if len(entries) == 0 || at.seq <= cursors[key] {
+				if len(entries) == 0 {
 					break
 				}
 			}
@@ -131,9 +151,10 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 	}
 }
 
-// logView lists the job's attempts (one task's with HasTask) with their
-// acked seq, and whether the job is over: final with no active attempt.
-func (c *Coordinator) logView(req *cloudmlv1.SubscribeLogsRequest) ([]logCursor, bool, cloudmlv1.JobState, error) {
+// logView lists the job's attempts (one task's with HasTask), and whether
+// the job is over: final with no active attempt. The store knows how far
+// each attempt's logs go.
+func (c *Coordinator) logView(req *cloudmlv1.SubscribeLogsRequest) ([]logAttempt, bool, cloudmlv1.JobState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	j := c.jobs[req.GetJobId()]
@@ -143,14 +164,14 @@ func (c *Coordinator) logView(req *cloudmlv1.SubscribeLogsRequest) ([]logCursor,
 	if req.GetHasTask() && (req.GetTaskIndex() < 0 || int(req.GetTaskIndex()) >= len(j.tasks)) {
 		return nil, false, 0, errorf(ErrInvalid, "job %s has no task %d (it has %d)", j.rec.ID, req.GetTaskIndex(), len(j.tasks))
 	}
-	var out []logCursor
+	var out []logAttempt
 	for i := range j.tasks {
 		if req.GetHasTask() && int32(i) != req.GetTaskIndex() {
 			continue
 		}
 		for _, a := range j.attempts[i] {
-			if a != nil && a.AckedSeq > 0 {
-				out = append(out, logCursor{task: a.Task, attempt: a.Attempt, seq: a.AckedSeq})
+			if a != nil {
+				out = append(out, logAttempt{task: a.Task, attempt: a.Attempt})
 			}
 		}
 	}

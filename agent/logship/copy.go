@@ -21,6 +21,7 @@ const readBuf = 256 << 10
 // It returns the read error, or the first tee error (teeing then stops but
 // reading goes on, so the task is never blocked on a full pipe).
 func (s *Shipper) Copy(stream cloudmlv1.LogStream, r io.Reader, tee io.Writer) error {
+	growPipe(r)
 	buf := make([]byte, readBuf)
 	var teeErr error
 	emit := func(b []byte, newline bool) {

@@ -2,6 +2,7 @@ package logship
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -10,53 +11,91 @@ import (
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// send publishes pending batches until Close has been called and all are
-// acknowledged, the coordinator rejects the attempt, or ctx ends.
+// send ships pending batches until Close has been called and all are
+// acknowledged, the coordinator rejects the attempt, or ctx ends. It
+// streams, and publishes one call at a time once the coordinator answered
+// StreamLogs with UNIMPLEMENTED.
 func (s *Shipper) send(ctx context.Context) {
 	defer close(s.done)
 	bo := backoff.New(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	log := s.cfg.Logger
+	unary := false
 	for {
-		req, finished := s.next()
-		if finished {
-			return
-		}
-		if req == nil {
-			select {
-			case <-s.kick:
-				continue
-			case <-ctx.Done():
-				s.fail(ctx.Err())
+		if unary {
+			if !s.publish(ctx, bo) {
 				return
 			}
-		}
-		first := req.Batches[0].GetSeq()
-		callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-		resp, err := s.cfg.Client.PublishLogs(callCtx, req)
-		cancel()
-		s.mu.Lock()
-		s.attempts++
-		s.mu.Unlock()
-		if err == nil && resp.GetAckedSeq() >= first {
-			s.ack(resp.GetAckedSeq())
-			bo.Reset()
 			continue
+		}
+		before := s.ackedSeq()
+		err := s.stream(ctx)
+		if err == nil {
+			return // everything acknowledged after Close
 		}
 		switch {
 		case status.Code(err) == codes.FailedPrecondition:
 			s.fail(ErrRejected)
 			return
-		case err != nil:
-			log.Warn("publish logs failed; will resend", "first_seq", first, "error", err)
-		default:
-			log.Warn("publish logs made no progress; will resend", "first_seq", first, "acked_seq", resp.GetAckedSeq())
-			s.ack(resp.GetAckedSeq())
+		case status.Code(err) == codes.Unimplemented:
+			log.Debug("coordinator has no StreamLogs; publishing one call at a time")
+			unary = true
+			continue
+		case ctx.Err() != nil:
+			s.fail(ctx.Err())
+			return
 		}
+		if s.ackedSeq() > before {
+			bo.Reset()
+		}
+		log.Warn("log stream broke; will resend", "acked_seq", s.ackedSeq(), "error", err)
 		if err := bo.Wait(ctx); err != nil {
 			s.fail(err)
 			return
 		}
 	}
+}
+
+// publish makes one PublishLogs call with the pending batches, or waits for
+// some. It returns false when the sender is done (see send).
+func (s *Shipper) publish(ctx context.Context, bo *backoff.Backoff) bool {
+	log := s.cfg.Logger
+	req, finished := s.next()
+	if finished {
+		return false
+	}
+	if req == nil {
+		select {
+		case <-s.kick:
+			return true
+		case <-ctx.Done():
+			s.fail(ctx.Err())
+			return false
+		}
+	}
+	first := req.Batches[0].GetSeq()
+	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	resp, err := s.cfg.Client.PublishLogs(callCtx, req)
+	cancel()
+	if err == nil && resp.GetAckedSeq() >= first {
+		s.ack(resp.GetAckedSeq())
+		bo.Reset()
+		return true
+	}
+	switch {
+	case status.Code(err) == codes.FailedPrecondition:
+		s.fail(ErrRejected)
+		return false
+	case err != nil:
+		log.Warn("publish logs failed; will resend", "first_seq", first, "error", err)
+	default:
+		log.Warn("publish logs made no progress; will resend", "first_seq", first, "acked_seq", resp.GetAckedSeq())
+		s.ack(resp.GetAckedSeq())
+	}
+	if err := bo.Wait(ctx); err != nil {
+		s.fail(err)
+		return false
+	}
+	return true
 }
 
 // next builds the next request from the unacknowledged batches, up to
@@ -68,24 +107,33 @@ func (s *Shipper) next() (req *cloudmlv1.PublishLogsRequest, finished bool) {
 	if len(s.pending) == 0 {
 		return nil, s.closed && s.cur == nil
 	}
-	req = &cloudmlv1.PublishLogsRequest{Ref: s.cfg.Ref}
-	size := 0
-	for _, b := range s.pending {
-		if len(req.Batches) > 0 && size+len(b.data) > s.cfg.MaxCallBytes {
-			break
-		}
-		size += len(b.data)
-		req.Batches = append(req.Batches, &cloudmlv1.LogBatch{Seq: b.seq, Stream: b.stream, Data: b.data})
-	}
+	req = &cloudmlv1.PublishLogsRequest{Ref: s.cfg.Ref, Batches: s.take(s.pending)}
 	return req, false
 }
 
-// ack drops every batch up to seq and wakes blocked readers.
-func (s *Shipper) ack(seq uint64) {
+// take returns the first of the batches as protos, up to MaxCallBytes (at
+// least one). s.mu must be held.
+func (s *Shipper) take(from []*batch) []*cloudmlv1.LogBatch {
+	var out []*cloudmlv1.LogBatch
+	size := 0
+	for _, b := range from {
+		if len(out) > 0 && size+len(b.data) > s.cfg.MaxCallBytes {
+			break
+		}
+		size += len(b.data)
+		out = append(out, &cloudmlv1.LogBatch{Seq: b.seq, Stream: b.stream, Data: b.data})
+	}
+	return out
+}
+
+// ack drops every batch up to seq, wakes blocked readers and moves the
+// stream's acknowledgement deadline. It reports whether seq was news.
+func (s *Shipper) ack(seq uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	seq = min(seq, s.nextSeq-1) // never past what was made
 	if seq <= s.acked {
-		return
+		return false
 	}
 	s.acked = seq
 	i := 0
@@ -94,7 +142,21 @@ func (s *Shipper) ack(seq uint64) {
 		s.pending[i] = nil
 	}
 	s.pending = s.pending[i:]
+	if s.stall != nil {
+		if s.sent > s.acked {
+			s.stall.Reset(s.cfg.CallTimeout)
+		} else {
+			s.stall.Stop()
+		}
+	}
 	s.space.Broadcast()
+	return true
+}
+
+func (s *Shipper) ackedSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked
 }
 
 func (s *Shipper) fail(err error) {
@@ -103,3 +165,7 @@ func (s *Shipper) fail(err error) {
 	s.err = err
 	s.space.Broadcast()
 }
+
+// errStalled means a stream went CallTimeout without an acknowledgement of
+// what it had sent.
+var errStalled = errors.New("no log acknowledgement in time")

@@ -17,9 +17,12 @@ import (
 // it no longer wants this attempt.
 var ErrRejected = errors.New("coordinator no longer wants this attempt")
 
-// Publisher is the part of the AgentService client the shipper uses.
+// Publisher is the part of the AgentService client the shipper uses. It
+// ships over StreamLogs and falls back to PublishLogs when the coordinator
+// does not implement it.
 type Publisher interface {
 	PublishLogs(ctx context.Context, in *cloudmlv1.PublishLogsRequest, opts ...grpc.CallOption) (*cloudmlv1.PublishLogsResponse, error)
+	StreamLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[cloudmlv1.StreamLogsRequest, cloudmlv1.StreamLogsResponse], error)
 }
 
 // Config configures a Shipper. Zero durations and sizes take the defaults.
@@ -32,12 +35,14 @@ type Config struct {
 	BatchBytes int
 	// FlushInterval closes a batch this long after it opened; default 100ms.
 	FlushInterval time.Duration
-	// MaxCallBytes caps the batches sent in one call; default 2 MiB.
+	// MaxCallBytes caps the batches sent in one call or stream message;
+	// default 2 MiB.
 	MaxCallBytes int
-	// MaxUnacked blocks the readers while this much is unacknowledged;
-	// default 64 MiB.
+	// MaxUnacked blocks the readers while this much is unacknowledged
+	// (which also bounds what a stream has in flight); default 64 MiB.
 	MaxUnacked int64
-	// CallTimeout bounds each PublishLogs call; default 10s.
+	// CallTimeout bounds each PublishLogs call, and how long a stream may
+	// wait for an acknowledgement of what it sent; default 10s.
 	CallTimeout time.Duration
 	// BackoffMin and BackoffMax bound the retry delay; defaults 200ms, 10s.
 	BackoffMin, BackoffMax time.Duration
@@ -83,19 +88,20 @@ type Shipper struct {
 	kick chan struct{} // wakes the sender; capacity 1
 	done chan struct{} // closed when the sender exits
 
-	mu       sync.Mutex // protects the fields below
-	space    *sync.Cond // signalled when unacked shrinks or err is set
-	cur      *batch     // the open batch, nil if none
-	gen      uint64     // counts opened batches, for the flush timer
-	timer    *time.Timer
-	pending  []*batch // closed batches not yet acknowledged, by seq
-	nextSeq  uint64
-	acked    uint64
-	unacked  int64
-	closed   bool
-	err      error // terminal sender error
-	tails    map[cloudmlv1.LogStream]string
-	attempts int // PublishLogs calls, for tests
+	mu      sync.Mutex // protects the fields below
+	space   *sync.Cond // signalled when unacked shrinks or err is set
+	cur     *batch     // the open batch, nil if none
+	gen     uint64     // counts opened batches, for the flush timer
+	timer   *time.Timer
+	pending []*batch // closed batches not yet acknowledged, by seq
+	nextSeq uint64
+	acked   uint64
+	sent    uint64      // the highest seq sent on the current stream
+	stall   *time.Timer // the current stream's acknowledgement deadline
+	unacked int64
+	closed  bool
+	err     error // terminal sender error
+	tails   map[cloudmlv1.LogStream]string
 }
 
 // New returns a Shipper and starts its sender, which stops when ctx ends or

@@ -57,6 +57,12 @@ func (s *store) PublishLogs(ctx context.Context, req *cloudmlv1.PublishLogsReque
 	return &cloudmlv1.PublishLogsResponse{AckedSeq: uint64(len(s.batches))}, nil
 }
 
+// StreamLogs makes the shipper fall back to PublishLogs, as a coordinator
+// without StreamLogs does (stream_test.go has the streaming fakes).
+func (s *store) StreamLogs(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[cloudmlv1.StreamLogsRequest, cloudmlv1.StreamLogsResponse], error) {
+	return nil, status.Error(codes.Unimplemented, "unknown method StreamLogs")
+}
+
 // text returns what the store holds per stream, checking every batch.
 func (s *store) text(t *testing.T) map[cloudmlv1.LogStream]string {
 	t.Helper()
@@ -168,6 +174,10 @@ type publisherFunc func(ctx context.Context, req *cloudmlv1.PublishLogsRequest) 
 
 func (f publisherFunc) PublishLogs(ctx context.Context, req *cloudmlv1.PublishLogsRequest, _ ...grpc.CallOption) (*cloudmlv1.PublishLogsResponse, error) {
 	return f(ctx, req)
+}
+
+func (f publisherFunc) StreamLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[cloudmlv1.StreamLogsRequest, cloudmlv1.StreamLogsResponse], error) {
+	return (*store)(nil).StreamLogs(ctx, opts...)
 }
 
 func TestShipPartialLinesAndStreamSwitch(t *testing.T) {

@@ -292,3 +292,65 @@ func TestLogsScanAcrossChunks(t *testing.T) {
 		t.Errorf("read after restart (-want +got):\n%s", diff)
 	}
 }
+
+func TestLogsWrittenVisibleBeforeSync(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	b1, b2, b3, b4 := batch(1, 100), batch(2, 200), batch(3, 300), batch(4, 50)
+	written, stored, err := s.WriteLogs("ws-000001", 0, 1, []*cloudmlv1.LogBatch{b1, b2})
+	if err != nil || written != 2 || stored != 2 {
+		t.Fatalf("WriteLogs = written %d stored %d %v; want 2 2", written, stored, err)
+	}
+	// Readers see written batches; the durable seq waits for the sync.
+	if diff := cmp.Diff(entriesOf(b1, b2), readAll(t, s, "ws-000001", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("read before sync (-want +got):\n%s", diff)
+	}
+	if acked, err := s.AckedSeq("ws-000001", 0, 1); err != nil || acked != 0 {
+		t.Errorf("AckedSeq before sync = %d, %v; want 0", acked, err)
+	}
+	// Duplicates and overlaps count against the written seq; a gap stops.
+	written, stored, err = s.WriteLogs("ws-000001", 0, 1, []*cloudmlv1.LogBatch{b2, b3, batch(5, 10)})
+	if err != nil || written != 3 || stored != 1 {
+		t.Fatalf("WriteLogs overlap = written %d stored %d %v; want 3 1", written, stored, err)
+	}
+	if acked, err := s.SyncLogs("ws-000001", 0, 1); err != nil || acked != 3 {
+		t.Fatalf("SyncLogs = %d, %v; want 3", acked, err)
+	}
+	if acked, err := s.AckedSeq("ws-000001", 0, 1); err != nil || acked != 3 {
+		t.Errorf("AckedSeq after sync = %d, %v; want 3", acked, err)
+	}
+	// AppendLogs makes earlier unsynced writes durable too.
+	if _, _, err := s.WriteLogs("ws-000001", 0, 1, []*cloudmlv1.LogBatch{b4}); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, "ws-000001", 0, 1, 4, b4)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	if diff := cmp.Diff(entriesOf(b1, b2, b3, b4), readAll(t, s, "ws-000001", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("read after restart (-want +got):\n%s", diff)
+	}
+}
+
+func TestLogsMixedSizesInOneWrite(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	var all []*cloudmlv1.LogBatch
+	for i, size := range []int{10, directData + 7, 20, 30, 2 * directData, 5, directData} {
+		all = append(all, batch(uint64(i+1), size))
+	}
+	mustAppend(t, s, "mixed-000001", 0, 1, uint64(len(all)), all...)
+	if diff := cmp.Diff(entriesOf(all...), readAll(t, s, "mixed-000001", 0, 1, 0, 1<<30)); diff != "" {
+		t.Errorf("read (-want +got):\n%s", diff)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	if diff := cmp.Diff(entriesOf(all[2:]...), readAll(t, s, "mixed-000001", 0, 1, 2, 1<<30)); diff != "" {
+		t.Errorf("read after restart (-want +got):\n%s", diff)
+	}
+}

@@ -32,15 +32,19 @@ type segKey struct {
 type segment struct {
 	path   string
 	loaded atomic.Bool
-	// wmu serialises appends and the first load; it is held across the
-	// write and the fsync.
+	// wmu serialises writes, the first load and a rollback; it is held
+	// across a write but not across an fsync.
 	wmu     sync.Mutex
 	created bool // the file and its directories are known to exist (wmu)
+	// smu serialises syncs; it is held across the fsync.
+	smu sync.Mutex
 	// mu guards the fields below; it is held only briefly.
-	mu    sync.Mutex
-	acked uint64
-	size  int64
-	offs  []int64 // offs[i] is the offset of the record with seq i+1
+	mu sync.Mutex
+	// written is the highest seq written to the file (readers see up to
+	// it); acked ≤ written is the highest seq known to be on disk.
+	written, acked uint64
+	size           int64
+	offs           []int64 // offs[i] is the offset of the record with seq i+1
 }
 
 // validJobID reports whether a job id is safe as a directory name: it starts
@@ -148,7 +152,7 @@ scan:
 	}
 	seg.created = true
 	seg.mu.Lock()
-	seg.acked, seg.size, seg.offs = acked, off, offs
+	seg.written, seg.acked, seg.size, seg.offs = acked, acked, off, offs
 	seg.mu.Unlock()
 	return nil
 }

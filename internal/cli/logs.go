@@ -42,7 +42,7 @@ func (a *App) logs(ctx context.Context, args []string) error {
 	errOut := bufio.NewWriterSize(a.Stderr, 16<<10)
 	defer out.Flush()
 	defer errOut.Flush()
-	p := linePrinter{prefix: !req.HasTask, json: a.json()}
+	p := linePrinter{prefix: !req.HasTask, json: a.json(), scratch: new([]byte)}
 	final := cloudmlv1.JobState_JOB_STATE_UNSPECIFIED
 	for {
 		msg, err := stream.Recv()
@@ -95,6 +95,8 @@ func (a *App) logs(ctx context.Context, args []string) error {
 type linePrinter struct {
 	prefix bool
 	json   bool
+	// scratch, if set, is reused to assemble a message's prefixed lines.
+	scratch *[]byte
 }
 
 type jsonLine struct {
@@ -116,6 +118,28 @@ func (p linePrinter) write(w *bufio.Writer, msg *cloudmlv1.SubscribeLogsResponse
 		pre = strconv.AppendInt(pre, int64(msg.Attempt), 10)
 	}
 	pre = append(pre, "] "...)
+	if !p.json {
+		// One Write per message, not two per line.
+		var out []byte
+		if p.scratch != nil {
+			out = (*p.scratch)[:0]
+		}
+		for len(data) > 0 {
+			n := bytes.IndexByte(data, '\n')
+			line := data
+			if n >= 0 {
+				line, data = data[:n+1], data[n+1:]
+			} else {
+				data = nil
+			}
+			out = append(append(out, pre...), line...)
+		}
+		if p.scratch != nil {
+			*p.scratch = out
+		}
+		_, err := w.Write(out)
+		return err
+	}
 	enc := json.NewEncoder(w)
 	for len(data) > 0 {
 		n := bytes.IndexByte(data, '\n')
@@ -125,14 +149,7 @@ func (p linePrinter) write(w *bufio.Writer, msg *cloudmlv1.SubscribeLogsResponse
 		} else {
 			data = nil
 		}
-		if p.json {
-			if err := enc.Encode(jsonLine{msg.TaskIndex, msg.Attempt, streamName(msg.Stream), string(bytes.TrimSuffix(line, []byte("\n")))}); err != nil {
-				return err
-			}
-			continue
-		}
-		w.Write(pre)
-		if _, err := w.Write(line); err != nil {
+		if err := enc.Encode(jsonLine{msg.TaskIndex, msg.Attempt, streamName(msg.Stream), string(bytes.TrimSuffix(line, []byte("\n")))}); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// AppendLogs stores the batches of one attempt that continue its sequence
+// (WriteLogs) and makes everything written so far durable (SyncLogs)
+// before it returns the acknowledged sequence and how many batches it
+// stored.
+func (s *Store) AppendLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (acked uint64, stored int, err error) {
+	_, stored, err = s.WriteLogs(job, task, attempt, batches)
+	if err != nil {
+		return 0, 0, err
+	}
+	acked, err = s.SyncLogs(job, task, attempt)
+	if err != nil {
+		return 0, 0, err
+	}
+	return acked, stored, nil
+}
+
+// WriteLogs writes the batches of one attempt that continue its written
+// sequence, with one write and no fsync: a batch with seq ≤ written is a
+// duplicate and skipped, one with seq == written+1 is stored, and the
+// first gap stops the run. Readers see the batches at once; they become
+// durable (and count in AckedSeq) with the next SyncLogs. It returns the
+// new written sequence and how many batches it stored.
+func (s *Store) WriteLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (written uint64, stored int, err error) {
+	seg, err := s.segment(job, task, attempt)
+	if err != nil {
+		return 0, 0, fmt.Errorf("write logs: %w", err)
+	}
+	seg.wmu.Lock()
+	defer seg.wmu.Unlock()
+	seg.mu.Lock()
+	written, size := seg.written, seg.size
+	seg.mu.Unlock()
+
+	run := continuing(batches, written)
+	if len(run) == 0 {
+		return written, 0, nil
+	}
+	offs := make([]int64, len(run))
+	end, err := seg.write(run, size, offs)
+	if err != nil {
+		return 0, 0, fmt.Errorf("write logs: %w", err)
+	}
+	seg.mu.Lock()
+	seg.written = written + uint64(len(run))
+	seg.size = end
+	seg.offs = append(seg.offs, offs...)
+	written = seg.written
+	seg.mu.Unlock()
+	return written, len(run), nil
+}
+
+// SyncLogs makes every batch of the attempt written so far durable with
+// one fsync (a group commit of all the writes since the last one) and
+// returns the durable, acknowledged sequence. If the fsync fails, the
+// batches written since the last good one are dropped (the file is cut
+// back), so the writer must send them again; readers that saw them see
+// the same batches again under the same seqs.
+func (s *Store) SyncLogs(job string, task, attempt int32) (acked uint64, err error) {
+	seg, err := s.segment(job, task, attempt)
+	if err != nil {
+		return 0, fmt.Errorf("sync logs: %w", err)
+	}
+	seg.smu.Lock()
+	defer seg.smu.Unlock()
+	seg.mu.Lock()
+	written, acked := seg.written, seg.acked
+	seg.mu.Unlock()
+	if written <= acked {
+		return acked, nil
+	}
+	// Every write up to written has returned, so this fsync covers it.
+	if err := syncFile(seg.path); err != nil {
+		seg.rollback()
+		return 0, fmt.Errorf("sync logs: %w", err)
+	}
+	seg.mu.Lock()
+	defer seg.mu.Unlock()
+	seg.acked = max(seg.acked, written)
+	return seg.acked, nil
+}
+
+// continuing returns the batches that extend seq one by one: duplicates
+// (seq ≤ the given one) are skipped and the first gap ends the run.
+func continuing(batches []*cloudmlv1.LogBatch, seq uint64) []*cloudmlv1.LogBatch {
+	var run []*cloudmlv1.LogBatch
+	for _, b := range batches {
+		switch {
+		case b.GetSeq() <= seq:
+		case b.GetSeq() == seq+1:
+			run = append(run, b)
+			seq++
+		default:
+			return run
+		}
+	}
+	return run
+}
+
+// directData is the batch size from which write hands a batch's data to
+// the kernel as it is instead of copying it behind its header.
+const directData = 64 << 10
+
+// write writes the records of run from off, noting each one's offset in
+// offs, and returns where they end. Small records are gathered into one
+// buffer; a large batch's data is written from where it is. On failure it
+// cuts the file back to off, so the file never holds records the index
+// does not. Callers hold wmu.
+func (seg *segment) write(run []*cloudmlv1.LogBatch, off int64, offs []int64) (int64, error) {
+	f, err := seg.openAppend()
+	if err != nil {
+		return 0, err
+	}
+	pos, buf := off, make([]byte, 0, 64<<10)
+	flush := func() error {
+		_, err := f.WriteAt(buf, pos)
+		pos += int64(len(buf))
+		buf = buf[:0]
+		return err
+	}
+	for i, b := range run {
+		offs[i] = pos + int64(len(buf))
+		if len(b.GetData()) < directData {
+			buf = appendRecord(buf, b.GetSeq(), byte(b.GetStream()), b.GetData())
+			continue
+		}
+		buf = appendRecord(buf, b.GetSeq(), byte(b.GetStream()), nil)
+		binary.BigEndian.PutUint32(buf[len(buf)-4:], uint32(len(b.GetData())))
+		if err = flush(); err != nil {
+			break
+		}
+		_, err = f.WriteAt(b.GetData(), pos)
+		if pos += int64(len(b.GetData())); err != nil {
+			break
+		}
+	}
+	if err == nil && len(buf) > 0 {
+		err = flush()
+	}
+	if err != nil {
+		_ = f.Truncate(off) // best effort; a reload would cut a torn tail anyway
+		f.Close()
+		return 0, err
+	}
+	return pos, f.Close()
+}
+
+// rollback forgets the records written after the last durable one and cuts
+// the file back to them, after a failed fsync. Callers hold smu.
+func (seg *segment) rollback() {
+	seg.wmu.Lock()
+	defer seg.wmu.Unlock()
+	seg.mu.Lock()
+	defer seg.mu.Unlock()
+	if seg.written <= seg.acked {
+		return
+	}
+	cut := seg.offs[seg.acked]
+	seg.offs = seg.offs[:seg.acked]
+	seg.written, seg.size = seg.acked, cut
+	_ = os.Truncate(seg.path, cut) // best effort: what survives is what the writer resends
+}
+
+func syncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
