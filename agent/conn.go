@@ -12,16 +12,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cloudml/cloudml/internal/auth"
+	"github.com/cloudml/cloudml/internal/grpcopt"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
 // dial makes a client connection to the coordinator; extra options (the
 // node credential) come after the configured ones.
 func (a *Agent) dial(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{
+	opts := append(grpcopt.Dial(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}
+	)
 	opts = append(opts, a.cfg.DialOptions...)
 	opts = append(opts, extra...)
 	return grpc.NewClient(a.cfg.CoordinatorAddr, opts...)

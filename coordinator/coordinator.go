@@ -25,6 +25,7 @@ import (
 	"github.com/cloudml/cloudml/coordinator/provider/local"
 	netnsprov "github.com/cloudml/cloudml/coordinator/provider/netns"
 	"github.com/cloudml/cloudml/coordinator/store"
+	"github.com/cloudml/cloudml/internal/grpcopt"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -319,14 +320,14 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 
 // serve serves on every listener until ctx ends.
 func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) error {
-	srv := grpc.NewServer(
+	srv := grpc.NewServer(append(grpcopt.Server(),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(maxMsgSize),
 		grpc.MaxSendMsgSize(maxMsgSize),
 		grpc.ChainUnaryInterceptor(c.unaryAuth),
 		grpc.ChainStreamInterceptor(c.streamAuth),
-	)
+	)...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	cloudmlv1.RegisterAgentServiceServer(srv, &agentServer{c: c})

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/cloudml/cloudml/internal/grpcopt"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -158,9 +159,9 @@ func (a *App) connect() error {
 	if a.conn != nil {
 		return nil
 	}
-	conn, err := grpc.NewClient(a.addr,
+	conn, err := grpc.NewClient(a.addr, append(grpcopt.Dial(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
 	if err != nil {
 		return fmt.Errorf("coordinator address %q: %w", a.addr, err)
 	}
