@@ -124,6 +124,7 @@ func (c *Coordinator) loseAttempt(ch *changes, j *jobEntry, a *store.Attempt, wh
 	}
 	ch.task(t)
 	ch.updateJobState(j, now)
+	c.serviceEnded(j, refOf(a), a) // removed above; at the job's end, all the others
 	c.log.Info("attempt lost", "attempt", refOf(a).String(), "reason", why)
 }
 

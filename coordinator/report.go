@@ -64,6 +64,7 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 	}
 	t := j.tasks[r.task]
 	ch := newChanges()
+	ended := false
 	switch state {
 	case cloudmlv1.TaskState_TASK_STATE_STAGING, cloudmlv1.TaskState_TASK_STATE_RUNNING:
 		if !a.Active() {
@@ -112,7 +113,7 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 			ch.job(j.rec)
 		}
 		c.endTask(j, t, a)
-		c.removeService(r, a)
+		ended = true
 		c.log.Info("attempt ended", "attempt", r.String(), "state", taskStateName(state), "exit_code", a.ExitCode, "task_state", taskStateName(t.State))
 		c.poke()
 	default:
@@ -121,6 +122,9 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 	ch.attempt(a)
 	ch.task(t)
 	ch.updateJobState(j, now)
+	if ended {
+		c.serviceEnded(j, r, a)
+	}
 	return c.commit(ch)
 }
 

@@ -50,6 +50,12 @@ type jobEntry struct {
 	// sent, stagePending = sent, "" = staged, otherwise the error. In memory
 	// only: after a restart every node stages again (a cache hit).
 	staging map[string]string
+	// endedServices are swarm attempts that ended and whose services are
+	// not removed yet; removedServices are those removed in a batch. In
+	// memory only: when the job ends, every swarm attempt's service is
+	// removed, so a restart loses nothing but a batch.
+	endedServices   []attemptRef
+	removedServices map[attemptRef]bool
 }
 
 func (j *jobEntry) attempt(task, n int32) *store.Attempt {

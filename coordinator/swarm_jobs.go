@@ -16,11 +16,26 @@ import (
 // sent to the manager's agent, which creates one service for it; the node
 // the service lands on claims the attempt with its first report.
 
-// swarmQueueFactor is how many times the swarm's slots CloudML keeps in
-// services at once: swarm's own resource reservations hold the surplus
-// pending and start it the moment a task ends, without waiting for the
-// ended attempt's upload and report to reach the coordinator.
-const swarmQueueFactor = 2
+// CloudML keeps up to swarmQueueMin slots' worth of tasks in services at
+// once, or swarmQueueFactor times the swarm's slots if that is more: swarm's
+// own resource reservations hold the surplus pending and start it the moment
+// a task ends, without waiting for the ended attempt's upload and report to
+// reach the coordinator. Creating a service while tasks run also costs the
+// run: every service create or remove is a swarm store write, and each
+// write restarts the swarm scheduler's debounce, which delays the placement
+// of the next task. With services made one per ended task, the time from a
+// container's exit to the next container on that node was ~360 ms against
+// ~280 ms for services created up front (bench a), so a job of up to
+// swarmQueueMin tasks gets all of its services at once.
+const (
+	swarmQueueFactor = 2
+	swarmQueueMin    = 256
+)
+
+// serviceRemovalBatch is how many ended swarm attempts of a running job
+// wait before their services are removed together (see swarmQueueMin for
+// why not one by one); the rest go when the job ends.
+const serviceRemovalBatch = 64
 
 // stagePending marks a StageJob sent and not yet reported.
 const stagePending = "\x00pending"
@@ -126,7 +141,7 @@ func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swa
 		return "", nil
 	case pending > 0:
 		return fmt.Sprintf("staging code and data on %d of %d swarm nodes", pending, len(p.nodes)), nil
-	case p.used+need > swarmQueueFactor*p.slots:
+	case p.used+need > max(swarmQueueFactor*p.slots, swarmQueueMin):
 		return fmt.Sprintf("swarm busy (%d slots' worth of tasks queued or running on %d nodes with %d slots)", p.used, len(p.nodes), p.slots), nil
 	}
 	p.used += need
@@ -167,6 +182,39 @@ func (c *Coordinator) stopAttempt(r attemptRef, a *store.Attempt, reason string)
 			n.sess.push(cancelMsg(r, reason))
 		}
 	}
+}
+
+// serviceEnded queues the removal of an ended swarm attempt's service: in
+// batches of serviceRemovalBatch while the job runs, and every service of
+// the job once it is over. Callers hold c.mu, after the job's state was
+// updated.
+func (c *Coordinator) serviceEnded(j *jobEntry, r attemptRef, a *store.Attempt) {
+	if !a.Swarm {
+		return
+	}
+	if j.final() && j.activeAttempts() == 0 {
+		for _, as := range j.attempts {
+			for _, a := range as {
+				if a != nil && a.Swarm && !j.removedServices[refOf(a)] {
+					c.removeService(refOf(a), a)
+				}
+			}
+		}
+		j.endedServices, j.removedServices = nil, nil
+		return
+	}
+	j.endedServices = append(j.endedServices, r)
+	if len(j.endedServices) < serviceRemovalBatch {
+		return
+	}
+	if j.removedServices == nil {
+		j.removedServices = map[attemptRef]bool{}
+	}
+	for _, e := range j.endedServices {
+		c.removeService(e, j.attempt(e.task, e.attempt))
+		j.removedServices[e] = true
+	}
+	j.endedServices = nil
 }
 
 // removeService asks the manager to remove an ended swarm attempt's service.

@@ -92,9 +92,24 @@ func TestSwarmFormsAndRunsContainerJob(t *testing.T) {
 			runner = mgr
 		}
 		runner.run(as, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
-		if c := mgr.nextCancel(); c.GetRef().GetTaskIndex() != as.GetRef().GetTaskIndex() {
-			t.Errorf("cleanup cancel for %v, want task %d", c.GetRef(), as.GetRef().GetTaskIndex())
+		if i == 1 {
+			// The services are removed together once the job is over, not
+			// one by one while it runs (each removal delays swarm's next
+			// placement). The session is ordered: once a later command
+			// arrives, an earlier cancel would have too.
+			h.submit(spec)
+			mgr.nextOther()
+			if len(mgr.cancels) != 0 {
+				t.Fatalf("a service was removed while its job still ran")
+			}
 		}
+	}
+	removed := map[int32]bool{}
+	for i := 0; i < 3; i++ {
+		removed[mgr.nextCancel().GetRef().GetTaskIndex()] = true
+	}
+	if len(removed) != 3 {
+		t.Errorf("services removed for tasks %v, want 0, 1 and 2", removed)
 	}
 	j := h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
 	if got := []string{j.GetTasks()[0].GetNodeId(), j.GetTasks()[1].GetNodeId()}; got[0] != mgr.id || got[1] != wrk.id {
