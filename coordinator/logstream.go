@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync/atomic"
 
 	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -50,6 +51,9 @@ type logStream struct {
 	// never change; the committer reads them only after a signal.
 	ref attemptRef
 	a   *store.Attempt
+	// asked is set by a request with no batches: the agent wants the
+	// attempt's progress with the byte counts (see StreamLogsResponse).
+	asked atomic.Bool
 }
 
 func (c *Coordinator) streamLogs(ctx context.Context, node string, stream cloudmlv1.AgentService_StreamLogsServer) error {
@@ -100,6 +104,9 @@ func (ls *logStream) write(req *cloudmlv1.StreamLogsRequest) error {
 	if ls.a == nil {
 		ls.ref, ls.a = r, a
 	}
+	if len(req.GetBatches()) == 0 {
+		ls.asked.Store(true)
+	}
 	if stored > 0 {
 		ls.c.wake(r.job)
 	}
@@ -138,7 +145,7 @@ func (ls *logStream) commit(ctx context.Context, stream cloudmlv1.AgentService_S
 }
 
 // ack makes everything written durable and sends the acknowledged seq if
-// this stream has not sent it yet.
+// this stream has not sent it yet, or (asked) with the byte counts.
 func (ls *logStream) ack(stream cloudmlv1.AgentService_StreamLogsServer, sent *uint64) error {
 	if ls.a == nil {
 		return nil
@@ -148,9 +155,18 @@ func (ls *logStream) ack(stream cloudmlv1.AgentService_StreamLogsServer, sent *u
 		return err
 	}
 	ls.c.setAcked(ls.a, acked)
-	if acked <= *sent {
+	asked := ls.asked.Swap(false)
+	if acked <= *sent && !asked {
 		return nil
 	}
-	*sent = acked
-	return stream.Send(&cloudmlv1.StreamLogsResponse{AckedSeq: acked})
+	*sent = max(*sent, acked)
+	resp := &cloudmlv1.StreamLogsResponse{AckedSeq: acked}
+	if asked {
+		n, err := ls.c.store.LogBytes(ls.ref.job, ls.ref.task, ls.ref.attempt, acked)
+		if err != nil {
+			return err
+		}
+		resp.StdoutBytes, resp.StderrBytes = n[cloudmlv1.LogStream_LOG_STREAM_STDOUT], n[cloudmlv1.LogStream_LOG_STREAM_STDERR]
+	}
+	return stream.Send(resp)
 }

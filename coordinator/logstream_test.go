@@ -149,3 +149,42 @@ func TestStreamLogsRefusesStaleAndMixedAttempts(t *testing.T) {
 		t.Errorf("attempt %v acked %d, %v; want nothing stored", b, acked, err)
 	}
 }
+
+// An agent that attaches to a running task after a restart asks how far
+// the attempt's logs got: the answer counts each stream's stored bytes.
+func TestStreamLogsProgressForAResumingAgent(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 1)
+	n.open()
+	h.submit(gridSpec("resume", 1))
+	ref := n.next().GetRef()
+
+	st := n.logStream(ctxT(t))
+	// Nothing stored yet: the answer is all zeros, and it still comes.
+	if err := st.Send(&cloudmlv1.StreamLogsRequest{Ref: ref}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := st.Recv(); err != nil || resp.GetAckedSeq() != 0 || resp.GetStdoutBytes() != 0 || resp.GetStderrBytes() != 0 {
+		t.Fatalf("progress of a new attempt = %v, %v", resp, err)
+	}
+	errBatch := batch(2, "oops\n")
+	errBatch.Stream = cloudmlv1.LogStream_LOG_STREAM_STDERR
+	sendLogs(t, st, ref, 3, batch(1, "a\nbb\n"), errBatch, batch(3, "ccc\n"))
+	if err := endErr(st); err != nil {
+		t.Fatal(err)
+	}
+
+	// The agent restarts and asks on a new stream.
+	st = n.logStream(ctxT(t))
+	if err := st.Send(&cloudmlv1.StreamLogsRequest{Ref: ref}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := st.Recv()
+	if err != nil || resp.GetAckedSeq() != 3 || resp.GetStdoutBytes() != 9 || resp.GetStderrBytes() != 5 {
+		t.Fatalf("progress = %v, %v; want acked 3, stdout 9 bytes, stderr 5", resp, err)
+	}
+	sendLogs(t, st, ref, 4, batch(4, "dddd\n"))
+	if err := endErr(st); err != nil {
+		t.Fatal(err)
+	}
+}

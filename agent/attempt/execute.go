@@ -109,6 +109,9 @@ func (a *Attempt) supervised(ctx context.Context, res *result, proc runtime.Proc
 		Ref: a.Ref(), Client: a.cfg.Client, BatchBytes: a.cfg.LogBatchBytes,
 		FlushInterval: a.cfg.LogFlushInterval, CallTimeout: a.cfg.CallTimeout,
 		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax, Logger: a.log.Named("logs"),
+		// An attached container's output is read from its start by every
+		// agent that attaches to it, also after a restart.
+		Resume: a.att != nil,
 	})
 	code2, warn, waitErr := a.supervise(proc, ship, l)
 	res.timings.run = time.Since(runStart)

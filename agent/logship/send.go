@@ -38,6 +38,7 @@ func (s *Shipper) send(ctx context.Context) {
 			return
 		case status.Code(err) == codes.Unimplemented:
 			log.Debug("coordinator has no StreamLogs; publishing one call at a time")
+			s.resume(nil) // an old coordinator cannot say how far the logs got
 			unary = true
 			continue
 		case ctx.Err() != nil:

@@ -48,6 +48,14 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// Logger receives shipping errors; nil discards them.
 	Logger hclog.Logger
+	// Resume continues an attempt that an earlier agent may have shipped
+	// part of: a task container this agent attached to after a restart,
+	// whose output it reads again from the start. Before the first batch
+	// the shipper asks the coordinator how far the logs got, numbers its
+	// batches from there and skips the bytes of each stream already stored.
+	// Until the answer comes, Copy waits (the container does not: Docker
+	// keeps its output).
+	Resume bool
 }
 
 func (c *Config) setDefaults() {
@@ -102,6 +110,10 @@ type Shipper struct {
 	closed  bool
 	err     error // terminal sender error
 	tails   map[cloudmlv1.LogStream]string
+	// resumed is false while a Resume shipper waits for the coordinator's
+	// progress; skip is what is left to drop of each stream.
+	resumed bool
+	skip    map[cloudmlv1.LogStream]int64
 }
 
 // New returns a Shipper and starts its sender, which stops when ctx ends or
@@ -114,6 +126,8 @@ func New(ctx context.Context, cfg Config) *Shipper {
 		done:    make(chan struct{}),
 		nextSeq: 1,
 		tails:   map[cloudmlv1.LogStream]string{},
+		resumed: !cfg.Resume,
+		skip:    map[cloudmlv1.LogStream]int64{},
 	}
 	s.space = sync.NewCond(&s.mu)
 	go s.send(ctx)
@@ -127,11 +141,14 @@ func New(ctx context.Context, cfg Config) *Shipper {
 func (s *Shipper) add(stream cloudmlv1.LogStream, data []byte, newline bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.unacked >= s.cfg.MaxUnacked && s.err == nil {
+	for (!s.resumed || s.unacked >= s.cfg.MaxUnacked) && s.err == nil {
 		s.space.Wait()
 	}
 	if s.err != nil {
 		return // the sender gave up; drain without keeping
+	}
+	if data, newline = s.skipStored(stream, data, newline); len(data) == 0 && !newline {
+		return
 	}
 	if s.cur != nil && s.cur.stream != stream {
 		s.closeCur()
@@ -163,6 +180,48 @@ func (s *Shipper) add(stream cloudmlv1.LogStream, data []byte, newline bool) {
 			s.closeCur()
 		}
 	}
+}
+
+// skipStored drops the start of data (and the added newline) that an
+// earlier agent shipped already (see Config.Resume). s.mu must be held.
+func (s *Shipper) skipStored(stream cloudmlv1.LogStream, data []byte, newline bool) ([]byte, bool) {
+	k := s.skip[stream]
+	if k == 0 {
+		return data, newline
+	}
+	n := int(min(k, int64(len(data))))
+	data, k = data[n:], k-int64(n)
+	if k > 0 && newline { // the stored copy has the newline this adds
+		newline, k = false, k-1
+	}
+	s.skip[stream] = k
+	return data, newline
+}
+
+// resume applies the coordinator's answer to a Resume shipper's question
+// (nil: none can come) and lets Copy go on.
+func (s *Shipper) resume(resp *cloudmlv1.StreamLogsResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resumed {
+		return
+	}
+	s.resumed = true
+	if acked := resp.GetAckedSeq(); acked > 0 {
+		// No batch exists yet: add waited for this.
+		s.acked, s.sent, s.nextSeq = acked, acked, acked+1
+		s.skip[cloudmlv1.LogStream_LOG_STREAM_STDOUT] = int64(resp.GetStdoutBytes())
+		s.skip[cloudmlv1.LogStream_LOG_STREAM_STDERR] = int64(resp.GetStderrBytes())
+		s.cfg.Logger.Info("resuming logs shipped before", "acked_seq", acked,
+			"stdout_bytes", resp.GetStdoutBytes(), "stderr_bytes", resp.GetStderrBytes())
+	}
+	s.space.Broadcast()
+}
+
+func (s *Shipper) isResumed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resumed
 }
 
 // open starts a batch of stream and its flush timer. s.mu must be held.

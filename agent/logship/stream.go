@@ -26,6 +26,18 @@ func (s *Shipper) stream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if !s.isResumed() {
+		// Ask how far the logs got before anything is numbered.
+		if err := st.Send(&cloudmlv1.StreamLogsRequest{Ref: s.cfg.Ref}); err != nil {
+			_, err = st.Recv() // the stream's status
+			return err
+		}
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		s.resume(resp)
+	}
 	var stalled atomic.Bool
 	s.mu.Lock()
 	s.sent = s.acked

@@ -67,6 +67,11 @@ func (f *streamServer) StreamLogs(stream cloudmlv1.AgentService_StreamLogsServer
 		f.mu.Unlock()
 		if bs := req.GetBatches(); len(bs) > 0 {
 			last = bs[len(bs)-1].GetSeq()
+		} else { // a resuming agent asks how far the logs got
+			if err := stream.Send(f.st.progress()); err != nil {
+				return err
+			}
+			continue
 		}
 		resp, _ := f.st.PublishLogs(stream.Context(), &cloudmlv1.PublishLogsRequest{Ref: req.GetRef(), Batches: req.GetBatches()})
 		acked := resp.GetAckedSeq()
@@ -256,5 +261,63 @@ func TestStreamUnimplementedFallsBackToPublish(t *testing.T) {
 	}
 	if st.calls == 0 {
 		t.Error("no PublishLogs call")
+	}
+}
+
+// progress answers a request with no batches, as the coordinator does.
+func (s *store) progress() *cloudmlv1.StreamLogsResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := &cloudmlv1.StreamLogsResponse{AckedSeq: uint64(len(s.batches))}
+	for _, b := range s.batches {
+		if b.GetStream() == cloudmlv1.LogStream_LOG_STREAM_STDERR {
+			resp.StderrBytes += uint64(len(b.GetData()))
+		} else {
+			resp.StdoutBytes += uint64(len(b.GetData()))
+		}
+	}
+	return resp
+}
+
+// An agent restarted while its task container runs reads the container's
+// output again from the start: the resuming shipper skips what the first
+// agent stored and numbers on, so each line is stored once.
+func TestStreamResumeSkipsWhatAnEarlierAgentShipped(t *testing.T) {
+	f := &streamServer{st: &store{}}
+	outA, errA := lines(1, 20000), lines(1, 700)
+	if _, err := ship(t, ctxT(t), streamConfig(t, f), strings.NewReader(outA), strings.NewReader(errA)); err != nil {
+		t.Fatal(err)
+	}
+	firstSeqs := len(f.st.batches)
+
+	outB, errB := lines(20001, 30000), lines(701, 900)
+	cfg := streamConfig(t, f)
+	cfg.Resume = true
+	last, err := ship(t, ctxT(t), cfg, strings.NewReader(outA+outB), strings.NewReader(errA+errB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.st.text(t)
+	if got[cloudmlv1.LogStream_LOG_STREAM_STDOUT] != outA+outB || got[cloudmlv1.LogStream_LOG_STREAM_STDERR] != errA+errB {
+		t.Errorf("stored stdout %d bytes, stderr %d; want %d and %d, each line once",
+			len(got[cloudmlv1.LogStream_LOG_STREAM_STDOUT]), len(got[cloudmlv1.LogStream_LOG_STREAM_STDERR]), len(outA+outB), len(errA+errB))
+	}
+	if f.st.dupes != 0 || int(last) != len(f.st.batches) || int(last) <= firstSeqs {
+		t.Errorf("dupes %d, last seq %d, stored %d batches (%d before the restart)", f.st.dupes, last, len(f.st.batches), firstSeqs)
+	}
+}
+
+// A resuming shipper against a coordinator without StreamLogs ships
+// everything, as before.
+func TestStreamResumeWithoutStreamLogsShipsAll(t *testing.T) {
+	st := &store{}
+	cfg := fastConfig(t, st)
+	cfg.Resume = true
+	out := lines(1, 5000)
+	if _, err := ship(t, ctxT(t), cfg, strings.NewReader(out), strings.NewReader("")); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.text(t)[cloudmlv1.LogStream_LOG_STREAM_STDOUT]; got != out {
+		t.Errorf("stored %d bytes, want %d", len(got), len(out))
 	}
 }

@@ -103,3 +103,34 @@ func (s *Store) AckedSeq(job string, task, attempt int32) (uint64, error) {
 	defer seg.mu.Unlock()
 	return seg.acked, nil
 }
+
+// LogBytes counts the data bytes of each stream in the attempt's batches
+// with seq ≤ upTo (clamped to the written seq), indexed by stream. It reads
+// only the records' headers. An agent that attaches to a running task skips
+// this much of each stream (see StreamLogsResponse).
+func (s *Store) LogBytes(job string, task, attempt int32, upTo uint64) (map[cloudmlv1.LogStream]uint64, error) {
+	seg, err := s.segment(job, task, attempt)
+	if err != nil {
+		return nil, fmt.Errorf("count logs: %w", err)
+	}
+	seg.mu.Lock()
+	offs := seg.offs[:min(upTo, seg.written)]
+	seg.mu.Unlock()
+	out := map[cloudmlv1.LogStream]uint64{}
+	if len(offs) == 0 {
+		return out, nil
+	}
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return nil, fmt.Errorf("count logs: %w", err)
+	}
+	defer f.Close()
+	var hdr [recordHeader]byte
+	for _, off := range offs {
+		if _, err := f.ReadAt(hdr[:], off); err != nil {
+			return nil, fmt.Errorf("count logs: %s at %d: %w", seg.path, off, err)
+		}
+		out[cloudmlv1.LogStream(hdr[8])] += uint64(binary.BigEndian.Uint32(hdr[9:]))
+	}
+	return out, nil
+}

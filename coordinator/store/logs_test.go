@@ -354,3 +354,28 @@ func TestLogsMixedSizesInOneWrite(t *testing.T) {
 		t.Errorf("read after restart (-want +got):\n%s", diff)
 	}
 }
+
+func TestLogBytesCountsEachStream(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	// batch(3) is stderr, the others stdout.
+	mustAppend(t, s, "lb-000001", 0, 1, 4, batch(1, 100), batch(2, 70000), batch(3, 5), batch(4, 9))
+	out, err := s.LogBytes("lb-000001", 0, 1, 3)
+	want := map[cloudmlv1.LogStream]uint64{cloudmlv1.LogStream_LOG_STREAM_STDOUT: 70100, cloudmlv1.LogStream_LOG_STREAM_STDERR: 5}
+	if err != nil || !cmp.Equal(out, want) {
+		t.Errorf("LogBytes up to 3 = %v, %v; want %v", out, err, want)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir) // counted from the file after a restart too
+	defer s.Close()
+	out, err = s.LogBytes("lb-000001", 0, 1, 99)
+	want[cloudmlv1.LogStream_LOG_STREAM_STDOUT] += 9
+	if err != nil || !cmp.Equal(out, want) {
+		t.Errorf("LogBytes up to 99 after restart = %v, %v; want %v", out, err, want)
+	}
+	if out, err := s.LogBytes("lb-000002", 0, 1, 5); err != nil || len(out) != 0 {
+		t.Errorf("LogBytes of an attempt with no logs = %v, %v", out, err)
+	}
+}

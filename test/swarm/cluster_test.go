@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -231,4 +232,64 @@ func codeDir(t *testing.T, script string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// restartAgent kills node i's agent with SIGKILL and starts the same
+// command again in the node's namespace, as a supervisor (systemd on a
+// droplet) would. The new agent keeps the node's identity and work dir.
+func (c *swarmCluster) restartAgent(t *testing.T, i int) {
+	t.Helper()
+	ns := fmt.Sprintf("%s-n%d", c.name, i)
+	pid, args, env := findAgent(t, ns)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent %d did not die", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd := exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + ns, "--"}, args...)...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, c, c
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("restart agent of %s: %v", ns, err)
+	}
+	t.Cleanup(func() { // before the cluster stops
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+}
+
+// findAgent returns the pid, command line and environment of the agent
+// whose --hostname is ns.
+func findAgent(t *testing.T, ns string) (int, []string, []string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "cloudml-agent" {
+			continue
+		}
+		for k := 1; k < len(args); k++ {
+			if args[k-1] == "--hostname" && args[k] == ns {
+				dir := filepath.Dir(p)
+				envRaw, err := os.ReadFile(filepath.Join(dir, "environ"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid, _ := strconv.Atoi(filepath.Base(dir))
+				return pid, args, strings.Split(strings.TrimSuffix(string(envRaw), "\x00"), "\x00")
+			}
+		}
+	}
+	t.Fatalf("no agent with --hostname %s", ns)
+	return 0, nil, nil
 }

@@ -194,6 +194,31 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 		}
 	})
 
+	t.Run("agent restarted mid-task ships each line once", func(t *testing.T) {
+		// The first agent ships the first 3000 lines in many small batches;
+		// the new one reads them at once, so its batches differ.
+		code := codeDir(t, `i=0; while [ $i -lt 30 ]; do seq $((i*100+1)) $((i*100+100)); i=$((i+1)); sleep 0.05; done
+sleep 3; seq 3001 6000`)
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "restart", "--image", busybox, "--code", code, "--", "sh", "task.sh"))
+		at := c.waitContainer(job, false)
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(c.mustClient("logs", job), "[0] 3000\n") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the first 3000 lines did not arrive")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		c.restartAgent(t, at.node) // it reads the container's log again from the start
+		r := c.client("logs", "-f", job)
+		if r.Code != 0 {
+			t.Fatalf("logs -f: exit %d\n%s\n%s", r.Code, r.Stderr, c.mustClient("status", job))
+		}
+		checkSeq(t, r.Stdout, 0, 6000)
+		if n := strings.Count(r.Stdout, "\n"); n != 6000 {
+			t.Errorf("logs -f printed %d lines, want 6000", n)
+		}
+	})
+
 	t.Run("image only on the manager reaches every node", func(t *testing.T) {
 		ref := "cloudml/manager-only:" + strconv.Itoa(os.Getpid())
 		c.importBusyboxAs(c.managerIndex(t), ref)

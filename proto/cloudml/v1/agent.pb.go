@@ -1680,7 +1680,8 @@ func (x *PublishLogsResponse) GetAckedSeq() uint64 {
 }
 
 // StreamLogsRequest carries log batches of one attempt, in order, on a
-// StreamLogs stream.
+// StreamLogs stream. A request with no batches asks how far the attempt's
+// logs got; the coordinator answers it with acked_seq and the byte counts.
 type StreamLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ref names the attempt; the same on every request of a stream.
@@ -1739,7 +1740,16 @@ func (x *StreamLogsRequest) GetBatches() []*LogBatch {
 type StreamLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// AckedSeq is the highest sequence number stored with no gap before it.
-	AckedSeq      uint64 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	AckedSeq uint64 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
+	// StdoutBytes and StderrBytes count the bytes of each stream in the
+	// batches up to acked_seq. They are set only in the answer to a request
+	// with no batches, which an agent sends first when it attaches to a task
+	// that was already running (a container, after the agent restarted): it
+	// then numbers its batches from acked_seq+1 and skips that much of each
+	// stream, so no line is shipped twice or lost at the seam.
+	StdoutBytes uint64 `protobuf:"varint,2,opt,name=stdout_bytes,json=stdoutBytes,proto3" json:"stdout_bytes,omitempty"`
+	// StderrBytes: see stdout_bytes.
+	StderrBytes   uint64 `protobuf:"varint,3,opt,name=stderr_bytes,json=stderrBytes,proto3" json:"stderr_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1777,6 +1787,20 @@ func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
 func (x *StreamLogsResponse) GetAckedSeq() uint64 {
 	if x != nil {
 		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *StreamLogsResponse) GetStdoutBytes() uint64 {
+	if x != nil {
+		return x.StdoutBytes
+	}
+	return 0
+}
+
+func (x *StreamLogsResponse) GetStderrBytes() uint64 {
+	if x != nil {
+		return x.StderrBytes
 	}
 	return 0
 }
@@ -2248,9 +2272,11 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\"j\n" +
 	"\x11StreamLogsRequest\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12.\n" +
-	"\abatches\x18\x02 \x03(\v2\x14.cloudml.v1.LogBatchR\abatches\"1\n" +
+	"\abatches\x18\x02 \x03(\v2\x14.cloudml.v1.LogBatchR\abatches\"w\n" +
 	"\x12StreamLogsResponse\x12\x1b\n" +
-	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\"#\n" +
+	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\x12!\n" +
+	"\fstdout_bytes\x18\x02 \x01(\x04R\vstdoutBytes\x12!\n" +
+	"\fstderr_bytes\x18\x03 \x01(\x04R\vstderrBytes\"#\n" +
 	"\vExportImage\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\")\n" +
 	"\x11FetchImageRequest\x12\x14\n" +
