@@ -196,7 +196,8 @@ env | grep -E '^(CLOUDML_|EXTRA=)' | sed "s#$CLOUDML_OUTPUT_DIR#OUT#; s#$CLOUDML
 	if err := b.Put(context.Background(), "data/iris/iris.csv", strings.NewReader("5.1,3.5\n"), true); err != nil {
 		t.Fatal(err)
 	}
-	r := startAgent(t, baseConfig(t, dial, t.TempDir()))
+	work := t.TempDir()
+	r := startAgent(t, baseConfig(t, dial, work))
 	rf := ref("linreg-1", 3, 1)
 	f.assign(t, &cloudmlv1.Assignment{
 		Ref: rf, TaskCount: 8, Command: []string{"./train.sh"}, Code: code,
@@ -287,5 +288,12 @@ EXTRA=yes
 	}
 	if after, _ := r.CacheStats(); after != before {
 		t.Errorf("downloads went from %d to %d for cached code", before, after)
+	}
+	// Once the results are in the bucket (before the final report), the
+	// node keeps no copy of the attempts.
+	for _, n := range []string{"1", "2"} {
+		if _, err := os.Stat(filepath.Join(work, "attempts", "linreg-1", "3", n)); !os.IsNotExist(err) {
+			t.Errorf("attempt %s's directory is still on the node (%v)", n, err)
+		}
 	}
 }

@@ -313,3 +313,22 @@ func TestMillionLinesThroughput(t *testing.T) {
 		t.Errorf("shipping took %v", elapsed)
 	}
 }
+
+// When the results cannot reach the bucket, the node keeps the attempt's
+// directory, so its outputs are not lost.
+func TestFailedUploadKeepsTheAttemptDirectory(t *testing.T) {
+	var work string
+	s := newMemSetup(t, func(c *Config) { work = c.WorkDir })
+	rf := ref("keep", 0, 1)
+	asg := s.asg(rf, "sh", "-c", `echo kept > "$CLOUDML_OUTPUT_DIR/model.txt"`)
+	asg.Output = "mem://nosuchbucket/out"
+	s.f.assign(t, asg)
+	end := s.f.waitFinal(t, rf)
+	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_FAILED || !strings.Contains(end.GetMessage(), "upload results") {
+		t.Fatalf("end = %v %q, want failed by the upload", end.GetState(), end.GetMessage())
+	}
+	data, err := os.ReadFile(filepath.Join(work, "attempts", "keep", "0", "1", "output", "model.txt"))
+	if err != nil || string(data) != "kept\n" {
+		t.Errorf("output kept on the node = %q, %v", data, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -189,6 +190,7 @@ func (a *Attempt) Run(ctx context.Context) {
 		rep.finish(ctx, nil)
 		return
 	}
+	a.removeDir(res)
 	err := rep.finish(ctx, &cloudmlv1.ReportTaskRequest{
 		Ref: a.Ref(), State: res.state, ExitCode: int32(res.exitCode), Message: res.message(),
 		Metrics: res.metrics, ResultsUrl: res.resultsURL, LastLogSeq: res.lastLogSeq,
@@ -200,5 +202,23 @@ func (a *Attempt) Run(ctx context.Context) {
 		a.log.Warn("final report not acknowledged", "error", err)
 	default:
 		a.log.Info("attempt ended", "state", res.state, "exit_code", res.exitCode, "message", res.message())
+	}
+}
+
+// removeDir deletes the attempt's local directory (its outputs, log copies
+// and run dir) once every result is in the bucket, before the final
+// report: nothing is lost, and a node's disk does not fill up with every
+// task it ever ran. A failed upload keeps the directory, so the outputs can
+// still be recovered from the node.
+func (a *Attempt) removeDir(res *result) {
+	if !res.uploaded {
+		return
+	}
+	root, err := a.dir()
+	if err == nil {
+		err = os.RemoveAll(root)
+	}
+	if err != nil {
+		a.log.Warn("cannot remove the attempt's local directory", "error", err)
 	}
 }

@@ -26,6 +26,7 @@ type result struct {
 	resultsURL string
 	lastLogSeq uint64
 	timings    timings
+	uploaded   bool // every result is in the bucket
 }
 
 type timings struct {

@@ -98,6 +98,7 @@ func (a *Attempt) upload(ctx context.Context, res *result, l *layout) {
 	err := a.uploadAll(ctx, res, l, start)
 	res.timings.upload = time.Since(start)
 	if err == nil {
+		res.uploaded = true
 		return
 	}
 	a.log.Warn("upload results failed", "error", err)
