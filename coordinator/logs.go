@@ -107,6 +107,9 @@ func (s *jobServer) SubscribeLogs(req *cloudmlv1.SubscribeLogsRequest, stream cl
 func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.SubscribeLogsRequest, stream cloudmlv1.JobService_SubscribeLogsServer) error {
 	job := req.GetJobId()
 	cursors := map[[2]int32]uint64{}
+	for _, p := range req.GetAfter() { // a client resuming a broken stream
+		cursors[[2]int32{p.GetTaskIndex(), p.GetAttempt()}] = p.GetSeq()
+	}
 	// One read buffer for the whole subscription: Send has copied an
 	// entry's data by the time it returns.
 	var buf []byte
@@ -127,7 +130,7 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 				}
 				buf = used
 				for _, e := range entries {
-					msg := &cloudmlv1.SubscribeLogsResponse{TaskIndex: at.task, Attempt: at.attempt, Stream: e.Stream, Data: e.Data}
+					msg := &cloudmlv1.SubscribeLogsResponse{TaskIndex: at.task, Attempt: at.attempt, Stream: e.Stream, Data: e.Data, Seq: e.Seq}
 					if err := stream.Send(msg); err != nil {
 						return err
 					}

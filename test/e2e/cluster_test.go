@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +26,27 @@ type cluster struct {
 	bucket string
 	env    []string
 	cmd    *exec.Cmd
-	log    *bytes.Buffer
+	args   []string
+	log    *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for the coordinator's output and the
+// test reading it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 type clusterOpts struct {
@@ -40,7 +61,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	if o.bucket == "" {
 		o.bucket = "file://" + filepath.Join(home, "bucket")
 	}
-	c := &cluster{t: t, addr: freeAddr(t), home: home, bucket: o.bucket, log: &bytes.Buffer{},
+	c := &cluster{t: t, addr: freeAddr(t), home: home, bucket: o.bucket, log: &syncBuffer{},
 		env: append(os.Environ(), o.env...)}
 	args := []string{"serve", "--listen", c.addr, "--provider", "local", "--nodes", fmt.Sprint(o.nodes),
 		"--state", filepath.Join(home, "state"), "--bucket", o.bucket, "--heartbeat", "500ms",
@@ -48,15 +69,30 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	if o.slots > 0 {
 		args = append(args, "--slots", fmt.Sprint(o.slots))
 	}
-	c.cmd = exec.Command(bin("coordinator"), args...)
-	c.cmd.Env = c.env
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start coordinator: %v", err)
-	}
+	c.args = args
+	c.start()
 	t.Cleanup(c.stop)
 	c.waitNodes(o.nodes)
 	return c
+}
+
+func (c *cluster) start() {
+	c.t.Helper()
+	c.cmd = exec.Command(bin("coordinator"), c.args...)
+	c.cmd.Env = c.env
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatalf("start coordinator: %v", err)
+	}
+}
+
+// restart stops the coordinator (and so its agents) and starts it again on
+// the same state, address and work directories.
+func (c *cluster) restart(nodes int) {
+	c.t.Helper()
+	c.stop()
+	c.start()
+	c.waitNodes(nodes)
 }
 
 // stop ends the coordinator (which stops its agents) and checks it exits.

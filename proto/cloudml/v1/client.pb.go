@@ -390,7 +390,12 @@ type SubscribeLogsRequest struct {
 	// HasTask restricts the stream to TaskIndex.
 	HasTask bool `protobuf:"varint,3,opt,name=has_task,json=hasTask,proto3" json:"has_task,omitempty"`
 	// Follow keeps the stream open until the job ends.
-	Follow        bool `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	Follow bool `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	// After resumes a stream: of each attempt listed, only the batches after
+	// seq are sent. A client whose stream broke (the coordinator restarted)
+	// reconnects with the last seq it printed of each attempt, so no line is
+	// printed twice.
+	After         []*LogPosition `protobuf:"bytes,5,rep,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -453,6 +458,77 @@ func (x *SubscribeLogsRequest) GetFollow() bool {
 	return false
 }
 
+func (x *SubscribeLogsRequest) GetAfter() []*LogPosition {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// LogPosition is how far a reader got in one attempt's output.
+type LogPosition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TaskIndex is the task.
+	TaskIndex int32 `protobuf:"varint,1,opt,name=task_index,json=taskIndex,proto3" json:"task_index,omitempty"`
+	// Attempt is the attempt.
+	Attempt int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Seq is the last batch read.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogPosition) Reset() {
+	*x = LogPosition{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogPosition) ProtoMessage() {}
+
+func (x *LogPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogPosition.ProtoReflect.Descriptor instead.
+func (*LogPosition) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *LogPosition) GetTaskIndex() int32 {
+	if x != nil {
+		return x.TaskIndex
+	}
+	return 0
+}
+
+func (x *LogPosition) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LogPosition) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // SubscribeLogsResponse is a chunk of output or the end of the job.
 type SubscribeLogsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -465,14 +541,17 @@ type SubscribeLogsResponse struct {
 	// Data is one or more whole lines.
 	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	// JobState is set, on the last message only, to the job's final state.
-	JobState      JobState `protobuf:"varint,5,opt,name=job_state,json=jobState,proto3,enum=cloudml.v1.JobState" json:"job_state,omitempty"`
+	JobState JobState `protobuf:"varint,5,opt,name=job_state,json=jobState,proto3,enum=cloudml.v1.JobState" json:"job_state,omitempty"`
+	// Seq is the batch's sequence number within its attempt (0 on the last
+	// message); see SubscribeLogsRequest.after.
+	Seq           uint64 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeLogsResponse) Reset() {
 	*x = SubscribeLogsResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	mi := &file_cloudml_v1_client_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +563,7 @@ func (x *SubscribeLogsResponse) String() string {
 func (*SubscribeLogsResponse) ProtoMessage() {}
 
 func (x *SubscribeLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	mi := &file_cloudml_v1_client_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +576,7 @@ func (x *SubscribeLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeLogsResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{9}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubscribeLogsResponse) GetTaskIndex() int32 {
@@ -535,6 +614,13 @@ func (x *SubscribeLogsResponse) GetJobState() JobState {
 	return JobState_JOB_STATE_UNSPECIFIED
 }
 
+func (x *SubscribeLogsResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // GetResultsRequest names a job.
 type GetResultsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -546,7 +632,7 @@ type GetResultsRequest struct {
 
 func (x *GetResultsRequest) Reset() {
 	*x = GetResultsRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	mi := &file_cloudml_v1_client_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +644,7 @@ func (x *GetResultsRequest) String() string {
 func (*GetResultsRequest) ProtoMessage() {}
 
 func (x *GetResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	mi := &file_cloudml_v1_client_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +657,7 @@ func (x *GetResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultsRequest.ProtoReflect.Descriptor instead.
 func (*GetResultsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{10}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetResultsRequest) GetJobId() string {
@@ -599,7 +685,7 @@ type GetResultsResponse struct {
 
 func (x *GetResultsResponse) Reset() {
 	*x = GetResultsResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	mi := &file_cloudml_v1_client_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +697,7 @@ func (x *GetResultsResponse) String() string {
 func (*GetResultsResponse) ProtoMessage() {}
 
 func (x *GetResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	mi := &file_cloudml_v1_client_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +710,7 @@ func (x *GetResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultsResponse.ProtoReflect.Descriptor instead.
 func (*GetResultsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetResultsResponse) GetObjective() *Objective {
@@ -678,7 +764,7 @@ type ResultRow struct {
 
 func (x *ResultRow) Reset() {
 	*x = ResultRow{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +776,7 @@ func (x *ResultRow) String() string {
 func (*ResultRow) ProtoMessage() {}
 
 func (x *ResultRow) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +789,7 @@ func (x *ResultRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRow.ProtoReflect.Descriptor instead.
 func (*ResultRow) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResultRow) GetTaskIndex() int32 {
@@ -771,7 +857,7 @@ type PushImageRequest struct {
 
 func (x *PushImageRequest) Reset() {
 	*x = PushImageRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +869,7 @@ func (x *PushImageRequest) String() string {
 func (*PushImageRequest) ProtoMessage() {}
 
 func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +882,7 @@ func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
 func (*PushImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PushImageRequest) GetPart() isPushImageRequest_Part {
@@ -858,7 +944,7 @@ type PushImageResponse struct {
 
 func (x *PushImageResponse) Reset() {
 	*x = PushImageResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +956,7 @@ func (x *PushImageResponse) String() string {
 func (*PushImageResponse) ProtoMessage() {}
 
 func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +969,7 @@ func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
 func (*PushImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PushImageResponse) GetId() string {
@@ -916,7 +1002,7 @@ type GetClusterInfoRequest struct {
 
 func (x *GetClusterInfoRequest) Reset() {
 	*x = GetClusterInfoRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1014,7 @@ func (x *GetClusterInfoRequest) String() string {
 func (*GetClusterInfoRequest) ProtoMessage() {}
 
 func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1027,7 @@ func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
 }
 
 // GetClusterInfoResponse describes the coordinator.
@@ -959,7 +1045,7 @@ type GetClusterInfoResponse struct {
 
 func (x *GetClusterInfoResponse) Reset() {
 	*x = GetClusterInfoResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1057,7 @@ func (x *GetClusterInfoResponse) String() string {
 func (*GetClusterInfoResponse) ProtoMessage() {}
 
 func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1070,7 @@ func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetClusterInfoResponse) GetDefaultBucket() string {
@@ -1017,7 +1103,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[17]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1115,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[17]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1128,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 // ListNodesResponse carries the nodes.
@@ -1056,7 +1142,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[18]
+	mi := &file_cloudml_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1154,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[18]
+	mi := &file_cloudml_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1167,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1111,20 +1197,27 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"6\n" +
 	"\x11CancelJobResponse\x12!\n" +
-	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\"\x7f\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\"\xae\x01\n" +
 	"\x14SubscribeLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
 	"task_index\x18\x02 \x01(\x05R\ttaskIndex\x12\x19\n" +
 	"\bhas_task\x18\x03 \x01(\bR\ahasTask\x12\x16\n" +
-	"\x06follow\x18\x04 \x01(\bR\x06follow\"\xc6\x01\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\x12-\n" +
+	"\x05after\x18\x05 \x03(\v2\x17.cloudml.v1.LogPositionR\x05after\"X\n" +
+	"\vLogPosition\x12\x1d\n" +
+	"\n" +
+	"task_index\x18\x01 \x01(\x05R\ttaskIndex\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xd8\x01\n" +
 	"\x15SubscribeLogsResponse\x12\x1d\n" +
 	"\n" +
 	"task_index\x18\x01 \x01(\x05R\ttaskIndex\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12-\n" +
 	"\x06stream\x18\x03 \x01(\x0e2\x15.cloudml.v1.LogStreamR\x06stream\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x121\n" +
-	"\tjob_state\x18\x05 \x01(\x0e2\x14.cloudml.v1.JobStateR\bjobState\"*\n" +
+	"\tjob_state\x18\x05 \x01(\x0e2\x14.cloudml.v1.JobStateR\bjobState\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\"*\n" +
 	"\x11GetResultsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\xbf\x01\n" +
 	"\x12GetResultsResponse\x123\n" +
@@ -1190,7 +1283,7 @@ func file_cloudml_v1_client_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_client_proto_rawDescData
 }
 
-var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_cloudml_v1_client_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),       // 0: cloudml.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),      // 1: cloudml.v1.SubmitJobResponse
@@ -1201,66 +1294,68 @@ var file_cloudml_v1_client_proto_goTypes = []any{
 	(*CancelJobRequest)(nil),       // 6: cloudml.v1.CancelJobRequest
 	(*CancelJobResponse)(nil),      // 7: cloudml.v1.CancelJobResponse
 	(*SubscribeLogsRequest)(nil),   // 8: cloudml.v1.SubscribeLogsRequest
-	(*SubscribeLogsResponse)(nil),  // 9: cloudml.v1.SubscribeLogsResponse
-	(*GetResultsRequest)(nil),      // 10: cloudml.v1.GetResultsRequest
-	(*GetResultsResponse)(nil),     // 11: cloudml.v1.GetResultsResponse
-	(*ResultRow)(nil),              // 12: cloudml.v1.ResultRow
-	(*PushImageRequest)(nil),       // 13: cloudml.v1.PushImageRequest
-	(*PushImageResponse)(nil),      // 14: cloudml.v1.PushImageResponse
-	(*GetClusterInfoRequest)(nil),  // 15: cloudml.v1.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil), // 16: cloudml.v1.GetClusterInfoResponse
-	(*ListNodesRequest)(nil),       // 17: cloudml.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 18: cloudml.v1.ListNodesResponse
-	nil,                            // 19: cloudml.v1.ResultRow.ParamsEntry
-	nil,                            // 20: cloudml.v1.ResultRow.MetricsEntry
-	(*JobSpec)(nil),                // 21: cloudml.v1.JobSpec
-	(*Job)(nil),                    // 22: cloudml.v1.Job
-	(LogStream)(0),                 // 23: cloudml.v1.LogStream
-	(JobState)(0),                  // 24: cloudml.v1.JobState
-	(*Objective)(nil),              // 25: cloudml.v1.Objective
-	(TaskState)(0),                 // 26: cloudml.v1.TaskState
-	(*ImageHeader)(nil),            // 27: cloudml.v1.ImageHeader
-	(*Node)(nil),                   // 28: cloudml.v1.Node
+	(*LogPosition)(nil),            // 9: cloudml.v1.LogPosition
+	(*SubscribeLogsResponse)(nil),  // 10: cloudml.v1.SubscribeLogsResponse
+	(*GetResultsRequest)(nil),      // 11: cloudml.v1.GetResultsRequest
+	(*GetResultsResponse)(nil),     // 12: cloudml.v1.GetResultsResponse
+	(*ResultRow)(nil),              // 13: cloudml.v1.ResultRow
+	(*PushImageRequest)(nil),       // 14: cloudml.v1.PushImageRequest
+	(*PushImageResponse)(nil),      // 15: cloudml.v1.PushImageResponse
+	(*GetClusterInfoRequest)(nil),  // 16: cloudml.v1.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil), // 17: cloudml.v1.GetClusterInfoResponse
+	(*ListNodesRequest)(nil),       // 18: cloudml.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 19: cloudml.v1.ListNodesResponse
+	nil,                            // 20: cloudml.v1.ResultRow.ParamsEntry
+	nil,                            // 21: cloudml.v1.ResultRow.MetricsEntry
+	(*JobSpec)(nil),                // 22: cloudml.v1.JobSpec
+	(*Job)(nil),                    // 23: cloudml.v1.Job
+	(LogStream)(0),                 // 24: cloudml.v1.LogStream
+	(JobState)(0),                  // 25: cloudml.v1.JobState
+	(*Objective)(nil),              // 26: cloudml.v1.Objective
+	(TaskState)(0),                 // 27: cloudml.v1.TaskState
+	(*ImageHeader)(nil),            // 28: cloudml.v1.ImageHeader
+	(*Node)(nil),                   // 29: cloudml.v1.Node
 }
 var file_cloudml_v1_client_proto_depIdxs = []int32{
-	21, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
-	22, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
-	22, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
-	22, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
-	22, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
-	23, // 5: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
-	24, // 6: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
-	25, // 7: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
-	12, // 8: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
-	24, // 9: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
-	26, // 10: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
-	19, // 11: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
-	20, // 12: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
-	27, // 13: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	28, // 14: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
-	0,  // 15: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	2,  // 16: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	4,  // 17: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	6,  // 18: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	8,  // 19: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	13, // 20: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
-	10, // 21: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	15, // 22: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	17, // 23: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	1,  // 24: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	3,  // 25: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	5,  // 26: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	7,  // 27: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	9,  // 28: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	14, // 29: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
-	11, // 30: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	16, // 31: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	18, // 32: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	24, // [24:33] is the sub-list for method output_type
-	15, // [15:24] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	22, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
+	23, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
+	23, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
+	23, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
+	23, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
+	9,  // 5: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
+	24, // 6: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
+	25, // 7: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
+	26, // 8: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
+	13, // 9: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
+	25, // 10: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
+	27, // 11: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
+	20, // 12: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
+	21, // 13: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
+	28, // 14: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	29, // 15: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
+	0,  // 16: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	2,  // 17: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	4,  // 18: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	6,  // 19: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	8,  // 20: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	14, // 21: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	11, // 22: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	16, // 23: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	18, // 24: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	1,  // 25: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	3,  // 26: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	5,  // 27: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	7,  // 28: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	10, // 29: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	15, // 30: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	12, // 31: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	17, // 32: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	19, // 33: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	25, // [25:34] is the sub-list for method output_type
+	16, // [16:25] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
@@ -1269,7 +1364,7 @@ func file_cloudml_v1_client_proto_init() {
 		return
 	}
 	file_cloudml_v1_job_proto_init()
-	file_cloudml_v1_client_proto_msgTypes[13].OneofWrappers = []any{
+	file_cloudml_v1_client_proto_msgTypes[14].OneofWrappers = []any{
 		(*PushImageRequest_Header)(nil),
 		(*PushImageRequest_Chunk)(nil),
 	}
@@ -1279,7 +1374,7 @@ func file_cloudml_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_client_proto_rawDesc), len(file_cloudml_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
