@@ -258,7 +258,9 @@ func (c *swarmCluster) restartAgent(t *testing.T, i int) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("restart agent of %s: %v", ns, err)
 	}
-	t.Cleanup(func() { // before the cluster stops
+	// The new agent serves the rest of the suite: stop it with the
+	// cluster's test (before the cluster stops), not with the subtest.
+	c.t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
