@@ -194,6 +194,9 @@ func (c *Coordinator) cancel(id string) (*cloudmlv1.Job, error) {
 	for _, r := range stops {
 		c.stopAttempt(r, j.attempt(r.task, r.attempt), "job cancelled")
 	}
+	// Over at once (nothing was running): the services of its ended
+	// attempts, kept for a batch, go now.
+	c.removeJobServices(j)
 	c.log.Info("job cancelled", "job_id", id, "stopping", len(stops))
 	c.poke()
 	return jobProto(j, true), nil

@@ -192,15 +192,7 @@ func (c *Coordinator) serviceEnded(j *jobEntry, r attemptRef, a *store.Attempt) 
 	if !a.Swarm {
 		return
 	}
-	if j.final() && j.activeAttempts() == 0 {
-		for _, as := range j.attempts {
-			for _, a := range as {
-				if a != nil && a.Swarm && !j.removedServices[refOf(a)] {
-					c.removeService(refOf(a), a)
-				}
-			}
-		}
-		j.endedServices, j.removedServices = nil, nil
+	if c.removeJobServices(j) {
 		return
 	}
 	j.endedServices = append(j.endedServices, r)
@@ -215,6 +207,23 @@ func (c *Coordinator) serviceEnded(j *jobEntry, r attemptRef, a *store.Attempt) 
 		j.removedServices[e] = true
 	}
 	j.endedServices = nil
+}
+
+// removeJobServices removes every service of j, if j is over (final, with
+// no attempt still active), and reports whether it was. Callers hold c.mu.
+func (c *Coordinator) removeJobServices(j *jobEntry) bool {
+	if !j.final() || j.activeAttempts() > 0 {
+		return false
+	}
+	for _, as := range j.attempts {
+		for _, a := range as {
+			if a != nil && a.Swarm && !j.removedServices[refOf(a)] {
+				c.removeService(refOf(a), a)
+			}
+		}
+	}
+	j.endedServices, j.removedServices = nil, nil
+	return true
 }
 
 // removeService asks the manager to remove an ended swarm attempt's service.

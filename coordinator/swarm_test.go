@@ -201,3 +201,29 @@ func TestContainerJobTooBigForAnyNode(t *testing.T) {
 		return strings.Contains(h.job(job.GetId()).GetTasks()[0].GetReason(), "needs 8 CPUs; the largest swarm node has 2 slots")
 	})
 }
+
+// A job cancelled while its other services only wait in the swarm is over
+// at once; the services of its ended attempts, kept for a batch, go too.
+func TestCancelledContainerJobRemovesEveryService(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	spec := gridSpec("boxed", 3)
+	spec.Image = "cloudml/busybox:test"
+	job := h.submit(spec)
+	for _, a := range []*fakeAgent{mgr, wrk} {
+		a.nextOther() // StageJob
+		a.reportStage(job.GetId(), "")
+	}
+	first := mgr.next()
+	mgr.next()
+	mgr.next()
+	wrk.run(first, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil) // its service stays for now
+	if _, err := h.jobs.CancelJob(ctxT(t), &cloudmlv1.CancelJobRequest{JobId: job.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	removed := map[int32]bool{}
+	for len(removed) < 3 {
+		removed[mgr.nextCancel().GetRef().GetTaskIndex()] = true
+	}
+	h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_CANCELLED)
+}
