@@ -1,21 +1,15 @@
 package agent
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -118,16 +112,10 @@ func (f *imageFake) FetchImage(req *cloudmlv1.FetchImageRequest, stream cloudmlv
 // Docker: ExportImage uploads an image, StageJob fetches it back after it
 // was removed, and a job whose image is nowhere fails its staging.
 func TestImageDistributionThroughSession(t *testing.T) {
-	_, err := os.Stat("/var/run/docker.sock")
-	testutil.NeedSystem(t, "the host docker daemon (bash scripts/dockerd.sh)", err)
-	d, err := ctr.Dial("unix:///var/run/docker.sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() }) // after the image's removal
+	d := testutil.HostDocker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ref, id := importTestImage(t, ctx, d)
+	ref, id := testutil.ImportImage(t, d, "cloudml-test/img", testutil.OneFileRootfs(6))
 
 	f, dial := newImageFake(t)
 	cfg := baseConfig(t, dial, t.TempDir())
@@ -177,36 +165,4 @@ func TestImageDistributionThroughSession(t *testing.T) {
 			t.Errorf("stage error %q does not say %q", rep.GetError(), want)
 		}
 	}
-}
-
-// importTestImage makes a one-file image under a unique tag, removed when
-// the test ends.
-func importTestImage(t *testing.T, ctx context.Context, d *client.Client) (ref, id string) {
-	t.Helper()
-	suffix := make([]byte, 6)
-	rand.Read(suffix)
-	ref = "cloudml-test/img:" + hex.EncodeToString(suffix)
-	var rootfs bytes.Buffer
-	tw := tar.NewWriter(&rootfs)
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "payload", Mode: 0o644, Size: int64(len(suffix))})
-	tw.Write(suffix)
-	tw.Close()
-	rc, err := d.ImageImport(ctx, image.ImportSource{Source: &rootfs, SourceName: "-"}, ref, image.ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, rc)
-	rc.Close()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := d.ImageRemove(ctx, ref, image.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
-			t.Errorf("remove test image: %v", err)
-		}
-	})
-	insp, err := d.ImageInspect(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref, insp.ID
 }

@@ -1,22 +1,16 @@
 package container
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -104,62 +98,9 @@ func startImageServer(t *testing.T, srv *imageServer) cloudmlv1.AgentServiceClie
 	return cloudmlv1.NewAgentServiceClient(cc)
 }
 
-// hostDocker is the host's daemon (scripts/dockerd.sh starts it).
-func hostDocker(t *testing.T) *client.Client {
-	_, err := os.Stat("/var/run/docker.sock")
-	testutil.NeedSystem(t, "the host docker daemon (bash scripts/dockerd.sh)", err)
-	d, err := Dial("unix:///var/run/docker.sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	_, err = d.Ping(ctx)
-	testutil.NeedSystem(t, "the host docker daemon (bash scripts/dockerd.sh)", err)
-	return d
-}
-
-// importTinyImage makes an image of one file with random content under a
-// unique tag, removed when the test ends.
-func importTinyImage(t *testing.T, d *client.Client) (ref, id string) {
-	ctx := t.Context()
-	suffix := make([]byte, 6)
-	rand.Read(suffix)
-	ref = "cloudml-test/img:" + hex.EncodeToString(suffix)
-	content := make([]byte, 3<<20) // several chunks of the export
-	rand.Read(content)
-	var rootfs bytes.Buffer
-	tw := tar.NewWriter(&rootfs)
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "payload", Mode: 0o644, Size: int64(len(content))})
-	tw.Write(content)
-	tw.Close()
-	rc, err := d.ImageImport(ctx, image.ImportSource{Source: &rootfs, SourceName: "-"}, ref, image.ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = readMessages(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := d.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !isNotFound(err) {
-			t.Errorf("remove test image: %v", err)
-		}
-	})
-	insp, err := d.ImageInspect(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref, insp.ID
-}
-
 func TestImageRoundTripThroughDocker(t *testing.T) {
-	d := hostDocker(t)
-	ref, id := importTinyImage(t, d)
+	d := testutil.HostDocker(t)
+	ref, id := testutil.ImportImage(t, d, "cloudml-test/img", testutil.OneFileRootfs(3<<20)) // several chunks of the export
 	srv := &imageServer{}
 	coord := startImageServer(t, srv)
 	im := NewImages(ImagesConfig{Docker: d, Logger: testutil.Logger(t),

@@ -3,12 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -27,53 +24,6 @@ import (
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
-
-// hostDocker connects to the host's Docker, skipping (failing under CI)
-// when it is not running.
-func hostDocker(t *testing.T) *client.Client {
-	t.Helper()
-	if os.Getenv("DOCKER_HOST") == "" {
-		_, err := os.Stat("/var/run/docker.sock")
-		testutil.NeedSystem(t, "a Docker daemon (start one with 'bash scripts/dockerd.sh')", err)
-	}
-	d, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = d.Ping(ctx)
-	testutil.NeedSystem(t, "a running Docker daemon (start one with 'bash scripts/dockerd.sh')", err)
-	return d
-}
-
-// uniqueBusybox imports a busybox image under a fresh tag and returns the
-// tag and the image id; the image is removed at the end of the test.
-func uniqueBusybox(t *testing.T, d *client.Client) (ref, id string) {
-	t.Helper()
-	rootfs, err := netns.BusyboxRootfs()
-	testutil.NeedSystem(t, "busybox-static", err)
-	b := make([]byte, 6)
-	rand.Read(b)
-	ref = "cloudml-test/push:" + hex.EncodeToString(b)
-	ctx := t.Context()
-	rc, err := d.ImageImport(ctx, image.ImportSource{Source: bytes.NewReader(rootfs), SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{"ENV PATH=/bin", `CMD ["sh"]`, "LABEL test=" + ref}})
-	if err != nil {
-		t.Fatalf("import busybox: %v", err)
-	}
-	io.Copy(io.Discard, rc)
-	rc.Close()
-	info, err := d.ImageInspect(ctx, ref)
-	if err != nil {
-		t.Fatalf("inspect %s: %v", ref, err)
-	}
-	t.Cleanup(func() {
-		d.ImageRemove(context.Background(), info.ID, image.RemoveOptions{Force: true, PruneChildren: true})
-	})
-	return ref, info.ID
-}
 
 // inProcess serves a real coordinator over bufconn.
 type inProcess struct {
@@ -159,8 +109,10 @@ func (p *inProcess) fetch(t *testing.T, name string) (*cloudmlv1.ImageHeader, []
 }
 
 func TestSubmitPushesTheLocalImage(t *testing.T) {
-	d := hostDocker(t)
-	ref, id := uniqueBusybox(t, d)
+	d := testutil.HostDocker(t)
+	rootfs, err := netns.BusyboxRootfs()
+	testutil.NeedSystem(t, "busybox-static", err)
+	ref, id := testutil.ImportImage(t, d, "cloudml-test/push", rootfs, "ENV PATH=/bin", `CMD ["sh"]`)
 	p := startCoordinator(t)
 	submit := func(image string, extra ...string) string {
 		t.Helper()
