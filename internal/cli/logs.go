@@ -190,14 +190,7 @@ func (p linePrinter) write(w *bufio.Writer, msg *cloudmlv1.SubscribeLogsResponse
 		if p.scratch != nil {
 			out = (*p.scratch)[:0]
 		}
-		for len(data) > 0 {
-			n := bytes.IndexByte(data, '\n')
-			line := data
-			if n >= 0 {
-				line, data = data[:n+1], data[n+1:]
-			} else {
-				data = nil
-			}
+		for line := range bytes.Lines(data) {
 			out = append(append(out, pre...), line...)
 		}
 		if p.scratch != nil {
@@ -207,14 +200,7 @@ func (p linePrinter) write(w *bufio.Writer, msg *cloudmlv1.SubscribeLogsResponse
 		return err
 	}
 	enc := json.NewEncoder(w)
-	for len(data) > 0 {
-		n := bytes.IndexByte(data, '\n')
-		line := data
-		if n >= 0 {
-			line, data = data[:n+1], data[n+1:]
-		} else {
-			data = nil
-		}
+	for line := range bytes.Lines(data) {
 		if err := enc.Encode(jsonLine{msg.TaskIndex, msg.Attempt, streamName(msg.Stream), string(bytes.TrimSuffix(line, []byte("\n")))}); err != nil {
 			return err
 		}
