@@ -1,6 +1,8 @@
 package imagestore
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,26 +74,10 @@ func (s *Store) writeIndex() error {
 	if err != nil {
 		return fmt.Errorf("encode image index: %w", err)
 	}
-	f, err := os.CreateTemp(s.dir, tmpPrefix+"index-")
-	if err != nil {
+	if _, err := writeFile(context.Background(), filepath.Join(s.dir, indexFile), bytes.NewReader(append(data, '\n')), nil); err != nil {
 		return fmt.Errorf("write image index: %w", err)
 	}
-	tmp := f.Name()
-	_, werr := f.Write(append(data, '\n'))
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, filepath.Join(s.dir, indexFile))
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write image index: %w", werr)
-	}
-	return syncDir(s.dir)
+	return nil
 }
 
 // syncDir makes a rename in dir durable.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -53,33 +54,44 @@ func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (int64, error) 
 	}
 }
 
-// write copies r into a temporary file, checks that it holds info.ID and
-// renames it into place.
+// write stores r as the archive of info.ID once it checks out.
 func (s *Store) write(ctx context.Context, info Info, r io.Reader) (int64, error) {
-	f, err := os.CreateTemp(s.dir, tmpPrefix+"image-")
+	size, err := writeFile(ctx, s.path(info.ID), r, func(f *os.File) error { return verify(f, info.ID) })
 	if err != nil {
 		return 0, fmt.Errorf("store image %s: %w", info.Name, err)
+	}
+	return size, nil
+}
+
+// writeFile writes r to path atomically and durably: into a temporary file
+// beside it, fsynced and checked by check (if not nil), renamed into place,
+// then the directory synced. On any error nothing is left behind.
+func writeFile(ctx context.Context, path string, r io.Reader, check func(*os.File) error) (int64, error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, tmpPrefix)
+	if err != nil {
+		return 0, err
 	}
 	tmp := f.Name()
 	size, err := io.Copy(f, ctxReader{ctx: ctx, r: r})
 	if err == nil {
 		err = f.Sync()
 	}
-	if err == nil {
-		err = verify(f, info.ID)
+	if err == nil && check != nil {
+		err = check(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, s.path(info.ID))
+		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = syncDir(dir)
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return 0, fmt.Errorf("store image %s: %w", info.Name, err)
+		return 0, err
 	}
 	return size, nil
 }
