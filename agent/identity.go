@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cloudml/cloudml/agent/backoff"
+	"github.com/cloudml/cloudml/internal/atomicfile"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -61,27 +62,7 @@ func (a *Agent) saveIdentity(id *identity) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(a.cfg.WorkDir, ".identity-*.json")
-	if err != nil {
-		return fmt.Errorf("save node identity: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("save node identity: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("save node identity: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save node identity: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save node identity: %w", err)
-	}
-	if err := os.Rename(f.Name(), a.identityPath()); err != nil {
+	if err := atomicfile.WriteBytes(a.identityPath(), data, 0o600); err != nil {
 		return fmt.Errorf("save node identity: %w", err)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cloudml/cloudml/internal/atomicfile"
 )
 
 // FileName is the name Install gives the startup file.
@@ -44,23 +46,7 @@ func Install(dir string) ([]string, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("create octave init file dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(abs, FileName+".tmp*")
-	if err != nil {
-		return nil, fmt.Errorf("write octave init file: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(initFile); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("write octave init file: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("write octave init file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("write octave init file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteBytes(path, initFile, 0o644); err != nil {
 		return nil, fmt.Errorf("install octave init file: %w", err)
 	}
 	return Env(path), nil

@@ -1,20 +1,17 @@
 package imagestore
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cloudml/cloudml/internal/atomicfile"
 )
 
 // indexFile is the name -> id index.
 const indexFile = "names.json"
-
-// tmpPrefix starts the names of files being written.
-const tmpPrefix = ".tmp-"
 
 // readIndex reads the index; a missing index is empty.
 func (s *Store) readIndex() (map[string]string, error) {
@@ -74,21 +71,8 @@ func (s *Store) writeIndex() error {
 	if err != nil {
 		return fmt.Errorf("encode image index: %w", err)
 	}
-	if _, err := writeFile(context.Background(), filepath.Join(s.dir, indexFile), bytes.NewReader(append(data, '\n')), nil); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(s.dir, indexFile), append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write image index: %w", err)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

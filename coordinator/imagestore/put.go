@@ -10,8 +10,9 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
+
+	"github.com/cloudml/cloudml/internal/atomicfile"
 )
 
 // Put stores the archive read from r as info.ID and points info.Name at it,
@@ -56,42 +57,9 @@ func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (int64, error) 
 
 // write stores r as the archive of info.ID once it checks out.
 func (s *Store) write(ctx context.Context, info Info, r io.Reader) (int64, error) {
-	size, err := writeFile(ctx, s.path(info.ID), r, func(f *os.File) error { return verify(f, info.ID) })
+	size, err := atomicfile.Write(ctx, s.path(info.ID), r, 0o644, func(f *os.File) error { return verify(f, info.ID) })
 	if err != nil {
 		return 0, fmt.Errorf("store image %s: %w", info.Name, err)
-	}
-	return size, nil
-}
-
-// writeFile writes r to path atomically and durably: into a temporary file
-// beside it, fsynced and checked by check (if not nil), renamed into place,
-// then the directory synced. On any error nothing is left behind.
-func writeFile(ctx context.Context, path string, r io.Reader, check func(*os.File) error) (int64, error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tmpPrefix)
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	size, err := io.Copy(f, ctxReader{ctx: ctx, r: r})
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil && check != nil {
-		err = check(f)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return 0, err
 	}
 	return size, nil
 }
@@ -126,17 +94,4 @@ func verify(f *os.File, id string) error {
 		}
 		return nil
 	}
-}
-
-// ctxReader stops reading once ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cloudml/cloudml/internal/atomicfile"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -100,7 +101,7 @@ func New(cfg Config) (*Store, error) {
 	for _, e := range entries {
 		name := e.Name()
 		switch {
-		case strings.HasPrefix(name, tmpPrefix):
+		case strings.HasPrefix(name, atomicfile.TempPrefix):
 			if err := os.Remove(filepath.Join(cfg.Dir, name)); err != nil {
 				return nil, fmt.Errorf("remove interrupted upload: %w", err)
 			}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cloudml/cloudml/internal/atomicfile"
 )
 
 // recordHeader is a log record's header: seq (8B BE), stream (1B), data
@@ -173,25 +175,13 @@ func (seg *segment) openAppend() (*os.File, error) {
 	}
 	// Make the new name (and the job's directory) survive a crash.
 	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := syncDir(d); err != nil {
+		if err := atomicfile.SyncDir(d); err != nil {
 			f.Close()
 			return nil, err
 		}
 	}
 	seg.created = true
 	return f, nil
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return nil
 }
 
 // appendRecord appends one encoded record to buf.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/cloudml/cloudml/internal/atomicfile"
 )
 
 // RunDir holds one state file per live cluster (<prefix>.json, naming the
@@ -40,11 +42,10 @@ func writeState(s state) error {
 	if err != nil {
 		return err
 	}
-	tmp := statePath(s.Prefix) + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := atomicfile.WriteBytes(statePath(s.Prefix), data, 0o644); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	return os.Rename(tmp, statePath(s.Prefix))
+	return nil
 }
 
 // readState returns the recorded state of prefix, or ok=false.

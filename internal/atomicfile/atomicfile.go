@@ -1,0 +1,86 @@
+// Package atomicfile writes files so that readers, and the file system
+// after a crash, see the old content or the new one, never a part of it.
+package atomicfile
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// TempPrefix starts the names of the temporary files Write makes beside
+// their targets; a directory owner may delete such leftovers of a crash.
+const TempPrefix = ".tmp-"
+
+// Write writes r to path: into a temporary file beside it with mode perm,
+// fsynced and checked by check (if not nil), renamed over path, and then
+// the directory synced so that the rename survives a crash. ctx stops a
+// long copy. On any error nothing is left behind and path is unchanged.
+func Write(ctx context.Context, path string, r io.Reader, perm os.FileMode, check func(*os.File) error) (int64, error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-")
+	if err != nil {
+		return 0, err
+	}
+	tmp := f.Name()
+	err = f.Chmod(perm)
+	var size int64
+	if err == nil {
+		size, err = io.Copy(f, ctxReader{ctx: ctx, r: r})
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil && check != nil {
+		err = check(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = SyncDir(dir)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	return size, nil
+}
+
+// WriteBytes is Write of data.
+func WriteBytes(path string, data []byte, perm os.FileMode) error {
+	_, err := Write(context.Background(), path, bytes.NewReader(data), perm, nil)
+	return err
+}
+
+// SyncDir makes the entries of dir durable: a rename into it, a new file.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ctxReader stops reading once ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
