@@ -10,6 +10,13 @@ import (
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
+// containerSpec is gridSpec of a container job (busybox).
+func containerSpec(name string, tasks int) *cloudmlv1.JobSpec {
+	spec := gridSpec(name, tasks)
+	spec.Image = "cloudml/busybox:test"
+	return spec
+}
+
 // dockerNode registers and connects a fake agent that runs Docker.
 func dockerNode(t *testing.T, h *harness, addr string) *fakeAgent {
 	t.Helper()
@@ -63,8 +70,7 @@ func TestSwarmFormsAndRunsContainerJob(t *testing.T) {
 		t.Fatalf("nodes %v", n)
 	}
 
-	spec := gridSpec("boxed", 3)
-	spec.Image = "cloudml/busybox:test"
+	spec := containerSpec("boxed", 3)
 	spec.Timeout = durationpb.New(0)
 	job := h.submit(spec)
 	for _, a := range []*fakeAgent{mgr, wrk} {
@@ -123,8 +129,7 @@ func TestSwarmFormsAndRunsContainerJob(t *testing.T) {
 func TestContainerJobWaitsWithReasons(t *testing.T) {
 	h := start(t, t.TempDir())
 	newAgent(t, h, 2).open()
-	spec := gridSpec("boxed", 1)
-	spec.Image = "cloudml/busybox:test"
+	spec := containerSpec("boxed", 1)
 	job := h.submit(spec)
 	waitFor(t, "a reason naming Docker", func() bool {
 		return strings.Contains(h.job(job.GetId()).GetTasks()[0].GetReason(), "no node runs Docker")
@@ -134,8 +139,7 @@ func TestContainerJobWaitsWithReasons(t *testing.T) {
 func TestStagingFailureFailsTheJob(t *testing.T) {
 	h := start(t, t.TempDir())
 	mgr, wrk := formSwarm(t, h)
-	spec := gridSpec("boxed", 2)
-	spec.Image = "cloudml/busybox:test"
+	spec := containerSpec("boxed", 2)
 	job := h.submit(spec)
 	mgr.nextOther()
 	wrk.nextOther()
@@ -151,8 +155,7 @@ func TestStagingFailureFailsTheJob(t *testing.T) {
 func TestRuntimeFailureReschedules(t *testing.T) {
 	h := start(t, t.TempDir())
 	mgr, wrk := formSwarm(t, h)
-	spec := gridSpec("boxed", 1)
-	spec.Image = "cloudml/busybox:test"
+	spec := containerSpec("boxed", 1)
 	job := h.submit(spec)
 	mgr.nextOther()
 	wrk.nextOther()
@@ -193,8 +196,7 @@ func TestRuntimeFailureReschedules(t *testing.T) {
 func TestContainerJobTooBigForAnyNode(t *testing.T) {
 	h := start(t, t.TempDir())
 	formSwarm(t, h)
-	spec := gridSpec("huge", 1)
-	spec.Image = "cloudml/busybox:test"
+	spec := containerSpec("huge", 1)
 	spec.Resources = &cloudmlv1.Resources{Cpus: 8}
 	job := h.submit(spec)
 	waitFor(t, "a reason naming the size", func() bool {
@@ -207,8 +209,7 @@ func TestContainerJobTooBigForAnyNode(t *testing.T) {
 func TestCancelledContainerJobRemovesEveryService(t *testing.T) {
 	h := start(t, t.TempDir())
 	mgr, wrk := formSwarm(t, h)
-	spec := gridSpec("boxed", 3)
-	spec.Image = "cloudml/busybox:test"
+	spec := containerSpec("boxed", 3)
 	job := h.submit(spec)
 	for _, a := range []*fakeAgent{mgr, wrk} {
 		a.nextOther() // StageJob
