@@ -19,6 +19,7 @@ import (
 	"github.com/cloudml/cloudml/agent/octave"
 	"github.com/cloudml/cloudml/agent/runtime"
 	"github.com/cloudml/cloudml/agent/stage"
+	"github.com/cloudml/cloudml/internal/bucket"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -28,14 +29,16 @@ const longSession = 10 * time.Second
 
 // Agent is cloudml-agent: one per node.
 type Agent struct {
-	cfg    Config
-	log    hclog.Logger
-	rt     runtime.Runtime
-	cache  *stage.Cache
-	memory int64
-	node   nodeConn
-	sw     swarmState // the Docker daemon and swarm membership (swarm_cmds.go)
-	ctr    containers // swarm services and task containers (container_cmds.go)
+	cfg   Config
+	log   hclog.Logger
+	rt    runtime.Runtime
+	cache *stage.Cache
+	// buckets shares one client per gs bucket among stagings and uploads.
+	buckets *bucket.Pool
+	memory  int64
+	node    nodeConn
+	sw      swarmState // the Docker daemon and swarm membership (swarm_cmds.go)
+	ctr     containers // swarm services and task containers (container_cmds.go)
 	// baseEnv is what tasks inherit: Config.Env plus the Octave init file's
 	// variable; set once in Run before any attempt starts.
 	baseEnv []string
@@ -64,14 +67,25 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	log := cfg.Logger.Named("agent")
+	buckets := bucket.NewPool()
 	return &Agent{
 		cfg:      cfg,
 		log:      log,
 		rt:       cfg.Runtime,
-		cache:    &stage.Cache{Dir: filepath.Join(cfg.WorkDir, "cache"), Logger: log.Named("stage"), Open: cfg.OpenBucket},
+		cache:    &stage.Cache{Dir: filepath.Join(cfg.WorkDir, "cache"), Logger: log.Named("stage"), Open: cfg.OpenBucket, Buckets: buckets},
+		buckets:  buckets,
 		memory:   memoryBytes(),
 		attempts: map[refKey]*attempt.Attempt{},
 	}, nil
+}
+
+// openBucket opens an output bucket: Config.OpenBucket, or through the
+// pool.
+func (a *Agent) openBucket(ctx context.Context, rawURL string) (bucket.Bucket, bucket.Location, error) {
+	if a.cfg.OpenBucket != nil {
+		return a.cfg.OpenBucket(ctx, rawURL)
+	}
+	return a.buckets.Open(ctx, rawURL)
 }
 
 // CacheStats returns the staging cache's download counters.
@@ -94,6 +108,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.baseEnv = append(slices.Clone(a.cfg.Env), octaveEnv...)
+	defer a.buckets.Close() // last: after the attempts and stagings
 	a.startDocker(ctx)
 	defer a.stopDocker()
 	defer a.node.close()
@@ -188,7 +203,7 @@ func (a *Agent) assign(ctx context.Context, asg *cloudmlv1.Assignment) {
 // attemptConfig is what every attempt shares; a.mu must be held.
 func (a *Agent) attemptConfig() attempt.Config {
 	return attempt.Config{
-		Client: &a.node, Cache: a.cache, Runtime: a.rt, OpenBucket: a.cfg.OpenBucket,
+		Client: &a.node, Cache: a.cache, Runtime: a.rt, OpenBucket: a.openBucket,
 		NodeID: a.nodeID, Dir: filepath.Join(a.cfg.WorkDir, "attempts"), BaseEnv: a.baseEnv,
 		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout,
 		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax,

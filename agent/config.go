@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cloudml/cloudml/agent/runtime"
-	"github.com/cloudml/cloudml/agent/stage"
 	"github.com/cloudml/cloudml/agent/swarm"
+	"github.com/cloudml/cloudml/internal/bucket"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -57,7 +57,7 @@ type Config struct {
 	Env []string
 	// OpenBucket opens buckets for staging and results; nil means
 	// bucket.Open (tests pass an in-memory bucket).
-	OpenBucket stage.OpenFunc
+	OpenBucket bucket.OpenFunc
 	// Docker is the address of the node's Docker daemon
 	// ("unix:///var/run/docker.sock"); empty means the node has no Docker
 	// and runs no container tasks.

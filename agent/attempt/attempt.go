@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudml/cloudml/agent/runtime"
 	"github.com/cloudml/cloudml/agent/stage"
+	"github.com/cloudml/cloudml/internal/bucket"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -26,7 +27,7 @@ type Config struct {
 	// Runtime starts the command.
 	Runtime runtime.Runtime
 	// OpenBucket opens the output bucket; nil means bucket.Open.
-	OpenBucket stage.OpenFunc
+	OpenBucket bucket.OpenFunc
 	// NodeID is recorded in the manifest.
 	NodeID string
 	// Dir is the root of the attempt directories (WorkDir/attempts).

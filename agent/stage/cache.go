@@ -24,9 +24,6 @@ var (
 	ErrBadDigest = errors.New("bad digest")
 )
 
-// OpenFunc opens the bucket a URL names; bucket.Open is the default.
-type OpenFunc func(ctx context.Context, rawURL string) (bucket.Bucket, bucket.Location, error)
-
 // Cache stages sources into Dir. The zero value with Dir set is usable; it
 // is safe for concurrent use and must not be copied after first use.
 type Cache struct {
@@ -34,8 +31,10 @@ type Cache struct {
 	Dir string
 	// Logger receives staging events; nil discards them.
 	Logger hclog.Logger
-	// Open opens buckets; nil means bucket.Open.
-	Open OpenFunc
+	// Open opens buckets; nil means Buckets, as bucket.Open would.
+	Open bucket.OpenFunc
+	// Buckets shares open buckets; nil opens a new one for every source.
+	Buckets *bucket.Pool
 
 	group     singleflight.Group
 	downloads atomic.Int64

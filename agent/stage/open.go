@@ -28,7 +28,7 @@ func (c *Cache) open(ctx context.Context, rawURL string) (bucket.Bucket, bucket.
 			loc = bucket.Location{Scheme: "file", Bucket: filepath.Dir(loc.Bucket), Key: filepath.Base(loc.Bucket)}
 		}
 	}
-	b, err := bucket.OpenAt(ctx, loc)
+	b, err := c.Buckets.OpenAt(ctx, loc)
 	if err != nil {
 		return nil, bucket.Location{}, err
 	}

@@ -63,3 +63,23 @@ type Location struct {
 	// Key is the object key or prefix inside the bucket ("" for the root).
 	Key string
 }
+
+// WithSize tells Put that r holds n bytes; a small object then needs no
+// large upload buffer. A wrong n costs speed, never correctness.
+func WithSize(r io.Reader, n int64) io.Reader { return sized{Reader: r, n: n} }
+
+type sized struct {
+	io.Reader
+	n int64
+}
+
+// sizeOf returns how many bytes r holds, or -1 if it cannot say.
+func sizeOf(r io.Reader) int64 {
+	switch v := r.(type) {
+	case sized:
+		return v.n
+	case interface{ Len() int }: // bytes.Reader, bytes.Buffer, strings.Reader
+		return int64(v.Len())
+	}
+	return -1
+}

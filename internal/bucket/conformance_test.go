@@ -26,6 +26,7 @@ func runConformance(t *testing.T, newBucket factory) {
 	t.Run("List", func(t *testing.T) { testList(t, newBucket(t)) })
 	t.Run("BadKeys", func(t *testing.T) { testBadKeys(t, newBucket(t)) })
 	t.Run("Large", func(t *testing.T) { testLarge(t, newBucket(t)) })
+	t.Run("SizeHints", func(t *testing.T) { testSizeHints(t, newBucket(t)) })
 	t.Run("ConcurrentIfAbsent", func(t *testing.T) { testConcurrentIfAbsent(t, newBucket(t)) })
 }
 
@@ -183,6 +184,30 @@ func testBadKeys(t *testing.T, b Bucket) {
 	}
 	if len(objs) != 0 {
 		t.Errorf("bad keys left objects behind: %+v", objs)
+	}
+}
+
+// testSizeHints: WithSize only tunes the upload; a hint that is right,
+// too small (a file that grew) or too large still stores exactly the bytes.
+func testSizeHints(t *testing.T, b Bucket) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		key        string
+		size, hint int64
+	}{
+		{"exact", 1000, 1000}, {"empty", 0, 0}, {"grew", 700 << 10, 10}, {"shrank", 10, 1 << 20},
+	} {
+		body := make([]byte, c.size)
+		for i := range body {
+			body[i] = byte(i * 7)
+		}
+		// A plain reader, so only the hint tells the size.
+		if err := b.Put(ctx, c.key, WithSize(io.MultiReader(bytes.NewReader(body)), c.hint), true); err != nil {
+			t.Fatalf("Put(%s): %v", c.key, err)
+		}
+		if got := get(t, b, c.key); got != string(body) {
+			t.Errorf("%s: read %d bytes back, want the %d put", c.key, len(got), len(body))
+		}
 	}
 }
 

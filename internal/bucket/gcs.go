@@ -18,7 +18,8 @@ import (
 	"google.golang.org/api/option"
 )
 
-// gcsChunkSize is the resumable-upload chunk size; each writer buffers one.
+// gcsChunkSize is the resumable-upload chunk size of a large upload, or one
+// of unknown size; each writer buffers one chunk (see uploadChunk).
 const gcsChunkSize = 16 << 20
 
 // emulatorEnv names the variable the storage library reads to talk to an
@@ -123,7 +124,7 @@ func (b *gcsBucket) Put(ctx context.Context, key string, r io.Reader, ifAbsent b
 		obj = obj.If(storage.Conditions{DoesNotExist: true})
 	}
 	w := obj.NewWriter(ctx)
-	w.ChunkSize = gcsChunkSize
+	w.ChunkSize = uploadChunk(r)
 	if _, err := io.Copy(w, r); err != nil {
 		cancel() // abort the upload; Close then reports the cancellation
 		_ = w.Close()
@@ -133,6 +134,19 @@ func (b *gcsBucket) Put(ctx context.Context, key string, r io.Reader, ifAbsent b
 		return b.mapErr("put", key, err)
 	}
 	return nil
+}
+
+// uploadChunk is the writer's chunk size for an upload of r. The library
+// allocates the whole chunk for every writer, so a 1 KiB manifest would
+// cost a 16 MiB buffer; an object of known size (see WithSize) gets just
+// over its size, which the library rounds up to 256 KiB, and goes in one
+// request. If it turns out larger, the upload simply takes more chunks.
+func uploadChunk(r io.Reader) int {
+	n := sizeOf(r)
+	if n < 0 || n >= gcsChunkSize {
+		return gcsChunkSize
+	}
+	return int(n) + 1
 }
 
 // Attrs implements Bucket.
