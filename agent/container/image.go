@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
@@ -58,6 +60,11 @@ type ImagesConfig struct {
 	Docker Docker
 	// Fetch opens the coordinator's copy of an image.
 	Fetch FetchImageFunc
+	// Stall ends a fetch from the coordinator in which no data reached
+	// docker load for this long while the archive streamed (a hung
+	// coordinator or daemon); default 2m. gRPC keepalive only notices a
+	// dead connection.
+	Stall time.Duration
 	// Logger receives progress; nil discards it.
 	Logger hclog.Logger
 }
@@ -67,6 +74,7 @@ type ImagesConfig struct {
 type Images struct {
 	docker Docker
 	fetch  FetchImageFunc
+	stall  time.Duration
 	log    hclog.Logger
 	group  singleflight.Group // one ensure per image and id at a time
 
@@ -79,7 +87,10 @@ func NewImages(cfg ImagesConfig) *Images {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Images{docker: cfg.Docker, fetch: cfg.Fetch, log: cfg.Logger}
+	if cfg.Stall <= 0 {
+		cfg.Stall = 2 * time.Minute
+	}
+	return &Images{docker: cfg.Docker, fetch: cfg.Fetch, stall: cfg.Stall, log: cfg.Logger}
 }
 
 // Ensure makes the node's Docker hold ref (with id, when id is set) and
@@ -144,8 +155,8 @@ func (im *Images) fromCoordinator(ctx context.Context, log hclog.Logger, ref, id
 	if im.fetch == nil {
 		return false, status.Error(codes.Unimplemented, "no coordinator to fetch images from")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the stream if the load stops early
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil) // ends the stream if the load stops early
 	stream, err := im.fetch(ctx, ref)
 	if err != nil {
 		return false, err
@@ -161,7 +172,10 @@ func (im *Images) fromCoordinator(ctx context.Context, log hclog.Logger, ref, id
 	log = log.With("image_id", hdr.GetId())
 	log.Info("loading image from the coordinator", "size", hdr.GetSize())
 	prog := newProgress(log, "image load progress", hdr.GetSize())
-	if err := im.load(ctx, stream, prog); err != nil {
+	if err := im.load(ctx, cancel, stream, prog); err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+			return true, cause
+		}
 		return true, err
 	}
 	insp, err := im.docker.ImageInspect(ctx, ref)
@@ -183,9 +197,19 @@ func (im *Images) fromCoordinator(ctx context.Context, log hclog.Logger, ref, id
 	return true, nil
 }
 
+// errStalled is the cause of a fetch ended by Stall.
+var errStalled = errors.New("image fetch stalled")
+
 // load pipes the chunks of stream into docker load, never holding more
-// than a chunk.
-func (im *Images) load(ctx context.Context, stream ImageStream, prog *progress) error {
+// than a chunk. If no chunk gets through for the stall time it cancels ctx
+// (stream and load) with an errStalled cause.
+func (im *Images) load(ctx context.Context, cancel context.CancelCauseFunc, stream ImageStream, prog *progress) error {
+	var moved atomic.Int64
+	stall := time.AfterFunc(im.stall, func() {
+		cancel(fmt.Errorf("%w: no data reached docker load for %s (after %d bytes); "+
+			"check the coordinator's log and this node's dockerd", errStalled, im.stall, moved.Load()))
+	})
+	defer stall.Stop()
 	pr, pw := io.Pipe()
 	loaded := make(chan error, 1)
 	go func() {
@@ -211,8 +235,13 @@ func (im *Images) load(ctx context.Context, stream ImageStream, prog *progress) 
 		if _, err := pw.Write(msg.GetChunk()); err != nil {
 			break // the load ended; its error says why
 		}
+		stall.Reset(im.stall)
+		moved.Add(int64(len(msg.GetChunk())))
 		prog.add(len(msg.GetChunk()))
 	}
+	// docker load (20.10) unpacks the whole archive before it registers
+	// anything, which can take minutes after the last byte: not a stall.
+	stall.Stop()
 	loadErr := <-loaded
 	if recvErr != nil {
 		return recvErr

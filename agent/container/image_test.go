@@ -114,6 +114,43 @@ func TestEnsureImageTruncatedStream(t *testing.T) {
 	}
 }
 
+// A coordinator that stops sending mid-image ends the fetch after the
+// stall time with an error that says so, instead of hanging the staging.
+func TestEnsureImageStalledStream(t *testing.T) {
+	d := newFakeImageDocker()
+	fetch := func(ctx context.Context, _ string) (ImageStream, error) {
+		return &stallStream{ctx: ctx, msgs: []*cloudmlv1.FetchImageResponse{
+			{Part: &cloudmlv1.FetchImageResponse_Header{Header: &cloudmlv1.ImageHeader{Name: "foo:1", Id: "sha256:a"}}},
+			{Part: &cloudmlv1.FetchImageResponse_Chunk{Chunk: []byte("foo:1|sha")}},
+		}}, nil
+	}
+	im := NewImages(ImagesConfig{Docker: d, Fetch: fetch, Stall: 50 * time.Millisecond, Logger: testutil.Logger(t)})
+	_, err := im.Ensure(t.Context(), "foo:1", "")
+	if !errors.Is(err, errStalled) || !strings.Contains(err.Error(), "after 9 bytes") {
+		t.Fatalf("Ensure with a stalled stream = %v, want a stall after 9 bytes", err)
+	}
+	if d.pulls != 0 || d.images["foo:1"] != "" {
+		t.Errorf("after a stalled fetch: %d pulls, image %q; want neither", d.pulls, d.images["foo:1"])
+	}
+}
+
+// stallStream replays msgs, then blocks until its ctx ends, as a gRPC
+// stream from a hung server does.
+type stallStream struct {
+	ctx  context.Context
+	msgs []*cloudmlv1.FetchImageResponse
+}
+
+func (s *stallStream) Recv() (*cloudmlv1.FetchImageResponse, error) {
+	if len(s.msgs) > 0 {
+		m := s.msgs[0]
+		s.msgs = s.msgs[1:]
+		return m, nil
+	}
+	<-s.ctx.Done()
+	return nil, status.FromContextError(s.ctx.Err()).Err()
+}
+
 func TestEnsureImageConcurrentShareOneFetch(t *testing.T) {
 	const n = 5
 	d := newFakeImageDocker()
