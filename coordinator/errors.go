@@ -28,6 +28,8 @@ var (
 	// ErrNotRequested means a node sent something nobody asked it for (an
 	// image upload with no export pending).
 	ErrNotRequested = errors.New("not requested")
+	// ErrNotEnded means a job must have ended for the request (a delete).
+	ErrNotEnded = errors.New("job has not ended")
 	// ErrShuttingDown means the coordinator is stopping.
 	ErrShuttingDown = errors.New("coordinator is shutting down")
 )
@@ -63,7 +65,7 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrUnauthenticated):
 		code = codes.Unauthenticated
-	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested):
+	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested), errors.Is(err, ErrNotEnded):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown):
 		code = codes.Unavailable

@@ -202,6 +202,39 @@ func (c *Coordinator) cancel(id string) (*cloudmlv1.Job, error) {
 	return jobProto(j, true), nil
 }
 
+// DeleteJob forgets an ended job and its stored logs.
+func (s *jobServer) DeleteJob(ctx context.Context, req *cloudmlv1.DeleteJobRequest) (*cloudmlv1.DeleteJobResponse, error) {
+	j, freed, err := s.c.deleteJob(req.GetJobId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.DeleteJobResponse{Job: j, LogBytesFreed: freed}, nil
+}
+
+// deleteJob removes an ended job from memory and the store, and returns
+// its last record and how many bytes of logs went with it. Its services
+// were removed when it ended; its results in the bucket stay.
+func (c *Coordinator) deleteJob(id string) (*cloudmlv1.Job, int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, err := c.lookup(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !j.final() || j.activeAttempts() > 0 {
+		return nil, 0, errorf(ErrNotEnded, "job %s has not ended (%s); stop it first with `cloudml-client cancel %s`",
+			id, strings.ToLower(strings.TrimPrefix(j.rec.State.String(), "JOB_STATE_")), id)
+	}
+	last := jobProto(j, false)
+	freed, err := c.store.DeleteJob(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	delete(c.jobs, id)
+	c.log.Info("job deleted", "job_id", id, "log_bytes_freed", freed)
+	return last, freed, nil
+}
+
 // cancelAttempt ends an attempt that has not started. Callers hold c.mu.
 func (c *Coordinator) cancelAttempt(ch *changes, j *jobEntry, a *store.Attempt, now time.Time) {
 	a.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED

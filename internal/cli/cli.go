@@ -47,6 +47,7 @@ Commands:
   status    show a job and every task: state, node, attempt, exit code, reason
   logs      print a job's output (-f to follow until it ends; --task N for one task)
   cancel    cancel a job
+  delete    forget ended jobs and their stored logs (results in the bucket stay)
   results   show params beside metrics, best first (--download DIR to fetch files)
   cluster   cluster commands: "cluster nodes" lists the nodes
 
@@ -131,6 +132,7 @@ func (a *App) commands() map[string]func(context.Context, []string) error {
 		"status":  a.status,
 		"logs":    a.logs,
 		"cancel":  a.cancel,
+		"delete":  a.delete,
 		"results": a.results,
 		"cluster": a.cluster,
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -115,5 +116,41 @@ func TestUnknownJobAndUsage(t *testing.T) {
 	code, _, _ = runFake(t, &fakeJobs{}, "frobnicate")
 	if code != ExitUsage {
 		t.Errorf("unknown command: exit %d", code)
+	}
+}
+
+// deleteJobs answers DeleteJob for "done" and refuses "running".
+type deleteJobs struct{ fakeJobs }
+
+func (deleteJobs) DeleteJob(_ context.Context, req *cloudmlv1.DeleteJobRequest) (*cloudmlv1.DeleteJobResponse, error) {
+	switch req.JobId {
+	case "done":
+		return &cloudmlv1.DeleteJobResponse{Job: &cloudmlv1.Job{Id: "done", State: cloudmlv1.JobState_JOB_STATE_SUCCEEDED},
+			LogBytesFreed: 3 << 20}, nil
+	case "running":
+		return nil, status.Error(codes.FailedPrecondition, "job running has not ended (running); stop it first with `cloudml-client cancel running`")
+	}
+	return nil, status.Errorf(codes.NotFound, "job %q not found", req.JobId)
+}
+
+func TestDeleteReportsEachJob(t *testing.T) {
+	code, out, errs := runFake(t, &deleteJobs{}, "delete", "done", "running")
+	if code != ExitError || out != "deleted job done (succeeded); 3.0 MiB of logs freed\n" ||
+		!strings.Contains(errs, "cloudml-client cancel running") {
+		t.Errorf("delete done running: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	code, out, _ = runFake(t, &deleteJobs{}, "-o", "json", "delete", "done")
+	var got struct {
+		Deleted []struct {
+			Job           struct{ ID, State string }
+			LogBytesFreed string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != ExitOK || len(got.Deleted) != 1 ||
+		got.Deleted[0].Job.State != "JOB_STATE_SUCCEEDED" || got.Deleted[0].LogBytesFreed != "3145728" {
+		t.Errorf("delete -o json: exit %d, %v, %+v from\n%s", code, err, got, out)
+	}
+	if code, _, errs := runFake(t, &deleteJobs{}, "delete"); code != ExitUsage || !strings.Contains(errs, "job id") {
+		t.Errorf("delete without ids: exit %d stderr %q", code, errs)
 	}
 }

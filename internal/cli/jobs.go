@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -108,6 +109,43 @@ func (a *App) cancel(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.Stdout, "job %s: %s\n", resp.Job.Id, jobState(resp.Job.State))
 	return nil
+}
+
+func (a *App) delete(ctx context.Context, args []string) error {
+	fs := a.newFlags("delete", "cloudml-client delete JOB...: forget ended jobs: their records and the logs the coordinator "+
+		"keeps. Results in the output bucket stay. A job still running must be cancelled first.")
+	ids, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("delete needs at least one job id: %w", errUsage)
+	}
+	if err := a.connect(); err != nil {
+		return err
+	}
+	var deleted []*cloudmlv1.DeleteJobResponse
+	var errs []error
+	for _, id := range ids {
+		cctx, cancel := unary(ctx)
+		resp, err := a.jobs.DeleteJob(cctx, &cloudmlv1.DeleteJobRequest{JobId: id})
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("delete job %s: %w", id, err))
+			continue
+		}
+		deleted = append(deleted, resp)
+		if !a.json() {
+			fmt.Fprintf(a.Stdout, "deleted job %s (%s); %.1f MiB of logs freed\n",
+				id, jobState(resp.Job.State), mib(resp.LogBytesFreed))
+		}
+	}
+	if a.json() {
+		if err := printJSONList(a, "deleted", deleted); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (a *App) cluster(ctx context.Context, args []string) error {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -22,6 +23,25 @@ func (a *App) printJSON(m proto.Message) error {
 		return fmt.Errorf("encode json: %w", err)
 	}
 	_, err = fmt.Fprintf(a.Stdout, "%s\n", b)
+	return err
+}
+
+// printJSONList prints {"key": [messages...]}, each message encoded as
+// printJSON does.
+func printJSONList[M proto.Message](a *App, key string, ms []M) error {
+	raws := make([]json.RawMessage, len(ms))
+	for i, m := range ms {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode json: %w", err)
+		}
+		raws[i] = b
+	}
+	out, err := json.MarshalIndent(map[string][]json.RawMessage{key: raws}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	_, err = fmt.Fprintf(a.Stdout, "%s\n", out)
 	return err
 }
 

@@ -61,6 +61,17 @@ func TestLinregSweepGCS(t *testing.T) {
 	if out.Code != 0 || strings.Count(out.Stdout, "hello from gs") != 2 || !strings.Contains(out.Stdout, "[1] param 2") {
 		t.Errorf("job with gs:// code: exit %d\n%s%s", out.Code, out.Stdout, out.Stderr)
 	}
+
+	// Deleting ended jobs forgets them on the coordinator; their results
+	// stay in the bucket. An unknown id among them is an error of its own.
+	del := c.client("delete", job, seed, "nope-123456")
+	if del.Code != 1 || strings.Count(del.Stdout, "deleted job ") != 2 || !strings.Contains(del.Stderr, "nope-123456") {
+		t.Errorf("delete: exit %d\n%s%s", del.Code, del.Stdout, del.Stderr)
+	}
+	if st := c.client("status", job); st.Code != 1 || !strings.Contains(st.Stderr, "not found") {
+		t.Errorf("status of a deleted job: exit %d\n%s%s", st.Code, st.Stdout, st.Stderr)
+	}
+	checkResultObjects(t, b, "runs/results/"+job, 12)
 }
 
 type resultsJSON struct {

@@ -380,6 +380,107 @@ func (x *CancelJobResponse) GetJob() *Job {
 	return nil
 }
 
+// DeleteJobRequest names the job to forget.
+type DeleteJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// JobID is the job's id.
+	JobId         string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobRequest) Reset() {
+	*x = DeleteJobRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobRequest) ProtoMessage() {}
+
+func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
+func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeleteJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+// DeleteJobResponse says what was deleted.
+type DeleteJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Job is the job's record as it was, without its tasks.
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// LogBytesFreed is the size of the stored logs removed.
+	LogBytesFreed int64 `protobuf:"varint,2,opt,name=log_bytes_freed,json=logBytesFreed,proto3" json:"log_bytes_freed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobResponse) Reset() {
+	*x = DeleteJobResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobResponse) ProtoMessage() {}
+
+func (x *DeleteJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobResponse.ProtoReflect.Descriptor instead.
+func (*DeleteJobResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeleteJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *DeleteJobResponse) GetLogBytesFreed() int64 {
+	if x != nil {
+		return x.LogBytesFreed
+	}
+	return 0
+}
+
 // SubscribeLogsRequest selects what to stream.
 type SubscribeLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -402,7 +503,7 @@ type SubscribeLogsRequest struct {
 
 func (x *SubscribeLogsRequest) Reset() {
 	*x = SubscribeLogsRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[8]
+	mi := &file_cloudml_v1_client_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +515,7 @@ func (x *SubscribeLogsRequest) String() string {
 func (*SubscribeLogsRequest) ProtoMessage() {}
 
 func (x *SubscribeLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[8]
+	mi := &file_cloudml_v1_client_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +528,7 @@ func (x *SubscribeLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeLogsRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeLogsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{8}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubscribeLogsRequest) GetJobId() string {
@@ -480,7 +581,7 @@ type LogPosition struct {
 
 func (x *LogPosition) Reset() {
 	*x = LogPosition{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	mi := &file_cloudml_v1_client_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +593,7 @@ func (x *LogPosition) String() string {
 func (*LogPosition) ProtoMessage() {}
 
 func (x *LogPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[9]
+	mi := &file_cloudml_v1_client_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +606,7 @@ func (x *LogPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogPosition.ProtoReflect.Descriptor instead.
 func (*LogPosition) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{9}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogPosition) GetTaskIndex() int32 {
@@ -551,7 +652,7 @@ type SubscribeLogsResponse struct {
 
 func (x *SubscribeLogsResponse) Reset() {
 	*x = SubscribeLogsResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	mi := &file_cloudml_v1_client_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +664,7 @@ func (x *SubscribeLogsResponse) String() string {
 func (*SubscribeLogsResponse) ProtoMessage() {}
 
 func (x *SubscribeLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	mi := &file_cloudml_v1_client_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +677,7 @@ func (x *SubscribeLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeLogsResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{10}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubscribeLogsResponse) GetTaskIndex() int32 {
@@ -632,7 +733,7 @@ type GetResultsRequest struct {
 
 func (x *GetResultsRequest) Reset() {
 	*x = GetResultsRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +745,7 @@ func (x *GetResultsRequest) String() string {
 func (*GetResultsRequest) ProtoMessage() {}
 
 func (x *GetResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +758,7 @@ func (x *GetResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultsRequest.ProtoReflect.Descriptor instead.
 func (*GetResultsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetResultsRequest) GetJobId() string {
@@ -685,7 +786,7 @@ type GetResultsResponse struct {
 
 func (x *GetResultsResponse) Reset() {
 	*x = GetResultsResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +798,7 @@ func (x *GetResultsResponse) String() string {
 func (*GetResultsResponse) ProtoMessage() {}
 
 func (x *GetResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +811,7 @@ func (x *GetResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultsResponse.ProtoReflect.Descriptor instead.
 func (*GetResultsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetResultsResponse) GetObjective() *Objective {
@@ -764,7 +865,7 @@ type ResultRow struct {
 
 func (x *ResultRow) Reset() {
 	*x = ResultRow{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +877,7 @@ func (x *ResultRow) String() string {
 func (*ResultRow) ProtoMessage() {}
 
 func (x *ResultRow) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +890,7 @@ func (x *ResultRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRow.ProtoReflect.Descriptor instead.
 func (*ResultRow) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResultRow) GetTaskIndex() int32 {
@@ -857,7 +958,7 @@ type PushImageRequest struct {
 
 func (x *PushImageRequest) Reset() {
 	*x = PushImageRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +970,7 @@ func (x *PushImageRequest) String() string {
 func (*PushImageRequest) ProtoMessage() {}
 
 func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +983,7 @@ func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
 func (*PushImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PushImageRequest) GetPart() isPushImageRequest_Part {
@@ -944,7 +1045,7 @@ type PushImageResponse struct {
 
 func (x *PushImageResponse) Reset() {
 	*x = PushImageResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1057,7 @@ func (x *PushImageResponse) String() string {
 func (*PushImageResponse) ProtoMessage() {}
 
 func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1070,7 @@ func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
 func (*PushImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PushImageResponse) GetId() string {
@@ -1002,7 +1103,7 @@ type GetClusterInfoRequest struct {
 
 func (x *GetClusterInfoRequest) Reset() {
 	*x = GetClusterInfoRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1115,7 @@ func (x *GetClusterInfoRequest) String() string {
 func (*GetClusterInfoRequest) ProtoMessage() {}
 
 func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1128,7 @@ func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 // GetClusterInfoResponse describes the coordinator.
@@ -1045,7 +1146,7 @@ type GetClusterInfoResponse struct {
 
 func (x *GetClusterInfoResponse) Reset() {
 	*x = GetClusterInfoResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[17]
+	mi := &file_cloudml_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1158,7 @@ func (x *GetClusterInfoResponse) String() string {
 func (*GetClusterInfoResponse) ProtoMessage() {}
 
 func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[17]
+	mi := &file_cloudml_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1171,7 @@ func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetClusterInfoResponse) GetDefaultBucket() string {
@@ -1103,7 +1204,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[18]
+	mi := &file_cloudml_v1_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1216,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[18]
+	mi := &file_cloudml_v1_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1229,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{20}
 }
 
 // ListNodesResponse carries the nodes.
@@ -1142,7 +1243,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[19]
+	mi := &file_cloudml_v1_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1255,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[19]
+	mi := &file_cloudml_v1_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1268,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{19}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1197,7 +1298,12 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"6\n" +
 	"\x11CancelJobResponse\x12!\n" +
-	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\"\xae\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\")\n" +
+	"\x10DeleteJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"^\n" +
+	"\x11DeleteJobResponse\x12!\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\x12&\n" +
+	"\x0flog_bytes_freed\x18\x02 \x01(\x03R\rlogBytesFreed\"\xae\x01\n" +
 	"\x14SubscribeLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -1256,13 +1362,14 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\"\x12\n" +
 	"\x10ListNodesRequest\";\n" +
 	"\x11ListNodesResponse\x12&\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes2\x99\x04\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes2\xe3\x04\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.cloudml.v1.SubmitJobRequest\x1a\x1d.cloudml.v1.SubmitJobResponse\x12?\n" +
 	"\x06GetJob\x12\x19.cloudml.v1.GetJobRequest\x1a\x1a.cloudml.v1.GetJobResponse\x12E\n" +
 	"\bListJobs\x12\x1b.cloudml.v1.ListJobsRequest\x1a\x1c.cloudml.v1.ListJobsResponse\x12H\n" +
-	"\tCancelJob\x12\x1c.cloudml.v1.CancelJobRequest\x1a\x1d.cloudml.v1.CancelJobResponse\x12V\n" +
+	"\tCancelJob\x12\x1c.cloudml.v1.CancelJobRequest\x1a\x1d.cloudml.v1.CancelJobResponse\x12H\n" +
+	"\tDeleteJob\x12\x1c.cloudml.v1.DeleteJobRequest\x1a\x1d.cloudml.v1.DeleteJobResponse\x12V\n" +
 	"\rSubscribeLogs\x12 .cloudml.v1.SubscribeLogsRequest\x1a!.cloudml.v1.SubscribeLogsResponse0\x01\x12J\n" +
 	"\tPushImage\x12\x1c.cloudml.v1.PushImageRequest\x1a\x1d.cloudml.v1.PushImageResponse(\x01\x12K\n" +
 	"\n" +
@@ -1283,7 +1390,7 @@ func file_cloudml_v1_client_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_client_proto_rawDescData
 }
 
-var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_cloudml_v1_client_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),       // 0: cloudml.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),      // 1: cloudml.v1.SubmitJobResponse
@@ -1293,69 +1400,74 @@ var file_cloudml_v1_client_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),       // 5: cloudml.v1.ListJobsResponse
 	(*CancelJobRequest)(nil),       // 6: cloudml.v1.CancelJobRequest
 	(*CancelJobResponse)(nil),      // 7: cloudml.v1.CancelJobResponse
-	(*SubscribeLogsRequest)(nil),   // 8: cloudml.v1.SubscribeLogsRequest
-	(*LogPosition)(nil),            // 9: cloudml.v1.LogPosition
-	(*SubscribeLogsResponse)(nil),  // 10: cloudml.v1.SubscribeLogsResponse
-	(*GetResultsRequest)(nil),      // 11: cloudml.v1.GetResultsRequest
-	(*GetResultsResponse)(nil),     // 12: cloudml.v1.GetResultsResponse
-	(*ResultRow)(nil),              // 13: cloudml.v1.ResultRow
-	(*PushImageRequest)(nil),       // 14: cloudml.v1.PushImageRequest
-	(*PushImageResponse)(nil),      // 15: cloudml.v1.PushImageResponse
-	(*GetClusterInfoRequest)(nil),  // 16: cloudml.v1.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil), // 17: cloudml.v1.GetClusterInfoResponse
-	(*ListNodesRequest)(nil),       // 18: cloudml.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 19: cloudml.v1.ListNodesResponse
-	nil,                            // 20: cloudml.v1.ResultRow.ParamsEntry
-	nil,                            // 21: cloudml.v1.ResultRow.MetricsEntry
-	(*JobSpec)(nil),                // 22: cloudml.v1.JobSpec
-	(*Job)(nil),                    // 23: cloudml.v1.Job
-	(LogStream)(0),                 // 24: cloudml.v1.LogStream
-	(JobState)(0),                  // 25: cloudml.v1.JobState
-	(*Objective)(nil),              // 26: cloudml.v1.Objective
-	(TaskState)(0),                 // 27: cloudml.v1.TaskState
-	(*ImageHeader)(nil),            // 28: cloudml.v1.ImageHeader
-	(*Node)(nil),                   // 29: cloudml.v1.Node
+	(*DeleteJobRequest)(nil),       // 8: cloudml.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),      // 9: cloudml.v1.DeleteJobResponse
+	(*SubscribeLogsRequest)(nil),   // 10: cloudml.v1.SubscribeLogsRequest
+	(*LogPosition)(nil),            // 11: cloudml.v1.LogPosition
+	(*SubscribeLogsResponse)(nil),  // 12: cloudml.v1.SubscribeLogsResponse
+	(*GetResultsRequest)(nil),      // 13: cloudml.v1.GetResultsRequest
+	(*GetResultsResponse)(nil),     // 14: cloudml.v1.GetResultsResponse
+	(*ResultRow)(nil),              // 15: cloudml.v1.ResultRow
+	(*PushImageRequest)(nil),       // 16: cloudml.v1.PushImageRequest
+	(*PushImageResponse)(nil),      // 17: cloudml.v1.PushImageResponse
+	(*GetClusterInfoRequest)(nil),  // 18: cloudml.v1.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil), // 19: cloudml.v1.GetClusterInfoResponse
+	(*ListNodesRequest)(nil),       // 20: cloudml.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 21: cloudml.v1.ListNodesResponse
+	nil,                            // 22: cloudml.v1.ResultRow.ParamsEntry
+	nil,                            // 23: cloudml.v1.ResultRow.MetricsEntry
+	(*JobSpec)(nil),                // 24: cloudml.v1.JobSpec
+	(*Job)(nil),                    // 25: cloudml.v1.Job
+	(LogStream)(0),                 // 26: cloudml.v1.LogStream
+	(JobState)(0),                  // 27: cloudml.v1.JobState
+	(*Objective)(nil),              // 28: cloudml.v1.Objective
+	(TaskState)(0),                 // 29: cloudml.v1.TaskState
+	(*ImageHeader)(nil),            // 30: cloudml.v1.ImageHeader
+	(*Node)(nil),                   // 31: cloudml.v1.Node
 }
 var file_cloudml_v1_client_proto_depIdxs = []int32{
-	22, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
-	23, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
-	23, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
-	23, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
-	23, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
-	9,  // 5: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
-	24, // 6: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
-	25, // 7: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
-	26, // 8: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
-	13, // 9: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
-	25, // 10: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
-	27, // 11: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
-	20, // 12: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
-	21, // 13: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
-	28, // 14: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	29, // 15: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
-	0,  // 16: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	2,  // 17: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	4,  // 18: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	6,  // 19: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	8,  // 20: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	14, // 21: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
-	11, // 22: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	16, // 23: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	18, // 24: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	1,  // 25: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	3,  // 26: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	5,  // 27: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	7,  // 28: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	10, // 29: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	15, // 30: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
-	12, // 31: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	17, // 32: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	19, // 33: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	24, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
+	25, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
+	25, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
+	25, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
+	25, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
+	25, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
+	11, // 6: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
+	26, // 7: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
+	27, // 8: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
+	28, // 9: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
+	15, // 10: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
+	27, // 11: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
+	29, // 12: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
+	22, // 13: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
+	23, // 14: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
+	30, // 15: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	31, // 16: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
+	0,  // 17: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	2,  // 18: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	4,  // 19: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	6,  // 20: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	8,  // 21: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
+	10, // 22: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	16, // 23: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	13, // 24: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	18, // 25: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	20, // 26: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	1,  // 27: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	3,  // 28: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	5,  // 29: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	7,  // 30: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	9,  // 31: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
+	12, // 32: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	17, // 33: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	14, // 34: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	19, // 35: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	21, // 36: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	27, // [27:37] is the sub-list for method output_type
+	17, // [17:27] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
@@ -1364,7 +1476,7 @@ func file_cloudml_v1_client_proto_init() {
 		return
 	}
 	file_cloudml_v1_job_proto_init()
-	file_cloudml_v1_client_proto_msgTypes[14].OneofWrappers = []any{
+	file_cloudml_v1_client_proto_msgTypes[16].OneofWrappers = []any{
 		(*PushImageRequest_Header)(nil),
 		(*PushImageRequest_Chunk)(nil),
 	}
@@ -1374,7 +1486,7 @@ func file_cloudml_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_client_proto_rawDesc), len(file_cloudml_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

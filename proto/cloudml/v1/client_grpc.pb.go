@@ -23,6 +23,7 @@ const (
 	JobService_GetJob_FullMethodName        = "/cloudml.v1.JobService/GetJob"
 	JobService_ListJobs_FullMethodName      = "/cloudml.v1.JobService/ListJobs"
 	JobService_CancelJob_FullMethodName     = "/cloudml.v1.JobService/CancelJob"
+	JobService_DeleteJob_FullMethodName     = "/cloudml.v1.JobService/DeleteJob"
 	JobService_SubscribeLogs_FullMethodName = "/cloudml.v1.JobService/SubscribeLogs"
 	JobService_PushImage_FullMethodName     = "/cloudml.v1.JobService/PushImage"
 	JobService_GetResults_FullMethodName    = "/cloudml.v1.JobService/GetResults"
@@ -44,6 +45,11 @@ type JobServiceClient interface {
 	// CancelJob stops a job's running attempts and drops its pending tasks.
 	// Cancelling a job that already ended is a no-op that returns its state.
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
+	// DeleteJob forgets a job that has ended: its record, tasks, attempts
+	// and stored logs, on disk too. Its results in the bucket are kept. A job
+	// that has not ended is FAILED_PRECONDITION (cancel it first); an
+	// unknown id is NOT_FOUND.
+	DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*DeleteJobResponse, error)
 	// SubscribeLogs streams a job's stored output, then (with follow) new
 	// output as it arrives, and ends once the job has ended and every line
 	// has been sent. The last message carries the job's final state.
@@ -111,6 +117,16 @@ func (c *jobServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, 
 	return out, nil
 }
 
+func (c *jobServiceClient) DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*DeleteJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteJobResponse)
+	err := c.cc.Invoke(ctx, JobService_DeleteJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *jobServiceClient) SubscribeLogs(ctx context.Context, in *SubscribeLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeLogsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &JobService_ServiceDesc.Streams[0], JobService_SubscribeLogs_FullMethodName, cOpts...)
@@ -169,6 +185,11 @@ type JobServiceServer interface {
 	// CancelJob stops a job's running attempts and drops its pending tasks.
 	// Cancelling a job that already ended is a no-op that returns its state.
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
+	// DeleteJob forgets a job that has ended: its record, tasks, attempts
+	// and stored logs, on disk too. Its results in the bucket are kept. A job
+	// that has not ended is FAILED_PRECONDITION (cancel it first); an
+	// unknown id is NOT_FOUND.
+	DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error)
 	// SubscribeLogs streams a job's stored output, then (with follow) new
 	// output as it arrives, and ends once the job has ended and every line
 	// has been sent. The last message carries the job's final state.
@@ -207,6 +228,9 @@ func (UnimplementedJobServiceServer) ListJobs(context.Context, *ListJobsRequest)
 }
 func (UnimplementedJobServiceServer) CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelJob not implemented")
+}
+func (UnimplementedJobServiceServer) DeleteJob(context.Context, *DeleteJobRequest) (*DeleteJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteJob not implemented")
 }
 func (UnimplementedJobServiceServer) SubscribeLogs(*SubscribeLogsRequest, grpc.ServerStreamingServer[SubscribeLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method SubscribeLogs not implemented")
@@ -310,6 +334,24 @@ func _JobService_CancelJob_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobService_DeleteJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).DeleteJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_DeleteJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).DeleteJob(ctx, req.(*DeleteJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobService_SubscribeLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(SubscribeLogsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -368,6 +410,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _JobService_CancelJob_Handler,
+		},
+		{
+			MethodName: "DeleteJob",
+			Handler:    _JobService_DeleteJob_Handler,
 		},
 		{
 			MethodName: "GetResults",

@@ -1,0 +1,69 @@
+package coordinator
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// A job can be deleted only once it has ended; then it is gone, with its
+// logs, for good (also after a restart), and other jobs are untouched.
+func TestDeleteJob(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir)
+	n := newAgent(t, h, 2)
+	n.open()
+	job := h.submit(gridSpec("gone", 2))
+	kept := h.submit(gridSpec("kept", 1))
+	first := n.next()
+	n.run(first, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+
+	_, err := h.jobs.DeleteJob(ctxT(t), &cloudmlv1.DeleteJobRequest{JobId: job.GetId()})
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(status.Convert(err).Message(), "cloudml-client cancel "+job.GetId()) {
+		t.Errorf("refusal %q does not say how to stop the job", status.Convert(err).Message())
+	}
+	for range 2 {
+		as := n.next()
+		n.run(as, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	}
+	h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	logDir := filepath.Join(dir, "logs", job.GetId())
+	if _, err := os.Stat(logDir); err != nil {
+		t.Fatalf("the job's logs are not where the test looks: %v", err)
+	}
+
+	resp, err := h.jobs.DeleteJob(ctxT(t), &cloudmlv1.DeleteJobRequest{JobId: job.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetJob().GetState() != cloudmlv1.JobState_JOB_STATE_SUCCEEDED || resp.GetLogBytesFreed() == 0 {
+		t.Errorf("delete answered %v, %d bytes freed; want the succeeded job and its log bytes", resp.GetJob().GetState(), resp.GetLogBytesFreed())
+	}
+	if _, err := os.Stat(logDir); !os.IsNotExist(err) {
+		t.Errorf("log directory after the delete: %v, want it gone", err)
+	}
+	gone := func(h *harness) {
+		t.Helper()
+		_, err := h.jobs.GetJob(ctxT(t), &cloudmlv1.GetJobRequest{JobId: job.GetId()})
+		wantCode(t, err, codes.NotFound)
+		_, err = h.jobs.DeleteJob(ctxT(t), &cloudmlv1.DeleteJobRequest{JobId: job.GetId()})
+		wantCode(t, err, codes.NotFound)
+		list, err := h.jobs.ListJobs(ctxT(t), &cloudmlv1.ListJobsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.GetJobs()) != 1 || list.GetJobs()[0].GetId() != kept.GetId() {
+			t.Errorf("jobs listed: %v, want only %s", list.GetJobs(), kept.GetId())
+		}
+	}
+	gone(h)
+	h.stop()
+	gone(start(t, dir))
+}
