@@ -150,7 +150,10 @@ func deleteNetwork(ctx context.Context, prefix string) error {
 	linkRE := regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `(br|h[0-9]+|p[0-9]+)$`)
 	for _, l := range links(ctx) {
 		if linkRE.MatchString(l) {
-			if _, err := run(ctx, "ip", "link", "del", l); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			// A veth can vanish between the listing and its delete, as the
+			// kernel removes it with its namespace: "No such device".
+			if _, err := run(ctx, "ip", "link", "del", l); err != nil &&
+				!strings.Contains(err.Error(), "Cannot find device") && !strings.Contains(err.Error(), "No such device") {
 				errs = append(errs, err)
 			}
 		}
