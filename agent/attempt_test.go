@@ -1,16 +1,21 @@
 package agent
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cloudml/cloudml/agent/internal/membucket"
+	"github.com/cloudml/cloudml/internal/bucket"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -332,3 +337,63 @@ func TestFailedUploadKeepsTheAttemptDirectory(t *testing.T) {
 		t.Errorf("output kept on the node = %q, %v", data, err)
 	}
 }
+
+// Result files upload side by side (each GCS upload is a round trip or
+// more), and the manifest only once all of them are stored.
+func TestResultsUploadInParallelManifestLast(t *testing.T) {
+	slow := &slowPuts{}
+	s := newMemSetup(t, func(c *Config) {
+		open := c.OpenBucket
+		c.OpenBucket = func(ctx context.Context, rawURL string) (bucket.Bucket, bucket.Location, error) {
+			b, loc, err := open(ctx, rawURL)
+			slow.Bucket = b
+			return slow, loc, err
+		}
+	})
+	rf := ref("many", 0, 1)
+	s.f.assign(t, s.asg(rf, "sh", "-c", `for i in 1 2 3 4 5 6; do echo $i > "$CLOUDML_OUTPUT_DIR/out$i.txt"; done`))
+	if end := s.f.waitFinal(t, rf); end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
+		t.Fatalf("end = %v %q", end.GetState(), end.GetMessage())
+	}
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	if slow.most < 2 {
+		t.Errorf("at most %d uploads at once, want them side by side", slow.most)
+	}
+	if n := len(slow.order); n != 9 || slow.order[n-1] != "manifest.json" || slow.manifestWith != 0 {
+		t.Errorf("uploads %v (%d others in flight with the manifest); want 6 outputs and 2 logs, then the manifest alone",
+			slow.order, slow.manifestWith)
+	}
+	data, _ := s.b.Get("out/results/many/0/1/manifest.json")
+	if !strings.Contains(string(data), `"path": "out6.txt"`) {
+		t.Errorf("manifest does not list the outputs:\n%s", data)
+	}
+}
+
+// slowPuts is a bucket whose Puts take 20ms and are watched.
+type slowPuts struct {
+	bucket.Bucket
+	mu           sync.Mutex
+	now, most    int      // Puts in flight, and the most at once
+	order        []string // base names, as Puts ended
+	manifestWith int      // Puts in flight when the manifest's began
+}
+
+func (s *slowPuts) Put(ctx context.Context, key string, r io.Reader, ifAbsent bool) error {
+	s.mu.Lock()
+	if path.Base(key) == "manifest.json" {
+		s.manifestWith = s.now
+	}
+	s.now++
+	s.most = max(s.most, s.now)
+	s.mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	err := s.Bucket.Put(ctx, key, r, ifAbsent)
+	s.mu.Lock()
+	s.now--
+	s.order = append(s.order, path.Base(key))
+	s.mu.Unlock()
+	return err
+}
+
+func (s *slowPuts) Close() error { return nil }

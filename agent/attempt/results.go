@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cloudml/cloudml/internal/bucket"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -127,15 +129,7 @@ func (a *Attempt) uploadAll(ctx context.Context, res *result, l *layout, start t
 	prefix := path.Join(loc.Key, "results", ref.GetJobId(), strconv.Itoa(int(ref.GetTaskIndex())), strconv.Itoa(int(ref.GetAttempt())))
 	res.resultsURL = b.URL(prefix)
 
-	var files []ManifestFileInfo
-	put := func(rel, local string) error {
-		info, err := a.put(ctx, b, prefix, rel, local)
-		if err != nil {
-			return err
-		}
-		files = append(files, info)
-		return nil
-	}
+	var todo []resultFile
 	if l != nil {
 		err := filepath.WalkDir(l.output, func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
@@ -154,18 +148,21 @@ func (a *Attempt) uploadAll(ctx context.Context, res *result, l *layout, start t
 				res.warnings = append(res.warnings, fmt.Sprintf("output %s clashes with a file the agent writes; not uploaded", rel))
 				return nil
 			}
-			return put(rel, p)
+			todo = append(todo, resultFile{rel, p})
+			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for rel, local := range map[string]string{"logs/stdout.log": l.stdout, "logs/stderr.log": l.stderr} {
-			if _, err := os.Stat(local); err == nil {
-				if err := put(rel, local); err != nil {
-					return err
-				}
+		for _, f := range []resultFile{{"logs/stdout.log", l.stdout}, {"logs/stderr.log", l.stderr}} {
+			if _, err := os.Stat(f.local); err == nil {
+				todo = append(todo, f)
 			}
 		}
+	}
+	files, err := a.putAll(ctx, b, prefix, todo)
+	if err != nil {
+		return err
 	}
 	m := a.manifest(res, files, time.Since(start))
 	data, err := json.MarshalIndent(m, "", "  ")
@@ -200,6 +197,34 @@ func (a *Attempt) manifest(res *result, files []ManifestFileInfo, upload time.Du
 }
 
 // put uploads one local file, hashing it on the way.
+// resultFile is a local file to upload as rel.
+type resultFile struct{ rel, local string }
+
+// uploadParallel is how many result files upload at once. Each GCS upload
+// is at least a round trip, so a task with many small outputs would
+// otherwise wait for them one after another; it also bounds the upload
+// buffers (up to 16 MiB each for a large file).
+const uploadParallel = 8
+
+// putAll uploads files, uploadParallel at a time, and returns their
+// manifest entries in the order given; the first error stops the rest.
+func (a *Attempt) putAll(ctx context.Context, b bucket.Bucket, prefix string, files []resultFile) ([]ManifestFileInfo, error) {
+	infos := make([]ManifestFileInfo, len(files))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(uploadParallel)
+	for i, f := range files {
+		g.Go(func() error {
+			var err error
+			infos[i], err = a.put(gctx, b, prefix, f.rel, f.local)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return infos, nil
+}
+
 func (a *Attempt) put(ctx context.Context, b bucket.Bucket, prefix, rel, local string) (ManifestFileInfo, error) {
 	f, err := os.Open(local)
 	if err != nil {
