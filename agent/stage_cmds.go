@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/cloudml/cloudml/agent/container"
 	"github.com/cloudml/cloudml/internal/archive"
+	"github.com/cloudml/cloudml/internal/atomicfile"
 	"github.com/cloudml/cloudml/internal/bucket"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -160,16 +160,7 @@ func stageHint(err error, missing string) string {
 
 // relink points link at target, replacing an older link atomically.
 func relink(target, link string) error {
-	if cur, err := os.Readlink(link); err == nil && cur == target {
-		return nil
-	}
-	tmp := link + ".tmp" + strconv.Itoa(os.Getpid())
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("link staged input: %w", err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Symlink(target, link); err != nil {
 		return fmt.Errorf("link staged input: %w", err)
 	}
 	return nil

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/cloudml/cloudml/agent/backoff"
 	"github.com/cloudml/cloudml/agent/swarm"
+	"github.com/cloudml/cloudml/internal/atomicfile"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -258,17 +258,7 @@ func linkSwarmDir(root, nodeID, workDir string) error {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("link swarm dir: %w", err)
 	}
-	link := filepath.Join(root, nodeID)
-	if cur, err := os.Readlink(link); err == nil && cur == target {
-		return nil
-	}
-	tmp := filepath.Join(root, "."+nodeID+".tmp"+strconv.Itoa(os.Getpid()))
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("link swarm dir: %w", err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Symlink(target, filepath.Join(root, nodeID)); err != nil {
 		return fmt.Errorf("link swarm dir: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 )
 
 // TempPrefix starts the names of the temporary files Write makes beside
@@ -57,6 +58,25 @@ func Write(ctx context.Context, path string, r io.Reader, perm os.FileMode, chec
 func WriteBytes(path string, data []byte, perm os.FileMode) error {
 	_, err := Write(context.Background(), path, bytes.NewReader(data), perm, nil)
 	return err
+}
+
+// Symlink points link at target, replacing whatever link was with one
+// rename, so a reader sees the old link or the new one. A link already
+// pointing at target is left alone.
+func Symlink(target, link string) error {
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	tmp := filepath.Join(filepath.Dir(link), TempPrefix+filepath.Base(link)+"-"+strconv.Itoa(os.Getpid()))
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }
 
 // SyncDir makes the entries of dir durable: a rename into it, a new file.

@@ -54,3 +54,17 @@ func onlyFile(t *testing.T, dir, name string) {
 		t.Errorf("dir holds %v (%v), want only %s", entries, err, name)
 	}
 }
+
+func TestSymlinkReplaces(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "current")
+	for _, target := range []string{"/a", "/b", "/b"} {
+		if err := Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.Readlink(link); err != nil || got != target {
+			t.Errorf("link = %q, %v; want %q", got, err, target)
+		}
+		onlyFile(t, dir, "current")
+	}
+}
