@@ -397,3 +397,19 @@ func (s *slowPuts) Put(ctx context.Context, key string, r io.Reader, ifAbsent bo
 }
 
 func (s *slowPuts) Close() error { return nil }
+
+// A job may come without code (the spec's code is optional): it runs in an
+// empty working directory instead of failing to stage "".
+func TestAttemptWithoutCode(t *testing.T) {
+	s := newMemSetup(t, nil)
+	rf := ref("nocode", 0, 1)
+	asg := s.asg(rf, "sh", "-c", "ls | wc -l")
+	asg.Code = nil
+	s.f.assign(t, asg)
+	if end := s.f.waitFinal(t, rf); end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
+		t.Fatalf("end = %v %q, want succeeded", end.GetState(), end.GetMessage())
+	}
+	if stdout, _, _ := s.f.logText(rf); strings.TrimSpace(stdout) != "0" {
+		t.Errorf("working directory held %q entries, want 0", stdout)
+	}
+}

@@ -10,13 +10,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/cloudml/cloudml/agent/container"
-	"github.com/cloudml/cloudml/internal/archive"
 	"github.com/cloudml/cloudml/internal/atomicfile"
-	"github.com/cloudml/cloudml/internal/bucket"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -124,38 +121,21 @@ func (a *Agent) stageInputs(ctx context.Context, cmd *cloudmlv1.StageJob) error 
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		return fmt.Errorf("create job dir: %w", err)
 	}
-	if cmd.GetCode().GetUrl() != "" {
-		code, err := a.cache.Stage(ctx, cmd.GetCode())
-		if err != nil {
-			return fmt.Errorf("stage code: %w%s", err, stageHint(err, "was it uploaded? resubmit with --code DIR"))
-		}
-		if err := relink(code, filepath.Join(dir, "code")); err != nil {
+	in, err := a.cache.StageInputs(ctx, cmd.GetCode(), cmd.GetData())
+	if err != nil {
+		return err
+	}
+	if in.Code != "" {
+		if err := relink(in.Code, filepath.Join(dir, "code")); err != nil {
 			return err
 		}
 	}
-	for name, src := range cmd.GetData() {
-		if !filepath.IsLocal(name) || strings.ContainsRune(name, filepath.Separator) {
-			return fmt.Errorf("stage data %q: a data name must be a plain file name", name)
-		}
-		staged, err := a.cache.Stage(ctx, src)
-		if err != nil {
-			return fmt.Errorf("stage data %q: %w%s", name, err, stageHint(err, "check the data URL and that the objects are uploaded"))
-		}
+	for name, staged := range in.Data {
 		if err := relink(staged, filepath.Join(dir, "data", name)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func stageHint(err error, missing string) string {
-	switch {
-	case errors.Is(err, bucket.ErrNotExist):
-		return ": " + missing
-	case errors.Is(err, archive.ErrUnsafePath):
-		return ": the source holds paths that escape its directory; repack it"
-	}
-	return ""
 }
 
 // relink points link at target, replacing an older link atomically.

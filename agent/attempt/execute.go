@@ -70,7 +70,7 @@ func (a *Attempt) execute(ctx context.Context, rep *reporter) *result {
 		case <-stageCtx.Done():
 		}
 	}()
-	code, data, err := a.stageAll(stageCtx)
+	in, err := a.cfg.Cache.StageInputs(stageCtx, a.asg.GetCode(), a.asg.GetData())
 	cancelStage()
 	res.timings.staging = time.Since(res.timings.started)
 	if kind, reason := a.stopped(); kind != stopNone {
@@ -82,7 +82,7 @@ func (a *Attempt) execute(ctx context.Context, rep *reporter) *result {
 		a.upload(ctx, res, nil)
 		return res
 	}
-	l, err := prepare(root, code, data)
+	l, err := prepare(root, in.Code, in.Data)
 	if err != nil {
 		res.msg = err.Error()
 		return res

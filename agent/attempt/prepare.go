@@ -1,7 +1,6 @@
 package attempt
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cloudml/cloudml/internal/archive"
-	"github.com/cloudml/cloudml/internal/bucket"
 	"github.com/cloudml/cloudml/internal/jobspec"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -26,37 +23,6 @@ type layout struct {
 	stdout  string
 	stderr  string
 	warning string // a non-fatal layout problem
-}
-
-// stageAll stages the code and every data source, returning the code dir
-// and the staged dir of each data name. Errors read as actions to take.
-func (a *Attempt) stageAll(ctx context.Context) (string, map[string]string, error) {
-	code, err := a.cfg.Cache.Stage(ctx, a.asg.GetCode())
-	if err != nil {
-		return "", nil, fmt.Errorf("stage code: %w%s", err, stageHint(err, "was it uploaded? resubmit with --code DIR"))
-	}
-	data := map[string]string{}
-	for _, name := range sortedKeys(a.asg.GetData()) {
-		if !filepath.IsLocal(name) || strings.ContainsRune(name, filepath.Separator) {
-			return "", nil, fmt.Errorf("stage data %q: a data name must be a plain file name", name)
-		}
-		dir, err := a.cfg.Cache.Stage(ctx, a.asg.GetData()[name])
-		if err != nil {
-			return "", nil, fmt.Errorf("stage data %q: %w%s", name, err, stageHint(err, "check the data URL and that the objects are uploaded"))
-		}
-		data[name] = dir
-	}
-	return code, data, nil
-}
-
-func stageHint(err error, missing string) string {
-	switch {
-	case errors.Is(err, bucket.ErrNotExist):
-		return ": " + missing
-	case errors.Is(err, archive.ErrUnsafePath):
-		return ": the source holds paths that escape its directory; repack it"
-	}
-	return ""
 }
 
 // prepare makes a fresh attempt directory: run/ links every top-level entry
@@ -76,9 +42,12 @@ func prepare(root, code string, data map[string]string) (*layout, error) {
 			return nil, fmt.Errorf("create attempt dir: %w", err)
 		}
 	}
-	entries, err := os.ReadDir(code)
-	if err != nil {
-		return nil, fmt.Errorf("read staged code: %w", err)
+	var entries []os.DirEntry
+	if code != "" { // a job may come without code
+		var err error
+		if entries, err = os.ReadDir(code); err != nil {
+			return nil, fmt.Errorf("read staged code: %w", err)
+		}
 	}
 	for _, e := range entries {
 		if err := os.Symlink(filepath.Join(code, e.Name()), filepath.Join(l.run, e.Name())); err != nil {
