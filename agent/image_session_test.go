@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"net"
 	"strings"
 	"testing"
@@ -54,35 +52,21 @@ func (f *imageFake) UploadImage(stream cloudmlv1.AgentService_UploadImageServer)
 	if _, err := f.node(stream.Context()); err != nil {
 		return err
 	}
-	var hdr *cloudmlv1.ImageHeader
-	var buf bytes.Buffer
-	for {
-		msg, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		switch {
-		case msg.GetHeader() != nil:
-			hdr = msg.GetHeader()
-		case msg.GetError() != "":
-			f.mu.Lock()
-			f.refusals = append(f.refusals, msg.GetError())
-			f.notify()
-			f.mu.Unlock()
-		default:
-			buf.Write(msg.GetChunk())
-		}
+	hdr, data, refusal, err := testutil.ReceiveImage(stream)
+	if err != nil {
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if hdr != nil {
-		f.uploads[hdr.GetName()], f.archives[hdr.GetName()] = hdr, buf.Bytes()
+	if refusal != "" {
+		f.refusals = append(f.refusals, refusal)
 		f.notify()
 	}
-	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: int64(buf.Len())})
+	if hdr != nil {
+		f.uploads[hdr.GetName()], f.archives[hdr.GetName()] = hdr, data
+		f.notify()
+	}
+	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: int64(len(data))})
 }
 
 func (f *imageFake) FetchImage(req *cloudmlv1.FetchImageRequest, stream cloudmlv1.AgentService_FetchImageServer) error {
@@ -95,17 +79,7 @@ func (f *imageFake) FetchImage(req *cloudmlv1.FetchImageRequest, stream cloudmlv
 	if hdr == nil {
 		return status.Errorf(codes.NotFound, "no copy of %s", req.GetImage())
 	}
-	if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Header{Header: hdr}}); err != nil {
-		return err
-	}
-	for len(data) > 0 {
-		n := min(len(data), 1<<20)
-		if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Chunk{Chunk: data[:n]}}); err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return nil
+	return testutil.SendImage(stream, hdr, data, 1<<20)
 }
 
 // TestImageDistributionThroughSession drives a real agent on the host's

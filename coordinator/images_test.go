@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -77,21 +77,7 @@ func (a *fakeAgent) fetch(name string) (*cloudmlv1.ImageHeader, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var hdr *cloudmlv1.ImageHeader
-	var data []byte
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return hdr, data, nil
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if m.GetHeader() != nil {
-			hdr = m.GetHeader()
-		}
-		data = append(data, m.GetChunk()...)
-	}
+	return testutil.ReadImage(stream)
 }
 
 // upload plays an agent answering ExportImage: the archive, or errText.

@@ -1,10 +1,8 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -27,58 +25,34 @@ type imageServer struct {
 	cloudmlv1.UnimplementedAgentServiceServer
 	mu      sync.Mutex
 	hdr     *cloudmlv1.ImageHeader
-	archive bytes.Buffer
+	archive []byte
 	refusal string // the error of the last refused upload
 }
 
 func (s *imageServer) UploadImage(stream cloudmlv1.AgentService_UploadImageServer) error {
-	var hdr *cloudmlv1.ImageHeader
-	var buf bytes.Buffer
-	for {
-		msg, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		switch {
-		case msg.GetHeader() != nil:
-			hdr = msg.GetHeader()
-		case msg.GetError() != "":
-			s.mu.Lock()
-			s.refusal = msg.GetError()
-			s.mu.Unlock()
-		default:
-			buf.Write(msg.GetChunk())
-		}
+	hdr, data, refusal, err := testutil.ReceiveImage(stream)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if hdr != nil {
-		s.hdr, s.archive = hdr, buf
+	if refusal != "" {
+		s.refusal = refusal
 	}
-	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: int64(buf.Len())})
+	if hdr != nil {
+		s.hdr, s.archive = hdr, data
+	}
+	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: int64(len(data))})
 }
 
 func (s *imageServer) FetchImage(req *cloudmlv1.FetchImageRequest, stream cloudmlv1.AgentService_FetchImageServer) error {
 	s.mu.Lock()
-	hdr, data := s.hdr, bytes.Clone(s.archive.Bytes())
+	hdr, data := s.hdr, s.archive
 	s.mu.Unlock()
 	if hdr == nil || hdr.GetName() != req.GetImage() {
 		return status.Errorf(codes.NotFound, "no copy of %s", req.GetImage())
 	}
-	if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Header{Header: hdr}}); err != nil {
-		return err
-	}
-	for len(data) > 0 {
-		n := min(len(data), 256<<10)
-		if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Chunk{Chunk: data[:n]}}); err != nil {
-			return err
-		}
-		data = data[n:]
-	}
-	return nil
+	return testutil.SendImage(stream, hdr, data, 256<<10)
 }
 
 func startImageServer(t *testing.T, srv *imageServer) cloudmlv1.AgentServiceClient {
@@ -114,7 +88,7 @@ func TestImageRoundTripThroughDocker(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.mu.Lock()
-	hdr, size := srv.hdr, srv.archive.Len()
+	hdr, size := srv.hdr, len(srv.archive)
 	srv.mu.Unlock()
 	if hdr.GetName() != ref || hdr.GetId() != id || size < 3<<20 {
 		t.Fatalf("uploaded header %v with %d bytes; want %s, %s and at least 3 MiB", hdr, size, ref, id)

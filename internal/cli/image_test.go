@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"strings"
@@ -91,21 +90,7 @@ func (p *inProcess) fetch(t *testing.T, name string) (*cloudmlv1.ImageHeader, []
 	if err != nil {
 		return nil, nil, err
 	}
-	var hdr *cloudmlv1.ImageHeader
-	var data []byte
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return hdr, data, nil
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if m.GetHeader() != nil {
-			hdr = m.GetHeader()
-		}
-		data = append(data, m.GetChunk()...)
-	}
+	return testutil.ReadImage(stream)
 }
 
 func TestSubmitPushesTheLocalImage(t *testing.T) {
