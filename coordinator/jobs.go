@@ -213,24 +213,32 @@ func (s *jobServer) DeleteJob(ctx context.Context, req *cloudmlv1.DeleteJobReque
 
 // deleteJob removes an ended job from memory and the store, and returns
 // its last record and how many bytes of logs went with it. Its services
-// were removed when it ended; its results in the bucket stay.
+// were removed when it ended; its results in the bucket stay. The files
+// go without c.mu held: the job is out of c.jobs by then, so nothing
+// reads or writes them, and a large log directory does not stall the
+// coordinator.
 func (c *Coordinator) deleteJob(id string) (*cloudmlv1.Job, int64, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	j, err := c.lookup(id)
-	if err != nil {
-		return nil, 0, err
-	}
-	if !j.final() || j.activeAttempts() > 0 {
-		return nil, 0, errorf(ErrNotEnded, "job %s has not ended (%s); stop it first with `cloudml-client cancel %s`",
+	if err == nil && (!j.final() || j.activeAttempts() > 0) {
+		err = errorf(ErrNotEnded, "job %s has not ended (%s); stop it first with `cloudml-client cancel %s`",
 			id, strings.ToLower(strings.TrimPrefix(j.rec.State.String(), "JOB_STATE_")), id)
 	}
-	last := jobProto(j, false)
-	freed, err := c.store.DeleteJob(id)
 	if err != nil {
+		c.mu.Unlock()
 		return nil, 0, err
 	}
+	last := jobProto(j, false)
 	delete(c.jobs, id)
+	c.mu.Unlock()
+
+	freed, err := c.store.DeleteJob(id)
+	if err != nil {
+		c.mu.Lock()
+		c.jobs[id] = j // still stored: keep serving it
+		c.mu.Unlock()
+		return nil, 0, err
+	}
 	c.log.Info("job deleted", "job_id", id, "log_bytes_freed", freed)
 	return last, freed, nil
 }
