@@ -94,6 +94,9 @@ func TestAttachedProcessReadsLogsAndExit(t *testing.T) {
 	if string(out) != "one\ntwo\n" || string(errs) != "oops\n" || code != 137 {
 		t.Errorf("stdout %q stderr %q code %d", out, errs, code)
 	}
+	if d.waits != 1 {
+		t.Errorf("%d ContainerWait calls, want 1 (the log drain's answer serves Wait too)", d.waits)
+	}
 	if msg := att.ExitMessage(code); !strings.Contains(msg, "killed by SIGKILL (exit code 137)") {
 		t.Errorf("exit message = %q", msg)
 	}

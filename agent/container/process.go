@@ -26,6 +26,10 @@ type process struct {
 	stderr   *io.PipeReader
 	logsDone chan struct{}
 
+	// stopped is drainTail's answer from ContainerWait, nil if it did not
+	// get one; written before logsDone closes, read after.
+	stopped *container.WaitResponse
+
 	mu       sync.Mutex // protects the fields below
 	logErr   error
 	oom      bool
@@ -79,7 +83,8 @@ func (p *process) drainTail(ctx context.Context, out, errs *countWriter) error {
 	defer cancel()
 	respC, errC := p.docker.ContainerWait(wctx, p.id, container.WaitConditionNotRunning)
 	select {
-	case <-respC:
+	case resp := <-respC:
+		p.stopped = &resp
 	case <-errC:
 		return nil // the daemon is gone or the wait timed out: Wait reports it
 	}
@@ -139,14 +144,18 @@ func (p *process) wait() (int, error) {
 	// daemon is gone.
 	ctx, cancel := context.WithTimeout(p.ctx, time.Minute)
 	defer cancel()
-	respC, errC := p.docker.ContainerWait(ctx, p.id, container.WaitConditionNotRunning)
 	var werr error
-	select {
-	case resp := <-respC:
-		if resp.Error != nil && resp.Error.Message != "" {
-			werr = errors.New(resp.Error.Message)
+	resp := p.stopped // drainTail waited already, unless the log stream broke
+	if resp == nil {
+		respC, errC := p.docker.ContainerWait(ctx, p.id, container.WaitConditionNotRunning)
+		select {
+		case r := <-respC:
+			resp = &r
+		case werr = <-errC:
 		}
-	case werr = <-errC:
+	}
+	if resp != nil && resp.Error != nil && resp.Error.Message != "" {
+		werr = errors.New(resp.Error.Message)
 	}
 	info, err := p.docker.ContainerInspect(ctx, p.id)
 	if err != nil {

@@ -39,6 +39,7 @@ type stubDocker struct {
 	events     chan events.Message
 	eventErrs  chan error
 	rmVolumes  []string
+	waits      int // ContainerWait calls
 }
 
 func newStub() *stubDocker {
@@ -144,6 +145,7 @@ func (s *stubDocker) ContainerLogs(_ context.Context, id string, opts container.
 func (s *stubDocker) ContainerWait(_ context.Context, id string, _ container.WaitCondition) (<-chan container.WaitResponse, <-chan error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.waits++
 	respC, errC := make(chan container.WaitResponse, 1), make(chan error, 1)
 	c, ok := s.containers[id]
 	if !ok {
