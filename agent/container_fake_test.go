@@ -2,18 +2,16 @@ package agent
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -37,15 +35,7 @@ func newSwarmFake(t *testing.T) (*swarmFake, []grpc.DialOption) {
 		pushes: map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
 		stages: map[string]*cloudmlv1.ReportStageRequest{},
 	}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	cloudmlv1.RegisterAgentServiceServer(srv, f)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return f, []grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}
+	return f, testutil.ServeGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(s, f) })
 }
 
 func (f *swarmFake) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.AgentService_SessionServer) error {

@@ -3,20 +3,18 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cloudml/cloudml/internal/auth"
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -54,15 +52,7 @@ func newFakeCoord(t *testing.T) (*fakeCoord, []grpc.DialOption) {
 		token: "good-token", period: 50 * time.Millisecond,
 		changed: make(chan struct{}), creds: map[string]string{}, logs: map[refKey][]*cloudmlv1.LogBatch{},
 	}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	cloudmlv1.RegisterAgentServiceServer(srv, f)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return f, []grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}
+	return f, testutil.ServeGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(s, f) })
 }
 
 // notify wakes waiters; f.mu must be held.

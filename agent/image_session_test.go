@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,9 +9,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	ctr "github.com/cloudml/cloudml/agent/container"
 	"github.com/cloudml/cloudml/internal/testutil"
@@ -37,15 +34,7 @@ func newImageFake(t *testing.T) (*imageFake, []grpc.DialOption) {
 		pushes: map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
 		stages: map[string]*cloudmlv1.ReportStageRequest{},
 	}, uploads: map[string]*cloudmlv1.ImageHeader{}, archives: map[string][]byte{}}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	cloudmlv1.RegisterAgentServiceServer(srv, f)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return f, []grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}
+	return f, testutil.ServeGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(s, f) })
 }
 
 func (f *imageFake) UploadImage(stream cloudmlv1.AgentService_UploadImageServer) error {

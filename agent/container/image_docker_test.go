@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -11,9 +10,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -56,20 +53,7 @@ func (s *imageServer) FetchImage(req *cloudmlv1.FetchImageRequest, stream cloudm
 }
 
 func startImageServer(t *testing.T, srv *imageServer) cloudmlv1.AgentServiceClient {
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	cloudmlv1.RegisterAgentServiceServer(gs, srv)
-	go gs.Serve(lis)
-	cc, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		gs.Stop()
-	})
-	return cloudmlv1.NewAgentServiceClient(cc)
+	return cloudmlv1.NewAgentServiceClient(testutil.ConnectGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(s, srv) }))
 }
 
 func TestImageRoundTripThroughDocker(t *testing.T) {

@@ -3,7 +3,6 @@ package logship
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -11,11 +10,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -105,20 +103,7 @@ func (f *streamServer) StreamLogs(stream cloudmlv1.AgentService_StreamLogsServer
 // serve starts f on bufconn and returns a client for it.
 func serve(t *testing.T, srv cloudmlv1.AgentServiceServer) cloudmlv1.AgentServiceClient {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	g := grpc.NewServer()
-	cloudmlv1.RegisterAgentServiceServer(g, srv)
-	go g.Serve(lis)
-	cc, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		g.Stop()
-	})
+	cc := testutil.ConnectGRPC(t, func(g *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(g, srv) })
 	return cloudmlv1.NewAgentServiceClient(cc)
 }
 

@@ -5,17 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -74,16 +72,7 @@ func (f *fakeJobs) SubscribeLogs(req *cloudmlv1.SubscribeLogsRequest, s grpc.Ser
 
 func runFake(t *testing.T, srv cloudmlv1.JobServiceServer, args ...string) (int, string, string) {
 	t.Helper()
-	lis := bufconn.Listen(1 << 16)
-	s := grpc.NewServer()
-	cloudmlv1.RegisterJobServiceServer(s, srv)
-	go s.Serve(lis)
-	defer s.Stop()
-	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := testutil.ConnectGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterJobServiceServer(s, srv) })
 	var out, errb bytes.Buffer
 	app := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
 		conn: conn, jobs: cloudmlv1.NewJobServiceClient(conn), nodes: cloudmlv1.NewClusterServiceClient(conn)}
