@@ -50,14 +50,17 @@ func TestLogsEveryLineOnceDespiteALostResponse(t *testing.T) {
 	s.f.failPublish = func(call int) bool { return call == 2 }
 	s.f.mu.Unlock()
 	rf := ref("seq", 0, 1)
-	s.f.assign(t, s.asg(rf, "seq", "200000"))
+	// 500,000 lines are 3.4 MB, more than one call carries (2 MiB), so a
+	// second call happens however fast the command ends.
+	const lines = 500000
+	s.f.assign(t, s.asg(rf, "seq", fmt.Sprint(lines)))
 	end := s.f.waitFinal(t, rf)
 	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
 		t.Fatalf("end = %v", end)
 	}
 	stdout, _, batches := s.f.logText(rf)
 	var want strings.Builder
-	for i := 1; i <= 200000; i++ {
+	for i := 1; i <= lines; i++ {
 		fmt.Fprintf(&want, "%d\n", i)
 	}
 	if stdout != want.String() {
