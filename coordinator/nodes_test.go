@@ -8,35 +8,54 @@ import (
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// keepAlive heartbeats for a until the test ends.
-func keepAlive(t *testing.T, a *fakeAgent, every time.Duration) {
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	t.Cleanup(func() { close(stop); <-done })
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				_ = a.heartbeat()
-			}
+// silence makes the named nodes look silent for an hour, heartbeats and
+// sessions alike, and runs the node check the ticker would run.
+// Tests use it instead of short real-time limits, which a loaded machine
+// can make any node miss.
+func (h *harness) silence(ids ...string) {
+	h.t.Helper()
+	h.c.mu.Lock()
+	for _, id := range ids {
+		n := h.c.nodes[id]
+		if n == nil {
+			h.c.mu.Unlock()
+			h.t.Fatalf("no node %s", id)
 		}
-	}()
+		n.lastSeen = time.Now().Add(-time.Hour)
+		n.sessionEnd = n.lastSeen
+	}
+	h.c.mu.Unlock()
+	h.c.checkNodes(time.Now())
+}
+
+// TestSilentNodeGoesDown runs the real ticker: a node that never
+// heartbeats is marked down and its session closed.
+func TestSilentNodeGoesDown(t *testing.T) {
+	h := start(t, "", func(c *Config) {
+		c.HeartbeatPeriod = 50 * time.Millisecond
+		c.NodeDownAfter = 200 * time.Millisecond
+	})
+	n := newAgent(t, h, 1)
+	n.open()
+	select {
+	case <-n.ended:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the silent node's session was not closed")
+	}
+	nodes, err := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := nodes.GetNodes()[0].GetState(); st != cloudmlv1.NodeState_NODE_STATE_DOWN {
+		t.Errorf("state = %v, want down", st)
+	}
 }
 
 func TestNodeDownReschedulesToOtherNode(t *testing.T) {
-	h := start(t, "", func(c *Config) {
-		c.HeartbeatPeriod = 50 * time.Millisecond
-		c.NodeDownAfter = 400 * time.Millisecond
-	})
+	h := start(t, "")
 	n1, n2 := newAgent(t, h, 2), newAgent(t, h, 2)
 	n1.open()
 	n2.open()
-	keepAlive(t, n1, 50*time.Millisecond) // node-2 never heartbeats
 	job := h.submit(gridSpec("down", 4))
 	mine := []*cloudmlv1.Assignment{n1.next(), n1.next()}
 	lost := []*cloudmlv1.Assignment{n2.next(), n2.next()}
@@ -50,6 +69,7 @@ func TestNodeDownReschedulesToOtherNode(t *testing.T) {
 		}
 	}
 	// node-2 goes down: its session is closed and its tasks wait again.
+	h.silence(n2.id)
 	select {
 	case <-n2.ended:
 	case <-time.After(15 * time.Second):

@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"testing"
-	"time"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -85,13 +84,10 @@ func TestRestartedNodeThatNeverReturnsGoesDown(t *testing.T) {
 	old.close()
 	h.stop()
 
-	h2 := start(t, dir, func(c *Config) {
-		c.HeartbeatPeriod = 50 * time.Millisecond
-		c.NodeDownAfter = 300 * time.Millisecond
-	})
+	h2 := start(t, dir)
 	fresh := newAgent(t, h2, 1)
 	fresh.open()
-	keepAlive(t, fresh, 50*time.Millisecond)
+	h2.silence(old.id) // it never comes back
 	b := fresh.next()
 	if b.GetRef().GetAttempt() != 2 || fresh.id == old.id {
 		t.Fatalf("fresh node %s got %v, want attempt 2 of the orphaned task", fresh.id, b.GetRef())
