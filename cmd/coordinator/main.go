@@ -107,6 +107,7 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.cfg.Netns.Subnet, "netns-subnet", "", "netns provider: bridge subnet, e.g. 10.213.7.0/24 (default: the first free 10.213.X.0/24); the host side is .1")
 	fs.StringVar(&f.peers, "swarm-peers", "", "comma-separated CIDRs the agents open the swarm ports to (default: any; netns: the cluster's subnet)")
 	fs.DurationVar(&f.cfg.HeartbeatPeriod, "heartbeat", f.cfg.HeartbeatPeriod, "agent heartbeat period")
+	fs.DurationVar(&f.cfg.NodeDownAfter, "node-down-after", 0, "mark a node down, and reschedule its tasks, after this long without a heartbeat or session (default: 3 heartbeat periods)")
 	fs.StringVar(&f.level, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&f.cfg.Local.LogLevel, "agent-log-level", "info", "log level of the agents the provider starts")
 	fs.BoolVar(&f.json, "log-json", false, "log as JSON")

@@ -64,7 +64,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	c := &cluster{t: t, addr: freeAddr(t), home: home, bucket: o.bucket, log: &syncBuffer{},
 		env: append(os.Environ(), o.env...)}
 	args := []string{"serve", "--listen", c.addr, "--provider", "local", "--nodes", fmt.Sprint(o.nodes),
-		"--state", filepath.Join(home, "state"), "--bucket", o.bucket, "--heartbeat", "500ms",
+		"--state", filepath.Join(home, "state"), "--bucket", o.bucket, "--heartbeat", "500ms", "--node-down-after", "30s",
 		"--agent-bin", bin("cloudml-agent"), "--log-level", "debug"}
 	if o.slots > 0 {
 		args = append(args, "--slots", fmt.Sprint(o.slots))

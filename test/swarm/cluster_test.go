@@ -89,7 +89,7 @@ func startSwarm(t *testing.T, nodes int) *swarmCluster {
 	state := t.TempDir()
 	c.cmd = exec.Command(bin("coordinator"), "serve", "--provider", "netns", "--nodes", fmt.Sprint(nodes), "--slots", "2",
 		"--netns-name", c.name, "--netns-subnet", subnet, "--listen", c.addr, "--state", state,
-		"--bucket", "gs://cloudml-swarm/runs", "--heartbeat", "500ms", "--agent-bin", bin("cloudml-agent"),
+		"--bucket", "gs://cloudml-swarm/runs", "--heartbeat", "500ms", "--node-down-after", "30s", "--agent-bin", bin("cloudml-agent"),
 		"--log-level", "debug", "--agent-log-level", "debug")
 	c.cmd.Env = c.env
 	c.cmd.Stdout, c.cmd.Stderr = c, c
