@@ -296,7 +296,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestMillionLinesThroughput ships `seq 1000000` (~6.9 MB) through the
-// agent and the fake coordinator over bufconn.
+// agent and the fake coordinator over bufconn, every byte once.
 func TestMillionLinesThroughput(t *testing.T) {
 	s := newMemSetup(t, func(c *Config) { c.LogFlushInterval = 100 * time.Millisecond })
 	rf := ref("million", 0, 1)
@@ -316,10 +316,7 @@ func TestMillionLinesThroughput(t *testing.T) {
 	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || len(stdout) != 6888896 {
 		t.Fatalf("end = %v, stdout %d bytes", end.GetState(), len(stdout))
 	}
-	t.Logf("1,000,000 lines in %v (%d batches)", elapsed, batches)
-	if elapsed > 5*time.Second { // generous: -race and a loaded CI machine
-		t.Errorf("shipping took %v", elapsed)
-	}
+	t.Logf("1,000,000 lines in %v (%d batches)", elapsed, batches) // speed: make bench
 }
 
 // When the results cannot reach the bucket, the node keeps the attempt's
