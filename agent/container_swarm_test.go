@@ -195,7 +195,9 @@ func TestSwarmServicesOnRealDocker(t *testing.T) {
 		}
 	}
 
-	script := `cat hello.txt; echo task $CLOUDML_TASK_INDEX; seq 1000; echo "{\"v\": $CLOUDML_TASK_INDEX}" > $CLOUDML_OUTPUT_DIR/metrics.json`
+	// The tasks last a second so they overlap: swarm spreads tasks that
+	// run at once, while one task at a time could land on either node.
+	script := `cat hello.txt; echo task $CLOUDML_TASK_INDEX; seq 1000; echo "{\"v\": $CLOUDML_TASK_INDEX}" > $CLOUDML_OUTPUT_DIR/metrics.json; sleep 1`
 	var refs []*cloudmlv1.TaskRef
 	for i := range int32(4) {
 		asg := swarmAsg(s, job, i, s.image, code, "sh", "-c", script)

@@ -235,8 +235,8 @@ func (im *Images) load(ctx context.Context, cancel context.CancelCauseFunc, stre
 		if _, err := pw.Write(msg.GetChunk()); err != nil {
 			break // the load ended; its error says why
 		}
+		moved.Add(int64(len(msg.GetChunk()))) // before the reset: a stall reports what arrived
 		stall.Reset(im.stall)
-		moved.Add(int64(len(msg.GetChunk())))
 		prog.add(len(msg.GetChunk()))
 	}
 	// docker load (20.10) unpacks the whole archive before it registers

@@ -124,7 +124,7 @@ func TestEnsureImageStalledStream(t *testing.T) {
 			{Part: &cloudmlv1.FetchImageResponse_Chunk{Chunk: []byte("foo:1|sha")}},
 		}}, nil
 	}
-	im := NewImages(ImagesConfig{Docker: d, Fetch: fetch, Stall: 50 * time.Millisecond, Logger: testutil.Logger(t)})
+	im := NewImages(ImagesConfig{Docker: d, Fetch: fetch, Stall: time.Second, Logger: testutil.Logger(t)})
 	_, err := im.Ensure(t.Context(), "foo:1", "")
 	if !errors.Is(err, errStalled) || !strings.Contains(err.Error(), "after 9 bytes") {
 		t.Fatalf("Ensure with a stalled stream = %v, want a stall after 9 bytes", err)

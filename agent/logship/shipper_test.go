@@ -182,7 +182,11 @@ func (f publisherFunc) StreamLogs(ctx context.Context, opts ...grpc.CallOption) 
 
 func TestShipPartialLinesAndStreamSwitch(t *testing.T) {
 	st := &store{}
-	s := New(context.Background(), fastConfig(t, st))
+	cfg := fastConfig(t, st)
+	// Batches close only on the stream switch and at Close: a 5 ms flush
+	// could fall between "a\n" and the "b" completed at EOF.
+	cfg.FlushInterval = time.Hour
+	s := New(context.Background(), cfg)
 	s.Copy(cloudmlv1.LogStream_LOG_STREAM_STDOUT, strings.NewReader("a\nb"), nil)
 	s.Copy(cloudmlv1.LogStream_LOG_STREAM_STDERR, strings.NewReader("oops"), nil)
 	s.Copy(cloudmlv1.LogStream_LOG_STREAM_STDOUT, strings.NewReader("c\n"), nil)
