@@ -78,6 +78,11 @@ func TestSwarmByHand(t *testing.T) {
 	ctx := t.Context()
 	nodes := c.Nodes()
 	clis := clients(t, c)
+	t.Cleanup(func() { // the cluster is shared: leave it as found, for -count
+		for _, cli := range clis {
+			_ = cli.SwarmLeave(context.Background(), true)
+		}
+	})
 	start := time.Now()
 	if _, err := clis[0].SwarmInit(ctx, swarm.InitRequest{ListenAddr: "0.0.0.0:2377", AdvertiseAddr: nodes[0].Addr}); err != nil {
 		t.Fatalf("swarm init: %v", err)
