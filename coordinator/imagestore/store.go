@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -84,8 +85,9 @@ func Check(name, id string) error {
 	return nil
 }
 
-// New opens the store in cfg.Dir: it removes uploads a crash interrupted
-// and forgets names whose archive is gone.
+// New opens the store in cfg.Dir: it removes uploads a crash interrupted,
+// forgets names whose archive is gone and removes archives no name points
+// at.
 func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -121,6 +123,19 @@ func New(cfg Config) (*Store, error) {
 		if _, ok := s.sizes[id]; ok && ValidName(name) {
 			s.names[name] = id
 		}
+	}
+	for id := range s.sizes {
+		if s.referenced(id) {
+			continue
+		}
+		// No name points at it: a crash came between writing the archive
+		// and naming it, or between forgetting its last name and removing
+		// it. Nothing can ask for it by name.
+		if err := os.Remove(s.path(id)); err != nil {
+			return nil, fmt.Errorf("remove unnamed image archive: %w", err)
+		}
+		delete(s.sizes, id)
+		s.log.Info("unnamed image archive removed", "image_id", id)
 	}
 	s.log.Debug("image store opened", "dir", cfg.Dir, "images", len(s.sizes), "names", len(s.names))
 	return s, nil
@@ -177,4 +192,44 @@ func (s *Store) Open(name string) (io.ReadCloser, Info, error) {
 		return nil, Info{}, fmt.Errorf("open image %s: %w", name, err)
 	}
 	return f, Info{Name: name, ID: id, Size: s.sizes[id]}, nil
+}
+
+// List returns every kept name, sorted.
+func (s *Store) List() []Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Info, 0, len(s.names))
+	for name, id := range s.names {
+		out = append(out, Info{Name: name, ID: id, Size: s.sizes[id]})
+	}
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Delete forgets name and removes its archive unless another name points
+// at it; freed is the archive's size if it went, else 0. A reader that
+// opened the archive before keeps reading it.
+func (s *Store) Delete(name string) (info Info, freed int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.names[name]
+	if !ok {
+		return Info{}, 0, fmt.Errorf("%w: no image named %s", ErrNotFound, name)
+	}
+	info = Info{Name: name, ID: id, Size: s.sizes[id]}
+	delete(s.names, name)
+	if err := s.writeIndex(); err != nil {
+		s.names[name] = id
+		return Info{}, 0, err
+	}
+	if s.referenced(id) {
+		return info, 0, nil
+	}
+	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// The name is gone; New removes the file at the next start.
+		s.log.Warn("remove deleted image failed", "image_id", id, "error", err)
+		return info, 0, nil
+	}
+	delete(s.sizes, id)
+	return info, info.Size, nil
 }

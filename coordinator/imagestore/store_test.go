@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -282,3 +283,83 @@ func TestNewCleansUp(t *testing.T) {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
 }
+
+func TestDeleteAndList(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	id1, data1 := fakeArchive(t, `{"d":1}`, "")
+	id2, data2 := fakeArchive(t, `{"d":2}`, "")
+	ctx := context.Background()
+	for _, p := range []struct {
+		name, id string
+		data     []byte
+	}{{"b:1", id1, data1}, {"a:1", id1, data1}, {"c:1", id2, data2}} {
+		if _, err := s.Put(ctx, Info{Name: p.name, ID: p.id}, bytes.NewReader(p.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	size1, size2 := int64(len(data1)), int64(len(data2))
+	want := []Info{{"a:1", id1, size1}, {"b:1", id1, size1}, {"c:1", id2, size2}}
+	if diff := cmp.Diff(want, s.List()); diff != "" {
+		t.Fatalf("List (-want +got):\n%s", diff)
+	}
+	// A reader that opened c:1 before the delete reads it to the end.
+	rc, _, err := s.Open("c:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+
+	steps := []struct {
+		name  string
+		freed int64
+		left  []string
+	}{
+		{"a:1", 0, []string{hexOf(id1) + ".tar", hexOf(id2) + ".tar", "names.json"}}, // b:1 still needs it
+		{"c:1", size2, []string{hexOf(id1) + ".tar", "names.json"}},
+		{"b:1", size1, []string{"names.json"}},
+	}
+	for _, st := range steps {
+		info, freed, err := s.Delete(st.name)
+		if err != nil || info.Name != st.name || freed != st.freed {
+			t.Fatalf("Delete(%s) = %+v, %d, %v; want freed %d", st.name, info, freed, err, st.freed)
+		}
+		sort.Strings(st.left)
+		if diff := cmp.Diff(st.left, files(t, dir)); diff != "" {
+			t.Errorf("after deleting %s, files (-want +got):\n%s", st.name, diff)
+		}
+	}
+	if back, _ := io.ReadAll(rc); !bytes.Equal(back, data2) {
+		t.Errorf("an open reader got %d bytes after the delete, want %d", len(back), len(data2))
+	}
+	if _, _, err := s.Delete("c:1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Delete = %v, want ErrNotFound", err)
+	}
+	if got := newStore(t, dir).List(); len(got) != 0 {
+		t.Errorf("after a restart the store lists %+v, want nothing", got)
+	}
+}
+
+// An archive no name points at (a crash between writing and naming it)
+// is removed at start.
+func TestNewRemovesUnnamedArchives(t *testing.T) {
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	id1, data1 := fakeArchive(t, `{"n":1}`, "")
+	id2, data2 := fakeArchive(t, `{"n":2}`, "")
+	if _, err := s.Put(context.Background(), Info{Name: "named:1", ID: id1}, bytes.NewReader(data1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, hexOf(id2)+".tar"), data2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = newStore(t, dir)
+	if s.HasID(id2) || !s.HasID(id1) {
+		t.Errorf("after a restart: unnamed kept %v, named kept %v; want false, true", s.HasID(id2), s.HasID(id1))
+	}
+	if diff := cmp.Diff([]string{hexOf(id1) + ".tar", "names.json"}, files(t, dir)); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+}
+
+func hexOf(id string) string { return strings.TrimPrefix(id, "sha256:") }
