@@ -30,6 +30,8 @@ var (
 	ErrNotRequested = errors.New("not requested")
 	// ErrNotEnded means a job must have ended for the request (a delete).
 	ErrNotEnded = errors.New("job has not ended")
+	// ErrInUse means something a job that has not ended needs (an image).
+	ErrInUse = errors.New("in use")
 	// ErrShuttingDown means the coordinator is stopping.
 	ErrShuttingDown = errors.New("coordinator is shutting down")
 )
@@ -65,7 +67,8 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrUnauthenticated):
 		code = codes.Unauthenticated
-	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested), errors.Is(err, ErrNotEnded):
+	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested), errors.Is(err, ErrNotEnded),
+		errors.Is(err, ErrInUse):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown):
 		code = codes.Unavailable

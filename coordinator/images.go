@@ -1,9 +1,11 @@
 package coordinator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +82,53 @@ func (s *jobServer) PushImage(stream grpc.ClientStreamingServer[cloudmlv1.PushIm
 	}
 	log.Info("image pushed", "bytes", n, "mb_per_s", mbPerSec(r.n, time.Since(start)))
 	return stream.SendAndClose(&cloudmlv1.PushImageResponse{Id: info.ID, BytesReceived: n})
+}
+
+// ListImages lists the kept images by name.
+func (s *jobServer) ListImages(ctx context.Context, _ *cloudmlv1.ListImagesRequest) (*cloudmlv1.ListImagesResponse, error) {
+	resp := &cloudmlv1.ListImagesResponse{}
+	for _, info := range s.c.images.List() {
+		resp.Images = append(resp.Images, &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size})
+	}
+	return resp, nil
+}
+
+// DeleteImage forgets an image name no unfinished job uses, and its
+// archive once no other name points at it. A job submitted at the same
+// moment finds the name gone and has its nodes fetch the image as for any
+// image nobody pushed.
+func (s *jobServer) DeleteImage(ctx context.Context, req *cloudmlv1.DeleteImageRequest) (*cloudmlv1.DeleteImageResponse, error) {
+	c := s.c
+	name := req.GetName()
+	if !imagestore.ValidName(name) {
+		return nil, toStatus(errorf(ErrInvalid, "delete image: %q is not an image reference", name))
+	}
+	if job := c.jobUsingImage(name); job != "" {
+		return nil, toStatus(errorf(ErrInUse, "image %s is used by job %s, which has not ended; wait for it or stop it with `cloudml-client cancel %s`", name, job, job))
+	}
+	info, freed, err := c.images.Delete(name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	c.log.Info("image deleted", "image", name, "image_id", info.ID, "bytes_freed", freed)
+	return &cloudmlv1.DeleteImageResponse{Image: &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size}, BytesFreed: freed}, nil
+}
+
+// jobUsingImage returns the id of a job that has not ended and runs image,
+// or "".
+func (c *Coordinator) jobUsingImage(image string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ids []string
+	for id, j := range c.jobs {
+		if j.spec.GetImage() == image && (!j.final() || j.activeAttempts() > 0) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return ""
+	}
+	return slices.Min(ids) // the same answer every time
 }
 
 // FetchImage streams the archive of the named image to a node, first

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,65 @@ func TestStageJobCarriesTheImage(t *testing.T) {
 				t.Fatalf("node %s got %v; want StageJob of %s with image %s (%q)", a.id, st, job.GetId(), image, wantID)
 			}
 		}
+	}
+}
+
+func TestListAndDeleteImages(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir)
+	id, data := testArchive(t, `{"del":1}`, 1000)
+	for _, name := range []string{"cloudml/busybox:test", "alias:1"} {
+		if _, _, err := h.push(name, id, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := h.jobs.ListImages(ctxT(t), &cloudmlv1.ListImagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, im := range list.GetImages() {
+		names = append(names, im.GetName())
+		if im.GetId() != id || im.GetSize() != int64(len(data)) {
+			t.Errorf("listed %v, want id %s and size %d", im, id, len(data))
+		}
+	}
+	if !slices.Equal(names, []string{"alias:1", "cloudml/busybox:test"}) {
+		t.Errorf("listed names %v", names)
+	}
+
+	// A job that has not ended keeps its image.
+	spec := gridSpec("boxed", 1)
+	spec.Image = "cloudml/busybox:test"
+	job := h.submit(spec)
+	_, err = h.jobs.DeleteImage(ctxT(t), &cloudmlv1.DeleteImageRequest{Name: "cloudml/busybox:test"})
+	wantCode(t, err, codes.FailedPrecondition)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, job.GetId()) || !strings.Contains(msg, "cloudml-client cancel") {
+		t.Errorf("refusal %q does not name the job and what to do", msg)
+	}
+	if _, err := h.jobs.CancelJob(ctxT(t), &cloudmlv1.CancelJobRequest{JobId: job.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The archive goes with the last name that points at it.
+	for _, step := range []struct {
+		name  string
+		freed int64
+	}{{"cloudml/busybox:test", 0}, {"alias:1", int64(len(data))}} {
+		resp, err := h.jobs.DeleteImage(ctxT(t), &cloudmlv1.DeleteImageRequest{Name: step.name})
+		if err != nil || resp.GetImage().GetId() != id || resp.GetBytesFreed() != step.freed {
+			t.Fatalf("DeleteImage(%s) = %v, %v; want id %s, %d bytes freed", step.name, resp, err, id, step.freed)
+		}
+	}
+	_, err = h.jobs.DeleteImage(ctxT(t), &cloudmlv1.DeleteImageRequest{Name: "alias:1"})
+	wantCode(t, err, codes.NotFound)
+	_, err = h.jobs.DeleteImage(ctxT(t), &cloudmlv1.DeleteImageRequest{Name: "../etc"})
+	wantCode(t, err, codes.InvalidArgument)
+
+	// Gone on disk too: after a restart nothing is listed.
+	h.stop()
+	h2 := start(t, dir)
+	if list, err := h2.jobs.ListImages(ctxT(t), &cloudmlv1.ListImagesRequest{}); err != nil || len(list.GetImages()) != 0 {
+		t.Errorf("after a restart: %v, %v; want no images", list, err)
 	}
 }

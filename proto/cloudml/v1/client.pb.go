@@ -481,6 +481,191 @@ func (x *DeleteJobResponse) GetLogBytesFreed() int64 {
 	return 0
 }
 
+// ListImagesRequest is empty.
+type ListImagesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesRequest) Reset() {
+	*x = ListImagesRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesRequest) ProtoMessage() {}
+
+func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
+func (*ListImagesRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{10}
+}
+
+// ListImagesResponse holds the kept images.
+type ListImagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Images are sorted by name; size is the archive's size in bytes.
+	Images        []*ImageHeader `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListImagesResponse) Reset() {
+	*x = ListImagesResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListImagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListImagesResponse) ProtoMessage() {}
+
+func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
+func (*ListImagesResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListImagesResponse) GetImages() []*ImageHeader {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+// DeleteImageRequest names the image to forget.
+type DeleteImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is the image reference as listed ("cloudml/octave:7").
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteImageRequest) Reset() {
+	*x = DeleteImageRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteImageRequest) ProtoMessage() {}
+
+func (x *DeleteImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteImageRequest.ProtoReflect.Descriptor instead.
+func (*DeleteImageRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeleteImageRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// DeleteImageResponse says what was deleted.
+type DeleteImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Image is what the name pointed at.
+	Image *ImageHeader `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// BytesFreed is the archive's size when it was removed, 0 when another
+	// name still points at it.
+	BytesFreed    int64 `protobuf:"varint,2,opt,name=bytes_freed,json=bytesFreed,proto3" json:"bytes_freed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteImageResponse) Reset() {
+	*x = DeleteImageResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteImageResponse) ProtoMessage() {}
+
+func (x *DeleteImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteImageResponse.ProtoReflect.Descriptor instead.
+func (*DeleteImageResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DeleteImageResponse) GetImage() *ImageHeader {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+func (x *DeleteImageResponse) GetBytesFreed() int64 {
+	if x != nil {
+		return x.BytesFreed
+	}
+	return 0
+}
+
 // SubscribeLogsRequest selects what to stream.
 type SubscribeLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -503,7 +688,7 @@ type SubscribeLogsRequest struct {
 
 func (x *SubscribeLogsRequest) Reset() {
 	*x = SubscribeLogsRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +700,7 @@ func (x *SubscribeLogsRequest) String() string {
 func (*SubscribeLogsRequest) ProtoMessage() {}
 
 func (x *SubscribeLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[10]
+	mi := &file_cloudml_v1_client_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +713,7 @@ func (x *SubscribeLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeLogsRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeLogsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{10}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubscribeLogsRequest) GetJobId() string {
@@ -581,7 +766,7 @@ type LogPosition struct {
 
 func (x *LogPosition) Reset() {
 	*x = LogPosition{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +778,7 @@ func (x *LogPosition) String() string {
 func (*LogPosition) ProtoMessage() {}
 
 func (x *LogPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[11]
+	mi := &file_cloudml_v1_client_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +791,7 @@ func (x *LogPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogPosition.ProtoReflect.Descriptor instead.
 func (*LogPosition) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{11}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LogPosition) GetTaskIndex() int32 {
@@ -652,7 +837,7 @@ type SubscribeLogsResponse struct {
 
 func (x *SubscribeLogsResponse) Reset() {
 	*x = SubscribeLogsResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +849,7 @@ func (x *SubscribeLogsResponse) String() string {
 func (*SubscribeLogsResponse) ProtoMessage() {}
 
 func (x *SubscribeLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[12]
+	mi := &file_cloudml_v1_client_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +862,7 @@ func (x *SubscribeLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeLogsResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{12}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubscribeLogsResponse) GetTaskIndex() int32 {
@@ -733,7 +918,7 @@ type GetResultsRequest struct {
 
 func (x *GetResultsRequest) Reset() {
 	*x = GetResultsRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +930,7 @@ func (x *GetResultsRequest) String() string {
 func (*GetResultsRequest) ProtoMessage() {}
 
 func (x *GetResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[13]
+	mi := &file_cloudml_v1_client_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +943,7 @@ func (x *GetResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultsRequest.ProtoReflect.Descriptor instead.
 func (*GetResultsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{13}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetResultsRequest) GetJobId() string {
@@ -786,7 +971,7 @@ type GetResultsResponse struct {
 
 func (x *GetResultsResponse) Reset() {
 	*x = GetResultsResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +983,7 @@ func (x *GetResultsResponse) String() string {
 func (*GetResultsResponse) ProtoMessage() {}
 
 func (x *GetResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[14]
+	mi := &file_cloudml_v1_client_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +996,7 @@ func (x *GetResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResultsResponse.ProtoReflect.Descriptor instead.
 func (*GetResultsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{14}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetResultsResponse) GetObjective() *Objective {
@@ -865,7 +1050,7 @@ type ResultRow struct {
 
 func (x *ResultRow) Reset() {
 	*x = ResultRow{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1062,7 @@ func (x *ResultRow) String() string {
 func (*ResultRow) ProtoMessage() {}
 
 func (x *ResultRow) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[15]
+	mi := &file_cloudml_v1_client_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1075,7 @@ func (x *ResultRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultRow.ProtoReflect.Descriptor instead.
 func (*ResultRow) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{15}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResultRow) GetTaskIndex() int32 {
@@ -958,7 +1143,7 @@ type PushImageRequest struct {
 
 func (x *PushImageRequest) Reset() {
 	*x = PushImageRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1155,7 @@ func (x *PushImageRequest) String() string {
 func (*PushImageRequest) ProtoMessage() {}
 
 func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[16]
+	mi := &file_cloudml_v1_client_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1168,7 @@ func (x *PushImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageRequest.ProtoReflect.Descriptor instead.
 func (*PushImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{16}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PushImageRequest) GetPart() isPushImageRequest_Part {
@@ -1045,7 +1230,7 @@ type PushImageResponse struct {
 
 func (x *PushImageResponse) Reset() {
 	*x = PushImageResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[17]
+	mi := &file_cloudml_v1_client_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1242,7 @@ func (x *PushImageResponse) String() string {
 func (*PushImageResponse) ProtoMessage() {}
 
 func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[17]
+	mi := &file_cloudml_v1_client_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1255,7 @@ func (x *PushImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushImageResponse.ProtoReflect.Descriptor instead.
 func (*PushImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{17}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PushImageResponse) GetId() string {
@@ -1103,7 +1288,7 @@ type GetClusterInfoRequest struct {
 
 func (x *GetClusterInfoRequest) Reset() {
 	*x = GetClusterInfoRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[18]
+	mi := &file_cloudml_v1_client_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1300,7 @@ func (x *GetClusterInfoRequest) String() string {
 func (*GetClusterInfoRequest) ProtoMessage() {}
 
 func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[18]
+	mi := &file_cloudml_v1_client_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1313,7 @@ func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{18}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{22}
 }
 
 // GetClusterInfoResponse describes the coordinator.
@@ -1146,7 +1331,7 @@ type GetClusterInfoResponse struct {
 
 func (x *GetClusterInfoResponse) Reset() {
 	*x = GetClusterInfoResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[19]
+	mi := &file_cloudml_v1_client_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1343,7 @@ func (x *GetClusterInfoResponse) String() string {
 func (*GetClusterInfoResponse) ProtoMessage() {}
 
 func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[19]
+	mi := &file_cloudml_v1_client_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1356,7 @@ func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{19}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetClusterInfoResponse) GetDefaultBucket() string {
@@ -1204,7 +1389,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[20]
+	mi := &file_cloudml_v1_client_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1401,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[20]
+	mi := &file_cloudml_v1_client_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1414,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{20}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{24}
 }
 
 // ListNodesResponse carries the nodes.
@@ -1243,7 +1428,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_cloudml_v1_client_proto_msgTypes[21]
+	mi := &file_cloudml_v1_client_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1440,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_client_proto_msgTypes[21]
+	mi := &file_cloudml_v1_client_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1453,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{21}
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1303,7 +1488,16 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"^\n" +
 	"\x11DeleteJobResponse\x12!\n" +
 	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\x12&\n" +
-	"\x0flog_bytes_freed\x18\x02 \x01(\x03R\rlogBytesFreed\"\xae\x01\n" +
+	"\x0flog_bytes_freed\x18\x02 \x01(\x03R\rlogBytesFreed\"\x13\n" +
+	"\x11ListImagesRequest\"E\n" +
+	"\x12ListImagesResponse\x12/\n" +
+	"\x06images\x18\x01 \x03(\v2\x17.cloudml.v1.ImageHeaderR\x06images\"(\n" +
+	"\x12DeleteImageRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"e\n" +
+	"\x13DeleteImageResponse\x12-\n" +
+	"\x05image\x18\x01 \x01(\v2\x17.cloudml.v1.ImageHeaderR\x05image\x12\x1f\n" +
+	"\vbytes_freed\x18\x02 \x01(\x03R\n" +
+	"bytesFreed\"\xae\x01\n" +
 	"\x14SubscribeLogsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -1362,7 +1556,7 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\"\x12\n" +
 	"\x10ListNodesRequest\";\n" +
 	"\x11ListNodesResponse\x12&\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes2\xe3\x04\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes2\x80\x06\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.cloudml.v1.SubmitJobRequest\x1a\x1d.cloudml.v1.SubmitJobResponse\x12?\n" +
@@ -1372,6 +1566,9 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\tDeleteJob\x12\x1c.cloudml.v1.DeleteJobRequest\x1a\x1d.cloudml.v1.DeleteJobResponse\x12V\n" +
 	"\rSubscribeLogs\x12 .cloudml.v1.SubscribeLogsRequest\x1a!.cloudml.v1.SubscribeLogsResponse0\x01\x12J\n" +
 	"\tPushImage\x12\x1c.cloudml.v1.PushImageRequest\x1a\x1d.cloudml.v1.PushImageResponse(\x01\x12K\n" +
+	"\n" +
+	"ListImages\x12\x1d.cloudml.v1.ListImagesRequest\x1a\x1e.cloudml.v1.ListImagesResponse\x12N\n" +
+	"\vDeleteImage\x12\x1e.cloudml.v1.DeleteImageRequest\x1a\x1f.cloudml.v1.DeleteImageResponse\x12K\n" +
 	"\n" +
 	"GetResults\x12\x1d.cloudml.v1.GetResultsRequest\x1a\x1e.cloudml.v1.GetResultsResponse2\xb3\x01\n" +
 	"\x0eClusterService\x12W\n" +
@@ -1390,7 +1587,7 @@ func file_cloudml_v1_client_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_client_proto_rawDescData
 }
 
-var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_cloudml_v1_client_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),       // 0: cloudml.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),      // 1: cloudml.v1.SubmitJobResponse
@@ -1402,72 +1599,82 @@ var file_cloudml_v1_client_proto_goTypes = []any{
 	(*CancelJobResponse)(nil),      // 7: cloudml.v1.CancelJobResponse
 	(*DeleteJobRequest)(nil),       // 8: cloudml.v1.DeleteJobRequest
 	(*DeleteJobResponse)(nil),      // 9: cloudml.v1.DeleteJobResponse
-	(*SubscribeLogsRequest)(nil),   // 10: cloudml.v1.SubscribeLogsRequest
-	(*LogPosition)(nil),            // 11: cloudml.v1.LogPosition
-	(*SubscribeLogsResponse)(nil),  // 12: cloudml.v1.SubscribeLogsResponse
-	(*GetResultsRequest)(nil),      // 13: cloudml.v1.GetResultsRequest
-	(*GetResultsResponse)(nil),     // 14: cloudml.v1.GetResultsResponse
-	(*ResultRow)(nil),              // 15: cloudml.v1.ResultRow
-	(*PushImageRequest)(nil),       // 16: cloudml.v1.PushImageRequest
-	(*PushImageResponse)(nil),      // 17: cloudml.v1.PushImageResponse
-	(*GetClusterInfoRequest)(nil),  // 18: cloudml.v1.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil), // 19: cloudml.v1.GetClusterInfoResponse
-	(*ListNodesRequest)(nil),       // 20: cloudml.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 21: cloudml.v1.ListNodesResponse
-	nil,                            // 22: cloudml.v1.ResultRow.ParamsEntry
-	nil,                            // 23: cloudml.v1.ResultRow.MetricsEntry
-	(*JobSpec)(nil),                // 24: cloudml.v1.JobSpec
-	(*Job)(nil),                    // 25: cloudml.v1.Job
-	(LogStream)(0),                 // 26: cloudml.v1.LogStream
-	(JobState)(0),                  // 27: cloudml.v1.JobState
-	(*Objective)(nil),              // 28: cloudml.v1.Objective
-	(TaskState)(0),                 // 29: cloudml.v1.TaskState
+	(*ListImagesRequest)(nil),      // 10: cloudml.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),     // 11: cloudml.v1.ListImagesResponse
+	(*DeleteImageRequest)(nil),     // 12: cloudml.v1.DeleteImageRequest
+	(*DeleteImageResponse)(nil),    // 13: cloudml.v1.DeleteImageResponse
+	(*SubscribeLogsRequest)(nil),   // 14: cloudml.v1.SubscribeLogsRequest
+	(*LogPosition)(nil),            // 15: cloudml.v1.LogPosition
+	(*SubscribeLogsResponse)(nil),  // 16: cloudml.v1.SubscribeLogsResponse
+	(*GetResultsRequest)(nil),      // 17: cloudml.v1.GetResultsRequest
+	(*GetResultsResponse)(nil),     // 18: cloudml.v1.GetResultsResponse
+	(*ResultRow)(nil),              // 19: cloudml.v1.ResultRow
+	(*PushImageRequest)(nil),       // 20: cloudml.v1.PushImageRequest
+	(*PushImageResponse)(nil),      // 21: cloudml.v1.PushImageResponse
+	(*GetClusterInfoRequest)(nil),  // 22: cloudml.v1.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil), // 23: cloudml.v1.GetClusterInfoResponse
+	(*ListNodesRequest)(nil),       // 24: cloudml.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 25: cloudml.v1.ListNodesResponse
+	nil,                            // 26: cloudml.v1.ResultRow.ParamsEntry
+	nil,                            // 27: cloudml.v1.ResultRow.MetricsEntry
+	(*JobSpec)(nil),                // 28: cloudml.v1.JobSpec
+	(*Job)(nil),                    // 29: cloudml.v1.Job
 	(*ImageHeader)(nil),            // 30: cloudml.v1.ImageHeader
-	(*Node)(nil),                   // 31: cloudml.v1.Node
+	(LogStream)(0),                 // 31: cloudml.v1.LogStream
+	(JobState)(0),                  // 32: cloudml.v1.JobState
+	(*Objective)(nil),              // 33: cloudml.v1.Objective
+	(TaskState)(0),                 // 34: cloudml.v1.TaskState
+	(*Node)(nil),                   // 35: cloudml.v1.Node
 }
 var file_cloudml_v1_client_proto_depIdxs = []int32{
-	24, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
-	25, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
-	25, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
-	25, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
-	25, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
-	25, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
-	11, // 6: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
-	26, // 7: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
-	27, // 8: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
-	28, // 9: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
-	15, // 10: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
-	27, // 11: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
-	29, // 12: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
-	22, // 13: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
-	23, // 14: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
-	30, // 15: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	31, // 16: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
-	0,  // 17: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	2,  // 18: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	4,  // 19: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	6,  // 20: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	8,  // 21: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
-	10, // 22: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	16, // 23: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
-	13, // 24: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	18, // 25: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	20, // 26: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	1,  // 27: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	3,  // 28: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	5,  // 29: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	7,  // 30: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	9,  // 31: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
-	12, // 32: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	17, // 33: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
-	14, // 34: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	19, // 35: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	21, // 36: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	27, // [27:37] is the sub-list for method output_type
-	17, // [17:27] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	28, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
+	29, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
+	29, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
+	29, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
+	29, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
+	29, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
+	30, // 6: cloudml.v1.ListImagesResponse.images:type_name -> cloudml.v1.ImageHeader
+	30, // 7: cloudml.v1.DeleteImageResponse.image:type_name -> cloudml.v1.ImageHeader
+	15, // 8: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
+	31, // 9: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
+	32, // 10: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
+	33, // 11: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
+	19, // 12: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
+	32, // 13: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
+	34, // 14: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
+	26, // 15: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
+	27, // 16: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
+	30, // 17: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	35, // 18: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
+	0,  // 19: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	2,  // 20: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	4,  // 21: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	6,  // 22: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	8,  // 23: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
+	14, // 24: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	20, // 25: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	10, // 26: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
+	12, // 27: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
+	17, // 28: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	22, // 29: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	24, // 30: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	1,  // 31: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	3,  // 32: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	5,  // 33: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	7,  // 34: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	9,  // 35: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
+	16, // 36: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	21, // 37: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	11, // 38: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
+	13, // 39: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
+	18, // 40: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	23, // 41: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	25, // 42: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	31, // [31:43] is the sub-list for method output_type
+	19, // [19:31] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
@@ -1476,7 +1683,7 @@ func file_cloudml_v1_client_proto_init() {
 		return
 	}
 	file_cloudml_v1_job_proto_init()
-	file_cloudml_v1_client_proto_msgTypes[16].OneofWrappers = []any{
+	file_cloudml_v1_client_proto_msgTypes[20].OneofWrappers = []any{
 		(*PushImageRequest_Header)(nil),
 		(*PushImageRequest_Chunk)(nil),
 	}
@@ -1486,7 +1693,7 @@ func file_cloudml_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_client_proto_rawDesc), len(file_cloudml_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -26,6 +26,8 @@ const (
 	JobService_DeleteJob_FullMethodName     = "/cloudml.v1.JobService/DeleteJob"
 	JobService_SubscribeLogs_FullMethodName = "/cloudml.v1.JobService/SubscribeLogs"
 	JobService_PushImage_FullMethodName     = "/cloudml.v1.JobService/PushImage"
+	JobService_ListImages_FullMethodName    = "/cloudml.v1.JobService/ListImages"
+	JobService_DeleteImage_FullMethodName   = "/cloudml.v1.JobService/DeleteImage"
 	JobService_GetResults_FullMethodName    = "/cloudml.v1.JobService/GetResults"
 )
 
@@ -64,6 +66,15 @@ type JobServiceClient interface {
 	// client closes and receives the answer. Nodes fetch pushed images with
 	// AgentService.FetchImage.
 	PushImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PushImageRequest, PushImageResponse], error)
+	// ListImages lists the images the coordinator keeps for nodes without a
+	// registry (pushed by clients, or uploaded by nodes when asked), by name.
+	// Names that share an archive carry the same id and size.
+	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
+	// DeleteImage forgets an image name and removes its archive once no other
+	// name points at it. Nodes keep the copies they loaded. A name that a job
+	// which has not ended uses is FAILED_PRECONDITION (the message names the
+	// job); an unknown name is NOT_FOUND.
+	DeleteImage(ctx context.Context, in *DeleteImageRequest, opts ...grpc.CallOption) (*DeleteImageResponse, error)
 	// GetResults returns each task's params beside the metrics of its
 	// counting attempt, best first by the job's objective.
 	GetResults(ctx context.Context, in *GetResultsRequest, opts ...grpc.CallOption) (*GetResultsResponse, error)
@@ -159,6 +170,26 @@ func (c *jobServiceClient) PushImage(ctx context.Context, opts ...grpc.CallOptio
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_PushImageClient = grpc.ClientStreamingClient[PushImageRequest, PushImageResponse]
 
+func (c *jobServiceClient) ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListImagesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListImages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) DeleteImage(ctx context.Context, in *DeleteImageRequest, opts ...grpc.CallOption) (*DeleteImageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteImageResponse)
+	err := c.cc.Invoke(ctx, JobService_DeleteImage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *jobServiceClient) GetResults(ctx context.Context, in *GetResultsRequest, opts ...grpc.CallOption) (*GetResultsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetResultsResponse)
@@ -204,6 +235,15 @@ type JobServiceServer interface {
 	// client closes and receives the answer. Nodes fetch pushed images with
 	// AgentService.FetchImage.
 	PushImage(grpc.ClientStreamingServer[PushImageRequest, PushImageResponse]) error
+	// ListImages lists the images the coordinator keeps for nodes without a
+	// registry (pushed by clients, or uploaded by nodes when asked), by name.
+	// Names that share an archive carry the same id and size.
+	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
+	// DeleteImage forgets an image name and removes its archive once no other
+	// name points at it. Nodes keep the copies they loaded. A name that a job
+	// which has not ended uses is FAILED_PRECONDITION (the message names the
+	// job); an unknown name is NOT_FOUND.
+	DeleteImage(context.Context, *DeleteImageRequest) (*DeleteImageResponse, error)
 	// GetResults returns each task's params beside the metrics of its
 	// counting attempt, best first by the job's objective.
 	GetResults(context.Context, *GetResultsRequest) (*GetResultsResponse, error)
@@ -237,6 +277,12 @@ func (UnimplementedJobServiceServer) SubscribeLogs(*SubscribeLogsRequest, grpc.S
 }
 func (UnimplementedJobServiceServer) PushImage(grpc.ClientStreamingServer[PushImageRequest, PushImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method PushImage not implemented")
+}
+func (UnimplementedJobServiceServer) ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListImages not implemented")
+}
+func (UnimplementedJobServiceServer) DeleteImage(context.Context, *DeleteImageRequest) (*DeleteImageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteImage not implemented")
 }
 func (UnimplementedJobServiceServer) GetResults(context.Context, *GetResultsRequest) (*GetResultsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetResults not implemented")
@@ -370,6 +416,42 @@ func _JobService_PushImage_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_PushImageServer = grpc.ClientStreamingServer[PushImageRequest, PushImageResponse]
 
+func _JobService_ListImages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListImagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListImages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListImages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListImages(ctx, req.(*ListImagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_DeleteImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).DeleteImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_DeleteImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).DeleteImage(ctx, req.(*DeleteImageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _JobService_GetResults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetResultsRequest)
 	if err := dec(in); err != nil {
@@ -414,6 +496,14 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteJob",
 			Handler:    _JobService_DeleteJob_Handler,
+		},
+		{
+			MethodName: "ListImages",
+			Handler:    _JobService_ListImages_Handler,
+		},
+		{
+			MethodName: "DeleteImage",
+			Handler:    _JobService_DeleteImage_Handler,
 		},
 		{
 			MethodName: "GetResults",
