@@ -50,6 +50,8 @@ Commands:
   delete    forget ended jobs and their stored logs (results in the bucket stay)
   results   show params beside metrics, best first (--download DIR to fetch files)
   cluster   cluster commands: "cluster nodes" lists the nodes
+  image     images the coordinator keeps for nodes without a registry:
+            "image ls", "image rm NAME..."
 
 Global flags:
   --coordinator ADDR   coordinator address (env CLOUDML_COORDINATOR, default 127.0.0.1:7070)
@@ -135,6 +137,7 @@ func (a *App) commands() map[string]func(context.Context, []string) error {
 		"delete":  a.delete,
 		"results": a.results,
 		"cluster": a.cluster,
+		"image":   a.image,
 	}
 }
 

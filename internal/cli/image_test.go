@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"strings"
@@ -197,5 +198,64 @@ func TestPushProgress(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "pushing image big:1: 4.0 / 8.0 MiB (50%)") ||
 		!strings.HasPrefix(lines[1], "pushed image big:1 (0123456789ab): 8.0 MiB in ") || !strings.HasSuffix(lines[1], "\n") {
 		t.Errorf("progress output %q", w.String())
+	}
+}
+
+// imageJobs keeps one image, "box:1", that a running job uses, and "old:1".
+type imageJobs struct{ fakeJobs }
+
+func (imageJobs) ListImages(context.Context, *cloudmlv1.ListImagesRequest) (*cloudmlv1.ListImagesResponse, error) {
+	id := "sha256:" + strings.Repeat("b", 64)
+	return &cloudmlv1.ListImagesResponse{Images: []*cloudmlv1.ImageHeader{
+		{Name: "box:1", Id: id, Size: 5 << 20}, {Name: "old:1", Id: id, Size: 5 << 20}}}, nil
+}
+
+func (imageJobs) DeleteImage(_ context.Context, req *cloudmlv1.DeleteImageRequest) (*cloudmlv1.DeleteImageResponse, error) {
+	switch req.Name {
+	case "old:1":
+		return &cloudmlv1.DeleteImageResponse{Image: &cloudmlv1.ImageHeader{Name: "old:1", Id: "sha256:" + strings.Repeat("b", 64), Size: 5 << 20},
+			BytesFreed: 5 << 20}, nil
+	case "box:1":
+		return nil, status.Error(codes.FailedPrecondition, "image box:1 is used by job j1, which has not ended; wait for it or stop it with `cloudml-client cancel j1`")
+	}
+	return nil, status.Errorf(codes.NotFound, "image not found: no image named %s", req.Name)
+}
+
+func TestImageListAndRemove(t *testing.T) {
+	code, out, _ := runFake(t, &imageJobs{}, "image", "ls")
+	want := "IMAGE  ID            SIZE\nbox:1  bbbbbbbbbbbb  5.0 MiB\nold:1  bbbbbbbbbbbb  5.0 MiB\n"
+	if code != ExitOK || out != want {
+		t.Errorf("image ls: exit %d, stdout\n%s\nwant\n%s", code, out, want)
+	}
+	code, out, _ = runFake(t, &imageJobs{}, "-o", "json", "image", "ls")
+	var list struct {
+		Images []struct{ Name, ID, Size string }
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || code != ExitOK || len(list.Images) != 2 || list.Images[1].Size != "5242880" {
+		t.Errorf("image ls -o json: exit %d, %v, %+v from\n%s", code, err, list, out)
+	}
+
+	code, out, errs := runFake(t, &imageJobs{}, "image", "rm", "old:1", "box:1", "gone:1")
+	if code != ExitError || out != "removed image old:1 (bbbbbbbbbbbb); 5.0 MiB freed\n" ||
+		!strings.Contains(errs, "cloudml-client cancel j1") || !strings.Contains(errs, "remove image gone:1") {
+		t.Errorf("image rm: exit %d stdout %q stderr %q", code, out, errs)
+	}
+	code, out, _ = runFake(t, &imageJobs{}, "-o", "json", "image", "rm", "old:1")
+	var rm struct {
+		Removed []struct {
+			Image      struct{ Name string }
+			BytesFreed string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rm); err != nil || code != ExitOK || len(rm.Removed) != 1 || rm.Removed[0].BytesFreed != "5242880" {
+		t.Errorf("image rm -o json: exit %d, %v, %+v from\n%s", code, err, rm, out)
+	}
+	for _, args := range [][]string{{"image"}, {"image", "rm"}, {"image", "tag"}} {
+		if code, _, errs := runFake(t, &imageJobs{}, args...); code != ExitUsage || !strings.Contains(errs, "image") {
+			t.Errorf("%v: exit %d stderr %q, want a usage error", args, code, errs)
+		}
+	}
+	if code, _, errs := runFake(t, &imageJobs{}, "image", "--help"); code != ExitOK || !strings.Contains(errs, "image rm NAME") {
+		t.Errorf("image --help: exit %d stderr %q", code, errs)
 	}
 }

@@ -238,6 +238,46 @@ sleep 3; seq 3001 6000`)
 		}
 	})
 
+	t.Run("image ls and rm", func(t *testing.T) {
+		// The previous subtest left the manager's upload of ref on the
+		// coordinator.
+		ref := "cloudml/manager-only:" + strconv.Itoa(os.Getpid())
+		type image struct{ Name, ID, Size string }
+		list := func() map[string]image {
+			var out struct{ Images []image }
+			if err := json.Unmarshal([]byte(c.mustClient("-o", "json", "image", "ls")), &out); err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]image{}
+			for _, im := range out.Images {
+				m[im.Name] = im
+			}
+			return m
+		}
+		kept, ok := list()[ref]
+		if !ok || !strings.HasPrefix(kept.ID, "sha256:") || kept.Size == "" || kept.Size == "0" {
+			t.Fatalf("image ls: %s kept as %+v, %v", ref, kept, ok)
+		}
+		var rm struct {
+			Removed []struct {
+				Image      image
+				BytesFreed string
+			}
+		}
+		if err := json.Unmarshal([]byte(c.mustClient("-o", "json", "image", "rm", ref)), &rm); err != nil {
+			t.Fatal(err)
+		}
+		if len(rm.Removed) != 1 || rm.Removed[0].Image.ID != kept.ID || rm.Removed[0].BytesFreed != kept.Size {
+			t.Errorf("image rm %s: %+v; want %s and %s bytes freed", ref, rm, kept.ID, kept.Size)
+		}
+		if _, ok := list()[ref]; ok {
+			t.Errorf("%s still listed after image rm", ref)
+		}
+		if r := c.client("image", "rm", ref); r.Code != 1 || !strings.Contains(r.Stderr, "not found") {
+			t.Errorf("second image rm: exit %d, stderr %q", r.Code, r.Stderr)
+		}
+	})
+
 	t.Run("linreg on the Octave image", func(t *testing.T) {
 		id := hostImage(t, octaveImage)
 		sub := c.client("submit", "-f", filepath.Join(repoRoot(), "examples/linreg/cloudml.yaml"), "--image", octaveImage)
