@@ -234,41 +234,28 @@ func codeDir(t *testing.T, script string) string {
 	return dir
 }
 
-// restartAgent kills node i's agent with SIGKILL and starts the same
-// command again in the node's namespace, as a supervisor (systemd on a
-// droplet) would. The new agent keeps the node's identity and work dir.
-func (c *swarmCluster) restartAgent(t *testing.T, i int) {
+// killAgent kills node i's agent with SIGKILL and waits until the
+// provider has started it again (as systemd would on a droplet). The new
+// agent keeps the node's identity and work dir.
+func (c *swarmCluster) killAgent(t *testing.T, i int) {
 	t.Helper()
 	ns := fmt.Sprintf("%s-n%d", c.name, i)
-	pid, args, env := findAgent(t, ns)
+	pid, _ := findAgent(t, ns)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
-			break
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if again, ok := findAgent(t, ns); ok && again != pid {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent %d did not die", pid)
+			t.Fatalf("the agent of %s was not restarted after SIGKILL", ns)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	cmd := exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + ns, "--"}, args...)...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, c, c
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("restart agent of %s: %v", ns, err)
-	}
-	// The new agent serves the rest of the suite: stop it with the
-	// cluster's test (before the cluster stops), not with the subtest.
-	c.t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
 }
 
-// findAgent returns the pid, command line and environment of the agent
-// whose --hostname is ns.
-func findAgent(t *testing.T, ns string) (int, []string, []string) {
+// findAgent returns the pid of the agent whose --hostname is ns.
+func findAgent(t *testing.T, ns string) (int, bool) {
 	t.Helper()
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -282,16 +269,10 @@ func findAgent(t *testing.T, ns string) (int, []string, []string) {
 		}
 		for k := 1; k < len(args); k++ {
 			if args[k-1] == "--hostname" && args[k] == ns {
-				dir := filepath.Dir(p)
-				envRaw, err := os.ReadFile(filepath.Join(dir, "environ"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				pid, _ := strconv.Atoi(filepath.Base(dir))
-				return pid, args, strings.Split(strings.TrimSuffix(string(envRaw), "\x00"), "\x00")
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+				return pid, true
 			}
 		}
 	}
-	t.Fatalf("no agent with --hostname %s", ns)
-	return 0, nil, nil
+	return 0, false
 }

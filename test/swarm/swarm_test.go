@@ -208,7 +208,7 @@ sleep 3; seq 3001 6000`)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		c.restartAgent(t, at.node) // it reads the container's log again from the start
+		c.killAgent(t, at.node) // the new agent reads the container's log again from the start
 		r := c.client("logs", "-f", job)
 		if r.Code != 0 {
 			t.Fatalf("logs -f: exit %d\n%s\n%s", r.Code, r.Stderr, c.mustClient("status", job))

@@ -4,7 +4,8 @@
 // coordinator's log. It is what `coordinator serve --provider local` and
 // `make demo` use, so a sweep runs with no cloud account.
 //
-// Children are stopped with SIGTERM, then SIGKILL after StopTimeout, and are
-// started with a parent-death signal so that even a crashed coordinator
-// leaves none behind.
+// An agent that exits is started again (Supervise), as systemd restarts it
+// on a droplet. Children are stopped with SIGTERM, then SIGKILL after
+// StopTimeout, and are started with a parent-death signal so that even a
+// crashed coordinator leaves none behind.
 package local

@@ -8,13 +8,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-
-	"github.com/cloudml/cloudml/internal/logging"
 )
 
 // DefaultAgentBinary is the agent's program name.
@@ -130,90 +126,39 @@ func (p *Provider) Args(i int, t Target) []string {
 	return append(args, "--log-level", p.cfg.LogLevel)
 }
 
-// Run starts the agents and keeps them until ctx ends, then stops them
-// (SIGTERM, SIGKILL after StopTimeout) and returns once every child exited.
-// A child that exits early is logged, not restarted.
+// Run starts the agents and keeps them running until ctx ends (an agent
+// that exits is restarted; see Supervise), then stops them (SIGTERM,
+// SIGKILL after StopTimeout) and returns once every child exited.
 func (p *Provider) Run(ctx context.Context, t Target) error {
 	bin, err := p.ResolveAgent()
 	if err != nil {
 		return err
 	}
-	var children []*child
+	var agents []*Supervised
 	defer func() {
-		var wg sync.WaitGroup
-		for _, ch := range children {
-			wg.Add(1)
-			go func() { defer wg.Done(); ch.stop() }()
+		for _, a := range agents {
+			a.Wait()
 		}
-		wg.Wait()
 	}()
+	ctx, cancel := context.WithCancel(ctx) // also stops the started agents if one fails to start
+	defer cancel()
 	for i := 1; i <= p.cfg.Nodes; i++ {
-		ch, err := p.start(bin, i, t)
-		if err != nil {
-			return err
+		workDir := filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i))
+		if err := os.MkdirAll(workDir, 0o700); err != nil {
+			return fmt.Errorf("create work dir of node %d: %w", i, err)
 		}
-		children = append(children, ch)
+		log := p.log.Named("agent-"+strconv.Itoa(i)).With("work_dir", workDir)
+		args := p.Args(i, t)
+		a, err := Supervise(ctx, log, func() *exec.Cmd {
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(os.Environ(), p.cfg.Env...)
+			return cmd
+		})
+		if err != nil {
+			return fmt.Errorf("agent %d: %w", i, err)
+		}
+		agents = append(agents, a)
 	}
 	<-ctx.Done()
 	return nil
-}
-
-type child struct {
-	cmd    *exec.Cmd
-	log    hclog.Logger
-	exited chan struct{} // closed once Wait returned
-}
-
-func (p *Provider) start(bin string, i int, t Target) (*child, error) {
-	log := p.log.Named("agent-" + strconv.Itoa(i))
-	workDir := filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i))
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create work dir of node %d: %w", i, err)
-	}
-	cmd := exec.Command(bin, p.Args(i, t)...)
-	cmd.Env = append(os.Environ(), p.cfg.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout := logging.NewLineWriter(log, "stdout")
-	stderr := logging.NewLineWriter(log, "stderr")
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	// A task that inherited the agent's output must not hold up Wait.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start agent %d (%s): %w", i, bin, err)
-	}
-	log.Info("agent started", "pid", cmd.Process.Pid, "work_dir", workDir)
-	ch := &child{cmd: cmd, log: log, exited: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		stdout.Flush()
-		stderr.Flush()
-		log.Info("agent exited", "pid", cmd.Process.Pid, "status", exitStatus(err))
-		close(ch.exited)
-	}()
-	return ch, nil
-}
-
-func (ch *child) stop() {
-	select {
-	case <-ch.exited:
-		return
-	default:
-	}
-	_ = ch.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(StopTimeout)
-	defer timer.Stop()
-	select {
-	case <-ch.exited:
-	case <-timer.C:
-		ch.log.Warn("agent did not stop after SIGTERM; killing it", "pid", ch.cmd.Process.Pid)
-		_ = ch.cmd.Process.Kill()
-		<-ch.exited
-	}
-}
-
-func exitStatus(err error) string {
-	if err == nil {
-		return "exit 0"
-	}
-	return err.Error()
 }

@@ -144,3 +144,75 @@ func TestValidate(t *testing.T) {
 		t.Errorf("Validate default: %v, log level %q", err, c.LogLevel)
 	}
 }
+
+// An agent that dies is started again with the same command, as systemd
+// restarts it on a droplet; stopping the provider stops the new one.
+func TestRunRestartsAnAgentThatDies(t *testing.T) {
+	script, err := filepath.Abs("testdata/fake-agent.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	logs := &syncBuffer{}
+	log := hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: logs, Level: hclog.Info})
+	p, err := New(Config{Nodes: 1, AgentBinary: script, WorkDir: t.TempDir(), Env: []string{"FAKE_AGENT_OUT=" + out}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, Target{Addr: "127.0.0.1:7070", Token: "tok"}) }()
+
+	// starts waits for n agents to have recorded their argv, and returns
+	// each one's argv by pid.
+	starts := func(n int) map[int]string {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			files, _ := filepath.Glob(filepath.Join(out, "args-[0-9]*"))
+			if len(files) >= n {
+				argv := map[int]string{}
+				for _, f := range files {
+					pid, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(f), "args-"))
+					data, _ := os.ReadFile(f)
+					argv[pid] = string(data)
+				}
+				return argv
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d agent starts seen, want %d; logs:\n%s", len(files), n, logs)
+			}
+		}
+	}
+	var first int
+	var argv string
+	for first, argv = range starts(1) {
+	}
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	both := starts(2)
+	for pid, again := range both {
+		if pid != first && again != argv {
+			t.Errorf("restarted with\n%s\nwant the same argv\n%s", again, argv)
+		}
+	}
+	if !strings.Contains(logs.String(), "agent exited; restarting it") {
+		t.Errorf("the restart is not logged:\n%s", logs)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	for pid := range both {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("agent %d still exists after Run returned (kill -0: %v)", pid, err)
+		}
+	}
+}

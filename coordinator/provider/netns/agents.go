@@ -5,23 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
-	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudml/cloudml/coordinator/provider/local"
-	"github.com/cloudml/cloudml/internal/logging"
-	cluster "github.com/cloudml/cloudml/internal/netns"
 )
 
 // Run sets the cluster up if Setup was not called, starts one agent per
-// node, and keeps them until ctx ends; then it stops the agents (SIGTERM,
-// SIGKILL after StopTimeout) and closes the cluster. An agent that exits
-// early is logged, not restarted.
+// node, and keeps them running until ctx ends (an agent that exits is
+// restarted; see local.Supervise); then it stops the agents (SIGTERM,
+// SIGKILL after local.StopTimeout) and closes the cluster.
 func (p *Provider) Run(ctx context.Context, t Target) (err error) {
 	lp, err := local.New(local.Config{Nodes: 1, AgentBinary: p.cfg.AgentBinary, WorkDir: p.cfg.WorkDir}, nil)
 	if err != nil {
@@ -40,80 +34,33 @@ func (p *Provider) Run(ctx context.Context, t Target) (err error) {
 		return err
 	}
 	c := p.Cluster()
-	var agents []*agent
+	var agents []*local.Supervised
 	defer func() {
-		var wg sync.WaitGroup
 		for _, a := range agents {
-			wg.Go(a.stop)
+			a.Wait()
 		}
-		wg.Wait()
 	}()
+	ctx, cancel := context.WithCancel(ctx) // also stops the started agents if one fails to start
+	defer cancel()
 	for idx, node := range c.Nodes() {
-		a, err := p.start(c, bin, idx, addr, t.Token, node)
+		i := idx + 1
+		workDir := filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i))
+		if err := os.MkdirAll(workDir, 0o700); err != nil {
+			return fmt.Errorf("create work dir of node %d: %w", i, err)
+		}
+		log := p.log.Named("agent-"+strconv.Itoa(i)).With("namespace", node.Name, "address", node.Addr)
+		args := p.Args(i, addr, t.Token, node)
+		a, err := local.Supervise(ctx, log, func() *exec.Cmd {
+			cmd := c.Command(context.Background(), idx, bin, args...)
+			cmd.Env = append(cmd.Env, p.cfg.Env...)
+			return cmd
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("agent %d: %w", i, err)
 		}
 		agents = append(agents, a)
 	}
 	p.log.Info("netns agents started", "nodes", len(agents), "coordinator", addr)
 	<-ctx.Done()
 	return nil
-}
-
-// agent is a running agent process.
-type agent struct {
-	pid    int
-	log    hclog.Logger
-	exited chan struct{} // closed once Wait returned
-}
-
-func (p *Provider) start(c *cluster.Cluster, bin string, idx int, addr, token string, node cluster.Node) (*agent, error) {
-	i := idx + 1
-	log := p.log.Named("agent-" + strconv.Itoa(i))
-	workDir := filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i))
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create work dir of node %d: %w", i, err)
-	}
-	cmd := c.Command(context.Background(), idx, bin, p.Args(i, addr, token, node)...)
-	cmd.Env = append(cmd.Env, p.cfg.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdout := logging.NewLineWriter(log, "stdout")
-	stderr := logging.NewLineWriter(log, "stderr")
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start agent %d (%s): %w", i, bin, err)
-	}
-	log.Info("agent started", "pid", cmd.Process.Pid, "namespace", node.Name, "address", node.Addr, "work_dir", workDir)
-	a := &agent{pid: cmd.Process.Pid, log: log, exited: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		stdout.Flush()
-		stderr.Flush()
-		status := "exit 0"
-		if err != nil {
-			status = err.Error()
-		}
-		log.Info("agent exited", "pid", a.pid, "status", status)
-		close(a.exited)
-	}()
-	return a, nil
-}
-
-func (a *agent) stop() {
-	select {
-	case <-a.exited:
-		return
-	default:
-	}
-	_ = syscall.Kill(a.pid, syscall.SIGTERM)
-	timer := time.NewTimer(StopTimeout)
-	defer timer.Stop()
-	select {
-	case <-a.exited:
-	case <-timer.C:
-		a.log.Warn("agent did not stop after SIGTERM; killing it", "pid", a.pid)
-		_ = syscall.Kill(a.pid, syscall.SIGKILL)
-		<-a.exited
-	}
 }

@@ -9,14 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"time"
 
 	cluster "github.com/cloudml/cloudml/internal/netns"
 	"github.com/hashicorp/go-hclog"
 )
-
-// StopTimeout is how long an agent gets between SIGTERM and SIGKILL.
-const StopTimeout = 10 * time.Second
 
 // ErrUnreachableTarget means the coordinator's address cannot be reached
 // from the namespaces (a loopback address).
