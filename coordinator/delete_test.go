@@ -1,11 +1,13 @@
 package coordinator
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -66,4 +68,46 @@ func TestDeleteJob(t *testing.T) {
 	gone(h)
 	h.stop()
 	gone(start(t, dir))
+}
+
+// deletingStream is a SubscribeLogs stream whose first Send deletes the
+// job, as a `delete` racing a reader would.
+type deletingStream struct {
+	grpc.ServerStream
+	ctx   context.Context
+	del   func()
+	sends int
+}
+
+func (s *deletingStream) Context() context.Context { return s.ctx }
+
+func (s *deletingStream) Send(*cloudmlv1.SubscribeLogsResponse) error {
+	s.sends++
+	if s.sends == 1 {
+		s.del()
+	}
+	return nil
+}
+
+// A reader of a job deleted under it is told so (NOT_FOUND), not handed
+// a file error.
+func TestDeleteJobUnderALogReader(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 2)
+	n.open()
+	job := h.submit(gridSpec("read", 2))
+	for range 2 {
+		n.run(n.next(), cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	}
+	h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	stream := &deletingStream{ctx: ctxT(t), del: func() {
+		if _, _, err := h.c.deleteJob(job.GetId()); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+	}}
+	err := toStatus(h.c.subscribeLogs(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId(), Follow: true}, stream))
+	wantCode(t, err, codes.NotFound)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, job.GetId()) {
+		t.Errorf("message %q does not name the job", msg)
+	}
 }

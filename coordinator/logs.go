@@ -126,6 +126,9 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 			for {
 				entries, used, err := c.store.ReadLogsInto(buf, job, at.task, at.attempt, cursors[key], readChunk)
 				if err != nil {
+					if !c.hasJob(job) { // deleted under the reader: say so, not "no such file"
+						err = deletedWhileRead(job)
+					}
 					return err
 				}
 				buf = used
@@ -141,6 +144,9 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 				}
 			}
 		}
+		if !c.hasJob(job) { // deleted while read: what was sent may be cut short
+			return deletedWhileRead(job)
+		}
 		if done || !req.GetFollow() {
 			return stream.Send(&cloudmlv1.SubscribeLogsResponse{JobState: state})
 		}
@@ -152,6 +158,19 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 			return ErrShuttingDown
 		}
 	}
+}
+
+// deletedWhileRead is the error of a subscription whose job was deleted
+// under it.
+func deletedWhileRead(job string) error {
+	return errorf(ErrNotFound, "job %s was deleted while its logs were being read; what was printed may be incomplete", job)
+}
+
+// hasJob reports whether the coordinator knows job.
+func (c *Coordinator) hasJob(job string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.jobs[job] != nil
 }
 
 // logView lists the job's attempts (one task's with HasTask), and whether
