@@ -24,7 +24,8 @@ const (
 // Supervised keeps one agent process running until its context ends, as
 // systemd's Restart=always does for the agent on a droplet: an agent that
 // crashes, is killed or exits comes back with the same command (and so the
-// same node identity and work directory). Its output goes to its logger.
+// same node identity and work directory). Its output goes to its logger;
+// it runs in its own process group.
 type Supervised struct {
 	log    hclog.Logger
 	newCmd func() *exec.Cmd
@@ -67,6 +68,9 @@ func (s *Supervised) loop(ctx context.Context, r *run) {
 			return
 		case <-r.exited:
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		if time.Since(r.start) >= StableAfter {
 			delay = RestartMin
 		}
@@ -93,6 +97,10 @@ func (s *Supervised) start() (*run, error) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	// Its own process group: a Ctrl-C in the coordinator's terminal
+	// reaches the coordinator only, which then stops the agent in order
+	// instead of seeing it die and restarting it.
+	cmd.SysProcAttr.Setpgid = true
 	stdout := logging.NewLineWriter(s.log, "stdout")
 	stderr := logging.NewLineWriter(s.log, "stderr")
 	cmd.Stdout, cmd.Stderr = stdout, stderr
