@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -76,25 +75,13 @@ func (a *App) imageRemove(ctx context.Context, args []string) error {
 	if err := a.connect(); err != nil {
 		return err
 	}
-	var removed []*cloudmlv1.DeleteImageResponse
-	var errs []error
-	for _, name := range names {
-		cctx, cancel := unary(ctx)
-		resp, err := a.jobs.DeleteImage(cctx, &cloudmlv1.DeleteImageRequest{Name: name})
-		cancel()
+	return eachArg(ctx, a, names, "removed", func(ctx context.Context, name string) (*cloudmlv1.DeleteImageResponse, error) {
+		resp, err := a.jobs.DeleteImage(ctx, &cloudmlv1.DeleteImageRequest{Name: name})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("remove image %s: %w", name, err))
-			continue
+			return nil, fmt.Errorf("remove image %s: %w", name, err)
 		}
-		removed = append(removed, resp)
-		if !a.json() {
-			fmt.Fprintf(a.Stdout, "removed image %s (%s); %.1f MiB freed\n", name, shortID(resp.Image.Id), mib(resp.BytesFreed))
-		}
-	}
-	if a.json() {
-		if err := printJSONList(a, "removed", removed); err != nil {
-			return err
-		}
-	}
-	return errors.Join(errs...)
+		return resp, nil
+	}, func(name string, resp *cloudmlv1.DeleteImageResponse) {
+		fmt.Fprintf(a.Stdout, "removed image %s (%s); %.1f MiB freed\n", name, shortID(resp.Image.Id), mib(resp.BytesFreed))
+	})
 }

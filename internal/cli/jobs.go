@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -124,28 +123,15 @@ func (a *App) delete(ctx context.Context, args []string) error {
 	if err := a.connect(); err != nil {
 		return err
 	}
-	var deleted []*cloudmlv1.DeleteJobResponse
-	var errs []error
-	for _, id := range ids {
-		cctx, cancel := unary(ctx)
-		resp, err := a.jobs.DeleteJob(cctx, &cloudmlv1.DeleteJobRequest{JobId: id})
-		cancel()
+	return eachArg(ctx, a, ids, "deleted", func(ctx context.Context, id string) (*cloudmlv1.DeleteJobResponse, error) {
+		resp, err := a.jobs.DeleteJob(ctx, &cloudmlv1.DeleteJobRequest{JobId: id})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("delete job %s: %w", id, err))
-			continue
+			return nil, fmt.Errorf("delete job %s: %w", id, err)
 		}
-		deleted = append(deleted, resp)
-		if !a.json() {
-			fmt.Fprintf(a.Stdout, "deleted job %s (%s); %.1f MiB of logs freed\n",
-				id, jobState(resp.Job.State), mib(resp.LogBytesFreed))
-		}
-	}
-	if a.json() {
-		if err := printJSONList(a, "deleted", deleted); err != nil {
-			return err
-		}
-	}
-	return errors.Join(errs...)
+		return resp, nil
+	}, func(id string, resp *cloudmlv1.DeleteJobResponse) {
+		fmt.Fprintf(a.Stdout, "deleted job %s (%s); %.1f MiB of logs freed\n", id, jobState(resp.Job.State), mib(resp.LogBytesFreed))
+	})
 }
 
 func (a *App) cluster(ctx context.Context, args []string) error {

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -43,6 +45,35 @@ func printJSONList[M proto.Message](a *App, key string, ms []M) error {
 	}
 	_, err = fmt.Fprintf(a.Stdout, "%s\n", out)
 	return err
+}
+
+// eachArg runs do for every argument of a command that takes several
+// (delete, image rm): each failure is reported without stopping the rest.
+// In table mode text prints one line per success as it comes; with -o json
+// the successes are printed at the end as {"key": [...]}.
+func eachArg[R proto.Message](ctx context.Context, a *App, args []string, key string,
+	do func(ctx context.Context, arg string) (R, error), text func(arg string, r R)) error {
+	var done []R
+	var errs []error
+	for _, arg := range args {
+		cctx, cancel := unary(ctx)
+		r, err := do(cctx, arg)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		done = append(done, r)
+		if !a.json() {
+			text(arg, r)
+		}
+	}
+	if a.json() {
+		if err := printJSONList(a, key, done); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (a *App) json() bool { return a.output == "json" }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,20 +105,7 @@ func TestRunStartsAgentsAndStopsThem(t *testing.T) {
 		t.Errorf("agent output is not under the agent-1 logger:\n%s", logs)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("agent %d still exists after Run returned (kill -0: %v)", pid, err)
-		}
-	}
+	stopRun(t, cancel, done, pids...)
 	if !strings.Contains(logs.String(), "stopping") {
 		t.Errorf("agents were not stopped with SIGTERM:\n%s", logs)
 	}
@@ -201,6 +190,13 @@ func TestRunRestartsAnAgentThatDies(t *testing.T) {
 		t.Errorf("the restart is not logged:\n%s", logs)
 	}
 
+	stopRun(t, cancel, done, slices.Collect(maps.Keys(both))...)
+}
+
+// stopRun cancels Run, waits for it to return nil, and checks that none of
+// the agents' pids is left.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error, pids ...int) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-done:
@@ -210,7 +206,7 @@ func TestRunRestartsAnAgentThatDies(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Run did not return after cancel")
 	}
-	for pid := range both {
+	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("agent %d still exists after Run returned (kill -0: %v)", pid, err)
 		}
