@@ -30,7 +30,7 @@ func Write(ctx context.Context, path string, r io.Reader, perm os.FileMode, chec
 	err = f.Chmod(perm)
 	var size int64
 	if err == nil {
-		size, err = io.Copy(f, ctxReader{ctx: ctx, r: r})
+		size, err = Copy(ctx, f, r)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -90,6 +90,12 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Copy copies r to w like io.Copy, but stops with ctx's error once ctx
+// ends: a long copy into a file can be cancelled between reads.
+func Copy(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
+	return io.Copy(w, ctxReader{ctx: ctx, r: r})
 }
 
 // ctxReader stops reading once ctx ends.

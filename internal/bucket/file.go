@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/cloudml/cloudml/internal/atomicfile"
 )
 
 // tempPrefix starts the name of every in-progress upload; List skips such
@@ -131,7 +133,7 @@ func (b *fileBucket) Put(ctx context.Context, key string, r io.Reader, ifAbsent 
 			err = fmt.Errorf("put %q: remove temporary file: %w", key, rmErr)
 		}
 	}()
-	if _, err := io.Copy(f, ctxReader{ctx: ctx, r: r}); err != nil {
+	if _, err := atomicfile.Copy(ctx, f, r); err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
 	if err := f.Sync(); err != nil {
@@ -256,17 +258,4 @@ func randomHex() string {
 	var buf [8]byte
 	_, _ = rand.Read(buf[:])
 	return hex.EncodeToString(buf[:])
-}
-
-// ctxReader stops a copy once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
