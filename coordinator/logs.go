@@ -144,10 +144,12 @@ func (c *Coordinator) subscribeLogs(ctx context.Context, req *cloudmlv1.Subscrib
 				}
 			}
 		}
-		if !c.hasJob(job) { // deleted while read: what was sent may be cut short
-			return deletedWhileRead(job)
-		}
 		if done || !req.GetFollow() {
+			// Only an ended job can be deleted; one deleted while read
+			// would read as empty, and the end must not claim all was sent.
+			if !c.hasJob(job) {
+				return deletedWhileRead(job)
+			}
 			return stream.Send(&cloudmlv1.SubscribeLogsResponse{JobState: state})
 		}
 		select {
