@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,43 +39,87 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func TestRunStartsAgentsAndStopsThem(t *testing.T) {
+// fakeRun is Provider.Run with testdata/fake-agent.sh as the agent; each
+// agent records its argv in out/args-PID.
+type fakeRun struct {
+	t      *testing.T
+	out    string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startFake(t *testing.T, cfg Config) *fakeRun {
+	t.Helper()
 	script, err := filepath.Abs("testdata/fake-agent.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
-	work := t.TempDir()
-	logs := &syncBuffer{}
-	log := hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: logs, Level: hclog.Info})
-	p, err := New(Config{Nodes: 2, Slots: 3, AgentBinary: script, WorkDir: work, Env: []string{"FAKE_AGENT_OUT=" + out}, LogLevel: "debug"}, log)
+	r := &fakeRun{t: t, out: t.TempDir(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	cfg.AgentBinary = script
+	cfg.Env = []string{"FAKE_AGENT_OUT=" + r.out}
+	log := hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: r.logs, Level: hclog.Info})
+	p, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, Target{Addr: "127.0.0.1:7070", Token: "tok"}) }()
+	r.cancel = cancel
+	t.Cleanup(cancel)
+	go func() { r.done <- p.Run(ctx, Target{Addr: "127.0.0.1:7070", Token: "tok"}) }()
+	return r
+}
 
-	var files []string
-	deadline := time.Now().Add(15 * time.Second)
-	for len(files) < 2 {
+// starts waits for n agent starts and returns each one's argv by pid.
+func (r *fakeRun) starts(n int) map[int]string {
+	r.t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		files, _ := filepath.Glob(filepath.Join(r.out, "args-[0-9]*"))
+		if len(files) >= n {
+			argv := map[int]string{}
+			for _, f := range files {
+				pid, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(f), "args-"))
+				data, err := os.ReadFile(f)
+				if err != nil {
+					r.t.Fatal(err)
+				}
+				argv[pid] = string(data)
+			}
+			return argv
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agents did not start; logs:\n%s", logs)
+			r.t.Fatalf("%d agent starts seen, want %d; logs:\n%s", len(files), n, r.logs)
 		}
-		files, _ = filepath.Glob(filepath.Join(out, "args-[0-9]*"))
-		time.Sleep(10 * time.Millisecond)
 	}
-	var argvs [][]string
-	var pids []int
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+}
+
+// stop cancels Run, waits for it to return nil, and checks that none of
+// the agents' pids is left.
+func (r *fakeRun) stop(pids map[int]string) {
+	r.t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
 		if err != nil {
-			t.Fatal(err)
+			r.t.Fatalf("Run: %v", err)
 		}
-		argvs = append(argvs, strings.Fields(string(data)))
-		pid, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(f), "args-"))
-		pids = append(pids, pid)
+	case <-time.After(20 * time.Second):
+		r.t.Fatal("Run did not return after cancel")
+	}
+	for pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			r.t.Errorf("agent %d still exists after Run returned (kill -0: %v)", pid, err)
+		}
+	}
+}
+
+func TestRunStartsAgentsAndStopsThem(t *testing.T) {
+	work := t.TempDir()
+	r := startFake(t, Config{Nodes: 2, Slots: 3, WorkDir: work, LogLevel: "debug"})
+	started := r.starts(2)
+	var argvs [][]string
+	for _, argv := range started {
+		argvs = append(argvs, strings.Fields(argv))
 	}
 	for i := 1; i <= 2; i++ {
 		want := []string{"--coordinator", "127.0.0.1:7070", "--token", "tok", "--work-dir", filepath.Join(work, "node-"+strconv.Itoa(i)), "--slots", "3", "--log-level", "debug"}
@@ -94,6 +136,7 @@ func TestRunStartsAgentsAndStopsThem(t *testing.T) {
 			t.Errorf("work dir of node %d missing: %v", i, err)
 		}
 	}
+	logs := r.logs
 	waitLogs := time.Now().Add(15 * time.Second)
 	for !strings.Contains(logs.String(), "warning on stderr") || !strings.Contains(logs.String(), "hello from the fake agent") {
 		if time.Now().After(waitLogs) {
@@ -105,7 +148,7 @@ func TestRunStartsAgentsAndStopsThem(t *testing.T) {
 		t.Errorf("agent output is not under the agent-1 logger:\n%s", logs)
 	}
 
-	stopRun(t, cancel, done, pids...)
+	r.stop(started)
 	if !strings.Contains(logs.String(), "stopping") {
 		t.Errorf("agents were not stopped with SIGTERM:\n%s", logs)
 	}
@@ -137,78 +180,22 @@ func TestValidate(t *testing.T) {
 // An agent that dies is started again with the same command, as systemd
 // restarts it on a droplet; stopping the provider stops the new one.
 func TestRunRestartsAnAgentThatDies(t *testing.T) {
-	script, err := filepath.Abs("testdata/fake-agent.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	logs := &syncBuffer{}
-	log := hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: logs, Level: hclog.Info})
-	p, err := New(Config{Nodes: 1, AgentBinary: script, WorkDir: t.TempDir(), Env: []string{"FAKE_AGENT_OUT=" + out}}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, Target{Addr: "127.0.0.1:7070", Token: "tok"}) }()
-
-	// starts waits for n agents to have recorded their argv, and returns
-	// each one's argv by pid.
-	starts := func(n int) map[int]string {
-		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			files, _ := filepath.Glob(filepath.Join(out, "args-[0-9]*"))
-			if len(files) >= n {
-				argv := map[int]string{}
-				for _, f := range files {
-					pid, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(f), "args-"))
-					data, _ := os.ReadFile(f)
-					argv[pid] = string(data)
-				}
-				return argv
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d agent starts seen, want %d; logs:\n%s", len(files), n, logs)
-			}
-		}
-	}
+	r := startFake(t, Config{Nodes: 1, WorkDir: t.TempDir()})
 	var first int
 	var argv string
-	for first, argv = range starts(1) {
+	for first, argv = range r.starts(1) {
 	}
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	both := starts(2)
+	both := r.starts(2)
 	for pid, again := range both {
 		if pid != first && again != argv {
 			t.Errorf("restarted with\n%s\nwant the same argv\n%s", again, argv)
 		}
 	}
-	if !strings.Contains(logs.String(), "agent exited; restarting it") {
-		t.Errorf("the restart is not logged:\n%s", logs)
+	if !strings.Contains(r.logs.String(), "agent exited; restarting it") {
+		t.Errorf("the restart is not logged:\n%s", r.logs)
 	}
-
-	stopRun(t, cancel, done, slices.Collect(maps.Keys(both))...)
-}
-
-// stopRun cancels Run, waits for it to return nil, and checks that none of
-// the agents' pids is left.
-func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error, pids ...int) {
-	t.Helper()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("agent %d still exists after Run returned (kill -0: %v)", pid, err)
-		}
-	}
+	r.stop(both)
 }
