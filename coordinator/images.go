@@ -84,11 +84,16 @@ func (s *jobServer) PushImage(stream grpc.ClientStreamingServer[cloudmlv1.PushIm
 	return stream.SendAndClose(&cloudmlv1.PushImageResponse{Id: info.ID, BytesReceived: n})
 }
 
+// imageHeader describes a kept image on the wire.
+func imageHeader(info imagestore.Info) *cloudmlv1.ImageHeader {
+	return &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size}
+}
+
 // ListImages lists the kept images by name.
 func (s *jobServer) ListImages(ctx context.Context, _ *cloudmlv1.ListImagesRequest) (*cloudmlv1.ListImagesResponse, error) {
 	resp := &cloudmlv1.ListImagesResponse{}
 	for _, info := range s.c.images.List() {
-		resp.Images = append(resp.Images, &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size})
+		resp.Images = append(resp.Images, imageHeader(info))
 	}
 	return resp, nil
 }
@@ -111,7 +116,7 @@ func (s *jobServer) DeleteImage(ctx context.Context, req *cloudmlv1.DeleteImageR
 		return nil, toStatus(err)
 	}
 	c.log.Info("image deleted", "image", name, "image_id", info.ID, "bytes_freed", freed)
-	return &cloudmlv1.DeleteImageResponse{Image: &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size}, BytesFreed: freed}, nil
+	return &cloudmlv1.DeleteImageResponse{Image: imageHeader(info), BytesFreed: freed}, nil
 }
 
 // jobUsingImage returns the id of a job that has not ended and runs image,
@@ -156,7 +161,7 @@ func (s *agentServer) FetchImage(req *cloudmlv1.FetchImageRequest, stream grpc.S
 	defer rc.Close()
 	start := time.Now()
 	if err := stream.Send(&cloudmlv1.FetchImageResponse{Part: &cloudmlv1.FetchImageResponse_Header{
-		Header: &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size},
+		Header: imageHeader(info),
 	}}); err != nil {
 		return err
 	}

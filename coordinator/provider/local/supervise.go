@@ -40,11 +40,11 @@ type run struct {
 }
 
 // Supervise starts the process newCmd makes (a fresh one for every start;
-// Supervise sets its output and parent-death signal) and keeps it running
-// until ctx ends; then it stops it: SIGTERM, SIGKILL after StopTimeout. An
-// error starting the first process is returned (a bad binary is a
-// configuration error); later start errors are retried with the restart
-// delays.
+// Supervise sets its output, process group and parent-death signal) and
+// keeps it running until ctx ends; then it stops it: SIGTERM, SIGKILL
+// after StopTimeout. An error starting the first process is returned (a
+// bad binary is a configuration error); later start errors are retried
+// with the restart delays.
 func Supervise(ctx context.Context, log hclog.Logger, newCmd func() *exec.Cmd) (*Supervised, error) {
 	s := &Supervised{log: log, newCmd: newCmd, done: make(chan struct{})}
 	r, err := s.start()
