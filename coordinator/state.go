@@ -40,6 +40,22 @@ type nodeEntry struct {
 	sessionEnd    time.Time // when the last session closed
 }
 
+// maxSlots is the node's slot cap: its token's, else the default.
+func (n *nodeEntry) maxSlots(cfg Config) int32 {
+	if n.rec.MaxSlots > 0 {
+		return n.rec.MaxSlots
+	}
+	return cfg.MaxNodeSlots
+}
+
+// maxMemory is the node's memory cap: its token's, else the default.
+func (n *nodeEntry) maxMemory(cfg Config) int64 {
+	if n.rec.MaxMemoryBytes > 0 {
+		return n.rec.MaxMemoryBytes
+	}
+	return cfg.MaxNodeMemoryBytes
+}
+
 // jobEntry is a job with its tasks and attempts.
 type jobEntry struct {
 	rec      *store.Job

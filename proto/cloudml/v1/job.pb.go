@@ -171,6 +171,8 @@ const (
 	NodeState_NODE_STATE_READY NodeState = 1
 	// NODE_STATE_DOWN: it missed a heartbeat deadline or its session closed.
 	NodeState_NODE_STATE_DOWN NodeState = 2
+	// NODE_STATE_REMOVED: an admin removed it; its certificates are refused.
+	NodeState_NODE_STATE_REMOVED NodeState = 3
 )
 
 // Enum value maps for NodeState.
@@ -179,11 +181,13 @@ var (
 		0: "NODE_STATE_UNSPECIFIED",
 		1: "NODE_STATE_READY",
 		2: "NODE_STATE_DOWN",
+		3: "NODE_STATE_REMOVED",
 	}
 	NodeState_value = map[string]int32{
 		"NODE_STATE_UNSPECIFIED": 0,
 		"NODE_STATE_READY":       1,
 		"NODE_STATE_DOWN":        2,
+		"NODE_STATE_REMOVED":     3,
 	}
 )
 
@@ -1427,11 +1431,12 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x06\x12\x18\n" +
-	"\x14TASK_STATE_CANCELLED\x10\a*R\n" +
+	"\x14TASK_STATE_CANCELLED\x10\a*j\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x13\n" +
-	"\x0fNODE_STATE_DOWN\x10\x02*U\n" +
+	"\x0fNODE_STATE_DOWN\x10\x02\x12\x16\n" +
+	"\x12NODE_STATE_REMOVED\x10\x03*U\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
