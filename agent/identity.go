@@ -31,9 +31,9 @@ import (
 // authenticated connection. A restart reuses them; the join token is then
 // not needed.
 
-// ErrBadToken is returned by Run when the coordinator rejects the join
-// token: retrying cannot help.
-var ErrBadToken = errors.New("register: the coordinator rejected the join token")
+// ErrBadToken is returned by Run when the join token is malformed, pins
+// another CA, or the coordinator rejects it: retrying cannot help.
+var ErrBadToken = errors.New("register: join token refused")
 
 // ErrNoToken is returned by Run when the node has no usable certificate and
 // no join token to register with.

@@ -244,7 +244,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	}
 	for r := range running {
 		if j := c.jobs[r.job]; j != nil {
-			if a := j.attempt(r.task, r.attempt); a != nil && claimable(a, id) && a.Active() {
+			if a := j.attempt(r.task, r.attempt); a != nil && c.claimable(a, id) && a.Active() {
 				continue
 			}
 		}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"net"
@@ -206,4 +207,61 @@ func codeOf(err error) codes.Code { return status.Code(err) }
 
 func pemOf(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// adminCreds are the admin credential's transport credentials.
+func (h *harness) adminCreds(t *testing.T) credentials.TransportCredentials {
+	t.Helper()
+	cred, err := pki.LoadCredential(h.cfg.AdminConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := cred.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return credentials.NewTLS(tlsCfg)
+}
+
+// issueNodeCert signs a certificate for node id with the coordinator's CA
+// directly, valid for ttl (for expired-certificate cases).
+func (h *harness) issueNodeCert(t *testing.T, id string, ttl time.Duration) *tls.Certificate {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := pki.NewCSR(key)
+	issued, err := h.c.trust.ca.SignCSR(csr, pki.RoleNode, id, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	pair, err := pki.KeyPair(issued.CertPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair.Leaf = issued.Cert
+	return pair
+}
+
+// newCredential issues a client (or admin) credential through the API, as
+// 'cloudml-client credential create' does.
+func (h *harness) newCredential(t *testing.T, name string, admin bool) *tls.Certificate {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := pki.NewCSR(key)
+	resp, err := h.cluster.CreateCredential(ctxT(t), &cloudmlv1.CreateCredentialRequest{Name: name, Admin: admin, Csr: csr})
+	if err != nil {
+		t.Fatalf("CreateCredential: %v", err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	pair, err := pki.KeyPair(resp.GetCertificate(), keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
 }

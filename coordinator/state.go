@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cloudml/cloudml/coordinator/store"
+	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -230,12 +231,29 @@ func jobProto(j *jobEntry, withTasks bool) *cloudmlv1.Job {
 		CreateTime: timestamp(j.rec.CreateTime),
 		EndTime:    timestamp(j.rec.EndTime),
 		Output:     j.rec.Output,
+		Owner:      j.rec.Owner,
 	}
 	for _, t := range j.tasks {
 		pj.TaskStates[taskStateName(t.State)]++
 		if withTasks {
 			pj.Tasks = append(pj.Tasks, taskProto(j, t))
 		}
+	}
+	return pj
+}
+
+// redacted replaces the env values a caller may not see.
+const redacted = "<redacted>"
+
+// viewFor is a rendered job as caller may see it: the values of its env
+// are its submitter's (and, for a job of no known submitter, an admin's)
+// alone; everyone else sees the names only.
+func viewFor(pj *cloudmlv1.Job, caller pki.Identity) *cloudmlv1.Job {
+	if caller.Name == pj.GetOwner() && pj.GetOwner() != "" || pj.GetOwner() == "" && caller.Role == pki.RoleAdmin {
+		return pj
+	}
+	for k := range pj.GetSpec().GetEnv() {
+		pj.Spec.Env[k] = redacted
 	}
 	return pj
 }
