@@ -216,3 +216,13 @@ func (a *fakeAgent) run(as *cloudmlv1.Assignment, state cloudmlv1.TaskState, exi
 		a.t.Fatalf("report %v %v: %v", ref, state, err)
 	}
 }
+
+// newAgentWithToken registers a node claiming slots with a given token.
+func newAgentWithToken(t *testing.T, h *harness, token string, slots int32) *fakeAgent {
+	t.Helper()
+	id, pair, err := registerNode(t, h, &cloudmlv1.RegisterRequest{JoinToken: token, Hostname: "host", Slots: slots, Runtime: "process"})
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	return rejoin(t, h, id, pair)
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
+	"maps"
 	"encoding/pem"
 	"net"
 	"os"
@@ -264,4 +266,12 @@ func (h *harness) newCredential(t *testing.T, name string, admin bool) *tls.Cert
 		t.Fatal(err)
 	}
 	return pair
+}
+
+// waitTaskStates waits until the job's task counts by state are want.
+func (h *harness) waitTaskStates(id string, want map[string]int32) {
+	h.t.Helper()
+	waitFor(h.t, fmt.Sprintf("job %s tasks %v", id, want), func() bool {
+		return maps.Equal(h.job(id).GetTaskStates(), want)
+	})
 }
