@@ -27,7 +27,7 @@ type swarmFake struct {
 func newSwarmFake(t *testing.T) (*swarmFake, fakeDial) {
 	f := &swarmFake{
 		fakeCoord: newFakeCoordWith(200 * time.Millisecond),
-		pushes: map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
+		pushes:    map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
 		stages: map[string]*cloudmlv1.ReportStageRequest{},
 	}
 	return f, f.serve(t, f)

@@ -29,7 +29,7 @@ type fakeCoord struct {
 	period time.Duration
 
 	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced on every change
+	changed     chan struct{}   // closed and replaced on every change
 	known       map[string]bool // node ids it registered
 	refuse      map[string]bool // node ids whose certificates it refuses
 	registers   int

@@ -27,7 +27,7 @@ type imageFake struct {
 func newImageFake(t *testing.T) (*imageFake, fakeDial) {
 	f := &imageFake{swarmFake: &swarmFake{
 		fakeCoord: newFakeCoordWith(200 * time.Millisecond),
-		pushes: map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
+		pushes:    map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
 		stages: map[string]*cloudmlv1.ReportStageRequest{},
 	}, uploads: map[string]*cloudmlv1.ImageHeader{}, archives: map[string][]byte{}}
 	return f, f.serve(t, f)
