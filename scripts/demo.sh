@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 make --no-print-directory build
 
-home="$PWD/.cloudml/demo"
+home="${CLOUDML_DEMO_HOME:-$PWD/.cloudml/demo}"
 addr="127.0.0.1:${CLOUDML_DEMO_PORT:-7071}"
 mkdir -p "$home"
 export CLOUDML_COORDINATOR="$addr"
