@@ -112,16 +112,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startDocker(ctx)
 	defer a.stopDocker()
 	defer a.node.close()
-	regConn, err := a.dial()
-	if err != nil {
-		return fmt.Errorf("dial coordinator %s: %w", a.cfg.CoordinatorAddr, err)
-	}
-	defer regConn.Close()
-	regClient := cloudmlv1.NewAgentServiceClient(regConn)
 
 	runCtx, stop := context.WithCancel(ctx)
 	a.wg.Go(func() { a.runContainers(runCtx) }) // container_cmds.go
-	err = a.loop(runCtx, regClient)
+	err = a.loop(runCtx)
 	stop()      // a fatal error stops the attempts too
 	a.wg.Wait() // attempts stop themselves when runCtx ends
 	if ctx.Err() != nil {
@@ -131,23 +125,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-func (a *Agent) loop(ctx context.Context, regClient cloudmlv1.AgentServiceClient) error {
+func (a *Agent) loop(ctx context.Context) error {
 	bo := backoff.New(a.cfg.BackoffMin, a.cfg.BackoffMax)
 	for ctx.Err() == nil {
-		id, err := a.ensureIdentity(ctx, regClient)
+		id, err := a.ensureIdentity(ctx)
 		if err != nil {
 			return err
 		}
-		client, err := a.node.use(a, id.NodeCredential)
+		client, err := a.node.use(a, id)
 		if err != nil {
 			return fmt.Errorf("dial coordinator %s: %w", a.cfg.CoordinatorAddr, err)
 		}
-		lived, err := a.session(ctx, client)
+		lived, err := a.session(ctx, client, id)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if status.Code(err) == codes.Unauthenticated {
-			a.log.Warn("coordinator refused the node credential; registering again", "node_id", id.NodeID, "error", err)
+			a.log.Warn("coordinator refused the node certificate; registering again", "node_id", id.NodeID, "error", err)
 			a.forgetIdentity()
 		} else {
 			a.log.Warn("session ended; reconnecting", "lived", lived, "error", err)

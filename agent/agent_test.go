@@ -15,11 +15,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
 
 	"github.com/cloudml/cloudml/agent/attempt"
 	"github.com/cloudml/cloudml/internal/archive"
 	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -32,10 +32,10 @@ type runningAgent struct {
 	errc   chan error
 }
 
-func baseConfig(t *testing.T, dial []grpc.DialOption, workDir string) Config {
+func baseConfig(t *testing.T, dial fakeDial, workDir string) Config {
 	return Config{
-		CoordinatorAddr: "passthrough:///bufnet", BootstrapToken: "good-token", WorkDir: workDir,
-		Logger: testutil.Logger(t), DialOptions: dial, Slots: 2,
+		CoordinatorAddr: "passthrough:///bufnet", JoinToken: dial.token, WorkDir: workDir,
+		Logger: testutil.Logger(t), DialOptions: dial.opts, Slots: 2,
 		BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		LogFlushInterval: 10 * time.Millisecond, KillGrace: 300 * time.Millisecond, CallTimeout: 5 * time.Second,
 	}
@@ -107,24 +107,26 @@ func TestRegisterOnceAndReuseIdentity(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v, want nil after cancel", err)
 	}
-	st, err := os.Stat(filepath.Join(work, IdentityFile))
-	if err != nil {
-		t.Fatal(err)
+	dir := filepath.Join(work, IdentityDir)
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, NodeFile): 0o600, filepath.Join(dir, CAFile): 0o644} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s mode = %v, want %v", path, st.Mode().Perm(), want)
+		}
 	}
-	if st.Mode().Perm() != 0o600 {
-		t.Errorf("identity.json mode = %v, want 0600", st.Mode().Perm())
-	}
-	data, _ := os.ReadFile(filepath.Join(work, IdentityFile))
-	var id identity
-	if err := json.Unmarshal(data, &id); err != nil || id.NodeID != "node-1" || id.NodeCredential != "cred-node-1" {
-		t.Errorf("identity.json = %s (%v)", data, err)
+	id, err := parseIdentity(mustRead(t, filepath.Join(dir, NodeFile)), mustRead(t, filepath.Join(dir, CAFile)))
+	if err != nil || id.NodeID != "node-1" || id.leaf.Subject.OrganizationalUnit[0] != "node" {
+		t.Errorf("saved identity = %+v (%v), want node-1's node certificate", id, err)
 	}
 	if got := f.sessionReqs[0]; got.GetSlots() != 2 || got.GetRuntime() != "process" || got.GetMemoryBytes() <= 0 {
 		t.Errorf("session request = %v", got)
 	}
 
 	cfg := baseConfig(t, dial, work)
-	cfg.BootstrapToken = "" // a restarted agent needs no token
+	cfg.JoinToken = "" // a restarted agent needs no token
 	startAgent(t, cfg)
 	f.wait(t, "a second session", func() bool { return len(f.sessionReqs) == 2 })
 	f.mu.Lock()
@@ -134,42 +136,101 @@ func TestRegisterOnceAndReuseIdentity(t *testing.T) {
 	}
 }
 
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 func TestWrongTokenFailsRun(t *testing.T) {
 	_, dial := newFakeCoord(t)
+	other := testutil.NewPKI(t)
+	for name, tc := range map[string]struct{ token, want string }{
+		"wrong secret":       {token: pki.NewToken(strings.Split(dial.token, "-")[2]).String(), want: "bad join token"},
+		"another CA's token": {token: other.Token(), want: "does not match the join token's fingerprint"},
+		"not a token":        {token: "wrong", want: "not a CloudML join token"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := baseConfig(t, dial, t.TempDir())
+			cfg.JoinToken = tc.token
+			a, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = a.Run(ctx)
+			if !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want ErrBadToken saying %q", err, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(cfg.WorkDir, IdentityDir, NodeFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a refused registration left a node identity (%v)", err)
+			}
+		})
+	}
+}
+
+// TestFingerprintMismatchSendsNothing: an agent whose token pins another CA
+// refuses the coordinator during the handshake, before Register is sent.
+func TestFingerprintMismatchSendsNothing(t *testing.T) {
+	f, dial := newFakeCoord(t)
 	cfg := baseConfig(t, dial, t.TempDir())
-	cfg.BootstrapToken = "wrong"
+	cfg.JoinToken = testutil.NewPKI(t).Token()
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	err = a.Run(ctx)
-	if !errors.Is(err, ErrBadToken) {
+	if err := a.Run(t.Context()); !errors.Is(err, ErrBadToken) {
 		t.Fatalf("Run = %v, want ErrBadToken", err)
 	}
-	if want := "register: coordinator rejected the bootstrap token (check --token)"; err.Error() != want {
-		t.Errorf("error = %q, want %q", err, want)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.registers != 0 {
+		t.Errorf("the impostor received %d Register calls, want 0", f.registers)
 	}
 }
 
 func TestRefusedIdentityRegistersAgain(t *testing.T) {
 	f, dial := newFakeCoord(t)
 	work := t.TempDir()
-	stale := `{"node_id":"node-old","node_credential":"revoked"}`
-	if err := os.WriteFile(filepath.Join(work, IdentityFile), []byte(stale), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startAgent(t, baseConfig(t, dial, work))
-	f.wait(t, "a session after registering again", func() bool { return len(f.sessionReqs) == 1 })
+	r := startAgent(t, baseConfig(t, dial, work))
+	f.wait(t, "a first session", func() bool { return len(f.sessionReqs) == 1 })
+	r.stop(t)
 	f.mu.Lock()
-	if f.registers != 1 {
-		t.Errorf("registers = %d, want 1", f.registers)
+	f.refuse["node-1"] = true // as a coordinator that removed or forgot it
+	f.mu.Unlock()
+	startAgent(t, baseConfig(t, dial, work))
+	f.wait(t, "a session after registering again", func() bool { return len(f.sessionReqs) == 2 })
+	f.mu.Lock()
+	if f.registers != 2 {
+		t.Errorf("registers = %d, want 2", f.registers)
 	}
 	f.mu.Unlock()
-	data, _ := os.ReadFile(filepath.Join(work, IdentityFile))
-	if !strings.Contains(string(data), "cred-node-1") {
-		t.Errorf("identity.json = %s, want the new credential", data)
+	id, err := parseIdentity(mustRead(t, filepath.Join(work, IdentityDir, NodeFile)), mustRead(t, filepath.Join(work, IdentityDir, CAFile)))
+	if err != nil || id.NodeID != "node-2" {
+		t.Errorf("saved identity = %v (%v), want node-2", id.NodeID, err)
+	}
+}
+
+// TestRenewsCertificateAtHalfLife: with 4 s certificates the agent renews
+// after about 2 s, reconnects with the new certificate, and keeps its id.
+func TestRenewsCertificateAtHalfLife(t *testing.T) {
+	f, dial := newFakeCoord(t)
+	f.certTTL = 4 * time.Second
+	work := t.TempDir()
+	startAgent(t, baseConfig(t, dial, work))
+	f.wait(t, "a renewal and a session after it", func() bool { return f.renewals >= 1 && len(f.sessionReqs) >= 2 })
+	id, err := parseIdentity(mustRead(t, filepath.Join(work, IdentityDir, NodeFile)), mustRead(t, filepath.Join(work, IdentityDir, CAFile)))
+	if err != nil || id.NodeID != "node-1" {
+		t.Fatalf("saved identity = %v (%v), want node-1", id, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.registers != 1 {
+		t.Errorf("registers = %d, want 1 (a renewal keeps the identity)", f.registers)
 	}
 }
 

@@ -24,9 +24,11 @@ var ErrConfig = errors.New("invalid agent config")
 type Config struct {
 	// CoordinatorAddr is host:port of the coordinator's gRPC listener.
 	CoordinatorAddr string
-	// BootstrapToken is the cluster join secret, used by Register only.
-	BootstrapToken string
-	// WorkDir holds identity.json, cache/ and attempts/.
+	// JoinToken registers the node when it has no certificate yet (from a
+	// file or the environment, never argv); unused once it has one.
+	JoinToken string
+	// WorkDir holds identity/ (the node's key and certificate), cache/ and
+	// attempts/.
 	WorkDir string
 	// Slots is how many tasks the node runs at once; default runtime.NumCPU().
 	Slots int
@@ -36,8 +38,8 @@ type Config struct {
 	Address string
 	// Logger is the root logger; nil discards logs.
 	Logger hclog.Logger
-	// DialOptions are added when dialing (tests add a bufconn dialer). With
-	// no transport credentials among them, insecure credentials are used.
+	// DialOptions are added when dialing (tests add a bufconn dialer). The
+	// transport is always TLS (see identity.go).
 	DialOptions []grpc.DialOption
 	// BackoffMin and BackoffMax bound the reconnect and retry backoff
 	// (exponential, capped, full jitter); defaults 200ms and 10s.

@@ -2,56 +2,59 @@ package agent
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
-	"github.com/cloudml/cloudml/internal/auth"
 	"github.com/cloudml/cloudml/internal/grpcopt"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// dial makes a client connection to the coordinator; extra options (the
-// node credential) come after the configured ones.
-func (a *Agent) dial(extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+// dial makes a TLS client connection to the coordinator with creds.
+func (a *Agent) dial(creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	opts := append(grpcopt.Dial(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	opts = append(opts, a.cfg.DialOptions...)
-	opts = append(opts, extra...)
 	return grpc.NewClient(a.cfg.CoordinatorAddr, opts...)
 }
 
-// nodeConn is the connection that carries the node credential. Attempts
-// hold it across reconnects; it is swapped when the node registers again.
+// nodeConn is the connection that presents the node certificate. Attempts
+// hold it across reconnects; it is swapped when the certificate changes (a
+// renewal, a new registration).
 type nodeConn struct {
-	mu     sync.RWMutex // protects the fields below
-	cred   string
-	cc     *grpc.ClientConn
-	client cloudmlv1.AgentServiceClient
+	mu      sync.RWMutex // protects the fields below
+	serial  string
+	cc      *grpc.ClientConn
+	client  cloudmlv1.AgentServiceClient
+	retired []*grpc.ClientConn // replaced, closed a minute later or with n
 }
 
-// use returns a client that carries cred, dialing when cred changed.
-func (n *nodeConn) use(a *Agent, cred string) (cloudmlv1.AgentServiceClient, error) {
+// use returns a client that presents id's certificate, dialing when it
+// changed. The old connection is closed once its calls end.
+func (n *nodeConn) use(a *Agent, id *identity) (cloudmlv1.AgentServiceClient, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cc != nil && n.cred == cred {
+	if n.cc != nil && n.serial == id.serial() {
 		return n.client, nil
 	}
-	cc, err := a.dial(grpc.WithPerRPCCredentials(auth.NodeCredential(cred)))
+	cc, err := a.dial(id.clientTLS())
 	if err != nil {
 		return nil, err
 	}
-	if n.cc != nil {
-		n.cc.Close()
+	if old := n.cc; old != nil {
+		// Calls in flight on the old connection finish first.
+		n.retired = append(n.retired, old)
+		time.AfterFunc(time.Minute, func() { n.retire(old) })
 	}
-	n.cred, n.cc, n.client = cred, cc, cloudmlv1.NewAgentServiceClient(cc)
+	n.serial, n.cc, n.client = id.serial(), cc, cloudmlv1.NewAgentServiceClient(cc)
 	return n.client, nil
 }
 
@@ -61,12 +64,26 @@ func (n *nodeConn) current() cloudmlv1.AgentServiceClient {
 	return n.client
 }
 
+// retire closes a replaced connection.
+func (n *nodeConn) retire(cc *grpc.ClientConn) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if i := slices.Index(n.retired, cc); i >= 0 {
+		n.retired = slices.Delete(n.retired, i, i+1)
+		cc.Close()
+	}
+}
+
 func (n *nodeConn) close() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	for _, cc := range n.retired {
+		cc.Close()
+	}
+	n.retired = nil
 	if n.cc != nil {
 		n.cc.Close()
-		n.cc, n.client, n.cred = nil, nil, ""
+		n.cc, n.client, n.serial = nil, nil, ""
 	}
 }
 

@@ -5,13 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -26,16 +24,13 @@ type swarmFake struct {
 	stages    map[string]*cloudmlv1.ReportStageRequest // by node id
 }
 
-func newSwarmFake(t *testing.T) (*swarmFake, []grpc.DialOption) {
+func newSwarmFake(t *testing.T) (*swarmFake, fakeDial) {
 	f := &swarmFake{
-		fakeCoord: &fakeCoord{
-			token: "good-token", period: 200 * time.Millisecond,
-			changed: make(chan struct{}), creds: map[string]string{}, logs: map[refKey][]*cloudmlv1.LogBatch{},
-		},
-		pushes: map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
+		fakeCoord: newFakeCoordWith(200 * time.Millisecond),
+		pushes:    map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
 		stages: map[string]*cloudmlv1.ReportStageRequest{},
 	}
-	return f, testutil.ServeGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(s, f) })
+	return f, f.serve(t, f)
 }
 
 func (f *swarmFake) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.AgentService_SessionServer) error {

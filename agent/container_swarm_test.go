@@ -16,7 +16,6 @@ import (
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
-	"google.golang.org/grpc"
 
 	"github.com/cloudml/cloudml/agent/attempt"
 	ctr "github.com/cloudml/cloudml/agent/container"
@@ -87,7 +86,7 @@ func newSwarmCluster(t *testing.T) *swarmCluster {
 		return err == nil && ready == 2
 	})
 
-	var dial []grpc.DialOption
+	var dial fakeDial
 	s.f, dial = newSwarmFake(t)
 	swarmRoot, root := t.TempDir(), t.TempDir()
 	s.bucket = "file://" + root

@@ -13,23 +13,28 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cloudml/cloudml/internal/auth"
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// fakeCoord is an in-process AgentService: it registers nodes, checks the
-// bearer credential, records reports and logs (acknowledging the highest
+// fakeCoord is an in-process AgentService over TLS: it registers nodes
+// (signing their CSRs with its own CA), knows them by their certificates,
+// records reports and logs (acknowledging the highest
 // contiguous batch, like the real store) and pushes commands.
 type fakeCoord struct {
 	cloudmlv1.UnimplementedAgentServiceServer
 	token  string
+	pki    *testutil.PKI
 	period time.Duration
 
 	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced on every change
-	creds       map[string]string
+	changed     chan struct{}   // closed and replaced on every change
+	known       map[string]bool // node ids it registered
+	refuse      map[string]bool // node ids whose certificates it refuses
 	registers   int
+	renewals    int
+	certTTL     time.Duration // of the node certificates it issues; default 1h
 	sessionReqs []*cloudmlv1.SessionRequest
 	push        chan *cloudmlv1.SessionResponse // the open session's, nil if none
 	endSession  chan struct{}
@@ -47,12 +52,31 @@ type fakeCoord struct {
 	rejectReport func(r *cloudmlv1.ReportTaskRequest) bool
 }
 
-func newFakeCoord(t *testing.T) (*fakeCoord, []grpc.DialOption) {
-	f := &fakeCoord{
-		token: "good-token", period: 50 * time.Millisecond,
-		changed: make(chan struct{}), creds: map[string]string{}, logs: map[refKey][]*cloudmlv1.LogBatch{},
+// fakeDial is how an agent reaches a fake coordinator: the in-memory
+// dialer and a join token that pins its CA.
+type fakeDial struct {
+	opts  []grpc.DialOption
+	token string
+}
+
+func newFakeCoordWith(period time.Duration) *fakeCoord {
+	return &fakeCoord{
+		period:  period,
+		changed: make(chan struct{}), known: map[string]bool{}, refuse: map[string]bool{}, logs: map[refKey][]*cloudmlv1.LogBatch{},
 	}
-	return f, testutil.ServeGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(s, f) })
+}
+
+// serve serves srv (f or a type embedding it) over TLS with f's CA.
+func (f *fakeCoord) serve(t *testing.T, srv cloudmlv1.AgentServiceServer) fakeDial {
+	s := testutil.ServeTLS(t, func(g *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(g, srv) })
+	f.pki = s.PKI
+	f.token = s.PKI.Token()
+	return fakeDial{opts: []grpc.DialOption{s.Dialer}, token: f.token}
+}
+
+func newFakeCoord(t *testing.T) (*fakeCoord, fakeDial) {
+	f := newFakeCoordWith(50 * time.Millisecond)
+	return f, f.serve(t, f)
 }
 
 // notify wakes waiters; f.mu must be held.
@@ -81,28 +105,46 @@ func (f *fakeCoord) wait(t *testing.T, what string, cond func() bool) {
 }
 
 func (f *fakeCoord) node(ctx context.Context) (string, error) {
-	cred, ok := auth.FromIncoming(ctx)
+	id := testutil.PeerName(ctx)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	id, known := f.creds[cred]
-	if !ok || !known {
-		return "", status.Error(codes.Unauthenticated, "unknown node credential")
+	if id == "" || !f.known[id] || f.refuse[id] {
+		return "", status.Error(codes.Unauthenticated, "unknown node certificate")
 	}
 	return id, nil
 }
 
+func (f *fakeCoord) ttl() time.Duration {
+	if f.certTTL > 0 {
+		return f.certTTL
+	}
+	return time.Hour
+}
+
 func (f *fakeCoord) Register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
-	if req.GetBootstrapToken() != f.token {
-		return nil, status.Error(codes.Unauthenticated, "bad bootstrap token")
+	if req.GetJoinToken() != f.token {
+		return nil, status.Error(codes.Unauthenticated, "bad join token")
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.registers++
 	id := fmt.Sprintf("node-%d", f.registers)
-	cred := "cred-" + id
-	f.creds[cred] = id
+	cert := f.pki.Sign(req.GetCsr(), pki.RoleNode, id, f.ttl())
+	f.known[id] = true
 	f.notify()
-	return &cloudmlv1.RegisterResponse{NodeId: id, NodeCredential: cred}, nil
+	return &cloudmlv1.RegisterResponse{NodeId: id, Certificate: cert, CaCertificate: f.pki.CA.CertPEM}, nil
+}
+
+func (f *fakeCoord) RenewCertificate(ctx context.Context, req *cloudmlv1.RenewCertificateRequest) (*cloudmlv1.RenewCertificateResponse, error) {
+	id, err := f.node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.renewals++
+	f.notify()
+	return &cloudmlv1.RenewCertificateResponse{Certificate: f.pki.Sign(req.GetCsr(), pki.RoleNode, id, f.ttl())}, nil
 }
 
 func (f *fakeCoord) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.AgentService_SessionServer) error {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/image"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -25,16 +24,13 @@ type imageFake struct {
 	refusals []string
 }
 
-func newImageFake(t *testing.T) (*imageFake, []grpc.DialOption) {
+func newImageFake(t *testing.T) (*imageFake, fakeDial) {
 	f := &imageFake{swarmFake: &swarmFake{
-		fakeCoord: &fakeCoord{
-			token: "good-token", period: 200 * time.Millisecond,
-			changed: make(chan struct{}), creds: map[string]string{}, logs: map[refKey][]*cloudmlv1.LogBatch{},
-		},
-		pushes: map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
+		fakeCoord: newFakeCoordWith(200 * time.Millisecond),
+		pushes:    map[string]chan *cloudmlv1.SessionResponse{}, claims: map[refKey]string{},
 		stages: map[string]*cloudmlv1.ReportStageRequest{},
 	}, uploads: map[string]*cloudmlv1.ImageHeader{}, archives: map[string][]byte{}}
-	return f, testutil.ServeGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterAgentServiceServer(s, f) })
+	return f, f.serve(t, f)
 }
 
 func (f *imageFake) UploadImage(stream cloudmlv1.AgentService_UploadImageServer) error {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,7 +14,7 @@ import (
 
 // session opens one Session stream and serves it until it fails. It returns
 // how long the session lived and why it ended.
-func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient) (time.Duration, error) {
+func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient, id *identity) (time.Duration, error) {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stream, err := client.Session(sctx, &cloudmlv1.SessionRequest{
@@ -42,9 +43,15 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 		defer close(hbDone)
 		a.heartbeat(sctx, client, started.GetHeartbeatPeriod().AsDuration(), cancel)
 	}()
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		a.renewLoop(sctx, client, id, cancel)
+	}()
 	defer func() {
 		cancel(nil)
 		<-hbDone
+		<-renewDone
 	}()
 	for {
 		msg, err := stream.Recv()
@@ -107,5 +114,35 @@ func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClie
 			next = min(period/4, time.Second)
 		}
 		timer.Reset(next)
+	}
+}
+
+// errRenewed ends a session after the node certificate was renewed, so the
+// next one runs on a connection that presents the new certificate.
+var errRenewed = errors.New("node certificate renewed; reconnecting with it")
+
+// renewLoop renews the node certificate at half its life, then ends the
+// session (errRenewed). A failed renewal is retried every minute until the
+// certificate expires.
+func (a *Agent) renewLoop(ctx context.Context, client cloudmlv1.AgentServiceClient, id *identity, end context.CancelCauseFunc) {
+	wait := time.Until(id.renewAt())
+	for {
+		timer := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		_, err := a.renew(ctx, client, id)
+		if err == nil {
+			end(errRenewed)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("renew node certificate failed; will retry", "expires", id.leaf.NotAfter, "error", err)
+		wait = min(time.Minute, max(time.Until(id.leaf.NotAfter)/4, time.Second))
 	}
 }

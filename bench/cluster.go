@@ -13,12 +13,15 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/cloudml/cloudml/internal/pki"
 )
 
 // bench is a coordinator started from bin/ with its provider's nodes.
 type bench struct {
 	dir, addr string
-	env       []string // the clients' environment (nil: inherit)
+	env       []string // added to the clients' environment
+	config    string   // CLOUDML_CONFIG=<the admin credential>
 	cmd       *exec.Cmd
 	log       *logSink
 	exited    chan struct{} // closed when the coordinator exited
@@ -57,10 +60,10 @@ func startCoordinator(dir string, env []string, args ...string) (*bench, error) 
 		return nil, err
 	}
 	b := &bench{dir: dir, addr: addr, log: &logSink{}, exited: make(chan struct{})}
+	// The coordinator writes its admin credential there; the clients read it.
+	b.config = pki.ConfigEnv + "=" + filepath.Join(dir, "admin.config")
 	b.cmd = exec.Command("bin/coordinator", append([]string{"serve", "--listen", addr}, args...)...)
-	if env != nil {
-		b.cmd.Env = append(os.Environ(), env...)
-	}
+	b.cmd.Env = append(append(os.Environ(), env...), b.config)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	if err := b.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start coordinator (run make build first): %w", err)
@@ -84,9 +87,7 @@ func freeAddr(host string) (string, error) {
 
 func (b *bench) client(args ...string) *exec.Cmd {
 	cmd := exec.Command("bin/cloudml-client", append([]string{"--coordinator", b.addr}, args...)...)
-	if b.env != nil {
-		cmd.Env = append(os.Environ(), b.env...)
-	}
+	cmd.Env = append(append(os.Environ(), b.env...), b.config)
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cloudml/cloudml/coordinator/store"
+	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -24,39 +26,109 @@ type agentServer struct {
 	c *Coordinator
 }
 
-// Register trades the bootstrap token for a node identity.
+// Register trades a join token and a CSR for a node identity and
+// certificate.
 func (s *agentServer) Register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
 	resp, err := s.c.register(req)
 	return resp, toStatus(err)
 }
 
+// register creates a node for a valid join token. The token's use and the
+// node are stored in one transaction, and registrations are serialised, so
+// a single-use token registers one node however many try at once.
 func (c *Coordinator) register(req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
-	if !tokenMatches(req.GetBootstrapToken(), c.token) {
-		return nil, errorf(ErrUnauthenticated, "invalid bootstrap token")
+	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
+		return nil, errorf(ErrInvalid, "register: %v", err)
 	}
-	cred := randomHex(32)
+	au := c.trust
+	au.registerMu.Lock()
+	defer au.registerMu.Unlock()
 	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rec := &store.Node{
-		ID:               c.nextNodeID(),
-		Hostname:         req.GetHostname(),
-		Address:          req.GetAddress(),
-		Slots:            max(req.GetSlots(), 1),
-		MemoryBytes:      req.GetMemoryBytes(),
-		Runtime:          req.GetRuntime(),
-		CredentialSHA256: credentialHash(cred),
-		State:            cloudmlv1.NodeState_NODE_STATE_READY,
-		LastHeartbeat:    now,
-		RegisterTime:     now,
-	}
-	if err := c.store.Save(&store.Changes{Nodes: []*store.Node{rec}}); err != nil {
+	tok, err := c.useToken(req.GetJoinToken(), now)
+	if err != nil {
 		return nil, err
 	}
+	maxSlots, maxMem := c.nodeCaps(tok)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.nextNodeID()
+	issued, err := au.ca.SignCSR(req.GetCsr(), pki.RoleNode, id, c.cfg.NodeCertTTL)
+	if err != nil {
+		return nil, errorf(ErrInvalid, "register: %v", err)
+	}
+	rec := &store.Node{
+		ID:             id,
+		Hostname:       req.GetHostname(),
+		Address:        req.GetAddress(),
+		Slots:          capped(req.GetSlots(), 1, maxSlots),
+		MemoryBytes:    capped(req.GetMemoryBytes(), 0, maxMem),
+		MaxSlots:       maxSlots,
+		MaxMemoryBytes: maxMem,
+		Runtime:        req.GetRuntime(),
+		CertSerial:     issued.Serial,
+		CertExpireTime: issued.Cert.NotAfter,
+		Token:          tok.ID,
+		State:          cloudmlv1.NodeState_NODE_STATE_READY,
+		LastHeartbeat:  now,
+		RegisterTime:   now,
+	}
+	used := *tok
+	used.Used++
+	used.Nodes = append(slices.Clone(tok.Nodes), id)
+	if err := c.store.Save(&store.Changes{Nodes: []*store.Node{rec}, Tokens: []*store.JoinToken{&used}}); err != nil {
+		return nil, err
+	}
+	au.mu.Lock()
+	au.tokens[used.ID] = &used
+	au.mu.Unlock()
+	au.setNode(rec)
 	c.nodes[rec.ID] = &nodeEntry{rec: rec, lastSeen: now, persistedSeen: now, sessionEnd: now}
-	c.credentials[rec.CredentialSHA256] = rec.ID
-	c.log.Info("node registered", "node_id", rec.ID, "hostname", rec.Hostname, "slots", rec.Slots)
-	return &cloudmlv1.RegisterResponse{NodeId: rec.ID, NodeCredential: cred}, nil
+	c.log.Info("node registered", "node_id", rec.ID, "hostname", rec.Hostname, "slots", rec.Slots, "token_id", tok.ID)
+	if req.GetSlots() > rec.Slots {
+		c.log.Warn("node claimed more slots than its cap", "node_id", rec.ID, "claimed", req.GetSlots(), "cap", rec.Slots)
+	}
+	return &cloudmlv1.RegisterResponse{NodeId: rec.ID, Certificate: issued.CertPEM, CaCertificate: au.caPEM()}, nil
+}
+
+// RenewCertificate issues the calling node its next certificate.
+func (s *agentServer) RenewCertificate(ctx context.Context, req *cloudmlv1.RenewCertificateRequest) (*cloudmlv1.RenewCertificateResponse, error) {
+	id, err := nodeIDFrom(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	cert, err := s.c.renewNodeCert(id, req.GetCsr())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.RenewCertificateResponse{Certificate: cert}, nil
+}
+
+// renewNodeCert signs a node's next certificate and makes it current; the
+// previous one stays valid until it expires, so calls in flight on the old
+// connection finish.
+func (c *Coordinator) renewNodeCert(id string, csr []byte) ([]byte, error) {
+	au := c.trust
+	au.registerMu.Lock()
+	defer au.registerMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[id]
+	if n == nil || n.rec.Removed {
+		return nil, errorf(ErrUnauthenticated, "node %s is unknown or removed", id)
+	}
+	issued, err := au.ca.SignCSR(csr, pki.RoleNode, id, c.cfg.NodeCertTTL)
+	if err != nil {
+		return nil, errorf(ErrInvalid, "renew: %v", err)
+	}
+	next := *n.rec
+	next.PrevCertSerial, next.CertSerial, next.CertExpireTime = n.rec.CertSerial, issued.Serial, issued.Cert.NotAfter
+	if err := c.store.Save(&store.Changes{Nodes: []*store.Node{&next}}); err != nil {
+		return nil, err
+	}
+	*n.rec = next
+	au.setNode(n.rec)
+	c.log.Info("node certificate renewed", "node_id", id, "expires", next.CertExpireTime)
+	return issued.CertPEM, nil
 }
 
 // nextNodeID is "node-N", one past the highest N in use. Callers hold c.mu.
@@ -115,8 +187,8 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 		return nil, ErrShuttingDown
 	}
 	n := c.nodes[id]
-	if n == nil {
-		return nil, errorf(ErrUnauthenticated, "unknown node %s; register again", id)
+	if n == nil || n.rec.Removed {
+		return nil, errorf(ErrUnauthenticated, "unknown or removed node %s", id)
 	}
 	if n.sess != nil {
 		n.sess.close("replaced by a newer session")
@@ -126,10 +198,10 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	n.lastSeen = now
 	ch := newChanges()
 	if req.GetSlots() > 0 {
-		n.rec.Slots = req.GetSlots()
+		n.rec.Slots = capped(req.GetSlots(), 1, n.maxSlots(c.cfg))
 	}
 	if req.GetMemoryBytes() > 0 {
-		n.rec.MemoryBytes = req.GetMemoryBytes()
+		n.rec.MemoryBytes = capped(req.GetMemoryBytes(), 0, n.maxMemory(c.cfg))
 	}
 	if req.GetRuntime() != "" {
 		n.rec.Runtime = req.GetRuntime()
@@ -172,7 +244,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	}
 	for r := range running {
 		if j := c.jobs[r.job]; j != nil {
-			if a := j.attempt(r.task, r.attempt); a != nil && claimable(a, id) && a.Active() {
+			if a := j.attempt(r.task, r.attempt); a != nil && c.claimable(a, id) && a.Active() {
 				continue
 			}
 		}

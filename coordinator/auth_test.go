@@ -3,55 +3,97 @@ package coordinator
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cloudml/cloudml/internal/pki"
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-func TestRegisterRejectsWrongToken(t *testing.T) {
+// TestBadJoinTokensCreateNothing: a wrong, expired, used, revoked or
+// foreign token is UNAUTHENTICATED and registers no node.
+func TestBadJoinTokensCreateNothing(t *testing.T) {
 	h := start(t, "")
-	client := cloudmlv1.NewAgentServiceClient(h.conn)
-	_, err := client.Register(ctxT(t), &cloudmlv1.RegisterRequest{BootstrapToken: "wrong", Slots: 1})
-	wantCode(t, err, codes.Unauthenticated)
-	if !strings.Contains(err.Error(), "invalid bootstrap token") {
-		t.Errorf("error %q does not say invalid bootstrap token", err)
+	mk := func(req *cloudmlv1.CreateJoinTokenRequest) string {
+		resp, err := h.cluster.CreateJoinToken(ctxT(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetToken()
+	}
+	used := mk(&cloudmlv1.CreateJoinTokenRequest{})
+	if _, _, err := registerNode(t, h, &cloudmlv1.RegisterRequest{JoinToken: used, Slots: 1}); err != nil {
+		t.Fatalf("first use of a single-use token: %v", err)
+	}
+	expired := mk(&cloudmlv1.CreateJoinTokenRequest{Ttl: durationpb.New(time.Millisecond)})
+	revoked := mk(&cloudmlv1.CreateJoinTokenRequest{})
+	rt, _ := pki.ParseToken(revoked)
+	if _, err := h.cluster.RevokeJoinToken(ctxT(t), &cloudmlv1.RevokeJoinTokenRequest{Id: rt.ID}); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := pki.ParseToken(mk(&cloudmlv1.CreateJoinTokenRequest{}))
+	wrongSecret := pki.Token{CAFingerprint: good.CAFingerprint, ID: good.ID, Secret: strings.Repeat("0", 32)}.String()
+	foreign := pki.Token{CAFingerprint: strings.Repeat("ab", 32), ID: good.ID, Secret: good.Secret}.String()
+	waitFor(t, "the short token to expire", func() bool {
+		et, _ := pki.ParseToken(expired)
+		h.c.trust.mu.RLock()
+		defer h.c.trust.mu.RUnlock()
+		return tokenState(h.c.trust.tokens[et.ID], time.Now()) == "expired"
+	})
+	for name, tc := range map[string]struct{ token, want string }{
+		"wrong secret":       {wrongSecret, "invalid join token"},
+		"another CA's token": {foreign, "invalid join token"},
+		"not a token":        {"wrong", "not a CloudML join token"},
+		"already used":       {used, "is used"},
+		"expired":            {expired, "is expired"},
+		"revoked":            {revoked, "is revoked"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := registerNode(t, h, &cloudmlv1.RegisterRequest{JoinToken: tc.token, Slots: 1})
+			wantCode(t, err, codes.Unauthenticated)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
 	}
 	nodes, err := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(nodes.GetNodes()) != 0 {
-		t.Errorf("a rejected register created nodes: %v", nodes.GetNodes())
+	if len(nodes.GetNodes()) != 1 {
+		t.Errorf("nodes = %v, want only the one the good token registered", nodes.GetNodes())
 	}
 }
 
-func TestAgentCallsNeedACredential(t *testing.T) {
+// TestSingleUseTokenRegistersOnce: 20 agents racing with one single-use
+// token make one node.
+func TestSingleUseTokenRegistersOnce(t *testing.T) {
 	h := start(t, "")
-	good := newAgent(t, h, 1)
-	if err := good.heartbeat(); err != nil {
-		t.Fatalf("heartbeat with a valid credential: %v", err)
+	tok, err := h.c.MintToken("race", 0, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		name string
-		cred string
-	}{{"missing", ""}, {"unknown", "not-a-credential"}} {
-		t.Run(tc.name, func(t *testing.T) {
-			a := rejoin(t, h, "node-1", tc.cred)
-			wantCode(t, a.heartbeat(), codes.Unauthenticated)
-			ref := &cloudmlv1.TaskRef{JobId: "x", TaskIndex: 0, Attempt: 1}
-			wantCode(t, a.report(ref, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, 0, nil), codes.Unauthenticated)
-			_, err := a.publish(ref, &cloudmlv1.LogBatch{Seq: 1, Data: []byte("x\n")})
-			wantCode(t, err, codes.Unauthenticated)
-			stream, err := a.client.Session(ctxT(t), &cloudmlv1.SessionRequest{}, a.creds())
-			if err == nil {
-				_, err = stream.Recv()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for range 20 {
+		wg.Go(func() {
+			if _, _, err := registerNode(t, h, &cloudmlv1.RegisterRequest{JoinToken: tok, Slots: 1}); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
 			}
-			wantCode(t, err, codes.Unauthenticated)
 		})
+	}
+	wg.Wait()
+	if ok != 1 {
+		t.Errorf("%d registrations succeeded with one single-use token, want 1", ok)
 	}
 }
 
@@ -76,24 +118,72 @@ func TestSessionStartsWithNodeIDAndPeriod(t *testing.T) {
 	}
 }
 
-func TestBootstrapTokenGeneratedOnceAndKept(t *testing.T) {
+// TestCAAndAdminCredentialKept: the CA key and the admin credential are
+// 0600, made once and kept across restarts; a removed credential file is
+// written again for the same CA.
+func TestCAAndAdminCredentialKept(t *testing.T) {
 	dir := t.TempDir()
-	h := start(t, dir, func(c *Config) { c.BootstrapToken = "" })
-	tok := h.c.Token()
-	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(tok) {
-		t.Fatalf("generated token %q is not 32 random bytes in hex", tok)
+	h := start(t, dir)
+	fp := h.c.CAFingerprint()
+	for path, want := range map[string]os.FileMode{
+		filepath.Join(dir, PKIDirName, pki.CAKeyFile): 0o600,
+		filepath.Join(dir, PKIDirName, serverKeyFile): 0o600,
+		h.cfg.AdminConfig: 0o600,
+	} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s mode = %v, want %v", path, st.Mode().Perm(), want)
+		}
 	}
-	st, err := os.Stat(filepath.Join(dir, "token"))
+	before, _ := os.ReadFile(h.cfg.AdminConfig)
+	h.stop()
+	h2 := start(t, dir)
+	after, _ := os.ReadFile(h2.cfg.AdminConfig)
+	if h2.c.CAFingerprint() != fp || string(before) != string(after) {
+		t.Errorf("a restart changed the CA or rewrote a valid admin credential")
+	}
+	h2.stop()
+	os.Remove(h2.cfg.AdminConfig)
+	h3 := start(t, dir)
+	if _, err := h3.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{}); err != nil {
+		t.Fatalf("with the rewritten admin credential: %v", err)
+	}
+}
+
+// TestServerCertificateFollowsAddresses: the server certificate names the
+// listen and advertise hosts and is issued again when they change.
+func TestServerCertificateFollowsAddresses(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(Config{StateDir: dir, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o600 {
-		t.Errorf("token file mode = %v, want 0600", st.Mode().Perm())
+	defer c.Close()
+	if err := c.trust.ensureServerCert(listenHosts("0.0.0.0:7443", "coord.example.com:7443")); err != nil {
+		t.Fatal(err)
 	}
-	h.stop()
-	h2 := start(t, dir, func(c *Config) { c.BootstrapToken = "" })
-	if h2.c.Token() != tok {
-		t.Errorf("restarted coordinator token = %q, want the saved %q", h2.c.Token(), tok)
+	leaf := func() []string {
+		pair := c.trust.server.Load()
+		cert, err := pki.ParseCert(pemOf(pair.Certificate[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return certHosts(cert)
+	}
+	got := strings.Join(leaf(), " ")
+	for _, want := range []string{"coord.example.com", "127.0.0.1", "localhost"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("server certificate names %q, want %q among them", got, want)
+		}
+	}
+	if err := c.trust.ensureServerCert(listenHosts("10.0.0.5:7443")); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(leaf(), " "); got != "10.0.0.5" {
+		t.Errorf("after a new address the certificate names %q, want 10.0.0.5", got)
 	}
 }
 

@@ -2,7 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"time"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -31,4 +33,45 @@ func (s *clusterServer) ListNodes(ctx context.Context, _ *cloudmlv1.ListNodesReq
 	}
 	sort.Slice(resp.Nodes, func(a, b int) bool { return resp.Nodes[a].Id < resp.Nodes[b].Id })
 	return resp, nil
+}
+
+// RemoveNode removes a node: its certificates are refused from now on, its
+// session ends, its attempts are rescheduled, and it stays out (a new
+// registration is a new node, and needs a new join token).
+func (s *clusterServer) RemoveNode(ctx context.Context, req *cloudmlv1.RemoveNodeRequest) (*cloudmlv1.RemoveNodeResponse, error) {
+	n, lost, err := s.c.removeNode(req.GetNodeId(), callerFrom(ctx).Name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &cloudmlv1.RemoveNodeResponse{Node: n, AttemptsRescheduled: lost}, nil
+}
+
+func (c *Coordinator) removeNode(id, by string) (*cloudmlv1.Node, int32, error) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[id]
+	if n == nil {
+		return nil, 0, errorf(ErrNotFound, "node %q not found (see 'cloudml-client cluster nodes')", id)
+	}
+	if n.rec.Removed {
+		return nodeProto(n, 0), 0, nil
+	}
+	_, running := c.usedSlots()
+	ch := newChanges()
+	n.rec.Removed = true
+	n.rec.State = cloudmlv1.NodeState_NODE_STATE_REMOVED
+	n.rec.Message = "removed by " + orNone(by)
+	ch.node(n.rec)
+	c.loseNodeAttempts(ch, n, fmt.Sprintf("node %s was removed", id), now)
+	if err := c.commit(ch); err != nil {
+		return nil, 0, err
+	}
+	c.trust.setNode(n.rec)
+	if n.sess != nil {
+		n.sess.close("node removed by an admin")
+	}
+	c.log.Warn("node removed", "node_id", id, "by", orNone(by), "attempts_rescheduled", running[id])
+	c.poke()
+	return nodeProto(n, 0), running[id], nil
 }

@@ -27,15 +27,37 @@ const (
 type Config struct {
 	// ListenAddr is the gRPC listen address; default "127.0.0.1:7070".
 	ListenAddr string
-	// StateDir holds the bbolt file (state.db), the bootstrap token (token)
-	// and the image archives clients and nodes pushed (images/).
+	// AdvertiseAddr is the address agents and clients dial, host:port, when
+	// it is not ListenAddr (a public name, a load balancer). The server
+	// certificate names it and ListenAddr; the admin credential points at it.
+	AdvertiseAddr string
+	// StateDir holds the bbolt file (state.db), the CA and the server
+	// certificate (pki/, keys 0600) and the image archives clients and
+	// nodes pushed (images/).
 	StateDir string
 	// DefaultBucket is the output of jobs that name none, such as
 	// "file:///root/.cloudml/bucket" or "gs://b/prefix".
 	DefaultBucket string
-	// BootstrapToken is the agents' join secret; empty means generate one
-	// once and keep it in StateDir/token (0600), reused on restart.
-	BootstrapToken string
+	// AdminConfig is where the coordinator writes an admin credential file
+	// when it has none there for its CA (at first start, or after the file
+	// was removed): the client finds it by itself. Empty means nowhere.
+	AdminConfig string
+	// NodeCertTTL is the lifetime of node certificates; agents renew them
+	// at half-life. Default 24h.
+	NodeCertTTL time.Duration
+	// MaxNodeSlots and MaxNodeMemoryBytes cap what a node may claim when
+	// its join token sets no cap. Defaults 128 slots and 4 TiB.
+	MaxNodeSlots       int32
+	MaxNodeMemoryBytes int64
+	// StartDeadline is how long an attempt may stay ASSIGNED (sent to a
+	// node that never reported it started) before it is taken back and
+	// rescheduled; default 5m. Swarm attempts queued in the swarm are
+	// exempt: the swarm, not the node, holds them.
+	StartDeadline time.Duration
+	// EndGrace is how long past its job's timeout a running attempt may go
+	// unreported before it is taken back and rescheduled; default 2m.
+	// Attempts of jobs without a timeout are not taken back.
+	EndGrace time.Duration
 	// HeartbeatPeriod is how often agents heartbeat; default 2s.
 	HeartbeatPeriod time.Duration
 	// NodeDownAfter is how long a node may go without a heartbeat or session
@@ -66,14 +88,19 @@ type Config struct {
 // for the caller.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:       "127.0.0.1:7070",
-		HeartbeatPeriod:  2 * time.Second,
-		NodeDownAfter:    6 * time.Second,
-		ImageExportStart: 30 * time.Second,
-		ImageExportIdle:  30 * time.Second,
-		Provider:         ProviderNone,
-		Local:            local.DefaultConfig(),
-		Netns:            netnsprov.DefaultConfig(),
+		ListenAddr:         "127.0.0.1:7070",
+		HeartbeatPeriod:    2 * time.Second,
+		NodeDownAfter:      6 * time.Second,
+		ImageExportStart:   30 * time.Second,
+		ImageExportIdle:    30 * time.Second,
+		NodeCertTTL:        24 * time.Hour,
+		MaxNodeSlots:       128,
+		MaxNodeMemoryBytes: 4 << 40,
+		StartDeadline:      5 * time.Minute,
+		EndGrace:           2 * time.Minute,
+		Provider:           ProviderNone,
+		Local:              local.DefaultConfig(),
+		Netns:              netnsprov.DefaultConfig(),
 	}
 }
 
@@ -104,6 +131,24 @@ func (c *Config) Validate() error {
 	}
 	if c.ImageExportIdle <= 0 {
 		c.ImageExportIdle = 30 * time.Second
+	}
+	if c.NodeCertTTL <= 0 {
+		c.NodeCertTTL = 24 * time.Hour
+	}
+	if c.NodeCertTTL < 2*time.Minute {
+		return fmt.Errorf("config: node certificate lifetime %s is under 2m: agents could not renew in time", c.NodeCertTTL)
+	}
+	if c.MaxNodeSlots <= 0 {
+		c.MaxNodeSlots = 128
+	}
+	if c.MaxNodeMemoryBytes <= 0 {
+		c.MaxNodeMemoryBytes = 4 << 40
+	}
+	if c.StartDeadline <= 0 {
+		c.StartDeadline = 5 * time.Minute
+	}
+	if c.EndGrace <= 0 {
+		c.EndGrace = 2 * time.Minute
 	}
 	switch c.Provider {
 	case "", ProviderNone:

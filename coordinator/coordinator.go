@@ -7,14 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -41,13 +40,12 @@ type Coordinator struct {
 	log    hclog.Logger
 	store  *store.Store
 	images *imagestore.Store
-	token  string
+	trust  *authority
 
-	mu          sync.Mutex // protects nodes, credentials, jobs, stopping
-	nodes       map[string]*nodeEntry
-	credentials map[string]string // sha256 hex of credential → node id
-	jobs        map[string]*jobEntry
-	stopping    bool
+	mu       sync.Mutex // protects nodes, jobs, stopping
+	nodes    map[string]*nodeEntry
+	jobs     map[string]*jobEntry
+	stopping bool
 
 	kick chan struct{} // coalescing scheduler trigger
 
@@ -69,7 +67,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	token, err := bootstrapToken(cfg)
+	trust, err := newAuthority(filepath.Join(cfg.StateDir, PKIDirName), cfg.Logger.Named("trust"))
 	if err != nil {
 		return nil, err
 	}
@@ -82,18 +80,17 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c := &Coordinator{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		store:       st,
-		images:      images,
-		exports:     newImageExports(),
-		token:       token,
-		nodes:       map[string]*nodeEntry{},
-		credentials: map[string]string{},
-		jobs:        map[string]*jobEntry{},
-		kick:        make(chan struct{}, 1),
-		waiters:     map[string]chan struct{}{},
-		done:        make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		store:   st,
+		images:  images,
+		exports: newImageExports(),
+		trust:   trust,
+		nodes:   map[string]*nodeEntry{},
+		jobs:    map[string]*jobEntry{},
+		kick:    make(chan struct{}, 1),
+		waiters: map[string]chan struct{}{},
+		done:    make(chan struct{}),
 	}
 	if err := c.load(); err != nil {
 		st.Close()
@@ -102,38 +99,18 @@ func New(cfg Config) (*Coordinator, error) {
 	return c, nil
 }
 
-// bootstrapToken returns the configured token, or the one kept in
-// StateDir/token, generating and saving it the first time.
-func bootstrapToken(cfg Config) (string, error) {
-	if cfg.BootstrapToken != "" {
-		return cfg.BootstrapToken, nil
-	}
-	path := filepath.Join(cfg.StateDir, "token")
-	data, err := os.ReadFile(path)
-	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
-		return strings.TrimSpace(string(data)), nil
-	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read bootstrap token: %w", err)
-	}
-	token := randomHex(32)
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return "", fmt.Errorf("create state dir: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("save bootstrap token: %w", err)
-	}
-	return token, nil
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
 }
 
-// Token returns the bootstrap token agents register with.
-func (c *Coordinator) Token() string { return c.token }
+// CAFingerprint is the SHA-256 of the coordinator's CA certificate, which
+// join tokens pin.
+func (c *Coordinator) CAFingerprint() string { return c.trust.ca.Fingerprint() }
+
+// CACertPEM is the coordinator's CA certificate.
+func (c *Coordinator) CACertPEM() []byte { return c.trust.caPEM() }
 
 // load fills memory from the store. Nodes keep their state, but each gets
 // NodeDownAfter from now to reconnect.
@@ -143,9 +120,9 @@ func (c *Coordinator) load() error {
 		return err
 	}
 	now := time.Now()
+	c.trust.load(snap)
 	for _, n := range snap.Nodes {
 		c.nodes[n.ID] = &nodeEntry{rec: n, lastSeen: now, persistedSeen: n.LastHeartbeat, sessionEnd: now}
-		c.credentials[n.CredentialSHA256] = n.ID
 	}
 	for _, j := range snap.Jobs {
 		spec := &cloudmlv1.JobSpec{}
@@ -232,6 +209,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.addrMu.Lock()
 	c.addr = lis.Addr().String()
 	c.addrMu.Unlock()
+	addrs := []string{c.cfg.ListenAddr, c.cfg.AdvertiseAddr}
+	for _, l := range listeners {
+		addrs = append(addrs, l.Addr().String())
+	}
+	if err := c.prepareTrust(addrs...); err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	}
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	defer stopServe()
 	provCtx, stopProv := context.WithCancel(ctx)
@@ -248,7 +235,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	case ProviderLocal:
 		provErr = c.runLocal(provCtx)
 	case ProviderNetns:
-		if provErr = nsp.Run(provCtx, netnsprov.Target{Addr: listeners[1].Addr().String(), Token: c.token}); provErr != nil {
+		if provErr = nsp.Run(provCtx, netnsprov.Target{Addr: listeners[1].Addr().String(), MintToken: c.providerToken}); provErr != nil {
 			provErr = fmt.Errorf("netns provider: %w", provErr)
 		}
 	}
@@ -291,7 +278,7 @@ func (c *Coordinator) runLocal(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("local provider: %w", err)
 	}
-	if err := p.Run(ctx, local.Target{Addr: dialAddr(c.Addr()), Token: c.token}); err != nil {
+	if err := p.Run(ctx, local.Target{Addr: dialAddr(c.Addr()), MintToken: c.providerToken}); err != nil {
 		return fmt.Errorf("local provider: %w", err)
 	}
 	return nil
@@ -315,12 +302,42 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	c.addrMu.Lock()
 	c.addr = lis.Addr().String()
 	c.addrMu.Unlock()
+	if err := c.prepareTrust(c.cfg.AdvertiseAddr, lis.Addr().String()); err != nil {
+		return err
+	}
 	return c.serve(ctx, lis)
+}
+
+// prepareTrust issues the server certificate for the addresses served
+// (again if they changed) and writes the admin credential file if it is
+// missing.
+func (c *Coordinator) prepareTrust(addrs ...string) error {
+	var hosts []string
+	for _, a := range addrs {
+		if a != "" {
+			hosts = append(hosts, listenHosts(a)...)
+		}
+	}
+	if err := c.trust.ensureServerCert(hosts); err != nil {
+		return fmt.Errorf("server certificate: %w", err)
+	}
+	addr := c.cfg.AdvertiseAddr
+	if addr == "" {
+		addr = dialAddr(c.Addr())
+	}
+	return c.ensureAdminConfig(addr)
+}
+
+// providerToken mints the single-use join token of one agent a provider
+// starts.
+func (c *Coordinator) providerToken(label string, slots int) (string, error) {
+	return c.MintToken(label, int32(slots), 0)
 }
 
 // serve serves on every listener until ctx ends.
 func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) error {
 	srv := grpc.NewServer(append(grpcopt.Server(),
+		grpc.Creds(credentials.NewTLS(c.trust.serverTLS())),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(maxMsgSize),

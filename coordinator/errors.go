@@ -18,8 +18,12 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrInvalid means a request is malformed; jobspec.ErrInvalid counts too.
 	ErrInvalid = errors.New("invalid argument")
-	// ErrUnauthenticated means a bad bootstrap token or node credential.
+	// ErrUnauthenticated means a bad join token or certificate.
 	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied means the caller's role may not do this.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrAlreadyExists means a name is taken (a credential).
+	ErrAlreadyExists = errors.New("already exists")
 	// ErrStaleAttempt means a report or log batch names an attempt the
 	// coordinator no longer wants from this node.
 	ErrStaleAttempt = errors.New("stale attempt")
@@ -67,6 +71,10 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrUnauthenticated):
 		code = codes.Unauthenticated
+	case errors.Is(err, ErrPermissionDenied):
+		code = codes.PermissionDenied
+	case errors.Is(err, ErrAlreadyExists):
+		code = codes.AlreadyExists
 	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested), errors.Is(err, ErrNotEnded),
 		errors.Is(err, ErrInUse):
 		code = codes.FailedPrecondition

@@ -2,14 +2,17 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/cloudml/cloudml/internal/auth"
+	"github.com/cloudml/cloudml/internal/pki"
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -20,7 +23,7 @@ type fakeAgent struct {
 	conn   *grpc.ClientConn
 	client cloudmlv1.AgentServiceClient
 	id     string
-	cred   string
+	cred   *tls.Certificate // the node certificate and key
 
 	started     *cloudmlv1.SessionStarted
 	assignments chan *cloudmlv1.Assignment
@@ -36,32 +39,42 @@ func newAgent(t *testing.T, h *harness, slots int32) *fakeAgent {
 	return newAgentWith(t, h, &cloudmlv1.RegisterRequest{Hostname: "host", Slots: slots, Runtime: "process"})
 }
 
-// newAgentWith registers a node described by req (the token is filled in).
+// newAgentWith registers a node described by req with a fresh join token
+// and a CSR (both filled in), as the agent does.
 func newAgentWith(t *testing.T, h *harness, req *cloudmlv1.RegisterRequest) *fakeAgent {
 	t.Helper()
-	a := &fakeAgent{t: t, h: h, conn: h.dial()}
-	t.Cleanup(func() { a.close() })
-	a.client = cloudmlv1.NewAgentServiceClient(a.conn)
-	req.BootstrapToken = testToken
-	resp, err := a.client.Register(ctxT(t), req)
+	tok, err := h.c.MintToken("test", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.JoinToken = tok
+	id, pair, err := registerNode(t, h, req)
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	a.id, a.cred = resp.GetNodeId(), resp.GetNodeCredential()
-	return a
+	return rejoin(t, h, id, pair)
 }
 
-// rejoin is an agent process that restarted with a saved credential.
-func rejoin(t *testing.T, h *harness, id, cred string) *fakeAgent {
-	a := &fakeAgent{t: t, h: h, conn: h.dial(), id: id, cred: cred}
+// registerNode registers req on a connection without a client
+// certificate, as an agent does, and returns the node id and certificate.
+func registerNode(t *testing.T, h *harness, req *cloudmlv1.RegisterRequest) (string, *tls.Certificate, error) {
+	t.Helper()
+	conn := h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), nil)))
+	defer conn.Close()
+	return testutil.RegisterNode(t, conn, req)
+}
+
+// rejoin is an agent process that restarted with a saved certificate.
+func rejoin(t *testing.T, h *harness, id string, cred *tls.Certificate) *fakeAgent {
+	a := &fakeAgent{t: t, h: h, id: id, cred: cred}
+	a.conn = h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), func() *tls.Certificate { return cred })))
 	t.Cleanup(func() { a.close() })
 	a.client = cloudmlv1.NewAgentServiceClient(a.conn)
 	return a
 }
 
-func (a *fakeAgent) creds() grpc.CallOption {
-	return grpc.PerRPCCredentials(auth.NodeCredential(a.cred))
-}
+// creds is a no-op: the connection carries the node certificate.
+func (a *fakeAgent) creds() grpc.CallOption { return grpc.EmptyCallOption{} }
 
 // open opens a session, reads SessionStarted, then collects commands.
 func (a *fakeAgent) open(running ...*cloudmlv1.TaskRef) {
@@ -202,4 +215,14 @@ func (a *fakeAgent) run(as *cloudmlv1.Assignment, state cloudmlv1.TaskState, exi
 	if err := a.report(ref, state, exit, 1, metrics); err != nil {
 		a.t.Fatalf("report %v %v: %v", ref, state, err)
 	}
+}
+
+// newAgentWithToken registers a node claiming slots with a given token.
+func newAgentWithToken(t *testing.T, h *harness, token string, slots int32) *fakeAgent {
+	t.Helper()
+	id, pair, err := registerNode(t, h, &cloudmlv1.RegisterRequest{JoinToken: token, Hostname: "host", Slots: slots, Runtime: "process"})
+	if err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	return rejoin(t, h, id, pair)
 }

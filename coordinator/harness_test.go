@@ -2,17 +2,25 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"maps"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -20,8 +28,6 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
-
-const testToken = "test-bootstrap-token"
 
 // harness is a Coordinator served over bufconn.
 type harness struct {
@@ -47,7 +53,7 @@ func start(t *testing.T, stateDir string, opts ...func(*Config)) *harness {
 	cfg := DefaultConfig()
 	cfg.StateDir = stateDir
 	cfg.DefaultBucket = "file:///tmp/cloudml-test-bucket"
-	cfg.BootstrapToken = testToken
+	cfg.AdminConfig = filepath.Join(stateDir, "admin.config")
 	cfg.HeartbeatPeriod = time.Second
 	cfg.NodeDownAfter = time.Minute
 	cfg.Logger = testutil.Logger(t)
@@ -63,6 +69,10 @@ func start(t *testing.T, stateDir string, opts ...func(*Config)) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.served <- c.Serve(ctx, h.lis) }()
+	waitFor(t, "the admin credential", func() bool {
+		_, err := os.Stat(cfg.AdminConfig)
+		return err == nil
+	})
 	h.conn = h.dial()
 	h.jobs = cloudmlv1.NewJobServiceClient(h.conn)
 	h.cluster = cloudmlv1.NewClusterServiceClient(h.conn)
@@ -70,17 +80,39 @@ func start(t *testing.T, stateDir string, opts ...func(*Config)) *harness {
 	return h
 }
 
+// dial connects as the admin, with the credential the coordinator wrote.
 func (h *harness) dial() *grpc.ClientConn {
+	h.t.Helper()
+	cred, err := pki.LoadCredential(h.cfg.AdminConfig)
+	if err != nil {
+		h.t.Fatalf("admin credential: %v", err)
+	}
+	tlsCfg, err := cred.TLS()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.dialWith(credentials.NewTLS(tlsCfg))
+}
+
+// dialWith connects with the given transport credentials.
+func (h *harness) dialWith(creds credentials.TransportCredentials) *grpc.ClientConn {
 	h.t.Helper()
 	conn, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return h.lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
 	)
 	if err != nil {
 		h.t.Fatalf("dial: %v", err)
 	}
 	return conn
+}
+
+// caPool trusts the harness coordinator's CA.
+func (h *harness) caPool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(h.c.CACertPEM())
+	return pool
 }
 
 // stop stops serving and closes the store; safe to call twice.
@@ -174,3 +206,72 @@ func gridSpec(name string, n int) *cloudmlv1.JobSpec {
 }
 
 func codeOf(err error) codes.Code { return status.Code(err) }
+
+func pemOf(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// adminCreds are the admin credential's transport credentials.
+func (h *harness) adminCreds(t *testing.T) credentials.TransportCredentials {
+	t.Helper()
+	cred, err := pki.LoadCredential(h.cfg.AdminConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := cred.TLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return credentials.NewTLS(tlsCfg)
+}
+
+// issueNodeCert signs a certificate for node id with the coordinator's CA
+// directly, valid for ttl (for expired-certificate cases).
+func (h *harness) issueNodeCert(t *testing.T, id string, ttl time.Duration) *tls.Certificate {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := pki.NewCSR(key)
+	issued, err := h.c.trust.ca.SignCSR(csr, pki.RoleNode, id, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	pair, err := pki.KeyPair(issued.CertPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair.Leaf = issued.Cert
+	return pair
+}
+
+// newCredential issues a client (or admin) credential through the API, as
+// 'cloudml-client credential create' does.
+func (h *harness) newCredential(t *testing.T, name string, admin bool) *tls.Certificate {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, _ := pki.NewCSR(key)
+	resp, err := h.cluster.CreateCredential(ctxT(t), &cloudmlv1.CreateCredentialRequest{Name: name, Admin: admin, Csr: csr})
+	if err != nil {
+		t.Fatalf("CreateCredential: %v", err)
+	}
+	keyPEM, _ := pki.EncodeKey(key)
+	pair, err := pki.KeyPair(resp.GetCertificate(), keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair
+}
+
+// waitTaskStates waits until the job's task counts by state are want.
+func (h *harness) waitTaskStates(id string, want map[string]int32) {
+	h.t.Helper()
+	waitFor(h.t, fmt.Sprintf("job %s tasks %v", id, want), func() bool {
+		return maps.Equal(h.job(id).GetTaskStates(), want)
+	})
+}

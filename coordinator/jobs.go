@@ -22,14 +22,14 @@ type jobServer struct {
 
 // SubmitJob validates, expands and queues a job.
 func (s *jobServer) SubmitJob(ctx context.Context, req *cloudmlv1.SubmitJobRequest) (*cloudmlv1.SubmitJobResponse, error) {
-	j, err := s.c.submit(req.GetSpec())
+	j, err := s.c.submit(req.GetSpec(), callerFrom(ctx).Name)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &cloudmlv1.SubmitJobResponse{Job: j}, nil
 }
 
-func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
+func (c *Coordinator) submit(spec *cloudmlv1.JobSpec, owner string) (*cloudmlv1.Job, error) {
 	if spec == nil {
 		return nil, errorf(ErrInvalid, "spec is required")
 	}
@@ -70,6 +70,7 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
 			Output:     output,
 			TaskCount:  int32(len(params)),
 			CreateTime: now,
+			Owner:      owner,
 		},
 		spec:     spec,
 		tasks:    make([]*store.Task, len(params)),
@@ -132,7 +133,7 @@ func (s *jobServer) GetJob(ctx context.Context, req *cloudmlv1.GetJobRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &cloudmlv1.GetJobResponse{Job: jobProto(j, true)}, nil
+	return &cloudmlv1.GetJobResponse{Job: viewFor(jobProto(j, true), callerFrom(ctx))}, nil
 }
 
 // ListJobs returns every job, newest first, without tasks.
@@ -143,7 +144,7 @@ func (s *jobServer) ListJobs(ctx context.Context, _ *cloudmlv1.ListJobsRequest) 
 	jobs := sortedJobs(c.jobs)
 	resp := &cloudmlv1.ListJobsResponse{}
 	for i := len(jobs) - 1; i >= 0; i-- {
-		resp.Jobs = append(resp.Jobs, jobProto(jobs[i], false))
+		resp.Jobs = append(resp.Jobs, viewFor(jobProto(jobs[i], false), callerFrom(ctx)))
 	}
 	return resp, nil
 }
@@ -154,7 +155,7 @@ func (s *jobServer) CancelJob(ctx context.Context, req *cloudmlv1.CancelJobReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &cloudmlv1.CancelJobResponse{Job: j}, nil
+	return &cloudmlv1.CancelJobResponse{Job: viewFor(j, callerFrom(ctx))}, nil
 }
 
 func (c *Coordinator) cancel(id string) (*cloudmlv1.Job, error) {
@@ -208,7 +209,7 @@ func (s *jobServer) DeleteJob(ctx context.Context, req *cloudmlv1.DeleteJobReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &cloudmlv1.DeleteJobResponse{Job: j, LogBytesFreed: freed}, nil
+	return &cloudmlv1.DeleteJobResponse{Job: viewFor(j, callerFrom(ctx)), LogBytesFreed: freed}, nil
 }
 
 // deleteJob removes an ended job from memory and the store, and returns

@@ -51,8 +51,13 @@ func (c *Coordinator) logAttempt(node string, r attemptRef) (*store.Attempt, err
 	if j := c.jobs[r.job]; j != nil {
 		a = j.attempt(r.task, r.attempt)
 	}
-	if a == nil || !claimable(a, node) {
+	switch {
+	case a == nil || !c.claimable(a, node):
 		return nil, errorf(ErrStaleAttempt, "attempt %s is not an attempt of %s", r, node)
+	case a.Lost:
+		return nil, errorf(ErrStaleAttempt, "attempt %s was given up (%s): its logs are not wanted", r, a.Message)
+	case c.jobs[r.job].tasks[r.task].Attempt != r.attempt:
+		return nil, errorf(ErrStaleAttempt, "attempt %s was superseded by attempt %d", r, c.jobs[r.job].tasks[r.task].Attempt)
 	}
 	if a.NodeID == "" {
 		a.NodeID = node // a swarm attempt's logs can overtake its first report

@@ -46,6 +46,7 @@ func (c *Coordinator) checkNodes(now time.Time) {
 		c.log.Warn("node down", "node_id", n.rec.ID, "reason", why, "last_seen", n.lastSeen)
 		c.markDown(ch, n, now)
 	}
+	c.takeBackStalled(ch, now)
 	if ch.storeChanges().Empty() {
 		return
 	}
@@ -53,6 +54,40 @@ func (c *Coordinator) checkNodes(now time.Time) {
 		c.log.Error("store node down failed", "error", err)
 	}
 	c.poke()
+}
+
+// takeBackStalled takes back attempts whose node holds them without
+// progress: sent but never reported started within StartDeadline, or
+// running past their job's timeout plus EndGrace without an end. A node
+// that heartbeats but never reports must not keep a task forever. The
+// node is told to stop it; the task is rescheduled as for a lost node.
+// Swarm attempts not yet claimed are exempt: swarm queues them, not a
+// node. Callers hold c.mu.
+func (c *Coordinator) takeBackStalled(ch *changes, now time.Time) {
+	for _, j := range c.jobs {
+		if j.final() {
+			continue
+		}
+		timeout := j.spec.GetTimeout().AsDuration()
+		for i := range j.tasks {
+			a := j.current(int32(i))
+			if a == nil || !a.Active() || a.NodeID == "" {
+				continue
+			}
+			var why string
+			switch {
+			case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !a.Swarm && now.Sub(a.AssignTime) > c.cfg.StartDeadline:
+				why = fmt.Sprintf("node %s did not start attempt %d within %s", a.NodeID, a.Attempt, c.cfg.StartDeadline)
+			case timeout > 0 && !a.StartTime.IsZero() && now.Sub(a.StartTime) > timeout+c.cfg.EndGrace:
+				why = fmt.Sprintf("node %s did not report the end of attempt %d within its timeout (%s) and %s", a.NodeID, a.Attempt, timeout, c.cfg.EndGrace)
+			default:
+				continue
+			}
+			c.log.Warn("taking back a stalled attempt", "attempt", refOf(a).String(), "reason", why)
+			c.stopAttempt(refOf(a), a, why)
+			c.loseAttempt(ch, j, a, why, now)
+		}
+	}
 }
 
 // markDown marks n DOWN, closes its session and loses its active attempts.

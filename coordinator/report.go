@@ -33,7 +33,7 @@ func (c *Coordinator) ownAttempt(node string, r attemptRef) (*jobEntry, *store.A
 	switch {
 	case a == nil:
 		return nil, nil, errorf(ErrStaleAttempt, "attempt %s does not exist", r)
-	case !claimable(a, node):
+	case !c.claimable(a, node):
 		return nil, nil, errorf(ErrStaleAttempt, "attempt %s is not assigned to %s", r, node)
 	case j.tasks[r.task].Attempt != r.attempt:
 		return nil, nil, errorf(ErrStaleAttempt, "attempt %s was superseded by attempt %d", r, j.tasks[r.task].Attempt)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
@@ -28,6 +29,7 @@ func TestRunStartsLocalAgents(t *testing.T) {
 	cfg.Local.AgentBinary = script
 	cfg.Local.Env = []string{"FAKE_AGENT_OUT=" + out}
 	cfg.Logger = testutil.Logger(t)
+	cfg.AdminConfig = filepath.Join(cfg.StateDir, "admin.config")
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -38,19 +40,33 @@ func TestRunStartsLocalAgents(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 
-	var args []byte
+	var args, token []byte
 	waitFor(t, "the fake agent", func() bool {
 		files, _ := filepath.Glob(filepath.Join(out, "args-[0-9]*"))
 		if len(files) == 0 {
 			return false
 		}
 		args, err = os.ReadFile(files[0])
+		if err != nil {
+			return false
+		}
+		token, err = os.ReadFile(strings.Replace(files[0], "args-", "token-", 1))
 		return err == nil
 	})
 	argv := strings.Fields(string(args))
-	if len(argv) < 6 || argv[1] != c.Addr() || strings.HasSuffix(c.Addr(), ":0") || argv[3] != c.Token() ||
-		argv[5] != filepath.Join(cfg.StateDir, "nodes", "node-1") {
-		t.Errorf("agent argv = %v (addr %s)", argv, c.Addr())
+	if len(argv) < 4 || argv[1] != c.Addr() || strings.HasSuffix(c.Addr(), ":0") ||
+		argv[3] != filepath.Join(cfg.StateDir, "nodes", "node-1") || strings.Contains(string(args), pki.TokenPrefix) {
+		t.Errorf("agent argv = %v (addr %s), want the address and work dir and no token", argv, c.Addr())
+	}
+	tok, err := pki.ParseToken(string(token))
+	if err != nil || tok.CAFingerprint != c.CAFingerprint() {
+		t.Fatalf("agent's %s = %q (%v), want a token that pins the CA", pki.JoinTokenEnv, token, err)
+	}
+	c.trust.mu.RLock()
+	rec := c.trust.tokens[tok.ID]
+	c.trust.mu.RUnlock()
+	if rec == nil || rec.Uses != 1 || rec.ExpireTime.Sub(rec.CreateTime) > defaultTokenTTL {
+		t.Errorf("the provider's token = %+v, want single-use and short-lived", rec)
 	}
 	cancel()
 	select {

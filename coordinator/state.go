@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/cloudml/cloudml/coordinator/store"
+	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -38,6 +39,22 @@ type nodeEntry struct {
 	lastSeen      time.Time // last heartbeat or session open
 	persistedSeen time.Time // LastHeartbeat as last written
 	sessionEnd    time.Time // when the last session closed
+}
+
+// maxSlots is the node's slot cap: its token's, else the default.
+func (n *nodeEntry) maxSlots(cfg Config) int32 {
+	if n.rec.MaxSlots > 0 {
+		return n.rec.MaxSlots
+	}
+	return cfg.MaxNodeSlots
+}
+
+// maxMemory is the node's memory cap: its token's, else the default.
+func (n *nodeEntry) maxMemory(cfg Config) int64 {
+	if n.rec.MaxMemoryBytes > 0 {
+		return n.rec.MaxMemoryBytes
+	}
+	return cfg.MaxNodeMemoryBytes
 }
 
 // jobEntry is a job with its tasks and attempts.
@@ -214,12 +231,29 @@ func jobProto(j *jobEntry, withTasks bool) *cloudmlv1.Job {
 		CreateTime: timestamp(j.rec.CreateTime),
 		EndTime:    timestamp(j.rec.EndTime),
 		Output:     j.rec.Output,
+		Owner:      j.rec.Owner,
 	}
 	for _, t := range j.tasks {
 		pj.TaskStates[taskStateName(t.State)]++
 		if withTasks {
 			pj.Tasks = append(pj.Tasks, taskProto(j, t))
 		}
+	}
+	return pj
+}
+
+// redacted replaces the env values a caller may not see.
+const redacted = "<redacted>"
+
+// viewFor is a rendered job as caller may see it: the values of its env
+// are its submitter's (and, for a job of no known submitter, an admin's)
+// alone; everyone else sees the names only.
+func viewFor(pj *cloudmlv1.Job, caller pki.Identity) *cloudmlv1.Job {
+	if caller.Name == pj.GetOwner() && pj.GetOwner() != "" || pj.GetOwner() == "" && caller.Role == pki.RoleAdmin {
+		return pj
+	}
+	for k := range pj.GetSpec().GetEnv() {
+		pj.Spec.Env[k] = redacted
 	}
 	return pj
 }

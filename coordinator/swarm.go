@@ -51,6 +51,13 @@ func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) 
 	if n == nil {
 		return errorf(ErrUnauthenticated, "unknown node %s; register again", id)
 	}
+	manager := req.GetRole() == cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER
+	if manager && id != c.swarm.initNode && id != c.swarm.manager && n.rec.SwarmRole != roleManager {
+		// Only the node the coordinator asked to found the swarm may say it
+		// manages it: workers join the address and token it reports.
+		c.log.Warn("refused a swarm manager report from a node not chosen as manager", "node_id", id, "manager", c.swarm.manager)
+		return errorf(ErrPermissionDenied, "node %s was not chosen as the swarm's manager", id)
+	}
 	ch := newChanges()
 	if req.GetError() != "" {
 		n.rec.Message = "swarm: " + req.GetError()
@@ -62,7 +69,7 @@ func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) 
 		n.rec.SwarmNodeID = req.GetSwarmNodeId()
 		n.rec.SwarmRole = roleWorker
 		n.rec.Message = ""
-		if req.GetRole() == cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER {
+		if manager {
 			n.rec.SwarmRole = roleManager
 			c.swarm.manager, c.swarm.initNode = id, ""
 			if req.GetManagerAddr() != "" {

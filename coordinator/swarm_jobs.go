@@ -166,8 +166,14 @@ func (c *Coordinator) swarmAssignmentMsg(j *jobEntry, r attemptRef) *cloudmlv1.S
 
 // claimable reports whether node may report attempt a: its own, or a swarm
 // attempt nobody claimed yet.
-func claimable(a *store.Attempt, node string) bool {
-	return a.NodeID == node || (a.Swarm && a.NodeID == "")
+func (c *Coordinator) claimable(a *store.Attempt, node string) bool {
+	if a.NodeID == node {
+		return true
+	}
+	// An unclaimed swarm attempt runs where swarm placed it, on a node in
+	// the swarm; a node outside it cannot have it.
+	n := c.nodes[node]
+	return a.Swarm && a.NodeID == "" && n != nil && n.rec.SwarmNodeID != "" && !n.rec.Removed
 }
 
 // stopAttempt tells the attempt's node, and for a swarm attempt its

@@ -19,6 +19,8 @@ addr="127.0.0.1:${CLOUDML_DEMO_PORT:-7072}"
 rm -rf "$home/state"
 mkdir -p "$home"
 export CLOUDML_COORDINATOR="$addr"
+# The coordinator writes its admin credential here; the client reads it.
+export CLOUDML_CONFIG="$home/config"
 client=bin/cloudml-client
 
 bin/coordinator serve --listen "$addr" --provider netns --nodes 3 --slots 2 --netns-name "$name" \

@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 make --no-print-directory build
 
-home="$PWD/.cloudml/demo"
+home="${CLOUDML_DEMO_HOME:-$PWD/.cloudml/demo}"
 addr="127.0.0.1:${CLOUDML_DEMO_PORT:-7071}"
 mkdir -p "$home"
 export CLOUDML_COORDINATOR="$addr"
+# The coordinator writes its admin credential here; the client reads it.
+export CLOUDML_CONFIG="$home/config"
 client=bin/cloudml-client
 
 bin/coordinator serve --listen "$addr" --provider local --nodes 2 \

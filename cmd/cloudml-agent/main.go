@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/cloudml/cloudml/agent"
 	"github.com/cloudml/cloudml/internal/logging"
+	"github.com/cloudml/cloudml/internal/pki"
 )
 
 func main() {
@@ -20,17 +22,20 @@ func main() {
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `cloudml-agent: the CloudML node agent.
 
-It registers with the coordinator using the cluster's bootstrap token (kept
-only until the node has its own credential in --work-dir), holds a session,
-and runs the tasks it is assigned: stages code and data from the bucket,
-runs the command, ships its logs, uploads results.
+It registers with the coordinator using a join token (from --token-file or
+the CLOUDML_JOIN_TOKEN environment variable, never argv): it checks the
+coordinator against the CA fingerprint in the token, then trades the token
+for a node certificate kept in --work-dir/identity (key 0600), renewed
+before it expires. A restart reuses the certificate. Then it holds a
+session and runs the tasks it is assigned: stages code and data from the
+bucket, runs the command, ships its logs, uploads results.
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.CoordinatorAddr, "coordinator", envOr("CLOUDML_COORDINATOR", "127.0.0.1:7070"), "coordinator address host:port (env CLOUDML_COORDINATOR)")
-	fs.StringVar(&cfg.BootstrapToken, "token", os.Getenv("CLOUDML_TOKEN"), "cluster bootstrap token (env CLOUDML_TOKEN)")
+	tokenFile := fs.String("token-file", "", "file holding the join token ('cloudml-client token create'); or set "+pki.JoinTokenEnv)
 	fs.StringVar(&cfg.WorkDir, "work-dir", cfg.WorkDir, "directory for the node identity, the staging cache and task directories")
 	fs.IntVar(&cfg.Slots, "slots", cfg.Slots, "tasks to run at once (default: number of CPUs)")
 	fs.StringVar(&cfg.Hostname, "hostname", cfg.Hostname, "hostname to report")
@@ -40,6 +45,12 @@ Flags:
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	fs.Parse(os.Args[1:])
+	token, err := joinToken(*tokenFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cloudml-agent: %v\n", err)
+		os.Exit(2)
+	}
+	cfg.JoinToken = token
 
 	log := logging.New("cloudml-agent", *level, *logJSON)
 	cfg.Logger = log
@@ -61,4 +72,19 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// joinToken reads the token file, else the environment; the variable is
+// then removed so that nothing the agent starts inherits it.
+func joinToken(file string) (string, error) {
+	env := os.Getenv(pki.JoinTokenEnv)
+	os.Unsetenv(pki.JoinTokenEnv)
+	if file == "" {
+		return strings.TrimSpace(env), nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read the join token: %w", err)
+	}
+	return strings.TrimSpace(string(data)), nil
 }

@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/cloudml/cloudml/coordinator"
 	"github.com/cloudml/cloudml/internal/logging"
+	"github.com/cloudml/cloudml/internal/pki"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -32,7 +34,12 @@ attempts, nodes and logs in --state, and starts nodes with --provider:
   netns  a Docker Swarm of N nodes on this machine: one network namespace,
          dockerd and agent per node; container jobs (--image) run as swarm
          services (needs root, docker.io, iproute2 and iptables)
-  none   agents are started elsewhere and join with the bootstrap token
+  none   agents are started elsewhere and join with a join token
+         ('cloudml-client token create')
+
+Every connection is TLS 1.3 with client certificates. On first start the
+coordinator makes its CA in --state/pki (key 0600) and writes an admin
+credential to --admin-config, which cloudml-client finds by itself.
 
 Example (the embedded default: local agents, a file:// bucket):
   coordinator serve --provider local --nodes 2 --state ~/.cloudml/state --bucket file://$HOME/.cloudml/bucket
@@ -98,7 +105,14 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.cfg.ListenAddr, "listen", f.cfg.ListenAddr, "gRPC listen address for agents and clients")
 	fs.StringVar(&f.cfg.StateDir, "state", f.cfg.StateDir, "state directory (embedded bbolt database)")
 	fs.StringVar(&f.cfg.DefaultBucket, "bucket", f.cfg.DefaultBucket, "default bucket for code and results: gs://bucket[/prefix] or file:///dir")
-	fs.StringVar(&f.cfg.BootstrapToken, "token", os.Getenv("CLOUDML_TOKEN"), "bootstrap token agents register with (default: generated and kept in the state directory)")
+	fs.StringVar(&f.cfg.AdvertiseAddr, "advertise", "", "address agents and clients dial, host:port, when not --listen (a public name); the server certificate names it")
+	fs.StringVar(&f.cfg.AdminConfig, "admin-config", pki.DefaultConfigPath(), "where to write the admin credential when there is none for this coordinator (env "+pki.ConfigEnv+"); empty: nowhere")
+	fs.DurationVar(&f.cfg.NodeCertTTL, "node-cert-ttl", f.cfg.NodeCertTTL, "lifetime of node certificates (agents renew at half-life)")
+	fs.Func("max-node-slots", fmt.Sprintf("most slots a node may claim when its join token sets no cap (default %d)", f.cfg.MaxNodeSlots), func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 32)
+		f.cfg.MaxNodeSlots = int32(n)
+		return err
+	})
 	fs.StringVar(&f.cfg.Provider, "provider", f.cfg.Provider, "node provider: local, netns or none")
 	fs.IntVar(&f.cfg.Local.Nodes, "nodes", f.cfg.Local.Nodes, "local and netns providers: number of nodes to start")
 	fs.IntVar(&f.cfg.Local.Slots, "slots", f.cfg.Local.Slots, "local and netns providers: task slots per agent (0: the agent's CPU count)")

@@ -19,9 +19,22 @@ type Node struct {
 	Slots       int32  `json:"slots"`
 	MemoryBytes int64  `json:"memory_bytes"`
 	Runtime     string `json:"runtime"`
-	// CredentialSHA256 is the hex sha256 of the node credential; the
-	// credential itself is never stored.
-	CredentialSHA256 string `json:"credential_sha256"`
+	// CertSerial and PrevCertSerial are the hex serials of the node's
+	// current certificate and the one it renewed last; a node certificate
+	// with any other serial is refused.
+	CertSerial     string `json:"cert_serial"`
+	PrevCertSerial string `json:"prev_cert_serial,omitempty"`
+	// CertExpireTime is when the current certificate expires.
+	CertExpireTime time.Time `json:"cert_expire_time,omitzero"`
+	// MaxSlots and MaxMemoryBytes cap what the node may claim (from its join
+	// token, or the coordinator's defaults).
+	MaxSlots       int32 `json:"max_slots,omitempty"`
+	MaxMemoryBytes int64 `json:"max_memory_bytes,omitempty"`
+	// Token is the id of the join token it registered with.
+	Token string `json:"token,omitempty"`
+	// Removed is set by RemoveNode: the node's certificates are refused and
+	// it is kept out.
+	Removed bool `json:"removed,omitempty"`
 	// State is READY or DOWN.
 	State cloudmlv1.NodeState `json:"state"`
 	// LastHeartbeat is when the node was last heard from (persisted lazily).
@@ -48,6 +61,9 @@ type Job struct {
 	Output string `json:"output"`
 	// TaskCount is the number of tasks.
 	TaskCount int32 `json:"task_count"`
+	// Owner is the credential that submitted the job: only it sees the
+	// job's env values.
+	Owner string `json:"owner,omitempty"`
 	// Cancelled is set once the user cancelled the job.
 	Cancelled bool `json:"cancelled,omitempty"`
 	// CreateTime, StartTime and EndTime bound the job.

@@ -31,7 +31,9 @@ var (
 	bucketJobs     = []byte("jobs")
 	bucketTasks    = []byte("tasks")
 	bucketAttempts = []byte("attempts")
-	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts}
+	bucketTokens   = []byte("tokens")
+	bucketCreds    = []byte("credentials")
+	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts, bucketTokens, bucketCreds}
 	// legacyBuckets held log batches and acks before logs moved to
 	// segment files; Open drops them.
 	legacyBuckets = [][]byte{[]byte("acks"), []byte("logs")}
@@ -106,6 +108,9 @@ type Snapshot struct {
 	Jobs     []*Job
 	Tasks    []*Task
 	Attempts []*Attempt
+	// Tokens and Credentials are the join tokens and client credentials.
+	Tokens      []*JoinToken
+	Credentials []*Credential
 }
 
 // Load reads every node, job, task and attempt, with its acked log seq
@@ -124,6 +129,12 @@ func (s *Store) Load() (*Snapshot, error) {
 		}
 		if err := loadAll(tx.Bucket(bucketAttempts), &snap.Attempts); err != nil {
 			return fmt.Errorf("attempts: %w", err)
+		}
+		if err := loadAll(tx.Bucket(bucketTokens), &snap.Tokens); err != nil {
+			return fmt.Errorf("tokens: %w", err)
+		}
+		if err := loadAll(tx.Bucket(bucketCreds), &snap.Credentials); err != nil {
+			return fmt.Errorf("credentials: %w", err)
 		}
 		return nil
 	})
@@ -156,11 +167,14 @@ type Changes struct {
 	Jobs     []*Job
 	Tasks    []*Task
 	Attempts []*Attempt
+	// Tokens and Credentials are written (replaced) by id and name.
+	Tokens      []*JoinToken
+	Credentials []*Credential
 }
 
 // Empty reports whether there is nothing to write.
 func (c *Changes) Empty() bool {
-	return len(c.Nodes)+len(c.Jobs)+len(c.Tasks)+len(c.Attempts) == 0
+	return len(c.Nodes)+len(c.Jobs)+len(c.Tasks)+len(c.Attempts)+len(c.Tokens)+len(c.Credentials) == 0
 }
 
 // Save writes every record of c in one transaction.
@@ -206,6 +220,16 @@ func putChanges(tx *bolt.Tx, c *Changes) error {
 	}
 	for _, a := range c.Attempts {
 		if err := putJSON(tx.Bucket(bucketAttempts), attemptKey(a.JobID, a.Task, a.Attempt), a); err != nil {
+			return err
+		}
+	}
+	for _, t := range c.Tokens {
+		if err := putJSON(tx.Bucket(bucketTokens), []byte(t.ID), t); err != nil {
+			return err
+		}
+	}
+	for _, cr := range c.Credentials {
+		if err := putJSON(tx.Bucket(bucketCreds), []byte(cr.Name), cr); err != nil {
 			return err
 		}
 	}

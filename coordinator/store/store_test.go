@@ -26,13 +26,15 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	s := open(t, dir)
 	now := time.Now().Truncate(time.Millisecond).UTC()
 	want := &Snapshot{
-		Nodes: []*Node{{ID: "node-1", Slots: 2, CredentialSHA256: "ab", State: cloudmlv1.NodeState_NODE_STATE_READY, LastHeartbeat: now, RegisterTime: now}},
+		Nodes: []*Node{{ID: "node-1", Slots: 2, CertSerial: "ab", State: cloudmlv1.NodeState_NODE_STATE_READY, LastHeartbeat: now, RegisterTime: now}},
 		Jobs:  []*Job{{ID: "a-000001", Spec: []byte{1, 2}, State: cloudmlv1.JobState_JOB_STATE_RUNNING, TaskCount: 1, CreateTime: now}},
 		Tasks: []*Task{{JobID: "a-000001", Index: 0, Params: map[string]string{"x": "1"}, State: cloudmlv1.TaskState_TASK_STATE_RUNNING, Attempt: 1}},
 		Attempts: []*Attempt{{JobID: "a-000001", Task: 0, Attempt: 1, NodeID: "node-1", State: cloudmlv1.TaskState_TASK_STATE_RUNNING,
 			Metrics: Metrics{"loss": 0.5, "nan": math.NaN(), "inf": math.Inf(-1)}, AssignTime: now}},
 	}
-	if err := s.Save(&Changes{Nodes: want.Nodes, Jobs: want.Jobs, Tasks: want.Tasks, Attempts: want.Attempts}); err != nil {
+	want.Tokens = []*JoinToken{{ID: "0123456789ab", SecretSHA256: "cd", CreateTime: now, ExpireTime: now.Add(time.Minute), Uses: 1, Used: 1, Nodes: []string{"node-1"}}}
+	want.Credentials = []*Credential{{Name: "admin", Role: "admin", Serial: "ef", CreateTime: now, ExpireTime: now.Add(time.Hour)}}
+	if err := s.Save(&Changes{Nodes: want.Nodes, Jobs: want.Jobs, Tasks: want.Tasks, Attempts: want.Attempts, Tokens: want.Tokens, Credentials: want.Credentials}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.AppendLogs("a-000001", 0, 1, []*cloudmlv1.LogBatch{{Seq: 1, Data: []byte("x\n")}}); err != nil {

@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/cloudml/cloudml/internal/grpcopt"
+	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -54,7 +55,8 @@ Commands:
             "image ls", "image rm NAME..."
 
 Global flags:
-  --coordinator ADDR   coordinator address (env CLOUDML_COORDINATOR, default 127.0.0.1:7070)
+  --config FILE        credential file (env CLOUDML_CONFIG, default ~/.cloudml/config)
+  --coordinator ADDR   coordinator address (env CLOUDML_COORDINATOR, default: the credential's)
   -o table|json        output format (default table)
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 the followed job failed, 4 it was cancelled.
@@ -68,6 +70,7 @@ type App struct {
 	Getenv func(string) string
 
 	addr   string
+	config string
 	output string
 	conn   *grpc.ClientConn
 	jobs   cloudmlv1.JobServiceClient
@@ -96,11 +99,8 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("cloudml-client", flag.ContinueOnError)
 	fs.SetOutput(a.Stderr)
 	fs.Usage = func() { fmt.Fprint(a.Stderr, usage) }
-	addr := a.Getenv("CLOUDML_COORDINATOR")
-	if addr == "" {
-		addr = DefaultCoordinator
-	}
-	fs.StringVar(&a.addr, "coordinator", addr, "coordinator address")
+	fs.StringVar(&a.addr, "coordinator", a.Getenv("CLOUDML_COORDINATOR"), "coordinator address")
+	fs.StringVar(&a.config, "config", "", "credential file")
 	fs.StringVar(&a.output, "o", "table", "output format: table or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -160,12 +160,30 @@ func (a *App) exitCode(err error) int {
 }
 
 // connect dials the coordinator lazily: help and usage errors need no server.
+// The credential file (--config, CLOUDML_CONFIG, ~/.cloudml/config) gives
+// the TLS identity and, unless --coordinator or CLOUDML_COORDINATOR says
+// otherwise, the address.
 func (a *App) connect() error {
 	if a.conn != nil {
 		return nil
 	}
+	path := a.config
+	if path == "" {
+		path = pki.DefaultConfigPath()
+	}
+	cred, err := pki.LoadCredential(path)
+	if err != nil {
+		return fmt.Errorf("no usable credential at %s (%w): 'coordinator serve' writes one for its admin; a teammate gets one from 'cloudml-client credential create NAME'", path, err)
+	}
+	tlsCfg, err := cred.TLS()
+	if err != nil {
+		return fmt.Errorf("credential %s: %w", path, err)
+	}
+	if a.addr == "" {
+		a.addr = cred.Coordinator
+	}
 	conn, err := grpc.NewClient(a.addr, append(grpcopt.Dial(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
 	if err != nil {
 		return fmt.Errorf("coordinator address %q: %w", a.addr, err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,12 +13,9 @@ import (
 	"github.com/docker/docker/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/cloudml/cloudml/coordinator"
-	"github.com/cloudml/cloudml/internal/auth"
+	"github.com/cloudml/cloudml/internal/coordtest"
 	"github.com/cloudml/cloudml/internal/netns"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -27,49 +23,18 @@ import (
 
 // inProcess serves a real coordinator over bufconn.
 type inProcess struct {
-	c   *coordinator.Coordinator
-	lis *bufconn.Listener
+	c *coordtest.Coordinator
 }
 
 func startCoordinator(t *testing.T) *inProcess {
 	t.Helper()
-	cfg := coordinator.DefaultConfig()
-	cfg.StateDir = t.TempDir()
-	cfg.DefaultBucket = "file://" + t.TempDir()
-	cfg.Logger = testutil.Logger(t)
-	c, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &inProcess{c: c, lis: bufconn.Listen(1 << 20)}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- c.Serve(ctx, p.lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		c.Close()
-	})
-	return p
+	return &inProcess{c: coordtest.Start(t)}
 }
 
-func (p *inProcess) dial(t *testing.T) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return p.lis.DialContext(ctx) }),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
-}
-
-// run runs the client against the coordinator.
+// run runs the client against the coordinator, as its admin.
 func (p *inProcess) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	conn := p.dial(t) // Run closes it
+	conn := p.c.AdminConn() // Run closes it
 	var out, errb bytes.Buffer
 	app := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
 		conn: conn, jobs: cloudmlv1.NewJobServiceClient(conn), nodes: cloudmlv1.NewClusterServiceClient(conn)}
@@ -77,17 +42,16 @@ func (p *inProcess) run(t *testing.T, args ...string) (code int, stdout, stderr 
 	return code, out.String(), errb.String()
 }
 
-// fetch fetches an image as a node would.
+// fetch fetches an image as a node would: registered with a join token,
+// with its node certificate.
 func (p *inProcess) fetch(t *testing.T, name string) (*cloudmlv1.ImageHeader, []byte, error) {
 	t.Helper()
-	conn := p.dial(t)
-	defer conn.Close()
-	agent := cloudmlv1.NewAgentServiceClient(conn)
-	reg, err := agent.Register(t.Context(), &cloudmlv1.RegisterRequest{BootstrapToken: p.c.Token(), Hostname: "n", Slots: 1, Runtime: "docker"})
+	_, pair, err := testutil.RegisterNode(t, p.c.Dial(p.c.NoCertCreds()), &cloudmlv1.RegisterRequest{JoinToken: p.c.Token(), Hostname: "n", Slots: 1, Runtime: "docker"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := agent.FetchImage(t.Context(), &cloudmlv1.FetchImageRequest{Image: name}, grpc.PerRPCCredentials(auth.NodeCredential(reg.GetNodeCredential())))
+	agent := cloudmlv1.NewAgentServiceClient(p.c.Dial(p.c.CertCreds(pair)))
+	stream, err := agent.FetchImage(t.Context(), &cloudmlv1.FetchImageRequest{Image: name})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,28 +1,21 @@
 package testutil
 
 import (
-	"context"
-	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/cloudml/cloudml/internal/pki"
 )
 
-// ServeGRPC serves the services register adds on an in-memory listener
-// until the test ends, and returns the dial options that reach it.
+// ServeGRPC serves the services register adds over TLS on an in-memory
+// listener until the test ends, and returns the dial options that reach it
+// as a client ("test-client").
 func ServeGRPC(t testing.TB, register func(*grpc.Server)) []grpc.DialOption {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	register(srv)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return []grpc.DialOption{
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	}
+	s := ServeTLS(t, register)
+	return []grpc.DialOption{s.Dialer, grpc.WithTransportCredentials(s.PKI.ClientCreds(s.PKI.Pair(pki.RoleClient, "test-client", time.Hour)))}
 }
 
 // ConnectGRPC is ServeGRPC and a client connection to the server, closed

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
@@ -78,10 +80,13 @@ func TestBadInput(t *testing.T) {
 	t.Run("wrong token", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, bin("cloudml-agent"), "--coordinator", c.addr, "--token", "wrong", "--work-dir", t.TempDir())
+		cmd := exec.CommandContext(ctx, bin("cloudml-agent"), "--coordinator", c.addr, "--work-dir", t.TempDir())
+		cmd.Env = append(os.Environ(), pki.JoinTokenEnv+"=wrong")
 		out, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "token") {
-			t.Errorf("agent with a wrong token: err %v, output %q; want a non-zero exit that mentions the token", err, out)
+		var ee *exec.ExitError
+		// Exit 1 on its own, well before the deadline kills it (-1).
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "join token refused") {
+			t.Errorf("agent with a wrong token: err %v, output %q; want exit 1 saying the join token was refused", err, out)
 		}
 	})
 	t.Run("store consistent", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
@@ -61,8 +62,10 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	if o.bucket == "" {
 		o.bucket = "file://" + filepath.Join(home, "bucket")
 	}
+	// The coordinator writes its admin credential where CLOUDML_CONFIG
+	// points, and every client run reads it from there.
 	c := &cluster{t: t, addr: freeAddr(t), home: home, bucket: o.bucket, log: &syncBuffer{},
-		env: append(os.Environ(), o.env...)}
+		env: append(os.Environ(), append(o.env, pki.ConfigEnv+"="+filepath.Join(home, "config"))...)}
 	args := []string{"serve", "--listen", c.addr, "--provider", "local", "--nodes", fmt.Sprint(o.nodes),
 		"--state", filepath.Join(home, "state"), "--bucket", o.bucket, "--heartbeat", "500ms", "--node-down-after", "30s",
 		"--agent-bin", bin("cloudml-agent"), "--log-level", "debug"}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,66 +13,40 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/cloudml/cloudml/agent"
 	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/internal/coordtest"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// mesh is an in-process coordinator with real agents, all over one bufconn.
+// mesh is an in-process coordinator with real agents, all over one bufconn
+// and TLS, as on a real cluster.
 type mesh struct {
 	t      *testing.T
-	lis    *bufconn.Listener
-	coord  *coordinator.Coordinator
+	coord  *coordtest.Coordinator
 	jobs   cloudmlv1.JobServiceClient
 	nodes  cloudmlv1.ClusterServiceClient
 	bucket string
 	state  string
-	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	agents []context.CancelFunc
 }
 
-func (m *mesh) dial() grpc.DialOption {
-	return grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return m.lis.DialContext(ctx) })
-}
-
 func newMesh(t *testing.T, state string) *mesh {
 	t.Helper()
-	m := &mesh{t: t, lis: bufconn.Listen(1 << 20), state: state}
+	m := &mesh{t: t, state: state}
 	m.bucket = "file://" + filepath.Join(filepath.Dir(state), "bucket")
-	cfg := coordinator.DefaultConfig()
-	cfg.StateDir = state
-	cfg.DefaultBucket = m.bucket
-	cfg.BootstrapToken = "secret"
-	cfg.Provider = "none"
-	cfg.HeartbeatPeriod = 200 * time.Millisecond
-	cfg.NodeDownAfter = 30 * time.Second // no test here needs a silent node found; a loaded machine must not find one
-	cfg.Logger = testutil.Logger(t).Named("coordinator")
-	c, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatalf("coordinator.New: %v", err)
-	}
-	m.coord = c
-	ctx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		if err := c.Serve(ctx, m.lis); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("coordinator serve: %v", err)
-		}
-	}()
-	conn, err := grpc.NewClient("passthrough:///bufnet", m.dial(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	m.coord = coordtest.Start(t, func(cfg *coordinator.Config) {
+		cfg.StateDir = state
+		cfg.DefaultBucket = m.bucket
+		cfg.HeartbeatPeriod = 200 * time.Millisecond
+		cfg.NodeDownAfter = 30 * time.Second // no test here needs a silent node found; a loaded machine must not find one
+	})
+	conn := m.coord.AdminConn()
 	m.jobs = cloudmlv1.NewJobServiceClient(conn)
 	m.nodes = cloudmlv1.NewClusterServiceClient(conn)
 	return m
@@ -84,21 +57,19 @@ func (m *mesh) stop() {
 	for _, c := range m.agents {
 		c()
 	}
-	m.cancel()
 	m.wg.Wait()
-	if err := m.coord.Close(); err != nil {
-		m.t.Errorf("close coordinator: %v", err)
-	}
+	m.coord.Stop()
 }
 
-// startAgent runs a real agent with its own work directory.
+// startAgent runs a real agent with its own work directory and a fresh
+// single-use join token.
 func (m *mesh) startAgent(workDir string, slots int) {
 	cfg := agent.DefaultConfig()
-	cfg.CoordinatorAddr = "passthrough:///bufnet"
-	cfg.BootstrapToken = "secret"
+	cfg.CoordinatorAddr = coordtest.Addr
+	cfg.JoinToken = m.coord.Token()
 	cfg.WorkDir = workDir
 	cfg.Slots = slots
-	cfg.DialOptions = []grpc.DialOption{m.dial(), grpc.WithTransportCredentials(insecure.NewCredentials())}
+	cfg.DialOptions = []grpc.DialOption{m.coord.Dialer()}
 	cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
 	cfg.Logger = testutil.Logger(m.t).Named(filepath.Base(workDir))
 	a, err := agent.New(cfg)

@@ -22,6 +22,7 @@ import (
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/cloudml/cloudml/internal/netns"
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
@@ -34,6 +35,7 @@ type swarmCluster struct {
 	addr   string // coordinator, for clients (loopback)
 	gcs    *fakestorage.Server
 	env    []string
+	config string // CLOUDML_CONFIG=<the admin credential>
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	log    bytes.Buffer
@@ -87,6 +89,8 @@ func startSwarm(t *testing.T, nodes int) *swarmCluster {
 		addr: freeAddr(t), env: append(os.Environ(), "STORAGE_EMULATOR_HOST="+net.JoinHostPort(host, port))}
 	t.Setenv("STORAGE_EMULATOR_HOST", net.JoinHostPort("127.0.0.1", port))
 	state := t.TempDir()
+	c.config = pki.ConfigEnv + "=" + filepath.Join(state, "admin.config") // the coordinator writes it, clients read it
+	c.env = append(c.env, c.config)
 	c.cmd = exec.Command(bin("coordinator"), "serve", "--provider", "netns", "--nodes", fmt.Sprint(nodes), "--slots", "2",
 		"--netns-name", c.name, "--netns-subnet", subnet, "--listen", c.addr, "--state", state,
 		"--bucket", "gs://cloudml-swarm/runs", "--heartbeat", "500ms", "--node-down-after", "30s", "--agent-bin", bin("cloudml-agent"),
@@ -198,13 +202,13 @@ func (c *swarmCluster) docker(i int) *client.Client {
 // client runs cloudml-client against the cluster.
 func (c *swarmCluster) client(args ...string) testutil.ClientResult {
 	c.t.Helper()
-	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: nil}.Run(c.t, args...)
+	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: append(os.Environ(), c.config)}.Run(c.t, args...)
 }
 
 // mustClient runs the client and fails the test unless it exits 0.
 func (c *swarmCluster) mustClient(args ...string) string {
 	c.t.Helper()
-	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: nil}.Must(c.t, args...)
+	return testutil.Client{Bin: bin("cloudml-client"), Addr: c.addr, Env: append(os.Environ(), c.config)}.Must(c.t, args...)
 }
 
 func freePort(t *testing.T) uint16 {

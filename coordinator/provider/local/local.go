@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudml/cloudml/internal/pki"
 )
 
 // DefaultAgentBinary is the agent's program name.
@@ -63,8 +65,23 @@ func (c *Config) Validate() error {
 type Target struct {
 	// Addr is the coordinator's host:port.
 	Addr string
-	// Token is the bootstrap token.
-	Token string
+	// MintToken makes a single-use join token for one agent start; label
+	// names the node, slots caps it (0: the coordinator's default cap).
+	MintToken func(label string, slots int) (string, error)
+}
+
+// JoinTokenEnv returns the environment entry that hands an agent a fresh
+// join token: each start gets its own (a restarted agent that already has
+// its certificate ignores it, and the token expires unused).
+func (t Target) JoinTokenEnv(label string, slots int) (string, error) {
+	if t.MintToken == nil {
+		return "", errors.New("no way to mint a join token for the agent")
+	}
+	tok, err := t.MintToken(label, slots)
+	if err != nil {
+		return "", fmt.Errorf("mint a join token for %s: %w", label, err)
+	}
+	return pki.JoinTokenEnv + "=" + tok, nil
 }
 
 // Provider runs local agents.
@@ -117,7 +134,6 @@ func isExecutable(path string) bool {
 func (p *Provider) Args(i int, t Target) []string {
 	args := []string{
 		"--coordinator", t.Addr,
-		"--token", t.Token,
 		"--work-dir", filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i)),
 	}
 	if p.cfg.Slots > 0 {
@@ -149,10 +165,15 @@ func (p *Provider) Run(ctx context.Context, t Target) error {
 		}
 		log := p.log.Named("agent-"+strconv.Itoa(i)).With("work_dir", workDir)
 		args := p.Args(i, t)
-		a, err := Supervise(ctx, log, func() *exec.Cmd {
+		label := "local node-" + strconv.Itoa(i)
+		a, err := Supervise(ctx, log, func() (*exec.Cmd, error) {
+			tok, err := t.JoinTokenEnv(label, p.cfg.Slots)
+			if err != nil {
+				return nil, err
+			}
 			cmd := exec.Command(bin, args...)
-			cmd.Env = append(os.Environ(), p.cfg.Env...)
-			return cmd
+			cmd.Env = append(append(os.Environ(), p.cfg.Env...), tok)
+			return cmd, nil
 		})
 		if err != nil {
 			return fmt.Errorf("agent %d: %w", i, err)

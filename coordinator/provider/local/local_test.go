@@ -66,7 +66,7 @@ func startFake(t *testing.T, cfg Config) *fakeRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	t.Cleanup(cancel)
-	go func() { r.done <- p.Run(ctx, Target{Addr: "127.0.0.1:7070", Token: "tok"}) }()
+	go func() { r.done <- p.Run(ctx, Target{Addr: "127.0.0.1:7070", MintToken: fakeMint}) }()
 	return r
 }
 
@@ -122,7 +122,7 @@ func TestRunStartsAgentsAndStopsThem(t *testing.T) {
 		argvs = append(argvs, strings.Fields(argv))
 	}
 	for i := 1; i <= 2; i++ {
-		want := []string{"--coordinator", "127.0.0.1:7070", "--token", "tok", "--work-dir", filepath.Join(work, "node-"+strconv.Itoa(i)), "--slots", "3", "--log-level", "debug"}
+		want := []string{"--coordinator", "127.0.0.1:7070", "--work-dir", filepath.Join(work, "node-"+strconv.Itoa(i)), "--slots", "3", "--log-level", "debug"}
 		found := false
 		for _, argv := range argvs {
 			if cmp.Equal(want, argv) {
@@ -159,7 +159,7 @@ func TestMissingAgentBinarySaysMakeBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = p.Run(context.Background(), Target{Addr: "127.0.0.1:1", Token: "t"})
+	err = p.Run(context.Background(), Target{Addr: "127.0.0.1:1", MintToken: fakeMint})
 	if !errors.Is(err, ErrAgentNotFound) || !strings.Contains(err.Error(), "make build") {
 		t.Errorf("Run with a missing agent = %v, want ErrAgentNotFound mentioning make build", err)
 	}
@@ -199,3 +199,6 @@ func TestRunRestartsAnAgentThatDies(t *testing.T) {
 	}
 	r.stop(both)
 }
+
+// fakeMint stands for the coordinator's MintToken.
+func fakeMint(label string, slots int) (string, error) { return "CMLTKN-1-test-" + label, nil }

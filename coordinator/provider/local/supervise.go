@@ -28,7 +28,7 @@ const (
 // it runs in its own process group.
 type Supervised struct {
 	log    hclog.Logger
-	newCmd func() *exec.Cmd
+	newCmd func() (*exec.Cmd, error)
 	done   chan struct{} // closed once supervision ended and the process exited
 }
 
@@ -45,7 +45,7 @@ type run struct {
 // after StopTimeout. An error starting the first process is returned (a
 // bad binary is a configuration error); later start errors are retried
 // with the restart delays.
-func Supervise(ctx context.Context, log hclog.Logger, newCmd func() *exec.Cmd) (*Supervised, error) {
+func Supervise(ctx context.Context, log hclog.Logger, newCmd func() (*exec.Cmd, error)) (*Supervised, error) {
 	s := &Supervised{log: log, newCmd: newCmd, done: make(chan struct{})}
 	r, err := s.start()
 	if err != nil {
@@ -92,7 +92,10 @@ func (s *Supervised) loop(ctx context.Context, r *run) {
 }
 
 func (s *Supervised) start() (*run, error) {
-	cmd := s.newCmd()
+	cmd, err := s.newCmd()
+	if err != nil {
+		return nil, err
+	}
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}

@@ -49,11 +49,15 @@ func (p *Provider) Run(ctx context.Context, t Target) (err error) {
 			return fmt.Errorf("create work dir of node %d: %w", i, err)
 		}
 		log := p.log.Named("agent-"+strconv.Itoa(i)).With("namespace", node.Name, "address", node.Addr)
-		args := p.Args(i, addr, t.Token, node)
-		a, err := local.Supervise(ctx, log, func() *exec.Cmd {
+		args := p.Args(i, addr, node)
+		a, err := local.Supervise(ctx, log, func() (*exec.Cmd, error) {
+			tok, err := t.JoinTokenEnv("netns "+node.Name, p.cfg.Slots)
+			if err != nil {
+				return nil, err
+			}
 			cmd := c.Command(context.Background(), idx, bin, args...)
-			cmd.Env = append(cmd.Env, p.cfg.Env...)
-			return cmd
+			cmd.Env = append(append(cmd.Env, p.cfg.Env...), tok)
+			return cmd, nil
 		})
 		if err != nil {
 			return fmt.Errorf("agent %d: %w", i, err)

@@ -12,6 +12,8 @@ import (
 
 	cluster "github.com/cloudml/cloudml/internal/netns"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudml/cloudml/coordinator/provider/local"
 )
 
 // ErrUnreachableTarget means the coordinator's address cannot be reached
@@ -75,14 +77,8 @@ func (c *Config) clusterConfig(log hclog.Logger) cluster.Config {
 	return cc
 }
 
-// Target is where the agents connect.
-type Target struct {
-	// Addr is the coordinator's host:port as it listens: the bridge
-	// address (ListenAddr) or a wildcard one.
-	Addr string
-	// Token is the bootstrap token.
-	Token string
-}
+// Target is where the agents connect: the local provider's.
+type Target = local.Target
 
 // Provider runs a namespace cluster with one agent per node.
 type Provider struct {
@@ -185,10 +181,9 @@ func (p *Provider) AgentAddr(listen string) (string, error) {
 
 // Args returns the argv (without the program) of the agent of node i
 // (1-based) dialing coordinator at addr.
-func (p *Provider) Args(i int, addr, token string, node cluster.Node) []string {
+func (p *Provider) Args(i int, addr string, node cluster.Node) []string {
 	args := []string{
 		"--coordinator", addr,
-		"--token", token,
 		"--work-dir", filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i)),
 		"--address", node.Addr,
 		"--hostname", node.Name,

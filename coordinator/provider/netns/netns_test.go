@@ -103,7 +103,7 @@ func TestRunStartsAgentsInNamespacesAndTearsDown(t *testing.T) {
 	defer func() { lis.Close(); waitServe() }()
 
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, Target{Addr: lis.Addr().String(), Token: "tok"}) }()
+	go func() { done <- p.Run(ctx, Target{Addr: lis.Addr().String(), MintToken: fakeMint}) }()
 
 	nodes := p.Cluster().Nodes()
 	var got []greeting
@@ -134,13 +134,13 @@ func TestRunStartsAgentsInNamespacesAndTearsDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-		records[lines[9]] = lines // keyed by --hostname's value
+		records[lines[slices.Index(lines, "--hostname")+1]] = lines // keyed by --hostname's value
 		pid, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(f), "args-"))
 		pids = append(pids, pid)
 	}
 	for idx, n := range nodes {
 		want := []string{
-			"--coordinator", lis.Addr().String(), "--token", "tok",
+			"--coordinator", lis.Addr().String(),
 			"--work-dir", filepath.Join(work, "node-"+strconv.Itoa(idx+1)),
 			"--address", n.Addr, "--hostname", n.Name, "--log-level", "debug",
 			"DOCKER_HOST=" + n.DockerHost,
@@ -226,3 +226,6 @@ func TestValidate(t *testing.T) {
 		t.Error("New without a work dir succeeded")
 	}
 }
+
+// fakeMint stands for the coordinator's MintToken.
+func fakeMint(label string, slots int) (string, error) { return "CMLTKN-1-test", nil }

@@ -79,15 +79,20 @@ func (SwarmRole) EnumDescriptor() ([]byte, []int) {
 // RegisterRequest describes the node that wants to join.
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// BootstrapToken is the cluster's join secret.
-	BootstrapToken string `protobuf:"bytes,1,opt,name=bootstrap_token,json=bootstrapToken,proto3" json:"bootstrap_token,omitempty"`
+	// JoinToken is a token from 'cloudml-client token create' or a provider
+	// (CMLTKN-1-<CA fingerprint>-<id>-<secret>).
+	JoinToken string `protobuf:"bytes,7,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	// Csr is a DER certificate signing request for the node's key, which
+	// never leaves the node. Only its key is used.
+	Csr []byte `protobuf:"bytes,8,opt,name=csr,proto3" json:"csr,omitempty"`
 	// Hostname is the node's hostname, for humans.
 	Hostname string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// Address is the address the node advertises to its peers.
 	Address string `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
-	// Slots is how many tasks the node offers to run at once.
+	// Slots is how many tasks the node offers to run at once; the
+	// coordinator caps it (the token's limit, or its own default).
 	Slots int32 `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`
-	// MemoryBytes is the node's memory.
+	// MemoryBytes is the node's memory, capped like slots.
 	MemoryBytes int64 `protobuf:"varint,5,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	// Runtime names the node's task runtime ("process", "docker").
 	Runtime       string `protobuf:"bytes,6,opt,name=runtime,proto3" json:"runtime,omitempty"`
@@ -125,11 +130,18 @@ func (*RegisterRequest) Descriptor() ([]byte, []int) {
 	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *RegisterRequest) GetBootstrapToken() string {
+func (x *RegisterRequest) GetJoinToken() string {
 	if x != nil {
-		return x.BootstrapToken
+		return x.JoinToken
 	}
 	return ""
+}
+
+func (x *RegisterRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
 }
 
 func (x *RegisterRequest) GetHostname() string {
@@ -172,11 +184,15 @@ type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// NodeID is the coordinator-assigned id.
 	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	// NodeCredential authorises every later call of this node. The agent keeps
-	// it in its work directory so that a restart keeps the same identity.
-	NodeCredential string `protobuf:"bytes,2,opt,name=node_credential,json=nodeCredential,proto3" json:"node_credential,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Certificate is the node's certificate (PEM), valid for a day by
+	// default. The agent keeps it, and its key (mode 0600), in its work
+	// directory so that a restart keeps the same identity.
+	Certificate []byte `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// CaCertificate is the coordinator's CA certificate (PEM); every later
+	// connection checks the coordinator against it.
+	CaCertificate []byte `protobuf:"bytes,4,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterResponse) Reset() {
@@ -216,11 +232,110 @@ func (x *RegisterResponse) GetNodeId() string {
 	return ""
 }
 
-func (x *RegisterResponse) GetNodeCredential() string {
+func (x *RegisterResponse) GetCertificate() []byte {
 	if x != nil {
-		return x.NodeCredential
+		return x.Certificate
 	}
-	return ""
+	return nil
+}
+
+func (x *RegisterResponse) GetCaCertificate() []byte {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return nil
+}
+
+// RenewCertificateRequest carries a request for the node's next certificate.
+type RenewCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Csr is a DER certificate signing request for the node's (new) key.
+	Csr           []byte `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+// RenewCertificateResponse carries the new certificate.
+type RenewCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Certificate is the new node certificate (PEM).
+	Certificate   []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RenewCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
 }
 
 // SessionRequest opens a session.
@@ -242,7 +357,7 @@ type SessionRequest struct {
 
 func (x *SessionRequest) Reset() {
 	*x = SessionRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[2]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +369,7 @@ func (x *SessionRequest) String() string {
 func (*SessionRequest) ProtoMessage() {}
 
 func (x *SessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[2]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +382,7 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
 func (*SessionRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SessionRequest) GetRunning() []*TaskRef {
@@ -319,7 +434,7 @@ type SessionResponse struct {
 
 func (x *SessionResponse) Reset() {
 	*x = SessionResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[3]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +446,7 @@ func (x *SessionResponse) String() string {
 func (*SessionResponse) ProtoMessage() {}
 
 func (x *SessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[3]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +459,7 @@ func (x *SessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionResponse.ProtoReflect.Descriptor instead.
 func (*SessionResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionResponse) GetCommand() isSessionResponse_Command {
@@ -490,7 +605,7 @@ type SessionStarted struct {
 
 func (x *SessionStarted) Reset() {
 	*x = SessionStarted{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[4]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +617,7 @@ func (x *SessionStarted) String() string {
 func (*SessionStarted) ProtoMessage() {}
 
 func (x *SessionStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[4]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +630,7 @@ func (x *SessionStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStarted.ProtoReflect.Descriptor instead.
 func (*SessionStarted) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionStarted) GetNodeId() string {
@@ -547,7 +662,7 @@ type TaskRef struct {
 
 func (x *TaskRef) Reset() {
 	*x = TaskRef{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[5]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +674,7 @@ func (x *TaskRef) String() string {
 func (*TaskRef) ProtoMessage() {}
 
 func (x *TaskRef) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[5]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +687,7 @@ func (x *TaskRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskRef.ProtoReflect.Descriptor instead.
 func (*TaskRef) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskRef) GetJobId() string {
@@ -641,7 +756,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[6]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -653,7 +768,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[6]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -666,7 +781,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Assignment) GetRef() *TaskRef {
@@ -774,7 +889,7 @@ type SwarmInit struct {
 
 func (x *SwarmInit) Reset() {
 	*x = SwarmInit{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +901,7 @@ func (x *SwarmInit) String() string {
 func (*SwarmInit) ProtoMessage() {}
 
 func (x *SwarmInit) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[7]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +914,7 @@ func (x *SwarmInit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwarmInit.ProtoReflect.Descriptor instead.
 func (*SwarmInit) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SwarmInit) GetAdvertiseAddr() string {
@@ -833,7 +948,7 @@ type SwarmJoin struct {
 
 func (x *SwarmJoin) Reset() {
 	*x = SwarmJoin{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +960,7 @@ func (x *SwarmJoin) String() string {
 func (*SwarmJoin) ProtoMessage() {}
 
 func (x *SwarmJoin) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[8]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +973,7 @@ func (x *SwarmJoin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SwarmJoin.ProtoReflect.Descriptor instead.
 func (*SwarmJoin) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SwarmJoin) GetManagerAddrs() []string {
@@ -912,7 +1027,7 @@ type StageJob struct {
 
 func (x *StageJob) Reset() {
 	*x = StageJob{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1039,7 @@ func (x *StageJob) String() string {
 func (*StageJob) ProtoMessage() {}
 
 func (x *StageJob) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[9]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1052,7 @@ func (x *StageJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StageJob.ProtoReflect.Descriptor instead.
 func (*StageJob) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StageJob) GetJobId() string {
@@ -997,7 +1112,7 @@ type ReportSwarmRequest struct {
 
 func (x *ReportSwarmRequest) Reset() {
 	*x = ReportSwarmRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1124,7 @@ func (x *ReportSwarmRequest) String() string {
 func (*ReportSwarmRequest) ProtoMessage() {}
 
 func (x *ReportSwarmRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[10]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1137,7 @@ func (x *ReportSwarmRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSwarmRequest.ProtoReflect.Descriptor instead.
 func (*ReportSwarmRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportSwarmRequest) GetSwarmNodeId() string {
@@ -1076,7 +1191,7 @@ type ReportSwarmResponse struct {
 
 func (x *ReportSwarmResponse) Reset() {
 	*x = ReportSwarmResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1203,7 @@ func (x *ReportSwarmResponse) String() string {
 func (*ReportSwarmResponse) ProtoMessage() {}
 
 func (x *ReportSwarmResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[11]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1216,7 @@ func (x *ReportSwarmResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportSwarmResponse.ProtoReflect.Descriptor instead.
 func (*ReportSwarmResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 // ReportStageRequest reports the staging of a container job on this node.
@@ -1122,7 +1237,7 @@ type ReportStageRequest struct {
 
 func (x *ReportStageRequest) Reset() {
 	*x = ReportStageRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1249,7 @@ func (x *ReportStageRequest) String() string {
 func (*ReportStageRequest) ProtoMessage() {}
 
 func (x *ReportStageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[12]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1262,7 @@ func (x *ReportStageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStageRequest.ProtoReflect.Descriptor instead.
 func (*ReportStageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportStageRequest) GetJobId() string {
@@ -1187,7 +1302,7 @@ type ReportStageResponse struct {
 
 func (x *ReportStageResponse) Reset() {
 	*x = ReportStageResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1314,7 @@ func (x *ReportStageResponse) String() string {
 func (*ReportStageResponse) ProtoMessage() {}
 
 func (x *ReportStageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[13]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1327,7 @@ func (x *ReportStageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportStageResponse.ProtoReflect.Descriptor instead.
 func (*ReportStageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 // Cancel asks the agent to stop an attempt.
@@ -1228,7 +1343,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1355,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[14]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1368,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Cancel) GetRef() *TaskRef {
@@ -1283,7 +1398,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[15]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1410,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[15]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1423,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HeartbeatRequest) GetRuntimeError() string {
@@ -1329,7 +1444,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[16]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1456,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[16]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1469,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
@@ -1391,7 +1506,7 @@ type ReportTaskRequest struct {
 
 func (x *ReportTaskRequest) Reset() {
 	*x = ReportTaskRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[17]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1518,7 @@ func (x *ReportTaskRequest) String() string {
 func (*ReportTaskRequest) ProtoMessage() {}
 
 func (x *ReportTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[17]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1531,7 @@ func (x *ReportTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskRequest.ProtoReflect.Descriptor instead.
 func (*ReportTaskRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportTaskRequest) GetRef() *TaskRef {
@@ -1484,7 +1599,7 @@ type ReportTaskResponse struct {
 
 func (x *ReportTaskResponse) Reset() {
 	*x = ReportTaskResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[18]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1611,7 @@ func (x *ReportTaskResponse) String() string {
 func (*ReportTaskResponse) ProtoMessage() {}
 
 func (x *ReportTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[18]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1624,7 @@ func (x *ReportTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskResponse.ProtoReflect.Descriptor instead.
 func (*ReportTaskResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 // LogBatch is a run of whole lines from one stream of one attempt.
@@ -1528,7 +1643,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[19]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1655,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[19]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1668,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LogBatch) GetSeq() uint64 {
@@ -1590,7 +1705,7 @@ type PublishLogsRequest struct {
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[20]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1717,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[20]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1730,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PublishLogsRequest) GetRef() *TaskRef {
@@ -1644,7 +1759,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1771,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1784,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PublishLogsResponse) GetAckedSeq() uint64 {
@@ -1694,7 +1809,7 @@ type StreamLogsRequest struct {
 
 func (x *StreamLogsRequest) Reset() {
 	*x = StreamLogsRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1821,7 @@ func (x *StreamLogsRequest) String() string {
 func (*StreamLogsRequest) ProtoMessage() {}
 
 func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1834,7 @@ func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StreamLogsRequest) GetRef() *TaskRef {
@@ -1756,7 +1871,7 @@ type StreamLogsResponse struct {
 
 func (x *StreamLogsResponse) Reset() {
 	*x = StreamLogsResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1883,7 @@ func (x *StreamLogsResponse) String() string {
 func (*StreamLogsResponse) ProtoMessage() {}
 
 func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1896,7 @@ func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StreamLogsResponse) GetAckedSeq() uint64 {
@@ -1816,7 +1931,7 @@ type ExportImage struct {
 
 func (x *ExportImage) Reset() {
 	*x = ExportImage{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +1943,7 @@ func (x *ExportImage) String() string {
 func (*ExportImage) ProtoMessage() {}
 
 func (x *ExportImage) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +1956,7 @@ func (x *ExportImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportImage.ProtoReflect.Descriptor instead.
 func (*ExportImage) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExportImage) GetImage() string {
@@ -1862,7 +1977,7 @@ type FetchImageRequest struct {
 
 func (x *FetchImageRequest) Reset() {
 	*x = FetchImageRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +1989,7 @@ func (x *FetchImageRequest) String() string {
 func (*FetchImageRequest) ProtoMessage() {}
 
 func (x *FetchImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2002,7 @@ func (x *FetchImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchImageRequest.ProtoReflect.Descriptor instead.
 func (*FetchImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchImageRequest) GetImage() string {
@@ -1914,7 +2029,7 @@ type FetchImageResponse struct {
 
 func (x *FetchImageResponse) Reset() {
 	*x = FetchImageResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2041,7 @@ func (x *FetchImageResponse) String() string {
 func (*FetchImageResponse) ProtoMessage() {}
 
 func (x *FetchImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2054,7 @@ func (x *FetchImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchImageResponse.ProtoReflect.Descriptor instead.
 func (*FetchImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchImageResponse) GetPart() isFetchImageResponse_Part {
@@ -2002,7 +2117,7 @@ type UploadImageRequest struct {
 
 func (x *UploadImageRequest) Reset() {
 	*x = UploadImageRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2129,7 @@ func (x *UploadImageRequest) String() string {
 func (*UploadImageRequest) ProtoMessage() {}
 
 func (x *UploadImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2142,7 @@ func (x *UploadImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadImageRequest.ProtoReflect.Descriptor instead.
 func (*UploadImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UploadImageRequest) GetPart() isUploadImageRequest_Part {
@@ -2101,7 +2216,7 @@ type UploadImageResponse struct {
 
 func (x *UploadImageResponse) Reset() {
 	*x = UploadImageResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2228,7 @@ func (x *UploadImageResponse) String() string {
 func (*UploadImageResponse) ProtoMessage() {}
 
 func (x *UploadImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2241,7 @@ func (x *UploadImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadImageResponse.ProtoReflect.Descriptor instead.
 func (*UploadImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UploadImageResponse) GetBytesReceived() int64 {
@@ -2141,17 +2256,24 @@ var File_cloudml_v1_agent_proto protoreflect.FileDescriptor
 const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x16cloudml/v1/agent.proto\x12\n" +
-	"cloudml.v1\x1a\x14cloudml/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n" +
-	"\x0fRegisterRequest\x12'\n" +
-	"\x0fbootstrap_token\x18\x01 \x01(\tR\x0ebootstrapToken\x12\x1a\n" +
+	"cloudml.v1\x1a\x14cloudml/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n" +
+	"\x0fRegisterRequest\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\a \x01(\tR\tjoinToken\x12\x10\n" +
+	"\x03csr\x18\b \x01(\fR\x03csr\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x18\n" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05slots\x18\x04 \x01(\x05R\x05slots\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12\x18\n" +
-	"\aruntime\x18\x06 \x01(\tR\aruntime\"T\n" +
+	"\aruntime\x18\x06 \x01(\tR\aruntimeJ\x04\b\x01\x10\x02R\x0fbootstrap_token\"\x8b\x01\n" +
 	"\x10RegisterResponse\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12'\n" +
-	"\x0fnode_credential\x18\x02 \x01(\tR\x0enodeCredential\"\x92\x01\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
+	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12%\n" +
+	"\x0eca_certificate\x18\x04 \x01(\fR\rcaCertificateJ\x04\b\x02\x10\x03R\x0fnode_credential\"+\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"<\n" +
+	"\x18RenewCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"\x92\x01\n" +
 	"\x0eSessionRequest\x12-\n" +
 	"\arunning\x18\x01 \x03(\v2\x13.cloudml.v1.TaskRefR\arunning\x12\x14\n" +
 	"\x05slots\x18\x02 \x01(\x05R\x05slots\x12!\n" +
@@ -2295,9 +2417,10 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\tSwarmRole\x12\x1a\n" +
 	"\x16SWARM_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SWARM_ROLE_MANAGER\x10\x01\x12\x15\n" +
-	"\x11SWARM_ROLE_WORKER\x10\x022\x94\x06\n" +
+	"\x11SWARM_ROLE_WORKER\x10\x022\xf3\x06\n" +
 	"\fAgentService\x12E\n" +
-	"\bRegister\x12\x1b.cloudml.v1.RegisterRequest\x1a\x1c.cloudml.v1.RegisterResponse\x12D\n" +
+	"\bRegister\x12\x1b.cloudml.v1.RegisterRequest\x1a\x1c.cloudml.v1.RegisterResponse\x12]\n" +
+	"\x10RenewCertificate\x12#.cloudml.v1.RenewCertificateRequest\x1a$.cloudml.v1.RenewCertificateResponse\x12D\n" +
 	"\aSession\x12\x1a.cloudml.v1.SessionRequest\x1a\x1b.cloudml.v1.SessionResponse0\x01\x12H\n" +
 	"\tHeartbeat\x12\x1c.cloudml.v1.HeartbeatRequest\x1a\x1d.cloudml.v1.HeartbeatResponse\x12K\n" +
 	"\n" +
@@ -2324,108 +2447,112 @@ func file_cloudml_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudml_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_cloudml_v1_agent_proto_goTypes = []any{
-	(SwarmRole)(0),                // 0: cloudml.v1.SwarmRole
-	(*RegisterRequest)(nil),       // 1: cloudml.v1.RegisterRequest
-	(*RegisterResponse)(nil),      // 2: cloudml.v1.RegisterResponse
-	(*SessionRequest)(nil),        // 3: cloudml.v1.SessionRequest
-	(*SessionResponse)(nil),       // 4: cloudml.v1.SessionResponse
-	(*SessionStarted)(nil),        // 5: cloudml.v1.SessionStarted
-	(*TaskRef)(nil),               // 6: cloudml.v1.TaskRef
-	(*Assignment)(nil),            // 7: cloudml.v1.Assignment
-	(*SwarmInit)(nil),             // 8: cloudml.v1.SwarmInit
-	(*SwarmJoin)(nil),             // 9: cloudml.v1.SwarmJoin
-	(*StageJob)(nil),              // 10: cloudml.v1.StageJob
-	(*ReportSwarmRequest)(nil),    // 11: cloudml.v1.ReportSwarmRequest
-	(*ReportSwarmResponse)(nil),   // 12: cloudml.v1.ReportSwarmResponse
-	(*ReportStageRequest)(nil),    // 13: cloudml.v1.ReportStageRequest
-	(*ReportStageResponse)(nil),   // 14: cloudml.v1.ReportStageResponse
-	(*Cancel)(nil),                // 15: cloudml.v1.Cancel
-	(*HeartbeatRequest)(nil),      // 16: cloudml.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 17: cloudml.v1.HeartbeatResponse
-	(*ReportTaskRequest)(nil),     // 18: cloudml.v1.ReportTaskRequest
-	(*ReportTaskResponse)(nil),    // 19: cloudml.v1.ReportTaskResponse
-	(*LogBatch)(nil),              // 20: cloudml.v1.LogBatch
-	(*PublishLogsRequest)(nil),    // 21: cloudml.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),   // 22: cloudml.v1.PublishLogsResponse
-	(*StreamLogsRequest)(nil),     // 23: cloudml.v1.StreamLogsRequest
-	(*StreamLogsResponse)(nil),    // 24: cloudml.v1.StreamLogsResponse
-	(*ExportImage)(nil),           // 25: cloudml.v1.ExportImage
-	(*FetchImageRequest)(nil),     // 26: cloudml.v1.FetchImageRequest
-	(*FetchImageResponse)(nil),    // 27: cloudml.v1.FetchImageResponse
-	(*UploadImageRequest)(nil),    // 28: cloudml.v1.UploadImageRequest
-	(*UploadImageResponse)(nil),   // 29: cloudml.v1.UploadImageResponse
-	nil,                           // 30: cloudml.v1.Assignment.ParamsEntry
-	nil,                           // 31: cloudml.v1.Assignment.EnvEntry
-	nil,                           // 32: cloudml.v1.Assignment.DataEntry
-	nil,                           // 33: cloudml.v1.StageJob.DataEntry
-	nil,                           // 34: cloudml.v1.ReportTaskRequest.MetricsEntry
-	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
-	(*Source)(nil),                // 36: cloudml.v1.Source
-	(*Resources)(nil),             // 37: cloudml.v1.Resources
-	(TaskState)(0),                // 38: cloudml.v1.TaskState
-	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
-	(LogStream)(0),                // 40: cloudml.v1.LogStream
-	(*ImageHeader)(nil),           // 41: cloudml.v1.ImageHeader
+	(SwarmRole)(0),                   // 0: cloudml.v1.SwarmRole
+	(*RegisterRequest)(nil),          // 1: cloudml.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 2: cloudml.v1.RegisterResponse
+	(*RenewCertificateRequest)(nil),  // 3: cloudml.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 4: cloudml.v1.RenewCertificateResponse
+	(*SessionRequest)(nil),           // 5: cloudml.v1.SessionRequest
+	(*SessionResponse)(nil),          // 6: cloudml.v1.SessionResponse
+	(*SessionStarted)(nil),           // 7: cloudml.v1.SessionStarted
+	(*TaskRef)(nil),                  // 8: cloudml.v1.TaskRef
+	(*Assignment)(nil),               // 9: cloudml.v1.Assignment
+	(*SwarmInit)(nil),                // 10: cloudml.v1.SwarmInit
+	(*SwarmJoin)(nil),                // 11: cloudml.v1.SwarmJoin
+	(*StageJob)(nil),                 // 12: cloudml.v1.StageJob
+	(*ReportSwarmRequest)(nil),       // 13: cloudml.v1.ReportSwarmRequest
+	(*ReportSwarmResponse)(nil),      // 14: cloudml.v1.ReportSwarmResponse
+	(*ReportStageRequest)(nil),       // 15: cloudml.v1.ReportStageRequest
+	(*ReportStageResponse)(nil),      // 16: cloudml.v1.ReportStageResponse
+	(*Cancel)(nil),                   // 17: cloudml.v1.Cancel
+	(*HeartbeatRequest)(nil),         // 18: cloudml.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 19: cloudml.v1.HeartbeatResponse
+	(*ReportTaskRequest)(nil),        // 20: cloudml.v1.ReportTaskRequest
+	(*ReportTaskResponse)(nil),       // 21: cloudml.v1.ReportTaskResponse
+	(*LogBatch)(nil),                 // 22: cloudml.v1.LogBatch
+	(*PublishLogsRequest)(nil),       // 23: cloudml.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),      // 24: cloudml.v1.PublishLogsResponse
+	(*StreamLogsRequest)(nil),        // 25: cloudml.v1.StreamLogsRequest
+	(*StreamLogsResponse)(nil),       // 26: cloudml.v1.StreamLogsResponse
+	(*ExportImage)(nil),              // 27: cloudml.v1.ExportImage
+	(*FetchImageRequest)(nil),        // 28: cloudml.v1.FetchImageRequest
+	(*FetchImageResponse)(nil),       // 29: cloudml.v1.FetchImageResponse
+	(*UploadImageRequest)(nil),       // 30: cloudml.v1.UploadImageRequest
+	(*UploadImageResponse)(nil),      // 31: cloudml.v1.UploadImageResponse
+	nil,                              // 32: cloudml.v1.Assignment.ParamsEntry
+	nil,                              // 33: cloudml.v1.Assignment.EnvEntry
+	nil,                              // 34: cloudml.v1.Assignment.DataEntry
+	nil,                              // 35: cloudml.v1.StageJob.DataEntry
+	nil,                              // 36: cloudml.v1.ReportTaskRequest.MetricsEntry
+	(*durationpb.Duration)(nil),      // 37: google.protobuf.Duration
+	(*Source)(nil),                   // 38: cloudml.v1.Source
+	(*Resources)(nil),                // 39: cloudml.v1.Resources
+	(TaskState)(0),                   // 40: cloudml.v1.TaskState
+	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
+	(LogStream)(0),                   // 42: cloudml.v1.LogStream
+	(*ImageHeader)(nil),              // 43: cloudml.v1.ImageHeader
 }
 var file_cloudml_v1_agent_proto_depIdxs = []int32{
-	6,  // 0: cloudml.v1.SessionRequest.running:type_name -> cloudml.v1.TaskRef
-	5,  // 1: cloudml.v1.SessionResponse.started:type_name -> cloudml.v1.SessionStarted
-	7,  // 2: cloudml.v1.SessionResponse.assignment:type_name -> cloudml.v1.Assignment
-	15, // 3: cloudml.v1.SessionResponse.cancel:type_name -> cloudml.v1.Cancel
-	8,  // 4: cloudml.v1.SessionResponse.swarm_init:type_name -> cloudml.v1.SwarmInit
-	9,  // 5: cloudml.v1.SessionResponse.swarm_join:type_name -> cloudml.v1.SwarmJoin
-	10, // 6: cloudml.v1.SessionResponse.stage_job:type_name -> cloudml.v1.StageJob
-	25, // 7: cloudml.v1.SessionResponse.export_image:type_name -> cloudml.v1.ExportImage
-	35, // 8: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
-	6,  // 9: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
-	30, // 10: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
-	31, // 11: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
-	36, // 12: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
-	32, // 13: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
-	35, // 14: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	37, // 15: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
-	36, // 16: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
-	33, // 17: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
+	8,  // 0: cloudml.v1.SessionRequest.running:type_name -> cloudml.v1.TaskRef
+	7,  // 1: cloudml.v1.SessionResponse.started:type_name -> cloudml.v1.SessionStarted
+	9,  // 2: cloudml.v1.SessionResponse.assignment:type_name -> cloudml.v1.Assignment
+	17, // 3: cloudml.v1.SessionResponse.cancel:type_name -> cloudml.v1.Cancel
+	10, // 4: cloudml.v1.SessionResponse.swarm_init:type_name -> cloudml.v1.SwarmInit
+	11, // 5: cloudml.v1.SessionResponse.swarm_join:type_name -> cloudml.v1.SwarmJoin
+	12, // 6: cloudml.v1.SessionResponse.stage_job:type_name -> cloudml.v1.StageJob
+	27, // 7: cloudml.v1.SessionResponse.export_image:type_name -> cloudml.v1.ExportImage
+	37, // 8: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
+	8,  // 9: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
+	32, // 10: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
+	33, // 11: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
+	38, // 12: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
+	34, // 13: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
+	37, // 14: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	39, // 15: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
+	38, // 16: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
+	35, // 17: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
 	0,  // 18: cloudml.v1.ReportSwarmRequest.role:type_name -> cloudml.v1.SwarmRole
-	6,  // 19: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
-	35, // 20: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	6,  // 21: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
-	38, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
-	34, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
-	39, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
-	40, // 25: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
-	6,  // 26: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	20, // 27: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	6,  // 28: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	20, // 29: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	41, // 30: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
-	41, // 31: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	36, // 32: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
-	36, // 33: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
+	8,  // 19: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
+	37, // 20: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	8,  // 21: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
+	40, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
+	36, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
+	41, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
+	42, // 25: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
+	8,  // 26: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	22, // 27: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	8,  // 28: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	22, // 29: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	43, // 30: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
+	43, // 31: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	38, // 32: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
+	38, // 33: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
 	1,  // 34: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
-	3,  // 35: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
-	16, // 36: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
-	18, // 37: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
-	21, // 38: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
-	11, // 39: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
-	13, // 40: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
-	23, // 41: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
-	26, // 42: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
-	28, // 43: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
-	2,  // 44: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
-	4,  // 45: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
-	17, // 46: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
-	19, // 47: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
-	22, // 48: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
-	12, // 49: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
-	14, // 50: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
-	24, // 51: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
-	27, // 52: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
-	29, // 53: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
-	44, // [44:54] is the sub-list for method output_type
-	34, // [34:44] is the sub-list for method input_type
+	3,  // 35: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
+	5,  // 36: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
+	18, // 37: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
+	20, // 38: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
+	23, // 39: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
+	13, // 40: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
+	15, // 41: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
+	25, // 42: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
+	28, // 43: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
+	30, // 44: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
+	2,  // 45: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
+	4,  // 46: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
+	6,  // 47: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
+	19, // 48: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
+	21, // 49: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
+	24, // 50: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
+	14, // 51: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
+	16, // 52: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
+	26, // 53: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
+	29, // 54: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
+	31, // 55: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
+	45, // [45:56] is the sub-list for method output_type
+	34, // [34:45] is the sub-list for method input_type
 	34, // [34:34] is the sub-list for extension type_name
 	34, // [34:34] is the sub-list for extension extendee
 	0,  // [0:34] is the sub-list for field type_name
@@ -2437,7 +2564,7 @@ func file_cloudml_v1_agent_proto_init() {
 		return
 	}
 	file_cloudml_v1_job_proto_init()
-	file_cloudml_v1_agent_proto_msgTypes[3].OneofWrappers = []any{
+	file_cloudml_v1_agent_proto_msgTypes[5].OneofWrappers = []any{
 		(*SessionResponse_Started)(nil),
 		(*SessionResponse_Assignment)(nil),
 		(*SessionResponse_Cancel)(nil),
@@ -2446,11 +2573,11 @@ func file_cloudml_v1_agent_proto_init() {
 		(*SessionResponse_StageJob)(nil),
 		(*SessionResponse_ExportImage)(nil),
 	}
-	file_cloudml_v1_agent_proto_msgTypes[26].OneofWrappers = []any{
+	file_cloudml_v1_agent_proto_msgTypes[28].OneofWrappers = []any{
 		(*FetchImageResponse_Header)(nil),
 		(*FetchImageResponse_Chunk)(nil),
 	}
-	file_cloudml_v1_agent_proto_msgTypes[27].OneofWrappers = []any{
+	file_cloudml_v1_agent_proto_msgTypes[29].OneofWrappers = []any{
 		(*UploadImageRequest_Header)(nil),
 		(*UploadImageRequest_Chunk)(nil),
 		(*UploadImageRequest_Error)(nil),
@@ -2461,7 +2588,7 @@ func file_cloudml_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_agent_proto_rawDesc), len(file_cloudml_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,16 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AgentService_Register_FullMethodName    = "/cloudml.v1.AgentService/Register"
-	AgentService_Session_FullMethodName     = "/cloudml.v1.AgentService/Session"
-	AgentService_Heartbeat_FullMethodName   = "/cloudml.v1.AgentService/Heartbeat"
-	AgentService_ReportTask_FullMethodName  = "/cloudml.v1.AgentService/ReportTask"
-	AgentService_PublishLogs_FullMethodName = "/cloudml.v1.AgentService/PublishLogs"
-	AgentService_ReportSwarm_FullMethodName = "/cloudml.v1.AgentService/ReportSwarm"
-	AgentService_ReportStage_FullMethodName = "/cloudml.v1.AgentService/ReportStage"
-	AgentService_StreamLogs_FullMethodName  = "/cloudml.v1.AgentService/StreamLogs"
-	AgentService_FetchImage_FullMethodName  = "/cloudml.v1.AgentService/FetchImage"
-	AgentService_UploadImage_FullMethodName = "/cloudml.v1.AgentService/UploadImage"
+	AgentService_Register_FullMethodName         = "/cloudml.v1.AgentService/Register"
+	AgentService_RenewCertificate_FullMethodName = "/cloudml.v1.AgentService/RenewCertificate"
+	AgentService_Session_FullMethodName          = "/cloudml.v1.AgentService/Session"
+	AgentService_Heartbeat_FullMethodName        = "/cloudml.v1.AgentService/Heartbeat"
+	AgentService_ReportTask_FullMethodName       = "/cloudml.v1.AgentService/ReportTask"
+	AgentService_PublishLogs_FullMethodName      = "/cloudml.v1.AgentService/PublishLogs"
+	AgentService_ReportSwarm_FullMethodName      = "/cloudml.v1.AgentService/ReportSwarm"
+	AgentService_ReportStage_FullMethodName      = "/cloudml.v1.AgentService/ReportStage"
+	AgentService_StreamLogs_FullMethodName       = "/cloudml.v1.AgentService/StreamLogs"
+	AgentService_FetchImage_FullMethodName       = "/cloudml.v1.AgentService/FetchImage"
+	AgentService_UploadImage_FullMethodName      = "/cloudml.v1.AgentService/UploadImage"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -38,19 +39,30 @@ const (
 // AgentService is the node-facing half of the coordinator. Agents dial out to
 // it; the coordinator never dials an agent.
 //
-// Identity: Register is the only call authorised by a bootstrap token. Every
-// other call is authorised by the node credential that Register returned,
-// carried by the connection (today a bearer credential in call metadata,
-// later the node's mTLS certificate). No request carries a node id: the
-// coordinator knows the node from the connection alone.
+// Identity: every connection is TLS 1.3. Register is the only call
+// authorised by a join token (and open to a caller without a certificate);
+// it returns a node certificate. Every other call is authorised by that
+// certificate, presented on the connection: the coordinator reads the node
+// from the peer certificate, so no request names its sender, and a node acts
+// only for itself (its own attempts, the slots its token allows, the swarm
+// role the coordinator chose for it).
 //
 // Flow, modelled on swarmkit's dispatcher: Register once, then open Session
 // and keep it open. The coordinator pushes commands down the session; the
-// agent answers with unary calls (ReportTask, PublishLogs, Heartbeat).
+// agent answers with unary calls (ReportTask, PublishLogs, Heartbeat) and
+// renews its certificate before it expires (RenewCertificate).
 type AgentServiceClient interface {
-	// Register trades the cluster's bootstrap token for a node identity and a
-	// node credential. A wrong token is UNAUTHENTICATED.
+	// Register trades a join token and a certificate signing request for a
+	// node identity and a short-lived node certificate. A wrong, expired,
+	// used-up or revoked token is UNAUTHENTICATED and creates nothing. The
+	// agent checks the coordinator's CA against the token's fingerprint before
+	// it sends the request.
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
+	// RenewCertificate issues the calling node a new certificate for the key
+	// of a new certificate signing request, before the current one expires.
+	// A restart reuses the certificate it has; one that expired cannot be
+	// renewed (the node needs a new join token).
+	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
 	// Session is the long-lived command stream. The first message is always a
 	// SessionStarted; then Assignments and Cancels follow as the coordinator
 	// decides. Opening a new session closes the node's previous one.
@@ -109,6 +121,16 @@ func (c *agentServiceClient) Register(ctx context.Context, in *RegisterRequest, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterResponse)
 	err := c.cc.Invoke(ctx, AgentService_Register_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewCertificateResponse)
+	err := c.cc.Invoke(ctx, AgentService_RenewCertificate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -236,19 +258,30 @@ type AgentService_UploadImageClient = grpc.ClientStreamingClient[UploadImageRequ
 // AgentService is the node-facing half of the coordinator. Agents dial out to
 // it; the coordinator never dials an agent.
 //
-// Identity: Register is the only call authorised by a bootstrap token. Every
-// other call is authorised by the node credential that Register returned,
-// carried by the connection (today a bearer credential in call metadata,
-// later the node's mTLS certificate). No request carries a node id: the
-// coordinator knows the node from the connection alone.
+// Identity: every connection is TLS 1.3. Register is the only call
+// authorised by a join token (and open to a caller without a certificate);
+// it returns a node certificate. Every other call is authorised by that
+// certificate, presented on the connection: the coordinator reads the node
+// from the peer certificate, so no request names its sender, and a node acts
+// only for itself (its own attempts, the slots its token allows, the swarm
+// role the coordinator chose for it).
 //
 // Flow, modelled on swarmkit's dispatcher: Register once, then open Session
 // and keep it open. The coordinator pushes commands down the session; the
-// agent answers with unary calls (ReportTask, PublishLogs, Heartbeat).
+// agent answers with unary calls (ReportTask, PublishLogs, Heartbeat) and
+// renews its certificate before it expires (RenewCertificate).
 type AgentServiceServer interface {
-	// Register trades the cluster's bootstrap token for a node identity and a
-	// node credential. A wrong token is UNAUTHENTICATED.
+	// Register trades a join token and a certificate signing request for a
+	// node identity and a short-lived node certificate. A wrong, expired,
+	// used-up or revoked token is UNAUTHENTICATED and creates nothing. The
+	// agent checks the coordinator's CA against the token's fingerprint before
+	// it sends the request.
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
+	// RenewCertificate issues the calling node a new certificate for the key
+	// of a new certificate signing request, before the current one expires.
+	// A restart reuses the certificate it has; one that expired cannot be
+	// renewed (the node needs a new join token).
+	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
 	// Session is the long-lived command stream. The first message is always a
 	// SessionStarted; then Assignments and Cancels follow as the coordinator
 	// decides. Opening a new session closes the node's previous one.
@@ -305,6 +338,9 @@ type UnimplementedAgentServiceServer struct{}
 
 func (UnimplementedAgentServiceServer) Register(context.Context, *RegisterRequest) (*RegisterResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Register not implemented")
+}
+func (UnimplementedAgentServiceServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewCertificate not implemented")
 }
 func (UnimplementedAgentServiceServer) Session(*SessionRequest, grpc.ServerStreamingServer[SessionResponse]) error {
 	return status.Error(codes.Unimplemented, "method Session not implemented")
@@ -368,6 +404,24 @@ func _AgentService_Register_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AgentServiceServer).Register(ctx, req.(*RegisterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_RenewCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).RenewCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_RenewCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).RenewCertificate(ctx, req.(*RenewCertificateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -508,6 +562,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Register",
 			Handler:    _AgentService_Register_Handler,
+		},
+		{
+			MethodName: "RenewCertificate",
+			Handler:    _AgentService_RenewCertificate_Handler,
 		},
 		{
 			MethodName: "Heartbeat",

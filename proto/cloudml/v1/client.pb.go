@@ -9,6 +9,8 @@ package cloudmlv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1463,12 +1465,958 @@ func (x *ListNodesResponse) GetNodes() []*Node {
 	return nil
 }
 
+// CreateJoinTokenRequest says what the token allows.
+type CreateJoinTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ttl is how long the token is valid; 0 means 15 minutes. At most 30 days.
+	Ttl *durationpb.Duration `protobuf:"bytes,1,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Uses is how many nodes may register with it; 0 means 1. -1 means any
+	// number until it expires.
+	Uses int32 `protobuf:"varint,2,opt,name=uses,proto3" json:"uses,omitempty"`
+	// Label is a note for listings.
+	Label string `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
+	// MaxSlots caps the slots a node registered with it may claim (0: the
+	// coordinator's default cap).
+	MaxSlots int32 `protobuf:"varint,4,opt,name=max_slots,json=maxSlots,proto3" json:"max_slots,omitempty"`
+	// MaxMemoryBytes caps the memory such a node may claim (0: the default).
+	MaxMemoryBytes int64 `protobuf:"varint,5,opt,name=max_memory_bytes,json=maxMemoryBytes,proto3" json:"max_memory_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenRequest) Reset() {
+	*x = CreateJoinTokenRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenRequest) ProtoMessage() {}
+
+func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateJoinTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+func (x *CreateJoinTokenRequest) GetUses() int32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
+func (x *CreateJoinTokenRequest) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenRequest) GetMaxSlots() int32 {
+	if x != nil {
+		return x.MaxSlots
+	}
+	return 0
+}
+
+func (x *CreateJoinTokenRequest) GetMaxMemoryBytes() int64 {
+	if x != nil {
+		return x.MaxMemoryBytes
+	}
+	return 0
+}
+
+// CreateJoinTokenResponse carries the token, shown once.
+type CreateJoinTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token is the join token to give an agent (file or environment, never
+	// argv).
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// Info describes it as listings do.
+	Info          *JoinTokenInfo `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenResponse) Reset() {
+	*x = CreateJoinTokenResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenResponse) ProtoMessage() {}
+
+func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CreateJoinTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenResponse) GetInfo() *JoinTokenInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// JoinTokenInfo describes a join token without its secret.
+type JoinTokenInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id is the token's id (the fourth part of the token).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Label is the admin's note.
+	Label string `protobuf:"bytes,2,opt,name=label,proto3" json:"label,omitempty"`
+	// CreateTime is when it was made.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// ExpireTime is when it stops working.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Uses is how many registrations it allows (-1: any number).
+	Uses int32 `protobuf:"varint,5,opt,name=uses,proto3" json:"uses,omitempty"`
+	// Used is how many it made.
+	Used int32 `protobuf:"varint,6,opt,name=used,proto3" json:"used,omitempty"`
+	// State is "valid", "expired", "used" or "revoked".
+	State string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	// Nodes are the nodes it registered.
+	Nodes []string `protobuf:"bytes,8,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// CreatedBy is the credential that made it ("" for a provider).
+	CreatedBy     string `protobuf:"bytes,9,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinTokenInfo) Reset() {
+	*x = JoinTokenInfo{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinTokenInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinTokenInfo) ProtoMessage() {}
+
+func (x *JoinTokenInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinTokenInfo.ProtoReflect.Descriptor instead.
+func (*JoinTokenInfo) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *JoinTokenInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinTokenInfo) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *JoinTokenInfo) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetUses() int32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
+func (x *JoinTokenInfo) GetUsed() int32 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+func (x *JoinTokenInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *JoinTokenInfo) GetNodes() []string {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *JoinTokenInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// ListJoinTokensRequest is empty.
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{29}
+}
+
+// ListJoinTokensResponse lists tokens, newest first.
+type ListJoinTokensResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tokens are newest first.
+	Tokens        []*JoinTokenInfo `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinTokenInfo {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+// RevokeJoinTokenRequest names a token.
+type RevokeJoinTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id is the token's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RevokeJoinTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RevokeJoinTokenResponse describes the revoked token.
+type RevokeJoinTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Info is the token after the revocation.
+	Info          *JoinTokenInfo `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenResponse) Reset() {
+	*x = RevokeJoinTokenResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenResponse) ProtoMessage() {}
+
+func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RevokeJoinTokenResponse) GetInfo() *JoinTokenInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// CreateCredentialRequest names the new credential.
+type CreateCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is the credential's name: letters, digits, '.', '_', '-'.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Admin makes an admin credential instead of a client one.
+	Admin bool `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
+	// Csr is a DER certificate signing request for the credential's key.
+	Csr []byte `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`
+	// Ttl is the certificate's lifetime; 0 means 365 days.
+	Ttl           *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCredentialRequest) Reset() {
+	*x = CreateCredentialRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCredentialRequest) ProtoMessage() {}
+
+func (x *CreateCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCredentialRequest.ProtoReflect.Descriptor instead.
+func (*CreateCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CreateCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateCredentialRequest) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+func (x *CreateCredentialRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *CreateCredentialRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// CreateCredentialResponse carries the certificate.
+type CreateCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Certificate is the credential's certificate (PEM).
+	Certificate []byte `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// CaCertificate is the coordinator's CA certificate (PEM).
+	CaCertificate []byte `protobuf:"bytes,2,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"`
+	// Info describes it as listings do.
+	Info          *CredentialInfo `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCredentialResponse) Reset() {
+	*x = CreateCredentialResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCredentialResponse) ProtoMessage() {}
+
+func (x *CreateCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCredentialResponse.ProtoReflect.Descriptor instead.
+func (*CreateCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CreateCredentialResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *CreateCredentialResponse) GetCaCertificate() []byte {
+	if x != nil {
+		return x.CaCertificate
+	}
+	return nil
+}
+
+func (x *CreateCredentialResponse) GetInfo() *CredentialInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// CredentialInfo describes a client credential.
+type CredentialInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is the credential's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Role is "admin" or "client".
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// CreateTime is when it was issued.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// ExpireTime is when its certificate expires.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// State is "valid", "expired" or "revoked".
+	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	// CreatedBy is the credential that issued it.
+	CreatedBy string `protobuf:"bytes,6,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Serial is its certificate's serial number (hex).
+	Serial        string `protobuf:"bytes,7,opt,name=serial,proto3" json:"serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CredentialInfo) Reset() {
+	*x = CredentialInfo{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CredentialInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CredentialInfo) ProtoMessage() {}
+
+func (x *CredentialInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CredentialInfo.ProtoReflect.Descriptor instead.
+func (*CredentialInfo) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CredentialInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *CredentialInfo) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *CredentialInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *CredentialInfo) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+// ListCredentialsRequest is empty.
+type ListCredentialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsRequest) Reset() {
+	*x = ListCredentialsRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsRequest) ProtoMessage() {}
+
+func (x *ListCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*ListCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{36}
+}
+
+// ListCredentialsResponse lists credentials by name.
+type ListCredentialsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Credentials are sorted by name.
+	Credentials   []*CredentialInfo `protobuf:"bytes,1,rep,name=credentials,proto3" json:"credentials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCredentialsResponse) Reset() {
+	*x = ListCredentialsResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCredentialsResponse) ProtoMessage() {}
+
+func (x *ListCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*ListCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListCredentialsResponse) GetCredentials() []*CredentialInfo {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+// RevokeCredentialRequest names a credential.
+type RevokeCredentialRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is the credential's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCredentialRequest) Reset() {
+	*x = RevokeCredentialRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCredentialRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCredentialRequest) ProtoMessage() {}
+
+func (x *RevokeCredentialRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCredentialRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCredentialRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RevokeCredentialRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RevokeCredentialResponse describes the revoked credential.
+type RevokeCredentialResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Info is the credential after the revocation.
+	Info          *CredentialInfo `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCredentialResponse) Reset() {
+	*x = RevokeCredentialResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCredentialResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCredentialResponse) ProtoMessage() {}
+
+func (x *RevokeCredentialResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCredentialResponse.ProtoReflect.Descriptor instead.
+func (*RevokeCredentialResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RevokeCredentialResponse) GetInfo() *CredentialInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+// RemoveNodeRequest names a node.
+type RemoveNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// NodeId is the node's id.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// RemoveNodeResponse describes what was done.
+type RemoveNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Node is the node after its removal.
+	Node *Node `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// AttemptsRescheduled counts the attempts taken back from it.
+	AttemptsRescheduled int32 `protobuf:"varint,2,opt,name=attempts_rescheduled,json=attemptsRescheduled,proto3" json:"attempts_rescheduled,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RemoveNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *RemoveNodeResponse) GetAttemptsRescheduled() int32 {
+	if x != nil {
+		return x.AttemptsRescheduled
+	}
+	return 0
+}
+
 var File_cloudml_v1_client_proto protoreflect.FileDescriptor
 
 const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\n" +
 	"\x17cloudml/v1/client.proto\x12\n" +
-	"cloudml.v1\x1a\x14cloudml/v1/job.proto\";\n" +
+	"cloudml.v1\x1a\x14cloudml/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
 	"\x10SubmitJobRequest\x12'\n" +
 	"\x04spec\x18\x01 \x01(\v2\x13.cloudml.v1.JobSpecR\x04spec\"6\n" +
 	"\x11SubmitJobResponse\x12!\n" +
@@ -1556,7 +2504,68 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\aversion\x18\x03 \x01(\tR\aversion\"\x12\n" +
 	"\x10ListNodesRequest\";\n" +
 	"\x11ListNodesResponse\x12&\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes2\x80\x06\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes\"\xb6\x01\n" +
+	"\x16CreateJoinTokenRequest\x12+\n" +
+	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x12\n" +
+	"\x04uses\x18\x02 \x01(\x05R\x04uses\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\x12\x1b\n" +
+	"\tmax_slots\x18\x04 \x01(\x05R\bmaxSlots\x12(\n" +
+	"\x10max_memory_bytes\x18\x05 \x01(\x03R\x0emaxMemoryBytes\"^\n" +
+	"\x17CreateJoinTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12-\n" +
+	"\x04info\x18\x02 \x01(\v2\x19.cloudml.v1.JoinTokenInfoR\x04info\"\xa2\x02\n" +
+	"\rJoinTokenInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05label\x18\x02 \x01(\tR\x05label\x12;\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x12\n" +
+	"\x04uses\x18\x05 \x01(\x05R\x04uses\x12\x12\n" +
+	"\x04used\x18\x06 \x01(\x05R\x04used\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12\x14\n" +
+	"\x05nodes\x18\b \x03(\tR\x05nodes\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\t \x01(\tR\tcreatedBy\"\x17\n" +
+	"\x15ListJoinTokensRequest\"K\n" +
+	"\x16ListJoinTokensResponse\x121\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x19.cloudml.v1.JoinTokenInfoR\x06tokens\"(\n" +
+	"\x16RevokeJoinTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"H\n" +
+	"\x17RevokeJoinTokenResponse\x12-\n" +
+	"\x04info\x18\x01 \x01(\v2\x19.cloudml.v1.JoinTokenInfoR\x04info\"\x82\x01\n" +
+	"\x17CreateCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\x12\x10\n" +
+	"\x03csr\x18\x03 \x01(\fR\x03csr\x12+\n" +
+	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x93\x01\n" +
+	"\x18CreateCredentialResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12%\n" +
+	"\x0eca_certificate\x18\x02 \x01(\fR\rcaCertificate\x12.\n" +
+	"\x04info\x18\x03 \x01(\v2\x1a.cloudml.v1.CredentialInfoR\x04info\"\xff\x01\n" +
+	"\x0eCredentialInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12;\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x06 \x01(\tR\tcreatedBy\x12\x16\n" +
+	"\x06serial\x18\a \x01(\tR\x06serial\"\x18\n" +
+	"\x16ListCredentialsRequest\"W\n" +
+	"\x17ListCredentialsResponse\x12<\n" +
+	"\vcredentials\x18\x01 \x03(\v2\x1a.cloudml.v1.CredentialInfoR\vcredentials\"-\n" +
+	"\x17RevokeCredentialRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"J\n" +
+	"\x18RevokeCredentialResponse\x12.\n" +
+	"\x04info\x18\x01 \x01(\v2\x1a.cloudml.v1.CredentialInfoR\x04info\",\n" +
+	"\x11RemoveNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"m\n" +
+	"\x12RemoveNodeResponse\x12$\n" +
+	"\x04node\x18\x01 \x01(\v2\x10.cloudml.v1.NodeR\x04node\x121\n" +
+	"\x14attempts_rescheduled\x18\x02 \x01(\x05R\x13attemptsRescheduled2\x80\x06\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.cloudml.v1.SubmitJobRequest\x1a\x1d.cloudml.v1.SubmitJobResponse\x12?\n" +
@@ -1570,10 +2579,18 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"ListImages\x12\x1d.cloudml.v1.ListImagesRequest\x1a\x1e.cloudml.v1.ListImagesResponse\x12N\n" +
 	"\vDeleteImage\x12\x1e.cloudml.v1.DeleteImageRequest\x1a\x1f.cloudml.v1.DeleteImageResponse\x12K\n" +
 	"\n" +
-	"GetResults\x12\x1d.cloudml.v1.GetResultsRequest\x1a\x1e.cloudml.v1.GetResultsResponse2\xb3\x01\n" +
+	"GetResults\x12\x1d.cloudml.v1.GetResultsRequest\x1a\x1e.cloudml.v1.GetResultsResponse2\xab\x06\n" +
 	"\x0eClusterService\x12W\n" +
 	"\x0eGetClusterInfo\x12!.cloudml.v1.GetClusterInfoRequest\x1a\".cloudml.v1.GetClusterInfoResponse\x12H\n" +
-	"\tListNodes\x12\x1c.cloudml.v1.ListNodesRequest\x1a\x1d.cloudml.v1.ListNodesResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
+	"\tListNodes\x12\x1c.cloudml.v1.ListNodesRequest\x1a\x1d.cloudml.v1.ListNodesResponse\x12Z\n" +
+	"\x0fCreateJoinToken\x12\".cloudml.v1.CreateJoinTokenRequest\x1a#.cloudml.v1.CreateJoinTokenResponse\x12W\n" +
+	"\x0eListJoinTokens\x12!.cloudml.v1.ListJoinTokensRequest\x1a\".cloudml.v1.ListJoinTokensResponse\x12Z\n" +
+	"\x0fRevokeJoinToken\x12\".cloudml.v1.RevokeJoinTokenRequest\x1a#.cloudml.v1.RevokeJoinTokenResponse\x12]\n" +
+	"\x10CreateCredential\x12#.cloudml.v1.CreateCredentialRequest\x1a$.cloudml.v1.CreateCredentialResponse\x12Z\n" +
+	"\x0fListCredentials\x12\".cloudml.v1.ListCredentialsRequest\x1a#.cloudml.v1.ListCredentialsResponse\x12]\n" +
+	"\x10RevokeCredential\x12#.cloudml.v1.RevokeCredentialRequest\x1a$.cloudml.v1.RevokeCredentialResponse\x12K\n" +
+	"\n" +
+	"RemoveNode\x12\x1d.cloudml.v1.RemoveNodeRequest\x1a\x1e.cloudml.v1.RemoveNodeResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
 
 var (
 	file_cloudml_v1_client_proto_rawDescOnce sync.Once
@@ -1587,94 +2604,139 @@ func file_cloudml_v1_client_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_client_proto_rawDescData
 }
 
-var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_cloudml_v1_client_proto_goTypes = []any{
-	(*SubmitJobRequest)(nil),       // 0: cloudml.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),      // 1: cloudml.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),          // 2: cloudml.v1.GetJobRequest
-	(*GetJobResponse)(nil),         // 3: cloudml.v1.GetJobResponse
-	(*ListJobsRequest)(nil),        // 4: cloudml.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 5: cloudml.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),       // 6: cloudml.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),      // 7: cloudml.v1.CancelJobResponse
-	(*DeleteJobRequest)(nil),       // 8: cloudml.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),      // 9: cloudml.v1.DeleteJobResponse
-	(*ListImagesRequest)(nil),      // 10: cloudml.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),     // 11: cloudml.v1.ListImagesResponse
-	(*DeleteImageRequest)(nil),     // 12: cloudml.v1.DeleteImageRequest
-	(*DeleteImageResponse)(nil),    // 13: cloudml.v1.DeleteImageResponse
-	(*SubscribeLogsRequest)(nil),   // 14: cloudml.v1.SubscribeLogsRequest
-	(*LogPosition)(nil),            // 15: cloudml.v1.LogPosition
-	(*SubscribeLogsResponse)(nil),  // 16: cloudml.v1.SubscribeLogsResponse
-	(*GetResultsRequest)(nil),      // 17: cloudml.v1.GetResultsRequest
-	(*GetResultsResponse)(nil),     // 18: cloudml.v1.GetResultsResponse
-	(*ResultRow)(nil),              // 19: cloudml.v1.ResultRow
-	(*PushImageRequest)(nil),       // 20: cloudml.v1.PushImageRequest
-	(*PushImageResponse)(nil),      // 21: cloudml.v1.PushImageResponse
-	(*GetClusterInfoRequest)(nil),  // 22: cloudml.v1.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil), // 23: cloudml.v1.GetClusterInfoResponse
-	(*ListNodesRequest)(nil),       // 24: cloudml.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 25: cloudml.v1.ListNodesResponse
-	nil,                            // 26: cloudml.v1.ResultRow.ParamsEntry
-	nil,                            // 27: cloudml.v1.ResultRow.MetricsEntry
-	(*JobSpec)(nil),                // 28: cloudml.v1.JobSpec
-	(*Job)(nil),                    // 29: cloudml.v1.Job
-	(*ImageHeader)(nil),            // 30: cloudml.v1.ImageHeader
-	(LogStream)(0),                 // 31: cloudml.v1.LogStream
-	(JobState)(0),                  // 32: cloudml.v1.JobState
-	(*Objective)(nil),              // 33: cloudml.v1.Objective
-	(TaskState)(0),                 // 34: cloudml.v1.TaskState
-	(*Node)(nil),                   // 35: cloudml.v1.Node
+	(*SubmitJobRequest)(nil),         // 0: cloudml.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 1: cloudml.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),            // 2: cloudml.v1.GetJobRequest
+	(*GetJobResponse)(nil),           // 3: cloudml.v1.GetJobResponse
+	(*ListJobsRequest)(nil),          // 4: cloudml.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 5: cloudml.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),         // 6: cloudml.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),        // 7: cloudml.v1.CancelJobResponse
+	(*DeleteJobRequest)(nil),         // 8: cloudml.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),        // 9: cloudml.v1.DeleteJobResponse
+	(*ListImagesRequest)(nil),        // 10: cloudml.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),       // 11: cloudml.v1.ListImagesResponse
+	(*DeleteImageRequest)(nil),       // 12: cloudml.v1.DeleteImageRequest
+	(*DeleteImageResponse)(nil),      // 13: cloudml.v1.DeleteImageResponse
+	(*SubscribeLogsRequest)(nil),     // 14: cloudml.v1.SubscribeLogsRequest
+	(*LogPosition)(nil),              // 15: cloudml.v1.LogPosition
+	(*SubscribeLogsResponse)(nil),    // 16: cloudml.v1.SubscribeLogsResponse
+	(*GetResultsRequest)(nil),        // 17: cloudml.v1.GetResultsRequest
+	(*GetResultsResponse)(nil),       // 18: cloudml.v1.GetResultsResponse
+	(*ResultRow)(nil),                // 19: cloudml.v1.ResultRow
+	(*PushImageRequest)(nil),         // 20: cloudml.v1.PushImageRequest
+	(*PushImageResponse)(nil),        // 21: cloudml.v1.PushImageResponse
+	(*GetClusterInfoRequest)(nil),    // 22: cloudml.v1.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil),   // 23: cloudml.v1.GetClusterInfoResponse
+	(*ListNodesRequest)(nil),         // 24: cloudml.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 25: cloudml.v1.ListNodesResponse
+	(*CreateJoinTokenRequest)(nil),   // 26: cloudml.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),  // 27: cloudml.v1.CreateJoinTokenResponse
+	(*JoinTokenInfo)(nil),            // 28: cloudml.v1.JoinTokenInfo
+	(*ListJoinTokensRequest)(nil),    // 29: cloudml.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),   // 30: cloudml.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),   // 31: cloudml.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),  // 32: cloudml.v1.RevokeJoinTokenResponse
+	(*CreateCredentialRequest)(nil),  // 33: cloudml.v1.CreateCredentialRequest
+	(*CreateCredentialResponse)(nil), // 34: cloudml.v1.CreateCredentialResponse
+	(*CredentialInfo)(nil),           // 35: cloudml.v1.CredentialInfo
+	(*ListCredentialsRequest)(nil),   // 36: cloudml.v1.ListCredentialsRequest
+	(*ListCredentialsResponse)(nil),  // 37: cloudml.v1.ListCredentialsResponse
+	(*RevokeCredentialRequest)(nil),  // 38: cloudml.v1.RevokeCredentialRequest
+	(*RevokeCredentialResponse)(nil), // 39: cloudml.v1.RevokeCredentialResponse
+	(*RemoveNodeRequest)(nil),        // 40: cloudml.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 41: cloudml.v1.RemoveNodeResponse
+	nil,                              // 42: cloudml.v1.ResultRow.ParamsEntry
+	nil,                              // 43: cloudml.v1.ResultRow.MetricsEntry
+	(*JobSpec)(nil),                  // 44: cloudml.v1.JobSpec
+	(*Job)(nil),                      // 45: cloudml.v1.Job
+	(*ImageHeader)(nil),              // 46: cloudml.v1.ImageHeader
+	(LogStream)(0),                   // 47: cloudml.v1.LogStream
+	(JobState)(0),                    // 48: cloudml.v1.JobState
+	(*Objective)(nil),                // 49: cloudml.v1.Objective
+	(TaskState)(0),                   // 50: cloudml.v1.TaskState
+	(*Node)(nil),                     // 51: cloudml.v1.Node
+	(*durationpb.Duration)(nil),      // 52: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
 }
 var file_cloudml_v1_client_proto_depIdxs = []int32{
-	28, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
-	29, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
-	29, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
-	29, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
-	29, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
-	29, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
-	30, // 6: cloudml.v1.ListImagesResponse.images:type_name -> cloudml.v1.ImageHeader
-	30, // 7: cloudml.v1.DeleteImageResponse.image:type_name -> cloudml.v1.ImageHeader
+	44, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
+	45, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
+	45, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
+	45, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
+	45, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
+	45, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
+	46, // 6: cloudml.v1.ListImagesResponse.images:type_name -> cloudml.v1.ImageHeader
+	46, // 7: cloudml.v1.DeleteImageResponse.image:type_name -> cloudml.v1.ImageHeader
 	15, // 8: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
-	31, // 9: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
-	32, // 10: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
-	33, // 11: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
+	47, // 9: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
+	48, // 10: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
+	49, // 11: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
 	19, // 12: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
-	32, // 13: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
-	34, // 14: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
-	26, // 15: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
-	27, // 16: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
-	30, // 17: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	35, // 18: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
-	0,  // 19: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	2,  // 20: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	4,  // 21: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	6,  // 22: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	8,  // 23: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
-	14, // 24: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	20, // 25: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
-	10, // 26: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
-	12, // 27: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
-	17, // 28: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	22, // 29: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	24, // 30: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	1,  // 31: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	3,  // 32: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	5,  // 33: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	7,  // 34: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	9,  // 35: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
-	16, // 36: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	21, // 37: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
-	11, // 38: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
-	13, // 39: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
-	18, // 40: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	23, // 41: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	25, // 42: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	31, // [31:43] is the sub-list for method output_type
-	19, // [19:31] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	48, // 13: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
+	50, // 14: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
+	42, // 15: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
+	43, // 16: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
+	46, // 17: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	51, // 18: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
+	52, // 19: cloudml.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	28, // 20: cloudml.v1.CreateJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
+	53, // 21: cloudml.v1.JoinTokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	53, // 22: cloudml.v1.JoinTokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 23: cloudml.v1.ListJoinTokensResponse.tokens:type_name -> cloudml.v1.JoinTokenInfo
+	28, // 24: cloudml.v1.RevokeJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
+	52, // 25: cloudml.v1.CreateCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	35, // 26: cloudml.v1.CreateCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
+	53, // 27: cloudml.v1.CredentialInfo.create_time:type_name -> google.protobuf.Timestamp
+	53, // 28: cloudml.v1.CredentialInfo.expire_time:type_name -> google.protobuf.Timestamp
+	35, // 29: cloudml.v1.ListCredentialsResponse.credentials:type_name -> cloudml.v1.CredentialInfo
+	35, // 30: cloudml.v1.RevokeCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
+	51, // 31: cloudml.v1.RemoveNodeResponse.node:type_name -> cloudml.v1.Node
+	0,  // 32: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	2,  // 33: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	4,  // 34: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	6,  // 35: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	8,  // 36: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
+	14, // 37: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	20, // 38: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	10, // 39: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
+	12, // 40: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
+	17, // 41: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	22, // 42: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	24, // 43: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	26, // 44: cloudml.v1.ClusterService.CreateJoinToken:input_type -> cloudml.v1.CreateJoinTokenRequest
+	29, // 45: cloudml.v1.ClusterService.ListJoinTokens:input_type -> cloudml.v1.ListJoinTokensRequest
+	31, // 46: cloudml.v1.ClusterService.RevokeJoinToken:input_type -> cloudml.v1.RevokeJoinTokenRequest
+	33, // 47: cloudml.v1.ClusterService.CreateCredential:input_type -> cloudml.v1.CreateCredentialRequest
+	36, // 48: cloudml.v1.ClusterService.ListCredentials:input_type -> cloudml.v1.ListCredentialsRequest
+	38, // 49: cloudml.v1.ClusterService.RevokeCredential:input_type -> cloudml.v1.RevokeCredentialRequest
+	40, // 50: cloudml.v1.ClusterService.RemoveNode:input_type -> cloudml.v1.RemoveNodeRequest
+	1,  // 51: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	3,  // 52: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	5,  // 53: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	7,  // 54: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	9,  // 55: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
+	16, // 56: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	21, // 57: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	11, // 58: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
+	13, // 59: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
+	18, // 60: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	23, // 61: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	25, // 62: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	27, // 63: cloudml.v1.ClusterService.CreateJoinToken:output_type -> cloudml.v1.CreateJoinTokenResponse
+	30, // 64: cloudml.v1.ClusterService.ListJoinTokens:output_type -> cloudml.v1.ListJoinTokensResponse
+	32, // 65: cloudml.v1.ClusterService.RevokeJoinToken:output_type -> cloudml.v1.RevokeJoinTokenResponse
+	34, // 66: cloudml.v1.ClusterService.CreateCredential:output_type -> cloudml.v1.CreateCredentialResponse
+	37, // 67: cloudml.v1.ClusterService.ListCredentials:output_type -> cloudml.v1.ListCredentialsResponse
+	39, // 68: cloudml.v1.ClusterService.RevokeCredential:output_type -> cloudml.v1.RevokeCredentialResponse
+	41, // 69: cloudml.v1.ClusterService.RemoveNode:output_type -> cloudml.v1.RemoveNodeResponse
+	51, // [51:70] is the sub-list for method output_type
+	32, // [32:51] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
@@ -1693,7 +2755,7 @@ func file_cloudml_v1_client_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_client_proto_rawDesc), len(file_cloudml_v1_client_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

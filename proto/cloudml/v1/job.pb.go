@@ -171,6 +171,8 @@ const (
 	NodeState_NODE_STATE_READY NodeState = 1
 	// NODE_STATE_DOWN: it missed a heartbeat deadline or its session closed.
 	NodeState_NODE_STATE_DOWN NodeState = 2
+	// NODE_STATE_REMOVED: an admin removed it; its certificates are refused.
+	NodeState_NODE_STATE_REMOVED NodeState = 3
 )
 
 // Enum value maps for NodeState.
@@ -179,11 +181,13 @@ var (
 		0: "NODE_STATE_UNSPECIFIED",
 		1: "NODE_STATE_READY",
 		2: "NODE_STATE_DOWN",
+		3: "NODE_STATE_REMOVED",
 	}
 	NodeState_value = map[string]int32{
 		"NODE_STATE_UNSPECIFIED": 0,
 		"NODE_STATE_READY":       1,
 		"NODE_STATE_DOWN":        2,
+		"NODE_STATE_REMOVED":     3,
 	}
 )
 
@@ -856,7 +860,11 @@ type Job struct {
 	// EndTime is when the job reached a final state.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
 	// Output is the resolved output bucket URL.
-	Output        string `protobuf:"bytes,9,opt,name=output,proto3" json:"output,omitempty"`
+	Output string `protobuf:"bytes,9,opt,name=output,proto3" json:"output,omitempty"`
+	// Owner is the credential that submitted the job. Only it sees the
+	// values of spec.env; everyone else sees "<redacted>" (env often holds
+	// API keys).
+	Owner         string `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -950,6 +958,13 @@ func (x *Job) GetEndTime() *timestamppb.Timestamp {
 func (x *Job) GetOutput() string {
 	if x != nil {
 		return x.Output
+	}
+	return ""
+}
+
+func (x *Job) GetOwner() string {
+	if x != nil {
+		return x.Owner
 	}
 	return ""
 }
@@ -1355,7 +1370,7 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\bmaximize\x18\x02 \x01(\bR\bmaximize\"B\n" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xbe\x03\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xd4\x03\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x04spec\x18\x02 \x01(\v2\x13.cloudml.v1.JobSpecR\x04spec\x12*\n" +
@@ -1368,7 +1383,9 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x125\n" +
 	"\bend_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x16\n" +
-	"\x06output\x18\t \x01(\tR\x06output\x1a=\n" +
+	"\x06output\x18\t \x01(\tR\x06output\x12\x14\n" +
+	"\x05owner\x18\n" +
+	" \x01(\tR\x05owner\x1a=\n" +
 	"\x0fTaskStatesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xaa\x04\n" +
@@ -1427,11 +1444,12 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x06\x12\x18\n" +
-	"\x14TASK_STATE_CANCELLED\x10\a*R\n" +
+	"\x14TASK_STATE_CANCELLED\x10\a*j\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x13\n" +
-	"\x0fNODE_STATE_DOWN\x10\x02*U\n" +
+	"\x0fNODE_STATE_DOWN\x10\x02\x12\x16\n" +
+	"\x12NODE_STATE_REMOVED\x10\x03*U\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +

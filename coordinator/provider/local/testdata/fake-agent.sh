@@ -5,6 +5,7 @@
 trap 'echo "stopping"; exit 0' TERM
 # Written aside and renamed: the test reads every args-PID it sees.
 printf '%s\n' "$@" > "$FAKE_AGENT_OUT/.args-$$"
+printf '%s\n' "$CLOUDML_JOIN_TOKEN" > "$FAKE_AGENT_OUT/token-$$"
 mv "$FAKE_AGENT_OUT/.args-$$" "$FAKE_AGENT_OUT/args-$$"
 echo "hello from the fake agent"
 echo "warning on stderr" >&2
