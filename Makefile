@@ -40,8 +40,15 @@ check-tidy: ## fail when `go mod tidy` would change go.mod or go.sum (and tools/
 			echo "go mod tidy would change $$dir/go.mod or $$dir/go.sum: run 'go mod tidy' there and commit"; exit 1; fi; \
 	done
 
+# STATICCHECK_SKIP are packages staticcheck leaves out for now: internal/cli
+# is being rewritten on the cli branch (its findings are listed there); empty
+# this when that branch lands.
+STATICCHECK_SKIP := github.com/cloudml/cloudml/internal/cli
+
 staticcheck: ## staticcheck, pinned in tools/go.mod
-	$(TOOLS) staticcheck $(PKGS)
+	@set -eo pipefail; pkgs=$$($(GO) list $(PKGS)$(if $(STATICCHECK_SKIP), | grep -vxF$(foreach p,$(STATICCHECK_SKIP), -e $(p)))); \
+	echo "staticcheck: $$(wc -w <<<"$$pkgs") packages$(if $(STATICCHECK_SKIP), (skipping $(STATICCHECK_SKIP)))"; \
+	$(TOOLS) staticcheck $$pkgs
 
 deps: ## install the system packages the demo and tests need (Debian; root)
 	./scripts/deps.sh
