@@ -5,9 +5,9 @@ import (
 	"path/filepath"
 	"sync"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/cloudml/cloudml/agent/attempt"
 	"github.com/cloudml/cloudml/agent/backoff"
@@ -178,7 +178,7 @@ func (a *Agent) removeServices(ctx context.Context, mgr *container.Manager) {
 			err := mgr.RemoveService(ctx, ref)
 			switch {
 			case err == nil:
-			case errdefs.IsUnavailable(err):
+			case cerrdefs.IsUnavailable(err):
 				// Not a swarm manager: the cancel was for a local attempt.
 				a.log.Debug("not removing a service: not a swarm manager", "error", err)
 			default:

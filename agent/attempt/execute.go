@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudml/cloudml/agent/logship"
 	"github.com/cloudml/cloudml/agent/runtime"
+	"github.com/cloudml/cloudml/internal/metricjson"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -22,7 +23,7 @@ type result struct {
 	exitCode   int
 	msg        string
 	warnings   []string
-	metrics    map[string]float64
+	metrics    metricjson.Map
 	resultsURL string
 	lastLogSeq uint64
 	timings    timings

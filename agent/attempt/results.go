@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -20,11 +19,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/metricjson"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
 // MetricsFile is the file in CLOUDML_OUTPUT_DIR whose flat name → number
-// object becomes the attempt's metrics.
+// object becomes the attempt's metrics. A value is a number, one of the
+// strings "NaN", "Infinity" and "-Infinity", or null (read as NaN, since
+// Octave's jsonencode writes null for NaN); see internal/metricjson.
 const MetricsFile = "metrics.json"
 
 // ManifestFile is written last under the attempt's results prefix.
@@ -43,7 +45,7 @@ type Manifest struct {
 	State     string             `json:"state"`
 	Message   string             `json:"message"`
 	Warnings  []string           `json:"warnings,omitempty"`
-	Metrics   map[string]float64 `json:"metrics"`
+	Metrics   metricjson.Map     `json:"metrics"`
 	Files     []ManifestFileInfo `json:"files"`
 	Timings   ManifestTimings    `json:"timings"`
 }
@@ -66,7 +68,7 @@ type ManifestTimings struct {
 
 // readMetrics parses output/metrics.json. A missing file means no metrics;
 // a malformed one is a warning, never a failure.
-func readMetrics(outputDir string) (map[string]float64, string) {
+func readMetrics(outputDir string) (metricjson.Map, string) {
 	data, err := os.ReadFile(filepath.Join(outputDir, MetricsFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ""
@@ -76,13 +78,14 @@ func readMetrics(outputDir string) (map[string]float64, string) {
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Sprintf("%s is not a JSON object of name to number (%v); no metrics recorded", MetricsFile, err)
+		return nil, fmt.Sprintf("%s is not a JSON object of name to number (%v; write NaN and infinities as the strings %q, %q, %q); no metrics recorded",
+			MetricsFile, err, metricjson.NaN, metricjson.PosInf, metricjson.NegInf)
 	}
-	metrics := make(map[string]float64, len(raw))
+	metrics := make(metricjson.Map, len(raw))
 	for name, v := range raw {
-		var f float64
-		if err := json.Unmarshal(v, &f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Sprintf("%s: %q is %s, not a number; no metrics recorded", MetricsFile, name, bytes.TrimSpace(v))
+		f, err := metricjson.Value(v)
+		if err != nil {
+			return nil, fmt.Sprintf("%s: %q is %s, %v; no metrics recorded", MetricsFile, name, bytes.TrimSpace(v), err)
 		}
 		metrics[name] = f
 	}
@@ -179,7 +182,7 @@ func (a *Attempt) manifest(res *result, files []ManifestFileInfo, upload time.Du
 	}
 	metrics := res.metrics
 	if metrics == nil {
-		metrics = map[string]float64{}
+		metrics = metricjson.Map{}
 	}
 	ended := time.Now()
 	return &Manifest{

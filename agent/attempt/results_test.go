@@ -1,25 +1,33 @@
 package attempt
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/cloudml/cloudml/internal/metricjson"
 )
 
 func TestReadMetrics(t *testing.T) {
 	tests := []struct {
 		name, file string // file "" means no metrics.json
-		want       map[string]float64
+		want       metricjson.Map
 		warn       string
 	}{
 		{"absent", "", nil, ""},
-		{"flat", `{"loss": 0.5, "acc": 1e-3, "n": 3}`, map[string]float64{"loss": 0.5, "acc": 0.001, "n": 3}, ""},
+		{"flat", `{"loss": 0.5, "acc": 1e-3, "n": 3}`, metricjson.Map{"loss": 0.5, "acc": 0.001, "n": 3}, ""},
+		{"non-finite", `{"loss": "NaN", "x": "Infinity", "y": "-Infinity", "z": null, "n": 2}`,
+			metricjson.Map{"loss": math.NaN(), "x": math.Inf(1), "y": math.Inf(-1), "z": math.NaN(), "n": 2}, ""},
 		{"not json", `loss=0.5`, nil, "is not a JSON object"},
+		{"bare NaN", `{"loss": NaN}`, nil, `write NaN and infinities as the strings "NaN", "Infinity", "-Infinity"`},
 		{"nested", `{"loss": {"x": 1}}`, nil, `"loss" is {"x": 1}, not a number`},
 		{"string", `{"loss": "0.5"}`, nil, `"loss" is "0.5", not a number`},
+		{"Inf", `{"loss": "Inf"}`, nil, `"loss" is "Inf", not a number`},
 		{"array", `[1, 2]`, nil, "is not a JSON object"},
 	}
 	for _, tt := range tests {
@@ -31,7 +39,7 @@ func TestReadMetrics(t *testing.T) {
 				}
 			}
 			got, warn := readMetrics(dir)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateNaNs()); diff != "" {
 				t.Errorf("metrics (-want +got):\n%s", diff)
 			}
 			if (tt.warn == "") != (warn == "") || !strings.Contains(warn, tt.warn) {

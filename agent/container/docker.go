@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 )
 
 // Docker is the part of the Engine API this package uses. *client.Client
@@ -57,10 +57,10 @@ func Dial(host string) (*client.Client, error) {
 }
 
 // isNotFound reports whether err is the daemon's "no such object".
-func isNotFound(err error) bool { return errdefs.IsNotFound(err) }
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
 
 // isConflict reports whether err is the daemon's "already exists".
-func isConflict(err error) bool { return errdefs.IsConflict(err) }
+func isConflict(err error) bool { return cerrdefs.IsConflict(err) }
 
 // isDaemonDown reports whether err means the daemon could not be reached
 // (as opposed to an answer from it).

@@ -115,8 +115,8 @@ func TestPutOpenAndReopen(t *testing.T) {
 
 func TestPutAcceptsOCILayout(t *testing.T) {
 	s := newStore(t, t.TempDir())
-	id, data := fakeArchive(t, `{"oci":true}`, "")
-	_, data = fakeArchive(t, `{"oci":true}`, "blobs/sha256/"+strings.TrimPrefix(id, "sha256:"))
+	id, _ := fakeArchive(t, `{"oci":true}`, "")
+	_, data := fakeArchive(t, `{"oci":true}`, "blobs/sha256/"+strings.TrimPrefix(id, "sha256:"))
 	if _, err := s.Put(context.Background(), Info{Name: "a:1", ID: id}, bytes.NewReader(data)); err != nil {
 		t.Fatalf("Put of an OCI layout archive: %v", err)
 	}

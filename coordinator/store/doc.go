@@ -8,7 +8,8 @@
 // migration, and needs no generated code for types that never cross the wire.
 // The one wire type in a record, the JobSpec, is kept as proto bytes so that
 // it round-trips exactly. Metrics encode non-finite numbers (NaN, ±Inf, which
-// Octave produces) as strings, since JSON has no literal for them.
+// a diverged run reports) as the strings "NaN", "Infinity" and "-Infinity"
+// (internal/metricjson), since JSON has no literal for them.
 //
 // Buckets and keys:
 //

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"encoding/json"
-	"math"
-	"strconv"
 	"time"
 
+	"github.com/cloudml/cloudml/internal/metricjson"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -138,45 +136,6 @@ func ActiveState(s cloudmlv1.TaskState) bool {
 	return false
 }
 
-// Metrics is a metric map whose JSON form keeps NaN and ±Inf as strings.
-type Metrics map[string]float64
-
-// MarshalJSON encodes non-finite values as strings.
-func (m Metrics) MarshalJSON() ([]byte, error) {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			out[k] = strconv.FormatFloat(v, 'g', -1, 64)
-		} else {
-			out[k] = v
-		}
-	}
-	return json.Marshal(out)
-}
-
-// UnmarshalJSON decodes numbers and the strings MarshalJSON writes.
-func (m *Metrics) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	out := make(Metrics, len(raw))
-	for k, r := range raw {
-		var f float64
-		if err := json.Unmarshal(r, &f); err == nil {
-			out[k] = f
-			continue
-		}
-		var s string
-		if err := json.Unmarshal(r, &s); err != nil {
-			return err
-		}
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return err
-		}
-		out[k] = f
-	}
-	*m = out
-	return nil
-}
+// Metrics is a metric map whose JSON form keeps NaN and ±Inf as strings
+// (metricjson.Map).
+type Metrics = metricjson.Map

@@ -30,7 +30,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		Jobs:  []*Job{{ID: "a-000001", Spec: []byte{1, 2}, State: cloudmlv1.JobState_JOB_STATE_RUNNING, TaskCount: 1, CreateTime: now}},
 		Tasks: []*Task{{JobID: "a-000001", Index: 0, Params: map[string]string{"x": "1"}, State: cloudmlv1.TaskState_TASK_STATE_RUNNING, Attempt: 1}},
 		Attempts: []*Attempt{{JobID: "a-000001", Task: 0, Attempt: 1, NodeID: "node-1", State: cloudmlv1.TaskState_TASK_STATE_RUNNING,
-			Metrics: Metrics{"loss": 0.5, "nan": math.NaN(), "inf": math.Inf(-1)}, AssignTime: now}},
+			Metrics: Metrics{"loss": 0.5, "nan": math.NaN(), "inf": math.Inf(1), "ninf": math.Inf(-1)}, AssignTime: now}},
 	}
 	want.Tokens = []*JoinToken{{ID: "0123456789ab", SecretSHA256: "cd", CreateTime: now, ExpireTime: now.Add(time.Minute), Uses: 1, Used: 1, Nodes: []string{"node-1"}}}
 	want.Credentials = []*Credential{{Name: "admin", Role: "admin", Serial: "ef", CreateTime: now, ExpireTime: now.Add(time.Hour)}}

@@ -31,7 +31,9 @@ function x = param(name, default)
 end
 
 function write_metrics(file, names, values)
-  % Writes a flat JSON object; non-finite values are left out.
+  % Writes a flat JSON object of name to number. JSON has no NaN or
+  % infinity, so those are written as the strings CloudML reads: "NaN",
+  % "Infinity", "-Infinity" (jsonencode would write null for all three).
   fid = fopen(file, "w");
   if fid < 0
     error("linreg: cannot write %s", file);
@@ -39,10 +41,18 @@ function write_metrics(file, names, values)
   fprintf(fid, "{");
   sep = "";
   for i = 1:numel(names)
-    if isfinite(values(i))
-      fprintf(fid, "%s\n  \"%s\": %.10g", sep, names{i}, values(i));
-      sep = ",";
+    v = values(i);
+    if isnan(v)
+      txt = "\"NaN\"";
+    elseif v == Inf
+      txt = "\"Infinity\"";
+    elseif v == -Inf
+      txt = "\"-Infinity\"";
+    else
+      txt = sprintf("%.10g", v);
     end
+    fprintf(fid, "%s\n  \"%s\": %s", sep, names{i}, txt);
+    sep = ",";
   end
   fprintf(fid, "\n}\n");
   fclose(fid);
@@ -137,9 +147,10 @@ function run_training()
 
   % ---- outputs ----------------------------------------------------------------------
   if diverged
-    train_mse = 1e308;
-    val_mse = 1e308;
-    r2_val = NaN;   % omitted from metrics.json
+    % metrics.json says so: a sweep ranks non-finite values last.
+    train_mse = Inf;
+    val_mse = Inf;
+    r2_val = NaN;
   else
     r2_val = 1 - sum((Zva * w - yva) .^ 2) / sum((yva - mean(yva)) .^ 2);
   end
@@ -165,7 +176,7 @@ function run_training()
                 [train_mse, val_mse, r2_val, done, diverged]);
 
   if diverged
-    printf("done: diverged after %d epochs; metrics report val_mse 1e308\n", done);
+    printf("done: diverged after %d epochs; metrics report val_mse Infinity\n", done);
   else
     printf("done: train_mse %.6g val_mse %.6g r2_val %.4f\n", train_mse, val_mse, r2_val);
   end

@@ -53,7 +53,7 @@ func TestGCSConformance(t *testing.T) {
 	runConformance(t, func(t *testing.T) Bucket {
 		n++
 		name := fmt.Sprintf("conformance-%d", n)
-		srv.CreateBucket(name)
+		srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: name})
 		b, _ := openGCSBucket(t, "gs://"+name)
 		return b
 	})
@@ -72,7 +72,7 @@ func TestGCSOpenMissingBucket(t *testing.T) {
 
 func TestGCSOpenLocationAndURL(t *testing.T) {
 	srv := newFakeGCS(t)
-	srv.CreateBucket("data-bucket")
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "data-bucket"})
 	b, loc := openGCSBucket(t, "gs://data-bucket/runs/7/")
 	if want := (Location{Scheme: "gs", Bucket: "data-bucket", Key: "runs/7"}); loc != want {
 		t.Fatalf("location = %+v, want %+v", loc, want)

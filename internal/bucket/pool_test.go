@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 )
 
 func TestPoolSharesGCSBuckets(t *testing.T) {
@@ -18,7 +20,7 @@ func TestPoolSharesGCSBuckets(t *testing.T) {
 	if _, _, err := p.Open(ctx, "gs://later/x"); !errors.Is(err, ErrNotExist) {
 		t.Fatalf("Open(missing bucket) = %v, want ErrNotExist", err)
 	}
-	srv.CreateBucket("later")
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "later"})
 	a, loc, err := p.Open(ctx, "gs://later/runs")
 	if err != nil {
 		t.Fatalf("Open after the bucket was created: %v", err)

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 )
 
 // HostDocker connects to the host's Docker daemon (DOCKER_HOST, else the
@@ -78,7 +78,7 @@ func ImportImage(t testing.TB, d *client.Client, repo string, rootfs []byte, cha
 	t.Cleanup(func() { // by id: also the tags a test added
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := d.ImageRemove(ctx, insp.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !errdefs.IsNotFound(err) {
+		if _, err := d.ImageRemove(ctx, insp.ID, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove test image %s: %v", ref, err)
 		}
 	})

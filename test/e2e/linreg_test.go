@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/url"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/metricjson"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
@@ -80,11 +82,11 @@ type resultsJSON struct {
 	} `json:"objective"`
 	JobState string `json:"jobState"`
 	Rows     []struct {
-		TaskIndex  int                `json:"taskIndex"`
-		State      string             `json:"state"`
-		Params     map[string]string  `json:"params"`
-		Metrics    map[string]float64 `json:"metrics"`
-		ResultsURL string             `json:"resultsUrl"`
+		TaskIndex  int               `json:"taskIndex"`
+		State      string            `json:"state"`
+		Params     map[string]string `json:"params"`
+		Metrics    metricjson.Map    `json:"metrics"`
+		ResultsURL string            `json:"resultsUrl"`
 	} `json:"rows"`
 }
 
@@ -122,9 +124,17 @@ func checkLinreg(t *testing.T, c *cluster, job, logs string) {
 	if res.Objective.Metric != "val_mse" || len(res.Rows) != 12 {
 		t.Fatalf("results: objective %q, %d rows", res.Objective.Metric, len(res.Rows))
 	}
+	// The lr=1.0 tasks diverge, report val_mse "Infinity" and rank last.
 	vals := make([]float64, len(res.Rows))
 	for i, r := range res.Rows {
 		vals[i] = r.Metrics["val_mse"]
+		diverged := r.Params["lr"] == "1.0"
+		if got := math.IsInf(vals[i], 1); got != diverged || (i >= 9) != diverged {
+			t.Errorf("rank %d: task %d (%v) val_mse %v; want the 3 diverged lr=1.0 tasks last, at +Inf", i+1, r.TaskIndex, r.Params, vals[i])
+		}
+		if diverged && !math.IsNaN(r.Metrics["r2_val"]) {
+			t.Errorf("task %d diverged but r2_val is %v, want NaN", r.TaskIndex, r.Metrics["r2_val"])
+		}
 	}
 	if !sort.Float64sAreSorted(vals) {
 		t.Errorf("results not best first by val_mse: %v", vals)
@@ -156,8 +166,8 @@ func checkResultObjects(t *testing.T, b bucket.Bucket, prefix string, tasks int)
 		data, _ := io.ReadAll(r)
 		r.Close()
 		var m struct {
-			ExitCode int                `json:"exit_code"`
-			Metrics  map[string]float64 `json:"metrics"`
+			ExitCode int            `json:"exit_code"`
+			Metrics  metricjson.Map `json:"metrics"`
 			Files    []struct {
 				Path   string `json:"path"`
 				Size   int64  `json:"size"`

@@ -1491,7 +1491,9 @@ type ReportTaskRequest struct {
 	ExitCode int32 `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// Message says why it failed, in words a user can act on.
 	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	// Metrics are the flat name-to-number map from metrics.json.
+	// Metrics are the flat name-to-number map from metrics.json. A value may
+	// be NaN or ±Inf (a run that diverged); metrics.json spells them "NaN",
+	// "Infinity", "-Infinity" or null (NaN).
 	Metrics map[string]float64 `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// ResultsURL is the bucket prefix the results were uploaded to.
 	ResultsUrl string `protobuf:"bytes,6,opt,name=results_url,json=resultsUrl,proto3" json:"results_url,omitempty"`

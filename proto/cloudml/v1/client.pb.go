@@ -1040,7 +1040,8 @@ type ResultRow struct {
 	State TaskState `protobuf:"varint,3,opt,name=state,proto3,enum=cloudml.v1.TaskState" json:"state,omitempty"`
 	// Params are the task's swept values.
 	Params map[string]string `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Metrics are from metrics.json.
+	// Metrics are from metrics.json; NaN and ±Inf included (in JSON the
+	// strings "NaN", "Infinity", "-Infinity").
 	Metrics map[string]float64 `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// ResultsURL is the bucket prefix of the attempt's results.
 	ResultsUrl string `protobuf:"bytes,6,opt,name=results_url,json=resultsUrl,proto3" json:"results_url,omitempty"`

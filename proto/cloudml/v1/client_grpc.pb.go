@@ -76,7 +76,9 @@ type JobServiceClient interface {
 	// job); an unknown name is NOT_FOUND.
 	DeleteImage(ctx context.Context, in *DeleteImageRequest, opts ...grpc.CallOption) (*DeleteImageResponse, error)
 	// GetResults returns each task's params beside the metrics of its
-	// counting attempt, best first by the job's objective.
+	// counting attempt, best first by the job's objective: finite values in
+	// its direction, then NaN and ±Inf (diverged runs) whatever the
+	// direction, then tasks without the metric; ties by task index.
 	GetResults(ctx context.Context, in *GetResultsRequest, opts ...grpc.CallOption) (*GetResultsResponse, error)
 }
 
@@ -245,7 +247,9 @@ type JobServiceServer interface {
 	// job); an unknown name is NOT_FOUND.
 	DeleteImage(context.Context, *DeleteImageRequest) (*DeleteImageResponse, error)
 	// GetResults returns each task's params beside the metrics of its
-	// counting attempt, best first by the job's objective.
+	// counting attempt, best first by the job's objective: finite values in
+	// its direction, then NaN and ±Inf (diverged runs) whatever the
+	// direction, then tasks without the metric; ties by task index.
 	GetResults(context.Context, *GetResultsRequest) (*GetResultsResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
