@@ -47,6 +47,8 @@ type Config struct {
 	// ImageExportIdle bounds how long an image upload may go without a byte
 	// before the next node is asked; default 30s.
 	ImageExportIdle time.Duration
+	// Limits bound every input: request, spec, log and image sizes.
+	Limits Limits
 	// Provider is "local" or "none".
 	Provider string
 	// SwarmPeerCIDRs are the cluster's addresses: agents open the swarm
@@ -71,13 +73,15 @@ func DefaultConfig() Config {
 		NodeDownAfter:    6 * time.Second,
 		ImageExportStart: 30 * time.Second,
 		ImageExportIdle:  30 * time.Second,
+		Limits:           DefaultLimits(),
 		Provider:         ProviderNone,
 		Local:            local.DefaultConfig(),
 		Netns:            netnsprov.DefaultConfig(),
 	}
 }
 
-// Validate fills zero durations with their defaults and checks the rest.
+// Validate fills zero durations and limits with their defaults and checks
+// the rest.
 func (c *Config) Validate() error {
 	if c.ListenAddr == "" {
 		c.ListenAddr = "127.0.0.1:7070"
@@ -104,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ImageExportIdle <= 0 {
 		c.ImageExportIdle = 30 * time.Second
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	switch c.Provider {
 	case "", ProviderNone:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/grpcopt"
 	"github.com/cloudml/cloudml/internal/jobspec"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -29,12 +30,18 @@ func (s *jobServer) SubmitJob(ctx context.Context, req *cloudmlv1.SubmitJobReque
 	return &cloudmlv1.SubmitJobResponse{Job: j}, nil
 }
 
+// submit checks a spec against the limits, expands it and stores the job.
+// Everything that can refuse it runs before the commit, the size of the
+// response included, so a refused job leaves nothing behind. Only the job
+// record is written: a task gets a record of its own once it leaves its
+// first state (see fillPendingTasks), so a large sweep costs its spec, not
+// a record per task.
 func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
 	if spec == nil {
 		return nil, errorf(ErrInvalid, "spec is required")
 	}
 	spec = proto.Clone(spec).(*cloudmlv1.JobSpec)
-	if err := jobspec.Validate(spec); err != nil {
+	if err := c.cfg.Limits.Spec.Check(spec); err != nil {
 		return nil, &kindError{kind: ErrInvalid, err: err}
 	}
 	if err := checkSources(spec); err != nil {
@@ -75,20 +82,50 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
 		tasks:    make([]*store.Task, len(params)),
 		attempts: make([][]*store.Attempt, len(params)),
 	}
+	for i, p := range params {
+		j.tasks[i] = pendingTask(id, i, p)
+	}
+	resp := jobProto(j, true)
+	if n := proto.Size(&cloudmlv1.SubmitJobResponse{Job: resp}); n > grpcopt.MaxMsgBytes {
+		return nil, errorf(ErrTooLarge, "job of %d tasks: its description would be %d bytes, more than the %d bytes of a response; lower the tasks or their parameters", len(params), n, grpcopt.MaxMsgBytes)
+	}
 	ch := newChanges()
 	ch.job(j.rec)
-	for i, p := range params {
-		t := &store.Task{JobID: id, Index: int32(i), Params: p, State: cloudmlv1.TaskState_TASK_STATE_PENDING, Reason: "waiting for the scheduler"}
-		j.tasks[i] = t
-		ch.task(t)
-	}
 	if err := c.commit(ch); err != nil {
 		return nil, err
 	}
 	c.jobs[id] = j
 	c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
 	c.poke()
-	return jobProto(j, true), nil
+	return resp, nil
+}
+
+// pendingTask is task i of a job as submitted.
+func pendingTask(job string, i int, params map[string]string) *store.Task {
+	return &store.Task{JobID: job, Index: int32(i), Params: params, State: cloudmlv1.TaskState_TASK_STATE_PENDING, Reason: "waiting for the scheduler"}
+}
+
+// fillPendingTasks gives the tasks of a loaded job that have no record
+// their first state, with their parameters from the sweep: a task is
+// stored only once it changed.
+func fillPendingTasks(j *jobEntry) error {
+	var params []map[string]string
+	for i, t := range j.tasks {
+		if t != nil {
+			continue
+		}
+		if params == nil {
+			var err error
+			if params, err = jobspec.Expand(j.spec); err != nil {
+				return fmt.Errorf("expand the sweep of its unstarted tasks: %w", err)
+			}
+			if len(params) != len(j.tasks) {
+				return fmt.Errorf("its sweep expands to %d tasks, its record says %d", len(params), len(j.tasks))
+			}
+		}
+		j.tasks[i] = pendingTask(j.rec.ID, i, params[i])
+	}
+	return nil
 }
 
 // newJobID is the name (reduced to [a-z0-9._-]) plus 6 random hex digits.

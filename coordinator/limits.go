@@ -1,0 +1,93 @@
+package coordinator
+
+import (
+	"fmt"
+
+	"github.com/cloudml/cloudml/internal/grpcopt"
+	"github.com/cloudml/cloudml/internal/jobspec"
+)
+
+// requestOverhead is what a request may hold beyond its bounded payload
+// (a spec, a call's log data): ids, refs and framing.
+const requestOverhead = 64 << 10
+
+// Limits bound every input of the coordinator. The defaults are far above
+// what a real user sends and far below what would hurt the coordinator or
+// a node; every input is checked before anything of it is stored, and a
+// refusal names the limit, its value and, where it is configurable, the
+// flag that raises it.
+type Limits struct {
+	// Spec bounds job specs; default jobspec.DefaultLimits(), which every
+	// client checks as well, so these can be lowered but not raised.
+	// Together they keep a job's largest Assignment (its spec, one task's
+	// parameters, the nodes to avoid) far below grpcopt.MaxMsgBytes, which
+	// every agent receives.
+	Spec jobspec.Limits
+	// RequestBytes bounds one gRPC message the coordinator receives (the
+	// server's MaxRecvMsgSize); default 8 MiB. It must hold the largest
+	// spec and the largest log call with room to spare. An image is pushed
+	// in chunks, each a message.
+	RequestBytes int
+	// LogCallBytes bounds the log data of one PublishLogs call or one
+	// StreamLogs message; default 4 MiB (an agent sends at most 2 MiB).
+	LogCallBytes int
+	// AttemptLogBytes bounds what the coordinator keeps of one attempt's
+	// logs, records and their 13-byte headers together; default 1 GiB
+	// (flag --max-log-bytes). Beyond it the coordinator keeps the whole
+	// lines that fit, adds one marker line saying the rest was dropped, and
+	// acknowledges the attempt's later batches without storing them, so the
+	// agent ships on and the task ends normally.
+	AttemptLogBytes int64
+	// ImageBytes bounds one image archive a client pushes or a node
+	// uploads; default 16 GiB (flag --max-image-bytes). A larger one is
+	// refused, and its partial copy removed, once that many bytes arrived
+	// (at once when the push's header says its size).
+	ImageBytes int64
+}
+
+// DefaultLimits returns the default limits.
+func DefaultLimits() Limits {
+	return Limits{
+		Spec:            jobspec.DefaultLimits(),
+		RequestBytes:    8 << 20,
+		LogCallBytes:    4 << 20,
+		AttemptLogBytes: 1 << 30,
+		ImageBytes:      16 << 30,
+	}
+}
+
+// Validate fills zero limits with their defaults and checks that they fit
+// together.
+func (l *Limits) Validate() error {
+	d := DefaultLimits()
+	if err := l.Spec.Validate(); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	if l.RequestBytes == 0 {
+		l.RequestBytes = d.RequestBytes
+	}
+	if l.LogCallBytes == 0 {
+		l.LogCallBytes = d.LogCallBytes
+	}
+	if l.AttemptLogBytes == 0 {
+		l.AttemptLogBytes = d.AttemptLogBytes
+	}
+	if l.ImageBytes == 0 {
+		l.ImageBytes = d.ImageBytes
+	}
+	switch {
+	case l.RequestBytes < 0 || l.RequestBytes > grpcopt.MaxMsgBytes:
+		return fmt.Errorf("limits: request bytes %d: want 1..%d", l.RequestBytes, grpcopt.MaxMsgBytes)
+	case l.RequestBytes < l.Spec.SpecBytes+requestOverhead:
+		return fmt.Errorf("limits: request bytes %d cannot hold a spec of %d bytes (want at least %d)", l.RequestBytes, l.Spec.SpecBytes, l.Spec.SpecBytes+requestOverhead)
+	case l.LogCallBytes < 2<<20:
+		return fmt.Errorf("limits: log call bytes %d is below the 2 MiB an agent may send in one call", l.LogCallBytes)
+	case l.RequestBytes < l.LogCallBytes+requestOverhead:
+		return fmt.Errorf("limits: request bytes %d cannot hold a log call of %d bytes (want at least %d)", l.RequestBytes, l.LogCallBytes, l.LogCallBytes+requestOverhead)
+	case l.AttemptLogBytes < 0:
+		return fmt.Errorf("limits: attempt log bytes %d is negative", l.AttemptLogBytes)
+	case l.ImageBytes < 0:
+		return fmt.Errorf("limits: image bytes %d is negative", l.ImageBytes)
+	}
+	return nil
+}
