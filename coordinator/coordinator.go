@@ -74,7 +74,10 @@ func New(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.StateDir)
+	st, err := store.OpenWith(cfg.StateDir, store.Options{
+		MaxLogBytes: cfg.Limits.AttemptLogBytes,
+		LogCapNote:  logCapNote(cfg.Limits.AttemptLogBytes),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -96,7 +96,7 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 			}
 			return errorf(ErrStaleAttempt, "attempt %s already ended as %s", r, taskStateName(a.State))
 		}
-		if a.AckedSeq < req.GetLastLogSeq() {
+		if a.AckedSeq < req.GetLastLogSeq() && !c.logsCapped(r) {
 			return errorf(ErrLogsIncomplete, "logs incomplete: have %d of %d", a.AckedSeq, req.GetLastLogSeq())
 		}
 		a.State = state
@@ -157,6 +157,16 @@ func (c *Coordinator) endTask(j *jobEntry, t *store.Task, a *store.Attempt) {
 			}
 		}
 	}
+}
+
+// logsCapped reports whether the attempt's logs reached the per-attempt
+// limit: the rest of them is dropped, so none is missing.
+func (c *Coordinator) logsCapped(r attemptRef) bool {
+	capped, err := c.store.LogsCapped(r.job, r.task, r.attempt)
+	if err != nil {
+		c.log.Warn("read log state failed", "attempt", r.String(), "error", err)
+	}
+	return capped
 }
 
 // exitText is "exit 1" or "exit 1: message".

@@ -194,3 +194,15 @@ func TestLimitsValidate(t *testing.T) {
 		t.Error("negative sweep bytes accepted")
 	}
 }
+
+func TestFormatBytes(t *testing.T) {
+	for _, n := range []int64{0, 1, 1000, 1 << 10, 1 << 30, 16 << 30, 3 << 40, 1<<30 + 1} {
+		s := FormatBytes(n)
+		if got, err := ParseBytes(s); err != nil || got != n {
+			t.Errorf("ParseBytes(FormatBytes(%d) = %q) = %d, %v", n, s, got, err)
+		}
+	}
+	if got := FormatBytes(16 << 30); got != "16Gi" {
+		t.Errorf("FormatBytes(16 GiB) = %q", got)
+	}
+}
