@@ -2,6 +2,9 @@ package coordinator
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"unicode/utf8"
 
 	"github.com/cloudml/cloudml/internal/grpcopt"
 	"github.com/cloudml/cloudml/internal/jobspec"
@@ -43,6 +46,16 @@ type Limits struct {
 	// refused, and its partial copy removed, once that many bytes arrived
 	// (at once when the push's header says its size).
 	ImageBytes int64
+	// Metrics bounds the metrics kept per attempt and MetricNameBytes the
+	// length of a metric's name; defaults 1,000 and 256. A node's final
+	// report is never refused for them (its agent would send it again for
+	// ever): the first metrics by name with names that fit are kept, and
+	// the attempt's message says how many were dropped.
+	Metrics         int
+	MetricNameBytes int
+	// MessageBytes bounds the message kept with an attempt's end; default
+	// 4 KiB. A longer one is cut.
+	MessageBytes int
 }
 
 // DefaultLimits returns the default limits.
@@ -53,6 +66,9 @@ func DefaultLimits() Limits {
 		LogCallBytes:    4 << 20,
 		AttemptLogBytes: 1 << 30,
 		ImageBytes:      16 << 30,
+		Metrics:         1000,
+		MetricNameBytes: 256,
+		MessageBytes:    4 << 10,
 	}
 }
 
@@ -75,6 +91,15 @@ func (l *Limits) Validate() error {
 	if l.ImageBytes == 0 {
 		l.ImageBytes = d.ImageBytes
 	}
+	if l.Metrics == 0 {
+		l.Metrics = d.Metrics
+	}
+	if l.MetricNameBytes == 0 {
+		l.MetricNameBytes = d.MetricNameBytes
+	}
+	if l.MessageBytes == 0 {
+		l.MessageBytes = d.MessageBytes
+	}
 	switch {
 	case l.RequestBytes < 0 || l.RequestBytes > grpcopt.MaxMsgBytes:
 		return fmt.Errorf("limits: request bytes %d: want 1..%d", l.RequestBytes, grpcopt.MaxMsgBytes)
@@ -88,6 +113,42 @@ func (l *Limits) Validate() error {
 		return fmt.Errorf("limits: attempt log bytes %d is negative", l.AttemptLogBytes)
 	case l.ImageBytes < 0:
 		return fmt.Errorf("limits: image bytes %d is negative", l.ImageBytes)
+	case l.Metrics < 0 || l.MetricNameBytes < 0 || l.MessageBytes < 0:
+		return fmt.Errorf("limits: metrics %d, metric name bytes %d and message bytes %d must not be negative", l.Metrics, l.MetricNameBytes, l.MessageBytes)
 	}
 	return nil
+}
+
+// boundReport returns what is kept of a final report's metrics and message
+// within the limits, the message saying what was dropped.
+func (l *Limits) boundReport(metrics map[string]float64, message string) (map[string]float64, string) {
+	var kept map[string]float64
+	dropped := 0
+	if len(metrics) > 0 {
+		kept = make(map[string]float64, min(len(metrics), l.Metrics))
+		names := slices.Sorted(maps.Keys(metrics))
+		for _, name := range names {
+			if len(name) > l.MetricNameBytes || len(kept) == l.Metrics {
+				dropped++
+				continue
+			}
+			kept[name] = metrics[name]
+		}
+	}
+	if dropped > 0 {
+		note := fmt.Sprintf("%d of %d metrics dropped (at most %d, names of at most %d bytes)", dropped, len(metrics), l.Metrics, l.MetricNameBytes)
+		if message == "" {
+			message = note
+		} else {
+			message = note + "; " + message
+		}
+	}
+	if len(message) > l.MessageBytes {
+		cut := l.MessageBytes - len("...")
+		for cut > 0 && !utf8.RuneStart(message[cut]) {
+			cut--
+		}
+		message = message[:max(cut, 0)] + "..."
+	}
+	return kept, message
 }

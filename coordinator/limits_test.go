@@ -477,3 +477,33 @@ func TestUnstartedTasksAreDerived(t *testing.T) {
 		}
 	}
 }
+
+// TestReportBounds: a final report with too many metrics, a metric name
+// too long and a long message is accepted (an agent would send it again
+// for ever) and kept within the limits, saying what was dropped.
+func TestReportBounds(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 1)
+	n.open()
+	job := h.submit(gridSpec("report", 1))
+	ref := n.next().GetRef()
+	metrics := map[string]float64{strings.Repeat("n", 257): 1}
+	for i := range 1001 {
+		metrics[fmt.Sprintf("m%04d", i)] = float64(i)
+	}
+	_, err := n.client.ReportTask(ctxT(t), &cloudmlv1.ReportTaskRequest{
+		Ref: ref, State: cloudmlv1.TaskState_TASK_STATE_FAILED, ExitCode: 1, Metrics: metrics, Message: strings.Repeat("é", 5000),
+	}, n.creds())
+	if err != nil {
+		t.Fatalf("report: %s", short(err))
+	}
+	task := h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_FAILED).GetTasks()[0]
+	if len(task.GetMetrics()) != 1000 || task.GetMetrics()["m0999"] != 999 || task.GetMetrics()["m1000"] != 0 {
+		t.Errorf("kept %d metrics, want m0000..m0999", len(task.GetMetrics()))
+	}
+	reason := task.GetReason()
+	if !strings.Contains(reason, "exit 1: 2 of 1002 metrics dropped (at most 1000, names of at most 256 bytes); éé") ||
+		!strings.HasSuffix(reason, "é...)") || len(reason) > 4096+100 {
+		t.Errorf("reason of %d bytes: %.200s...%s", len(reason), reason, reason[len(reason)-20:])
+	}
+}

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/cloudml/cloudml/coordinator/store"
@@ -99,10 +98,11 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 		if a.AckedSeq < req.GetLastLogSeq() && !c.logsCapped(r) {
 			return errorf(ErrLogsIncomplete, "logs incomplete: have %d of %d", a.AckedSeq, req.GetLastLogSeq())
 		}
+		metrics, message := c.cfg.Limits.boundReport(req.GetMetrics(), req.GetMessage())
 		a.State = state
 		a.ExitCode = req.GetExitCode()
-		a.Message = req.GetMessage()
-		a.Metrics = store.Metrics(maps.Clone(req.GetMetrics()))
+		a.Message = message
+		a.Metrics = store.Metrics(metrics)
 		a.ResultsURL = req.GetResultsUrl()
 		a.EndTime = at
 		if a.StartTime.IsZero() {
