@@ -321,19 +321,19 @@ func TestLogCallLimit(t *testing.T) {
 	as := n.next()
 	ref := as.GetRef()
 	limit := h.cfg.Limits.LogCallBytes
-	half := limit/2 - store.RecordHeader
+	half := limit / 2
 	if acked, err := n.publish(ref, batch(1, strings.Repeat("a", half)), batch(2, strings.Repeat("b", half))); err != nil || acked != 2 {
 		t.Fatalf("call of %d bytes: acked %d, %v", limit, acked, err)
 	}
 	_, err := n.publish(ref, batch(3, strings.Repeat("a", half)), batch(4, strings.Repeat("b", half+1)))
-	want := fmt.Sprintf("2 batches of %d bytes (13 bytes each besides its data), more than the limit of %d bytes per call", limit+1, limit)
+	want := fmt.Sprintf("2 batches with %d bytes of data, more than the limit of %d bytes per call", limit+1, limit)
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), want) {
 		t.Fatalf("call of %d bytes: %v, want ResourceExhausted with %q", limit+1, err, want)
 	}
 	st := n.logStream(ctxT(t))
-	st.Send(&cloudmlv1.StreamLogsRequest{Ref: ref, Batches: []*cloudmlv1.LogBatch{batch(3, strings.Repeat("a", limit))}})
+	st.Send(&cloudmlv1.StreamLogsRequest{Ref: ref, Batches: []*cloudmlv1.LogBatch{batch(3, strings.Repeat("a", limit+1))}})
 	if err := endErr(st); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "per call") {
-		t.Fatalf("stream message of %d bytes: %v", limit+store.RecordHeader, err)
+		t.Fatalf("stream message of %d bytes: %v", limit+1, err)
 	}
 	if acked, err := h.c.store.AckedSeq(ref.GetJobId(), 0, 1); acked != 2 || err != nil {
 		t.Errorf("acked %d, %v after the refused calls; want 2", acked, err)

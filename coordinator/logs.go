@@ -46,16 +46,16 @@ func (c *Coordinator) publishLogs(node string, req *cloudmlv1.PublishLogsRequest
 	return acked, nil
 }
 
-// checkLogCall refuses a call (or stream message) whose batches exceed
-// Limits.LogCallBytes, each batch counting its record header.
+// checkLogCall refuses a call (or stream message) whose batches carry more
+// than Limits.LogCallBytes of data. (Their records' headers count in the
+// per-attempt limit.)
 func (c *Coordinator) checkLogCall(r attemptRef, batches []*cloudmlv1.LogBatch) error {
 	n := 0
 	for _, b := range batches {
-		n += store.RecordHeader + len(b.GetData())
+		n += len(b.GetData())
 	}
 	if limit := c.cfg.Limits.LogCallBytes; n > limit {
-		return errorf(ErrTooLarge, "logs of %s: %d batches of %d bytes (%d bytes each besides its data), more than the limit of %d bytes per call",
-			r, len(batches), n, store.RecordHeader, limit)
+		return errorf(ErrTooLarge, "logs of %s: %d batches with %d bytes of data, more than the limit of %d bytes per call", r, len(batches), n, limit)
 	}
 	return nil
 }

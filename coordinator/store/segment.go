@@ -18,10 +18,6 @@ import (
 // length (4B BE).
 const recordHeader = 13
 
-// RecordHeader is what a log record costs besides its data, counted in
-// Options.MaxLogBytes.
-const RecordHeader = recordHeader
-
 // cappedFlag marks the stream byte of the record that ends a capped log:
 // it holds the lines that fitted and the cap's note (see WriteLogs).
 const cappedFlag = 0x80

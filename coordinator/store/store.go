@@ -43,8 +43,8 @@ const LogDirName = "logs"
 
 // Options tune a Store; the zero value has no limits.
 type Options struct {
-	// MaxLogBytes bounds one attempt's log file, records and their headers
-	// (RecordHeader each) together; 0 means no limit. See WriteLogs.
+	// MaxLogBytes bounds one attempt's log file, records and their 13-byte
+	// headers together; 0 means no limit. See WriteLogs.
 	MaxLogBytes int64
 	// LogCapNote is the line that ends a log cut at MaxLogBytes.
 	LogCapNote string
