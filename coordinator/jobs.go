@@ -85,6 +85,9 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
 	for i, p := range params {
 		j.tasks[i] = pendingTask(id, i, p)
 	}
+	if err := c.checkContainerAssignment(j); err != nil {
+		return nil, err
+	}
 	resp := jobProto(j, true)
 	if n := proto.Size(&cloudmlv1.SubmitJobResponse{Job: resp}); n > grpcopt.MaxMsgBytes {
 		return nil, errorf(ErrTooLarge, "job of %d tasks: its description would be %d bytes, more than the %d bytes of a response; lower the tasks or their parameters", len(params), n, grpcopt.MaxMsgBytes)
@@ -98,6 +101,29 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
 	c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
 	c.poke()
 	return resp, nil
+}
+
+// checkContainerAssignment refuses a container job whose largest task
+// Assignment exceeds Limits.ContainerAssignmentBytes: its swarm service
+// would be refused. The parameters are the only part that varies by task.
+func (c *Coordinator) checkContainerAssignment(j *jobEntry) error {
+	if j.spec.GetImage() == "" {
+		return nil
+	}
+	base := assignmentMsg(j, attemptRef{j.rec.ID, 0, 1}).GetAssignment()
+	base.Params = nil
+	largest, task := 0, 0
+	for i, t := range j.tasks {
+		if n := proto.Size(&cloudmlv1.Assignment{Params: t.Params}); n > largest {
+			largest, task = n, i
+		}
+	}
+	limit := c.cfg.Limits.ContainerAssignmentBytes
+	if n := proto.Size(base) + largest + requestOverhead/16; n > limit {
+		return errorf(ErrInvalid, "%v: image: the assignment of task %d would be about %d bytes, more than the limit of %d bytes per task of a container job "+
+			"(its swarm service carries it twice, and Docker Swarm refuses services over 1.5 MiB); shorten env, command, data or the parameters", jobspec.ErrInvalid, task, n, limit)
+	}
+	return nil
 }
 
 // pendingTask is task i of a job as submitted.

@@ -56,7 +56,16 @@ type Limits struct {
 	// MessageBytes bounds the message kept with an attempt's end; default
 	// 4 KiB. A longer one is cut.
 	MessageBytes int
+	// ContainerAssignmentBytes bounds the Assignment of one task of a
+	// container job; default 512 KiB, at most 640 KiB. Its swarm service
+	// carries it whole in a label (base64) and its env again, and swarmkit
+	// refuses a service over 1.5 MiB (its raft transaction limit).
+	ContainerAssignmentBytes int
 }
+
+// maxContainerAssignment keeps a service (the assignment in base64 and its
+// env again) under swarmkit's 1.5 MiB.
+const maxContainerAssignment = 640 << 10
 
 // DefaultLimits returns the default limits.
 func DefaultLimits() Limits {
@@ -69,6 +78,8 @@ func DefaultLimits() Limits {
 		Metrics:         1000,
 		MetricNameBytes: 256,
 		MessageBytes:    4 << 10,
+
+		ContainerAssignmentBytes: 512 << 10,
 	}
 }
 
@@ -100,6 +111,9 @@ func (l *Limits) Validate() error {
 	if l.MessageBytes == 0 {
 		l.MessageBytes = d.MessageBytes
 	}
+	if l.ContainerAssignmentBytes == 0 {
+		l.ContainerAssignmentBytes = d.ContainerAssignmentBytes
+	}
 	switch {
 	case l.RequestBytes < 0 || l.RequestBytes > grpcopt.MaxMsgBytes:
 		return fmt.Errorf("limits: request bytes %d: want 1..%d", l.RequestBytes, grpcopt.MaxMsgBytes)
@@ -113,6 +127,8 @@ func (l *Limits) Validate() error {
 		return fmt.Errorf("limits: attempt log bytes %d is negative", l.AttemptLogBytes)
 	case l.ImageBytes < 0:
 		return fmt.Errorf("limits: image bytes %d is negative", l.ImageBytes)
+	case l.ContainerAssignmentBytes < 0 || l.ContainerAssignmentBytes > maxContainerAssignment:
+		return fmt.Errorf("limits: container assignment bytes %d: want 1..%d (a swarm service holds it twice within 1.5 MiB)", l.ContainerAssignmentBytes, maxContainerAssignment)
 	case l.Metrics < 0 || l.MetricNameBytes < 0 || l.MessageBytes < 0:
 		return fmt.Errorf("limits: metrics %d, metric name bytes %d and message bytes %d must not be negative", l.Metrics, l.MetricNameBytes, l.MessageBytes)
 	}

@@ -507,3 +507,27 @@ func TestReportBounds(t *testing.T) {
 		t.Errorf("reason of %d bytes: %.200s...%s", len(reason), reason, reason[len(reason)-20:])
 	}
 }
+
+// TestContainerAssignmentLimit: a container job whose task assignment a
+// swarm service could not hold is refused, with nothing stored; the same
+// job as processes, or with less env, is accepted.
+func TestContainerAssignmentLimit(t *testing.T) {
+	h := start(t, "")
+	env := func(values int) func(*cloudmlv1.JobSpec) {
+		return withEnv(values, func(i int) (string, string) { return fmt.Sprint("E", i), strings.Repeat("v", 60<<10) })
+	}
+	image := func(s *cloudmlv1.JobSpec) { s.Image = "cloudml/octave:7" }
+	before := h.stateDigest()
+	_, err := h.jobs.SubmitJob(ctxT(t), &cloudmlv1.SubmitJobRequest{Spec: limitJob(env(9), image)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "more than the limit of 524288 bytes per task of a container job") {
+		t.Fatalf("container job with 540 KiB of env: %s", short(err))
+	}
+	if h.jobCount() != 0 || h.stateDigest() != before {
+		t.Fatal("the refused job was stored")
+	}
+	for name, spec := range map[string]*cloudmlv1.JobSpec{"processes": limitJob(env(9)), "less env": limitJob(env(8), image)} {
+		if _, err := h.jobs.SubmitJob(ctxT(t), &cloudmlv1.SubmitJobRequest{Spec: spec}); err != nil {
+			t.Errorf("%s: %s", name, short(err))
+		}
+	}
+}
