@@ -65,10 +65,41 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id := c.newJobID(spec.GetName())
+	for {
+		// The job is built and sized without c.mu (a large sweep takes a
+		// while); its id is drawn under it and checked again at the commit.
+		c.mu.Lock()
+		id := c.newJobID(spec.GetName())
+		c.mu.Unlock()
+		j := newJobEntry(id, spec, specBytes, output, params, time.Now())
+		if err := c.checkContainerAssignment(j); err != nil {
+			return nil, err
+		}
+		resp := jobProto(j, true)
+		if n := proto.Size(&cloudmlv1.SubmitJobResponse{Job: resp}); n > grpcopt.MaxMsgBytes {
+			return nil, errorf(ErrTooLarge, "job of %d tasks: its description would be %d bytes, more than the %d bytes of a response; lower the tasks or their parameters", len(params), n, grpcopt.MaxMsgBytes)
+		}
+		c.mu.Lock()
+		if _, taken := c.jobs[id]; taken { // drawn by a concurrent submit meanwhile
+			c.mu.Unlock()
+			continue
+		}
+		ch := newChanges()
+		ch.job(j.rec)
+		if err := c.commit(ch); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.jobs[id] = j
+		c.mu.Unlock()
+		c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
+		c.poke()
+		return resp, nil
+	}
+}
+
+// newJobEntry is a submitted job with its tasks pending.
+func newJobEntry(id string, spec *cloudmlv1.JobSpec, specBytes []byte, output string, params []map[string]string, now time.Time) *jobEntry {
 	j := &jobEntry{
 		rec: &store.Job{
 			ID:         id,
@@ -85,22 +116,7 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec) (*cloudmlv1.Job, error) {
 	for i, p := range params {
 		j.tasks[i] = pendingTask(id, i, p)
 	}
-	if err := c.checkContainerAssignment(j); err != nil {
-		return nil, err
-	}
-	resp := jobProto(j, true)
-	if n := proto.Size(&cloudmlv1.SubmitJobResponse{Job: resp}); n > grpcopt.MaxMsgBytes {
-		return nil, errorf(ErrTooLarge, "job of %d tasks: its description would be %d bytes, more than the %d bytes of a response; lower the tasks or their parameters", len(params), n, grpcopt.MaxMsgBytes)
-	}
-	ch := newChanges()
-	ch.job(j.rec)
-	if err := c.commit(ch); err != nil {
-		return nil, err
-	}
-	c.jobs[id] = j
-	c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
-	c.poke()
-	return resp, nil
+	return j
 }
 
 // checkContainerAssignment refuses a container job whose largest task
