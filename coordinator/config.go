@@ -69,6 +69,8 @@ type Config struct {
 	// ImageExportIdle bounds how long an image upload may go without a byte
 	// before the next node is asked; default 30s.
 	ImageExportIdle time.Duration
+	// Limits bound every input: request, spec, log and image sizes.
+	Limits Limits
 	// Provider is "local" or "none".
 	Provider string
 	// SwarmPeerCIDRs are the cluster's addresses: agents open the swarm
@@ -98,13 +100,15 @@ func DefaultConfig() Config {
 		MaxNodeMemoryBytes: 4 << 40,
 		StartDeadline:      5 * time.Minute,
 		EndGrace:           2 * time.Minute,
+		Limits:             DefaultLimits(),
 		Provider:           ProviderNone,
 		Local:              local.DefaultConfig(),
 		Netns:              netnsprov.DefaultConfig(),
 	}
 }
 
-// Validate fills zero durations with their defaults and checks the rest.
+// Validate fills zero durations and limits with their defaults and checks
+// the rest.
 func (c *Config) Validate() error {
 	if c.ListenAddr == "" {
 		c.ListenAddr = "127.0.0.1:7070"
@@ -149,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EndGrace <= 0 {
 		c.EndGrace = 2 * time.Minute
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	switch c.Provider {
 	case "", ProviderNone:

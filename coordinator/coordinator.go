@@ -31,9 +31,6 @@ import (
 // stopTimeout bounds the graceful stop before a forced one.
 const stopTimeout = 5 * time.Second
 
-// maxMsgSize bounds a gRPC message; log batches come in ~512 KiB runs.
-const maxMsgSize = 64 << 20
-
 // Coordinator is the control plane.
 type Coordinator struct {
 	cfg    Config
@@ -75,7 +72,10 @@ func New(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(cfg.StateDir)
+	st, err := store.OpenWith(cfg.StateDir, store.Options{
+		MaxLogBytes: cfg.Limits.AttemptLogBytes,
+		LogCapNote:  logCapNote(cfg.Limits.AttemptLogBytes),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -156,10 +156,8 @@ func (c *Coordinator) load() error {
 		j.attempts[a.Task] = list
 	}
 	for id, j := range c.jobs {
-		for i, t := range j.tasks {
-			if t == nil {
-				return fmt.Errorf("job %s misses task %d", id, i)
-			}
+		if err := fillPendingTasks(j); err != nil {
+			return fmt.Errorf("job %s: %w", id, err)
 		}
 	}
 	c.log.Info("state loaded", "nodes", len(snap.Nodes), "jobs", len(snap.Jobs), "attempts", len(snap.Attempts))
@@ -340,8 +338,9 @@ func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) erro
 		grpc.Creds(credentials.NewTLS(c.trust.serverTLS())),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.MaxRecvMsgSize(maxMsgSize),
-		grpc.MaxSendMsgSize(maxMsgSize),
+		// What it sends is bounded by grpcopt (what agents and clients
+		// receive); what it receives by its own request limit.
+		grpc.MaxRecvMsgSize(c.cfg.Limits.RequestBytes),
 		grpc.ChainUnaryInterceptor(c.unaryAuth),
 		grpc.ChainStreamInterceptor(c.streamAuth),
 	)...)

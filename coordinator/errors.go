@@ -36,6 +36,9 @@ var (
 	ErrNotEnded = errors.New("job has not ended")
 	// ErrInUse means something a job that has not ended needs (an image).
 	ErrInUse = errors.New("in use")
+	// ErrTooLarge means an input is larger than a size limit allows (a log
+	// call, an image, a response that would not fit in a message).
+	ErrTooLarge = errors.New("too large")
 	// ErrShuttingDown means the coordinator is stopping.
 	ErrShuttingDown = errors.New("coordinator is shutting down")
 )
@@ -69,6 +72,8 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, ErrInvalid), errors.Is(err, jobspec.ErrInvalid), errors.Is(err, imagestore.ErrInvalid):
 		code = codes.InvalidArgument
+	case errors.Is(err, ErrTooLarge):
+		code = codes.ResourceExhausted
 	case errors.Is(err, ErrUnauthenticated):
 		code = codes.Unauthenticated
 	case errors.Is(err, ErrPermissionDenied):

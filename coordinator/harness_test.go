@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/cloudml/cloudml/internal/grpcopt"
 	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -100,7 +101,7 @@ func (h *harness) dialWith(creds credentials.TransportCredentials) *grpc.ClientC
 	conn, err := grpc.NewClient("passthrough:///bufnet",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return h.lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcopt.MaxMsgBytes), grpc.MaxCallSendMsgSize(grpcopt.MaxMsgBytes)),
 	)
 	if err != nil {
 		h.t.Fatalf("dial: %v", err)

@@ -61,11 +61,14 @@ func (s *jobServer) PushImage(stream grpc.ClientStreamingServer[cloudmlv1.PushIm
 		log.Info("image push skipped: already kept")
 		return stream.SendAndClose(&cloudmlv1.PushImageResponse{Id: info.ID, AlreadyPresent: true})
 	}
+	if err := c.checkImageSize(info.Name, h.GetSize()); err != nil {
+		return toStatus(err)
+	}
 	if err := stream.SendHeader(metadata.Pairs(PushArchiveHeader, "1")); err != nil {
 		return err
 	}
 	start := time.Now()
-	r := &chunkReader{next: func() ([]byte, error) {
+	r := &chunkReader{limit: c.imageLimit(info.Name), next: func() ([]byte, error) {
 		m, err := stream.Recv()
 		if err != nil {
 			return nil, err
@@ -217,9 +220,13 @@ func (s *agentServer) UploadImage(stream grpc.ClientStreamingServer[cloudmlv1.Up
 	if att == nil {
 		return toStatus(errorf(ErrNotRequested, "upload image: image %q was not asked of %s", info.Name, id))
 	}
+	if err := c.checkImageSize(info.Name, h.GetSize()); err != nil {
+		att.finish(err)
+		return toStatus(err)
+	}
 	att.begin()
 	start := time.Now()
-	r := &chunkReader{progress: &att.received, next: func() ([]byte, error) {
+	r := &chunkReader{progress: &att.received, limit: c.imageLimit(info.Name), next: func() ([]byte, error) {
 		m, err := stream.Recv()
 		if err != nil {
 			return nil, err
@@ -243,12 +250,36 @@ func (s *agentServer) UploadImage(stream grpc.ClientStreamingServer[cloudmlv1.Up
 	return stream.SendAndClose(&cloudmlv1.UploadImageResponse{BytesReceived: r.n})
 }
 
+// checkImageSize refuses an image whose header announces more than
+// Limits.ImageBytes, before its archive is asked for.
+func (c *Coordinator) checkImageSize(name string, size int64) error {
+	if size > c.cfg.Limits.ImageBytes {
+		return c.imageLimit(name).err(size)
+	}
+	return nil
+}
+
+func (c *Coordinator) imageLimit(name string) *imageLimit {
+	return &imageLimit{name: name, max: c.cfg.Limits.ImageBytes}
+}
+
+// imageLimit is Limits.ImageBytes applied to one image.
+type imageLimit struct {
+	name string
+	max  int64
+}
+
+func (l *imageLimit) err(size int64) error {
+	return errorf(ErrTooLarge, "image %s: %d bytes or more, more than the limit of %d bytes per image; raise it with `coordinator serve --max-image-bytes`", l.name, size, l.max)
+}
+
 // chunkReader reads the chunks of a stream as one archive.
 type chunkReader struct {
 	next     func() ([]byte, error) // the next chunk; io.EOF at the end
 	buf      []byte
 	n        int64         // bytes read so far
 	progress *atomic.Int64 // also counts n when set
+	limit    *imageLimit   // fails the read that goes past it
 }
 
 func (r *chunkReader) Read(p []byte) (int, error) {
@@ -256,6 +287,9 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		b, err := r.next()
 		if err != nil {
 			return 0, err
+		}
+		if r.limit != nil && r.n+int64(len(b)) > r.limit.max {
+			return 0, r.limit.err(r.n + int64(len(b)))
 		}
 		r.buf = b
 	}

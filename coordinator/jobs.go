@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/bucket"
+	"github.com/cloudml/cloudml/internal/grpcopt"
 	"github.com/cloudml/cloudml/internal/jobspec"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -29,12 +30,18 @@ func (s *jobServer) SubmitJob(ctx context.Context, req *cloudmlv1.SubmitJobReque
 	return &cloudmlv1.SubmitJobResponse{Job: j}, nil
 }
 
+// submit checks a spec against the limits, expands it and stores the job.
+// Everything that can refuse it runs before the commit, the size of the
+// response included, so a refused job leaves nothing behind. Only the job
+// record is written: a task gets a record of its own once it leaves its
+// first state (see fillPendingTasks), so a large sweep costs its spec, not
+// a record per task.
 func (c *Coordinator) submit(spec *cloudmlv1.JobSpec, owner string) (*cloudmlv1.Job, error) {
 	if spec == nil {
 		return nil, errorf(ErrInvalid, "spec is required")
 	}
 	spec = proto.Clone(spec).(*cloudmlv1.JobSpec)
-	if err := jobspec.Validate(spec); err != nil {
+	if err := c.cfg.Limits.Spec.Check(spec); err != nil {
 		return nil, &kindError{kind: ErrInvalid, err: err}
 	}
 	if err := checkSources(spec); err != nil {
@@ -58,10 +65,42 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec, owner string) (*cloudmlv1.
 	if err != nil {
 		return nil, fmt.Errorf("encode spec: %w", err)
 	}
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id := c.newJobID(spec.GetName())
+	for {
+		// The job is built and sized without c.mu (a large sweep takes a
+		// while); its id is drawn under it and checked again at the commit.
+		c.mu.Lock()
+		id := c.newJobID(spec.GetName())
+		c.mu.Unlock()
+		j := newJobEntry(id, spec, specBytes, output, params, time.Now())
+		j.rec.Owner = owner
+		if err := c.checkContainerAssignment(j); err != nil {
+			return nil, err
+		}
+		resp := jobProto(j, true)
+		if n := proto.Size(&cloudmlv1.SubmitJobResponse{Job: resp}); n > grpcopt.MaxMsgBytes {
+			return nil, errorf(ErrTooLarge, "job of %d tasks: its description would be %d bytes, more than the %d bytes of a response; lower the tasks or their parameters", len(params), n, grpcopt.MaxMsgBytes)
+		}
+		c.mu.Lock()
+		if _, taken := c.jobs[id]; taken { // drawn by a concurrent submit meanwhile
+			c.mu.Unlock()
+			continue
+		}
+		ch := newChanges()
+		ch.job(j.rec)
+		if err := c.commit(ch); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+		c.jobs[id] = j
+		c.mu.Unlock()
+		c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
+		c.poke()
+		return resp, nil
+	}
+}
+
+// newJobEntry is a submitted job with its tasks pending.
+func newJobEntry(id string, spec *cloudmlv1.JobSpec, specBytes []byte, output string, params []map[string]string, now time.Time) *jobEntry {
 	j := &jobEntry{
 		rec: &store.Job{
 			ID:         id,
@@ -70,26 +109,66 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec, owner string) (*cloudmlv1.
 			Output:     output,
 			TaskCount:  int32(len(params)),
 			CreateTime: now,
-			Owner:      owner,
 		},
 		spec:     spec,
 		tasks:    make([]*store.Task, len(params)),
 		attempts: make([][]*store.Attempt, len(params)),
 	}
-	ch := newChanges()
-	ch.job(j.rec)
 	for i, p := range params {
-		t := &store.Task{JobID: id, Index: int32(i), Params: p, State: cloudmlv1.TaskState_TASK_STATE_PENDING, Reason: "waiting for the scheduler"}
-		j.tasks[i] = t
-		ch.task(t)
+		j.tasks[i] = pendingTask(id, i, p)
 	}
-	if err := c.commit(ch); err != nil {
-		return nil, err
+	return j
+}
+
+// checkContainerAssignment refuses a container job whose largest task
+// Assignment exceeds Limits.ContainerAssignmentBytes: its swarm service
+// would be refused. The parameters are the only part that varies by task.
+func (c *Coordinator) checkContainerAssignment(j *jobEntry) error {
+	if j.spec.GetImage() == "" {
+		return nil
 	}
-	c.jobs[id] = j
-	c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
-	c.poke()
-	return jobProto(j, true), nil
+	base := assignmentMsg(j, attemptRef{j.rec.ID, 0, 1}).GetAssignment()
+	base.Params = nil
+	largest, task := 0, 0
+	for i, t := range j.tasks {
+		if n := proto.Size(&cloudmlv1.Assignment{Params: t.Params}); n > largest {
+			largest, task = n, i
+		}
+	}
+	limit := c.cfg.Limits.ContainerAssignmentBytes
+	if n := proto.Size(base) + largest + requestOverhead/16; n > limit {
+		return errorf(ErrInvalid, "%v: image: the assignment of task %d would be about %d bytes, more than the limit of %d bytes per task of a container job "+
+			"(its swarm service carries it twice, and Docker Swarm refuses services over 1.5 MiB); shorten env, command, data or the parameters", jobspec.ErrInvalid, task, n, limit)
+	}
+	return nil
+}
+
+// pendingTask is task i of a job as submitted.
+func pendingTask(job string, i int, params map[string]string) *store.Task {
+	return &store.Task{JobID: job, Index: int32(i), Params: params, State: cloudmlv1.TaskState_TASK_STATE_PENDING, Reason: "waiting for the scheduler"}
+}
+
+// fillPendingTasks gives the tasks of a loaded job that have no record
+// their first state, with their parameters from the sweep: a task is
+// stored only once it changed.
+func fillPendingTasks(j *jobEntry) error {
+	var params []map[string]string
+	for i, t := range j.tasks {
+		if t != nil {
+			continue
+		}
+		if params == nil {
+			var err error
+			if params, err = jobspec.Expand(j.spec); err != nil {
+				return fmt.Errorf("expand the sweep of its unstarted tasks: %w", err)
+			}
+			if len(params) != len(j.tasks) {
+				return fmt.Errorf("its sweep expands to %d tasks, its record says %d", len(params), len(j.tasks))
+			}
+		}
+		j.tasks[i] = pendingTask(j.rec.ID, i, params[i])
+	}
+	return nil
 }
 
 // newJobID is the name (reduced to [a-z0-9._-]) plus 6 random hex digits.

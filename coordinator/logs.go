@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -25,6 +26,9 @@ func (s *agentServer) PublishLogs(ctx context.Context, req *cloudmlv1.PublishLog
 
 func (c *Coordinator) publishLogs(node string, req *cloudmlv1.PublishLogsRequest) (uint64, error) {
 	r := refFromProto(req.GetRef())
+	if err := c.checkLogCall(r, req.GetBatches()); err != nil {
+		return 0, err
+	}
 	a, err := c.logAttempt(node, r)
 	if err != nil {
 		return 0, err
@@ -40,6 +44,26 @@ func (c *Coordinator) publishLogs(node string, req *cloudmlv1.PublishLogsRequest
 		c.wake(r.job)
 	}
 	return acked, nil
+}
+
+// checkLogCall refuses a call (or stream message) whose batches carry more
+// than Limits.LogCallBytes of data. (Their records' headers count in the
+// per-attempt limit.)
+func (c *Coordinator) checkLogCall(r attemptRef, batches []*cloudmlv1.LogBatch) error {
+	n := 0
+	for _, b := range batches {
+		n += len(b.GetData())
+	}
+	if limit := c.cfg.Limits.LogCallBytes; n > limit {
+		return errorf(ErrTooLarge, "logs of %s: %d batches with %d bytes of data, more than the limit of %d bytes per call", r, len(batches), n, limit)
+	}
+	return nil
+}
+
+// logCapNote is the line that ends an attempt's logs cut at limit bytes.
+func logCapNote(limit int64) string {
+	return fmt.Sprintf("[cloudml] this attempt's logs reached the coordinator's limit of %d bytes per attempt: the rest is not shown here, "+
+		"but its results keep the whole output (logs/stdout.log, logs/stderr.log); raise the limit with `coordinator serve --max-log-bytes`\n", limit)
 }
 
 // logAttempt returns the attempt a node sends logs for, or ErrStaleAttempt

@@ -92,6 +92,9 @@ func (ls *logStream) write(req *cloudmlv1.StreamLogsRequest) error {
 	if ls.a != nil && r != ls.ref {
 		return errorf(ErrInvalid, "log stream of %s got a batch of %s; open one stream per attempt", ls.ref, r)
 	}
+	if err := ls.c.checkLogCall(r, req.GetBatches()); err != nil {
+		return err
+	}
 	// Checked on every request: the attempt may be superseded mid-stream.
 	a, err := ls.c.logAttempt(ls.node, r)
 	if err != nil {

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/cloudml/cloudml/coordinator/store"
@@ -96,13 +95,14 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 			}
 			return errorf(ErrStaleAttempt, "attempt %s already ended as %s", r, taskStateName(a.State))
 		}
-		if a.AckedSeq < req.GetLastLogSeq() {
+		if a.AckedSeq < req.GetLastLogSeq() && !c.logsCapped(r) {
 			return errorf(ErrLogsIncomplete, "logs incomplete: have %d of %d", a.AckedSeq, req.GetLastLogSeq())
 		}
+		metrics, message := c.cfg.Limits.boundReport(req.GetMetrics(), req.GetMessage())
 		a.State = state
 		a.ExitCode = req.GetExitCode()
-		a.Message = req.GetMessage()
-		a.Metrics = store.Metrics(maps.Clone(req.GetMetrics()))
+		a.Message = message
+		a.Metrics = store.Metrics(metrics)
 		a.ResultsURL = req.GetResultsUrl()
 		a.EndTime = at
 		if a.StartTime.IsZero() {
@@ -157,6 +157,16 @@ func (c *Coordinator) endTask(j *jobEntry, t *store.Task, a *store.Attempt) {
 			}
 		}
 	}
+}
+
+// logsCapped reports whether the attempt's logs reached the per-attempt
+// limit: the rest of them is dropped, so none is missing.
+func (c *Coordinator) logsCapped(r attemptRef) bool {
+	capped, err := c.store.LogsCapped(r.job, r.task, r.attempt)
+	if err != nil {
+		c.log.Warn("read log state failed", "attempt", r.String(), "error", err)
+	}
+	return capped
 }
 
 // exitText is "exit 1" or "exit 1: message".

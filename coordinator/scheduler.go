@@ -144,10 +144,9 @@ func (c *Coordinator) schedule(now time.Time) {
 			if t.Note != "" {
 				why = t.Note + "; " + why
 			}
-			if t.Reason != why {
-				t.Reason = why
-				ch.task(t)
-			}
+			// Derived again on every pass, so kept in memory only: a pass
+			// over a large pending sweep writes nothing.
+			t.Reason = why
 		}
 	}
 	if err := c.commit(ch); err != nil {

@@ -1,7 +1,9 @@
 package coordinator
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -184,6 +186,15 @@ func (c *changes) storeChanges() *store.Changes {
 	for _, a := range c.attempts {
 		sc.Attempts = append(sc.Attempts, a)
 	}
+	// In key order, so bbolt appends instead of inserting into the middle
+	// of a page (which copied the page's tail on each put: 18 s for a
+	// 100,000-task commit in random order).
+	slices.SortFunc(sc.Tasks, func(a, b *store.Task) int {
+		return cmp.Or(strings.Compare(a.JobID, b.JobID), cmp.Compare(a.Index, b.Index))
+	})
+	slices.SortFunc(sc.Attempts, func(a, b *store.Attempt) int {
+		return cmp.Or(strings.Compare(a.JobID, b.JobID), cmp.Compare(a.Task, b.Task), cmp.Compare(a.Attempt, b.Attempt))
+	})
 	return sc
 }
 

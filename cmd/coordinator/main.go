@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/internal/jobspec"
 	"github.com/cloudml/cloudml/internal/logging"
 	"github.com/cloudml/cloudml/internal/pki"
 )
@@ -84,6 +85,28 @@ func serve(ctx context.Context, cfg coordinator.Config) error {
 	return c.Run(ctx)
 }
 
+// bytesFlag is a byte count flag: "1Gi", "500M" or bytes.
+type bytesFlag struct{ p *int64 }
+
+func (b bytesFlag) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return jobspec.FormatBytes(*b.p)
+}
+
+func (b bytesFlag) Set(s string) error {
+	n, err := jobspec.ParseBytes(s)
+	if err != nil {
+		return err
+	}
+	if n <= 0 {
+		return fmt.Errorf("want a size above 0, got %q", s)
+	}
+	*b.p = n
+	return nil
+}
+
 type flags struct {
 	fs    *flag.FlagSet
 	cfg   coordinator.Config
@@ -122,6 +145,8 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.peers, "swarm-peers", "", "comma-separated CIDRs the agents open the swarm ports to (default: any; netns: the cluster's subnet)")
 	fs.DurationVar(&f.cfg.HeartbeatPeriod, "heartbeat", f.cfg.HeartbeatPeriod, "agent heartbeat period")
 	fs.DurationVar(&f.cfg.NodeDownAfter, "node-down-after", 0, "mark a node down, and reschedule its tasks, after this long without a heartbeat or session (default: 3 heartbeat periods)")
+	fs.Var(bytesFlag{&f.cfg.Limits.AttemptLogBytes}, "max-log-bytes", "logs kept per task attempt (1Gi, 500M, bytes); beyond it the rest is dropped with a note, and stays in the attempt's results")
+	fs.Var(bytesFlag{&f.cfg.Limits.ImageBytes}, "max-image-bytes", "largest image archive a client may push or a node upload (16Gi, 500M, bytes)")
 	fs.StringVar(&f.level, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&f.cfg.Local.LogLevel, "agent-log-level", "info", "log level of the agents the provider starts")
 	fs.BoolVar(&f.json, "log-json", false, "log as JSON")

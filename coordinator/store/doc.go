@@ -33,4 +33,13 @@
 // every attempt to report its acked seq): its file is scanned, and a torn
 // tail left by a crash (a partial or inconsistent last record) is cut off.
 // Files are opened per call, so no handles stay open between calls.
+//
+// With Options.MaxLogBytes a file stops growing at that size: the batch
+// that does not fit is stored cut to its whole lines that do, plus a note,
+// with the high bit of its stream byte set. A file whose last record has
+// it is capped: later batches of the attempt are acknowledged and dropped.
+//
+// A task has a record only once it left its first state (pending, with its
+// sweep's parameters); the coordinator derives the others from the job's
+// spec when it loads, so submitting a large sweep writes one job record.
 package store

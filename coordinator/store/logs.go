@@ -71,7 +71,7 @@ func (s *Store) ReadLogsInto(buf []byte, job string, task, attempt int32, after 
 		}
 		out = append(out, LogEntry{
 			Seq:    binary.BigEndian.Uint64(buf[p:]),
-			Stream: cloudmlv1.LogStream(buf[p+8]),
+			Stream: cloudmlv1.LogStream(buf[p+8] &^ cappedFlag),
 			Data:   buf[p+recordHeader : p+recordHeader+n : p+recordHeader+n],
 		})
 		p += recordHeader + n
@@ -90,7 +90,9 @@ func readAt(path string, buf []byte, off int64) error {
 }
 
 // AckedSeq returns the highest log seq stored durably for the attempt, 0
-// if none. An id that cannot have logs (see ErrInvalidID) has none.
+// if none; for a capped log, the highest acknowledged without being stored
+// if that is higher. An id that cannot have logs (see ErrInvalidID) has
+// none.
 func (s *Store) AckedSeq(job string, task, attempt int32) (uint64, error) {
 	if !validJobID(job) || task < 0 || attempt < 0 {
 		return 0, nil
@@ -101,7 +103,19 @@ func (s *Store) AckedSeq(job string, task, attempt int32) (uint64, error) {
 	}
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
-	return seg.acked, nil
+	return seg.ackedSeq(), nil
+}
+
+// LogsCapped reports whether the attempt's log reached Options.MaxLogBytes:
+// its later batches are acknowledged without being stored.
+func (s *Store) LogsCapped(job string, task, attempt int32) (bool, error) {
+	seg, err := s.segment(job, task, attempt)
+	if err != nil {
+		return false, err
+	}
+	seg.mu.Lock()
+	defer seg.mu.Unlock()
+	return seg.capped, nil
 }
 
 // LogBytes counts the data bytes of each stream in the attempt's batches
@@ -130,7 +144,7 @@ func (s *Store) LogBytes(job string, task, attempt int32, upTo uint64) (map[clou
 		if _, err := f.ReadAt(hdr[:], off); err != nil {
 			return nil, fmt.Errorf("count logs: %s at %d: %w", seg.path, off, err)
 		}
-		out[cloudmlv1.LogStream(hdr[8])] += uint64(binary.BigEndian.Uint32(hdr[9:]))
+		out[cloudmlv1.LogStream(hdr[8]&^cappedFlag)] += uint64(binary.BigEndian.Uint32(hdr[9:]))
 	}
 	return out, nil
 }

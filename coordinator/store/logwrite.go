@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -30,6 +31,12 @@ func (s *Store) AppendLogs(job string, task, attempt int32, batches []*cloudmlv1
 // first gap stops the run. Readers see the batches at once; they become
 // durable (and count in AckedSeq) with the next SyncLogs. It returns the
 // new written sequence and how many batches it stored.
+//
+// With Options.MaxLogBytes, the batch that would take the file past it is
+// stored cut to its whole lines that fit, followed by Options.LogCapNote,
+// and marked as the end of a capped log. Every later batch of the attempt
+// is acknowledged (counted as written, and as durable once that record is)
+// without being stored, whatever its seq, so that the writer ships on.
 func (s *Store) WriteLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (written uint64, stored int, err error) {
 	seg, err := s.segment(job, task, attempt)
 	if err != nil {
@@ -38,13 +45,17 @@ func (s *Store) WriteLogs(job string, task, attempt int32, batches []*cloudmlv1.
 	seg.wmu.Lock()
 	defer seg.wmu.Unlock()
 	seg.mu.Lock()
-	written, size := seg.written, seg.size
+	written, size, capped := seg.written, seg.size, seg.capped
 	seg.mu.Unlock()
+	if capped {
+		return seg.skip(batches), 0, nil
+	}
 
 	run := continuing(batches, written)
 	if len(run) == 0 {
 		return written, 0, nil
 	}
+	run, capped = s.capRun(run, size)
 	offs := make([]int64, len(run))
 	end, err := seg.write(run, size, offs)
 	if err != nil {
@@ -54,9 +65,50 @@ func (s *Store) WriteLogs(job string, task, attempt int32, batches []*cloudmlv1.
 	seg.written = written + uint64(len(run))
 	seg.size = end
 	seg.offs = append(seg.offs, offs...)
+	seg.capped = capped
 	written = seg.written
 	seg.mu.Unlock()
+	if capped {
+		written = seg.skip(batches)
+	}
 	return written, len(run), nil
+}
+
+// capRun returns run as far as it fits in MaxLogBytes from size: when a
+// batch does not, it is replaced by its whole lines that fit plus the
+// cap's note, flagged, and capped is true.
+func (s *Store) capRun(run []*cloudmlv1.LogBatch, size int64) (_ []*cloudmlv1.LogBatch, capped bool) {
+	limit := s.opts.MaxLogBytes
+	if limit <= 0 {
+		return run, false
+	}
+	for i, b := range run {
+		cost := int64(recordHeader + len(b.GetData()))
+		if size+cost <= limit {
+			size += cost
+			continue
+		}
+		var data []byte
+		if room := limit - size - recordHeader; room > 0 {
+			kept := b.GetData()[:room]
+			data = append(data, kept[:bytes.LastIndexByte(kept, '\n')+1]...)
+		}
+		data = append(data, s.opts.LogCapNote...)
+		last := &cloudmlv1.LogBatch{Seq: b.GetSeq(), Stream: b.GetStream() | cappedFlag, Data: data}
+		return append(run[:i:i], last), true
+	}
+	return run, false
+}
+
+// skip acknowledges the batches of a capped log without storing them and
+// returns the sequence to report as written. Callers hold wmu.
+func (seg *segment) skip(batches []*cloudmlv1.LogBatch) uint64 {
+	seg.mu.Lock()
+	defer seg.mu.Unlock()
+	for _, b := range batches {
+		seg.skipped = max(seg.skipped, b.GetSeq())
+	}
+	return max(seg.written, seg.skipped)
 }
 
 // SyncLogs makes every batch of the attempt written so far durable with
@@ -74,10 +126,12 @@ func (s *Store) SyncLogs(job string, task, attempt int32) (acked uint64, err err
 	defer seg.smu.Unlock()
 	seg.mu.Lock()
 	written, acked := seg.written, seg.acked
-	seg.mu.Unlock()
 	if written <= acked {
+		acked = seg.ackedSeq()
+		seg.mu.Unlock()
 		return acked, nil
 	}
+	seg.mu.Unlock()
 	// Every write up to written has returned, so this fsync covers it.
 	if err := syncFile(seg.path); err != nil {
 		seg.rollback()
@@ -86,7 +140,7 @@ func (s *Store) SyncLogs(job string, task, attempt int32) (acked uint64, err err
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
 	seg.acked = max(seg.acked, written)
-	return seg.acked, nil
+	return seg.ackedSeq(), nil
 }
 
 // continuing returns the batches that extend seq one by one: duplicates
@@ -167,6 +221,8 @@ func (seg *segment) rollback() {
 	cut := seg.offs[seg.acked]
 	seg.offs = seg.offs[:seg.acked]
 	seg.written, seg.size = seg.acked, cut
+	// A capped log's last record went with the rest: the writer resends.
+	seg.capped, seg.skipped = false, 0
 	_ = os.Truncate(seg.path, cut) // best effort: what survives is what the writer resends
 }
 

@@ -18,6 +18,10 @@ import (
 // length (4B BE).
 const recordHeader = 13
 
+// cappedFlag marks the stream byte of the record that ends a capped log:
+// it holds the lines that fitted and the cap's note (see WriteLogs).
+const cappedFlag = 0x80
+
 // scanChunk is how much of a segment file one read takes while scanning.
 const scanChunk = 1 << 20
 
@@ -47,6 +51,21 @@ type segment struct {
 	written, acked uint64
 	size           int64
 	offs           []int64 // offs[i] is the offset of the record with seq i+1
+	// capped is set once the record that ends a capped log is written (it
+	// is then the last one); skipped is the highest seq acknowledged since
+	// without being stored. skipped is not kept: after a restart any seq
+	// is acknowledged again.
+	capped  bool
+	skipped uint64
+}
+
+// ackedSeq is the seq to acknowledge: the durable one, or once the capped
+// log's last record is durable, every seq offered since. Callers hold mu.
+func (seg *segment) ackedSeq() uint64 {
+	if seg.capped && seg.acked == seg.written {
+		return max(seg.acked, seg.skipped)
+	}
+	return seg.acked
 }
 
 // validJobID reports whether a job id is safe as a directory name: it starts
@@ -114,6 +133,7 @@ func (seg *segment) load() error {
 	fileSize := fi.Size()
 	var acked uint64
 	var offs []int64
+	var lastStream byte
 	off := int64(0) // start of the next record
 	buf := make([]byte, scanChunk)
 scan:
@@ -132,7 +152,7 @@ scan:
 				break scan
 			}
 			offs = append(offs, off+int64(p))
-			acked = seq
+			acked, lastStream = seq, chunk[p+8]
 			if end > off+int64(len(chunk)) {
 				off = end // the data runs past this chunk: read on after it
 				continue scan
@@ -155,6 +175,7 @@ scan:
 	seg.created = true
 	seg.mu.Lock()
 	seg.written, seg.acked, seg.size, seg.offs = acked, acked, off, offs
+	seg.capped = lastStream&cappedFlag != 0
 	seg.mu.Unlock()
 	return nil
 }

@@ -43,10 +43,20 @@ var (
 // directory.
 const LogDirName = "logs"
 
+// Options tune a Store; the zero value has no limits.
+type Options struct {
+	// MaxLogBytes bounds one attempt's log file, records and their 13-byte
+	// headers together; 0 means no limit. See WriteLogs.
+	MaxLogBytes int64
+	// LogCapNote is the line that ends a log cut at MaxLogBytes.
+	LogCapNote string
+}
+
 // Store is the coordinator's bbolt file and its log segment files.
 type Store struct {
 	db     *bolt.DB
 	logDir string
+	opts   Options
 
 	segMu sync.Mutex
 	segs  map[segKey]*segment
@@ -56,6 +66,14 @@ type Store struct {
 // holds the state, Open fails within LockTimeout with an error wrapping
 // ErrLocked.
 func Open(dir string) (*Store, error) {
+	return OpenWith(dir, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(dir string, opts Options) (*Store, error) {
+	if opts.MaxLogBytes > 0 && opts.LogCapNote == "" {
+		opts.LogCapNote = fmt.Sprintf("[cloudml] this attempt's logs reached the limit of %d bytes; the rest of its output is not kept\n", opts.MaxLogBytes)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -93,7 +111,7 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	return &Store{db: db, logDir: logDir, segs: map[segKey]*segment{}}, nil
+	return &Store{db: db, logDir: logDir, opts: opts, segs: map[segKey]*segment{}}, nil
 }
 
 // Close closes the file and releases its lock.

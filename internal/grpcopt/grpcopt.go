@@ -12,9 +12,22 @@
 //
 // The windows bound what a receiver buffers for a peer that sends faster
 // than it reads: at most 4 MiB per stream and 16 MiB per connection.
+//
+// Message sizes come from here too: MaxMsgBytes is both the most the
+// coordinator sends (Server) and the most an agent or client receives
+// (Dial), so no message the coordinator can send is one its peer refuses.
+// A peer that refused one would lose its session on every retry: an agent
+// that could not receive a 5 MiB Assignment reconnected every ~100 ms and
+// ran nothing else. The coordinator's job spec limits keep every
+// Assignment far below it (coordinator.Limits).
 package grpcopt
 
 import "google.golang.org/grpc"
+
+// MaxMsgBytes is the largest gRPC message the coordinator sends and its
+// agents and clients receive. What the coordinator receives is bounded by
+// its own, smaller, request limit.
+const MaxMsgBytes = 64 << 20
 
 const (
 	streamWindow = 4 << 20
@@ -22,22 +35,26 @@ const (
 	bufferSize   = 256 << 10
 )
 
-// Server returns the transport options of a gRPC server.
+// Server returns the transport options of a gRPC server, sending messages
+// of up to MaxMsgBytes.
 func Server() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(connWindow),
 		grpc.WriteBufferSize(bufferSize),
 		grpc.ReadBufferSize(bufferSize),
+		grpc.MaxSendMsgSize(MaxMsgBytes),
 	}
 }
 
-// Dial returns the transport options of a gRPC client connection.
+// Dial returns the transport options of a gRPC client connection,
+// receiving messages of up to MaxMsgBytes.
 func Dial() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithInitialWindowSize(streamWindow),
 		grpc.WithInitialConnWindowSize(connWindow),
 		grpc.WithWriteBufferSize(bufferSize),
 		grpc.WithReadBufferSize(bufferSize),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMsgBytes)),
 	}
 }

@@ -203,6 +203,24 @@ func parseMemory(s string) (int64, error) {
 	return int64(v), nil
 }
 
+// ParseBytes reads a byte count as a spec's resources.memory does:
+// "536870912", "512Mi", "1.5G" (Ki, Mi, Gi, Ti are powers of 1024; K, M,
+// G, T of 1000).
+func ParseBytes(s string) (int64, error) {
+	return parseMemory(s)
+}
+
+// FormatBytes writes n as ParseBytes reads it: with the largest binary
+// suffix that divides it, else in bytes.
+func FormatBytes(n int64) string {
+	for _, u := range []string{"Ti", "Gi", "Mi", "Ki"} {
+		if d := int64(memoryUnits[u]); n != 0 && n%d == 0 {
+			return strconv.FormatInt(n/d, 10) + u
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // splitCommand splits a command line on white space, honouring 'single'
 // and "double" quotes and backslash escapes outside single quotes.
 func splitCommand(s string) ([]string, error) {

@@ -11,7 +11,7 @@ import (
 // ErrInvalid is wrapped by every validation error.
 var ErrInvalid = errors.New("invalid job spec")
 
-// MaxTasks is the most tasks one job may expand to.
+// MaxTasks is the most tasks one job may expand to (DefaultLimits().Tasks).
 const MaxTasks = 100000
 
 // ParamEnvPrefix starts the environment variable of every swept parameter.
@@ -61,7 +61,7 @@ func join(errs []*Error) error {
 
 // Parse reads a cloudml.yaml document. Unknown or malformed fields are errors
 // that name the field and its line ("cloudml.yaml:7: unknown field \"paralelism\"").
-// The spec is validated too; its name is lower-cased and its code and data
+// The spec is validated too, within DefaultLimits; its name is lower-cased and its code and data
 // paths are kept as written (the client resolves local paths).
 func Parse(data []byte, filename string) (*cloudmlv1.JobSpec, error) {
 	d := &decoder{file: filename, lines: map[string]int{}}
@@ -69,7 +69,7 @@ func Parse(data []byte, filename string) (*cloudmlv1.JobSpec, error) {
 	if len(d.errs) > 0 {
 		return nil, join(d.errs)
 	}
-	errs := validate(spec)
+	errs := validate(spec, DefaultLimits())
 	for _, e := range errs {
 		e.File, e.Line = filename, d.lineOf(e.Field)
 	}
@@ -79,13 +79,14 @@ func Parse(data []byte, filename string) (*cloudmlv1.JobSpec, error) {
 	return spec, nil
 }
 
-// Validate checks a spec (from a file or from flags).
+// Validate checks a spec (from a file or from flags), within DefaultLimits.
 func Validate(spec *cloudmlv1.JobSpec) error {
-	return join(validate(spec))
+	return join(validate(spec, DefaultLimits()))
 }
 
 // Expand returns the params of every task, index order. A sweep with zero
-// tasks is an error.
+// tasks is an error, and so is one of more than MaxTasks; other limits are
+// Validate's and Check's, so that a job stored under other limits expands.
 func Expand(spec *cloudmlv1.JobSpec) ([]map[string]string, error) {
 	if errs := validateSweep(spec.GetSweep()); len(errs) > 0 {
 		return nil, join(errs)

@@ -34,8 +34,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// validate returns every problem of spec, in field order.
-func validate(spec *cloudmlv1.JobSpec) []*Error {
+// validate returns every problem of spec, in field order, then every limit
+// it exceeds.
+func validate(spec *cloudmlv1.JobSpec, l Limits) []*Error {
 	var p problems
 	if spec == nil {
 		p.add("spec", "missing")
@@ -101,6 +102,7 @@ func validate(spec *cloudmlv1.JobSpec) []*Error {
 			p.add("resources.memory", "must be >= 0, got %d", r.MemoryBytes)
 		}
 	}
+	checkLimits(&p, spec, l)
 	return p
 }
 
