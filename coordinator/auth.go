@@ -20,18 +20,15 @@ import (
 // the roles that may make it; nothing else decides who may call what. The
 // table is closed: a method missing from it is refused for everyone.
 
-// open marks a method any caller may use: the health service, and
-// Register, which its join token authorises.
-const open = pki.Role("")
-
 var (
 	clientRoles = []pki.Role{pki.RoleClient, pki.RoleAdmin}
 	adminRoles  = []pki.Role{pki.RoleAdmin}
 	nodeRoles   = []pki.Role{pki.RoleNode}
 )
 
-// methodRoles maps every served method to the roles allowed to call it
-// (nil: open). A service listed by name covers all its methods; a method
+// methodRoles maps every served method to the roles allowed to call it.
+// nil marks a method any caller may use: the health service, and
+// Register, which its join token authorises. A service listed by name covers all its methods; a method
 // listed by full name overrides it.
 var methodRoles = func() map[string][]pki.Role {
 	m := map[string][]pki.Role{

@@ -55,6 +55,7 @@ func (c *Coordinator) createToken(req tokenRequest) (pki.Token, *store.JoinToken
 	}
 	au.registerMu.Lock()
 	defer au.registerMu.Unlock()
+	c.gcTokens(now)
 	if err := c.store.Save(&store.Changes{Tokens: []*store.JoinToken{rec}}); err != nil {
 		return pki.Token{}, nil, err
 	}
@@ -110,7 +111,9 @@ func (c *Coordinator) useToken(raw string, now time.Time) (*store.JoinToken, err
 	return rec, nil
 }
 
-// gcTokens forgets tokens that stopped working more than tokenKeep ago.
+// gcTokens forgets tokens that stopped working more than tokenKeep ago;
+// it runs with every new token (providers mint one per agent start), so
+// the map stays as small as the tokens of the last day.
 func (c *Coordinator) gcTokens(now time.Time) {
 	au := c.trust
 	au.mu.Lock()
