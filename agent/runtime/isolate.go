@@ -35,9 +35,12 @@ var ErrIsolation = errors.New("cannot keep tasks away from the agent's secrets")
 //     Landlock (Linux 5.13+): every file hierarchy is granted except the
 //     path down to Secrets, so Secrets cannot be read or listed, and the
 //     directories on that path (from / down to WorkDir) cannot be listed or
-//     written directly. Landlock also keeps the task from ptrace and from
-//     /proc/<agent>/environ, mem and fd, and (Linux 6.12+) from signalling
-//     the agent. Without Landlock the runtime refuses to start.
+//     written directly. Beneath WorkDir a task may only read, except in its
+//     own writable directories (Spec.Writable), so it cannot change the
+//     staging cache, its log copies or other attempts. Landlock also keeps
+//     the task from ptrace and from /proc/<agent>/environ, mem and fd, and
+//     (Linux 6.12+) from signalling the agent. Without Landlock the runtime
+//     refuses to start.
 //
 // Limits: a task still reads what its user may read elsewhere on the
 // machine (other tasks' files under the same user, world-readable files),
@@ -170,7 +173,7 @@ func (r *processRuntime) checkSecrets() error {
 // start starts cmd, on a thread of its own when the task needs a mount
 // namespace or a Landlock domain: the child inherits them from that thread
 // only, and the thread ends with the start.
-func (r *processRuntime) start(cmd *exec.Cmd) error {
+func (r *processRuntime) start(cmd *exec.Cmd, writable []string) error {
 	switch {
 	case r.mode == modeUser && r.mountNS:
 		return onFreshThread(func() error {
@@ -185,7 +188,7 @@ func (r *processRuntime) start(cmd *exec.Cmd) error {
 		}
 	case r.mode == modeLandlock:
 		return onFreshThread(func() error {
-			if err := landlockRestrict(r.abi, r.cfg.Secrets); err != nil {
+			if err := landlockRestrict(r.abi, r.cfg.Secrets, r.cfg.WorkDir, writable); err != nil {
 				return err
 			}
 			return cmd.Start()

@@ -97,6 +97,8 @@ func newAgentFiles(t *testing.T, base string) *agentFiles {
 		must(os.MkdirAll(d, 0o755))
 	}
 	must(os.WriteFile(filepath.Join(f.run, "train.sh"), []byte("echo code-ran\n"), 0o644))
+	must(os.Mkdir(filepath.Join(f.work, "cache"), 0o755))
+	must(os.WriteFile(filepath.Join(f.work, "cache", "code.m"), []byte("1;\n"), 0o644))
 	return f
 }
 
@@ -111,6 +113,8 @@ sh ./train.sh
 echo x > "$CLOUDML_OUTPUT_DIR/out.txt" && echo WROTE-OUTPUT
 echo x > "$HOME/h" && echo x > "$TMPDIR/t" && echo x > ./here && echo WROTE-HOME-TMP-CWD
 ls /usr > /dev/null && echo LISTED-USR
+echo x > "$CACHE/x" && echo WROTE-CACHE
+cat "$CACHE/code.m" > /dev/null && echo READ-CACHE
 `
 
 func runProbe(t *testing.T, r Runtime, f *agentFiles) (stdout, stderr string) {
@@ -119,7 +123,7 @@ func runProbe(t *testing.T, r Runtime, f *agentFiles) (stdout, stderr string) {
 		t.Setenv("CLOUDML_TOKEN", f.secretValues[0])
 	}
 	env := append(HostEnv(os.Environ()), "S="+f.secrets, "OTHER="+f.other,
-		"CLOUDML_OUTPUT_DIR="+f.output, "HOME="+f.home, "TMPDIR="+f.tmp)
+		"CLOUDML_OUTPUT_DIR="+f.output, "HOME="+f.home, "TMPDIR="+f.tmp, "CACHE="+filepath.Join(f.work, "cache"))
 	p, err := r.Start(context.Background(), Spec{Command: []string{"sh", "-c", probe}, Dir: f.run, Env: env,
 		Writable: []string{f.run, f.output, f.home, f.tmp}})
 	if err != nil {
@@ -132,12 +136,12 @@ func runProbe(t *testing.T, r Runtime, f *agentFiles) (stdout, stderr string) {
 			t.Errorf("the task read the secret %q", v)
 		}
 	}
-	for _, m := range []string{"READ", "LISTED\n", "ENVIRON"} {
+	for _, m := range []string{"READ ", "LISTED\n", "ENVIRON", "WROTE-CACHE"} {
 		if strings.Contains(stdout, m) {
 			t.Errorf("the task printed %q: it got through", m)
 		}
 	}
-	for _, m := range []string{"token=[]", "code-ran", "WROTE-OUTPUT", "WROTE-HOME-TMP-CWD", "LISTED-USR"} {
+	for _, m := range []string{"token=[]", "code-ran", "WROTE-OUTPUT", "WROTE-HOME-TMP-CWD", "LISTED-USR", "READ-CACHE"} {
 		if !strings.Contains(stdout, m) {
 			t.Errorf("the task did not print %q", m)
 		}

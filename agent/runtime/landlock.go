@@ -53,15 +53,22 @@ type llPathBeneath struct {
 	_        int32
 }
 
+// llReadRights are what a task may do in the work dir outside its own
+// directories: read and run, never change.
+const llReadRights = unix.LANDLOCK_ACCESS_FS_READ_FILE | unix.LANDLOCK_ACCESS_FS_READ_DIR | unix.LANDLOCK_ACCESS_FS_EXECUTE
+
 // landlockRestrict confines the calling (locked) thread, and the processes
 // it starts, so that secrets cannot be opened: every file hierarchy is
 // granted except the path from / down to secrets, where only the siblings
 // of each step are. The directories on the path stay searchable (Landlock
-// does not govern path walks) but cannot be listed or written. From ABI 6
-// the thread also cannot signal processes outside its domain (the agent);
+// does not govern path walks) but cannot be listed or written. Beneath
+// workDir the siblings are granted read and execute only, and the task's
+// writable directories everything, so a task cannot change the staging
+// cache, its own attempt's log copies or other attempts. From ABI 6 the
+// thread also cannot signal processes outside its domain (the agent);
 // ptrace and /proc/<pid>/{environ,mem,fd} of the agent are refused by
 // Landlock at every ABI.
-func landlockRestrict(abi int, secrets string) error {
+func landlockRestrict(abi int, secrets, workDir string, writable []string) error {
 	real, err := filepath.EvalSymlinks(secrets)
 	if errors.Is(err, os.ErrNotExist) {
 		real, err = secrets, nil // created later: hide the path anyway
@@ -86,7 +93,7 @@ func landlockRestrict(abi int, secrets string) error {
 	defer unix.Close(int(fd))
 	dir := "/"
 	for _, step := range strings.Split(strings.TrimPrefix(real, "/"), "/") {
-		err := llGrantSiblings(int(fd), handled, dir, step)
+		err := llGrantSiblings(int(fd), handled, dir, step, workDir)
 		if errors.Is(err, os.ErrNotExist) {
 			break // nothing beneath a missing directory to grant
 		}
@@ -94,6 +101,11 @@ func landlockRestrict(abi int, secrets string) error {
 			return fmt.Errorf("%w: %v", ErrIsolation, err)
 		}
 		dir = filepath.Join(dir, step)
+	}
+	for _, w := range writable {
+		if err := llGrant(int(fd), w, handled); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %v", ErrIsolation, err)
+		}
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("%w: no_new_privs: %v", ErrIsolation, err)
@@ -104,9 +116,9 @@ func landlockRestrict(abi int, secrets string) error {
 	return nil
 }
 
-// llGrantSiblings grants every right on every entry of dir except skip.
-// Symlinks need no rule: what they point to is checked where it is.
-func llGrantSiblings(ruleset int, handled uint64, dir, skip string) error {
+// llGrantSiblings grants every right on every entry of dir except skip,
+// and only llReadRights beneath workDir.
+func llGrantSiblings(ruleset int, handled uint64, dir, skip, workDir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -120,27 +132,43 @@ func llGrantSiblings(ruleset int, handled uint64, dir, skip string) error {
 		if name == skip {
 			continue
 		}
-		fd, err := unix.Open(filepath.Join(dir, name), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue // gone since the listing
+		p := filepath.Join(dir, name)
+		rights := handled
+		if workDir != "" && strings.HasPrefix(p, workDir+"/") {
+			rights &= llReadRights
 		}
-		var st unix.Stat_t
-		err = unix.Fstat(fd, &st)
-		allowed := handled
-		switch {
-		case err != nil || st.Mode&unix.S_IFMT == unix.S_IFLNK:
-			unix.Close(fd)
-			continue
-		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
-			allowed &= llFileRights
+		if err := llGrant(ruleset, p, rights); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
-		rule := llPathBeneath{allowed: allowed, parentFD: int32(fd)}
-		_, _, errno := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, uintptr(ruleset), unix.LANDLOCK_RULE_PATH_BENEATH,
-			uintptr(unsafe.Pointer(&rule)), 0, 0, 0)
-		unix.Close(fd)
-		if errno != 0 {
-			return fmt.Errorf("landlock_add_rule %s: %w", filepath.Join(dir, name), errno)
-		}
+	}
+	return nil
+}
+
+// llGrant grants rights on the hierarchy at p (the file rights alone when
+// p is not a directory). Symlinks need no rule: what they point to is
+// checked where it is.
+func llGrant(ruleset int, p string, rights uint64) error {
+	fd, err := unix.Open(p, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return nil
+	case unix.S_IFDIR:
+	default:
+		rights &= llFileRights
+	}
+	rule := llPathBeneath{allowed: rights, parentFD: int32(fd)}
+	_, _, errno := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, uintptr(ruleset), unix.LANDLOCK_RULE_PATH_BENEATH,
+		uintptr(unsafe.Pointer(&rule)), 0, 0, 0)
+	if errno != 0 {
+		return fmt.Errorf("landlock_add_rule %s: %w", p, errno)
 	}
 	return nil
 }

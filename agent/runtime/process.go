@@ -52,7 +52,7 @@ func (r *processRuntime) Start(ctx context.Context, spec Spec) (Process, error) 
 	}
 	err = r.configure(cmd, spec)
 	if err == nil {
-		err = r.start(cmd)
+		err = r.start(cmd, spec.Writable)
 	}
 	// The child holds its own copies of the write ends.
 	outW.Close()
