@@ -107,14 +107,14 @@ func TestRegisterOnceAndReuseIdentity(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v, want nil after cancel", err)
 	}
-	st, err := os.Stat(filepath.Join(work, IdentityFile))
+	st, err := os.Stat(filepath.Join(SecretsDir(work), IdentityFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("identity.json mode = %v, want 0600", st.Mode().Perm())
 	}
-	data, _ := os.ReadFile(filepath.Join(work, IdentityFile))
+	data, _ := os.ReadFile(filepath.Join(SecretsDir(work), IdentityFile))
 	var id identity
 	if err := json.Unmarshal(data, &id); err != nil || id.NodeID != "node-1" || id.NodeCredential != "cred-node-1" {
 		t.Errorf("identity.json = %s (%v)", data, err)
@@ -153,6 +153,8 @@ func TestWrongTokenFailsRun(t *testing.T) {
 	}
 }
 
+// TestRefusedIdentityRegistersAgain also moves an identity an older agent
+// kept at the top of the work dir into the secrets dir.
 func TestRefusedIdentityRegistersAgain(t *testing.T) {
 	f, dial := newFakeCoord(t)
 	work := t.TempDir()
@@ -167,9 +169,15 @@ func TestRefusedIdentityRegistersAgain(t *testing.T) {
 		t.Errorf("registers = %d, want 1", f.registers)
 	}
 	f.mu.Unlock()
-	data, _ := os.ReadFile(filepath.Join(work, IdentityFile))
+	data, _ := os.ReadFile(filepath.Join(SecretsDir(work), IdentityFile))
 	if !strings.Contains(string(data), "cred-node-1") {
 		t.Errorf("identity.json = %s, want the new credential", data)
+	}
+	if _, err := os.Stat(filepath.Join(work, IdentityFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old identity file is still at the top of the work dir (%v)", err)
+	}
+	if st, err := os.Stat(SecretsDir(work)); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("secrets dir: %v, %v; want mode 0700", st.Mode(), err)
 	}
 }
 

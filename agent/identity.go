@@ -28,8 +28,45 @@ var ErrBadToken = errors.New("register: coordinator rejected the bootstrap token
 // bootstrap token to register with.
 var ErrNoToken = errors.New("register: no saved node identity and no bootstrap token (set --token)")
 
-// IdentityFile is the name of the node identity file in WorkDir.
+// IdentityFile is the name of the node identity file in the secrets
+// directory (SecretsDir).
 const IdentityFile = "identity.json"
+
+// SecretsDirName is the directory of the work dir that holds everything
+// secret the agent keeps on disk: its node credential today, its private
+// key and certificates with mutual TLS. It is created with mode 0700 and no
+// task can read it (agent/runtime: another user and a covering mount for a
+// root agent, Landlock for a non-root one). Secret files belong here and
+// nowhere else in the work dir.
+const SecretsDirName = "identity"
+
+// SecretsDir is the secrets directory of the work dir workDir.
+func SecretsDir(workDir string) string { return filepath.Join(workDir, SecretsDirName) }
+
+// prepareSecretsDir creates the secrets directory (0700, the agent's) and
+// moves a node identity an older agent kept at the top of the work dir into
+// it.
+func (a *Agent) prepareSecretsDir() error {
+	dir := SecretsDir(a.cfg.WorkDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create secrets dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("secrets dir: %w", err)
+	}
+	old := filepath.Join(a.cfg.WorkDir, IdentityFile)
+	if _, err := os.Lstat(old); err == nil {
+		if _, err := os.Lstat(a.identityPath()); errors.Is(err, os.ErrNotExist) {
+			if err := os.Rename(old, a.identityPath()); err != nil {
+				return fmt.Errorf("move the node identity into %s: %w", dir, err)
+			}
+			a.log.Info("node identity moved into the secrets dir", "path", a.identityPath())
+		} else if err := os.Remove(old); err != nil {
+			return fmt.Errorf("remove the old node identity: %w", err)
+		}
+	}
+	return nil
+}
 
 // identity is what Register returned, kept across agent restarts.
 type identity struct {
@@ -37,7 +74,7 @@ type identity struct {
 	NodeCredential string `json:"node_credential"`
 }
 
-func (a *Agent) identityPath() string { return filepath.Join(a.cfg.WorkDir, IdentityFile) }
+func (a *Agent) identityPath() string { return filepath.Join(SecretsDir(a.cfg.WorkDir), IdentityFile) }
 
 // loadIdentity returns the saved identity, or nil if there is none.
 func (a *Agent) loadIdentity() (*identity, error) {
