@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +68,7 @@ type agentFiles struct {
 	secretValues               []string
 }
 
-func newAgentFiles(t *testing.T, base string) *agentFiles {
+func newAgentFiles(t testing.TB, base string) *agentFiles {
 	t.Helper()
 	tag := make([]byte, 8)
 	rand.Read(tag)
@@ -340,5 +341,34 @@ func TestNewProcessRefuses(t *testing.T) {
 	_, err := NewProcess(ProcessConfig{User: &User{Name: "other", UID: uint32(os.Geteuid()) + 1}})
 	if !errors.Is(err, ErrUser) {
 		t.Errorf("another user without root: err = %v, want ErrUser", err)
+	}
+}
+
+// BenchmarkStart measures what isolation adds to starting a task (`true`):
+// go test -run ^$ -bench Start ./agent/runtime
+func BenchmarkStart(b *testing.B) {
+	f := newAgentFiles(b, b.TempDir())
+	modes := map[string]*processRuntime{"plain": {}}
+	if os.Geteuid() == 0 {
+		if u, err := LookupUser("nobody"); err == nil {
+			modes["user+mountns"] = &processRuntime{cfg: ProcessConfig{User: &u, WorkDir: f.work, Secrets: f.secrets}, mode: modeUser, mountNS: true}
+		}
+	}
+	if abi := landlockABI(); abi > 0 {
+		modes["landlock"] = &processRuntime{cfg: ProcessConfig{WorkDir: f.work, Secrets: f.secrets}, mode: modeLandlock, abi: abi}
+	}
+	for name, r := range modes {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				p, err := r.Start(context.Background(), Spec{Command: []string{"/bin/true"}, Dir: f.run, Env: []string{"PATH=/bin"},
+					Writable: []string{f.run, f.output, f.home, f.tmp}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, p.Stdout())
+				io.Copy(io.Discard, p.Stderr())
+				p.Wait()
+			}
+		})
 	}
 }
