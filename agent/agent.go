@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -39,8 +38,9 @@ type Agent struct {
 	node    nodeConn
 	sw      swarmState // the Docker daemon and swarm membership (swarm_cmds.go)
 	ctr     containers // swarm services and task containers (container_cmds.go)
-	// baseEnv is what tasks inherit: Config.Env plus the Octave init file's
-	// variable; set once in Run before any attempt starts.
+	// baseEnv is what the agent sets for every task: the task user's USER
+	// and LOGNAME, and the Octave init file's variable (set in Run before
+	// any attempt starts). Of Config.Env tasks get only runtime.HostEnv.
 	baseEnv []string
 
 	mu       sync.Mutex // protects the fields below
@@ -67,11 +67,36 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	log := cfg.Logger.Named("agent")
+	work, err := realPath(cfg.WorkDir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: work dir: %v", ErrConfig, err)
+	}
+	cfg.WorkDir = work
+	user, err := cfg.taskUser()
+	if err != nil {
+		return nil, err
+	}
+	if user == nil {
+		u := runtime.CurrentUser()
+		user = &u
+		if cfg.Runtime == nil {
+			cfg.Runtime, err = runtime.NewProcess(runtime.ProcessConfig{WorkDir: work, Secrets: SecretsDir(work)})
+		}
+	} else if cfg.Runtime == nil {
+		cfg.Runtime, err = runtime.NewProcess(runtime.ProcessConfig{User: user, WorkDir: work, Secrets: SecretsDir(work)})
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := cfg.Runtime.(interface{ Isolation() string }); ok {
+		log.Info("process tasks isolated", "how", d.Isolation())
+	}
 	buckets := bucket.NewPool()
 	return &Agent{
 		cfg:      cfg,
 		log:      log,
 		rt:       cfg.Runtime,
+		baseEnv:  []string{"USER=" + user.Name, "LOGNAME=" + user.Name},
 		cache:    &stage.Cache{Dir: filepath.Join(cfg.WorkDir, "cache"), Logger: log.Named("stage"), Open: cfg.OpenBucket, Buckets: buckets},
 		buckets:  buckets,
 		memory:   memoryBytes(),
@@ -98,8 +123,16 @@ func (a *Agent) CacheStats() (downloads, bytes int64) { return a.cache.Stats() }
 // rejected bootstrap token (ErrBadToken), no token at all, or an unusable
 // work directory.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := os.MkdirAll(a.cfg.WorkDir, 0o700); err != nil {
+	if err := os.MkdirAll(a.cfg.WorkDir, 0o711); err != nil {
 		return fmt.Errorf("create work dir: %w", err)
+	}
+	// Searchable, not listable: tasks of another user reach their own
+	// directories beneath it; the secrets directory is 0700.
+	if err := os.Chmod(a.cfg.WorkDir, 0o711); err != nil {
+		return fmt.Errorf("work dir: %w", err)
+	}
+	if err := a.prepareSecretsDir(); err != nil {
+		return err
 	}
 	// Octave scripts that draw figures run headless; open figures are
 	// saved as PNGs into the task's outputs (see agent/octave).
@@ -107,7 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.baseEnv = append(slices.Clone(a.cfg.Env), octaveEnv...)
+	a.baseEnv = append(a.baseEnv, octaveEnv...)
 	defer a.buckets.Close() // last: after the attempts and stagings
 	a.startDocker(ctx)
 	defer a.stopDocker()
@@ -198,7 +231,7 @@ func (a *Agent) assign(ctx context.Context, asg *cloudmlv1.Assignment) {
 func (a *Agent) attemptConfig() attempt.Config {
 	return attempt.Config{
 		Client: &a.node, Cache: a.cache, Runtime: a.rt, OpenBucket: a.openBucket,
-		NodeID: a.nodeID, Dir: filepath.Join(a.cfg.WorkDir, "attempts"), BaseEnv: a.baseEnv,
+		NodeID: a.nodeID, Dir: filepath.Join(a.cfg.WorkDir, "attempts"), HostEnv: a.cfg.Env, BaseEnv: a.baseEnv,
 		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout,
 		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax,
 		LogBatchBytes: a.cfg.LogBatchBytes, LogFlushInterval: a.cfg.LogFlushInterval,

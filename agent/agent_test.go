@@ -107,7 +107,7 @@ func TestRegisterOnceAndReuseIdentity(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v, want nil after cancel", err)
 	}
-	dir := filepath.Join(work, IdentityDir)
+	dir := SecretsDir(work)
 	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, NodeFile): 0o600, filepath.Join(dir, CAFile): 0o644} {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -166,7 +166,7 @@ func TestWrongTokenFailsRun(t *testing.T) {
 			if !errors.Is(err, ErrBadToken) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run = %v, want ErrBadToken saying %q", err, tc.want)
 			}
-			if _, err := os.Stat(filepath.Join(cfg.WorkDir, IdentityDir, NodeFile)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(SecretsDir(cfg.WorkDir), NodeFile)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("a refused registration left a node identity (%v)", err)
 			}
 		})
@@ -193,6 +193,8 @@ func TestFingerprintMismatchSendsNothing(t *testing.T) {
 	}
 }
 
+// TestRefusedIdentityRegistersAgain also moves an identity an older agent
+// kept at the top of the work dir into the secrets dir.
 func TestRefusedIdentityRegistersAgain(t *testing.T) {
 	f, dial := newFakeCoord(t)
 	work := t.TempDir()
@@ -209,7 +211,7 @@ func TestRefusedIdentityRegistersAgain(t *testing.T) {
 		t.Errorf("registers = %d, want 2", f.registers)
 	}
 	f.mu.Unlock()
-	id, err := parseIdentity(mustRead(t, filepath.Join(work, IdentityDir, NodeFile)), mustRead(t, filepath.Join(work, IdentityDir, CAFile)))
+	id, err := parseIdentity(mustRead(t, filepath.Join(SecretsDir(work), NodeFile)), mustRead(t, filepath.Join(SecretsDir(work), CAFile)))
 	if err != nil || id.NodeID != "node-2" {
 		t.Errorf("saved identity = %v (%v), want node-2", id.NodeID, err)
 	}
@@ -223,7 +225,7 @@ func TestRenewsCertificateAtHalfLife(t *testing.T) {
 	work := t.TempDir()
 	startAgent(t, baseConfig(t, dial, work))
 	f.wait(t, "a renewal and a session after it", func() bool { return f.renewals >= 1 && len(f.sessionReqs) >= 2 })
-	id, err := parseIdentity(mustRead(t, filepath.Join(work, IdentityDir, NodeFile)), mustRead(t, filepath.Join(work, IdentityDir, CAFile)))
+	id, err := parseIdentity(mustRead(t, filepath.Join(SecretsDir(work), NodeFile)), mustRead(t, filepath.Join(SecretsDir(work), CAFile)))
 	if err != nil || id.NodeID != "node-1" {
 		t.Fatalf("saved identity = %v (%v), want node-1", id, err)
 	}

@@ -81,9 +81,25 @@ func TestLogsEveryLineOnceDespiteALostResponse(t *testing.T) {
 	}
 }
 
+// taskSharedDir is a directory a test and its tasks share. Tasks run as
+// another user (nobody, when the tests run as root) and see nothing of the
+// test's 0700 temporary dirs, so it is world-writable and outside them.
+func taskSharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cloudml-agent-test-")
+	if err == nil {
+		err = os.Chmod(dir, 0o777)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func TestSameAssignmentRunsOnce(t *testing.T) {
 	s := newMemSetup(t, nil)
-	marker := filepath.Join(t.TempDir(), "runs")
+	marker := filepath.Join(taskSharedDir(t), "runs")
 	rf := ref("once", 0, 1)
 	a := s.asg(rf, "sh", "-c", "echo run >> "+marker)
 	s.f.assign(t, a)
@@ -238,7 +254,7 @@ func testRejected(t *testing.T, byLogs bool) {
 
 func TestReconnectKeepsAttemptsRunning(t *testing.T) {
 	s := newMemSetup(t, nil)
-	marker := filepath.Join(t.TempDir(), "go")
+	marker := filepath.Join(taskSharedDir(t), "go")
 	rf := ref("reconnect", 0, 1)
 	// The task waits for the marker, so it is running across the reconnect.
 	s.f.assign(t, s.asg(rf, "sh", "-c", "echo waiting; while [ ! -e "+marker+" ]; do sleep 0.01; done; echo done"))

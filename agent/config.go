@@ -27,8 +27,9 @@ type Config struct {
 	// JoinToken registers the node when it has no certificate yet (from a
 	// file or the environment, never argv); unused once it has one.
 	JoinToken string
-	// WorkDir holds identity/ (the node's key and certificate), cache/ and
-	// attempts/.
+	// WorkDir holds the secrets directory (SecretsDir: the node's key and
+	// certificate, 0700), cache/ and attempts/. The agent makes it 0711 so
+	// that tasks running as another user can reach their files beneath it.
 	WorkDir string
 	// Slots is how many tasks the node runs at once; default runtime.NumCPU().
 	Slots int
@@ -48,14 +49,22 @@ type Config struct {
 	LogBatchBytes int
 	// LogFlushInterval closes a log batch after this long; default 100ms.
 	LogFlushInterval time.Duration
-	// Runtime runs tasks; nil means the process runtime.
+	// Runtime runs tasks; nil means the process runtime, which keeps tasks
+	// away from the secrets directory (see runtime.ProcessConfig).
 	Runtime runtime.Runtime
+	// TaskUser is the account process tasks run as: a name, a uid or
+	// uid:gid. Empty means "nobody" when the agent runs as root, and the
+	// agent's own user (confined by Landlock) otherwise. Tasks never run
+	// as root.
+	TaskUser string
 	// CallTimeout bounds every unary call; default 10s.
 	CallTimeout time.Duration
 	// KillGrace is the time between SIGTERM and SIGKILL when a task is
 	// stopped; default 5s.
 	KillGrace time.Duration
-	// Env is the environment tasks inherit; nil means os.Environ().
+	// Env is the agent's environment; nil means os.Environ(). Tasks inherit
+	// only the variables runtime.HostEnv lets through (PATH, LANG, LC_*,
+	// TZ...), never the rest (CLOUDML_TOKEN, credentials).
 	Env []string
 	// OpenBucket opens buckets for staging and results; nil means
 	// bucket.Open (tests pass an in-memory bucket).
@@ -139,13 +148,49 @@ func (c Config) withDefaults() Config {
 	if c.Firewall == nil {
 		c.Firewall = &swarm.UFW{}
 	}
-	if c.Runtime == nil {
-		c.Runtime = runtime.NewProcess()
-	}
 	if c.Env == nil {
 		c.Env = os.Environ()
 	}
 	return c
+}
+
+// taskUser resolves TaskUser: nil means the agent's own user.
+func (c *Config) taskUser() (*runtime.User, error) {
+	spec := c.TaskUser
+	if spec == "" {
+		if os.Geteuid() != 0 {
+			return nil, nil
+		}
+		spec = "nobody"
+	}
+	u, err := runtime.LookupUser(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w (set --task-user)", ErrConfig, err)
+	}
+	if u.UID == uint32(os.Geteuid()) {
+		return nil, nil
+	}
+	return &u, nil
+}
+
+// realPath is p made absolute with every symlink of its existing part
+// resolved, so that the work dir's path is the one the kernel walks.
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	rest := ""
+	for dir := abs; ; dir = filepath.Dir(dir) {
+		real, err := filepath.EvalSymlinks(dir)
+		if err == nil {
+			return filepath.Join(real, rest), nil
+		}
+		if dir == filepath.Dir(dir) {
+			return abs, nil
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
 }
 
 // Validate checks the configuration.

@@ -27,7 +27,7 @@ import (
 // The node's identity is its certificate. The agent makes its key, trades a
 // join token and a CSR for a certificate (Register, on a connection that
 // checked the coordinator against the token's CA fingerprint), keeps both
-// in IdentityDir and renews the certificate at half its life over its
+// in SecretsDir and renews the certificate at half its life over its
 // authenticated connection. A restart reuses them; the join token is then
 // not needed.
 
@@ -39,12 +39,39 @@ var ErrBadToken = errors.New("register: join token refused")
 // no join token to register with.
 var ErrNoToken = errors.New("register: no node certificate and no join token (give one with --token-file or " + pki.JoinTokenEnv + "; 'cloudml-client token create' makes one)")
 
-// IdentityDir is the directory in WorkDir that holds the node's secrets:
-// its key and certificate (NodeFile, 0600) and the CA (CAFile). Mode 0700;
-// tasks cannot read it.
-const IdentityDir = "identity"
+// SecretsDirName is the directory of the work dir that holds everything
+// secret the agent keeps on disk: the node's key and certificate
+// (NodeFile, 0600) and the CA (CAFile). It is created with mode 0700 and no
+// task can read it (agent/runtime: another user and a covering mount for a
+// root agent, Landlock for a non-root one). Secret files belong here and
+// nowhere else in the work dir.
+const SecretsDirName = "identity"
 
-// Files in IdentityDir.
+// SecretsDir is the secrets directory of the work dir workDir.
+func SecretsDir(workDir string) string { return filepath.Join(workDir, SecretsDirName) }
+
+// legacyIdentityFile is where agents kept a bearer node credential before
+// node certificates; it is removed, since no coordinator accepts it now.
+const legacyIdentityFile = "identity.json"
+
+// prepareSecretsDir creates the secrets directory (0700, the agent's) and
+// removes a bearer credential an older agent kept at the top of the work
+// dir.
+func (a *Agent) prepareSecretsDir() error {
+	dir := SecretsDir(a.cfg.WorkDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create secrets dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("secrets dir: %w", err)
+	}
+	if err := os.Remove(filepath.Join(a.cfg.WorkDir, legacyIdentityFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the old node credential: %w", err)
+	}
+	return nil
+}
+
+// Files in SecretsDir.
 const (
 	// NodeFile holds the node certificate and its key, in PEM, mode 0600:
 	// one file, so a renewal replaces both at once.
@@ -70,7 +97,7 @@ func (id *identity) renewAt() time.Time {
 	return id.leaf.NotBefore.Add(id.leaf.NotAfter.Sub(id.leaf.NotBefore) / 2)
 }
 
-func (a *Agent) identityDir() string { return filepath.Join(a.cfg.WorkDir, IdentityDir) }
+func (a *Agent) identityDir() string { return SecretsDir(a.cfg.WorkDir) }
 
 // loadIdentity returns the saved identity, or nil if there is none or it
 // expired.
@@ -116,7 +143,7 @@ func parseIdentity(nodePEM, caPEM []byte) (*identity, error) {
 }
 
 // saveIdentity writes the certificate and key (0600) and the CA into
-// IdentityDir (0700), each atomically.
+// SecretsDir (0700), each atomically.
 func (a *Agent) saveIdentity(certPEM, keyPEM, caPEM []byte) (*identity, error) {
 	nodePEM := append(bytes.Clone(certPEM), keyPEM...)
 	id, err := parseIdentity(nodePEM, caPEM)

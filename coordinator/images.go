@@ -55,7 +55,7 @@ func (s *jobServer) PushImage(stream grpc.ClientStreamingServer[cloudmlv1.PushIm
 	}
 	log := c.log.With("image", info.Name, "image_id", info.ID)
 	if c.images.HasID(info.ID) {
-		if err := c.images.Tag(info.Name, info.ID); err != nil {
+		if err := c.images.Tag(info); err != nil {
 			return toStatus(err)
 		}
 		log.Info("image push skipped: already kept")

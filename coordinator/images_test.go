@@ -1,10 +1,7 @@
 package coordinator
 
 import (
-	"archive/tar"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
@@ -14,35 +11,17 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/coordinator/imagestore/imagetest"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// testArchive is a `docker save` style archive of about size bytes whose
-// image id is the sha256 of config.
-func testArchive(t *testing.T, config string, size int) (id string, data []byte) {
+// testArchive is a `docker save` archive of one untagged image whose
+// config holds seed, with a layer of about size bytes.
+func testArchive(t *testing.T, seed string, size int) (id string, data []byte) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(config))
-	hexID := hex.EncodeToString(sum[:])
-	layer := make([]byte, size)
-	for i := range layer {
-		layer[i] = byte(i * 7)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{"layer/layer.tar", layer}, {hexID + ".json", []byte(config)}, {"manifest.json", []byte(`[]`)}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(f.data)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "sha256:" + hexID, buf.Bytes()
+	data, ids := imagetest.Archive(imagetest.Options{}, imagetest.Image{Seed: seed, Layers: [][]byte{imagetest.Layer(seed, size)}})
+	return ids[0], data
 }
 
 // push plays a client pushing an image; sent reports whether the
@@ -140,13 +119,29 @@ func TestPushRejectsBadImages(t *testing.T) {
 	h := start(t, "")
 	id, data := testArchive(t, `{"a":1}`, 1000)
 	other, _ := testArchive(t, `{"b":1}`, 1000)
-	for _, tc := range []struct{ name, id string }{
-		{"x:1", "sha256:short"},
-		{"../../etc/passwd", id},
-		{"x:1", other}, // the archive does not hold this id
+	debian := imagetest.Image{Seed: "retag", RepoTags: []string{"debian:12"}}
+	retag, _ := imagetest.Archive(imagetest.Options{}, debian)
+	two, twoIDs := imagetest.Archive(imagetest.Options{}, imagetest.Image{Seed: "one"}, imagetest.Image{Seed: "two"})
+	for _, tc := range []struct {
+		name, id string
+		data     []byte
+		msg      string
+	}{
+		{"x:1", "sha256:short", data, "not sha256: and 64 hex digits"},
+		{"../../etc/passwd", id, data, "not an image reference"},
+		{"x:1", other, data, "not " + other + " as pushed"},
+		{"x:1", imagetest.ID(debian), retag, `the archive tags the image "debian:12"; an image pushed as "x:1" may carry no other name`},
+		{"x:1", twoIDs[0], two, "the archive holds 2 images"},
 	} {
-		_, _, err := h.push(tc.name, tc.id, data)
+		_, _, err := h.push(tc.name, tc.id, tc.data)
 		wantCode(t, err, codes.InvalidArgument)
+		if !strings.Contains(status.Convert(err).Message(), tc.msg) {
+			t.Errorf("push %s as %s: %v; want a message saying %q", tc.name, tc.id, err, tc.msg)
+		}
+	}
+	list, err := h.jobs.ListImages(ctxT(t), &cloudmlv1.ListImagesRequest{})
+	if err != nil || len(list.GetImages()) != 0 {
+		t.Errorf("images kept after refused pushes: %v, %v", list.GetImages(), err)
 	}
 }
 

@@ -32,7 +32,12 @@ type Config struct {
 	NodeID string
 	// Dir is the root of the attempt directories (WorkDir/attempts).
 	Dir string
-	// BaseEnv is the environment every task inherits (the agent's own).
+	// HostEnv is the agent's own environment: a task inherits only the
+	// variables runtime.HostEnv lets through, never the rest (tokens,
+	// credentials).
+	HostEnv []string
+	// BaseEnv are variables the agent sets for every task (the Octave
+	// startup file, USER and LOGNAME); they replace HostEnv's.
 	BaseEnv []string
 	// KillGrace is how long a stopped task gets between SIGTERM and
 	// SIGKILL; default 5s.

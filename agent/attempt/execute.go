@@ -92,7 +92,7 @@ func (a *Attempt) execute(ctx context.Context, rep *reporter) *result {
 		res.warnings = append(res.warnings, l.warning)
 	}
 	proc, err := a.cfg.Runtime.Start(ctx, runtime.Spec{
-		Ref: a.Ref(), Command: a.asg.GetCommand(), Env: a.environ(l), Dir: l.run,
+		Ref: a.Ref(), Command: a.asg.GetCommand(), Env: a.environ(l), Dir: l.run, Writable: l.writable(),
 		Image: a.asg.GetImage(), Resources: a.asg.GetResources(),
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloudml/cloudml/agent/runtime"
 	"github.com/cloudml/cloudml/internal/jobspec"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -18,6 +19,8 @@ type layout struct {
 	root    string // attempts/<job>/<task>/<attempt>
 	run     string // the working directory
 	output  string // CLOUDML_OUTPUT_DIR
+	home    string // HOME, private to the task
+	tmp     string // TMPDIR, private to the task
 	data    string // CLOUDML_DATA_DIR, "" when there is no data
 	logs    string // local copies of stdout and stderr
 	stdout  string
@@ -26,19 +29,26 @@ type layout struct {
 }
 
 // prepare makes a fresh attempt directory: run/ links every top-level entry
-// of the staged code (and data/ when there is data), output/ is empty.
+// of the staged code (and data/ when there is data); output/, home/ and
+// tmp/ are empty. The task writes only run/, output/, home/ and tmp/
+// (writable); logs/ holds the agent's copies of its output.
 func prepare(root, code string, data map[string]string) (*layout, error) {
 	l := &layout{
 		root: root, run: filepath.Join(root, "run"), output: filepath.Join(root, "output"),
-		logs: filepath.Join(root, "logs"),
+		home: filepath.Join(root, "home"), tmp: filepath.Join(root, "tmp"), logs: filepath.Join(root, "logs"),
 	}
 	l.stdout, l.stderr = filepath.Join(l.logs, "stdout.log"), filepath.Join(l.logs, "stderr.log")
 	// A directory left by a run before an agent crash is stale.
 	if err := os.RemoveAll(root); err != nil {
 		return nil, fmt.Errorf("clear attempt dir: %w", err)
 	}
-	for _, d := range []string{l.run, l.output, l.logs} {
+	for _, d := range []string{l.run, l.output, l.logs, l.home, l.tmp} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create attempt dir: %w", err)
+		}
+	}
+	for _, d := range []string{l.home, l.tmp} {
+		if err := os.Chmod(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create attempt dir: %w", err)
 		}
 	}
@@ -75,10 +85,16 @@ func prepare(root, code string, data map[string]string) (*layout, error) {
 	return l, nil
 }
 
-// environ is the task's environment: the agent's own, the assignment's
-// env, then the CLOUDML_ variables.
+// writable are the directories the task may write.
+func (l *layout) writable() []string { return []string{l.run, l.output, l.home, l.tmp} }
+
+// environ is the task's environment: the allow-listed part of the agent's
+// own (runtime.HostEnv), the agent's BaseEnv, HOME and TMPDIR of the
+// attempt, the assignment's env, then the CLOUDML_ variables.
 func (a *Attempt) environ(l *layout) []string {
-	return Environ(a.cfg.BaseEnv, a.asg, l.output, l.data)
+	base := append(runtime.HostEnv(a.cfg.HostEnv), a.cfg.BaseEnv...)
+	base = append(base, "HOME="+l.home, "TMPDIR="+l.tmp)
+	return Environ(base, a.asg, l.output, l.data)
 }
 
 // Environ is a task's environment, for a process or a container: base,

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -66,15 +65,33 @@ type ManifestTimings struct {
 	EndedAt   string `json:"ended_at"`
 }
 
-// readMetrics parses output/metrics.json. A missing file means no metrics;
-// a malformed one is a warning, never a failure.
+// maxMetricsBytes bounds metrics.json: a report must stay far below the
+// coordinator's request limit, which keeps at most 1,000 metrics anyway.
+const maxMetricsBytes = 1 << 20
+
+// readMetrics parses output/metrics.json, read only from within the output
+// directory (see outputs.go) and at most maxMetricsBytes of it. A missing
+// file means no metrics; a malformed one is a warning, never a failure.
 func readMetrics(outputDir string) (metricjson.Map, string) {
-	data, err := os.ReadFile(filepath.Join(outputDir, MetricsFile))
-	if errors.Is(err, os.ErrNotExist) {
+	root, err := openOutput(outputDir)
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer root.Close()
+	f, err := openRegular(root, MetricsFile)
+	if isMissing(err) {
 		return nil, ""
 	}
 	if err != nil {
 		return nil, fmt.Sprintf("%s: %v", MetricsFile, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxMetricsBytes+1))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Sprintf("%s: %v", MetricsFile, err)
+	}
+	if len(data) > maxMetricsBytes {
+		return nil, fmt.Sprintf("%s is larger than %d bytes; no metrics recorded", MetricsFile, maxMetricsBytes)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -134,32 +151,24 @@ func (a *Attempt) uploadAll(ctx context.Context, res *result, l *layout, start t
 
 	var todo []resultFile
 	if l != nil {
-		err := filepath.WalkDir(l.output, func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			rel, err := filepath.Rel(l.output, p)
-			if err != nil {
-				return err
-			}
-			rel = filepath.ToSlash(rel)
-			switch {
-			case !d.Type().IsRegular():
-				res.warnings = append(res.warnings, fmt.Sprintf("output %s is not a regular file; not uploaded", rel))
-				return nil
-			case reserved[rel]:
-				res.warnings = append(res.warnings, fmt.Sprintf("output %s clashes with a file the agent writes; not uploaded", rel))
-				return nil
-			}
-			todo = append(todo, resultFile{rel, p})
-			return nil
-		})
+		root, err := openOutput(l.output)
 		if err != nil {
 			return err
 		}
-		for _, f := range []resultFile{{"logs/stdout.log", l.stdout}, {"logs/stderr.log", l.stderr}} {
+		defer root.Close()
+		outs, warnings, err := listOutputs(root)
+		if err != nil {
+			return fmt.Errorf("list outputs: %w", err)
+		}
+		res.warnings = append(res.warnings, warnings...)
+		for _, rel := range outs {
+			todo = append(todo, resultFile{rel: rel, open: func() (*os.File, error) { return openRegular(root, rel) }})
+		}
+		// The log copies are the agent's own, in a directory the task
+		// cannot write.
+		for _, f := range []struct{ rel, local string }{{"logs/stdout.log", l.stdout}, {"logs/stderr.log", l.stderr}} {
 			if _, err := os.Stat(f.local); err == nil {
-				todo = append(todo, f)
+				todo = append(todo, resultFile{rel: f.rel, open: func() (*os.File, error) { return os.Open(f.local) }})
 			}
 		}
 	}
@@ -199,9 +208,11 @@ func (a *Attempt) manifest(res *result, files []ManifestFileInfo, upload time.Du
 	}
 }
 
-// put uploads one local file, hashing it on the way.
 // resultFile is a local file to upload as rel.
-type resultFile struct{ rel, local string }
+type resultFile struct {
+	rel  string
+	open func() (*os.File, error)
+}
 
 // uploadParallel is how many result files upload at once. Each GCS upload
 // is at least a round trip, so a task with many small outputs would
@@ -218,7 +229,7 @@ func (a *Attempt) putAll(ctx context.Context, b bucket.Bucket, prefix string, fi
 	for i, f := range files {
 		g.Go(func() error {
 			var err error
-			infos[i], err = a.put(gctx, b, prefix, f.rel, f.local)
+			infos[i], err = a.put(gctx, b, prefix, f)
 			return err
 		})
 	}
@@ -228,8 +239,10 @@ func (a *Attempt) putAll(ctx context.Context, b bucket.Bucket, prefix string, fi
 	return infos, nil
 }
 
-func (a *Attempt) put(ctx context.Context, b bucket.Bucket, prefix, rel, local string) (ManifestFileInfo, error) {
-	f, err := os.Open(local)
+// put uploads one local file, hashing it on the way.
+func (a *Attempt) put(ctx context.Context, b bucket.Bucket, prefix string, rf resultFile) (ManifestFileInfo, error) {
+	rel := rf.rel
+	f, err := rf.open()
 	if err != nil {
 		return ManifestFileInfo{}, fmt.Errorf("read %s: %w", rel, err)
 	}

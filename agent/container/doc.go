@@ -38,7 +38,9 @@
 // with CLOUDML_OUTPUT_DIR, CLOUDML_DATA_DIR (when there is data),
 // CLOUDML_TASK_INDEX, CLOUDML_TASK_COUNT, CLOUDML_ATTEMPT, CLOUDML_JOB_ID,
 // one CLOUDML_PARAM_<NAME> per parameter, the assignment's env, and
-// HOME=/tmp.
+// HOME=/tmp. Nothing else of the node's reaches the container: none of the
+// agent's environment, and no mount but these (the agent's secrets dir and
+// the rest of its work dir stay outside).
 //
 // # Where the code comes from
 //
@@ -66,7 +68,11 @@
 // Before a node reports a job staged, Images.Ensure makes its Docker hold
 // the job's image: its own copy (when the id matches the coordinator's
 // pinned copy, if any), else the coordinator's, streamed from FetchImage
-// straight into docker load through a pipe, else a registry pull. Stagings
+// straight into docker load through a pipe, else a registry pull. The node
+// loads by id: the coordinator's header must announce the pinned id, every
+// image docker load reports must be that id, and the job's name is then
+// pointed at it; any mismatch (or a registry or local copy with another id
+// than the pinned one) fails the staging. Stagings
 // of one image on a node share one fetch. Images.Export answers the
 // coordinator's ExportImage with docker save in 1 MiB chunks over
 // UploadImage, so an image that only the swarm manager has reaches the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,10 +136,10 @@ func (im *Images) ensure(ctx context.Context, ref, id string) (string, error) {
 		why = "the coordinator has no copy and no node uploaded one"
 	}
 	log.Info("image not available from the coordinator; pulling it", "reason", fetchErr)
-	if err := im.pull(ctx, ref); err != nil {
+	if err := im.pull(ctx, ref, id); err != nil {
 		if insp.ID != "" {
-			log.Warn("no copy of the image with the wanted id; using the node's own", "local_id", insp.ID, "image_id", id, "error", err)
-			return ImageLocal, nil
+			return "", fmt.Errorf("image %q on this node is %s, not the %s the job runs; %s, and pulling it failed: %w",
+				ref, insp.ID, id, why, err)
 		}
 		return "", fmt.Errorf("image %q is not on this node, %s, and pulling it failed: %w; "+
 			"push it from a machine whose Docker has it (cloudml-client submit --image %s) or docker load it on the swarm manager",
@@ -169,41 +170,85 @@ func (im *Images) fromCoordinator(ctx context.Context, log hclog.Logger, ref, id
 	if hdr == nil {
 		return true, errors.New("the coordinator's image stream did not start with a header")
 	}
-	log = log.With("image_id", hdr.GetId())
+	want := firstNonEmpty(id, hdr.GetId())
+	switch {
+	case want == "":
+		return true, errors.New("the coordinator's image header has no image id")
+	case hdr.GetId() != want:
+		return true, fmt.Errorf("the coordinator offers image %s under this name, but the job runs %s", hdr.GetId(), want)
+	}
+	log = log.With("image_id", want)
 	log.Info("loading image from the coordinator", "size", hdr.GetSize())
 	prog := newProgress(log, "image load progress", hdr.GetSize())
-	if err := im.load(ctx, cancel, stream, prog); err != nil {
+	loaded, err := im.load(ctx, cancel, stream, prog)
+	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
 			return true, cause
 		}
 		return true, err
 	}
-	insp, err := im.docker.ImageInspect(ctx, ref)
-	if isNotFound(err) && hdr.GetId() != "" {
-		// The archive names the image otherwise (saved by id, or under
-		// another spelling of the name): give it the job's name.
-		if err := im.docker.ImageTag(ctx, hdr.GetId(), ref); err != nil {
-			return true, fmt.Errorf("tag the loaded image %s: %w", hdr.GetId(), err)
-		}
-		insp, err = im.docker.ImageInspect(ctx, ref)
+	if err := im.checkLoaded(ctx, loaded, want); err != nil {
+		return true, err
+	}
+	// Load by id: the archive must have held exactly the announced image,
+	// which then gets the job's name whatever the archive called it.
+	insp, err := im.docker.ImageInspect(ctx, want)
+	if isNotFound(err) {
+		return true, fmt.Errorf("the coordinator's archive did not hold image %s: refusing it", want)
 	}
 	if err != nil {
-		return true, fmt.Errorf("the coordinator's copy was loaded but docker does not find it under this name: %w", err)
+		return true, fmt.Errorf("inspect the loaded image %s: %w", want, err)
 	}
-	if want := firstNonEmpty(id, hdr.GetId()); want != "" && insp.ID != want {
-		log.Warn("loaded image has another id than announced", "loaded_id", insp.ID, "want_id", want)
+	if insp.ID != want {
+		return true, fmt.Errorf("the coordinator's archive loaded image %s, not %s: refusing it", insp.ID, want)
+	}
+	if cur, err := im.docker.ImageInspect(ctx, ref); err != nil || cur.ID != want {
+		if err := im.docker.ImageTag(ctx, want, ref); err != nil {
+			return true, fmt.Errorf("tag the loaded image %s as %s: %w", want, ref, err)
+		}
+		if cur, err := im.docker.ImageInspect(ctx, ref); err != nil || cur.ID != want {
+			return true, fmt.Errorf("%s does not name the loaded image %s after tagging it (%s, %v)", ref, want, cur.ID, err)
+		}
 	}
 	prog.done("image loaded from the coordinator")
 	return true, nil
+}
+
+// checkLoaded checks what docker load says it loaded ("Loaded image: NAME",
+// "Loaded image ID: ID"): every image is want. The coordinator checks an
+// archive before it keeps it; this is the node's own check of what reached
+// its daemon.
+func (im *Images) checkLoaded(ctx context.Context, loaded []string, want string) error {
+	for _, line := range loaded {
+		if id, ok := strings.CutPrefix(line, "Loaded image ID: "); ok {
+			if id != want {
+				return fmt.Errorf("the coordinator's archive loaded image %s, not %s: refusing it", id, want)
+			}
+			continue
+		}
+		name, ok := strings.CutPrefix(line, "Loaded image: ")
+		if !ok {
+			continue
+		}
+		insp, err := im.docker.ImageInspect(ctx, name)
+		if err != nil {
+			return fmt.Errorf("inspect %s, which the coordinator's archive loaded: %w", name, err)
+		}
+		if insp.ID != want {
+			return fmt.Errorf("the coordinator's archive loaded %s as image %s, not %s: refusing it", name, insp.ID, want)
+		}
+	}
+	return nil
 }
 
 // errStalled is the cause of a fetch ended by Stall.
 var errStalled = errors.New("image fetch stalled")
 
 // load pipes the chunks of stream into docker load, never holding more
-// than a chunk. If no chunk gets through for the stall time it cancels ctx
-// (stream and load) with an errStalled cause.
-func (im *Images) load(ctx context.Context, cancel context.CancelCauseFunc, stream ImageStream, prog *progress) error {
+// than a chunk, and returns what docker load says it loaded. If no chunk
+// gets through for the stall time it cancels ctx (stream and load) with an
+// errStalled cause.
+func (im *Images) load(ctx context.Context, cancel context.CancelCauseFunc, stream ImageStream, prog *progress) ([]string, error) {
 	var moved atomic.Int64
 	stall := time.AfterFunc(im.stall, func() {
 		cancel(fmt.Errorf("%w: no data reached docker load for %s (after %d bytes); "+
@@ -211,11 +256,15 @@ func (im *Images) load(ctx context.Context, cancel context.CancelCauseFunc, stre
 	})
 	defer stall.Stop()
 	pr, pw := io.Pipe()
-	loaded := make(chan error, 1)
+	type result struct {
+		lines []string
+		err   error
+	}
+	loaded := make(chan result, 1)
 	go func() {
-		err := im.loadArchive(ctx, pr)
+		lines, err := im.loadArchive(ctx, pr)
 		pr.CloseWithError(fmt.Errorf("docker load ended early: %w", errOr(err, io.ErrClosedPipe)))
-		loaded <- err
+		loaded <- result{lines, err}
 	}()
 	var recvErr error
 	for {
@@ -242,32 +291,34 @@ func (im *Images) load(ctx context.Context, cancel context.CancelCauseFunc, stre
 	// docker load (20.10) unpacks the whole archive before it registers
 	// anything, which can take minutes after the last byte: not a stall.
 	stall.Stop()
-	loadErr := <-loaded
+	res := <-loaded
 	if recvErr != nil {
-		return recvErr
+		return nil, recvErr
 	}
-	if loadErr != nil {
-		return fmt.Errorf("docker load: %w", loadErr)
+	if res.err != nil {
+		return nil, fmt.Errorf("docker load: %w", res.err)
 	}
-	return nil
+	return res.lines, nil
 }
 
-// loadArchive runs docker load on r and reads its answer for an error.
-func (im *Images) loadArchive(ctx context.Context, r io.Reader) error {
+// loadArchive runs docker load on r and reads its answer for an error and
+// what it loaded.
+func (im *Images) loadArchive(ctx context.Context, r io.Reader) ([]string, error) {
 	resp, err := im.docker.ImageLoad(ctx, r, client.ImageLoadWithQuiet(true))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if !resp.JSON {
 		_, err := io.Copy(io.Discard, resp.Body)
-		return err
+		return nil, err
 	}
-	return readMessages(resp.Body)
+	return readStream(resp.Body)
 }
 
-// pull pulls ref from its registry.
-func (im *Images) pull(ctx context.Context, ref string) error {
+// pull pulls ref from its registry; when id is set the pulled image must
+// be that one.
+func (im *Images) pull(ctx context.Context, ref, id string) error {
 	rc, err := im.docker.ImagePull(ctx, ref, image.PullOptions{})
 	if err != nil {
 		return err
@@ -276,8 +327,12 @@ func (im *Images) pull(ctx context.Context, ref string) error {
 	if err := readMessages(rc); err != nil {
 		return err
 	}
-	if _, err := im.docker.ImageInspect(ctx, ref); err != nil {
+	insp, err := im.docker.ImageInspect(ctx, ref)
+	if err != nil {
 		return fmt.Errorf("docker does not find the pulled image: %w", err)
+	}
+	if id != "" && insp.ID != id {
+		return fmt.Errorf("the registry's %s is image %s, not %s", ref, insp.ID, id)
 	}
 	return nil
 }

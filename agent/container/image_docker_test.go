@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -106,5 +107,40 @@ func TestImageRoundTripThroughDocker(t *testing.T) {
 	srv.mu.Unlock()
 	if !strings.Contains(refusal, missing) {
 		t.Errorf("coordinator got refusal %q, want one naming %s", refusal, missing)
+	}
+}
+
+// TestEnsureRefusesAnotherImageOnRealDocker: the coordinator announces one
+// image id and streams the archive of another; the node loads it, sees the
+// mismatch and fails staging, and the job's name does not get the image.
+func TestEnsureRefusesAnotherImageOnRealDocker(t *testing.T) {
+	d := testutil.HostDocker(t)
+	refA, idA := testutil.ImportImage(t, d, "cloudml-test/img", testutil.OneFileRootfs(1<<10))
+	_, idB := testutil.ImportImage(t, d, "cloudml-test/img", testutil.OneFileRootfs(1<<10))
+	ctx := t.Context()
+	for _, save := range []string{refA, idA} { // tagged, then untagged
+		rc, err := d.ImageSave(ctx, []string{save})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		job := "cloudml-test/job:" + idB[len(idB)-8:]
+		srv := &imageServer{hdr: &cloudmlv1.ImageHeader{Name: job, Id: idB, Size: int64(len(data))}, archive: data}
+		coord := startImageServer(t, srv)
+		im := NewImages(ImagesConfig{Docker: d, Logger: testutil.Logger(t),
+			Fetch: func(ctx context.Context, ref string) (ImageStream, error) {
+				return coord.FetchImage(ctx, &cloudmlv1.FetchImageRequest{Image: ref})
+			}})
+		src, err := im.Ensure(ctx, job, idB)
+		if err == nil || !strings.Contains(err.Error(), "not "+idB+": refusing it") {
+			t.Errorf("Ensure of an archive of %s announced as %s = %q, %v; want a refusal", save, idB, src, err)
+		}
+		if insp, err := d.ImageInspect(ctx, job); !isNotFound(err) {
+			t.Errorf("%s names image %s after the refusal (%v), want no such image", job, insp.ID, err)
+		}
 	}
 }

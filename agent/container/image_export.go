@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -107,9 +108,18 @@ func uploadErr(up ImageUpload, err error) error {
 // readMessages reads a daemon's JSON message stream (docker load, docker
 // pull) to its end and returns the error it reports, if any.
 func readMessages(r io.Reader) error {
+	_, err := readStream(r)
+	return err
+}
+
+// readStream reads the daemon's JSON messages for an error, and returns
+// the lines of their "stream" fields (docker load's "Loaded image: ...").
+func readStream(r io.Reader) ([]string, error) {
+	var lines []string
 	dec := json.NewDecoder(r)
 	for {
 		var m struct {
+			Stream      string `json:"stream"`
 			Error       string `json:"error"`
 			ErrorDetail *struct {
 				Message string `json:"message"`
@@ -117,16 +127,21 @@ func readMessages(r io.Reader) error {
 		}
 		err := dec.Decode(&m)
 		if err == io.EOF {
-			return nil
+			return lines, nil
 		}
 		if err != nil {
-			return fmt.Errorf("read the daemon's answer: %w", err)
+			return nil, fmt.Errorf("read the daemon's answer: %w", err)
 		}
 		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			return errors.New(m.ErrorDetail.Message)
+			return nil, errors.New(m.ErrorDetail.Message)
 		}
 		if m.Error != "" {
-			return errors.New(m.Error)
+			return nil, errors.New(m.Error)
+		}
+		for _, l := range strings.Split(m.Stream, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				lines = append(lines, l)
+			}
 		}
 	}
 }

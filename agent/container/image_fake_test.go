@@ -37,6 +37,13 @@ func (d *fakeImageDocker) ImageInspect(_ context.Context, ref string, _ ...clien
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	id, ok := d.images[ref]
+	if !ok && strings.HasPrefix(ref, "sha256:") { // by id
+		for _, v := range d.images {
+			if v == ref {
+				id, ok = v, true
+			}
+		}
+	}
 	if !ok {
 		return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("no such image: %s", ref))
 	}

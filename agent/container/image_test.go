@@ -29,11 +29,14 @@ func TestEnsureImage(t *testing.T) {
 		want     string // StageJob.image_id
 		coord    bool   // the coordinator has a copy
 		registry bool
-		source   string
-		wantID   string
-		fetches  int
-		pulls    int
-		errHas   []string
+		// coordArchiveID and coordArchiveRef, when set, are what the
+		// coordinator's archive really holds (its header says sha256:coord).
+		coordArchiveID, coordArchiveRef string
+		source                          string
+		wantID                          string
+		fetches                         int
+		pulls                           int
+		errHas                          []string
 	}{
 		{name: "local", local: "sha256:coord", source: ImageLocal, wantID: "sha256:coord"},
 		{name: "local any id", local: "sha256:old", want: "", source: ImageLocal, wantID: "sha256:old"},
@@ -43,8 +46,16 @@ func TestEnsureImage(t *testing.T) {
 		{name: "not found pulls", registry: true, source: ImageRegistry, wantID: "sha256:reg", fetches: 1, pulls: 1},
 		{name: "nowhere", fetches: 1, pulls: 1, errHas: []string{`image "foo:1" is not on this node`,
 			"the coordinator has no copy", "pull access denied", "cloudml-client submit --image foo:1"}},
-		{name: "mismatch and nowhere keeps local", local: "sha256:old", want: "sha256:new",
-			source: ImageLocal, wantID: "sha256:old", fetches: 1, pulls: 1},
+		{name: "mismatch and nowhere fails", local: "sha256:old", want: "sha256:new", wantID: "sha256:old", fetches: 1, pulls: 1,
+			errHas: []string{`image "foo:1" on this node is sha256:old, not the sha256:new the job runs`}},
+		{name: "pulled image is another", registry: true, want: "sha256:new", fetches: 1, pulls: 1,
+			errHas: []string{"the registry's foo:1 is image sha256:reg, not sha256:new"}},
+		{name: "coordinator offers another id", coord: true, want: "sha256:pinned", fetches: 1,
+			errHas: []string{"the coordinator offers image sha256:coord under this name, but the job runs sha256:pinned"}},
+		{name: "archive holds another image", coord: true, coordArchiveID: "sha256:evil", want: "sha256:coord", fetches: 1,
+			errHas: []string{"the coordinator's archive loaded foo:1 as image sha256:evil, not sha256:coord: refusing it"}},
+		{name: "archive tags another name", coord: true, coordArchiveRef: "debian:12", want: "sha256:coord",
+			source: ImageCoordinator, wantID: "sha256:coord", fetches: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,7 +68,7 @@ func TestEnsureImage(t *testing.T) {
 			}
 			c := &fakeCoordinator{archives: map[string][]byte{}}
 			if tt.coord {
-				c.archives[ref] = archive(ref, "sha256:coord", 250000)
+				c.archives[ref] = archive(firstNonEmpty(tt.coordArchiveRef, ref), firstNonEmpty(tt.coordArchiveID, "sha256:coord"), 250000)
 			}
 			src, err := newImagesFor(t, d, c).Ensure(t.Context(), ref, tt.want)
 			if tt.errHas != nil {
@@ -78,7 +89,7 @@ func TestEnsureImage(t *testing.T) {
 			if c.fetches != tt.fetches || d.pulls != tt.pulls {
 				t.Errorf("fetches, pulls = %d, %d; want %d, %d", c.fetches, d.pulls, tt.fetches, tt.pulls)
 			}
-			if tt.coord && tt.fetches > 0 && d.loadedN != len(c.archives[ref]) {
+			if tt.coord && tt.fetches > 0 && tt.errHas == nil && d.loadedN != len(c.archives[ref]) {
 				t.Errorf("docker load read %d bytes, want %d", d.loadedN, len(c.archives[ref]))
 			}
 		})

@@ -18,15 +18,9 @@ import (
 // ProcessName is the name the process runtime reports.
 const ProcessName = "process"
 
-// NewProcess returns the runtime that runs each task as a plain process
-// group on the node.
-func NewProcess() Runtime { return processRuntime{} }
+func (*processRuntime) Name() string { return ProcessName }
 
-type processRuntime struct{}
-
-func (processRuntime) Name() string { return ProcessName }
-
-func (processRuntime) Start(ctx context.Context, spec Spec) (Process, error) {
+func (r *processRuntime) Start(ctx context.Context, spec Spec) (Process, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -56,13 +50,19 @@ func (processRuntime) Start(ctx context.Context, spec Spec) (Process, error) {
 		Stderr:      errW,
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	err = cmd.Start()
+	err = r.configure(cmd, spec)
+	if err == nil {
+		err = r.start(cmd, spec.Writable)
+	}
 	// The child holds its own copies of the write ends.
 	outW.Close()
 	errW.Close()
 	if err != nil {
 		outR.Close()
 		errR.Close()
+		if errors.Is(err, ErrIsolation) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("start %q: %w", spec.Command[0], err)
 	}
 	p := &process{cmd: cmd, stdout: outR, stderr: errR, done: make(chan struct{})}

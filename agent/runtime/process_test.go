@@ -17,9 +17,19 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// plain is the runtime with nothing to hide, as the agent's own user.
+func plain(t *testing.T) Runtime {
+	t.Helper()
+	r, err := NewProcess(ProcessConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 func start(t *testing.T, dir string, cmd ...string) (stdout, stderr string, code int, p Process) {
 	t.Helper()
-	p, err := NewProcess().Start(context.Background(), Spec{Command: cmd, Dir: dir, Env: os.Environ()})
+	p, err := plain(t).Start(context.Background(), Spec{Command: cmd, Dir: dir, Env: os.Environ()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +53,7 @@ func collect(t *testing.T, p Process) (string, string, int) {
 
 func TestProcessRunsInDirWithEnv(t *testing.T) {
 	dir := t.TempDir()
-	p, err := NewProcess().Start(context.Background(), Spec{
+	p, err := plain(t).Start(context.Background(), Spec{
 		Command: []string{"sh", "-c", "pwd; echo $FOO; echo bad >&2; exit 3"},
 		Dir:     dir, Env: append(os.Environ(), "FOO=bar"),
 	})
@@ -77,7 +87,7 @@ func TestProcessResolvesCommands(t *testing.T) {
 		{"run.sh", `command "run.sh" is not on PATH but is in the code directory: use "./run.sh"`},
 	}
 	for _, tt := range tests {
-		_, err := NewProcess().Start(context.Background(), Spec{Command: []string{tt.cmd}, Dir: dir, Env: os.Environ()})
+		_, err := plain(t).Start(context.Background(), Spec{Command: []string{tt.cmd}, Dir: dir, Env: os.Environ()})
 		if !errors.Is(err, ErrCommandNotFound) {
 			t.Errorf("%s: err = %v, want ErrCommandNotFound", tt.cmd, err)
 			continue
@@ -89,7 +99,7 @@ func TestProcessResolvesCommands(t *testing.T) {
 }
 
 func TestProcessSignalReachesTheGroup(t *testing.T) {
-	p, err := NewProcess().Start(context.Background(), Spec{
+	p, err := plain(t).Start(context.Background(), Spec{
 		// The child sleeps in the background; only a group signal ends it.
 		Command: []string{"sh", "-c", "sleep 600 & echo started; wait"},
 		Dir:     t.TempDir(), Env: os.Environ(),

@@ -1,6 +1,8 @@
 // Package runtime starts a task's command on the node. The agent talks to
 // the Runtime interface only: the process runtime here runs the command as a
-// plain process group; a Docker runtime plugs in behind the same interface.
+// process group, kept away from the agent's secrets (see ProcessConfig for
+// how, and HostEnv for the only variables of the agent's environment a task
+// inherits); container tasks plug in behind the same interface.
 package runtime
 
 import (
@@ -25,6 +27,10 @@ type Spec struct {
 	Env []string
 	// Dir is the working directory (the staged code).
 	Dir string
+	// Writable are the directories the task writes (its working, output,
+	// home and temporary directories); the process runtime hands them to
+	// the task's user.
+	Writable []string
 	// Image is the container image; ignored by the process runtime.
 	Image string
 	// Resources are the task's reservations.

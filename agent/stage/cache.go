@@ -90,10 +90,21 @@ func isCtxErr(err error) bool {
 func (c *Cache) fill(ctx context.Context, key string, fill func(ctx context.Context, tmp string) error) (string, error) {
 	dir := filepath.Join(c.Dir, key)
 	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		if st.Mode().Perm() != 0o755 { // staged by an agent that made it 0700
+			if err := os.Chmod(dir, 0o755); err != nil {
+				return "", fmt.Errorf("open staged dir to tasks: %w", err)
+			}
+		}
 		return dir, nil
 	}
 	tmp, err := os.MkdirTemp(c.Dir, ".tmp-"+key+"-")
 	if err != nil {
+		return "", fmt.Errorf("create staging dir: %w", err)
+	}
+	// Tasks may run as another user than the agent: they read the entry,
+	// never write it (its files are read-only, the agent owns it).
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		os.RemoveAll(tmp)
 		return "", fmt.Errorf("create staging dir: %w", err)
 	}
 	if err := fill(ctx, tmp); err != nil {

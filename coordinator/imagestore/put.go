@@ -1,16 +1,10 @@
 package imagestore
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path"
-	"strings"
 
 	"github.com/cloudml/cloudml/internal/atomicfile"
 )
@@ -26,7 +20,7 @@ func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (int64, error) 
 	for {
 		s.mu.Lock()
 		if size, ok := s.sizes[info.ID]; ok {
-			err := s.setName(info.Name, info.ID)
+			err := s.setName(info.Name, info.ID, info.Owner)
 			s.mu.Unlock()
 			return size, err
 		}
@@ -41,7 +35,7 @@ func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (int64, error) 
 			close(done)
 			if err == nil {
 				s.sizes[info.ID] = size
-				err = s.setName(info.Name, info.ID)
+				err = s.setName(info.Name, info.ID, info.Owner)
 			}
 			s.mu.Unlock()
 			return size, err
@@ -57,41 +51,9 @@ func (s *Store) Put(ctx context.Context, info Info, r io.Reader) (int64, error) 
 
 // write stores r as the archive of info.ID once it checks out.
 func (s *Store) write(ctx context.Context, info Info, r io.Reader) (int64, error) {
-	size, err := atomicfile.Write(ctx, s.path(info.ID), r, 0o644, func(f *os.File) error { return verify(f, info.ID) })
+	size, err := atomicfile.Write(ctx, s.path(info.ID), r, 0o644, func(f *os.File) error { return checkArchive(f, info.Name, info.ID) })
 	if err != nil {
 		return 0, fmt.Errorf("store image %s: %w", info.Name, err)
 	}
 	return size, nil
-}
-
-// verify checks that the archive in f holds a blob whose sha256 is id: the
-// image config (<hex>.json) of Docker's legacy layout, or blobs/sha256/<hex>
-// of the OCI layout newer engines write.
-func verify(f *os.File, id string) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	want := strings.TrimPrefix(id, "sha256:")
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: the archive holds no image %s (send the `docker save` archive of that image)", ErrInvalid, id)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: not a `docker save` archive: %v", ErrInvalid, err)
-		}
-		name := path.Clean(h.Name)
-		if name != want+".json" && name != "blobs/sha256/"+want {
-			continue
-		}
-		sum := sha256.New()
-		if _, err := io.Copy(sum, tr); err != nil {
-			return fmt.Errorf("%w: read %s: %v", ErrInvalid, h.Name, err)
-		}
-		if got := hex.EncodeToString(sum.Sum(nil)); got != want {
-			return fmt.Errorf("%w: %s in the archive hashes to sha256:%s, not %s", ErrInvalid, h.Name, got, id)
-		}
-		return nil
-	}
 }

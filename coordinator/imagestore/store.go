@@ -50,6 +50,9 @@ type Info struct {
 	ID string
 	// Size is the archive's size in bytes.
 	Size int64
+	// Owner is who pushed the name ("" when unknown); recorded, not yet
+	// enforced (pushing over another's name will need admin or --force).
+	Owner string
 }
 
 // Store keeps image archives by id and maps names to ids.
@@ -57,8 +60,9 @@ type Store struct {
 	dir string
 	log hclog.Logger
 
-	mu       sync.Mutex               // protects names, sizes, inflight
+	mu       sync.Mutex               // protects names, owners, sizes, inflight
 	names    map[string]string        // name -> id
+	owners   map[string]string        // name -> who pushed it, when known
 	sizes    map[string]int64         // id -> archive size, for archives on disk
 	inflight map[string]chan struct{} // id -> closed when that Put ends
 }
@@ -95,7 +99,7 @@ func New(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create image dir: %w", err)
 	}
-	s := &Store{dir: cfg.Dir, log: cfg.Logger, names: map[string]string{}, sizes: map[string]int64{}, inflight: map[string]chan struct{}{}}
+	s := &Store{dir: cfg.Dir, log: cfg.Logger, names: map[string]string{}, owners: map[string]string{}, sizes: map[string]int64{}, inflight: map[string]chan struct{}{}}
 	entries, err := os.ReadDir(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("read image dir: %w", err)
@@ -119,9 +123,10 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	for name, id := range names {
-		if _, ok := s.sizes[id]; ok && ValidName(name) {
-			s.names[name] = id
+	for name, e := range names {
+		if _, ok := s.sizes[e.ID]; ok && ValidName(name) {
+			s.names[name] = e.ID
+			s.setOwner(name, e.Owner)
 		}
 	}
 	for id := range s.sizes {
@@ -154,7 +159,7 @@ func (s *Store) Lookup(name string) (Info, bool) {
 	if !ok {
 		return Info{}, false
 	}
-	return Info{Name: name, ID: id, Size: s.sizes[id]}, true
+	return Info{Name: name, ID: id, Size: s.sizes[id], Owner: s.owners[name]}, true
 }
 
 // HasID reports whether the archive of id is kept.
@@ -165,18 +170,18 @@ func (s *Store) HasID(id string) bool {
 	return ok
 }
 
-// Tag points name at the kept image id (a push of an image the store
-// already has under another name, or a retag).
-func (s *Store) Tag(name, id string) error {
-	if err := Check(name, id); err != nil {
+// Tag points info.Name at the kept image info.ID, pushed by info.Owner (a
+// push of an image the store already has under another name, or a retag).
+func (s *Store) Tag(info Info) error {
+	if err := Check(info.Name, info.ID); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.sizes[id]; !ok {
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	if _, ok := s.sizes[info.ID]; !ok {
+		return fmt.Errorf("%w: %s", ErrNotFound, info.ID)
 	}
-	return s.setName(name, id)
+	return s.setName(info.Name, info.ID, info.Owner)
 }
 
 // Open opens the archive kept under name.
@@ -200,7 +205,7 @@ func (s *Store) List() []Info {
 	defer s.mu.Unlock()
 	out := make([]Info, 0, len(s.names))
 	for name, id := range s.names {
-		out = append(out, Info{Name: name, ID: id, Size: s.sizes[id]})
+		out = append(out, Info{Name: name, ID: id, Size: s.sizes[id], Owner: s.owners[name]})
 	}
 	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -216,10 +221,12 @@ func (s *Store) Delete(name string) (info Info, freed int64, err error) {
 	if !ok {
 		return Info{}, 0, fmt.Errorf("%w: no image named %s", ErrNotFound, name)
 	}
-	info = Info{Name: name, ID: id, Size: s.sizes[id]}
+	info = Info{Name: name, ID: id, Size: s.sizes[id], Owner: s.owners[name]}
 	delete(s.names, name)
+	delete(s.owners, name)
 	if err := s.writeIndex(); err != nil {
 		s.names[name] = id
+		s.setOwner(name, info.Owner)
 		return Info{}, 0, err
 	}
 	if s.referenced(id) {

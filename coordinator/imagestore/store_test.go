@@ -1,11 +1,8 @@
 package imagestore
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -19,42 +16,18 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
+	"github.com/cloudml/cloudml/coordinator/imagestore/imagetest"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeArchive is a `docker save` style archive whose image config is
-// config; entry names the config file ("" means the legacy <hex>.json).
-func fakeArchive(t *testing.T, config, entry string) (id string, data []byte) {
+// fakeArchive is a `docker save` archive (legacy layout) of one untagged
+// image whose config holds seed, with a layer of about 300 KB.
+func fakeArchive(t *testing.T, seed string) (id string, data []byte) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(config))
-	hexID := hex.EncodeToString(sum[:])
-	if entry == "" {
-		entry = hexID + ".json"
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	layer := bytes.Repeat([]byte("layer "), 50000)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{
-		{"manifest.json", []byte(`[{"Config":"` + entry + `"}]`)},
-		{"abc/layer.tar", layer},
-		{entry, []byte(config)},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return "sha256:" + hexID, buf.Bytes()
+	data, ids := imagetest.Archive(imagetest.Options{}, imagetest.Image{Seed: seed, Layers: [][]byte{imagetest.Layer(seed, 300000)}})
+	return ids[0], data
 }
 
 func newStore(t *testing.T, dir string) *Store {
@@ -84,7 +57,7 @@ func files(t *testing.T, dir string) []string {
 func TestPutOpenAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, dir)
-	id, data := fakeArchive(t, `{"config":1}`, "")
+	id, data := fakeArchive(t, `{"config":1}`)
 	size, err := s.Put(context.Background(), Info{Name: "cloudml/octave:7", ID: id}, bytes.NewReader(data))
 	if err != nil || size != int64(len(data)) {
 		t.Fatalf("Put = %d, %v; want %d", size, err, len(data))
@@ -115,8 +88,8 @@ func TestPutOpenAndReopen(t *testing.T) {
 
 func TestPutAcceptsOCILayout(t *testing.T) {
 	s := newStore(t, t.TempDir())
-	id, _ := fakeArchive(t, `{"oci":true}`, "")
-	_, data := fakeArchive(t, `{"oci":true}`, "blobs/sha256/"+strings.TrimPrefix(id, "sha256:"))
+	data, ids := imagetest.Archive(imagetest.Options{OCI: true}, imagetest.Image{Seed: "oci", RepoTags: []string{"a:1"}})
+	id := ids[0]
 	if _, err := s.Put(context.Background(), Info{Name: "a:1", ID: id}, bytes.NewReader(data)); err != nil {
 		t.Fatalf("Put of an OCI layout archive: %v", err)
 	}
@@ -136,8 +109,8 @@ func (f *failingReader) Read(p []byte) (int, error) {
 func TestPutRejectsAndLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, dir)
-	id, data := fakeArchive(t, `{"x":1}`, "")
-	otherID, _ := fakeArchive(t, `{"x":2}`, "")
+	id, data := fakeArchive(t, `{"x":1}`)
+	otherID, _ := fakeArchive(t, `{"x":2}`)
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, tc := range []struct {
@@ -191,7 +164,7 @@ func waitInflight(t *testing.T, s *Store, id string) {
 func TestConcurrentPutsOfOneID(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, dir)
-	id, data := fakeArchive(t, `{"shared":1}`, "")
+	id, data := fakeArchive(t, `{"shared":1}`)
 
 	// The first Put of the id fails half way; the second, which waited,
 	// then writes it; a third, waiting for the second, reads nothing.
@@ -233,13 +206,13 @@ func TestConcurrentPutsOfOneID(t *testing.T) {
 func TestRetagRemovesTheReplacedArchive(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, dir)
-	id1, data1 := fakeArchive(t, `{"v":1}`, "")
-	id2, data2 := fakeArchive(t, `{"v":2}`, "")
+	id1, data1 := fakeArchive(t, `{"v":1}`)
+	id2, data2 := fakeArchive(t, `{"v":2}`)
 	ctx := context.Background()
 	if _, err := s.Put(ctx, Info{Name: "m:latest", ID: id1}, bytes.NewReader(data1)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Tag("keep:1", id1); err != nil {
+	if err := s.Tag(Info{Name: "keep:1", ID: id1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Put(ctx, Info{Name: "m:latest", ID: id2}, bytes.NewReader(data2)); err != nil {
@@ -248,7 +221,7 @@ func TestRetagRemovesTheReplacedArchive(t *testing.T) {
 	if !s.HasID(id1) {
 		t.Fatal("an archive another name needs was removed")
 	}
-	if err := s.Tag("keep:1", id2); err != nil {
+	if err := s.Tag(Info{Name: "keep:1", ID: id2}); err != nil {
 		t.Fatal(err)
 	}
 	if s.HasID(id1) {
@@ -257,7 +230,7 @@ func TestRetagRemovesTheReplacedArchive(t *testing.T) {
 	if diff := cmp.Diff([]string{strings.TrimPrefix(id2, "sha256:") + ".tar", "names.json"}, files(t, dir)); diff != "" {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
-	if err := s.Tag("x:1", id1); !errors.Is(err, ErrNotFound) {
+	if err := s.Tag(Info{Name: "x:1", ID: id1}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Tag to a removed id: %v, want ErrNotFound", err)
 	}
 }
@@ -265,7 +238,7 @@ func TestRetagRemovesTheReplacedArchive(t *testing.T) {
 func TestNewCleansUp(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, dir)
-	id, data := fakeArchive(t, `{"c":1}`, "")
+	id, data := fakeArchive(t, `{"c":1}`)
 	if _, err := s.Put(context.Background(), Info{Name: "a:1", ID: id}, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -287,8 +260,8 @@ func TestNewCleansUp(t *testing.T) {
 func TestDeleteAndList(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, dir)
-	id1, data1 := fakeArchive(t, `{"d":1}`, "")
-	id2, data2 := fakeArchive(t, `{"d":2}`, "")
+	id1, data1 := fakeArchive(t, `{"d":1}`)
+	id2, data2 := fakeArchive(t, `{"d":2}`)
 	ctx := context.Background()
 	for _, p := range []struct {
 		name, id string
@@ -299,7 +272,7 @@ func TestDeleteAndList(t *testing.T) {
 		}
 	}
 	size1, size2 := int64(len(data1)), int64(len(data2))
-	want := []Info{{"a:1", id1, size1}, {"b:1", id1, size1}, {"c:1", id2, size2}}
+	want := []Info{{Name: "a:1", ID: id1, Size: size1}, {Name: "b:1", ID: id1, Size: size1}, {Name: "c:1", ID: id2, Size: size2}}
 	if diff := cmp.Diff(want, s.List()); diff != "" {
 		t.Fatalf("List (-want +got):\n%s", diff)
 	}
@@ -345,8 +318,8 @@ func TestDeleteAndList(t *testing.T) {
 func TestNewRemovesUnnamedArchives(t *testing.T) {
 	dir := t.TempDir()
 	s := newStore(t, dir)
-	id1, data1 := fakeArchive(t, `{"n":1}`, "")
-	id2, data2 := fakeArchive(t, `{"n":2}`, "")
+	id1, data1 := fakeArchive(t, `{"n":1}`)
+	id2, data2 := fakeArchive(t, `{"n":2}`)
 	if _, err := s.Put(context.Background(), Info{Name: "named:1", ID: id1}, bytes.NewReader(data1)); err != nil {
 		t.Fatal(err)
 	}
@@ -363,3 +336,36 @@ func TestNewRemovesUnnamedArchives(t *testing.T) {
 }
 
 func hexOf(id string) string { return strings.TrimPrefix(id, "sha256:") }
+
+// TestOwnerIsRecorded: the index keeps who pushed a name, and an index
+// without owners (older coordinators) reads as it is.
+func TestOwnerIsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	id, data := fakeArchive(t, `{"owned":1}`)
+	legacy := `{"old:1": "` + id + `"}`
+	s := newStore(t, dir)
+	if _, err := s.Put(context.Background(), Info{Name: "mine:1", ID: id, Owner: "alice"}, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag(Info{Name: "anon:1", ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, indexFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"anon:1": "`+id+`"`) || !strings.Contains(string(raw), `"owner": "alice"`) {
+		t.Errorf("index:\n%s\nwant anon:1 as a bare id and mine:1 with its owner", raw)
+	}
+	s = newStore(t, dir)
+	if info, ok := s.Lookup("mine:1"); !ok || info.Owner != "alice" || info.ID != id {
+		t.Errorf("after reopening, mine:1 = %+v, %v; want owner alice", info, ok)
+	}
+	if err := os.WriteFile(filepath.Join(dir, indexFile), []byte(legacy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = newStore(t, dir)
+	if info, ok := s.Lookup("old:1"); !ok || info.ID != id || info.Owner != "" {
+		t.Errorf("an index of bare ids: old:1 = %+v, %v", info, ok)
+	}
+}
