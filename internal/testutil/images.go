@@ -1,7 +1,10 @@
 package testutil
 
 import (
+	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 
 	"google.golang.org/grpc"
@@ -68,4 +71,27 @@ func ReadImage(stream grpc.ServerStreamingClient[cloudmlv1.FetchImageResponse]) 
 		}
 		data = append(data, m.GetChunk()...)
 	}
+}
+
+// FakeImageArchive is a `docker save` style archive of about size bytes
+// whose image id is the sha256 of config: what a coordinator accepts as a
+// pushed image, without a Docker to save one.
+func FakeImageArchive(config string, size int) (id string, data []byte) {
+	sum := sha256.Sum256([]byte(config))
+	hexID := hex.EncodeToString(sum[:])
+	layer := make([]byte, size)
+	for i := range layer {
+		layer[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"layer/layer.tar", layer}, {hexID + ".json", []byte(config)}, {"manifest.json", []byte(`[]`)}} {
+		tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg})
+		tw.Write(f.data)
+	}
+	tw.Close()
+	return "sha256:" + hexID, buf.Bytes()
 }
