@@ -7,9 +7,9 @@ import (
 	"io"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	dockerclient "github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -69,7 +69,7 @@ func (c *Client) PushImage(ctx context.Context, name string, p Progress) (*Image
 	cancel()
 	switch {
 	case err == nil:
-	case errdefs.IsNotFound(err), dockerclient.IsErrConnectionFailed(err):
+	case cerrdefs.IsNotFound(err), dockerclient.IsErrConnectionFailed(err):
 		return res, nil
 	default:
 		res.DockerError = err

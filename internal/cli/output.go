@@ -168,14 +168,6 @@ func human(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-// stamp renders a timestamp as local time, or "-".
-func stamp(ts *timestamppb.Timestamp) string {
-	if ts == nil {
-		return "-"
-	}
-	return ts.AsTime().Local().Format("2006-01-02 15:04:05")
-}
-
 // duration renders the time between two timestamps, or since start if end is nil.
 func duration(start, end *timestamppb.Timestamp) string {
 	if start == nil {
