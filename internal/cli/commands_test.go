@@ -8,8 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -168,5 +171,38 @@ func TestStatusNamesNodesByHostname(t *testing.T) {
 	r := runWith(t, fakeServer(t, srv), nil, "status", "j-1")
 	if r.code != ExitOK || !strings.Contains(r.stdout, "job j-1: running, 1 task (running=1)") || !strings.Contains(r.stdout, "node-1 (gpu-a)") {
 		t.Errorf("status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestSubmitFlagsAndCommand(t *testing.T) {
+	srv := &stagingJobs{}
+	dial := fakeServer(t, srv)
+	r := runWith(t, dial, nil, "submit", "--code", "file:///code", "--", "octave-cli", "-q", "--name", "train.m")
+	if r.code != ExitOK || srv.spec.GetName() != "code" || !cmp.Equal(srv.spec.GetCommand(), []string{"octave-cli", "-q", "--name", "train.m"}) {
+		t.Errorf("submit -- COMMAND: exit %d, spec %v; stderr %q", r.code, srv.spec, r.stderr)
+	}
+	r = runWith(t, dial, nil, "submit", "--timeout", "10m", "--code", "file:///code", "--param", "lr=0.1,0.3", "--env", "A=1",
+		"--name", "Sweep", "--output-bucket", "file:///out", "--objective", "acc:max", "--retries", "2", "--parallelism", "0", "--", "true")
+	want := &cloudmlv1.JobSpec{Name: "sweep", Code: &cloudmlv1.Source{Url: "file:///code"}, Command: []string{"true"},
+		Sweep: &cloudmlv1.Sweep{Grid: map[string]*cloudmlv1.ParamValues{"lr": {Values: []string{"0.1", "0.3"}}}},
+		Env:   map[string]string{"A": "1"}, Output: "file:///out", Objective: &cloudmlv1.Objective{Metric: "acc", Maximize: true},
+		Retries: 2, Timeout: durationpb.New(10 * time.Minute)}
+	if diff := cmp.Diff(want, srv.spec, protocmp.Transform()); r.code != ExitOK || diff != "" {
+		t.Errorf("submit with every flag: exit %d, stderr %q, spec (-want +got):\n%s", r.code, r.stderr, diff)
+	}
+	// Before -o was global, submit --output named the results bucket.
+	r = runWith(t, dial, nil, "submit", "--code", "file:///code", "--output", "file:///old", "--", "true")
+	if r.code != ExitOK || srv.spec.GetOutput() != "file:///old" || r.stdout != "boxed-123456\n" || !strings.Contains(r.stderr, "--output-bucket") {
+		t.Errorf("submit --output URL: exit %d, output %q, stdout %q, stderr %q", r.code, srv.spec.GetOutput(), r.stdout, r.stderr)
+	}
+}
+
+func TestCompletionOfJobIDs(t *testing.T) {
+	r := runWith(t, fakeServer(t, &listJobs{}), nil, "__complete", "status", "b")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "b-222222\trunning\n") || strings.Contains(r.stdout, "a-111111") {
+		t.Errorf("__complete status b: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runWith(t, nil, nil, "help", "nope"); r.code != ExitUsage || !strings.Contains(r.stderr, `unknown help topic "nope"`) {
+		t.Errorf("help nope: exit %d, stderr %q", r.code, r.stderr)
 	}
 }

@@ -58,10 +58,17 @@ func TestUploadProgressOnATerminalOnly(t *testing.T) {
 	}
 }
 
-// stagingJobs accepts a container job and then shows its staging.
-type stagingJobs struct{ watchJobs }
+// stagingJobs accepts a job (the last one kept in spec) and then shows
+// its staging.
+type stagingJobs struct {
+	watchJobs
+	spec *cloudmlv1.JobSpec
+}
 
 func (s *stagingJobs) SubmitJob(_ context.Context, req *cloudmlv1.SubmitJobRequest) (*cloudmlv1.SubmitJobResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spec = req.GetSpec()
 	return &cloudmlv1.SubmitJobResponse{Job: &cloudmlv1.Job{Id: "boxed-123456", TaskCount: 2, Spec: req.GetSpec()}}, nil
 }
 
@@ -74,7 +81,7 @@ func TestSubmitShowsEachNodesStagingOnATerminal(t *testing.T) {
 		return j
 	}
 	const staging, staged = cloudmlv1.StageState_STAGE_STATE_STAGING, cloudmlv1.StageState_STAGE_STATE_STAGED
-	srv := &stagingJobs{watchJobs{jobs: []*cloudmlv1.Job{job(staging, staging), job(staged, staging), job(staged, staged)}}}
+	srv := &stagingJobs{watchJobs: watchJobs{jobs: []*cloudmlv1.Job{job(staging, staging), job(staged, staging), job(staged, staged)}}}
 	noDocker := func(c *client.Config) {
 		c.Docker = func() (client.DockerImages, error) { return nil, errors.New("no docker here") }
 	}

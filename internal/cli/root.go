@@ -140,8 +140,8 @@ func helpCmd(root *cobra.Command) *cobra.Command {
 			return out, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			cmd, _, err := root.Find(args)
-			if cmd == nil || err != nil {
+			cmd, rest, err := root.Find(args)
+			if cmd == nil || err != nil || len(rest) > 0 {
 				return usageErrorf("unknown help topic %q", strings.Join(args, " "))
 			}
 			cmd.InitDefaultHelpFlag()
