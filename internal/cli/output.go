@@ -24,12 +24,19 @@ func (a *App) json() bool { return a.output == outJSON }
 func (a *App) wide() bool { return a.output == outWide }
 
 // marshalJSON renders a proto message as indented JSON with enum names.
+// It is indented by encoding/json: protojson varies its whitespace from
+// build to build on purpose, and scripts may compare outputs.
 func marshalJSON(m proto.Message) ([]byte, error) {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	b, err := protojson.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("encode json: %w", err)
 	}
-	return append(b, '\n'), nil
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, fmt.Errorf("encode json: %w", err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
 // printJSON writes a proto message as indented JSON.
