@@ -24,8 +24,9 @@ func (a *App) listCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List jobs, newest first",
 		Long: "List shows every job the coordinator keeps, newest first: its state, tasks\n" +
-			"and how many are in each state. -o wide adds the image, the command and the output bucket.\n\n" +
-			watchHelp + " A watched list runs until interrupted (Ctrl-C, exit 0).",
+			"and how many are in each state. -o wide adds how long it ran, the image,\n" +
+			"the command and the output bucket.\n\n" +
+			watchHelp + "\nA watched list runs until interrupted (Ctrl-C, exit 0).",
 		Example: `  cloudml-client list
   cloudml-client list -o wide --watch
   cloudml-client list -o json`,
@@ -118,8 +119,8 @@ func (a *App) statusCmd() *cobra.Command {
 			"hostname), the attempt, the exit code, how long it ran, its params, and why it\n" +
 			"is pending or failed. A container job also lists each node's staging while\n" +
 			"it is not done. -o wide adds the metrics and results of each task, and the\n" +
-			"staging always.\n\n" + watchHelp + " A watched status ends when the job\n" +
-			"ends, with exit code 0 if it succeeded, 3 if it failed, 4 if it was cancelled.",
+			"staging always.\n\n" + watchHelp + "\nA watched status ends when the job ends, with exit code 0 if it\n" +
+			"succeeded, 3 if it failed, 4 if it was cancelled.",
 		Example: `  cloudml-client status linreg-3f9a1c
   cloudml-client status linreg-3f9a1c --watch
   cloudml-client status linreg-3f9a1c -o json`,

@@ -44,6 +44,7 @@ func (a *App) newRoot() *cobra.Command {
 			return usageErrorf("give a command; see 'cloudml-client --help'")
 		},
 		PersistentPreRunE: a.checkGlobals,
+		Annotations:       map[string]string{"group": "true"},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	addr := a.Getenv("CLOUDML_COORDINATOR")
@@ -61,7 +62,7 @@ func (a *App) newRoot() *cobra.Command {
 	// The root and the groups run only to say a subcommand is missing: their
 	// usage shows the subcommand form alone.
 	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "{{if .Runnable}}",
-		"{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
+		`{{if and .Runnable (ne (index .Annotations "group") "true")}}`, 1))
 	markRan(root)
 	return root
 }
@@ -98,7 +99,9 @@ func markRan(cmd *cobra.Command) {
 	}
 }
 
-// groupCmd is a command that only holds subcommands.
+// groupCmd is a command that only holds subcommands (cluster, image). A
+// leaf may hold subcommands too and still run on its own (a later
+// "cluster nodes rm" under "cluster nodes").
 func groupCmd(use, short, long, example string, subs ...*cobra.Command) *cobra.Command {
 	names := make([]string, len(subs))
 	for i, s := range subs {
@@ -106,7 +109,8 @@ func groupCmd(use, short, long, example string, subs ...*cobra.Command) *cobra.C
 	}
 	cmd := &cobra.Command{
 		Use: use, Short: short, Long: long, Example: example,
-		Args: cobra.ArbitraryArgs,
+		Args:        cobra.ArbitraryArgs,
+		Annotations: map[string]string{"group": "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usageErrorf("unknown command %q for %q", args[0], cmd.CommandPath())
