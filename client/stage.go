@@ -22,7 +22,7 @@ type StageOptions struct {
 	Interval time.Duration
 	// StartWithin bounds the wait for the first node to be asked to stage:
 	// a job no swarm node can take (see its tasks' reasons) is not staged
-	// at all. Default 10s.
+	// at all. Default 3s.
 	StartWithin time.Duration
 }
 
@@ -36,7 +36,7 @@ func (c *Client) WaitStaged(ctx context.Context, jobID string, opts StageOptions
 		opts.Interval = 500 * time.Millisecond
 	}
 	if opts.StartWithin <= 0 {
-		opts.StartWithin = 10 * time.Second
+		opts.StartWithin = 3 * time.Second
 	}
 	w := stageWatch{c: c, p: opts.Progress, trackers: map[string]Tracker{}, done: map[string]bool{}}
 	defer w.close()
