@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/mount"
@@ -29,6 +30,9 @@ type containers struct {
 	kick     chan struct{}        // wakes the remover; capacity 1
 	closed   bool                 // runContainers ended: no new work
 	wg       sync.WaitGroup       // stagings and creations in flight
+	// fetched counts the image bytes fetched from the coordinator, for
+	// staging progress reports.
+	fetched atomic.Int64
 }
 
 // begin registers a goroutine of container work; false once stopping.

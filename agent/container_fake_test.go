@@ -21,7 +21,8 @@ type swarmFake struct {
 	pushes    map[string]chan *cloudmlv1.SessionResponse // by node id
 	reporters []string                                   // node of each of f.reports
 	claims    map[refKey]string
-	stages    map[string]*cloudmlv1.ReportStageRequest // by node id
+	stages    map[string]*cloudmlv1.ReportStageRequest // final reports, by node id
+	interim   []*cloudmlv1.ReportStageRequest          // in_progress reports
 }
 
 func newSwarmFake(t *testing.T) (*swarmFake, fakeDial) {
@@ -96,7 +97,11 @@ func (f *swarmFake) ReportStage(ctx context.Context, req *cloudmlv1.ReportStageR
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.stages[id] = proto.Clone(req).(*cloudmlv1.ReportStageRequest)
+	if req.GetInProgress() {
+		f.interim = append(f.interim, proto.Clone(req).(*cloudmlv1.ReportStageRequest))
+	} else {
+		f.stages[id] = proto.Clone(req).(*cloudmlv1.ReportStageRequest)
+	}
 	f.notify()
 	return &cloudmlv1.ReportStageResponse{}, nil
 }

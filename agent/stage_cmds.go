@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cloudml/cloudml/agent/container"
 	"github.com/cloudml/cloudml/internal/atomicfile"
@@ -32,9 +34,11 @@ func (a *Agent) stageJob(ctx context.Context, client cloudmlv1.AgentServiceClien
 	)
 	wg.Go(func() { source, imageErr = a.images().Ensure(ctx, cmd.GetImage(), cmd.GetImageId()) })
 	_, before := a.cache.Stats()
+	stopProgress := a.stageProgress(ctx, client, cmd.GetJobId())
 	err := a.stageInputs(ctx, cmd)
 	_, after := a.cache.Stats()
 	wg.Wait()
+	stopProgress()
 	if ctx.Err() != nil {
 		return
 	}
@@ -56,6 +60,49 @@ func (a *Agent) stageJob(ctx context.Context, client cloudmlv1.AgentServiceClien
 		_, err := c.ReportStage(ctx, req)
 		return err
 	})
+}
+
+// stageReportEvery spaces the interim reports of a staging in progress.
+const stageReportEvery = time.Second
+
+// stageProgress sends interim ReportStage calls (in_progress) while a job
+// stages, each time the bytes received grew, until the returned func is
+// called. They count what this node downloads for any job meanwhile (the
+// cache and image fetches are shared), and are best effort: one that fails
+// is not sent again.
+func (a *Agent) stageProgress(ctx context.Context, client cloudmlv1.AgentServiceClient, job string) (stop func()) {
+	received := func() int64 { return a.cache.Received() + a.ctr.fetched.Load() }
+	base := received()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(stageReportEvery)
+		defer tick.Stop()
+		var sent int64
+		for {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+				return
+			}
+			n := received() - base
+			if n <= sent {
+				continue
+			}
+			c := a.node.current()
+			if c == nil {
+				c = client
+			}
+			callCtx, cancelCall := context.WithTimeout(ctx, a.cfg.CallTimeout)
+			_, err := c.ReportStage(callCtx, &cloudmlv1.ReportStageRequest{JobId: job, BytesDownloaded: n, InProgress: true})
+			cancelCall()
+			if err == nil {
+				sent = n
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // images returns the image distributor of the node's current daemon; its
@@ -81,7 +128,23 @@ func (a *Agent) fetchImage(ctx context.Context, ref string) (container.ImageStre
 	if c == nil {
 		return nil, errNoConn
 	}
-	return c.FetchImage(ctx, &cloudmlv1.FetchImageRequest{Image: ref})
+	stream, err := c.FetchImage(ctx, &cloudmlv1.FetchImageRequest{Image: ref})
+	if err != nil {
+		return nil, err
+	}
+	return countedImageStream{stream, &a.ctr.fetched}, nil
+}
+
+// countedImageStream counts the archive bytes a FetchImage stream brings.
+type countedImageStream struct {
+	container.ImageStream
+	n *atomic.Int64
+}
+
+func (s countedImageStream) Recv() (*cloudmlv1.FetchImageResponse, error) {
+	msg, err := s.ImageStream.Recv()
+	s.n.Add(int64(len(msg.GetChunk())))
+	return msg, err
 }
 
 // exportImage answers ExportImage with one UploadImage stream, in the

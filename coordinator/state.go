@@ -69,6 +69,9 @@ type jobEntry struct {
 	// sent, stagePending = sent, "" = staged, otherwise the error. In memory
 	// only: after a restart every node stages again (a cache hit).
 	staging map[string]string
+	// stageBytes is what each node reported downloading for staging, so
+	// far or in all; set with staging.
+	stageBytes map[string]int64
 	// endedServices are swarm attempts that ended and whose services are
 	// not removed yet; removedServices are those removed in a batch. In
 	// memory only: when the job ends, every swarm attempt's service is
@@ -250,6 +253,9 @@ func jobProto(j *jobEntry, withTasks bool) *cloudmlv1.Job {
 			pj.Tasks = append(pj.Tasks, taskProto(j, t))
 		}
 	}
+	if withTasks {
+		pj.Stages = stagesProto(j)
+	}
 	return pj
 }
 
@@ -267,6 +273,29 @@ func viewFor(pj *cloudmlv1.Job, caller pki.Identity) *cloudmlv1.Job {
 		pj.Spec.Env[k] = redacted
 	}
 	return pj
+}
+
+// stagesProto renders each node's staging of a container job, by node id.
+func stagesProto(j *jobEntry) []*cloudmlv1.NodeStage {
+	ids := make([]string, 0, len(j.staging))
+	for id := range j.staging {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]*cloudmlv1.NodeStage, 0, len(ids))
+	for _, id := range ids {
+		s := &cloudmlv1.NodeStage{NodeId: id, BytesDownloaded: j.stageBytes[id]}
+		switch st := j.staging[id]; st {
+		case stagePending:
+			s.State = cloudmlv1.StageState_STAGE_STATE_STAGING
+		case "":
+			s.State = cloudmlv1.StageState_STAGE_STATE_STAGED
+		default:
+			s.State, s.Error = cloudmlv1.StageState_STAGE_STATE_FAILED, st
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // nodeProto renders a node; running counts its active attempts.

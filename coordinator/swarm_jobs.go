@@ -48,10 +48,23 @@ func (s *agentServer) ReportStage(ctx context.Context, req *cloudmlv1.ReportStag
 	}
 	c := s.c
 	c.mu.Lock()
-	if j := c.jobs[req.GetJobId()]; j != nil && j.staging != nil {
+	j := c.jobs[req.GetJobId()]
+	staging := j != nil && j.staging != nil
+	switch {
+	case staging && req.GetInProgress():
+		// Progress only, while the node has not finished (a late interim
+		// report never undoes the final one).
+		if j.staging[id] == stagePending {
+			j.stageBytes[id] = req.GetBytesDownloaded()
+		}
+	case staging:
 		j.staging[id] = req.GetError()
+		j.stageBytes[id] = req.GetBytesDownloaded()
 	}
 	c.mu.Unlock()
+	if req.GetInProgress() {
+		return &cloudmlv1.ReportStageResponse{}, nil
+	}
 	if req.GetError() != "" {
 		c.log.Warn("staging failed", "node_id", id, "job_id", req.GetJobId(), "error", req.GetError())
 	}
@@ -94,7 +107,7 @@ func (c *Coordinator) swarmPool() *swarmPool {
 // returns how many are still staging, or the first failure. Callers hold c.mu.
 func (c *Coordinator) stageState(j *jobEntry, p *swarmPool) (pending int, failed string) {
 	if j.staging == nil {
-		j.staging = map[string]string{}
+		j.staging, j.stageBytes = map[string]string{}, map[string]int64{}
 	}
 	image := j.spec.GetImage()
 	imageID := ""

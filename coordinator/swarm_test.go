@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -227,4 +229,50 @@ func TestCancelledContainerJobRemovesEveryService(t *testing.T) {
 		removed[mgr.nextCancel().GetRef().GetTaskIndex()] = true
 	}
 	h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_CANCELLED)
+}
+
+// TestStagesShowEachNodesProgress: GetJob lists each swarm node's staging,
+// with the bytes of interim reports while it lasts; a late interim report
+// does not undo the final one.
+func TestStagesShowEachNodesProgress(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("staged", 1))
+	for _, a := range []*fakeAgent{mgr, wrk} {
+		a.nextOther()
+	}
+	interim := func(a *fakeAgent, n int64) {
+		t.Helper()
+		req := &cloudmlv1.ReportStageRequest{JobId: job.GetId(), BytesDownloaded: n, InProgress: true}
+		if _, err := a.client.ReportStage(ctxT(t), req, a.creds()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	interim(mgr, 5<<20)
+	got := h.job(job.GetId()).GetStages()
+	want := []*cloudmlv1.NodeStage{
+		{NodeId: mgr.id, State: cloudmlv1.StageState_STAGE_STATE_STAGING, BytesDownloaded: 5 << 20},
+		{NodeId: wrk.id, State: cloudmlv1.StageState_STAGE_STATE_STAGING},
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Fatalf("stages while staging (-want +got):\n%s", diff)
+	}
+	if r := h.job(job.GetId()).GetTasks()[0].GetReason(); !strings.Contains(r, "staging code and data on 2 of 2") {
+		t.Errorf("an interim report ended the staging: reason %q", r)
+	}
+	if _, err := mgr.client.ReportStage(ctxT(t), &cloudmlv1.ReportStageRequest{JobId: job.GetId(), BytesDownloaded: 8 << 20}, mgr.creds()); err != nil {
+		t.Fatal(err)
+	}
+	interim(mgr, 6<<20)
+	wrk.reportStage(job.GetId(), "disk full")
+	want = []*cloudmlv1.NodeStage{
+		{NodeId: mgr.id, State: cloudmlv1.StageState_STAGE_STATE_STAGED, BytesDownloaded: 8 << 20},
+		{NodeId: wrk.id, State: cloudmlv1.StageState_STAGE_STATE_FAILED, Error: "disk full"},
+	}
+	if diff := cmp.Diff(want, h.job(job.GetId()).GetStages(), protocmp.Transform()); diff != "" {
+		t.Errorf("stages after the final reports (-want +got):\n%s", diff)
+	}
+	if list, err := h.jobs.ListJobs(ctxT(t), &cloudmlv1.ListJobsRequest{}); err != nil || len(list.GetJobs()[0].GetStages()) != 0 {
+		t.Errorf("ListJobs carries stages (%v): %v", err, list.GetJobs()[0].GetStages())
+	}
 }

@@ -36,7 +36,7 @@ func (c *Cache) stageArchive(ctx context.Context, b bucket.Bucket, loc bucket.Lo
 			return readErr(b, loc.Key, err)
 		}
 		h := sha256.New()
-		n, err := io.Copy(io.MultiWriter(f, h), r)
+		n, err := io.Copy(io.MultiWriter(f, h), c.counted(r))
 		r.Close()
 		if err != nil {
 			return fmt.Errorf("download %s: %w", src.GetUrl(), err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,11 +40,31 @@ type Cache struct {
 	group     singleflight.Group
 	downloads atomic.Int64
 	bytes     atomic.Int64
+	received  atomic.Int64
 }
 
 // Stats returns how many objects the cache downloaded and their total size.
 func (c *Cache) Stats() (downloads int64, bytes int64) {
 	return c.downloads.Load(), c.bytes.Load()
+}
+
+// Received returns the bytes read from buckets so far, for progress
+// reports while staging: an archive's as they arrive, a prefix's object by
+// object; failed downloads included.
+func (c *Cache) Received() int64 { return c.received.Load() }
+
+// counted counts the bytes read through r into the cache's Received.
+func (c *Cache) counted(r io.Reader) io.Reader { return countingReader{r, &c.received} }
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // Stage makes src available on disk and returns its directory. Concurrent

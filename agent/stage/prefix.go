@@ -122,7 +122,8 @@ func (c *Cache) download(ctx context.Context, b bucket.Bucket, o object, tmp str
 	if err != nil {
 		return 0, fmt.Errorf("stage %q: %w", o.attrs.Key, err)
 	}
-	n, err := io.Copy(f, r)
+	n, err := io.Copy(f, r) // not counted as it flows: that would lose file-to-file copy offload
+	c.received.Add(n)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloudml/cloudml/coordinator/imagestore/imagetest"
+	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 

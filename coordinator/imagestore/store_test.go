@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
-	"github.com/cloudml/cloudml/coordinator/imagestore/imagetest"
+	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 

@@ -3,87 +3,75 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
+	"github.com/spf13/cobra"
 
-	"github.com/cloudml/cloudml/internal/grpcopt"
+	"github.com/cloudml/cloudml/client"
 	"github.com/cloudml/cloudml/internal/pki"
-	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
 // Exit codes. Scripts can rely on them.
 const (
-	// ExitOK: the command did what was asked (logs -f: the job succeeded).
+	// ExitOK: the command did what was asked (logs -f, status --watch: the
+	// job succeeded).
 	ExitOK = 0
 	// ExitError: the command failed (coordinator unreachable, job not found, ...).
 	ExitError = 1
-	// ExitUsage: bad flags or arguments.
+	// ExitUsage: bad flags or arguments, an unknown command, an invalid job spec.
 	ExitUsage = 2
-	// ExitJobFailed: logs -f followed a job that failed.
+	// ExitJobFailed: logs -f or status --watch followed a job that failed.
 	ExitJobFailed = 3
-	// ExitJobCancelled: logs -f followed a job that was cancelled.
+	// ExitJobCancelled: logs -f or status --watch followed a job that was cancelled.
 	ExitJobCancelled = 4
 )
 
-// DefaultCoordinator is used when neither --coordinator nor CLOUDML_COORDINATOR is set.
-const DefaultCoordinator = "127.0.0.1:7070"
-
-const usage = `cloudml-client talks to a CloudML coordinator.
-
-Usage:
-  cloudml-client [global flags] COMMAND [flags] [args]
-
-Commands:
-  submit    submit a job from cloudml.yaml (-f) or from flags; prints the job id
-  list      list jobs, newest first
-  status    show a job and every task: state, node, attempt, exit code, reason
-  logs      print a job's output (-f to follow until it ends; --task N for one task)
-  cancel    cancel a job
-  delete    forget ended jobs and their stored logs (results in the bucket stay)
-  results   show params beside metrics, best first (--download DIR to fetch files)
-  cluster   cluster commands: "cluster nodes" lists the nodes
-  image     images the coordinator keeps for nodes without a registry:
-            "image ls", "image rm NAME..."
-
-Global flags:
-  --config FILE        credential file (env CLOUDML_CONFIG, default ~/.cloudml/config)
-  --coordinator ADDR   coordinator address (env CLOUDML_COORDINATOR, default: the credential's)
-  -o table|json        output format (default table)
-
-Exit codes: 0 ok, 1 error, 2 usage, 3 the followed job failed, 4 it was cancelled.
-Run "cloudml-client COMMAND --help" for a command's flags.
-`
-
 // App is one invocation of the client.
 type App struct {
+	// Stdout and Stderr receive the output; progress bars and in-place
+	// redraws appear only when they are terminals.
 	Stdout, Stderr io.Writer
 	// Getenv reads the environment (tests replace it).
 	Getenv func(string) string
+	// Configure, if set, adjusts the client's configuration before the
+	// client is made (tests dial an in-process coordinator with it).
+	Configure func(*client.Config)
+	// WatchInterval is how often --watch reads the coordinator; default 1s.
+	WatchInterval time.Duration
 
-	addr   string
-	config string
-	output string
-	conn   *grpc.ClientConn
-	jobs   cloudmlv1.JobServiceClient
-	nodes  cloudmlv1.ClusterServiceClient
+	addr   string // --coordinator
+	config string // --config
+	output string // -o
+	c      *client.Client
 }
 
-// errUsage marks errors that should exit with ExitUsage.
+// errUsage marks errors that exit with ExitUsage.
 var errUsage = errors.New("usage")
 
-// exitError carries a specific exit code out of a command.
+// usageErrorf is a usage error with a message.
+func usageErrorf(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errUsage)...)
+}
+
+// exitError carries a specific exit code out of a command; it prints nothing.
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// ranError marks an error a command's RunE returned, as opposed to one of
+// cobra's own (unknown flag or command, bad arguments), which are usage
+// errors.
+type ranError struct{ err error }
+
+func (e ranError) Error() string { return e.err.Error() }
+func (e ranError) Unwrap() error { return e.err }
 
 // Main runs the client with args (without the program name) and returns the
 // process exit code.
@@ -94,64 +82,37 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return app.Run(ctx, args)
 }
 
-// Run parses global flags, runs one command and maps its error to an exit code.
+// Run runs one command line and maps its outcome to an exit code.
 func (a *App) Run(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("cloudml-client", flag.ContinueOnError)
-	fs.SetOutput(a.Stderr)
-	fs.Usage = func() { fmt.Fprint(a.Stderr, usage) }
-	fs.StringVar(&a.addr, "coordinator", a.Getenv("CLOUDML_COORDINATOR"), "coordinator address")
-	fs.StringVar(&a.config, "config", "", "credential file")
-	fs.StringVar(&a.output, "o", "table", "output format: table or json")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
+	if a.Getenv == nil {
+		a.Getenv = os.Getenv
 	}
-	if a.output != "table" && a.output != "json" {
-		fmt.Fprintf(a.Stderr, "error: -o must be table or json, not %q\n", a.output)
-		return ExitUsage
+	root := a.newRoot()
+	root.SetArgs(args)
+	root.SetOut(a.Stdout)
+	root.SetErr(a.Stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if a.c != nil {
+		a.c.Close()
+		a.c = nil
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		fmt.Fprint(a.Stderr, usage)
-		return ExitUsage
-	}
-	cmd, ok := a.commands()[rest[0]]
-	if !ok {
-		fmt.Fprintf(a.Stderr, "error: unknown command %q\n\n%s", rest[0], usage)
-		return ExitUsage
-	}
-	defer a.close()
-	err := cmd(ctx, rest[1:])
-	return a.exitCode(err)
+	return a.exitCode(cmd, err)
 }
 
-func (a *App) commands() map[string]func(context.Context, []string) error {
-	return map[string]func(context.Context, []string) error{
-		"submit":  a.submit,
-		"list":    a.list,
-		"status":  a.status,
-		"logs":    a.logs,
-		"cancel":  a.cancel,
-		"delete":  a.delete,
-		"results": a.results,
-		"cluster": a.cluster,
-		"image":   a.image,
-	}
-}
-
-func (a *App) exitCode(err error) int {
+func (a *App) exitCode(cmd *cobra.Command, err error) int {
 	var ee exitError
+	var ran ranError
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.Is(err, flag.ErrHelp):
-		return ExitOK
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(a.Stderr, "error: %s\n", strings.TrimSuffix(err.Error(), ": usage"))
+	case !errors.As(err, &ran), errors.Is(err, errUsage), errors.Is(err, client.ErrInvalidSpec):
+		msg := strings.TrimSuffix(err.Error(), ": usage")
+		fmt.Fprintf(a.Stderr, "error: %s\n", msg)
+		if cmd != nil && !errors.Is(err, client.ErrInvalidSpec) {
+			fmt.Fprintf(a.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
 		return ExitUsage
 	default:
 		fmt.Fprintf(a.Stderr, "error: %s\n", explain(err, a.addr))
@@ -159,93 +120,70 @@ func (a *App) exitCode(err error) int {
 	}
 }
 
-// connect dials the coordinator lazily: help and usage errors need no server.
-// The credential file (--config, CLOUDML_CONFIG, ~/.cloudml/config) gives
-// the TLS identity and, unless --coordinator or CLOUDML_COORDINATOR says
+// client returns the coordinator client, made on first use: help and
+// usage errors need no coordinator.
+func (a *App) client() (*client.Client, error) {
+	if a.c != nil {
+		return a.c, nil
+	}
+	cfg, err := a.clientConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.c = c
+	return c, nil
+}
+
+// clientConfig is the client configuration the global flags describe: the
+// credential file (--config, CLOUDML_CONFIG, ~/.cloudml/config) gives the
+// TLS identity and, unless --coordinator or CLOUDML_COORDINATOR says
 // otherwise, the address.
-func (a *App) connect() error {
-	if a.conn != nil {
-		return nil
+func (a *App) clientConfig() (client.Config, error) {
+	if a.Configure != nil { // tests reach an in-process or fake coordinator
+		cfg := client.DefaultConfig()
+		cfg.Address = a.addr
+		a.Configure(&cfg)
+		return cfg, nil
 	}
-	path := a.config
-	if path == "" {
-		path = pki.DefaultConfigPath()
+	path := a.configPath()
+	cfg, err := client.ConfigFromFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return cfg, fmt.Errorf("no credential file at %s: 'coordinator serve' writes one for its admin there (see its --admin-config), "+
+			"or an admin makes one for you with 'cloudml-client credential create NAME'; point at another with --config or %s", path, pki.ConfigEnv)
 	}
-	cred, err := pki.LoadCredential(path)
 	if err != nil {
-		return fmt.Errorf("no usable credential at %s (%w): 'coordinator serve' writes one for its admin; a teammate gets one from 'cloudml-client credential create NAME'", path, err)
+		return cfg, fmt.Errorf("credential file %s: %w", path, err)
 	}
-	tlsCfg, err := cred.TLS()
+	if a.addr != "" {
+		cfg.Address = a.addr
+	}
+	a.addr = cfg.Address
+	return cfg, nil
+}
+
+// configPath is the credential file: --config, else $CLOUDML_CONFIG, else
+// ~/.cloudml/config.
+func (a *App) configPath() string {
+	if a.config != "" {
+		return a.config
+	}
+	if p := a.Getenv(pki.ConfigEnv); p != "" {
+		return p
+	}
+	home, err := os.UserHomeDir()
 	if err != nil {
-		return fmt.Errorf("credential %s: %w", path, err)
+		return filepath.Join(".cloudml", "config")
 	}
-	if a.addr == "" {
-		a.addr = cred.Coordinator
-	}
-	conn, err := grpc.NewClient(a.addr, append(grpcopt.Dial(),
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
-	if err != nil {
-		return fmt.Errorf("coordinator address %q: %w", a.addr, err)
-	}
-	a.conn = conn
-	a.jobs = cloudmlv1.NewJobServiceClient(conn)
-	a.nodes = cloudmlv1.NewClusterServiceClient(conn)
-	return nil
+	return filepath.Join(home, ".cloudml", "config")
 }
 
-func (a *App) close() {
-	if a.conn != nil {
-		a.conn.Close()
+func (a *App) watchInterval() time.Duration {
+	if a.WatchInterval > 0 {
+		return a.WatchInterval
 	}
-}
-
-// callTimeout bounds every unary call.
-const callTimeout = 30 * time.Second
-
-func unary(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, callTimeout)
-}
-
-// newFlags makes a command's flag set with a help text.
-func (a *App) newFlags(name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(a.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(a.Stderr, "%s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses a command's flags, allowing flags after positional arguments
-// ("logs JOB -f"); everything after "--" is positional as written. Errors
-// become usage errors.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%s: %w", fs.Name(), errUsage)
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(append(pos, "--"), rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-// oneJobArg returns the single JOB argument of a command.
-func oneJobArg(name string, pos []string) (string, error) {
-	if len(pos) != 1 {
-		return "", fmt.Errorf("%s needs exactly one JOB id (see 'cloudml-client list'): %w", name, errUsage)
-	}
-	return pos[0], nil
+	return time.Second
 }

@@ -8,31 +8,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/client"
 	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/inproc"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
-
-func TestParseAllowsFlagsAfterArgs(t *testing.T) {
-	app := &App{Stderr: &bytes.Buffer{}}
-	fs := app.newFlags("logs", "")
-	follow := fs.Bool("f", false, "")
-	task := fs.Int("task", -1, "")
-	pos, err := parse(fs, []string{"job-1", "-f", "--task", "3"})
-	if err != nil || !*follow || *task != 3 || !cmp.Equal(pos, []string{"job-1"}) {
-		t.Fatalf("parse = %v, %v, f=%v task=%d", pos, err, *follow, *task)
-	}
-	fs = app.newFlags("submit", "")
-	name := fs.String("name", "", "")
-	pos, err = parse(fs, []string{"--name", "q", "--", "octave-cli", "-q", "train.m"})
-	if err != nil || *name != "q" || !cmp.Equal(pos, []string{"--", "octave-cli", "-q", "train.m"}) {
-		t.Fatalf("parse with -- = %v, %v", pos, err)
-	}
-}
 
 func TestNameFrom(t *testing.T) {
 	for in, want := range map[string]string{"./examples/linreg": "linreg", "/x/My_Model/": "my-model", "gs://b/code": "code", ".": "job"} {
@@ -55,6 +39,14 @@ func TestLinePrinterPrefixesEveryLine(t *testing.T) {
 	}
 }
 
+func TestPlural(t *testing.T) {
+	for n, want := range map[int]string{0: "0 tasks", 1: "1 task", 2: "2 tasks"} {
+		if got := plural(n, "task"); got != want {
+			t.Errorf("plural(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 // fakeJobs serves a scripted log stream and NotFound for everything else.
 type fakeJobs struct {
 	cloudmlv1.UnimplementedJobServiceServer
@@ -70,14 +62,46 @@ func (f *fakeJobs) SubscribeLogs(req *cloudmlv1.SubscribeLogsRequest, s grpc.Ser
 	return s.Send(&cloudmlv1.SubscribeLogsResponse{JobState: f.final})
 }
 
+// ran is one run of the client.
+type ran struct {
+	code           int
+	stdout, stderr string
+}
+
+// app is a client whose coordinator is reached with dial.
+func app(dial []grpc.DialOption, mod func(*client.Config)) (*App, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	return &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+		Configure: func(c *client.Config) {
+			c.Address, c.DialOptions = inproc.Target, dial
+			if mod != nil {
+				mod(c)
+			}
+		}}, &out, &errb
+}
+
+// runWith runs the client with args against the server dial reaches.
+func runWith(t *testing.T, dial []grpc.DialOption, mod func(*client.Config), args ...string) ran {
+	t.Helper()
+	a, out, errb := app(dial, mod)
+	code := a.Run(t.Context(), args)
+	return ran{code, out.String(), errb.String()}
+}
+
+// fakeServer serves srv as JobService (and ClusterService if it is one).
+func fakeServer(t *testing.T, srv cloudmlv1.JobServiceServer) []grpc.DialOption {
+	return testutil.ServeGRPC(t, func(s *grpc.Server) {
+		cloudmlv1.RegisterJobServiceServer(s, srv)
+		if cs, ok := srv.(cloudmlv1.ClusterServiceServer); ok {
+			cloudmlv1.RegisterClusterServiceServer(s, cs)
+		}
+	})
+}
+
 func runFake(t *testing.T, srv cloudmlv1.JobServiceServer, args ...string) (int, string, string) {
 	t.Helper()
-	conn := testutil.ConnectGRPC(t, func(s *grpc.Server) { cloudmlv1.RegisterJobServiceServer(s, srv) })
-	var out, errb bytes.Buffer
-	app := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
-		conn: conn, jobs: cloudmlv1.NewJobServiceClient(conn), nodes: cloudmlv1.NewClusterServiceClient(conn)}
-	code := app.Run(context.Background(), args)
-	return code, out.String(), errb.String()
+	r := runWith(t, fakeServer(t, srv), nil, args...)
+	return r.code, r.stdout, r.stderr
 }
 
 func TestLogsFollowExitsWithJobState(t *testing.T) {
@@ -93,6 +117,27 @@ func TestLogsFollowExitsWithJobState(t *testing.T) {
 	}
 }
 
+func TestFlagsAnywhere(t *testing.T) {
+	srv := &fakeJobs{final: cloudmlv1.JobState_JOB_STATE_SUCCEEDED}
+	// The fake ignores --task: what shows it was parsed is the missing prefix.
+	for _, args := range [][]string{
+		{"logs", "known", "-f", "--task", "1"},
+		{"logs", "--task=1", "known", "--follow"},
+		{"--coordinator", "elsewhere:1", "logs", "-f", "known", "--task", "1"},
+		{"logs", "-f", "known", "--task", "1", "--coordinator", "elsewhere:1"},
+	} {
+		code, out, errs := runFake(t, srv, args...)
+		if code != ExitOK || out != "out\n" || errs != "err\n" {
+			t.Errorf("%v: exit %d stdout %q stderr %q; want lines without prefix", args, code, out, errs)
+		}
+	}
+	code, out, _ := runFake(t, srv, "logs", "known", "-o", "json")
+	var line jsonLine
+	if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &line); err != nil || code != ExitOK || line.Line != "out" {
+		t.Errorf("logs known -o json: exit %d, %v, first line %q", code, err, out)
+	}
+}
+
 func TestUnknownJobAndUsage(t *testing.T) {
 	code, _, errs := runFake(t, &fakeJobs{}, "logs", "missing")
 	if code != ExitError || !strings.Contains(errs, "not found") || !strings.Contains(errs, "cloudml-client list") {
@@ -102,9 +147,9 @@ func TestUnknownJobAndUsage(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(errs, "JOB") {
 		t.Errorf("status without a job: exit %d, stderr %q", code, errs)
 	}
-	code, _, _ = runFake(t, &fakeJobs{}, "frobnicate")
-	if code != ExitUsage {
-		t.Errorf("unknown command: exit %d", code)
+	code, _, errs = runFake(t, &fakeJobs{}, "frobnicate")
+	if code != ExitUsage || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errs)
 	}
 }
 

@@ -7,51 +7,82 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	dockerclient "github.com/docker/docker/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cloudml/cloudml/internal/coordtest"
+	"github.com/cloudml/cloudml/client"
 	"github.com/cloudml/cloudml/internal/netns"
 	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/inproc"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// inProcess serves a real coordinator over bufconn.
+// inProcess is a real coordinator in this process (with nodes agents).
 type inProcess struct {
-	c *coordtest.Coordinator
+	c *inproc.Cluster
 }
 
 func startCoordinator(t *testing.T) *inProcess {
 	t.Helper()
-	return &inProcess{c: coordtest.Start(t)}
+	return startCluster(t, 0)
 }
 
-// run runs the client against the coordinator, as its admin.
-func (p *inProcess) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func startCluster(t *testing.T, nodes int) *inProcess {
 	t.Helper()
-	conn := p.c.AdminConn() // Run closes it
-	var out, errb bytes.Buffer
-	app := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
-		conn: conn, jobs: cloudmlv1.NewJobServiceClient(conn), nodes: cloudmlv1.NewClusterServiceClient(conn)}
-	code = app.Run(t.Context(), args)
-	return code, out.String(), errb.String()
-}
-
-// fetch fetches an image as a node would: registered with a join token,
-// with its node certificate.
-func (p *inProcess) fetch(t *testing.T, name string) (*cloudmlv1.ImageHeader, []byte, error) {
-	t.Helper()
-	_, pair, err := testutil.RegisterNode(t, p.c.Dial(p.c.NoCertCreds()), &cloudmlv1.RegisterRequest{JoinToken: p.c.Token(), Hostname: "n", Slots: 1, Runtime: "docker"})
+	c, err := inproc.Start(inproc.Config{Dir: t.TempDir(), Nodes: nodes, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := cloudmlv1.NewAgentServiceClient(p.c.Dial(p.c.CertCreds(pair)))
-	stream, err := agent.FetchImage(t.Context(), &cloudmlv1.FetchImageRequest{Image: name})
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	return &inProcess{c: c}
+}
+
+func (p *inProcess) dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(inproc.Target, p.c.DialOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// run runs the client against the coordinator.
+func (p *inProcess) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	r := runWith(t, p.c.DialOptions(), nil, args...)
+	return r.code, r.stdout, r.stderr
+}
+
+// fetch fetches an image as a node would.
+func (p *inProcess) fetch(t *testing.T, name string) (*cloudmlv1.ImageHeader, []byte, error) {
+	t.Helper()
+	tok, err := p.c.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert, err := grpc.NewClient(inproc.Target, p.c.Dialer(), grpc.WithTransportCredentials(p.c.CertCreds(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noCert.Close()
+	_, pair, err := testutil.RegisterNode(t, noCert, &cloudmlv1.RegisterRequest{JoinToken: tok, Hostname: "n", Slots: 1, Runtime: "docker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(inproc.Target, p.c.Dialer(), grpc.WithTransportCredentials(p.c.CertCreds(pair)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := cloudmlv1.NewAgentServiceClient(conn).FetchImage(t.Context(), &cloudmlv1.FetchImageRequest{Image: name})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,11 +152,11 @@ func TestSubmitPushesTheLocalImage(t *testing.T) {
 // fakeDocker has one image.
 type fakeDocker struct{ id string }
 
-func (f fakeDocker) ImageInspect(ctx context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+func (f fakeDocker) ImageInspect(ctx context.Context, ref string, _ ...dockerclient.ImageInspectOption) (image.InspectResponse, error) {
 	return image.InspectResponse{ID: f.id, Size: 3}, nil
 }
 
-func (f fakeDocker) ImageSave(ctx context.Context, refs []string, _ ...client.ImageSaveOption) (io.ReadCloser, error) {
+func (f fakeDocker) ImageSave(ctx context.Context, refs []string, _ ...dockerclient.ImageSaveOption) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader("tar")), nil
 }
 
@@ -142,26 +173,13 @@ func (refusingJobs) PushImage(s grpc.ClientStreamingServer[cloudmlv1.PushImageRe
 }
 
 func TestFailedPushSaysWhatToDo(t *testing.T) {
-	connectDocker = func() (dockerImages, error) { return fakeDocker{id: "sha256:" + strings.Repeat("a", 64)}, nil }
-	t.Cleanup(func() { connectDocker = localDocker })
-	code, _, errs := runFake(t, refusingJobs{}, "submit", "--code", "file:///tmp/code", "--image", "x:1", "--", "true")
-	if code != ExitError || !strings.Contains(errs, "push image x:1 to the coordinator") || !strings.Contains(errs, "disk full") ||
-		!strings.Contains(errs, "--push-image=false") {
-		t.Errorf("exit %d, stderr %q; want a failed push that names --push-image=false", code, errs)
+	docker := func(c *client.Config) {
+		c.Docker = func() (client.DockerImages, error) { return fakeDocker{id: "sha256:" + strings.Repeat("a", 64)}, nil }
 	}
-}
-
-func TestPushProgress(t *testing.T) {
-	var w bytes.Buffer
-	p := &pushProgress{w: &w, name: "big:1", total: progressMin, start: time.Now()}
-	p.add(progressMin / 2)
-	p.add(progressMin / 4) // within a second of the last line: not printed
-	p.add(progressMin/4 + 1000)
-	p.done("sha256:0123456789abcdef")
-	lines := strings.Split(strings.TrimPrefix(w.String(), "\r"), "\r")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "pushing image big:1: 4.0 / 8.0 MiB (50%)") ||
-		!strings.HasPrefix(lines[1], "pushed image big:1 (0123456789ab): 8.0 MiB in ") || !strings.HasSuffix(lines[1], "\n") {
-		t.Errorf("progress output %q", w.String())
+	r := runWith(t, fakeServer(t, refusingJobs{}), docker, "submit", "--code", "file:///tmp/code", "--image", "x:1", "--", "true")
+	if r.code != ExitError || !strings.Contains(r.stderr, "push image x:1 to the coordinator") || !strings.Contains(r.stderr, "disk full") ||
+		!strings.Contains(r.stderr, "--push-image=false") {
+		t.Errorf("exit %d, stderr %q; want a failed push that names --push-image=false", r.code, r.stderr)
 	}
 }
 
@@ -219,7 +237,7 @@ func TestImageListAndRemove(t *testing.T) {
 			t.Errorf("%v: exit %d stderr %q, want a usage error", args, code, errs)
 		}
 	}
-	if code, _, errs := runFake(t, &imageJobs{}, "image", "--help"); code != ExitOK || !strings.Contains(errs, "image rm NAME") {
-		t.Errorf("image --help: exit %d stderr %q", code, errs)
+	if code, out, _ := runFake(t, &imageJobs{}, "image", "--help"); code != ExitOK || !strings.Contains(out, "cloudml-client image rm cloudml/octave:7") {
+		t.Errorf("image --help: exit %d stdout %q", code, out)
 	}
 }

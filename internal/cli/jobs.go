@@ -3,166 +3,301 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-func (a *App) list(ctx context.Context, args []string) error {
-	fs := a.newFlags("list", "cloudml-client list: jobs, newest first")
-	if _, err := parse(fs, args); err != nil {
-		return err
+const watchHelp = `With --watch (-w) the output is redrawn in place every second on a
+terminal; when stdout is not a terminal, a new snapshot is printed each time
+something in it changed, separated by a blank line.`
+
+func (a *App) listCmd() *cobra.Command {
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Long: "List shows every job the coordinator keeps, newest first: its state, tasks\n" +
+			"and how many are in each state. -o wide adds how long it ran, the image,\n" +
+			"the command and the output bucket.\n\n" +
+			watchHelp + "\nA watched list runs until interrupted (Ctrl-C, exit 0).",
+		Example: `  cloudml-client list
+  cloudml-client list -o wide --watch
+  cloudml-client list -o json`,
+		Aliases: []string{"ls"},
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			read := func(ctx context.Context) (snapshot, error) {
+				jobs, err := c.Jobs(ctx)
+				if err != nil {
+					return snapshot{}, err
+				}
+				resp := &cloudmlv1.ListJobsResponse{Jobs: jobs}
+				text, err := a.renderJobs(resp)
+				return snapshot{text: text, key: keyOf(resp)}, err
+			}
+			if watch {
+				return a.watch(cmd.Context(), read)
+			}
+			s, err := read(cmd.Context())
+			if err != nil {
+				return err
+			}
+			_, err = a.Stdout.Write(s.text)
+			return err
+		},
 	}
-	if err := a.connect(); err != nil {
-		return err
-	}
-	cctx, cancel := unary(ctx)
-	defer cancel()
-	resp, err := a.jobs.ListJobs(cctx, &cloudmlv1.ListJobsRequest{})
-	if err != nil {
-		return fmt.Errorf("list jobs: %w", err)
-	}
-	if a.json() {
-		return a.printJSON(resp)
-	}
-	w := a.table()
-	row(w, "JOB", "STATE", "TASKS", "PROGRESS", "AGE")
-	for _, j := range resp.Jobs {
-		row(w, j.Id, jobState(j.State), strconv.Itoa(int(j.TaskCount)),
-			kv(j.TaskStates, func(n int32) string { return strconv.Itoa(int(n)) }), since(j.CreateTime))
-	}
-	return w.Flush()
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw the list every second until interrupted")
+	return cmd
 }
 
-func (a *App) getJob(ctx context.Context, id string) (*cloudmlv1.Job, error) {
-	if err := a.connect(); err != nil {
-		return nil, err
+// jobDuration is how long a job has been, or was, around.
+func jobDuration(j *cloudmlv1.Job) string {
+	if j.GetCreateTime() == nil {
+		return "-"
 	}
-	cctx, cancel := unary(ctx)
-	defer cancel()
-	resp, err := a.jobs.GetJob(cctx, &cloudmlv1.GetJobRequest{JobId: id})
-	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
+	end := time.Now()
+	if j.GetEndTime() != nil {
+		end = j.GetEndTime().AsTime()
 	}
-	return resp.Job, nil
+	return human(end.Sub(j.GetCreateTime().AsTime()))
 }
 
-func (a *App) status(ctx context.Context, args []string) error {
-	fs := a.newFlags("status", "cloudml-client status JOB: the job and every task (state, node, attempt, exit code, and why a task is pending or failed)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+// noArgs refuses arguments.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q", cmd.Name(), args[0])
 	}
-	id, err := oneJobArg("status", pos)
-	if err != nil {
-		return err
-	}
-	job, err := a.getJob(ctx, id)
-	if err != nil {
-		return err
-	}
-	if a.json() {
-		return a.printJSON(job)
-	}
-	fmt.Fprintf(a.Stdout, "job %s: %s, %d tasks (%s), output %s\n\n", job.Id, jobState(job.State), job.TaskCount,
-		kv(job.TaskStates, func(n int32) string { return strconv.Itoa(int(n)) }), job.Output)
-	w := a.table()
-	row(w, "TASK", "STATE", "NODE", "ATTEMPT", "EXIT", "TIME", "PARAMS", "REASON")
-	for _, t := range job.Tasks {
-		exit := "-"
-		if isEnded(t.State) {
-			exit = strconv.Itoa(int(t.ExitCode))
-		}
-		row(w, strconv.Itoa(int(t.Index)), taskState(t.State), orDash(t.NodeId), strconv.Itoa(int(t.Attempt)),
-			exit, duration(t.StartTime, t.EndTime), kv(t.Params, str), orDash(t.Reason))
-	}
-	return w.Flush()
-}
-
-func isEnded(s cloudmlv1.TaskState) bool {
-	return s == cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || s == cloudmlv1.TaskState_TASK_STATE_FAILED ||
-		s == cloudmlv1.TaskState_TASK_STATE_CANCELLED
-}
-
-func (a *App) cancel(ctx context.Context, args []string) error {
-	fs := a.newFlags("cancel", "cloudml-client cancel JOB: stop running tasks and drop pending ones")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	id, err := oneJobArg("cancel", pos)
-	if err != nil {
-		return err
-	}
-	if err := a.connect(); err != nil {
-		return err
-	}
-	cctx, cancel := unary(ctx)
-	defer cancel()
-	resp, err := a.jobs.CancelJob(cctx, &cloudmlv1.CancelJobRequest{JobId: id})
-	if err != nil {
-		return fmt.Errorf("cancel job %s: %w", id, err)
-	}
-	if a.json() {
-		return a.printJSON(resp.Job)
-	}
-	fmt.Fprintf(a.Stdout, "job %s: %s\n", resp.Job.Id, jobState(resp.Job.State))
 	return nil
 }
 
-func (a *App) delete(ctx context.Context, args []string) error {
-	fs := a.newFlags("delete", "cloudml-client delete JOB...: forget ended jobs: their records and the logs the coordinator "+
-		"keeps. Results in the output bucket stay. A job still running must be cancelled first.")
-	ids, err := parse(fs, args)
-	if err != nil {
-		return err
+// keyOf is a message's deterministic encoding, to tell snapshots apart.
+func keyOf(m proto.Message) []byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	return b
+}
+
+func (a *App) renderJobs(resp *cloudmlv1.ListJobsResponse) ([]byte, error) {
+	if a.json() {
+		return marshalJSON(resp)
 	}
-	if len(ids) == 0 {
-		return fmt.Errorf("delete needs at least one job id: %w", errUsage)
-	}
-	if err := a.connect(); err != nil {
-		return err
-	}
-	return eachArg(ctx, a, ids, "deleted", func(ctx context.Context, id string) (*cloudmlv1.DeleteJobResponse, error) {
-		resp, err := a.jobs.DeleteJob(ctx, &cloudmlv1.DeleteJobRequest{JobId: id})
-		if err != nil {
-			return nil, fmt.Errorf("delete job %s: %w", id, err)
+	return render(func(w io.Writer) error {
+		t := newTable(w)
+		head := []string{"JOB", "STATE", "TASKS", "PROGRESS", "AGE"}
+		if a.wide() {
+			head = append(head, "DURATION", "IMAGE", "COMMAND", "OUTPUT")
 		}
-		return resp, nil
-	}, func(id string, resp *cloudmlv1.DeleteJobResponse) {
-		fmt.Fprintf(a.Stdout, "deleted job %s (%s); %.1f MiB of logs freed\n", id, jobState(resp.Job.State), mib(resp.LogBytesFreed))
+		t.row(head...)
+		for _, j := range resp.GetJobs() {
+			cells := []string{j.GetId(), jobState(j.GetState()), count(j.GetTaskCount()), kv(j.GetTaskStates(), count), since(j.GetCreateTime())}
+			if a.wide() {
+				cells = append(cells, jobDuration(j), orDash(j.GetSpec().GetImage()),
+					orDash(strings.Join(j.GetSpec().GetCommand(), " ")), orDash(j.GetOutput()))
+			}
+			t.row(cells...)
+		}
+		return t.flush()
 	})
 }
 
-func (a *App) cluster(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "nodes" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(a.Stderr, "cloudml-client cluster nodes: list nodes with state, swarm role, address, slots, memory, running tasks and why a node is down")
-			return nil
-		}
-		return fmt.Errorf("cluster needs a subcommand: 'cluster nodes': %w", errUsage)
+func (a *App) statusCmd() *cobra.Command {
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "status JOB",
+		Short: "Show a job and every task: state, node, attempt, exit code, reason",
+		Long: "Status shows a job and every task: its state, the node that runs it (id and\n" +
+			"hostname), the attempt, the exit code, how long it ran, its params, and why it\n" +
+			"is pending or failed. A container job also lists each node's staging while\n" +
+			"it is not done. -o wide adds the metrics and results of each task, and the\n" +
+			"staging always.\n\n" + watchHelp + "\nA watched status ends when the job ends, with exit code 0 if it\n" +
+			"succeeded, 3 if it failed, 4 if it was cancelled.",
+		Example: `  cloudml-client status linreg-3f9a1c
+  cloudml-client status linreg-3f9a1c --watch
+  cloudml-client status linreg-3f9a1c -o json`,
+		Args:              oneJob,
+		ValidArgsFunction: a.completeJobs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var final cloudmlv1.JobState
+			read := func(ctx context.Context) (snapshot, error) {
+				job, err := c.Job(ctx, args[0])
+				if err != nil {
+					return snapshot{}, err
+				}
+				var names nodeNames
+				if !a.json() {
+					nodes, err := c.Nodes(ctx)
+					if err != nil {
+						return snapshot{}, err
+					}
+					names = namesOf(nodes)
+				}
+				final = job.GetState()
+				text, err := a.renderStatus(job, names)
+				return snapshot{text: text, key: keyOf(job), done: jobEnded(job.GetState())}, err
+			}
+			if !watch {
+				s, err := read(cmd.Context())
+				if err != nil {
+					return err
+				}
+				_, err = a.Stdout.Write(s.text)
+				return err
+			}
+			if err := a.watch(cmd.Context(), read); err != nil || !jobEnded(final) {
+				return err
+			}
+			return exitFor(final)
+		},
 	}
-	fs := a.newFlags("cluster nodes", "cloudml-client cluster nodes: nodes with state, address, slots, memory and running tasks")
-	if _, err := parse(fs, args[1:]); err != nil {
-		return err
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw every second until the job ends; exit as logs -f does")
+	return cmd
+}
+
+// exitFor is the exit of a followed job that ended in state s.
+func exitFor(s cloudmlv1.JobState) error {
+	switch s {
+	case cloudmlv1.JobState_JOB_STATE_FAILED:
+		return exitError{ExitJobFailed}
+	case cloudmlv1.JobState_JOB_STATE_CANCELLED:
+		return exitError{ExitJobCancelled}
 	}
-	if err := a.connect(); err != nil {
-		return err
-	}
-	cctx, cancel := unary(ctx)
-	defer cancel()
-	resp, err := a.nodes.ListNodes(cctx, &cloudmlv1.ListNodesRequest{})
-	if err != nil {
-		return fmt.Errorf("list nodes: %w", err)
-	}
+	return nil
+}
+
+func (a *App) renderStatus(job *cloudmlv1.Job, names nodeNames) ([]byte, error) {
 	if a.json() {
-		return a.printJSON(resp)
+		return marshalJSON(job)
 	}
-	w := a.table()
-	row(w, "NODE", "HOSTNAME", "STATE", "SWARM", "ADDRESS", "RUNTIME", "SLOTS", "MEMORY", "RUNNING", "LAST SEEN", "MESSAGE")
-	for _, n := range resp.Nodes {
-		row(w, n.Id, n.Hostname, nodeState(n.State), orDash(n.SwarmRole), n.Address, n.Runtime, strconv.Itoa(int(n.Slots)),
-			fmt.Sprintf("%.1f GiB", float64(n.MemoryBytes)/(1<<30)), strconv.Itoa(int(n.RunningTasks)), since(n.LastHeartbeat), orDash(n.Message))
+	return render(func(w io.Writer) error {
+		fmt.Fprintf(w, "job %s: %s, %s (%s), output %s\n\n", job.GetId(), jobState(job.GetState()),
+			plural(int(job.GetTaskCount()), "task"), kv(job.GetTaskStates(), count), job.GetOutput())
+		if stages := job.GetStages(); len(stages) > 0 && (a.wide() || !allStaged(stages)) {
+			t := newTable(w)
+			t.row("STAGING ON", "STATE", "DOWNLOADED", "ERROR")
+			for _, s := range stages {
+				t.row(names.name(s.GetNodeId()), stageState(s.GetState()), fmt.Sprintf("%.1f MiB", mib(s.GetBytesDownloaded())), orDash(s.GetError()))
+			}
+			if err := t.flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(w)
+		}
+		t := newTable(w)
+		head := []string{"TASK", "STATE", "NODE", "ATTEMPT", "EXIT", "TIME", "PARAMS", "REASON"}
+		if a.wide() {
+			head = append(head, "METRICS", "RESULTS")
+		}
+		t.row(head...)
+		for _, tk := range job.GetTasks() {
+			exit := "-"
+			if taskEnded(tk.GetState()) {
+				exit = strconv.Itoa(int(tk.GetExitCode()))
+			}
+			cells := []string{strconv.Itoa(int(tk.GetIndex())), taskState(tk.GetState()), names.name(tk.GetNodeId()),
+				strconv.Itoa(int(tk.GetAttempt())), exit, duration(tk.GetStartTime(), tk.GetEndTime()), kv(tk.GetParams(), str), orDash(tk.GetReason())}
+			if a.wide() {
+				cells = append(cells, kv(tk.GetMetrics(), num), orDash(tk.GetResultsUrl()))
+			}
+			t.row(cells...)
+		}
+		return t.flush()
+	})
+}
+
+func allStaged(stages []*cloudmlv1.NodeStage) bool {
+	for _, s := range stages {
+		if s.GetState() != cloudmlv1.StageState_STAGE_STATE_STAGED {
+			return false
+		}
 	}
-	return w.Flush()
+	return true
+}
+
+func (a *App) cancelCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel JOB",
+		Short: "Cancel a job: stop its running tasks, drop its pending ones",
+		Long: "Cancel stops a job's running attempts and drops its pending tasks. Cancelling a\n" +
+			"job that already ended changes nothing and prints its state.",
+		Example:           `  cloudml-client cancel linreg-3f9a1c`,
+		Args:              oneJob,
+		ValidArgsFunction: a.completeJobs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			job, err := c.Cancel(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(job)
+			}
+			fmt.Fprintf(a.Stdout, "job %s: %s\n", job.GetId(), jobState(job.GetState()))
+			return nil
+		},
+	}
+}
+
+func (a *App) deleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete JOB...",
+		Short: "Forget ended jobs and their stored logs (results in the bucket stay)",
+		Long: "Delete forgets ended jobs: their records and the logs the coordinator keeps.\n" +
+			"Results in the output bucket stay. A job still running must be cancelled\n" +
+			"first. Each job is reported on its own; the exit code is 1 if any failed.",
+		Example: `  cloudml-client delete linreg-3f9a1c
+  cloudml-client delete linreg-3f9a1c quick-0b12ef -o json`,
+		Aliases:           []string{"rm"},
+		Args:              minArgs("job id (see 'cloudml-client list')"),
+		ValidArgsFunction: a.completeJobs,
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			return eachArg(cmd.Context(), a, ids, "deleted", c.Delete, func(id string, resp *cloudmlv1.DeleteJobResponse) {
+				fmt.Fprintf(a.Stdout, "deleted job %s (%s); %.1f MiB of logs freed\n", id, jobState(resp.GetJob().GetState()), mib(resp.GetLogBytesFreed()))
+			})
+		},
+	}
+}
+
+// completeJobs completes JOB arguments with the coordinator's job ids.
+func (a *App) completeJobs(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if cmd.Name() != "delete" && len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	c, err := a.client()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+	defer cancel()
+	jobs, err := c.Jobs(ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []cobra.Completion
+	for _, j := range jobs {
+		if strings.HasPrefix(j.GetId(), toComplete) {
+			out = append(out, cobra.CompletionWithDesc(j.GetId(), jobState(j.GetState())))
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -68,4 +69,12 @@ func ReadImage(stream grpc.ServerStreamingClient[cloudmlv1.FetchImageResponse]) 
 		}
 		data = append(data, m.GetChunk()...)
 	}
+}
+
+// FakeImageArchive is a `docker save` archive of one untagged image whose
+// config is seeded by config, with a layer of about size bytes; id is its
+// image id. It passes the coordinator's checks of pushed archives.
+func FakeImageArchive(config string, size int) (id string, data []byte) {
+	data, ids := imagetest.Archive(imagetest.Options{}, imagetest.Image{Seed: config, Layers: [][]byte{imagetest.Layer(config, size)}})
+	return ids[0], data
 }

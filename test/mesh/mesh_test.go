@@ -2,21 +2,18 @@ package mesh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
-	"github.com/cloudml/cloudml/agent"
 	"github.com/cloudml/cloudml/coordinator"
-	"github.com/cloudml/cloudml/internal/coordtest"
+	"github.com/cloudml/cloudml/internal/testutil/inproc"
 	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -27,64 +24,55 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // and TLS, as on a real cluster.
 type mesh struct {
 	t      *testing.T
-	coord  *coordtest.Coordinator
+	coord  *inproc.Cluster
 	jobs   cloudmlv1.JobServiceClient
 	nodes  cloudmlv1.ClusterServiceClient
 	bucket string
 	state  string
-	wg     sync.WaitGroup
-	agents []context.CancelFunc
 }
 
+// newMesh starts a coordinator whose state is in state; its bucket is
+// beside it. A mesh started again on the same state finds it.
 func newMesh(t *testing.T, state string) *mesh {
 	t.Helper()
 	m := &mesh{t: t, state: state}
 	m.bucket = "file://" + filepath.Join(filepath.Dir(state), "bucket")
-	m.coord = coordtest.Start(t, func(cfg *coordinator.Config) {
+	c, err := inproc.Start(inproc.Config{Dir: filepath.Dir(state), Logger: testutil.Logger(t), Coordinator: func(cfg *coordinator.Config) {
 		cfg.StateDir = state
+		cfg.AdminConfig = filepath.Join(state, "admin.config")
 		cfg.DefaultBucket = m.bucket
 		cfg.HeartbeatPeriod = 200 * time.Millisecond
 		cfg.NodeDownAfter = 30 * time.Second // no test here needs a silent node found; a loaded machine must not find one
-	})
-	conn := m.coord.AdminConn()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.coord = c
+	t.Cleanup(m.stop)
+	conn, err := grpc.NewClient(inproc.Target, append(c.DialOptions(), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
 	m.jobs = cloudmlv1.NewJobServiceClient(conn)
 	m.nodes = cloudmlv1.NewClusterServiceClient(conn)
 	return m
 }
 
-// stop stops the agents, then the coordinator, and closes its store.
+// stop stops the agents, then the coordinator, and closes its store; safe
+// to call twice.
 func (m *mesh) stop() {
-	for _, c := range m.agents {
-		c()
+	if err := m.coord.Close(); err != nil {
+		m.t.Errorf("mesh: %v", err)
 	}
-	m.wg.Wait()
-	m.coord.Stop()
 }
 
 // startAgent runs a real agent with its own work directory and a fresh
 // single-use join token.
 func (m *mesh) startAgent(workDir string, slots int) {
-	cfg := agent.DefaultConfig()
-	cfg.CoordinatorAddr = coordtest.Addr
-	cfg.JoinToken = m.coord.Token()
-	cfg.WorkDir = workDir
-	cfg.Slots = slots
-	cfg.DialOptions = []grpc.DialOption{m.coord.Dialer()}
-	cfg.BackoffMin, cfg.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.Logger = testutil.Logger(m.t).Named(filepath.Base(workDir))
-	a, err := agent.New(cfg)
-	if err != nil {
-		m.t.Fatalf("agent.New: %v", err)
+	if err := m.coord.StartAgent(workDir, filepath.Base(workDir), slots); err != nil {
+		m.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m.agents = append(m.agents, cancel)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			m.t.Errorf("agent run: %v", err)
-		}
-	}()
 }
 
 func (m *mesh) waitNodes(n int) {

@@ -1230,7 +1230,15 @@ type ReportStageRequest struct {
 	BytesDownloaded int64 `protobuf:"varint,3,opt,name=bytes_downloaded,json=bytesDownloaded,proto3" json:"bytes_downloaded,omitempty"`
 	// ImageSource says where the job's image came from: "local" (the node had
 	// it), "coordinator" (fetched through the mesh) or "registry" (pulled).
-	ImageSource   string `protobuf:"bytes,4,opt,name=image_source,json=imageSource,proto3" json:"image_source,omitempty"`
+	ImageSource string `protobuf:"bytes,4,opt,name=image_source,json=imageSource,proto3" json:"image_source,omitempty"`
+	// InProgress marks an interim report, sent while the node is still
+	// staging, at most about once a second and only when bytes_downloaded
+	// grew: bytes_downloaded is then what arrived so far (code, data and an
+	// image fetched from the coordinator) and error is empty. The coordinator
+	// only records the bytes for Job.stages; the final report, without
+	// in_progress, is what lets the job's tasks be placed. Interim reports are
+	// best effort: one that is lost is not sent again.
+	InProgress    bool `protobuf:"varint,5,opt,name=in_progress,json=inProgress,proto3" json:"in_progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1291,6 +1299,13 @@ func (x *ReportStageRequest) GetImageSource() string {
 		return x.ImageSource
 	}
 	return ""
+}
+
+func (x *ReportStageRequest) GetInProgress() bool {
+	if x != nil {
+		return x.InProgress
+	}
+	return false
 }
 
 // ReportStageResponse acknowledges the report.
@@ -2356,12 +2371,14 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\fmanager_addr\x18\x04 \x01(\tR\vmanagerAddr\x12*\n" +
 	"\x11worker_join_token\x18\x05 \x01(\tR\x0fworkerJoinToken\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\"\x15\n" +
-	"\x13ReportSwarmResponse\"\x8f\x01\n" +
+	"\x13ReportSwarmResponse\"\xb0\x01\n" +
 	"\x12ReportStageRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12)\n" +
 	"\x10bytes_downloaded\x18\x03 \x01(\x03R\x0fbytesDownloaded\x12!\n" +
-	"\fimage_source\x18\x04 \x01(\tR\vimageSource\"\x15\n" +
+	"\fimage_source\x18\x04 \x01(\tR\vimageSource\x12\x1f\n" +
+	"\vin_progress\x18\x05 \x01(\bR\n" +
+	"inProgress\"\x15\n" +
 	"\x13ReportStageResponse\"G\n" +
 	"\x06Cancel\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12\x16\n" +

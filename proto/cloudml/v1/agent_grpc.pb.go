@@ -89,6 +89,9 @@ type AgentServiceClient interface {
 	ReportSwarm(ctx context.Context, in *ReportSwarmRequest, opts ...grpc.CallOption) (*ReportSwarmResponse, error)
 	// ReportStage reports that the node staged (or failed to stage) a
 	// container job's code and data, so the swarm may place its tasks there.
+	// While staging takes long, the agent also sends interim reports
+	// (in_progress) about once a second, so clients can show each node's
+	// progress (Job.stages).
 	ReportStage(ctx context.Context, in *ReportStageRequest, opts ...grpc.CallOption) (*ReportStageResponse, error)
 	// StreamLogs is PublishLogs as one stream per attempt, so batches flow
 	// without waiting for each acknowledgement. The agent sends requests for
@@ -308,6 +311,9 @@ type AgentServiceServer interface {
 	ReportSwarm(context.Context, *ReportSwarmRequest) (*ReportSwarmResponse, error)
 	// ReportStage reports that the node staged (or failed to stage) a
 	// container job's code and data, so the swarm may place its tasks there.
+	// While staging takes long, the agent also sends interim reports
+	// (in_progress) about once a second, so clients can show each node's
+	// progress (Job.stages).
 	ReportStage(context.Context, *ReportStageRequest) (*ReportStageResponse, error)
 	// StreamLogs is PublishLogs as one stream per attempt, so batches flow
 	// without waiting for each acknowledgement. The agent sends requests for

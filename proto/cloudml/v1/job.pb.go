@@ -161,6 +161,63 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{1}
 }
 
+// StageState is how far a node got in staging a container job.
+type StageState int32
+
+const (
+	// STAGE_STATE_UNSPECIFIED is never sent.
+	StageState_STAGE_STATE_UNSPECIFIED StageState = 0
+	// STAGE_STATE_STAGING: the node was asked to stage and has not finished.
+	StageState_STAGE_STATE_STAGING StageState = 1
+	// STAGE_STATE_STAGED: the node has the code, data and image.
+	StageState_STAGE_STATE_STAGED StageState = 2
+	// STAGE_STATE_FAILED: staging failed on the node; error says why.
+	StageState_STAGE_STATE_FAILED StageState = 3
+)
+
+// Enum value maps for StageState.
+var (
+	StageState_name = map[int32]string{
+		0: "STAGE_STATE_UNSPECIFIED",
+		1: "STAGE_STATE_STAGING",
+		2: "STAGE_STATE_STAGED",
+		3: "STAGE_STATE_FAILED",
+	}
+	StageState_value = map[string]int32{
+		"STAGE_STATE_UNSPECIFIED": 0,
+		"STAGE_STATE_STAGING":     1,
+		"STAGE_STATE_STAGED":      2,
+		"STAGE_STATE_FAILED":      3,
+	}
+)
+
+func (x StageState) Enum() *StageState {
+	p := new(StageState)
+	*p = x
+	return p
+}
+
+func (x StageState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StageState) Descriptor() protoreflect.EnumDescriptor {
+	return file_cloudml_v1_job_proto_enumTypes[2].Descriptor()
+}
+
+func (StageState) Type() protoreflect.EnumType {
+	return &file_cloudml_v1_job_proto_enumTypes[2]
+}
+
+func (x StageState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StageState.Descriptor instead.
+func (StageState) EnumDescriptor() ([]byte, []int) {
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{2}
+}
+
 // NodeState is the health of a node as the coordinator sees it.
 type NodeState int32
 
@@ -202,11 +259,11 @@ func (x NodeState) String() string {
 }
 
 func (NodeState) Descriptor() protoreflect.EnumDescriptor {
-	return file_cloudml_v1_job_proto_enumTypes[2].Descriptor()
+	return file_cloudml_v1_job_proto_enumTypes[3].Descriptor()
 }
 
 func (NodeState) Type() protoreflect.EnumType {
-	return &file_cloudml_v1_job_proto_enumTypes[2]
+	return &file_cloudml_v1_job_proto_enumTypes[3]
 }
 
 func (x NodeState) Number() protoreflect.EnumNumber {
@@ -215,7 +272,7 @@ func (x NodeState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeState.Descriptor instead.
 func (NodeState) EnumDescriptor() ([]byte, []int) {
-	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 // LogStream names the stream a batch came from.
@@ -255,11 +312,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_cloudml_v1_job_proto_enumTypes[3].Descriptor()
+	return file_cloudml_v1_job_proto_enumTypes[4].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_cloudml_v1_job_proto_enumTypes[3]
+	return &file_cloudml_v1_job_proto_enumTypes[4]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -268,7 +325,7 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
-	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 // JobSpec is what a user submits: the parsed form of cloudml.yaml, or of
@@ -864,7 +921,13 @@ type Job struct {
 	// Owner is the credential that submitted the job. Only it sees the
 	// values of spec.env; everyone else sees "<redacted>" (env often holds
 	// API keys).
-	Owner         string `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owner string `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
+	// Stages are, for a container job, each swarm node's staging of the
+	// job's code, data and image, by node id, filled in by GetJob. Empty for
+	// a job that runs as processes, before the first node is asked to stage,
+	// and after a coordinator restart until the nodes stage again. Staging is
+	// kept in memory only.
+	Stages        []*NodeStage `protobuf:"bytes,11,rep,name=stages,proto3" json:"stages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -969,6 +1032,89 @@ func (x *Job) GetOwner() string {
 	return ""
 }
 
+func (x *Job) GetStages() []*NodeStage {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+// NodeStage is one node's staging of a container job: Docker Swarm may
+// place the job's tasks on any swarm node, so every one stages first.
+type NodeStage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// NodeID is the node.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// State is how far the node got.
+	State StageState `protobuf:"varint,2,opt,name=state,proto3,enum=cloudml.v1.StageState" json:"state,omitempty"`
+	// BytesDownloaded is what the node downloaded for this job so far (the
+	// interim reports of ReportStageRequest), or in all once staged; 0 when
+	// everything was in its cache. Its total is not known in advance.
+	BytesDownloaded int64 `protobuf:"varint,3,opt,name=bytes_downloaded,json=bytesDownloaded,proto3" json:"bytes_downloaded,omitempty"`
+	// Error says why staging failed.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStage) Reset() {
+	*x = NodeStage{}
+	mi := &file_cloudml_v1_job_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStage) ProtoMessage() {}
+
+func (x *NodeStage) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_job_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStage.ProtoReflect.Descriptor instead.
+func (*NodeStage) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *NodeStage) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeStage) GetState() StageState {
+	if x != nil {
+		return x.State
+	}
+	return StageState_STAGE_STATE_UNSPECIFIED
+}
+
+func (x *NodeStage) GetBytesDownloaded() int64 {
+	if x != nil {
+		return x.BytesDownloaded
+	}
+	return 0
+}
+
+func (x *NodeStage) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Task is one element of a job's sweep.
 type Task struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1000,7 +1146,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_cloudml_v1_job_proto_msgTypes[9]
+	mi := &file_cloudml_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1158,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_job_proto_msgTypes[9]
+	mi := &file_cloudml_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1171,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Task) GetIndex() int32 {
@@ -1138,7 +1284,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_cloudml_v1_job_proto_msgTypes[10]
+	mi := &file_cloudml_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1296,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_job_proto_msgTypes[10]
+	mi := &file_cloudml_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1309,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Node) GetId() string {
@@ -1266,7 +1412,7 @@ type ImageHeader struct {
 
 func (x *ImageHeader) Reset() {
 	*x = ImageHeader{}
-	mi := &file_cloudml_v1_job_proto_msgTypes[11]
+	mi := &file_cloudml_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1278,7 +1424,7 @@ func (x *ImageHeader) String() string {
 func (*ImageHeader) ProtoMessage() {}
 
 func (x *ImageHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_job_proto_msgTypes[11]
+	mi := &file_cloudml_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1291,7 +1437,7 @@ func (x *ImageHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageHeader.ProtoReflect.Descriptor instead.
 func (*ImageHeader) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_cloudml_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ImageHeader) GetName() string {
@@ -1370,7 +1516,7 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\bmaximize\x18\x02 \x01(\bR\bmaximize\"B\n" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xd4\x03\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\x83\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x04spec\x18\x02 \x01(\v2\x13.cloudml.v1.JobSpecR\x04spec\x12*\n" +
@@ -1385,10 +1531,16 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\bend_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x16\n" +
 	"\x06output\x18\t \x01(\tR\x06output\x12\x14\n" +
 	"\x05owner\x18\n" +
-	" \x01(\tR\x05owner\x1a=\n" +
+	" \x01(\tR\x05owner\x12-\n" +
+	"\x06stages\x18\v \x03(\v2\x15.cloudml.v1.NodeStageR\x06stages\x1a=\n" +
 	"\x0fTaskStatesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xaa\x04\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x93\x01\n" +
+	"\tNodeStage\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x16.cloudml.v1.StageStateR\x05state\x12)\n" +
+	"\x10bytes_downloaded\x18\x03 \x01(\x03R\x0fbytesDownloaded\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xaa\x04\n" +
 	"\x04Task\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x124\n" +
 	"\x06params\x18\x02 \x03(\v2\x1c.cloudml.v1.Task.ParamsEntryR\x06params\x12+\n" +
@@ -1444,7 +1596,13 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\x12TASK_STATE_RUNNING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_SUCCEEDED\x10\x05\x12\x15\n" +
 	"\x11TASK_STATE_FAILED\x10\x06\x12\x18\n" +
-	"\x14TASK_STATE_CANCELLED\x10\a*j\n" +
+	"\x14TASK_STATE_CANCELLED\x10\a*r\n" +
+	"\n" +
+	"StageState\x12\x1b\n" +
+	"\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13STAGE_STATE_STAGING\x10\x01\x12\x16\n" +
+	"\x12STAGE_STATE_STAGED\x10\x02\x12\x16\n" +
+	"\x12STAGE_STATE_FAILED\x10\x03*j\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x13\n" +
@@ -1467,67 +1625,71 @@ func file_cloudml_v1_job_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_job_proto_rawDescData
 }
 
-var file_cloudml_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_cloudml_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_cloudml_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_cloudml_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_cloudml_v1_job_proto_goTypes = []any{
 	(JobState)(0),                 // 0: cloudml.v1.JobState
 	(TaskState)(0),                // 1: cloudml.v1.TaskState
-	(NodeState)(0),                // 2: cloudml.v1.NodeState
-	(LogStream)(0),                // 3: cloudml.v1.LogStream
-	(*JobSpec)(nil),               // 4: cloudml.v1.JobSpec
-	(*Source)(nil),                // 5: cloudml.v1.Source
-	(*Sweep)(nil),                 // 6: cloudml.v1.Sweep
-	(*ParamValues)(nil),           // 7: cloudml.v1.ParamValues
-	(*RandomSweep)(nil),           // 8: cloudml.v1.RandomSweep
-	(*Range)(nil),                 // 9: cloudml.v1.Range
-	(*Objective)(nil),             // 10: cloudml.v1.Objective
-	(*Resources)(nil),             // 11: cloudml.v1.Resources
-	(*Job)(nil),                   // 12: cloudml.v1.Job
-	(*Task)(nil),                  // 13: cloudml.v1.Task
-	(*Node)(nil),                  // 14: cloudml.v1.Node
-	(*ImageHeader)(nil),           // 15: cloudml.v1.ImageHeader
-	nil,                           // 16: cloudml.v1.JobSpec.DataEntry
-	nil,                           // 17: cloudml.v1.JobSpec.EnvEntry
-	nil,                           // 18: cloudml.v1.Sweep.GridEntry
-	nil,                           // 19: cloudml.v1.RandomSweep.ParamsEntry
-	nil,                           // 20: cloudml.v1.Job.TaskStatesEntry
-	nil,                           // 21: cloudml.v1.Task.ParamsEntry
-	nil,                           // 22: cloudml.v1.Task.MetricsEntry
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(StageState)(0),               // 2: cloudml.v1.StageState
+	(NodeState)(0),                // 3: cloudml.v1.NodeState
+	(LogStream)(0),                // 4: cloudml.v1.LogStream
+	(*JobSpec)(nil),               // 5: cloudml.v1.JobSpec
+	(*Source)(nil),                // 6: cloudml.v1.Source
+	(*Sweep)(nil),                 // 7: cloudml.v1.Sweep
+	(*ParamValues)(nil),           // 8: cloudml.v1.ParamValues
+	(*RandomSweep)(nil),           // 9: cloudml.v1.RandomSweep
+	(*Range)(nil),                 // 10: cloudml.v1.Range
+	(*Objective)(nil),             // 11: cloudml.v1.Objective
+	(*Resources)(nil),             // 12: cloudml.v1.Resources
+	(*Job)(nil),                   // 13: cloudml.v1.Job
+	(*NodeStage)(nil),             // 14: cloudml.v1.NodeStage
+	(*Task)(nil),                  // 15: cloudml.v1.Task
+	(*Node)(nil),                  // 16: cloudml.v1.Node
+	(*ImageHeader)(nil),           // 17: cloudml.v1.ImageHeader
+	nil,                           // 18: cloudml.v1.JobSpec.DataEntry
+	nil,                           // 19: cloudml.v1.JobSpec.EnvEntry
+	nil,                           // 20: cloudml.v1.Sweep.GridEntry
+	nil,                           // 21: cloudml.v1.RandomSweep.ParamsEntry
+	nil,                           // 22: cloudml.v1.Job.TaskStatesEntry
+	nil,                           // 23: cloudml.v1.Task.ParamsEntry
+	nil,                           // 24: cloudml.v1.Task.MetricsEntry
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_cloudml_v1_job_proto_depIdxs = []int32{
-	5,  // 0: cloudml.v1.JobSpec.code:type_name -> cloudml.v1.Source
-	16, // 1: cloudml.v1.JobSpec.data:type_name -> cloudml.v1.JobSpec.DataEntry
-	17, // 2: cloudml.v1.JobSpec.env:type_name -> cloudml.v1.JobSpec.EnvEntry
-	6,  // 3: cloudml.v1.JobSpec.sweep:type_name -> cloudml.v1.Sweep
-	23, // 4: cloudml.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
-	10, // 5: cloudml.v1.JobSpec.objective:type_name -> cloudml.v1.Objective
-	11, // 6: cloudml.v1.JobSpec.resources:type_name -> cloudml.v1.Resources
-	18, // 7: cloudml.v1.Sweep.grid:type_name -> cloudml.v1.Sweep.GridEntry
-	8,  // 8: cloudml.v1.Sweep.random:type_name -> cloudml.v1.RandomSweep
-	19, // 9: cloudml.v1.RandomSweep.params:type_name -> cloudml.v1.RandomSweep.ParamsEntry
-	4,  // 10: cloudml.v1.Job.spec:type_name -> cloudml.v1.JobSpec
+	6,  // 0: cloudml.v1.JobSpec.code:type_name -> cloudml.v1.Source
+	18, // 1: cloudml.v1.JobSpec.data:type_name -> cloudml.v1.JobSpec.DataEntry
+	19, // 2: cloudml.v1.JobSpec.env:type_name -> cloudml.v1.JobSpec.EnvEntry
+	7,  // 3: cloudml.v1.JobSpec.sweep:type_name -> cloudml.v1.Sweep
+	25, // 4: cloudml.v1.JobSpec.timeout:type_name -> google.protobuf.Duration
+	11, // 5: cloudml.v1.JobSpec.objective:type_name -> cloudml.v1.Objective
+	12, // 6: cloudml.v1.JobSpec.resources:type_name -> cloudml.v1.Resources
+	20, // 7: cloudml.v1.Sweep.grid:type_name -> cloudml.v1.Sweep.GridEntry
+	9,  // 8: cloudml.v1.Sweep.random:type_name -> cloudml.v1.RandomSweep
+	21, // 9: cloudml.v1.RandomSweep.params:type_name -> cloudml.v1.RandomSweep.ParamsEntry
+	5,  // 10: cloudml.v1.Job.spec:type_name -> cloudml.v1.JobSpec
 	0,  // 11: cloudml.v1.Job.state:type_name -> cloudml.v1.JobState
-	20, // 12: cloudml.v1.Job.task_states:type_name -> cloudml.v1.Job.TaskStatesEntry
-	13, // 13: cloudml.v1.Job.tasks:type_name -> cloudml.v1.Task
-	24, // 14: cloudml.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	24, // 15: cloudml.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	21, // 16: cloudml.v1.Task.params:type_name -> cloudml.v1.Task.ParamsEntry
-	1,  // 17: cloudml.v1.Task.state:type_name -> cloudml.v1.TaskState
-	22, // 18: cloudml.v1.Task.metrics:type_name -> cloudml.v1.Task.MetricsEntry
-	24, // 19: cloudml.v1.Task.start_time:type_name -> google.protobuf.Timestamp
-	24, // 20: cloudml.v1.Task.end_time:type_name -> google.protobuf.Timestamp
-	2,  // 21: cloudml.v1.Node.state:type_name -> cloudml.v1.NodeState
-	24, // 22: cloudml.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	5,  // 23: cloudml.v1.JobSpec.DataEntry.value:type_name -> cloudml.v1.Source
-	7,  // 24: cloudml.v1.Sweep.GridEntry.value:type_name -> cloudml.v1.ParamValues
-	9,  // 25: cloudml.v1.RandomSweep.ParamsEntry.value:type_name -> cloudml.v1.Range
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	22, // 12: cloudml.v1.Job.task_states:type_name -> cloudml.v1.Job.TaskStatesEntry
+	15, // 13: cloudml.v1.Job.tasks:type_name -> cloudml.v1.Task
+	26, // 14: cloudml.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	26, // 15: cloudml.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	14, // 16: cloudml.v1.Job.stages:type_name -> cloudml.v1.NodeStage
+	2,  // 17: cloudml.v1.NodeStage.state:type_name -> cloudml.v1.StageState
+	23, // 18: cloudml.v1.Task.params:type_name -> cloudml.v1.Task.ParamsEntry
+	1,  // 19: cloudml.v1.Task.state:type_name -> cloudml.v1.TaskState
+	24, // 20: cloudml.v1.Task.metrics:type_name -> cloudml.v1.Task.MetricsEntry
+	26, // 21: cloudml.v1.Task.start_time:type_name -> google.protobuf.Timestamp
+	26, // 22: cloudml.v1.Task.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 23: cloudml.v1.Node.state:type_name -> cloudml.v1.NodeState
+	26, // 24: cloudml.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	6,  // 25: cloudml.v1.JobSpec.DataEntry.value:type_name -> cloudml.v1.Source
+	8,  // 26: cloudml.v1.Sweep.GridEntry.value:type_name -> cloudml.v1.ParamValues
+	10, // 27: cloudml.v1.RandomSweep.ParamsEntry.value:type_name -> cloudml.v1.Range
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_job_proto_init() }
@@ -1540,8 +1702,8 @@ func file_cloudml_v1_job_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_job_proto_rawDesc), len(file_cloudml_v1_job_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   19,
+			NumEnums:      5,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,5 +1,5 @@
 // Package imagetest builds `docker save` archives by hand for the tests of
-// the image store and of the coordinator's image RPCs: one or several
+// the image store, the coordinator's image RPCs and image pushes: one or several
 // images, in Docker's legacy layout or the OCI layout newer engines write,
 // with the tags and the damage a test asks for.
 package imagetest

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// completionTimeout bounds the coordinator calls of shell completion.
+const completionTimeout = 2 * time.Second
+
+func (a *App) clusterCmd() *cobra.Command {
+	return groupCmd("cluster", "Cluster commands: the nodes",
+		"Cluster commands describe the machines the coordinator runs jobs on.",
+		`  cloudml-client cluster nodes`,
+		a.nodesCmd())
+}
+
+func (a *App) nodesCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "nodes",
+		Short: "List nodes: state, runtime, slots, running tasks, why a node is down",
+		Long: "Nodes lists every node the coordinator knows: its id and hostname, whether it\n" +
+			"is ready, its runtime, slots and running tasks, and why it is down or out of\n" +
+			"the swarm. -o wide adds the swarm role, address, memory and last heartbeat.",
+		Example: `  cloudml-client cluster nodes
+  cloudml-client cluster nodes -o wide`,
+		Aliases: []string{"ls"},
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			nodes, err := c.Nodes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(&cloudmlv1.ListNodesResponse{Nodes: nodes})
+			}
+			t := newTable(a.Stdout)
+			head := []string{"NODE", "HOSTNAME", "STATE", "RUNTIME", "SLOTS", "RUNNING", "MESSAGE"}
+			if a.wide() {
+				head = []string{"NODE", "HOSTNAME", "STATE", "RUNTIME", "SLOTS", "RUNNING", "SWARM", "ADDRESS", "MEMORY", "LAST SEEN", "MESSAGE"}
+			}
+			t.row(head...)
+			for _, n := range nodes {
+				cells := []string{n.GetId(), n.GetHostname(), nodeState(n.GetState()), n.GetRuntime(), count(n.GetSlots()), count(n.GetRunningTasks())}
+				if a.wide() {
+					cells = append(cells, orDash(n.GetSwarmRole()), n.GetAddress(), fmt.Sprintf("%.1f GiB", float64(n.GetMemoryBytes())/(1<<30)), since(n.GetLastHeartbeat()))
+				}
+				t.row(append(cells, orDash(n.GetMessage()))...)
+			}
+			return t.flush()
+		},
+	}
+}

@@ -1,0 +1,217 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	dockerclient "github.com/docker/docker/client"
+
+	"github.com/cloudml/cloudml/client"
+	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/inproc"
+)
+
+// readmeCommand matches a client command line of a README code block:
+// cloudml-client (or bin/cloudml-client) followed by a command or flag.
+var readmeCommand = regexp.MustCompile(`^(?:bin/)?cloudml-client\s+[a-z-]`)
+
+// readmeCommands returns the client command lines of the README's fenced
+// code blocks, in order, without their "# comments".
+func readmeCommands(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	inBlock := false
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "```") {
+			inBlock = !inBlock
+			continue
+		}
+		if !inBlock || !readmeCommand.MatchString(line) {
+			continue
+		}
+		if i := strings.Index(line, " #"); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		cmds = append(cmds, line)
+	}
+	return cmds
+}
+
+// TestReadmeCommandsRun runs every client command in README.md's code
+// blocks, in order, against an in-process coordinator with two agents
+// (process runtime, a file:// bucket), from the repository root, as
+// written except for these substitutions:
+//
+//   - bin/cloudml-client is the client run in this process (App.Run,
+//     dialled to the coordinator); the line's "# comment" is dropped and
+//     its words are split on spaces (the README's commands quote nothing);
+//   - JOB and JOB... are the id the first submit printed (the linreg sweep);
+//   - DIR is a new temporary directory;
+//   - NAME and NAME... are an image the test pushed to the coordinator
+//     first (a fake `docker save` archive through client.PushImage), as
+//     submit --image would from a local Docker;
+//   - list --watch, which runs until interrupted, is interrupted (as
+//     Ctrl-C would) once it printed a snapshot.
+//
+// Every command must exit 0; some outputs are checked too.
+func TestReadmeCommandsRun(t *testing.T) {
+	testutil.Short(t)
+	testutil.NeedBinary(t, "octave-cli")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	cmds := readmeCommands(t, filepath.Join(root, "README.md"))
+	if len(cmds) < 10 || !strings.Contains(cmds[0], "submit") {
+		t.Fatalf("found %d client commands in README.md, the first %q; want a submit first and more than 10", len(cmds), cmds)
+	}
+	p := startCluster(t, 2)
+	t.Chdir(root)
+
+	const name = "readme/box:1"
+	id, archive := testutil.FakeImageArchive(`{"readme":1}`, 1<<10)
+	cfg := client.DefaultConfig()
+	cfg.Address, cfg.DialOptions = inproc.Target, p.c.DialOptions()
+	cfg.Docker = func() (client.DockerImages, error) { return archiveDocker{id, archive}, nil }
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PushImage(t.Context(), name, nil); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	job := ""
+	dir := t.TempDir()
+	for _, line := range cmds {
+		words := strings.Fields(line)[1:]
+		for i, w := range words {
+			switch w {
+			case "JOB", "JOB...":
+				words[i] = job
+			case "DIR":
+				words[i] = dir
+			case "NAME", "NAME...":
+				words[i] = name
+			}
+		}
+		r := runReadme(t, p, words)
+		t.Logf("%s\nexit %d\n%s%s", line, r.code, clip(r.stdout), clip(r.stderr))
+		if r.code != ExitOK {
+			t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", line, r.code, r.stdout, r.stderr)
+		}
+		switch {
+		case job == "" && words[0] == "submit":
+			job = strings.TrimSpace(r.stdout)
+		case words[0] == "status":
+			if !strings.Contains(r.stdout, "job "+job+": succeeded, 12 tasks") || !strings.Contains(r.stdout, "node-1 (host-1)") {
+				t.Errorf("%s did not follow the job to its end:\n%s", line, r.stdout)
+			}
+		case words[0] == "results" && len(words) == 2:
+			if !strings.Contains(r.stdout, "best: task") {
+				t.Errorf("%s shows no best task:\n%s", line, r.stdout)
+			}
+		case words[0] == "image" && words[1] == "ls":
+			if !strings.Contains(r.stdout, name) {
+				t.Errorf("%s does not list %s:\n%s", line, name, r.stdout)
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "task-0", "metrics.json")); err != nil {
+		t.Errorf("results --download DIR: %v", err)
+	}
+}
+
+// runReadme runs one README command; a list --watch is interrupted once
+// it printed.
+func runReadme(t *testing.T, p *inProcess, args []string) ran {
+	t.Helper()
+	var out, errb syncBuffer
+	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
+		Configure: func(c *client.Config) { c.Address, c.DialOptions = inproc.Target, p.c.DialOptions() }}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	codes := make(chan int, 1)
+	go func() { codes <- a.Run(ctx, args) }()
+	if args[0] == "list" && (contains(args, "--watch") || contains(args, "-w")) {
+		for out.Len() == 0 && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}
+	code := <-codes
+	return ran{code, out.String(), errb.String()}
+}
+
+// clip shortens long output for the test log.
+func clip(s string) string {
+	if len(s) > 2000 {
+		return s[:2000] + "...\n"
+	}
+	return s
+}
+
+func contains(words []string, w string) bool {
+	for _, x := range words {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// archiveDocker is a local Docker with one image, saved as archive.
+type archiveDocker struct {
+	id      string
+	archive []byte
+}
+
+func (d archiveDocker) ImageInspect(context.Context, string, ...dockerclient.ImageInspectOption) (image.InspectResponse, error) {
+	return image.InspectResponse{ID: d.id, Size: int64(len(d.archive))}, nil
+}
+
+func (d archiveDocker) ImageSave(context.Context, []string, ...dockerclient.ImageSaveOption) (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(d.archive)), nil
+}
+
+func (d archiveDocker) Close() error { return nil }
