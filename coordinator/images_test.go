@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 )
 
 // TestPutChecksTheWholeArchive: a pushed archive is kept only if loading

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/cloudml/cloudml/coordinator"
-	"github.com/cloudml/cloudml/internal/testutil/inproc"
 	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/inproc"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
