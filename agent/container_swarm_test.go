@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
@@ -92,10 +93,14 @@ func newSwarmCluster(t *testing.T) *swarmCluster {
 	s.bucket = "file://" + root
 	for i := range nodes {
 		work := t.TempDir()
-		info, err := s.docker[i].Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		// A worker learns its own swarm node id a moment after the manager
+		// lists it as ready.
+		var info system.Info
+		pollUntil(t, fmt.Sprintf("node %d to know its swarm node id", i), func() bool {
+			var err error
+			info, err = s.docker[i].Info(ctx)
+			return err == nil && info.Swarm.NodeID != ""
+		})
 		// agent/swarm makes this link when it inits or joins.
 		if err := os.Symlink(work, filepath.Join(swarmRoot, info.Swarm.NodeID)); err != nil {
 			t.Fatal(err)

@@ -15,12 +15,13 @@ const completionTimeout = 2 * time.Second
 func (a *App) clusterCmd() *cobra.Command {
 	return groupCmd("cluster", "Cluster commands: the nodes",
 		"Cluster commands describe the machines the coordinator runs jobs on.",
-		`  cloudml-client cluster nodes`,
+		`  cloudml-client cluster nodes
+  cloudml-client cluster nodes rm node-3`,
 		a.nodesCmd())
 }
 
 func (a *App) nodesCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "nodes",
 		Short: "List nodes: state, runtime, slots, running tasks, why a node is down",
 		Long: "Nodes lists every node the coordinator knows: its id and hostname, whether it\n" +
@@ -58,4 +59,6 @@ func (a *App) nodesCmd() *cobra.Command {
 			return t.flush()
 		},
 	}
+	cmd.AddCommand(a.nodeRemoveCmd())
+	return cmd
 }

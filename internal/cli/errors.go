@@ -32,6 +32,10 @@ func explain(err error, addr string) string {
 		return msg + " (see 'cloudml-client list')"
 	case codes.InvalidArgument:
 		return "the coordinator rejected the request: " + msg
+	case codes.Unauthenticated:
+		return fmt.Sprintf("the coordinator at %s does not accept this credential: %s", addr, msg)
+	case codes.PermissionDenied:
+		return msg + "\n  this takes an admin credential (the one 'coordinator serve' writes, or 'credential create --admin')"
 	case codes.DeadlineExceeded:
 		return fmt.Sprintf("the coordinator at %s did not answer in time: %s", addr, msg)
 	default:

@@ -59,7 +59,7 @@ func (a *App) newRoot() *cobra.Command {
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{outTable, outWide, outJSON}, cobra.ShellCompDirectiveNoFileComp))
 
 	root.AddCommand(a.submitCmd(), a.listCmd(), a.statusCmd(), a.logsCmd(), a.cancelCmd(), a.deleteCmd(),
-		a.resultsCmd(), a.clusterCmd(), a.imageCmd(), a.completionCmd(root))
+		a.resultsCmd(), a.clusterCmd(), a.imageCmd(), a.tokenCmd(), a.credentialCmd(), a.completionCmd(root))
 	root.SetHelpCommand(helpCmd(root))
 	// The root and the groups run only to say a subcommand is missing: their
 	// usage shows the subcommand form alone.
