@@ -18,6 +18,7 @@ import (
 	dockerclient "github.com/docker/docker/client"
 
 	"github.com/cloudml/cloudml/client"
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 	"github.com/cloudml/cloudml/internal/testutil/inproc"
 )
@@ -49,6 +50,9 @@ func readmeCommands(t *testing.T, path string) []string {
 		if i := strings.Index(line, " #"); i >= 0 {
 			line = strings.TrimSpace(line[:i])
 		}
+		if i := strings.Index(line, " > "); i >= 0 { // a redirection is the shell's
+			line = strings.TrimSpace(line[:i])
+		}
 		cmds = append(cmds, line)
 	}
 	return cmds
@@ -63,10 +67,13 @@ func readmeCommands(t *testing.T, path string) []string {
 //     dialled to the coordinator); the line's "# comment" is dropped and
 //     its words are split on spaces (the README's commands quote nothing);
 //   - JOB and JOB... are the id the first submit printed (the linreg sweep);
-//   - DIR is a new temporary directory;
+//   - DIR is a new temporary directory (and DIR/x a file in it);
 //   - NAME and NAME... are an image the test pushed to the coordinator
 //     first (a fake `docker save` archive through client.PushImage), as
 //     submit --image would from a local Docker;
+//   - TOKEN_ID is the id of the join token the last `token create` printed,
+//     and NODE is node-2;
+//   - a shell redirection (` > file`) is dropped: it is the shell's;
 //   - list --watch, which runs until interrupted, is interrupted (as
 //     Ctrl-C would) once it printed a snapshot.
 //
@@ -97,7 +104,7 @@ func TestReadmeCommandsRun(t *testing.T) {
 	}
 	c.Close()
 
-	job := ""
+	job, tokenID := "", ""
 	dir := t.TempDir()
 	for _, line := range cmds {
 		words := strings.Fields(line)[1:]
@@ -109,6 +116,14 @@ func TestReadmeCommandsRun(t *testing.T) {
 				words[i] = dir
 			case "NAME", "NAME...":
 				words[i] = name
+			case "TOKEN_ID":
+				words[i] = tokenID
+			case "NODE":
+				words[i] = "node-2"
+			default:
+				if rest, ok := strings.CutPrefix(w, "DIR/"); ok {
+					words[i] = filepath.Join(dir, rest)
+				}
 			}
 		}
 		r := runReadme(t, p, words)
@@ -119,6 +134,16 @@ func TestReadmeCommandsRun(t *testing.T) {
 		switch {
 		case job == "" && words[0] == "submit":
 			job = strings.TrimSpace(r.stdout)
+		case words[0] == "token" && words[1] == "create":
+			tok, err := pki.ParseToken(r.stdout)
+			if err != nil {
+				t.Fatalf("%s printed no join token: %v\n%s", line, err, r.stdout)
+			}
+			tokenID = tok.ID
+		case words[0] == "credential" && words[1] == "create":
+			if _, err := client.ConfigFromFile(words[4]); err != nil {
+				t.Errorf("%s wrote no usable credential: %v", line, err)
+			}
 		case words[0] == "status":
 			if !strings.Contains(r.stdout, "job "+job+": succeeded, 12 tasks") || !strings.Contains(r.stdout, "node-1 (host-1)") {
 				t.Errorf("%s did not follow the job to its end:\n%s", line, r.stdout)
