@@ -29,6 +29,8 @@ type cluster struct {
 	cmd    *exec.Cmd
 	args   []string
 	log    *syncBuffer
+	// secretValues are values a test planted that no log may hold.
+	secretValues []string
 }
 
 // syncBuffer is a bytes.Buffer safe for the coordinator's output and the
@@ -68,7 +70,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 		env: append(os.Environ(), append(o.env, pki.ConfigEnv+"="+filepath.Join(home, "config"))...)}
 	args := []string{"serve", "--listen", c.addr, "--provider", "local", "--nodes", fmt.Sprint(o.nodes),
 		"--state", filepath.Join(home, "state"), "--bucket", o.bucket, "--heartbeat", "500ms", "--node-down-after", "30s",
-		"--agent-bin", bin("cloudml-agent"), "--log-level", "debug"}
+		"--agent-bin", bin("cloudml-agent"), "--log-level", "debug", "--agent-log-level", "debug"}
 	if o.slots > 0 {
 		args = append(args, "--slots", fmt.Sprint(o.slots))
 	}
@@ -116,6 +118,7 @@ func (c *cluster) stop() {
 		<-done
 		c.t.Errorf("coordinator did not stop within 20s of SIGTERM")
 	}
+	c.checkNoSecrets()
 	if c.t.Failed() {
 		c.t.Logf("coordinator log:\n%s", c.log.String())
 	}

@@ -136,7 +136,7 @@ func TestSwarm(t *testing.T) {
 		if ready != 3 {
 			t.Errorf("docker node ls on the manager: %d ready nodes, want 3", ready)
 		}
-		out := c.mustClient("cluster", "nodes")
+		out := c.mustClient("cluster", "nodes", "-o", "wide")
 		if !strings.Contains(out, "manager") || strings.Count(out, "worker") != 2 {
 			t.Errorf("cluster nodes does not show the roles:\n%s", out)
 		}
