@@ -206,7 +206,7 @@ func TestPushImageOnceByID(t *testing.T) {
 		cfg.Docker = func() (client.DockerImages, error) { return d, nil }
 	})
 	rec := &recorder{}
-	push, err := c.PushImage(t.Context(), "box:1", rec)
+	push, err := c.PushImage(t.Context(), "box:1", client.PushOptions{Progress: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestPushImageOnceByID(t *testing.T) {
 	if err != nil || len(images) != 1 || images[0].GetName() != "box:1" || images[0].GetId() != d.id {
 		t.Errorf("images after the push: %v, %v", images, err)
 	}
-	again, err := c.PushImage(t.Context(), "box:1", nil)
+	again, err := c.PushImage(t.Context(), "box:1", client.PushOptions{})
 	if err != nil || !again.AlreadyPresent || again.ID != d.id || again.Bytes != 0 {
 		t.Errorf("second push %+v, %v; want already present", again, err)
 	}
@@ -234,7 +234,7 @@ func TestPushImageTheLocalDockerLacks(t *testing.T) {
 	c := fakeClient(t, func(*grpc.Server) {}, func(cfg *client.Config) {
 		cfg.Docker = func() (client.DockerImages, error) { return fakeDocker{missing: true}, nil }
 	})
-	push, err := c.PushImage(t.Context(), "absent:1", nil)
+	push, err := c.PushImage(t.Context(), "absent:1", client.PushOptions{})
 	if err != nil || !push.NotLocal || push.DockerError != nil {
 		t.Errorf("push of an image Docker lacks: %+v, %v; want NotLocal and no error", push, err)
 	}

@@ -53,11 +53,20 @@ type ImagePush struct {
 	Elapsed time.Duration
 }
 
+// PushOptions shape an image push.
+type PushOptions struct {
+	// Progress is told about the transfer; nil: nothing is.
+	Progress Progress
+	// Force replaces a name another credential pushed (an admin may
+	// without it).
+	Force bool
+}
+
 // PushImage pushes an image from the local Docker to the coordinator,
 // unless the coordinator keeps that image id already. An image the local
 // Docker does not have, or no local Docker, is not an error (NotLocal): the
 // nodes may have it or pull it from a registry.
-func (c *Client) PushImage(ctx context.Context, name string, p Progress) (*ImagePush, error) {
+func (c *Client) PushImage(ctx context.Context, name string, o PushOptions) (*ImagePush, error) {
 	res := &ImagePush{Name: name, NotLocal: true}
 	d, err := c.cfg.Docker()
 	if err != nil {
@@ -77,7 +86,7 @@ func (c *Client) PushImage(ctx context.Context, name string, p Progress) (*Image
 	}
 	res.NotLocal = false
 	start := time.Now()
-	err = c.sendImage(ctx, d, info, res, p)
+	err = c.sendImage(ctx, d, info, res, o)
 	res.Elapsed = time.Since(start)
 	if err != nil {
 		return res, fmt.Errorf("%w %s to the coordinator: %w", ErrPushImage, name, err)
@@ -87,14 +96,15 @@ func (c *Client) PushImage(ctx context.Context, name string, p Progress) (*Image
 
 // sendImage streams the image's `docker save` archive unless the
 // coordinator already keeps its id.
-func (c *Client) sendImage(ctx context.Context, d DockerImages, info image.InspectResponse, res *ImagePush, p Progress) error {
+func (c *Client) sendImage(ctx context.Context, d DockerImages, info image.InspectResponse, res *ImagePush, o PushOptions) error {
+	p := o.Progress
 	ctx, cancel := context.WithCancel(ctx) // cancelling aborts the push; the coordinator keeps nothing
 	defer cancel()
 	stream, err := c.jobs.PushImage(ctx)
 	if err != nil {
 		return err
 	}
-	hdr := &cloudmlv1.ImageHeader{Name: res.Name, Id: info.ID, Size: info.Size}
+	hdr := &cloudmlv1.ImageHeader{Name: res.Name, Id: info.ID, Size: info.Size, Force: o.Force}
 	if err := stream.Send(&cloudmlv1.PushImageRequest{Part: &cloudmlv1.PushImageRequest_Header{Header: hdr}}); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}

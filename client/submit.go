@@ -26,6 +26,8 @@ type SubmitOptions struct {
 	PushImage bool
 	// Progress is told about the uploads and the push; nil: nothing is.
 	Progress Progress
+	// ForcePush replaces an image name another credential pushed.
+	ForcePush bool
 }
 
 // Submitted is what Submit did.
@@ -58,7 +60,7 @@ func (c *Client) Submit(ctx context.Context, spec *cloudmlv1.JobSpec, opts Submi
 	if spec.GetImage() != "" && opts.PushImage {
 		g.Go(func() error {
 			var err error
-			out.Image, err = c.PushImage(gctx, spec.GetImage(), opts.Progress)
+			out.Image, err = c.PushImage(gctx, spec.GetImage(), PushOptions{Progress: opts.Progress, Force: opts.ForcePush})
 			return err
 		})
 	}

@@ -106,6 +106,7 @@ func (h *harness) dialWith(creds credentials.TransportCredentials) *grpc.ClientC
 	if err != nil {
 		h.t.Fatalf("dial: %v", err)
 	}
+	h.t.Cleanup(func() { conn.Close() })
 	return conn
 }
 

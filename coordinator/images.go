@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/cloudml/cloudml/coordinator/imagestore"
+	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -49,8 +50,12 @@ func (s *jobServer) PushImage(stream grpc.ClientStreamingServer[cloudmlv1.PushIm
 	if h == nil {
 		return toStatus(errorf(ErrInvalid, "push image: the first message must be the header"))
 	}
-	info := imagestore.Info{Name: h.GetName(), ID: h.GetId()}
+	caller := callerFrom(stream.Context())
+	info := imagestore.Info{Name: h.GetName(), ID: h.GetId(), Owner: caller.Name}
 	if err := imagestore.Check(info.Name, info.ID); err != nil {
+		return toStatus(err)
+	}
+	if err := c.mayPushAs(&info, caller, h.GetForce()); err != nil {
 		return toStatus(err)
 	}
 	log := c.log.With("image", info.Name, "image_id", info.ID)
@@ -89,7 +94,26 @@ func (s *jobServer) PushImage(stream grpc.ClientStreamingServer[cloudmlv1.PushIm
 
 // imageHeader describes a kept image on the wire.
 func imageHeader(info imagestore.Info) *cloudmlv1.ImageHeader {
-	return &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size}
+	return &cloudmlv1.ImageHeader{Name: info.Name, Id: info.ID, Size: info.Size, Owner: info.Owner}
+}
+
+// mayPushAs checks that caller may push info.Name: a name nobody pushed
+// (or a node uploaded), its own, or another's with force or as an admin,
+// since every job that names it runs what it points at. Pushing the same
+// id again keeps the name's owner.
+func (c *Coordinator) mayPushAs(info *imagestore.Info, caller pki.Identity, force bool) error {
+	cur, ok := c.images.Lookup(info.Name)
+	switch {
+	case !ok || cur.Owner == "" || cur.Owner == caller.Name:
+		return nil
+	case cur.ID == info.ID:
+		info.Owner = cur.Owner
+		return nil
+	case force || caller.Role == pki.RoleAdmin:
+		c.log.Warn("image name taken over", "image", info.Name, "owner", cur.Owner, "by", caller.Name, "force", force)
+		return nil
+	}
+	return errorf(ErrPermissionDenied, "image %s was pushed by %s: push with --force to replace it (every job that names it will run yours), or use another name", info.Name, cur.Owner)
 }
 
 // ListImages lists the kept images by name.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"slices"
 	"strings"
@@ -9,8 +10,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 	"github.com/cloudml/cloudml/internal/testutil/imagetest"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -27,11 +30,17 @@ func testArchive(t *testing.T, seed string, size int) (id string, data []byte) {
 // push plays a client pushing an image; sent reports whether the
 // coordinator asked for the archive.
 func (h *harness) push(name, id string, data []byte) (resp *cloudmlv1.PushImageResponse, sent bool, err error) {
-	stream, err := h.jobs.PushImage(ctxT(h.t))
+	return h.pushAs(h.jobs, false, name, id, data)
+}
+
+// pushAs is push by the credential of jobs, forced or not.
+func (h *harness) pushAs(jobs cloudmlv1.JobServiceClient, force bool, name, id string, data []byte) (resp *cloudmlv1.PushImageResponse, sent bool, err error) {
+	stream, err := jobs.PushImage(ctxT(h.t))
 	if err != nil {
 		return nil, false, err
 	}
-	if err := stream.Send(&cloudmlv1.PushImageRequest{Part: &cloudmlv1.PushImageRequest_Header{Header: &cloudmlv1.ImageHeader{Name: name, Id: id, Size: int64(len(data))}}}); err != nil {
+	hdr := &cloudmlv1.ImageHeader{Name: name, Id: id, Size: int64(len(data)), Force: force}
+	if err := stream.Send(&cloudmlv1.PushImageRequest{Part: &cloudmlv1.PushImageRequest_Header{Header: hdr}}); err != nil {
 		return nil, false, err
 	}
 	md, err := stream.Header()
@@ -339,3 +348,37 @@ func TestListAndDeleteImages(t *testing.T) {
 		t.Errorf("after a restart: %v, %v; want no images", list, err)
 	}
 }
+
+// TestPushOverAnothersNameNeedsForce: a client may not replace an image
+// name another credential pushed unless it forces it; an admin may; the
+// same image pushed again keeps its owner.
+func TestPushOverAnothersNameNeedsForce(t *testing.T) {
+	h := start(t, "")
+	alice := cloudmlv1.NewJobServiceClient(h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), certOf(h.newCredential(t, "alice", false))))))
+	bob := cloudmlv1.NewJobServiceClient(h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), certOf(h.newCredential(t, "bob", false))))))
+	idA, dataA := testArchive(t, "a", 1<<10)
+	idB, dataB := testArchive(t, "b", 1<<10)
+	owner := func() string {
+		info, _ := h.c.images.Lookup("team/model:1")
+		return info.Owner
+	}
+	if _, _, err := h.pushAs(alice, false, "team/model:1", idA, dataA); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := h.pushAs(bob, false, "team/model:1", idB, dataB)
+	wantCode(t, err, codes.PermissionDenied)
+	if !strings.Contains(err.Error(), "was pushed by alice") || owner() != "alice" {
+		t.Errorf("bob's push over alice's name: %v; owner %q", err, owner())
+	}
+	if _, _, err := h.pushAs(bob, false, "team/model:1", idA, dataA); err != nil || owner() != "alice" {
+		t.Errorf("bob pushing alice's own image again: %v; owner %q, want alice kept", err, owner())
+	}
+	if _, _, err := h.pushAs(bob, true, "team/model:1", idB, dataB); err != nil || owner() != "bob" {
+		t.Errorf("bob's forced push: %v; owner %q, want bob", err, owner())
+	}
+	if _, _, err := h.push("team/model:1", idA, dataA); err != nil || owner() != "admin" {
+		t.Errorf("the admin's push over bob's name: %v; owner %q", err, owner())
+	}
+}
+
+func certOf(pair *tls.Certificate) func() *tls.Certificate { return func() *tls.Certificate { return pair } }

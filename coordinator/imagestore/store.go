@@ -50,8 +50,8 @@ type Info struct {
 	ID string
 	// Size is the archive's size in bytes.
 	Size int64
-	// Owner is who pushed the name ("" when unknown); recorded, not yet
-	// enforced (pushing over another's name will need admin or --force).
+	// Owner is the credential that pushed the name ("" when a node uploaded
+	// it); the coordinator lets only it, an admin, or a forced push replace it.
 	Owner string
 }
 

@@ -99,7 +99,7 @@ func TestReadmeCommandsRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.PushImage(t.Context(), name, nil); err != nil {
+	if _, err := c.PushImage(t.Context(), name, client.PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

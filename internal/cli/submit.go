@@ -46,7 +46,7 @@ type submitFlags struct {
 	parallelism, retries                             int
 	timeout                                          time.Duration
 	params, env, data                                []string
-	follow, pushImage, detach                        bool
+	follow, pushImage, forcePush, detach             bool
 }
 
 func (a *App) submitCmd() *cobra.Command {
@@ -76,6 +76,7 @@ func (a *App) submitCmd() *cobra.Command {
 	fl.StringArrayVar(&f.data, "data", nil, "read-only input NAME=SOURCE, a local path or bucket URL (repeatable)")
 	fl.BoolVar(&f.follow, "follow", false, "after submitting, follow the logs like 'logs -f' (and exit as it does)")
 	fl.BoolVar(&f.pushImage, "push-image", true, "push the image from this machine's Docker to the coordinator, if Docker has it")
+	fl.BoolVar(&f.forcePush, "force-push", false, "replace an image name another credential pushed (an admin may without it)")
 	fl.BoolVarP(&f.detach, "detach", "d", false, "do not wait for the nodes to stage a container job")
 	_ = cmd.MarkFlagFilename("file", "yaml", "yml")
 	_ = cmd.MarkFlagDirname("code")
@@ -96,7 +97,7 @@ func (a *App) submit(cmd *cobra.Command, f *submitFlags, args []string) error {
 		return err
 	}
 	prog, wait := a.progress()
-	sub, err := c.Submit(ctx, spec, client.SubmitOptions{BaseDir: baseDir, PushImage: f.pushImage, Progress: prog})
+	sub, err := c.Submit(ctx, spec, client.SubmitOptions{BaseDir: baseDir, PushImage: f.pushImage, ForcePush: f.forcePush, Progress: prog})
 	wait()
 	if sub != nil {
 		a.submitNotes(sub)

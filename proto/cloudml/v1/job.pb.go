@@ -1405,7 +1405,13 @@ type ImageHeader struct {
 	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
 	// Size is the archive's size in bytes when known, 0 otherwise; for
 	// progress only.
-	Size          int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Size int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// Force, on a PushImage header, replaces a name that another credential
+	// pushed; without it only an admin may (PERMISSION_DENIED otherwise).
+	Force bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
+	// Owner is the credential that pushed the name ("" when a node uploaded
+	// it), in ListImages.
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1459,6 +1465,20 @@ func (x *ImageHeader) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *ImageHeader) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *ImageHeader) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 var File_cloudml_v1_job_proto protoreflect.FileDescriptor
@@ -1576,11 +1596,13 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	" \x01(\tR\vswarmNodeId\x12\x1d\n" +
 	"\n" +
 	"swarm_role\x18\v \x01(\tR\tswarmRole\x12\x18\n" +
-	"\amessage\x18\f \x01(\tR\amessage\"E\n" +
+	"\amessage\x18\f \x01(\tR\amessage\"q\n" +
 	"\vImageHeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x03R\x04size*\x9b\x01\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x14\n" +
+	"\x05force\x18\x04 \x01(\bR\x05force\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner*\x9b\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
