@@ -40,15 +40,9 @@ check-tidy: ## fail when `go mod tidy` would change go.mod or go.sum (and tools/
 			echo "go mod tidy would change $$dir/go.mod or $$dir/go.sum: run 'go mod tidy' there and commit"; exit 1; fi; \
 	done
 
-# STATICCHECK_SKIP are packages staticcheck leaves out for now: internal/cli
-# is being rewritten on the cli branch, which takes its two findings (SA1019
-# errdefs.IsNotFound in image.go, S1011 in results.go); empty
-# this when that branch lands.
-STATICCHECK_SKIP := github.com/cloudml/cloudml/internal/cli
-
 staticcheck: ## staticcheck, pinned in tools/go.mod
-	@set -eo pipefail; pkgs=$$($(GO) list $(PKGS)$(if $(STATICCHECK_SKIP), | grep -vxF$(foreach p,$(STATICCHECK_SKIP), -e $(p)))); \
-	echo "staticcheck: $$(wc -w <<<"$$pkgs") packages$(if $(STATICCHECK_SKIP), (skipping $(STATICCHECK_SKIP)))"; \
+	@set -eo pipefail; pkgs=$$($(GO) list $(PKGS)); \
+	echo "staticcheck: $$(wc -w <<<"$$pkgs") packages"; \
 	$(TOOLS) staticcheck $$pkgs
 
 deps: ## install the system packages the demo and tests need (Debian; root)

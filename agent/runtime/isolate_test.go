@@ -279,10 +279,14 @@ func TestTaskUnderLandlockCannotReadSecrets(t *testing.T) {
 	}
 	base := filepath.Join(dir, "agent")
 	for _, p := range []string{dir, base} {
-		if err := os.MkdirAll(p, 0o755); err == nil {
+		err := os.MkdirAll(p, 0o755)
+		if err == nil {
 			err = os.Chmod(p, 0o755)
 		}
-		if err := os.Chown(p, int(u.UID), int(u.GID)); err != nil {
+		if err == nil {
+			err = os.Chown(p, int(u.UID), int(u.GID))
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -45,14 +45,6 @@ func startCluster(t *testing.T, nodes int) *inProcess {
 	return &inProcess{c: c}
 }
 
-func (p *inProcess) dial(t *testing.T) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(inproc.Target, p.c.DialOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return conn
-}
 
 // run runs the client against the coordinator.
 func (p *inProcess) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
