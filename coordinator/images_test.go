@@ -381,4 +381,6 @@ func TestPushOverAnothersNameNeedsForce(t *testing.T) {
 	}
 }
 
-func certOf(pair *tls.Certificate) func() *tls.Certificate { return func() *tls.Certificate { return pair } }
+func certOf(pair *tls.Certificate) func() *tls.Certificate {
+	return func() *tls.Certificate { return pair }
+}

@@ -45,7 +45,6 @@ func startCluster(t *testing.T, nodes int) *inProcess {
 	return &inProcess{c: c}
 }
 
-
 // run runs the client against the coordinator.
 func (p *inProcess) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
