@@ -8,7 +8,10 @@
 //	   trivial command;
 //	b) one task printing 1,000,000 numbered lines received by `logs -f`
 //	   against the same writer redirected to a file, checking that no line
-//	   is lost or duplicated.
+//	   is lost or duplicated;
+//	T) what mutual TLS costs an agent's registration: a new connection
+//	   (TCP, TLS 1.3 handshake, Register) against Register on an open one,
+//	   and the handshake alone against a TCP connect.
 //
 // On a local 3-node Docker Swarm (`coordinator serve --provider netns`,
 // root and docker.io; -swarm=false skips it):
@@ -90,6 +93,11 @@ func processRows(runs, logRuns, tasks, nodes, slots, lines int) ([]row, error) {
 		var logRows []row
 		logRows, err = b.logRows(logRuns, lines)
 		rows = append(rows, logRows...)
+	}
+	if err == nil {
+		var tlsRows []row
+		tlsRows, err = b.tlsRows(30)
+		rows = append(rows, tlsRows...)
 	}
 	if err != nil {
 		err = fmt.Errorf("%w\ncoordinator log tail:\n%s", err, b.logTail())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloudml/cloudml/internal/metricjson"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -211,7 +213,19 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func str(s string) string { return s }
 
-func num(f float64) string { return fmt.Sprintf("%.6g", f) }
+// num renders a metric: NaN and the infinities as metrics.json writes them
+// ("NaN", "Infinity", "-Infinity"), a number in at most 6 digits.
+func num(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return metricjson.NaN
+	case math.IsInf(f, 1):
+		return metricjson.PosInf
+	case math.IsInf(f, -1):
+		return metricjson.NegInf
+	}
+	return fmt.Sprintf("%.6g", f)
+}
 
 func count(n int32) string { return strconv.Itoa(int(n)) }
 

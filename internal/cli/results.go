@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -107,8 +108,11 @@ func (a *App) printResults(id string, res *cloudmlv1.GetResultsResponse) error {
 		return err
 	}
 	if len(res.GetRows()) > 0 {
-		if best := res.GetRows()[0]; len(best.GetMetrics()) > 0 {
-			fmt.Fprintf(a.Stdout, "\nbest: task %d (%s) %s=%s\n", best.GetTaskIndex(), kv(best.GetParams(), str), obj.GetMetric(), num(best.GetMetrics()[obj.GetMetric()]))
+		// Rows come best first, non-finite values last: a best that is not
+		// finite means no task has a usable value.
+		best := res.GetRows()[0]
+		if v, ok := best.GetMetrics()[obj.GetMetric()]; ok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			fmt.Fprintf(a.Stdout, "\nbest: task %d (%s) %s=%s\n", best.GetTaskIndex(), kv(best.GetParams(), str), obj.GetMetric(), num(v))
 		}
 	}
 	return nil
