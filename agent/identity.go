@@ -188,15 +188,7 @@ func (a *Agent) ensureIdentity(ctx context.Context) (*identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
-	key, err := pki.NewKey()
-	if err != nil {
-		return nil, err
-	}
-	csr, err := pki.NewCSR(key)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := pki.EncodeKey(key)
+	keyPEM, csr, err := pki.NewKeyRequest()
 	if err != nil {
 		return nil, err
 	}
@@ -245,15 +237,7 @@ func (a *Agent) ensureIdentity(ctx context.Context) (*identity, error) {
 // renew trades the current certificate for a new one (with a new key)
 // before it expires.
 func (a *Agent) renew(ctx context.Context, client cloudmlv1.AgentServiceClient, cur *identity) (*identity, error) {
-	key, err := pki.NewKey()
-	if err != nil {
-		return nil, err
-	}
-	csr, err := pki.NewCSR(key)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := pki.EncodeKey(key)
+	keyPEM, csr, err := pki.NewKeyRequest()
 	if err != nil {
 		return nil, err
 	}

@@ -82,15 +82,7 @@ type CredentialOptions struct {
 // (key included) for the caller to hand over. Nothing of the key reaches
 // the coordinator.
 func (c *Client) CreateCredential(ctx context.Context, name string, o CredentialOptions) (*pki.Credential, *cloudmlv1.CredentialInfo, error) {
-	key, err := pki.NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	csr, err := pki.NewCSR(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyPEM, err := pki.EncodeKey(key)
+	keyPEM, csr, err := pki.NewKeyRequest()
 	if err != nil {
 		return nil, nil, err
 	}

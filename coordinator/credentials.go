@@ -94,21 +94,13 @@ func (c *Coordinator) ensureAdminConfig(addr string) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		c.log.Warn("replacing an unreadable credential file", "path", path, "error", err)
 	}
-	key, err := pki.NewKey()
-	if err != nil {
-		return err
-	}
-	csr, err := pki.NewCSR(key)
+	keyPEM, csr, err := pki.NewKeyRequest()
 	if err != nil {
 		return err
 	}
 	issued, _, err := c.issueCredential(adminCredentialName, pki.RoleAdmin, csr, defaultCredentialTTL, "", true)
 	if err != nil {
 		return fmt.Errorf("issue the admin credential: %w", err)
-	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
-		return err
 	}
 	cred := &pki.Credential{Coordinator: addr, Name: adminCredentialName, Role: pki.RoleAdmin,
 		CA: string(c.trust.caPEM()), Cert: string(issued.CertPEM), Key: string(keyPEM)}

@@ -88,3 +88,19 @@ func ParseCAPEM(data []byte) []byte {
 	}
 	return block.Bytes
 }
+
+// NewKeyRequest makes a new key and a certificate request for it: what an
+// agent or a client sends (csr, DER) and keeps (keyPEM).
+func NewKeyRequest() (keyPEM, csr []byte, err error) {
+	key, err := NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	if csr, err = NewCSR(key); err != nil {
+		return nil, nil, err
+	}
+	if keyPEM, err = EncodeKey(key); err != nil {
+		return nil, nil, err
+	}
+	return keyPEM, csr, nil
+}

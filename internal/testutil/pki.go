@@ -160,24 +160,18 @@ func ServeTLS(t testing.TB, register func(*grpc.Server)) *Server {
 // and certificate. A refusal is returned, not fatal.
 func RegisterNode(t testing.TB, conn grpc.ClientConnInterface, req *cloudmlv1.RegisterRequest) (string, *tls.Certificate, error) {
 	t.Helper()
-	key, err := pki.NewKey()
+	keyPEM, csr, err := pki.NewKeyRequest()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if req.Csr == nil {
-		if req.Csr, err = pki.NewCSR(key); err != nil {
-			t.Fatal(err)
-		}
+		req.Csr = csr
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	resp, err := cloudmlv1.NewAgentServiceClient(conn).Register(ctx, req)
 	if err != nil {
 		return "", nil, err
-	}
-	keyPEM, err := pki.EncodeKey(key)
-	if err != nil {
-		t.Fatal(err)
 	}
 	pair, err := pki.KeyPair(resp.GetCertificate(), keyPEM)
 	if err != nil {
