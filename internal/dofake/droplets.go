@@ -324,8 +324,9 @@ func (s *Server) deleteDropletsByTag(w http.ResponseWriter, r *http.Request) {
 }
 
 // remove deletes d from the API (at once, or after DeleteLag) and halts its
-// machine. A droplet already deleted and still visible is left as it is.
-// s.mu must be held.
+// machine. A droplet already deleted and still visible is left as it is,
+// and its DELETE answers 204 again (this server's choice: what the real
+// API answers then is not documented). s.mu must be held.
 func (s *Server) remove(d *droplet) {
 	if d.locked {
 		return

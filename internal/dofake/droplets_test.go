@@ -135,8 +135,8 @@ func TestDefaultAddressesAndVPC(t *testing.T) {
 	if !vpc.Default || vpc.RegionSlug != "fra1" || vpc.IPRange != "10.114.0.0/20" {
 		t.Errorf("droplet without vpc_uuid is in %+v; want fra1's default", vpc)
 	}
-	if pub != "198.18.0.1" || priv != "10.114.0.2" {
-		t.Errorf("addresses %s %s; want 198.18.0.1 10.114.0.2", pub, priv)
+	if pub != "198.18.0.2" || priv != "10.114.0.2" {
+		t.Errorf("addresses %s %s; want 198.18.0.2 10.114.0.2", pub, priv)
 	}
 	for _, n := range d.Networks.V4 {
 		if n.Netmask == "" || n.Gateway == "" {
@@ -276,7 +276,7 @@ func TestListByTagPages(t *testing.T) {
 		{"cloudml-cluster:big", 200, 450, 3, 450},
 		{"pool:a", 200, 300, 2, 300},
 		{"pool:b", 200, 150, 1, 150},
-		{"pool:b", 0, 150, 8, 150},   // default per_page 20
+		{"pool:b", 0, 150, 8, 150},    // default per_page 20
 		{"pool:a", 1000, 300, 2, 300}, // per_page capped at 200
 		{"pool:none", 200, 0, 1, 0},
 	} {
@@ -415,5 +415,27 @@ func TestBootFailureStillHalts(t *testing.T) {
 	s.Close()
 	if diff := cmp.Diff(map[int]int{d.ID: 1}, g.halts()); diff != "" {
 		t.Errorf("halts (-want +got):\n%s", diff)
+	}
+}
+
+func TestCloseHaltsBootingAndActive(t *testing.T) {
+	g := newGate()
+	s := start(t, func(c *dofake.Config) { c.Booter = g })
+	c := client(t, s, 0)
+	var ids []int
+	for range 2 {
+		d, _, err := c.Droplets.Create(context.Background(), createReq("n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, d.ID)
+	}
+	g.release <- dofake.Addresses{} // one boots, the other waits for ever
+	s.Close()
+	if diff := cmp.Diff(map[int]int{ids[0]: 1, ids[1]: 1}, g.halts()); diff != "" {
+		t.Errorf("halts after Close (-want +got):\n%s", diff)
+	}
+	if st := s.Stats(); st.Alive != 2 || st.Deleted != 0 || st.BootFailures != 0 {
+		t.Errorf("stats after Close: %+v; want 2 alive, none deleted, no boot failure", st)
 	}
 }

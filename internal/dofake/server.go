@@ -74,7 +74,7 @@ func Start(cfg Config) (*Server, error) {
 		stats:    Stats{Requests: map[Endpoint]int{}, Faults: map[Endpoint]int{}},
 		nextID:   500000001,
 		nextAct:  2000000001,
-		nextPub:  cfg.PublicPrefix.Masked().Addr().Next(),
+		nextPub:  cfg.PublicPrefix.Masked().Addr().Next().Next(), // .1 is the gateway
 	}
 	for _, r := range cfg.Regions {
 		if r.Available {

@@ -55,7 +55,7 @@ func (s *Server) createTag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.tags[req.Name] = true
+	s.tags[req.Name] = true // an existing tag is answered like a new one (this server's choice)
 	t := s.tagJSON(r.Host, req.Name)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, map[string]any{"tag": t})
