@@ -15,7 +15,9 @@ type Booter interface {
 	// (a zero address is taken from the server's pools). Whatever the
 	// machine runs next (the user-data) runs on its own until Halt. ctx is
 	// canceled when the droplet is deleted or the server closes. An error
-	// leaves the droplet "new" and counts in Stats.BootFailures.
+	// leaves the droplet "new" and counts in Stats.BootFailures. The
+	// metadata service answers by source address only once Boot returned
+	// (by path it answers from the create on).
 	Boot(ctx context.Context, d Droplet, userData string) (Addresses, error)
 	// Halt stops the machine of d. It is called once for every droplet
 	// whose Boot was called, after Boot returned (with or without error),

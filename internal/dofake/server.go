@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -63,6 +64,11 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	cfg.Sizes, cfg.Regions = slices.Clone(cfg.Sizes), slices.Clone(cfg.Regions) // the caller may reuse its slices
+	cfg.Images, cfg.SSHKeys = slices.Clone(cfg.Images), slices.Clone(cfg.SSHKeys)
+	for i := range cfg.Sizes {
+		cfg.Sizes[i].Regions = slices.Clone(cfg.Sizes[i].Regions)
 	}
 	s := &Server{
 		cfg:      cfg,
