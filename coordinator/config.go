@@ -80,6 +80,9 @@ type Config struct {
 	Local local.Config
 	// Netns configures the netns provider.
 	Netns netnsprov.Config
+	// Download serves the agent binary over HTTPS to the machines a cloud
+	// provider creates (download.go); off unless Download.Listen is set.
+	Download DownloadConfig
 	// VerifyNode, when set, checks every registering machine (its
 	// provider id, the address it connects from, its token) before it gets
 	// a node certificate: an error refuses it with UNAUTHENTICATED and the
