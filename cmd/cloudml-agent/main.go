@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -29,7 +30,9 @@ coordinator against the CA fingerprint in the token, then trades the token
 for a node certificate kept in --work-dir/identity (key 0600), renewed
 before it expires. A restart reuses the certificate. Then it holds a
 session and runs the tasks it is assigned: stages code and data from the
-bucket, runs the command, ships its logs, uploads results.
+bucket, runs the command, ships its logs, uploads results. It exits with
+status 3 when it has no certificate and its join token is missing or
+refused (restarting cannot help), 1 on other errors.
 
 Flags:
 `)
@@ -77,9 +80,18 @@ Flags:
 	if err != nil {
 		log.Error("agent stopped", "error", err)
 		fmt.Fprintf(os.Stderr, "cloudml-agent: %v\n", err)
+		if errors.Is(err, agent.ErrBadToken) || errors.Is(err, agent.ErrNoToken) {
+			os.Exit(exitNoToken)
+		}
 		os.Exit(1)
 	}
 }
+
+// exitNoToken is the exit status when the node has no certificate and its
+// join token is missing or refused: restarting cannot help, so the unit in
+// the coordinator's user-data does not restart on it
+// (RestartPreventExitStatus).
+const exitNoToken = 3
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

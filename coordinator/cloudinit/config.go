@@ -31,6 +31,10 @@ const (
 // UnitName is the agent's systemd unit.
 const UnitName = "cloudml-agent.service"
 
+// AgentExitNoToken is cloudml-agent's exit status when its join token is
+// missing or refused: the unit does not restart it then.
+const AgentExitNoToken = 3
+
 // Defaults of Config.
 const (
 	// DefaultMetadataURL is DigitalOcean's droplet metadata service.

@@ -82,6 +82,7 @@ func render(cfg Config) ([]byte, error) {
 		Agent: cfg.path(AgentPath), AgentArgs: strings.Join(cfg.agentArgs(), " "),
 		AgentURL: cfg.AgentURL, AgentSHA256: cfg.AgentSHA256,
 		CACert: cfg.path(CACertPath), BinDir: cfg.path(filepath.Dir(AgentPath)), Unit: UnitName,
+		NoTokenStatus: AgentExitNoToken,
 	}
 	unit, err := execute(unitTmpl, td)
 	if err != nil {
@@ -158,6 +159,7 @@ type tmplData struct {
 	Agent, AgentArgs      string // the agent's path and flags
 	AgentURL, AgentSHA256 string
 	CACert, BinDir, Unit  string
+	NoTokenStatus         int
 }
 
 func execute(t *template.Template, td tmplData) (string, error) {
@@ -169,9 +171,10 @@ func execute(t *template.Template, td tmplData) (string, error) {
 }
 
 // unitTmpl is the agent's systemd unit. The agent stops its tasks itself
-// on SIGTERM (KillMode=mixed); Restart=always also restarts it after a
-// refused registration, which the coordinator reports until it deletes the
-// machine.
+// on SIGTERM (KillMode=mixed). It is restarted whatever ends it, except
+// exit status AgentExitNoToken: a join token that is refused (or a
+// machine that failed the provider's check) stays refused, and a machine
+// that never registers is deleted by the coordinator after its deadline.
 var unitTmpl = template.Must(template.New("unit").Parse(`[Unit]
 Description=CloudML node agent
 Documentation=https://github.com/cloudml/cloudml
@@ -183,6 +186,7 @@ StartLimitIntervalSec=0
 ExecStart={{.Agent}} {{.AgentArgs}}
 Restart=always
 RestartSec=5
+RestartPreventExitStatus={{.NoTokenStatus}}
 KillMode=mixed
 
 [Install]

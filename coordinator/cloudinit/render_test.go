@@ -158,7 +158,7 @@ func TestRenderKeysAreCloudInits(t *testing.T) {
 		t.Errorf("CA file = %q, want the CA certificate", got)
 	}
 	unit := cc.File(UnitPath).Content
-	for _, want := range []string{"\nRestart=always\n", "\nWantedBy=multi-user.target\n", "\nExecStart=" + AgentPath + " "} {
+	for _, want := range []string{"\nRestart=always\n", "\nRestartPreventExitStatus=3\n", "\nWantedBy=multi-user.target\n", "\nExecStart=" + AgentPath + " "} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("unit has no %q:\n%s", want, unit)
 		}

@@ -197,3 +197,31 @@ func TestBootstrapRefusesAnAgentWithAnotherHash(t *testing.T) {
 		t.Errorf("temporary files left: %v", leftovers)
 	}
 }
+
+// TestUnitPassesSystemdAnalyze: systemd reads the unit without a warning
+// (cloud-init's schema does not look inside the files it writes).
+func TestUnitPassesSystemdAnalyze(t *testing.T) {
+	bin := testutil.NeedBinary(t, "systemd-analyze")
+	root := t.TempDir()
+	cfg, _ := testConfig(t)
+	cfg.root = root
+	cc, err := Parse(mustRender(t, cfg).Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := filepath.Join(t.TempDir(), UnitName)
+	if err := os.WriteFile(unit, []byte(cc.File(root+UnitPath).Content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agent := filepath.Join(root, AgentPath)
+	if err := os.MkdirAll(filepath.Dir(agent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(agent, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "verify", "--man=no", unit).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
