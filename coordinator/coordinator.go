@@ -215,7 +215,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	defer dl.close()
+	defer c.closeDownloads(dl)
 	addrs := []string{c.cfg.ListenAddr, c.cfg.AdvertiseAddr}
 	for _, l := range listeners {
 		addrs = append(addrs, l.Addr().String())

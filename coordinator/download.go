@@ -222,13 +222,15 @@ type downloadServer struct {
 	caPEM []byte
 	log   hclog.Logger
 	slots chan struct{}
-	done  chan struct{}
+	// started is set by serveDownloads; done is closed when serving ends.
+	started bool
+	done    chan struct{}
 }
 
 // listenDownloads opens the agent binary and the download listener, or
 // returns nil when Download.Listen is empty. Run serves it once the server
 // certificate exists (serveDownloads) and stops it when it returns
-// (close).
+// (closeDownloads).
 func (c *Coordinator) listenDownloads() (*downloadServer, error) {
 	cfg := c.cfg.Download
 	if cfg.Listen == "" {
@@ -282,6 +284,7 @@ func (c *Coordinator) serveDownloads(d *downloadServer) {
 	c.addrMu.Lock()
 	c.downloads = d
 	c.addrMu.Unlock()
+	d.started = true
 	d.log.Info("serving the agent download", "addr", d.lis.Addr().String(), "agent", d.agent.path,
 		"arch", d.agent.arch, "sha256", d.agent.sha256, "bytes", d.agent.size)
 	go func() {
@@ -292,21 +295,26 @@ func (c *Coordinator) serveDownloads(d *downloadServer) {
 	}()
 }
 
-// close stops serving (downloads in flight get stopTimeout to finish) and
-// closes the binary.
-func (d *downloadServer) close() {
+// closeDownloads stops serving d (downloads in flight get stopTimeout to
+// finish) and closes the binary.
+func (c *Coordinator) closeDownloads(d *downloadServer) {
 	if d == nil {
 		return
 	}
+	c.addrMu.Lock()
+	if c.downloads == d {
+		c.downloads = nil
+	}
+	c.addrMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if err := d.srv.Shutdown(ctx); err != nil {
 		d.srv.Close()
 	}
-	select {
-	case <-d.done:
-	default:
-		d.lis.Close() // never started
+	if d.started {
+		<-d.done
+	} else {
+		d.lis.Close()
 	}
 	d.agent.f.Close()
 }

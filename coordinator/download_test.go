@@ -45,6 +45,9 @@ func runDownloads(t *testing.T, agentBin string) (*Coordinator, AgentDownload) {
 		case <-time.After(20 * time.Second):
 			t.Error("Run did not return")
 		}
+		if _, err := c.AgentDownload(); err != ErrNoDownload {
+			t.Errorf("AgentDownload after Run = %v, want ErrNoDownload", err)
+		}
 		c.Close()
 	})
 	var dl AgentDownload
