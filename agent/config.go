@@ -33,10 +33,19 @@ type Config struct {
 	WorkDir string
 	// Slots is how many tasks the node runs at once; default runtime.NumCPU().
 	Slots int
-	// Hostname is reported at registration; default os.Hostname().
+	// Hostname is reported at registration; default os.Hostname(), or the
+	// droplet's name when MetadataURL is set.
 	Hostname string
-	// Address is the address the node advertises; default "127.0.0.1".
+	// Address is the address the node advertises; default "127.0.0.1", or
+	// the droplet's private (else public) IPv4 address when MetadataURL is
+	// set.
 	Address string
+	// MetadataURL is the base URL of the DigitalOcean droplet metadata
+	// service (dropletmeta.DefaultURL on a droplet); empty means no lookup.
+	// When set, the agent reads its droplet id there before it registers
+	// and reports it (RegisterRequest.provider_id) for the coordinator to
+	// check, and takes Hostname and Address from there unless they are set.
+	MetadataURL string
 	// Logger is the root logger; nil discards logs.
 	Logger hclog.Logger
 	// DialOptions are added when dialing (tests add a bufconn dialer). The
@@ -112,10 +121,12 @@ func (c Config) withDefaults() Config {
 	if c.Slots == 0 {
 		c.Slots = d.Slots
 	}
-	if c.Hostname == "" {
+	// With MetadataURL they come from the droplet at registration
+	// (droplet.go).
+	if c.Hostname == "" && c.MetadataURL == "" {
 		c.Hostname = d.Hostname
 	}
-	if c.Address == "" {
+	if c.Address == "" && c.MetadataURL == "" {
 		c.Address = d.Address
 	}
 	if c.BackoffMin == 0 {
@@ -209,6 +220,8 @@ func (c *Config) Validate() error {
 		return bad("backoff bounds %v..%v are not increasing", c.BackoffMin, c.BackoffMax)
 	case c.LogBatchBytes < 0 || c.LogBatchBytes > 2<<20:
 		return bad("log batch size %d is not within 1 B..2 MiB", c.LogBatchBytes)
+	case c.MetadataURL != "" && !isHTTPURL(c.MetadataURL):
+		return bad("metadata URL %q is not an http:// or https:// URL", c.MetadataURL)
 	case c.SwarmRoot != "" && !filepath.IsAbs(c.SwarmRoot):
 		return bad("swarm root %q is not an absolute path", c.SwarmRoot)
 	case c.LogFlushInterval < 0 || c.CallTimeout < 0 || c.KillGrace < 0 || c.ServiceWatch < 0:

@@ -33,6 +33,7 @@ type fakeCoord struct {
 	known       map[string]bool // node ids it registered
 	refuse      map[string]bool // node ids whose certificates it refuses
 	registers   int
+	registered  []*cloudmlv1.RegisterRequest // every accepted Register
 	renewals    int
 	certTTL     time.Duration // of the node certificates it issues; default 1h
 	sessionReqs []*cloudmlv1.SessionRequest
@@ -128,6 +129,7 @@ func (f *fakeCoord) Register(ctx context.Context, req *cloudmlv1.RegisterRequest
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.registers++
+	f.registered = append(f.registered, req)
 	id := fmt.Sprintf("node-%d", f.registers)
 	cert := f.pki.Sign(req.GetCsr(), pki.RoleNode, id, f.ttl())
 	f.known[id] = true

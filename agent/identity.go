@@ -192,6 +192,10 @@ func (a *Agent) ensureIdentity(ctx context.Context) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
+	cl, err := a.registrationClaims(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var pinned *x509.Certificate
 	tlsCfg, err := pki.PinnedTLS(tok.CAFingerprint, func(c *x509.Certificate) { pinned = c })
 	if err != nil {
@@ -207,8 +211,8 @@ func (a *Agent) ensureIdentity(ctx context.Context) (*identity, error) {
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 		resp, err := client.Register(callCtx, &cloudmlv1.RegisterRequest{
-			JoinToken: a.cfg.JoinToken, Csr: csr, Hostname: a.cfg.Hostname, Address: a.cfg.Address,
-			Slots: int32(a.cfg.Slots), MemoryBytes: a.memory, Runtime: a.runtimeName(),
+			JoinToken: a.cfg.JoinToken, Csr: csr, Hostname: cl.hostname, Address: cl.address,
+			Slots: int32(a.cfg.Slots), MemoryBytes: a.memory, Runtime: a.runtimeName(), ProviderId: cl.providerID,
 		})
 		cancel()
 		switch {
@@ -220,7 +224,7 @@ func (a *Agent) ensureIdentity(ctx context.Context) (*identity, error) {
 			if err != nil {
 				return nil, err
 			}
-			a.log.Info("registered", "node_id", id.NodeID, "token_id", tok.ID, "certificate_expires", id.leaf.NotAfter)
+			a.log.Info("registered", "node_id", id.NodeID, "token_id", tok.ID, "provider_id", cl.providerID, "certificate_expires", id.leaf.NotAfter)
 			return id, nil
 		case status.Code(err) == codes.Unauthenticated:
 			return nil, fmt.Errorf("%w: %s", ErrBadToken, status.Convert(err).Message())

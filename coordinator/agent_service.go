@@ -29,16 +29,29 @@ type agentServer struct {
 // Register trades a join token and a CSR for a node identity and
 // certificate.
 func (s *agentServer) Register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
-	resp, err := s.c.register(req)
+	resp, err := s.c.register(ctx, req)
 	return resp, toStatus(err)
 }
 
-// register creates a node for a valid join token. The token's use and the
-// node are stored in one transaction, and registrations are serialised, so
-// a single-use token registers one node however many try at once.
-func (c *Coordinator) register(req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
+// register creates a node for a valid join token, once Config.VerifyNode
+// (verify.go) accepts the machine. The token's use and the node are stored
+// in one transaction, and registrations are serialised, so a single-use
+// token registers one node however many try at once.
+func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
 	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
 		return nil, errorf(ErrInvalid, "register: %v", err)
+	}
+	if len(req.GetProviderId()) > maxProviderID {
+		return nil, errorf(ErrInvalid, "register: provider id of %d bytes is longer than %d", len(req.GetProviderId()), maxProviderID)
+	}
+	if c.cfg.VerifyNode != nil {
+		tok, err := c.useToken(req.GetJoinToken(), time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := c.verifyNode(ctx, req, tok.ID, tok.Label); err != nil {
+			return nil, err
+		}
 	}
 	au := c.trust
 	au.registerMu.Lock()
@@ -65,6 +78,7 @@ func (c *Coordinator) register(req *cloudmlv1.RegisterRequest) (*cloudmlv1.Regis
 		MaxSlots:       maxSlots,
 		MaxMemoryBytes: maxMem,
 		Runtime:        req.GetRuntime(),
+		ProviderID:     req.GetProviderId(),
 		CertSerial:     issued.Serial,
 		CertExpireTime: issued.Cert.NotAfter,
 		Token:          tok.ID,
@@ -83,7 +97,7 @@ func (c *Coordinator) register(req *cloudmlv1.RegisterRequest) (*cloudmlv1.Regis
 	au.mu.Unlock()
 	au.setNode(rec)
 	c.nodes[rec.ID] = &nodeEntry{rec: rec, lastSeen: now, persistedSeen: now, sessionEnd: now}
-	c.log.Info("node registered", "node_id", rec.ID, "hostname", rec.Hostname, "slots", rec.Slots, "token_id", tok.ID)
+	c.log.Info("node registered", "node_id", rec.ID, "hostname", rec.Hostname, "slots", rec.Slots, "token_id", tok.ID, "provider_id", rec.ProviderID)
 	if req.GetSlots() > rec.Slots {
 		c.log.Warn("node claimed more slots than its cap", "node_id", rec.ID, "claimed", req.GetSlots(), "cap", rec.Slots)
 	}

@@ -80,6 +80,17 @@ type Config struct {
 	Local local.Config
 	// Netns configures the netns provider.
 	Netns netnsprov.Config
+	// Download serves the agent binary over HTTPS to the machines a cloud
+	// provider creates (download.go); off unless Download.Listen is set.
+	Download DownloadConfig
+	// VerifyNode, when set, checks every registering machine (its
+	// provider id, the address it connects from, its token) before it gets
+	// a node certificate: an error refuses it with UNAUTHENTICATED and the
+	// error's message, creates no node and leaves the token unused (one
+	// wrapping ErrVerifyUnavailable answers UNAVAILABLE, which the agent
+	// retries). nil accepts every machine whose token is valid. See
+	// verify.go.
+	VerifyNode VerifyNodeFunc
 	// Logger is the root logger; nil means no logging.
 	Logger hclog.Logger
 	// Version is reported by GetClusterInfo.

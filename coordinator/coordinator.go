@@ -53,8 +53,9 @@ type Coordinator struct {
 	notifyMu sync.Mutex // protects waiters
 	waiters  map[string]chan struct{}
 
-	addrMu sync.Mutex // protects addr
-	addr   string
+	addrMu    sync.Mutex // protects addr, downloads
+	addr      string
+	downloads *downloadServer // the agent download endpoint (download.go); nil when off
 
 	done chan struct{} // closed when Serve begins stopping
 }
@@ -207,16 +208,26 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.addrMu.Lock()
 	c.addr = lis.Addr().String()
 	c.addrMu.Unlock()
+	dl, err := c.listenDownloads() // download.go; nil when off
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return err
+	}
+	defer c.closeDownloads(dl)
 	addrs := []string{c.cfg.ListenAddr, c.cfg.AdvertiseAddr}
 	for _, l := range listeners {
 		addrs = append(addrs, l.Addr().String())
 	}
+	addrs = append(addrs, dl.addrs()...)
 	if err := c.prepareTrust(addrs...); err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
 		return err
 	}
+	c.serveDownloads(dl)
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	defer stopServe()
 	provCtx, stopProv := context.WithCancel(ctx)

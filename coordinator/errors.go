@@ -83,7 +83,7 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested), errors.Is(err, ErrNotEnded),
 		errors.Is(err, ErrInUse):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrVerifyUnavailable):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled

@@ -64,6 +64,7 @@ func main() {
 	f.cfg.Version = version
 	f.cfg.Netns.Nodes, f.cfg.Netns.Slots, f.cfg.Netns.AgentBinary = f.cfg.Local.Nodes, f.cfg.Local.Slots, f.cfg.Local.AgentBinary
 	f.cfg.Netns.LogLevel = f.cfg.Local.LogLevel
+	f.cfg.Download.AgentBinary = f.cfg.Local.AgentBinary
 	if f.peers != "" {
 		f.cfg.SwarmPeerCIDRs = strings.Split(f.peers, ",")
 	}
@@ -139,7 +140,8 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.cfg.Provider, "provider", f.cfg.Provider, "node provider: local, netns or none")
 	fs.IntVar(&f.cfg.Local.Nodes, "nodes", f.cfg.Local.Nodes, "local and netns providers: number of nodes to start")
 	fs.IntVar(&f.cfg.Local.Slots, "slots", f.cfg.Local.Slots, "local and netns providers: task slots per agent (0: the agent's CPU count)")
-	fs.StringVar(&f.cfg.Local.AgentBinary, "agent-bin", f.cfg.Local.AgentBinary, "local and netns providers: path of cloudml-agent (default: beside this binary, then PATH)")
+	fs.StringVar(&f.cfg.Local.AgentBinary, "agent-bin", f.cfg.Local.AgentBinary, "path of cloudml-agent, which the local and netns providers start and --download-listen serves (default: beside this binary, then PATH)")
+	fs.StringVar(&f.cfg.Download.Listen, "download-listen", "", "HTTPS address serving cloudml-agent (GET /v1/agent/linux-amd64) and the CA (GET /v1/ca.crt) to the machines a cloud provider creates, with the server certificate and no client certificate, e.g. :7444 (default: none)")
 	fs.StringVar(&f.cfg.Netns.Name, "netns-name", f.cfg.Netns.Name, "netns provider: prefix of the namespaces, bridge and rules (two clusters on one machine need different names)")
 	fs.StringVar(&f.cfg.Netns.Subnet, "netns-subnet", "", "netns provider: bridge subnet, e.g. 10.213.7.0/24 (default: the first free 10.213.X.0/24); the host side is .1")
 	fs.StringVar(&f.peers, "swarm-peers", "", "comma-separated CIDRs the agents open the swarm ports to (default: any; netns: the cluster's subnet)")

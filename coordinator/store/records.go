@@ -17,6 +17,10 @@ type Node struct {
 	Slots       int32  `json:"slots"`
 	MemoryBytes int64  `json:"memory_bytes"`
 	Runtime     string `json:"runtime"`
+	// ProviderID is the machine's id at its provider (a droplet id) as it
+	// reported it at registration, checked by the coordinator's
+	// VerifyNode hook; empty when it reported none.
+	ProviderID string `json:"provider_id,omitempty"`
 	// CertSerial and PrevCertSerial are the hex serials of the node's
 	// current certificate and the one it renewed last; a node certificate
 	// with any other serial is refused.

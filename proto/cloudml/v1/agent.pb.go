@@ -95,7 +95,17 @@ type RegisterRequest struct {
 	// MemoryBytes is the node's memory, capped like slots.
 	MemoryBytes int64 `protobuf:"varint,5,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	// Runtime names the node's task runtime ("process", "docker").
-	Runtime       string `protobuf:"bytes,6,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Runtime string `protobuf:"bytes,6,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// ProviderId is the machine's id at its provider, as the machine itself
+	// learnt it (for DigitalOcean, the droplet id from the droplet metadata
+	// service); empty when the agent was not asked to look it up. It is a
+	// claim, not a proof: the coordinator hands it, with the address the
+	// connection comes from, to its provider's check (for DigitalOcean: the
+	// droplet exists, carries this cluster's tags and has that address)
+	// before it issues a node certificate, and refuses the node if the check
+	// fails. The single-use join token that came in the machine's user-data
+	// is the other half of the proof. At most 128 bytes.
+	ProviderId    string `protobuf:"bytes,9,opt,name=provider_id,json=providerId,proto3" json:"provider_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,6 +185,13 @@ func (x *RegisterRequest) GetMemoryBytes() int64 {
 func (x *RegisterRequest) GetRuntime() string {
 	if x != nil {
 		return x.Runtime
+	}
+	return ""
+}
+
+func (x *RegisterRequest) GetProviderId() string {
+	if x != nil {
+		return x.ProviderId
 	}
 	return ""
 }
@@ -2273,7 +2290,7 @@ var File_cloudml_v1_agent_proto protoreflect.FileDescriptor
 const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x16cloudml/v1/agent.proto\x12\n" +
-	"cloudml.v1\x1a\x14cloudml/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n" +
+	"cloudml.v1\x1a\x14cloudml/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x02\n" +
 	"\x0fRegisterRequest\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\a \x01(\tR\tjoinToken\x12\x10\n" +
@@ -2282,7 +2299,9 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05slots\x18\x04 \x01(\x05R\x05slots\x12!\n" +
 	"\fmemory_bytes\x18\x05 \x01(\x03R\vmemoryBytes\x12\x18\n" +
-	"\aruntime\x18\x06 \x01(\tR\aruntimeJ\x04\b\x01\x10\x02R\x0fbootstrap_token\"\x8b\x01\n" +
+	"\aruntime\x18\x06 \x01(\tR\aruntime\x12\x1f\n" +
+	"\vprovider_id\x18\t \x01(\tR\n" +
+	"providerIdJ\x04\b\x01\x10\x02R\x0fbootstrap_token\"\x8b\x01\n" +
 	"\x10RegisterResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12 \n" +
 	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12%\n" +
