@@ -5,7 +5,7 @@
 #   scripts/deps.sh --swarm  also what the swarm needs (docker.io, ufw, ...)
 set -euo pipefail
 
-pkgs=(octave gnuplot-nox fonts-freefont-otf ghostscript busybox-static iproute2 tcpdump)
+pkgs=(octave gnuplot-nox fonts-freefont-otf ghostscript busybox-static iproute2 tcpdump cloud-init systemd)
 if [ "${1:-}" = "--swarm" ]; then
   pkgs+=(docker.io iptables ufw debootstrap)
 fi
