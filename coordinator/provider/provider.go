@@ -204,8 +204,9 @@ const (
 
 // Node is a machine a provider made, as it lists it.
 type Node struct {
-	// ID is the provider's id (local: "node-3"; netns: the namespace;
-	// DigitalOcean: the droplet id). Delete takes it.
+	// ID is the provider's id (local: "node-3"; netns: "<namespace>-<k>";
+	// DigitalOcean: the droplet id). Delete takes it. No other node gets
+	// it later (local, netns: within one start of the coordinator).
 	ID string
 	// Name is the node's name (hostname); its join token's label.
 	Name string

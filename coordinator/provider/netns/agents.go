@@ -53,7 +53,8 @@ func (p *Provider) started() (*local.Agents, error) {
 }
 
 // Create starts req.Count agents, each in the first namespace that has
-// none, with join tokens labelled "netns <namespace>" and capped at
+// none (node id "<namespace>-<k>" for the namespace's k-th node), with
+// join tokens labelled "netns <namespace>" and capped at
 // req.Slots (or Config.Slots); ErrCapacity when fewer namespaces are free.
 // It knows one size, "" (a namespace). On error the nodes returned run; no
 // other was made.
@@ -71,9 +72,12 @@ func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) ([]pr
 	p.createMu.Lock()
 	defer p.createMu.Unlock()
 	c := p.Cluster()
+	if p.ids == nil {
+		p.ids, p.gens = make([]string, len(c.Nodes())), make([]int, len(c.Nodes()))
+	}
 	var free []int
-	for idx, node := range c.Nodes() {
-		if !agents.Has(node.Name) {
+	for idx, id := range p.ids {
+		if id == "" || !agents.Has(id) {
 			free = append(free, idx)
 		}
 	}
@@ -91,10 +95,13 @@ func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) ([]pr
 			return made, err
 		}
 		node, i := c.Nodes()[idx], idx+1
+		p.gens[idx]++
+		id := node.Name + "-" + strconv.Itoa(p.gens[idx])
+		p.ids[idx] = id
 		args := p.Args(i, addr, node, slots)
 		ip, _ := netip.ParseAddr(node.Addr)
 		n, err := agents.Start(local.Agent{
-			Node:  provider.Node{ID: node.Name, Name: node.Name, Pool: req.Pool, Request: req.Request, PrivateIP: ip},
+			Node:  provider.Node{ID: id, Name: node.Name, Pool: req.Pool, Request: req.Request, PrivateIP: ip},
 			Label: "netns " + node.Name, Slots: slots, WorkDir: p.workDir(i),
 			Command: func() *exec.Cmd { return c.Command(context.Background(), idx, bin, args...) },
 			Env:     p.cfg.Env,
@@ -120,7 +127,7 @@ func (p *Provider) Delete(ctx context.Context, ids []string) error {
 	return agents.Delete(ids)
 }
 
-// List returns the namespaces that run an agent, sorted by name.
+// List returns the nodes (namespaces that run an agent), sorted by id.
 func (p *Provider) List(ctx context.Context) ([]provider.Node, error) {
 	agents, err := p.started()
 	if err != nil {

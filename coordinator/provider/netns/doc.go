@@ -23,5 +23,6 @@
 // The namespaces are the machines: --nodes of them, made once. Node i
 // (1-based, like the local provider) runs its agent with --work-dir
 // WorkDir/node-i, --address its bridge address, --hostname its namespace's
-// name (also its provider id) and DOCKER_HOST set to its own daemon.
+// name and DOCKER_HOST set to its own daemon; its provider id is
+// "<namespace>-<k>" for the namespace's k-th node.
 package netns

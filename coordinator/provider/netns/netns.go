@@ -85,7 +85,9 @@ func (c *Config) clusterConfig(log hclog.Logger) cluster.Config {
 
 // Provider runs a namespace cluster: its namespaces and daemons are made
 // once (Prepare or Start) and are the machines; a node is an agent started
-// in a namespace that has none, with provider id the namespace's name.
+// in a namespace that has none. Its provider id, "<namespace>-<k>", is not
+// reused when a later node runs in the same namespace; its name is the
+// namespace's.
 type Provider struct {
 	cfg Config
 	log hclog.Logger
@@ -97,7 +99,9 @@ type Provider struct {
 	agents  *local.Agents // nil before Start
 	closed  bool
 
-	createMu sync.Mutex // one create picks free namespaces at a time
+	createMu sync.Mutex // protects ids, gens: one create picks free namespaces at a time
+	ids      []string   // by namespace index: the id of its last node
+	gens     []int      // by namespace index: how many nodes it had
 }
 
 var (

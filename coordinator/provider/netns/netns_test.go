@@ -118,7 +118,7 @@ func TestRunStartsAgentsInNamespacesAndTearsDown(t *testing.T) {
 
 	nodes := p.Cluster().Nodes()
 	for i, n := range made {
-		if n.ID != nodes[i].Name || n.PrivateIP.String() != nodes[i].Addr {
+		if n.ID != nodes[i].Name+"-1" || n.Name != nodes[i].Name || n.PrivateIP.String() != nodes[i].Addr {
 			t.Errorf("node %d = %+v, want namespace %s at %s", i, n, nodes[i].Name, nodes[i].Addr)
 		}
 	}
