@@ -46,8 +46,8 @@ type Provider interface {
 	Start(ctx context.Context, t Target) error
 
 	// Create makes req.Count nodes in pool req.Pool and returns them.
-	// Each node gets its own join token from Target.MintToken (label: the
-	// node's name; slots: req.Slots or the size's), and carries
+	// Each node gets its own join token from Target.MintToken (a label
+	// naming the node; slots: req.Slots or the size's), and carries
 	// req.Request, so that List finds it if the response is lost.
 	// On error, the nodes returned exist; others the request made may
 	// exist too (DigitalOcean: a create whose response was lost), and
