@@ -7,20 +7,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/cloudml/cloudml/coordinator/provider/local"
-	netnsprov "github.com/cloudml/cloudml/coordinator/provider/netns"
+	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/internal/bucket"
-)
-
-// Provider names.
-const (
-	// ProviderLocal starts agents as child processes on this machine.
-	ProviderLocal = "local"
-	// ProviderNone starts no agents; they are started by hand.
-	ProviderNone = "none"
-	// ProviderNetns builds a multi-node Docker cluster on this machine: one
-	// network namespace, dockerd and agent per node (root and docker.io).
-	ProviderNetns = "netns"
 )
 
 // Config configures a Coordinator.
@@ -71,15 +59,24 @@ type Config struct {
 	ImageExportIdle time.Duration
 	// Limits bound every input: request, spec, log and image sizes.
 	Limits Limits
-	// Provider is "local" or "none".
-	Provider string
+	// Provider makes and removes the nodes (cmd/coordinator builds it from
+	// its registry); nil means provider.None: agents are started
+	// elsewhere. Run starts it and closes it; GetClusterInfo reports its
+	// name.
+	Provider provider.Provider
+	// Nodes is how many nodes Run asks the provider for at start, in
+	// provider.DefaultPool; nodes it already has there count. 0: none.
+	Nodes int
+	// ReconcileInterval is how often Run reconciles the provider's nodes
+	// with the ones it asked for (it also does at start); default 1m.
+	ReconcileInterval time.Duration
+	// KeepStrays makes the reconciler only report the provider's nodes
+	// that the coordinator did not ask for, instead of deleting them.
+	KeepStrays bool
 	// SwarmPeerCIDRs are the cluster's addresses: agents open the swarm
-	// ports to these only (empty: to any address).
+	// ports to these only (empty: to any address, or those the provider
+	// gives: netns's subnet).
 	SwarmPeerCIDRs []string
-	// Local configures the local provider.
-	Local local.Config
-	// Netns configures the netns provider.
-	Netns netnsprov.Config
 	// Download serves the agent binary over HTTPS to the machines a cloud
 	// provider creates (download.go); off unless Download.Listen is set.
 	Download DownloadConfig
@@ -112,9 +109,8 @@ func DefaultConfig() Config {
 		StartDeadline:      5 * time.Minute,
 		EndGrace:           2 * time.Minute,
 		Limits:             DefaultLimits(),
-		Provider:           ProviderNone,
-		Local:              local.DefaultConfig(),
-		Netns:              netnsprov.DefaultConfig(),
+		Provider:           provider.None{},
+		ReconcileInterval:  time.Minute,
 	}
 }
 
@@ -168,19 +164,14 @@ func (c *Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	switch c.Provider {
-	case "", ProviderNone:
-		c.Provider = ProviderNone
-	case ProviderLocal:
-		if err := c.Local.Validate(); err != nil {
-			return fmt.Errorf("config: local provider: %w", err)
-		}
-	case ProviderNetns:
-		if err := c.Netns.Validate(); err != nil {
-			return fmt.Errorf("config: netns provider: %w", err)
-		}
-	default:
-		return fmt.Errorf("config: unknown provider %q (want %q, %q or %q)", c.Provider, ProviderLocal, ProviderNetns, ProviderNone)
+	if c.Provider == nil {
+		c.Provider = provider.None{}
+	}
+	if c.Nodes < 0 {
+		return fmt.Errorf("config: nodes must not be negative, got %d", c.Nodes)
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

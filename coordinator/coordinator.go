@@ -21,8 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloudml/cloudml/coordinator/imagestore"
-	"github.com/cloudml/cloudml/coordinator/provider/local"
-	netnsprov "github.com/cloudml/cloudml/coordinator/provider/netns"
+	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/grpcopt"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -177,43 +176,35 @@ func (c *Coordinator) Addr() string {
 	return c.addr
 }
 
-// Run listens on ListenAddr, serves, and starts the provider once serving.
-// It returns when ctx ends (after stopping agents and the server) or when
-// serving or the provider fails.
+// Run serves and drives the provider. A provider.Preparer first builds
+// what must exist before the coordinator listens (netns: its namespaces,
+// whose bridge Run listens on too). Once serving, Run starts the provider,
+// reconciles its nodes, asks for cfg.Nodes of them, and reconciles every
+// ReconcileInterval. It returns when ctx ends (after closing the provider,
+// which stops local agents, then the server) or when serving or the
+// provider fails.
 func (c *Coordinator) Run(ctx context.Context) error {
-	var nsp *netnsprov.Provider
-	if c.cfg.Provider == ProviderNetns {
-		p, err := c.setupNetns(ctx)
-		if err != nil {
-			return err
+	p := c.cfg.Provider
+	var prepared provider.Prepared
+	if prep, ok := p.(provider.Preparer); ok {
+		var err error
+		if prepared, err = prep.Prepare(ctx); err != nil {
+			return errors.Join(fmt.Errorf("%s provider: %w", p.Name(), err), p.Close())
 		}
-		nsp = p
-		defer nsp.Close()
+		if len(c.cfg.SwarmPeerCIDRs) == 0 {
+			c.cfg.SwarmPeerCIDRs = prepared.PeerCIDRs
+		}
 	}
-	lis, err := net.Listen("tcp", c.cfg.ListenAddr)
+	listeners, err := c.listen(prepared.NodeListen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.cfg.ListenAddr, err)
+		return errors.Join(err, p.Close())
 	}
-	listeners := []net.Listener{lis}
-	if nsp != nil {
-		// Agents in the namespaces reach the host only through the bridge;
-		// clients keep using ListenAddr (loopback by default).
-		agentLis, err := net.Listen("tcp", nsp.ListenAddr(0))
-		if err != nil {
-			lis.Close()
-			return fmt.Errorf("listen on the cluster bridge: %w", err)
-		}
-		listeners = append(listeners, agentLis)
-	}
-	c.addrMu.Lock()
-	c.addr = lis.Addr().String()
-	c.addrMu.Unlock()
 	dl, err := c.listenDownloads() // download.go; nil when off
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
-		return err
+		return errors.Join(err, p.Close())
 	}
 	defer c.closeDownloads(dl)
 	addrs := []string{c.cfg.ListenAddr, c.cfg.AdvertiseAddr}
@@ -225,7 +216,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		for _, l := range listeners {
 			l.Close()
 		}
-		return err
+		return errors.Join(err, p.Close())
 	}
 	c.serveDownloads(dl)
 	serveCtx, stopServe := context.WithCancel(context.Background())
@@ -238,58 +229,70 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		stopProv()
 		serveErr <- err
 	}()
-	c.log.Info("coordinator serving", "addr", c.Addr(), "provider", c.cfg.Provider)
-	var provErr error
-	switch c.cfg.Provider {
-	case ProviderLocal:
-		provErr = c.runLocal(provCtx)
-	case ProviderNetns:
-		if provErr = nsp.Run(provCtx, netnsprov.Target{Addr: listeners[1].Addr().String(), MintToken: c.providerToken}); provErr != nil {
-			provErr = fmt.Errorf("netns provider: %w", provErr)
-		}
+	c.log.Info("coordinator serving", "addr", c.Addr(), "provider", p.Name())
+	t := provider.Target{Addr: dialAddr(c.Addr()), Advertise: c.cfg.AdvertiseAddr, CACertPEM: c.CACertPEM(), MintToken: c.providerToken}
+	if len(listeners) > 1 {
+		t.Addr = listeners[1].Addr().String()
+	}
+	var loops sync.WaitGroup
+	provErr := c.startProvider(provCtx, t, &loops)
+	if provErr != nil && provCtx.Err() != nil && errors.Is(provErr, context.Canceled) {
+		provErr = nil // stopped while it started
 	}
 	if provErr != nil {
 		c.log.Error("provider failed", "error", provErr)
 		stopProv()
 	}
 	<-provCtx.Done()
+	loops.Wait()
+	closeErr := p.Close()
+	if closeErr != nil {
+		closeErr = fmt.Errorf("close %s provider: %w", p.Name(), closeErr)
+	}
 	stopServe()
-	return errors.Join(provErr, <-serveErr)
+	return errors.Join(provErr, closeErr, <-serveErr)
 }
 
-// setupNetns builds the namespace cluster before the coordinator listens,
-// so it can listen on the cluster's bridge; swarm ports are opened to the
-// cluster's subnet only.
-func (c *Coordinator) setupNetns(ctx context.Context) (*netnsprov.Provider, error) {
-	nc := c.cfg.Netns
-	if nc.WorkDir == "" {
-		nc.WorkDir = filepath.Join(c.cfg.StateDir, "nodes")
-	}
-	p, err := netnsprov.New(nc, c.log.Named("netns"))
+// listen listens on ListenAddr and, when nodeListen is set, on it too (the
+// provider's nodes dial that one).
+func (c *Coordinator) listen(nodeListen string) ([]net.Listener, error) {
+	lis, err := net.Listen("tcp", c.cfg.ListenAddr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listen on %s: %w", c.cfg.ListenAddr, err)
 	}
-	if err := p.Setup(ctx); err != nil {
-		return nil, err
+	listeners := []net.Listener{lis}
+	if nodeListen != "" {
+		// Agents in netns's namespaces reach the host only through the
+		// bridge; clients keep using ListenAddr (loopback by default).
+		nodeLis, err := net.Listen("tcp", nodeListen)
+		if err != nil {
+			lis.Close()
+			return nil, fmt.Errorf("listen on %s for the %s provider's nodes: %w", nodeListen, c.cfg.Provider.Name(), err)
+		}
+		listeners = append(listeners, nodeLis)
 	}
-	if len(c.cfg.SwarmPeerCIDRs) == 0 {
-		c.cfg.SwarmPeerCIDRs = []string{p.Cluster().Subnet().String()}
-	}
-	return p, nil
+	c.addrMu.Lock()
+	c.addr = lis.Addr().String()
+	c.addrMu.Unlock()
+	return listeners, nil
 }
 
-func (c *Coordinator) runLocal(ctx context.Context) error {
-	lc := c.cfg.Local
-	if lc.WorkDir == "" {
-		lc.WorkDir = filepath.Join(c.cfg.StateDir, "nodes")
+// startProvider starts the provider, reconciles its nodes with an empty
+// book (the nodes of an earlier run are strays), asks for cfg.Nodes, and
+// starts the periodic reconciler in loops, which ends with ctx.
+func (c *Coordinator) startProvider(ctx context.Context, t provider.Target, loops *sync.WaitGroup) error {
+	p := c.cfg.Provider
+	if err := p.Start(ctx, t); err != nil {
+		return fmt.Errorf("%s provider: %w", p.Name(), err)
 	}
-	p, err := local.New(lc, c.log.Named("local"))
-	if err != nil {
-		return fmt.Errorf("local provider: %w", err)
+	fleet := provider.NewFleet(p, c.log.Named("fleet"), c.cfg.KeepStrays)
+	if _, err := fleet.Reconcile(ctx); err != nil {
+		return fmt.Errorf("%s provider: %w", p.Name(), err)
 	}
-	if err := p.Run(ctx, local.Target{Addr: dialAddr(c.Addr()), MintToken: c.providerToken}); err != nil {
-		return fmt.Errorf("local provider: %w", err)
+	if _, err := fleet.Ensure(ctx, provider.DefaultPool, c.cfg.Nodes); err != nil {
+		return fmt.Errorf("%s provider: %w", p.Name(), err)
 	}
+	loops.Go(func() { fleet.Run(ctx, c.cfg.ReconcileInterval) })
 	return nil
 }
 

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -15,6 +16,9 @@ import (
 	"syscall"
 
 	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/coordinator/provider"
+	"github.com/cloudml/cloudml/coordinator/provider/local"
+	"github.com/cloudml/cloudml/coordinator/provider/netns"
 	"github.com/cloudml/cloudml/internal/jobspec"
 	"github.com/cloudml/cloudml/internal/logging"
 	"github.com/cloudml/cloudml/internal/pki"
@@ -23,21 +27,16 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-const usage = `coordinator: the CloudML control plane.
+const usageHead = `coordinator: the CloudML control plane.
 
 Usage:
   coordinator serve [flags]
 
 Serves the agent and client gRPC APIs on --listen, keeps jobs, tasks,
 attempts, nodes and logs in --state, and starts nodes with --provider:
-  local  N agents on this machine as child processes (--nodes N); tasks
-         run as plain processes
-  netns  a Docker Swarm of N nodes on this machine: one network namespace,
-         dockerd and agent per node; container jobs (--image) run as swarm
-         services (needs root, docker.io, iproute2 and iptables)
-  none   agents are started elsewhere and join with a join token
-         ('cloudml-client token create')
+`
 
+const usageTail = `
 Every connection is TLS 1.3 with client certificates. On first start the
 coordinator makes its CA in --state/pki (key 0600) and writes an admin
 credential to --admin-config, which cloudml-client finds by itself.
@@ -48,10 +47,14 @@ Example (the embedded default: local agents, a file:// bucket):
 Flags:
 `
 
+// defaultNodes is --nodes's default.
+const defaultNodes = 2
+
 func main() {
 	if len(os.Args) < 2 || os.Args[1] != "serve" {
-		fmt.Fprint(os.Stderr, usage)
-		newFlags(coordinator.DefaultConfig()).fs.PrintDefaults()
+		f := newFlags(coordinator.DefaultConfig())
+		fmt.Fprint(os.Stderr, usage(f.providers()))
+		f.fs.PrintDefaults()
 		if len(os.Args) >= 2 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help") {
 			os.Exit(0)
 		}
@@ -62,28 +65,57 @@ func main() {
 	log := logging.New("coordinator", f.level, f.json)
 	f.cfg.Logger = log
 	f.cfg.Version = version
-	f.cfg.Netns.Nodes, f.cfg.Netns.Slots, f.cfg.Netns.AgentBinary = f.cfg.Local.Nodes, f.cfg.Local.Slots, f.cfg.Local.AgentBinary
-	f.cfg.Netns.LogLevel = f.cfg.Local.LogLevel
-	f.cfg.Download.AgentBinary = f.cfg.Local.AgentBinary
+	f.cfg.Download.AgentBinary = f.local.AgentBinary
 	if f.peers != "" {
 		f.cfg.SwarmPeerCIDRs = strings.Split(f.peers, ",")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, f.cfg); err != nil {
+	if err := serve(ctx, f.cfg, f.providers(), f.provider, f.nodes); err != nil {
 		log.Error("coordinator stopped", "error", err)
 		fmt.Fprintf(os.Stderr, "coordinator: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func serve(ctx context.Context, cfg coordinator.Config) error {
-	c, err := coordinator.New(cfg)
+// serve builds the provider called name from reg, then runs a coordinator
+// with it, asking for nodes at start if the provider starts nodes.
+func serve(ctx context.Context, cfg coordinator.Config, reg *provider.Registry, name string, nodes int) error {
+	p, err := reg.New(name, provider.Env{StateDir: cfg.StateDir, Logger: cfg.Logger})
 	if err != nil {
 		return err
 	}
+	cfg.Provider = p
+	if e, _ := reg.Lookup(name); e.StartNodes {
+		cfg.Nodes = nodes
+	}
+	c, err := coordinator.New(cfg)
+	if err != nil {
+		return errors.Join(err, p.Close())
+	}
 	defer c.Close()
 	return c.Run(ctx)
+}
+
+// usage is the help text, listing reg's providers.
+func usage(reg *provider.Registry) string {
+	var b strings.Builder
+	b.WriteString(usageHead)
+	width := 0
+	for _, n := range reg.Names() {
+		width = max(width, len(n))
+	}
+	for _, e := range reg.Entries() {
+		for i, line := range strings.Split(e.Usage, "\n") {
+			name := ""
+			if i == 0 {
+				name = e.Name
+			}
+			fmt.Fprintf(&b, "  %-*s  %s\n", width, name, line)
+		}
+	}
+	b.WriteString(usageTail)
+	return b.String()
 }
 
 // bytesFlag is a byte count flag: "1Gi", "500M" or bytes.
@@ -109,15 +141,20 @@ func (b bytesFlag) Set(s string) error {
 }
 
 type flags struct {
-	fs    *flag.FlagSet
-	cfg   coordinator.Config
-	level string
-	json  bool
-	peers string
+	fs       *flag.FlagSet
+	cfg      coordinator.Config
+	level    string
+	json     bool
+	peers    string
+	provider string       // --provider
+	nodes    int          // --nodes
+	local    local.Config // --slots, --agent-bin, --agent-log-level
+	netns    netns.Config // --netns-name, --netns-subnet
 }
 
 func newFlags(cfg coordinator.Config) *flags {
-	f := &flags{fs: flag.NewFlagSet("coordinator serve", flag.ExitOnError), cfg: cfg}
+	f := &flags{fs: flag.NewFlagSet("coordinator serve", flag.ExitOnError), cfg: cfg,
+		provider: provider.NoneName, nodes: defaultNodes, local: local.DefaultConfig(), netns: netns.DefaultConfig()}
 	home, _ := os.UserHomeDir()
 	if f.cfg.StateDir == "" {
 		f.cfg.StateDir = filepath.Join(home, ".cloudml", "state")
@@ -137,20 +174,20 @@ func newFlags(cfg coordinator.Config) *flags {
 		f.cfg.MaxNodeSlots = int32(n)
 		return err
 	})
-	fs.StringVar(&f.cfg.Provider, "provider", f.cfg.Provider, "node provider: local, netns or none")
-	fs.IntVar(&f.cfg.Local.Nodes, "nodes", f.cfg.Local.Nodes, "local and netns providers: number of nodes to start")
-	fs.IntVar(&f.cfg.Local.Slots, "slots", f.cfg.Local.Slots, "local and netns providers: task slots per agent (0: the agent's CPU count)")
-	fs.StringVar(&f.cfg.Local.AgentBinary, "agent-bin", f.cfg.Local.AgentBinary, "path of cloudml-agent, which the local and netns providers start and --download-listen serves (default: beside this binary, then PATH)")
+	fs.StringVar(&f.provider, "provider", f.provider, "node provider: local, netns or none")
+	fs.IntVar(&f.nodes, "nodes", f.nodes, "local and netns providers: number of nodes to start")
+	fs.IntVar(&f.local.Slots, "slots", f.local.Slots, "local and netns providers: task slots per agent (0: the agent's CPU count)")
+	fs.StringVar(&f.local.AgentBinary, "agent-bin", f.local.AgentBinary, "path of cloudml-agent, which the local and netns providers start and --download-listen serves (default: beside this binary, then PATH)")
 	fs.StringVar(&f.cfg.Download.Listen, "download-listen", "", "HTTPS address serving cloudml-agent (GET /v1/agent/linux-amd64) and the CA (GET /v1/ca.crt) to the machines a cloud provider creates, with the server certificate and no client certificate, e.g. :7444 (default: none)")
-	fs.StringVar(&f.cfg.Netns.Name, "netns-name", f.cfg.Netns.Name, "netns provider: prefix of the namespaces, bridge and rules (two clusters on one machine need different names)")
-	fs.StringVar(&f.cfg.Netns.Subnet, "netns-subnet", "", "netns provider: bridge subnet, e.g. 10.213.7.0/24 (default: the first free 10.213.X.0/24); the host side is .1")
+	fs.StringVar(&f.netns.Name, "netns-name", f.netns.Name, "netns provider: prefix of the namespaces, bridge and rules (two clusters on one machine need different names)")
+	fs.StringVar(&f.netns.Subnet, "netns-subnet", "", "netns provider: bridge subnet, e.g. 10.213.7.0/24 (default: the first free 10.213.X.0/24); the host side is .1")
 	fs.StringVar(&f.peers, "swarm-peers", "", "comma-separated CIDRs the agents open the swarm ports to (default: any; netns: the cluster's subnet)")
 	fs.DurationVar(&f.cfg.HeartbeatPeriod, "heartbeat", f.cfg.HeartbeatPeriod, "agent heartbeat period")
 	fs.DurationVar(&f.cfg.NodeDownAfter, "node-down-after", 0, "mark a node down, and reschedule its tasks, after this long without a heartbeat or session (default: 3 heartbeat periods)")
 	fs.Var(bytesFlag{&f.cfg.Limits.AttemptLogBytes}, "max-log-bytes", "logs kept per task attempt (1Gi, 500M, bytes); beyond it the rest is dropped with a note, and stays in the attempt's results")
 	fs.Var(bytesFlag{&f.cfg.Limits.ImageBytes}, "max-image-bytes", "largest image archive a client may push or a node upload (16Gi, 500M, bytes)")
 	fs.StringVar(&f.level, "log-level", "info", "log level: trace, debug, info, warn, error")
-	fs.StringVar(&f.cfg.Local.LogLevel, "agent-log-level", "info", "log level of the agents the provider starts")
+	fs.StringVar(&f.local.LogLevel, "agent-log-level", "info", "log level of the agents the provider starts")
 	fs.BoolVar(&f.json, "log-json", false, "log as JSON")
 	return f
 }

@@ -84,9 +84,9 @@ func TestBadInput(t *testing.T) {
 		cmd.Env = append(os.Environ(), pki.JoinTokenEnv+"=wrong")
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
-		// Exit 1 on its own, well before the deadline kills it (-1).
-		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "join token refused") {
-			t.Errorf("agent with a wrong token: err %v, output %q; want exit 1 saying the join token was refused", err, out)
+		// Exit 3 (systemd does not restart it) on its own, well before the deadline kills it (-1).
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "join token refused") {
+			t.Errorf("agent with a wrong token: err %v, output %q; want exit 3 (do not restart) saying the join token was refused", err, out)
 		}
 	})
 	t.Run("store consistent", func(t *testing.T) {

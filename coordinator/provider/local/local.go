@@ -1,19 +1,25 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/cloudml/cloudml/internal/pki"
+	"github.com/cloudml/cloudml/coordinator/provider"
 )
+
+// Name is the local provider's registry name.
+const Name = "local"
 
 // DefaultAgentBinary is the agent's program name.
 const DefaultAgentBinary = "cloudml-agent"
@@ -26,9 +32,8 @@ var ErrAgentNotFound = errors.New("agent binary not found")
 
 // Config configures the local provider.
 type Config struct {
-	// Nodes is how many agents to start.
-	Nodes int
-	// Slots is passed as --slots when > 0; 0 leaves the agent's default.
+	// Slots is each agent's --slots and the cap in its join token when a
+	// create asks for none; 0 leaves the agent's default (its CPU count).
 	Slots int
 	// AgentBinary is the agent program; empty means "cloudml-agent" beside
 	// the running executable, then on PATH.
@@ -42,16 +47,13 @@ type Config struct {
 	LogLevel string
 }
 
-// DefaultConfig returns two nodes at the agent's default slots.
+// DefaultConfig returns the agent's default slots and log level "info".
 func DefaultConfig() Config {
-	return Config{Nodes: 2, LogLevel: "info"}
+	return Config{LogLevel: "info"}
 }
 
 // Validate checks the config and fills defaults.
 func (c *Config) Validate() error {
-	if c.Nodes < 1 {
-		return fmt.Errorf("nodes must be at least 1, got %d", c.Nodes)
-	}
 	if c.Slots < 0 {
 		return fmt.Errorf("slots must not be negative, got %d", c.Slots)
 	}
@@ -61,34 +63,23 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Target is where the agents connect.
-type Target struct {
-	// Addr is the coordinator's host:port.
-	Addr string
-	// MintToken makes a single-use join token for one agent start; label
-	// names the node, slots caps it (0: the coordinator's default cap).
-	MintToken func(label string, slots int) (string, error)
-}
-
-// JoinTokenEnv returns the environment entry that hands an agent a fresh
-// join token: each start gets its own (a restarted agent that already has
-// its certificate ignores it, and the token expires unused).
-func (t Target) JoinTokenEnv(label string, slots int) (string, error) {
-	if t.MintToken == nil {
-		return "", errors.New("no way to mint a join token for the agent")
-	}
-	tok, err := t.MintToken(label, slots)
-	if err != nil {
-		return "", fmt.Errorf("mint a join token for %s: %w", label, err)
-	}
-	return pki.JoinTokenEnv + "=" + tok, nil
-}
-
-// Provider runs local agents.
+// Provider runs local agents: node i is an agent process with work dir
+// WorkDir/node-i, provider id "node-i". Node numbers count up from 1 at
+// each start and are not reused within one, so a coordinator started again
+// gives node-1 its old work dir, and with it its old identity.
 type Provider struct {
 	cfg Config
 	log hclog.Logger
+
+	mu     sync.Mutex // protects bin, addr, agents, next, closed
+	bin    string
+	addr   string
+	agents *Agents // nil before Start
+	next   int     // number of the last node made
+	closed bool
 }
+
+var _ provider.Provider = (*Provider)(nil)
 
 // New returns a provider; WorkDir must be set.
 func New(cfg Config, log hclog.Logger) (*Provider, error) {
@@ -96,7 +87,7 @@ func New(cfg Config, log hclog.Logger) (*Provider, error) {
 		return nil, err
 	}
 	if cfg.WorkDir == "" {
-		return nil, errors.New("local provider: work dir is required")
+		return nil, errors.New("work dir is required")
 	}
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -104,11 +95,19 @@ func New(cfg Config, log hclog.Logger) (*Provider, error) {
 	return &Provider{cfg: cfg, log: log}, nil
 }
 
+// Name returns "local".
+func (p *Provider) Name() string { return Name }
+
 // ResolveAgent finds the agent binary: AgentBinary if set (a bare name is
 // looked up on PATH), else cloudml-agent beside the running executable,
 // else on PATH.
 func (p *Provider) ResolveAgent() (string, error) {
-	name := p.cfg.AgentBinary
+	return ResolveAgent(p.cfg.AgentBinary)
+}
+
+// ResolveAgent finds the agent binary called name (see
+// Provider.ResolveAgent); the netns provider uses it too.
+func ResolveAgent(name string) (string, error) {
 	if name == "" {
 		if exe, err := os.Executable(); err == nil {
 			beside := filepath.Join(filepath.Dir(exe), DefaultAgentBinary)
@@ -130,56 +129,135 @@ func isExecutable(path string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
 }
 
-// Args returns the argv (without the program) of node i.
-func (p *Provider) Args(i int, t Target) []string {
+// Args returns the argv (without the program) of node i's agent dialing
+// addr with slots (0: no --slots).
+func (p *Provider) Args(i int, addr string, slots int) []string {
 	args := []string{
-		"--coordinator", t.Addr,
-		"--work-dir", filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i)),
+		"--coordinator", addr,
+		"--work-dir", p.workDir(i),
 	}
-	if p.cfg.Slots > 0 {
-		args = append(args, "--slots", strconv.Itoa(p.cfg.Slots))
+	if slots > 0 {
+		args = append(args, "--slots", strconv.Itoa(slots))
 	}
 	return append(args, "--log-level", p.cfg.LogLevel)
 }
 
-// Run starts the agents and keeps them running until ctx ends (an agent
-// that exits is restarted; see Supervise), then stops them (SIGTERM,
-// SIGKILL after StopTimeout) and returns once every child exited.
-func (p *Provider) Run(ctx context.Context, t Target) error {
+func (p *Provider) workDir(i int) string {
+	return filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i))
+}
+
+// Start resolves the agent binary (ErrAgentNotFound says to run make
+// build) and binds the provider to the coordinator at t.Addr.
+func (p *Provider) Start(ctx context.Context, t provider.Target) error {
 	bin, err := p.ResolveAgent()
 	if err != nil {
 		return err
 	}
-	var agents []*Supervised
-	defer func() {
-		for _, a := range agents {
-			a.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.closed:
+		return provider.ErrNotStarted
+	case p.agents != nil:
+		return errors.New("already started")
+	}
+	p.bin, p.addr, p.agents = bin, t.Addr, NewAgents(t)
+	return nil
+}
+
+// started returns the agents, or ErrNotStarted before Start.
+func (p *Provider) started() (*Agents, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.agents == nil {
+		return nil, provider.ErrNotStarted
+	}
+	return p.agents, nil
+}
+
+// Create starts req.Count agents, each with join tokens labelled
+// "local node-<i>" and capped at req.Slots (or Config.Slots), and returns
+// their nodes. It knows one size, "" (this machine). On error the nodes
+// returned run; no other was made.
+func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) ([]provider.Node, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if req.Size != "" {
+		return nil, fmt.Errorf("%w: size %q: the local provider has one size, \"\" (this machine)", provider.ErrInvalid, req.Size)
+	}
+	slots := cmp.Or(req.Slots, p.cfg.Slots)
+	p.mu.Lock()
+	agents, bin, addr := p.agents, p.bin, p.addr
+	first := p.next + 1
+	if agents != nil {
+		p.next += req.Count
+	}
+	p.mu.Unlock()
+	if agents == nil {
+		return nil, provider.ErrNotStarted
+	}
+	var made []provider.Node
+	for i := first; i < first+req.Count; i++ {
+		if err := ctx.Err(); err != nil {
+			return made, err
 		}
-	}()
-	ctx, cancel := context.WithCancel(ctx) // also stops the started agents if one fails to start
-	defer cancel()
-	for i := 1; i <= p.cfg.Nodes; i++ {
-		workDir := filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i))
-		if err := os.MkdirAll(workDir, 0o700); err != nil {
-			return fmt.Errorf("create work dir of node %d: %w", i, err)
-		}
-		log := p.log.Named("agent-"+strconv.Itoa(i)).With("work_dir", workDir)
-		args := p.Args(i, t)
-		label := "local node-" + strconv.Itoa(i)
-		a, err := Supervise(ctx, log, func() (*exec.Cmd, error) {
-			tok, err := t.JoinTokenEnv(label, p.cfg.Slots)
-			if err != nil {
-				return nil, err
-			}
-			cmd := exec.Command(bin, args...)
-			cmd.Env = append(append(os.Environ(), p.cfg.Env...), tok)
-			return cmd, nil
+		id := "node-" + strconv.Itoa(i)
+		args := p.Args(i, addr, slots)
+		n, err := agents.Start(Agent{
+			Node: provider.Node{
+				ID: id, Name: id, Pool: req.Pool, Request: req.Request,
+				PrivateIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+			},
+			Label: "local " + id, Slots: slots, WorkDir: p.workDir(i),
+			Command: func() *exec.Cmd { return exec.Command(bin, args...) },
+			Env:     p.cfg.Env,
+			Log:     p.log.Named("agent-"+strconv.Itoa(i)).With("work_dir", p.workDir(i)),
 		})
 		if err != nil {
-			return fmt.Errorf("agent %d: %w", i, err)
+			return made, fmt.Errorf("agent %d: %w", i, err)
 		}
-		agents = append(agents, a)
+		made = append(made, n)
 	}
-	<-ctx.Done()
+	return made, nil
+}
+
+// Delete stops each node's agent (SIGTERM, SIGKILL after StopTimeout) and
+// removes its work dir (see Agents.Delete). Unknown ids are gone already.
+func (p *Provider) Delete(ctx context.Context, ids []string) error {
+	agents, err := p.started()
+	if err != nil {
+		return err
+	}
+	return agents.Delete(ids)
+}
+
+// List returns the nodes made and not deleted, sorted by id (see
+// Agents.List).
+func (p *Provider) List(ctx context.Context) ([]provider.Node, error) {
+	agents, err := p.started()
+	if err != nil {
+		return nil, err
+	}
+	return agents.List(), nil
+}
+
+// Reconcile is provider.ReconcileByList: exited agents are restarted all
+// along by their supervision, so there is nothing more to keep running.
+func (p *Provider) Reconcile(ctx context.Context, req provider.ReconcileRequest) (provider.ReconcileReport, error) {
+	return provider.ReconcileByList(ctx, p, req)
+}
+
+// Close stops every agent (SIGTERM, SIGKILL after StopTimeout) and returns
+// once all exited; work dirs stay, for the next start. Afterwards the
+// provider lists nothing and creates nothing.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	agents := p.agents
+	p.mu.Unlock()
+	if agents != nil {
+		agents.Close()
+	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +31,9 @@ type Supervised struct {
 	log    hclog.Logger
 	newCmd func() (*exec.Cmd, error)
 	done   chan struct{} // closed once supervision ended and the process exited
+
+	mu  sync.Mutex // protects pid
+	pid int        // of the running process; 0 between runs
 }
 
 // run is one started process.
@@ -57,6 +61,14 @@ func Supervise(ctx context.Context, log hclog.Logger, newCmd func() (*exec.Cmd, 
 
 // Wait returns once supervision ended and the last process exited.
 func (s *Supervised) Wait() { <-s.done }
+
+// PID returns the running process's id, or 0 while none runs (between a
+// crash and its restart, and after supervision ended).
+func (s *Supervised) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
+}
 
 func (s *Supervised) loop(ctx context.Context, r *run) {
 	defer close(s.done)
@@ -113,15 +125,23 @@ func (s *Supervised) start() (*run, error) {
 		return nil, fmt.Errorf("start agent (%s): %w", cmd.Path, err)
 	}
 	s.log.Info("agent started", "pid", cmd.Process.Pid)
+	s.setPID(cmd.Process.Pid)
 	r := &run{cmd: cmd, start: time.Now(), exited: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
+		s.setPID(0)
 		stdout.Flush()
 		stderr.Flush()
 		s.log.Info("agent exited", "pid", cmd.Process.Pid, "status", exitStatus(err))
 		close(r.exited)
 	}()
 	return r, nil
+}
+
+func (s *Supervised) setPID(pid int) {
+	s.mu.Lock()
+	s.pid = pid
+	s.mu.Unlock()
 }
 
 // stop ends r: SIGTERM, then SIGKILL after StopTimeout.

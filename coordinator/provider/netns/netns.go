@@ -10,24 +10,30 @@ import (
 	"strconv"
 	"sync"
 
-	cluster "github.com/cloudml/cloudml/internal/netns"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/coordinator/provider/local"
+	cluster "github.com/cloudml/cloudml/internal/netns"
 )
+
+// Name is the netns provider's registry name.
+const Name = "netns"
 
 // ErrUnreachableTarget means the coordinator's address cannot be reached
 // from the namespaces (a loopback address).
 var ErrUnreachableTarget = errors.New("coordinator address unreachable from the namespaces")
 
 // ErrNotSetUp is returned by calls that need the cluster before Setup.
-var ErrNotSetUp = errors.New("netns provider: cluster not set up")
+var ErrNotSetUp = errors.New("netns cluster not set up")
 
 // Config configures the netns provider.
 type Config struct {
-	// Nodes is how many namespaces, daemons and agents to start.
+	// Nodes is how many namespaces and daemons the cluster has: the most
+	// nodes (agents) it can run at once.
 	Nodes int
-	// Slots is passed as --slots when > 0; 0 leaves the agent's default.
+	// Slots is each agent's --slots and the cap in its join token when a
+	// create asks for none; 0 leaves the agent's default.
 	Slots int
 	// AgentBinary is the agent program; empty means "cloudml-agent" beside
 	// the running executable, then on PATH.
@@ -77,17 +83,31 @@ func (c *Config) clusterConfig(log hclog.Logger) cluster.Config {
 	return cc
 }
 
-// Target is where the agents connect: the local provider's.
-type Target = local.Target
-
-// Provider runs a namespace cluster with one agent per node.
+// Provider runs a namespace cluster: its namespaces and daemons are made
+// once (Prepare or Start) and are the machines; a node is an agent started
+// in a namespace that has none. Its provider id, "<namespace>-<k>", is not
+// reused when a later node runs in the same namespace; its name is the
+// namespace's.
 type Provider struct {
 	cfg Config
 	log hclog.Logger
 
-	mu      sync.Mutex // protects cluster
+	mu      sync.Mutex // protects cluster, bin, addr, agents, closed
 	cluster *cluster.Cluster
+	bin     string
+	addr    string        // the agents dial it
+	agents  *local.Agents // nil before Start
+	closed  bool
+
+	createMu sync.Mutex // protects ids, gens: one create picks free namespaces at a time
+	ids      []string   // by namespace index: the id of its last node
+	gens     []int      // by namespace index: how many nodes it had
 }
+
+var (
+	_ provider.Provider = (*Provider)(nil)
+	_ provider.Preparer = (*Provider)(nil)
+)
 
 // New returns a provider; WorkDir must be set. It fails with netns.Check's
 // error when this machine cannot host namespaces and daemons.
@@ -96,15 +116,15 @@ func New(cfg Config, log hclog.Logger) (*Provider, error) {
 		return nil, err
 	}
 	if cfg.WorkDir == "" {
-		return nil, errors.New("netns provider: work dir is required")
+		return nil, errors.New("work dir is required")
 	}
 	abs, err := filepath.Abs(cfg.WorkDir)
 	if err != nil {
-		return nil, fmt.Errorf("netns provider: work dir: %w", err)
+		return nil, fmt.Errorf("work dir: %w", err)
 	}
 	cfg.WorkDir = abs
 	if err := cluster.Check(); err != nil {
-		return nil, fmt.Errorf("netns provider: %w", err)
+		return nil, err
 	}
 	if log == nil {
 		log = hclog.NewNullLogger()
@@ -112,17 +132,24 @@ func New(cfg Config, log hclog.Logger) (*Provider, error) {
 	return &Provider{cfg: cfg, log: log}, nil
 }
 
+// Name returns "netns".
+func (p *Provider) Name() string { return Name }
+
 // Setup creates the cluster (namespaces, bridge, daemons) if it does not
-// exist yet, so that the coordinator can listen on ListenAddr before Run.
+// exist yet, so that the coordinator can listen on ListenAddr before
+// Start.
 func (p *Provider) Setup(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return provider.ErrNotStarted
+	}
 	if p.cluster != nil {
 		return nil
 	}
 	c, err := cluster.Create(ctx, p.cfg.clusterConfig(p.log))
 	if err != nil {
-		return fmt.Errorf("netns provider: %w", err)
+		return fmt.Errorf("build the cluster: %w", err)
 	}
 	p.cluster = c
 	return nil
@@ -160,7 +187,7 @@ func (p *Provider) ListenAddr(port int) string {
 func (p *Provider) AgentAddr(listen string) (string, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return "", fmt.Errorf("netns provider: coordinator address %q: %w", listen, err)
+		return "", fmt.Errorf("coordinator address %q: %w", listen, err)
 	}
 	if host == "localhost" {
 		host = "127.0.0.1"
@@ -179,25 +206,45 @@ func (p *Provider) AgentAddr(listen string) (string, error) {
 	return listen, nil
 }
 
+// Prepare is Setup, for the coordinator: it listens on the bridge address
+// too, and opens the swarm ports to the cluster's subnet only.
+func (p *Provider) Prepare(ctx context.Context) (provider.Prepared, error) {
+	if err := p.Setup(ctx); err != nil {
+		return provider.Prepared{}, err
+	}
+	return provider.Prepared{NodeListen: p.ListenAddr(0), PeerCIDRs: []string{p.Cluster().Subnet().String()}}, nil
+}
+
 // Args returns the argv (without the program) of the agent of node i
-// (1-based) dialing coordinator at addr.
-func (p *Provider) Args(i int, addr string, node cluster.Node) []string {
+// (1-based) dialing coordinator at addr with slots (0: no --slots).
+func (p *Provider) Args(i int, addr string, node cluster.Node, slots int) []string {
 	args := []string{
 		"--coordinator", addr,
-		"--work-dir", filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i)),
+		"--work-dir", p.workDir(i),
 		"--address", node.Addr,
 		"--hostname", node.Name,
 	}
-	if p.cfg.Slots > 0 {
-		args = append(args, "--slots", strconv.Itoa(p.cfg.Slots))
+	if slots > 0 {
+		args = append(args, "--slots", strconv.Itoa(slots))
 	}
 	return append(args, "--log-level", p.cfg.LogLevel)
 }
 
-// Close tears the cluster down (idempotent). Run calls it when its context
-// ends; call it yourself after a Setup not followed by Run.
+func (p *Provider) workDir(i int) string {
+	return filepath.Join(p.cfg.WorkDir, "node-"+strconv.Itoa(i))
+}
+
+// Close stops the agents (SIGTERM, SIGKILL after local.StopTimeout) and
+// tears the cluster down, leaving nothing behind. It is idempotent; call it
+// after Setup or Prepare too.
 func (p *Provider) Close() error {
-	c := p.Cluster()
+	p.mu.Lock()
+	p.closed = true
+	agents, c := p.agents, p.cluster
+	p.mu.Unlock()
+	if agents != nil {
+		agents.Close()
+	}
 	if c == nil {
 		return nil
 	}

@@ -16,11 +16,14 @@ import (
 	"testing"
 	"time"
 
-	cluster "github.com/cloudml/cloudml/internal/netns"
-	"github.com/cloudml/cloudml/internal/testutil"
 	"github.com/google/go-cmp/cmp"
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+
+	"github.com/cloudml/cloudml/coordinator/provider"
+	"github.com/cloudml/cloudml/coordinator/provider/providertest"
+	cluster "github.com/cloudml/cloudml/internal/netns"
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -102,10 +105,23 @@ func TestRunStartsAgentsInNamespacesAndTearsDown(t *testing.T) {
 	waitServe := serveGreetings(lis, greetings)
 	defer func() { lis.Close(); waitServe() }()
 
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, Target{Addr: lis.Addr().String(), MintToken: fakeMint}) }()
+	if err := p.Start(ctx, provider.Target{Addr: lis.Addr().String(), MintToken: fakeMint}); err != nil {
+		t.Fatal(err)
+	}
+	made, err := p.Create(ctx, provider.CreateRequest{Request: "r1", Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Create(ctx, provider.CreateRequest{Request: "r2", Count: 1}); !errors.Is(err, provider.ErrCapacity) {
+		t.Errorf("Create beyond the namespaces = %v, want ErrCapacity", err)
+	}
 
 	nodes := p.Cluster().Nodes()
+	for i, n := range made {
+		if n.ID != nodes[i].Name+"-1" || n.Name != nodes[i].Name || n.PrivateIP.String() != nodes[i].Addr {
+			t.Errorf("node %d = %+v, want namespace %s at %s", i, n, nodes[i].Name, nodes[i].Addr)
+		}
+	}
 	var got []greeting
 	timeout := time.After(30 * time.Second)
 	for len(got) < 2 {
@@ -166,14 +182,8 @@ func TestRunStartsAgentsInNamespacesAndTearsDown(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("Run did not return after cancel")
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
@@ -184,8 +194,43 @@ func TestRunStartsAgentsInNamespacesAndTearsDown(t *testing.T) {
 		t.Errorf("agents were not stopped with SIGTERM:\n%s", logs)
 	}
 	if left := cluster.Leftovers(t.Context(), name, filepath.Join(work, "docker")); len(left) > 0 {
-		t.Errorf("Run left behind:\n%s", strings.Join(left, "\n"))
+		t.Errorf("Close left behind:\n%s", strings.Join(left, "\n"))
 	}
+}
+
+// The namespaces are the machines: a deleted node's namespace takes the
+// next create's agent.
+func TestNetnsKeepsTheContract(t *testing.T) {
+	testutil.NeedSystem(t, "root, docker.io and iproute2", cluster.Check())
+	testutil.Short(t)
+	script, err := filepath.Abs("testdata/fake-agent.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := cluster.UniqueName("pc")
+	work := t.TempDir()
+	providertest.Contract(t, func(t *testing.T, target provider.Target) provider.Provider {
+		p, err := New(Config{Nodes: 3, AgentBinary: script, WorkDir: work, Env: []string{"FAKE_AGENT_OUT=" + t.TempDir()}, Name: name}, testutil.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := p.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if left := cluster.Leftovers(context.Background(), name, filepath.Join(work, "docker")); len(left) > 0 {
+				t.Errorf("Close left behind:\n%s", strings.Join(left, "\n"))
+			}
+		})
+		if err := p.Setup(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		target.Addr = p.ListenAddr(7070) // nothing listens: the fake agent's greeting fails, and it goes on
+		if err := p.Start(t.Context(), target); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	})
 }
 
 func inode(t *testing.T, path string) uint64 {

@@ -86,7 +86,6 @@ func Start(cfg Config) (*Cluster, error) {
 	ccfg.StateDir = filepath.Join(cfg.Dir, "state")
 	ccfg.AdminConfig = filepath.Join(ccfg.StateDir, "admin.config")
 	ccfg.DefaultBucket = "file://" + bucketDir
-	ccfg.Provider = coordinator.ProviderNone
 	ccfg.HeartbeatPeriod = 200 * time.Millisecond
 	ccfg.NodeDownAfter = 30 * time.Second // a loaded machine must not find a silent node
 	ccfg.Logger = cfg.Logger.Named("coordinator")

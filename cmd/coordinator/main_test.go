@@ -1,0 +1,63 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/coordinator/provider"
+)
+
+func TestProvidersAreRegisteredWithTheirUsage(t *testing.T) {
+	f := newFlags(coordinator.DefaultConfig())
+	reg := f.providers()
+	if diff := cmp.Diff([]string{"local", "netns", "none"}, reg.Names()); diff != "" {
+		t.Errorf("providers (-want +got):\n%s", diff)
+	}
+	for name, starts := range map[string]bool{"local": true, "netns": true, "none": false} {
+		if e, _ := reg.Lookup(name); e.StartNodes != starts {
+			t.Errorf("%s starts nodes: %v, want %v", name, e.StartNodes, starts)
+		}
+	}
+	help := usage(reg)
+	for _, line := range []string{
+		"  local  N agents on this machine as child processes (--nodes N); tasks\n         run as plain processes\n",
+		"  none   agents are started elsewhere and join with a join token\n",
+	} {
+		if !strings.Contains(help, line) {
+			t.Errorf("usage lacks %q:\n%s", line, help)
+		}
+	}
+}
+
+func TestFlagsBuildTheProvider(t *testing.T) {
+	f := newFlags(coordinator.DefaultConfig())
+	if err := f.fs.Parse([]string{"--provider", "local", "--slots", "3", "--agent-bin", "/bin/true", "--agent-log-level", "debug"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.provider != "local" || f.nodes != 2 {
+		t.Errorf("--provider %q --nodes %d, want local and the default 2", f.provider, f.nodes)
+	}
+	p, err := f.providers().New(f.provider, provider.Env{StateDir: t.TempDir()})
+	if err != nil || p.Name() != "local" {
+		t.Fatalf("New(local) = %v, %v", p, err)
+	}
+	if f := newFlags(coordinator.DefaultConfig()); f.provider != "none" {
+		t.Errorf("default --provider = %q, want none", f.provider)
+	}
+}
+
+func TestServeRefusesBadProviders(t *testing.T) {
+	f := newFlags(coordinator.DefaultConfig())
+	err := serve(t.Context(), f.cfg, f.providers(), "gcp", 2)
+	if !errors.Is(err, provider.ErrUnknownProvider) || !strings.Contains(err.Error(), `"local", "netns" or "none"`) {
+		t.Errorf("serve --provider gcp = %v, want the known names", err)
+	}
+	f.nodes = 0
+	if err := serve(t.Context(), f.cfg, f.providers(), "local", 0); err == nil || !strings.Contains(err.Error(), "nodes must be at least 1") {
+		t.Errorf("serve --provider local --nodes 0 = %v, want the error it gave before", err)
+	}
+}
