@@ -102,12 +102,17 @@ func (c *Coordinator) markDown(ch *changes, n *nodeEntry, now time.Time) {
 }
 
 // loseNodeAttempts loses every active attempt on n, and the swarm attempts
-// n created as manager that no node claimed yet. Callers hold c.mu.
+// no node claimed yet when n created them as manager or is in the swarm:
+// swarm may have placed such a service on n, where with restart condition
+// none it would wait forever, and the coordinator cannot tell where swarm
+// placed it. They are created again, kept off n; one that was about to
+// start elsewhere only starts later. Callers hold c.mu.
 func (c *Coordinator) loseNodeAttempts(ch *changes, n *nodeEntry, why string, now time.Time) {
+	inSwarm := n.rec.SwarmNodeID != ""
 	for _, j := range c.jobs {
 		for i := range j.tasks {
 			a := j.current(int32(i))
-			unclaimedHere := a != nil && a.Swarm && a.NodeID == "" && a.Manager == n.rec.ID
+			unclaimedHere := a != nil && a.Swarm && a.NodeID == "" && (a.Manager == n.rec.ID || inSwarm)
 			if a == nil || !a.Active() || (a.NodeID != n.rec.ID && !unclaimedHere) {
 				continue
 			}

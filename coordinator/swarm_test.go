@@ -195,6 +195,38 @@ func TestRuntimeFailureReschedules(t *testing.T) {
 	})
 }
 
+// TestUnclaimedServiceOfADeadNodeIsMadeAgain: a service swarm may have
+// placed on a node whose dockerd then died is never claimed (restart
+// condition none keeps it there); the coordinator makes it again, kept off
+// that node, instead of waiting forever.
+func TestUnclaimedServiceOfADeadNodeIsMadeAgain(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("stuck", 1))
+	mgr.nextOther()
+	wrk.nextOther()
+	mgr.reportStage(job.GetId(), "")
+	wrk.reportStage(job.GetId(), "")
+	first := mgr.next() // its service is made; nobody claims it
+	if _, err := wrk.client.Heartbeat(ctxT(t), &cloudmlv1.HeartbeatRequest{RuntimeError: "docker daemon: connection refused"}, wrk.creds()); err != nil {
+		t.Fatal(err)
+	}
+	again := mgr.next()
+	if again.GetRef().GetTaskIndex() != first.GetRef().GetTaskIndex() || again.GetRef().GetAttempt() != 2 {
+		t.Fatalf("after the runtime failure got %v, want attempt 2 of the unclaimed task", again.GetRef())
+	}
+	if avoid := again.GetAvoidSwarmNodes(); len(avoid) != 1 || avoid[0] != "sw-2" {
+		t.Errorf("attempt 2 avoids %v, want the dead node sw-2", avoid)
+	}
+	if c := mgr.nextCancel(); c.GetRef().GetAttempt() != 1 {
+		t.Errorf("the manager was told to cancel %v, want attempt 1's service", c.GetRef())
+	}
+	mgr.run(again, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	if j := h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED); j.GetTasks()[0].GetAttempt() != 2 {
+		t.Errorf("job = %v", j)
+	}
+}
+
 func TestContainerJobTooBigForAnyNode(t *testing.T) {
 	h := start(t, t.TempDir())
 	formSwarm(t, h)
