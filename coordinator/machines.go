@@ -130,9 +130,10 @@ func (m *machines) poke() {
 	}
 }
 
-// run checks the machines every MachineCheckInterval until ctx ends.
+// run checks the machines every MachineCheckInterval (or
+// ReconcileInterval, if shorter) until ctx ends.
 func (m *machines) run(ctx context.Context) {
-	t := time.NewTicker(m.c.cfg.MachineCheckInterval)
+	t := time.NewTicker(min(m.c.cfg.MachineCheckInterval, m.c.cfg.ReconcileInterval))
 	defer t.Stop()
 	for {
 		select {
@@ -162,9 +163,6 @@ func (m *machines) check(ctx context.Context, now time.Time) {
 		if err := m.reconcile(ctx); err != nil && ctx.Err() == nil {
 			m.log.Error("reconcile failed", "error", err)
 		}
-	}
-	if len(m.fleet.Deleting()) > 0 {
-		m.poke() // what the deadline and idle checks marked, without waiting a tick
 	}
 }
 

@@ -200,6 +200,7 @@ func (m *machines) victims(pool string, n int) []string {
 	if n <= 0 {
 		return nil
 	}
+	m.link()
 	running, manager := m.c.nodeActivity()
 	var ms []provider.Machine
 	for _, mc := range m.fleet.Machines() {
