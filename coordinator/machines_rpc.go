@@ -444,14 +444,13 @@ func (m *machines) render(ctx context.Context, ms []provider.Machine) []*cloudml
 		}
 	}
 	prices, _ := m.prices(ctx, sizes)
-	now := time.Now()
 	out := make([]*cloudmlv1.Machine, len(ms))
 	for i, mc := range ms {
 		var nv *nodeView
 		if v, ok := views[mc.NodeID]; ok {
 			nv = &v
 		}
-		pm := m.machineProto(mc, nv, now)
+		pm := m.machineProto(mc, nv)
 		if p, ok := prices[mc.Size]; ok && mc.Live() {
 			pm.HourlyCost = &p.Hourly
 		}
@@ -461,7 +460,7 @@ func (m *machines) render(ctx context.Context, ms []provider.Machine) []*cloudml
 }
 
 // machineProto renders a machine; nv is its node, if linked.
-func (m *machines) machineProto(mc provider.Machine, nv *nodeView, now time.Time) *cloudmlv1.Machine {
+func (m *machines) machineProto(mc provider.Machine, nv *nodeView) *cloudmlv1.Machine {
 	pm := &cloudmlv1.Machine{
 		Id: mc.ID, Name: mc.Name, Pool: mc.Pool, Size: mc.Size, Region: mc.Region,
 		PrivateIp: addrString(mc.PrivateIP), PublicIp: addrString(mc.PublicIP),
@@ -494,8 +493,7 @@ func (m *machines) machineProto(mc provider.Machine, nv *nodeView, now time.Time
 		if mc.State == provider.StateRunning {
 			pm.State = cloudmlv1.MachineState_MACHINE_STATE_BOOTED
 		}
-		left := m.c.cfg.RegisterDeadline - now.Sub(mc.Booked)
-		pm.Message = fmt.Sprintf("waiting for its agent to register (deleted in %s unless it does)", max(left, 0).Round(time.Second))
+		pm.Message = fmt.Sprintf("waiting for its agent to register (deadline %s)", m.c.cfg.RegisterDeadline)
 		m.mu.Lock()
 		why, refused := m.refusals[mc.ID]
 		if !refused {
