@@ -473,9 +473,9 @@ func (m *machines) machineProto(mc provider.Machine, nv *nodeView) *cloudmlv1.Ma
 	case mc.Lost:
 		pm.State, pm.Message = cloudmlv1.MachineState_MACHINE_STATE_LOST, mc.Reason
 	case !mc.Live():
-		pm.State, pm.Message = cloudmlv1.MachineState_MACHINE_STATE_GONE, "deleted: "+mc.Reason
+		pm.State, pm.Message = cloudmlv1.MachineState_MACHINE_STATE_GONE, mc.Reason
 	case mc.Deleting || mc.State == provider.StateDeleting:
-		pm.State, pm.Message = cloudmlv1.MachineState_MACHINE_STATE_DELETING, "deleting: "+cmp.Or(mc.Reason, "by the provider")
+		pm.State, pm.Message = cloudmlv1.MachineState_MACHINE_STATE_DELETING, cmp.Or(mc.Reason, "by the provider")
 	case nv != nil:
 		pm.State, pm.Message = cloudmlv1.MachineState_MACHINE_STATE_REGISTERED, nv.message
 		switch {

@@ -214,7 +214,7 @@ func failures(ms []*cloudmlv1.Machine, deleting []string) []string {
 		bad := m.GetState() == cloudmlv1.MachineState_MACHINE_STATE_LOST ||
 			(m.GetState() == cloudmlv1.MachineState_MACHINE_STATE_GONE && !slices.Contains(deleting, m.GetId()))
 		if bad {
-			out = append(out, m.GetId()+": "+m.GetMessage())
+			out = append(out, m.GetId()+" "+machineState(m.GetState())+": "+m.GetMessage())
 		}
 	}
 	return out
@@ -370,7 +370,7 @@ func (a *App) clusterGCCmd() *cobra.Command {
 			"neither holds nor expects from a create under way, then returns once the\n" +
 			"provider confirms them gone. It works from the provider alone, so a coordinator\n" +
 			"whose state was lost still finds every machine of its cluster. The coordinator\n" +
-			"also does this on start and periodically, unless it runs with --keep-strays.",
+			"also does this on start and periodically, unless it is set to keep strays.",
 		Example: `  cloudml-client cluster gc --dry-run
   cloudml-client cluster gc`,
 		Args: noArgs,

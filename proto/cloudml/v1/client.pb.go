@@ -2962,7 +2962,7 @@ type Machine struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	GoneTime   *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=gone_time,json=goneTime,proto3" json:"gone_time,omitempty"`
 	// Message says what it waits for, or why it is being deleted, gone or
-	// lost ("deleted: its agent did not register within 10m0s: ...").
+	// lost ("its agent did not register within 10m0s of its creation: ...").
 	Message string `protobuf:"bytes,17,opt,name=message,proto3" json:"message,omitempty"`
 	// Request is the id of the create request that made it.
 	Request       string `protobuf:"bytes,18,opt,name=request,proto3" json:"request,omitempty"`
@@ -3129,7 +3129,9 @@ func (x *Machine) GetRequest() string {
 // ListMachinesRequest says which machines to list.
 type ListMachinesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// IncludeGone adds the machines gone or lost in the last hour.
+	// IncludeGone adds the machines deleted as asked in the last hour.
+	// Without it the listing holds the live machines, and those lost or
+	// deleted because their agent never registered in the last hour.
 	IncludeGone   bool `protobuf:"varint,1,opt,name=include_gone,json=includeGone,proto3" json:"include_gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
