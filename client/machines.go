@@ -19,8 +19,8 @@ type ScaleOptions struct {
 	Pool string
 	// Nodes is how many machines it should have.
 	Nodes int32
-	// Size and Region are its machines' (empty: the pool's, else the
-	// provider's default).
+	// Size is its machines' size (empty: the pool's, else the provider's
+	// default). Region, when set, must be the provider's region.
 	Size, Region string
 	// MinNodes, when set, is how many machines idle deletion leaves.
 	MinNodes *int32

@@ -522,7 +522,7 @@ func (b storeBook) Load() ([]provider.Request, []provider.Machine, error) {
 	}
 	reqs := make([]provider.Request, len(f.Requests))
 	for i, r := range f.Requests {
-		reqs[i] = provider.Request{ID: r.ID, Pool: r.Pool, Size: r.Size, Region: r.Region, Count: r.Count, Slots: r.Slots, Time: r.Time}
+		reqs[i] = provider.Request{ID: r.ID, Pool: r.Pool, Size: r.Size, Count: r.Count, Slots: r.Slots, Time: r.Time}
 	}
 	ms := make([]provider.Machine, len(f.Machines))
 	for i, r := range f.Machines {
@@ -536,7 +536,7 @@ func (b storeBook) Write(c provider.BookChange) error {
 	sc := &store.Changes{DropMachines: c.DropMachines, DropMachineRequests: c.DropRequests}
 	for _, r := range c.Requests {
 		sc.MachineRequests = append(sc.MachineRequests, &store.MachineRequest{
-			ID: r.ID, Pool: r.Pool, Size: r.Size, Region: r.Region, Count: r.Count, Slots: r.Slots, Time: r.Time})
+			ID: r.ID, Pool: r.Pool, Size: r.Size, Count: r.Count, Slots: r.Slots, Time: r.Time})
 	}
 	for _, mc := range c.Machines {
 		sc.Machines = append(sc.Machines, machineRecord(mc))
@@ -546,7 +546,7 @@ func (b storeBook) Write(c provider.BookChange) error {
 
 func machineRecord(m provider.Machine) *store.Machine {
 	return &store.Machine{
-		ID: m.ID, Name: m.Name, Pool: m.Pool, Size: m.Size, Region: m.Region, Request: m.Request,
+		ID: m.ID, Name: m.Name, Pool: m.Pool, Size: m.Size, Request: m.Request,
 		PrivateIP: addrString(m.PrivateIP), PublicIP: addrString(m.PublicIP), State: string(m.State),
 		CreateTime: m.Created, BookTime: m.Booked, NodeID: m.NodeID,
 		Deleting: m.Deleting, Cause: m.Cause, Reason: m.Reason, Lost: m.Lost, GoneTime: m.Gone,
@@ -559,7 +559,7 @@ func machineFromRecord(r *store.Machine) provider.Machine {
 	return provider.Machine{
 		Node: provider.Node{ID: r.ID, Name: r.Name, Pool: r.Pool, Size: r.Size, Request: r.Request,
 			PrivateIP: priv, PublicIP: pub, State: provider.State(r.State), Created: r.CreateTime},
-		Region: r.Region, Booked: r.BookTime, NodeID: r.NodeID,
+		Booked: r.BookTime, NodeID: r.NodeID,
 		Deleting: r.Deleting, Cause: r.Cause, Reason: r.Reason, Lost: r.Lost, Gone: r.GoneTime,
 	}
 }

@@ -53,7 +53,7 @@ func (m *machines) needStarted() error {
 
 func (m *machines) scale(ctx context.Context, req *cloudmlv1.ScalePoolRequest) (*cloudmlv1.ScalePoolResponse, error) {
 	name := cmp.Or(req.GetPool(), provider.DefaultPool)
-	check := provider.CreateRequest{Request: "check", Count: 1, Pool: name, Region: req.GetRegion()}
+	check := provider.CreateRequest{Request: "check", Count: 1, Pool: name}
 	if err := check.Validate(); err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (m *machines) scale(ctx context.Context, req *cloudmlv1.ScalePoolRequest) (
 		return nil, errorf(ErrPrecondition, "pool %s has %d machines of size %s: scale it to 0 before changing its size, or make another pool (--pool)", name, have, p.Size)
 	}
 	size := cmp.Or(req.GetSize(), p.Size)
-	region, err := m.region(req.GetRegion(), p)
+	region, err := m.region(req.GetRegion())
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (m *machines) scale(ctx context.Context, req *cloudmlv1.ScalePoolRequest) (
 		// The create outlives the call: a client that goes away must not
 		// cut it short between the provider's answer and the record.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
-		made, err := m.fleet.Create(cctx, provider.CreateRequest{Count: create, Pool: name, Size: size, Region: region})
+		made, err := m.fleet.Create(cctx, provider.CreateRequest{Count: create, Pool: name, Size: size})
 		cancel()
 		if err != nil && len(made) == 0 {
 			return nil, err
@@ -161,35 +161,26 @@ func (m *machines) scale(ctx context.Context, req *cloudmlv1.ScalePoolRequest) (
 	return resp, nil
 }
 
-// region is the region of a scale: the one asked for, else the pool's,
-// else the cluster's, else the provider's default. One cluster is one
-// region; a provider that is not a Regional takes none.
-func (m *machines) region(asked string, p store.Pool) (string, error) {
-	have := m.clusterRegion()
-	if asked != "" && have != "" && asked != have {
-		return "", errorf(ErrPrecondition, "the cluster's machines are in %s: one cluster is one region (its swarm runs over the private network)", have)
-	}
+// region is the region of a scale: the provider's, which one asked for
+// must name. A provider that is not a Regional has none.
+func (m *machines) region(asked string) (string, error) {
 	r, regional := m.c.cfg.Provider.(provider.Regional)
-	if !regional {
-		if asked != "" {
-			return "", errorf(ErrInvalid, "the %s provider has no regions; --region is for cloud providers", m.c.cfg.Provider.Name())
-		}
+	switch {
+	case !regional && asked != "":
+		return "", errorf(ErrInvalid, "the %s provider has no regions; --region is for cloud providers", m.c.cfg.Provider.Name())
+	case !regional:
 		return "", nil
+	case asked != "" && asked != r.Region():
+		return "", errorf(ErrPrecondition, "the %s provider makes this cluster's machines in %s (the coordinator's --region), not %s: one cluster is one region, its swarm runs over the private network",
+			m.c.cfg.Provider.Name(), r.Region(), asked)
 	}
-	return cmp.Or(asked, p.Region, have, r.DefaultRegion()), nil
+	return r.Region(), nil
 }
 
-// clusterRegion is the region of the cluster's live machines or pools.
-func (m *machines) clusterRegion() string {
-	for _, mc := range m.fleet.Machines() {
-		if mc.Live() && mc.Region != "" {
-			return mc.Region
-		}
-	}
-	for _, p := range m.poolList() {
-		if p.Nodes > 0 && p.Region != "" {
-			return p.Region
-		}
+// providerRegion is the provider's region, "" if it has none.
+func (m *machines) providerRegion() string {
+	if r, ok := m.c.cfg.Provider.(provider.Regional); ok {
+		return r.Region()
 	}
 	return ""
 }
@@ -276,7 +267,7 @@ func (m *machines) plan(ctx context.Context, p store.Pool, create, del int) (*cl
 	if !ok || create == 0 {
 		return plan, nil
 	}
-	d, err := dr.DryRun(ctx, provider.CreateRequest{Request: "dry-run", Count: create, Pool: p.Name, Size: p.Size, Region: p.Region})
+	d, err := dr.PlanCreate(ctx, provider.CreateRequest{Request: "dry-run", Count: create, Pool: p.Name, Size: p.Size})
 	if err != nil {
 		return nil, fmt.Errorf("%s provider: dry run: %w", m.c.cfg.Provider.Name(), err)
 	}
@@ -462,7 +453,7 @@ func (m *machines) render(ctx context.Context, ms []provider.Machine) []*cloudml
 // machineProto renders a machine; nv is its node, if linked.
 func (m *machines) machineProto(mc provider.Machine, nv *nodeView) *cloudmlv1.Machine {
 	pm := &cloudmlv1.Machine{
-		Id: mc.ID, Name: mc.Name, Pool: mc.Pool, Size: mc.Size, Region: mc.Region,
+		Id: mc.ID, Name: mc.Name, Pool: mc.Pool, Size: mc.Size, Region: m.providerRegion(),
 		PrivateIp: addrString(mc.PrivateIP), PublicIp: addrString(mc.PublicIP),
 		NodeId: mc.NodeID, Request: mc.Request, CreateTime: timestamp(mc.Created), GoneTime: timestamp(mc.Gone),
 	}

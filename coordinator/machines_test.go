@@ -404,12 +404,12 @@ func (p priced) Price(_ context.Context, size string) (provider.Price, error) {
 	return provider.Price{}, fmt.Errorf("%w: size %q", provider.ErrInvalid, size)
 }
 
-func (p priced) DryRun(_ context.Context, req provider.CreateRequest) (provider.DryRun, error) {
-	return provider.DryRun{Size: "small", Region: req.Region, Image: "ubuntu-24-04-x64",
+func (p priced) PlanCreate(_ context.Context, req provider.CreateRequest) (provider.CreatePlan, error) {
+	return provider.CreatePlan{Size: "small", Region: "fra1", Image: "ubuntu-24-04-x64",
 		UserData: "#cloud-config\nwrite_files:\n- content: " + provider.MaskedToken + "\n"}, nil
 }
 
-func (p priced) DefaultRegion() string { return "fra1" }
+func (p priced) Region() string { return "fra1" }
 
 func TestScaleKeepsToTheCostLimitAndDryRunsCreateNothing(t *testing.T) {
 	cl := newCloud(t)
@@ -438,6 +438,9 @@ func TestScaleKeepsToTheCostLimitAndDryRunsCreateNothing(t *testing.T) {
 	}
 	_, err = h.cluster.ScalePool(ctxT(t), &cloudmlv1.ScalePoolRequest{Pool: "gpu", Nodes: 1, Region: "nyc3"})
 	wantCode(t, err, codes.FailedPrecondition)
+	if resp := h.scale(&cloudmlv1.ScalePoolRequest{Nodes: 2, Region: "fra1"}); resp.GetPool().GetRegion() != "fra1" {
+		t.Errorf("pool after a scale naming the provider's region = %v", resp.GetPool())
+	}
 	list := h.machines(false)
 	if !list.GetPriceKnown() || list.GetHourlyCost() < 0.099 || list.GetHourlyCost() > 0.101 || list.GetMachines()[0].HourlyCost == nil || list.GetMachines()[0].GetRegion() != "fra1" {
 		t.Errorf("listing = %v, want 2 machines in fra1 at $0.10/h", list)

@@ -54,9 +54,6 @@ type Fleet struct {
 type Machine struct {
 	// Node is the node as created or last listed.
 	Node
-	// Region is the region of the request that made it ("" for the
-	// provider's default).
-	Region string
 	// Booked is when the fleet first booked it.
 	Booked time.Time
 	// NodeID is the coordinator node its agent registered as, once the
@@ -98,9 +95,9 @@ const (
 type Request struct {
 	// ID is CreateRequest.Request.
 	ID string
-	// Pool, Size, Region, Count and Slots are the request's.
-	Pool, Size, Region string
-	Count, Slots       int
+	// Pool, Size, Count and Slots are the request's.
+	Pool, Size   string
+	Count, Slots int
 	// Time is when it was recorded.
 	Time time.Time
 }
@@ -307,7 +304,7 @@ func (f *Fleet) Create(ctx context.Context, req CreateRequest) ([]Node, error) {
 	}
 	f.ops.RLock()
 	defer f.ops.RUnlock()
-	rec := Request{ID: req.Request, Pool: req.Pool, Size: req.Size, Region: req.Region, Count: req.Count, Slots: req.Slots, Time: time.Now()}
+	rec := Request{ID: req.Request, Pool: req.Pool, Size: req.Size, Count: req.Count, Slots: req.Slots, Time: time.Now()}
 	f.mu.Lock()
 	if _, dup := f.requests[rec.ID]; dup || f.underway[rec.ID] > 0 {
 		f.mu.Unlock()
@@ -353,7 +350,7 @@ func (f *Fleet) Create(ctx context.Context, req CreateRequest) ([]Node, error) {
 	now := time.Now()
 	f.mu.Lock()
 	for _, n := range nodes {
-		m := &Machine{Node: n, Region: req.Region, Booked: now}
+		m := &Machine{Node: n, Booked: now}
 		f.machines[n.ID] = m
 		ch.Machines = append(ch.Machines, *m)
 	}
@@ -600,8 +597,7 @@ func (f *Fleet) reconcile(ctx context.Context, deleteStrays bool) (ReconcileRepo
 	}
 	r.Vanished = lost
 	for _, n := range r.Adopted {
-		rq := f.requests[n.Request]
-		m := &Machine{Node: n, Region: rq.Region, Booked: now}
+		m := &Machine{Node: n, Booked: now}
 		f.machines[n.ID] = m
 		ch.Machines = append(ch.Machines, *m)
 	}

@@ -11,32 +11,33 @@ import "context"
 // making it: `cluster up --dry-run`.
 type DryRunner interface {
 	Provider
-	// DryRun renders what Create(ctx, req) would send for one of its
-	// nodes, with MaskedToken in place of the node's join token. It mints
-	// no token and creates nothing; it may read the provider's API
-	// (sizes, regions) and returns ErrInvalid for a size or region the
-	// provider does not offer.
-	DryRun(ctx context.Context, req CreateRequest) (DryRun, error)
+	// PlanCreate renders what Create(ctx, req) would send for one of its
+	// nodes, with its join token masked (MaskedToken, or the provider's
+	// own mask). It mints no token and creates nothing; it may read the
+	// provider's API (sizes, regions) and returns ErrInvalid for a size
+	// the provider does not offer.
+	PlanCreate(ctx context.Context, req CreateRequest) (CreatePlan, error)
 }
 
-// MaskedToken stands for a join token in DryRun.UserData.
+// MaskedToken stands for a join token in CreatePlan.UserData.
 const MaskedToken = "CMLTKN-<masked>"
 
-// DryRun is what a create would make, per node.
-type DryRun struct {
-	// Size and Region are what the request's (possibly empty) size and
-	// region resolve to; Image is the machine image.
+// CreatePlan is what a create would make, per node.
+type CreatePlan struct {
+	// Size, Region and Image are what the node would be, the request's
+	// empty size resolved to the provider's default.
 	Size, Region, Image string
 	// UserData is one node's rendered user-data (cloud-init), its join
-	// token replaced by MaskedToken; empty when the provider renders none.
+	// token masked; empty when the provider renders none.
 	UserData string
 	// Notes say anything else the user should know before creating (the
-	// VPC, the SSH keys, the tags), one line each.
+	// VPC, the SSH keys, the tags, a cost limit the provider would
+	// enforce), one line each.
 	Notes []string
 }
 
 // Pricer is a Provider that knows what its machines cost; the coordinator
-// shows costs and enforces `--max-hourly-cost` with it.
+// shows costs and enforces `cluster up --max-hourly-cost` with it.
 type Pricer interface {
 	Provider
 	// Price returns what one node of size costs ("": the provider's
@@ -53,10 +54,13 @@ type Price struct {
 	Hourly, Monthly float64
 }
 
-// Regional is a Provider whose creates may name a region
-// (CreateRequest.Region). The coordinator refuses a region for any other.
+// Regional is a Provider whose nodes are made in one region of a cloud
+// (DigitalOcean: its --region). One cluster is one region, since its
+// swarm runs over the region's private network: the coordinator refuses a
+// scale that names another, and any region for a provider that is not a
+// Regional.
 type Regional interface {
 	Provider
-	// DefaultRegion is where a create that names no region makes nodes.
-	DefaultRegion() string
+	// Region is the region every node is made in ("fra1").
+	Region() string
 }

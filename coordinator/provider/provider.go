@@ -158,12 +158,6 @@ type CreateRequest struct {
 	// a size slug such as "s-2vcpu-4gb"); empty means the provider's
 	// default. local and netns know only "" (this machine).
 	Size string
-	// Region is where to make the nodes (DigitalOcean: a region slug such
-	// as "fra1"); empty means the provider's default. A cluster is one
-	// region: the coordinator refuses a second one. Providers of one place
-	// (local, netns) ignore it; the coordinator refuses a region for a
-	// provider that is not a Regional.
-	Region string
 	// Slots caps each node's task slots in its join token and is passed
 	// to its agent; 0 means the provider decides (local and netns: their
 	// configured slots; DigitalOcean: the size's vCPUs).
@@ -188,8 +182,6 @@ func (r *CreateRequest) Validate() error {
 		return fmt.Errorf("%w: pool %q: want lowercase letters, digits and '-', at most 40", ErrInvalid, r.Pool)
 	case !namePattern.MatchString(r.Request):
 		return fmt.Errorf("%w: request id %q: want lowercase letters, digits and '-', at most 40", ErrInvalid, r.Request)
-	case r.Region != "" && !namePattern.MatchString(r.Region):
-		return fmt.Errorf("%w: region %q: want lowercase letters, digits and '-', at most 40", ErrInvalid, r.Region)
 	}
 	return nil
 }

@@ -12,11 +12,10 @@ import (
 type Machine struct {
 	// ID is the provider's id (a droplet id, "node-3").
 	ID string `json:"id"`
-	// Name, Pool, Size, Region and Request are what it was made as.
+	// Name, Pool, Size and Request are what it was made as.
 	Name    string `json:"name,omitempty"`
 	Pool    string `json:"pool"`
 	Size    string `json:"size,omitempty"`
-	Region  string `json:"region,omitempty"`
 	Request string `json:"request,omitempty"`
 	// PrivateIP and PublicIP are its addresses as last listed.
 	PrivateIP string `json:"private_ip,omitempty"`
@@ -46,12 +45,11 @@ type Machine struct {
 type MachineRequest struct {
 	// ID is the request's id, which every machine it made carries.
 	ID string `json:"id"`
-	// Pool, Size, Region, Count and Slots are what was asked.
-	Pool   string `json:"pool"`
-	Size   string `json:"size,omitempty"`
-	Region string `json:"region,omitempty"`
-	Count  int    `json:"count"`
-	Slots  int    `json:"slots,omitempty"`
+	// Pool, Size, Count and Slots are what was asked.
+	Pool  string `json:"pool"`
+	Size  string `json:"size,omitempty"`
+	Count int    `json:"count"`
+	Slots int    `json:"slots,omitempty"`
 	// Time is when it was recorded.
 	Time time.Time `json:"time"`
 }
@@ -60,7 +58,8 @@ type MachineRequest struct {
 type Pool struct {
 	// Name is the pool's name ("default").
 	Name string `json:"name"`
-	// Size and Region are its machines' (empty: the provider's default).
+	// Size is its machines' (empty: the provider's default); Region the
+	// provider's region when the pool was scaled, if it has one.
 	Size   string `json:"size,omitempty"`
 	Region string `json:"region,omitempty"`
 	// Nodes is the number of machines the last scale asked for.

@@ -13,7 +13,7 @@ func TestFleetRecordsRoundTripAndDrop(t *testing.T) {
 	now := time.Now().Truncate(time.Millisecond).UTC()
 	want := &Fleet{
 		Machines: []*Machine{
-			{ID: "101", Name: "ml-1", Pool: "default", Size: "s-1", Region: "fra1", Request: "r1", PrivateIP: "10.0.0.2", State: "running", CreateTime: now, BookTime: now, NodeID: "node-1"},
+			{ID: "101", Name: "ml-1", Pool: "default", Size: "s-1", Request: "r1", PrivateIP: "10.0.0.2", State: "running", CreateTime: now, BookTime: now, NodeID: "node-1"},
 			{ID: "102", Pool: "default", State: "running", Deleting: true, Cause: "down", Reason: "cluster down", GoneTime: now},
 		},
 		Requests: []*MachineRequest{{ID: "r2", Pool: "big", Size: "c-8", Count: 2, Time: now}},

@@ -38,7 +38,7 @@ func (f *scaleFlags) add(cmd *cobra.Command) {
 	fs.Int32Var(&f.o.Nodes, "nodes", 0, "how many machines the pool should have")
 	fs.StringVar(&f.o.Pool, "pool", "", `the pool: machines of one size (default "default")`)
 	fs.StringVar(&f.o.Size, "size", "", "the machines' size as the provider names it, e.g. s-2vcpu-4gb (default: the pool's, else the provider's)")
-	fs.StringVar(&f.o.Region, "region", "", "where the machines go, e.g. fra1 (default: the cluster's, else the provider's); one cluster is one region")
+	fs.StringVar(&f.o.Region, "region", "", "refuse unless the provider makes the machines in this region, e.g. fra1 (the coordinator's --region: one cluster is one region)")
 	fs.BoolVar(&f.o.DryRun, "dry-run", false, "show what would be created (the user-data with its secret masked, the cost) and create nothing")
 	fs.Float64Var(&f.o.MaxHourlyCost, "max-hourly-cost", 0, "refuse if the cluster would cost more than this many US dollars an hour (0: no limit)")
 	fs.Int32Var(&f.minNodes, "min-nodes", 0, "how many machines --idle-delete leaves in the pool (default: the pool's, 0 at first)")

@@ -2505,8 +2505,11 @@ type ScalePoolRequest struct {
 	// empty means the pool's size, else the provider's default. A pool
 	// keeps one size: changing it needs the pool scaled to 0 first.
 	Size string `protobuf:"bytes,3,opt,name=size,proto3" json:"size,omitempty"`
-	// Region is where the machines go ("fra1"); empty means the cluster's,
-	// else the provider's default. One cluster is one region.
+	// Region, when set, must be the region the provider makes machines in
+	// (DigitalOcean: the coordinator's --region), else the scale is
+	// FAILED_PRECONDITION: one cluster is one region, its swarm runs over
+	// the region's private network. A provider without regions refuses any
+	// (INVALID_ARGUMENT).
 	Region string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
 	// DryRun returns the plan and changes nothing.
 	DryRun bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
@@ -2699,7 +2702,8 @@ type PoolInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name is the pool's name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Size and Region are its machines' (empty: the provider's default).
+	// Size is its machines' size (empty: the provider's default); Region
+	// the provider's region, if it has regions.
 	Size   string `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
 	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
 	// Nodes is how many machines the last scale asked for.

@@ -593,8 +593,8 @@ type ClusterServiceClient interface {
 	// With dry_run it creates and deletes nothing and returns the plan.
 	// A scale that would take the cluster's hourly cost past
 	// max_hourly_cost is FAILED_PRECONDITION, as is a provider that makes
-	// no machines (none) or a region other than the cluster's; a size or
-	// region the provider does not offer is INVALID_ARGUMENT.
+	// no machines (none) or a region other than the provider's; a size the
+	// provider does not offer is INVALID_ARGUMENT.
 	ScalePool(ctx context.Context, in *ScalePoolRequest, opts ...grpc.CallOption) (*ScalePoolResponse, error)
 	// ListMachines lists the machines, joined with the nodes their agents
 	// registered as, sorted by pool and id (admin). It reads the
@@ -803,8 +803,8 @@ type ClusterServiceServer interface {
 	// With dry_run it creates and deletes nothing and returns the plan.
 	// A scale that would take the cluster's hourly cost past
 	// max_hourly_cost is FAILED_PRECONDITION, as is a provider that makes
-	// no machines (none) or a region other than the cluster's; a size or
-	// region the provider does not offer is INVALID_ARGUMENT.
+	// no machines (none) or a region other than the provider's; a size the
+	// provider does not offer is INVALID_ARGUMENT.
 	ScalePool(context.Context, *ScalePoolRequest) (*ScalePoolResponse, error)
 	// ListMachines lists the machines, joined with the nodes their agents
 	// registered as, sorted by pool and id (admin). It reads the
