@@ -60,6 +60,8 @@ printf '[Service]\nExecStart=/usr/local/bin/meta\nRestart=always\n' > /etc/syste
 printf '[Service]\nExecStart=/usr/local/bin/flaky\nRestart=always\nRestartSec=0.1\nRestartPreventExitStatus=3\n' > /etc/systemd/system/flaky.service
 systemctl daemon-reload
 systemctl enable --now meta.service flaky
+[ "$(systemctl is-active meta)" = active ]
+if systemctl is-active nothing.service; then exit 1; fi
 if apt-get install -y docker.io; then echo "apt-get ran" >&2; exit 1; fi
 echo booted
 `
@@ -72,8 +74,20 @@ echo booted
 // is the node's daemon named after the droplet; deleting it stops all of
 // it and frees the node for the next droplet, which boots clean.
 func TestBootRunsUserData(t *testing.T) {
-	p := startPool(t, 1)
+	needSystem(t)
 	ctx := context.Background()
+	// The nat rule of a pool whose process died (its bridge is gone) is
+	// removed by the next pool.
+	stale := []string{"PREROUTING", "-i", "dobgonebr", "-d", "169.254.169.254/32", "-p", "tcp", "--dport", "80",
+		"-m", "comment", "--comment", "cloudml-netnsboot:dobgone", "-j", "DNAT", "--to-destination", "10.213.250.1:9"}
+	if out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat", "-I"}, stale...)...).CombinedOutput(); err != nil {
+		t.Fatalf("insert a stale rule: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("iptables", append([]string{"-w", "-t", "nat", "-D"}, stale...)...).Run() })
+	p := startPool(t, 1)
+	if left := netnsboot.Leftovers(ctx, "dobgone", ""); len(left) > 0 {
+		t.Errorf("a dead pool's rule survived New: %v", left)
+	}
 	id := p.create(t, "smoke-1", smokeUserData)
 	d := p.active(t, id)
 	m, ok := p.b.Machine(id)
@@ -154,5 +168,4 @@ func TestBootRunsUserData(t *testing.T) {
 	if st := p.s.Stats(); st.Alive != 0 || st.BootFailures != 0 {
 		t.Errorf("dofake: %+v, want no droplet alive, no boot failure", st)
 	}
-	_ = netnsboot.Stats{}
 }

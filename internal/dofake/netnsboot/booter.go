@@ -45,6 +45,7 @@ type Booter struct {
 	closed   bool
 	metaRule []string // the nat rule of RouteMetadata, nil before
 	stats    Stats
+	booting  sync.WaitGroup // Boot calls under way, which Close waits for
 }
 
 var _ dofake.Booter = (*Booter)(nil)
@@ -134,7 +135,9 @@ func (b *Booter) Boot(ctx context.Context, d dofake.Droplet, userData string) (d
 		return dofake.Addresses{}, fmt.Errorf("droplet %d: %w (%d nodes)", d.ID, ErrNoFreeNode, len(b.nodes))
 	}
 	b.busy[node] = d.ID
+	b.booting.Add(1)
 	b.mu.Unlock()
+	defer b.booting.Done()
 
 	m, err := b.boot(ctx, d, node)
 	b.mu.Lock()
@@ -200,6 +203,12 @@ func (b *Booter) Halt(ctx context.Context, d dofake.Droplet) error {
 }
 
 func (b *Booter) halt(ctx context.Context, m *machine) error {
+	m.haltOnce.Do(func() { m.haltErr = b.doHalt(ctx, m) })
+	return m.haltErr
+}
+
+// doHalt is halt's one run for m.
+func (b *Booter) doHalt(ctx context.Context, m *machine) error {
 	start := time.Now()
 	m.cancel()
 	<-m.ciDone
@@ -269,6 +278,9 @@ func (b *Booter) Close() error {
 		return nil
 	}
 	b.closed = true
+	b.mu.Unlock()
+	b.booting.Wait()
+	b.mu.Lock()
 	var ms []*machine
 	for _, m := range b.machines {
 		ms = append(ms, m)

@@ -97,9 +97,10 @@
 // outside its Docker (Stats.Strays), makes the node's dockerd leave its
 // swarm and drop the containers, volumes, networks and images the droplet
 // made (the images present before the boot stay: import test images
-// into the pool once, through Cluster), unmounts the droplet's mounts,
-// drops its address and files and restores the hostname, all in about
-// 0.1 s plus the swarm leave. The node then boots the next droplet clean.
+// into the pool through Cluster before creating droplets), unmounts the droplet's mounts,
+// drops its address and files and restores the hostname: about 0.1 s,
+// plus one or two for a swarm leave. The node then boots the next droplet
+// clean.
 // A node whose halt failed is not reused.
 //
 // # Requirements and cleanup

@@ -66,7 +66,7 @@ func (b *Booter) resetDocker(ctx context.Context, node int, keep map[string]bool
 		errs = append(errs, fmt.Errorf("prune networks: %w", err))
 	}
 	if keep != nil {
-		list, err := cli.ImageList(ctx, image.ListOptions{})
+		list, err := cli.ImageList(ctx, image.ListOptions{All: true})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("list images: %w", err))
 		}

@@ -59,6 +59,9 @@ type machine struct {
 	images  map[string]bool // the node's images before the boot
 	booted  time.Time
 
+	haltOnce sync.Once // halt runs once; a second caller waits for it
+	haltErr  error
+
 	mu      sync.Mutex // protects units, ciState, ciErr, enabled
 	units   map[string]*service
 	enabled map[string]bool

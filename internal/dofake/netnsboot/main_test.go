@@ -35,8 +35,7 @@ type pool struct {
 // when the test ends, and checked to leave nothing behind.
 func startPool(t *testing.T, nodes int) *pool {
 	t.Helper()
-	testutil.NeedSystem(t, "root, docker.io, iproute2, iptables and curl", errors.Join(netns.Check(), lookPath("curl")))
-	testutil.Short(t)
+	needSystem(t)
 	ctx := context.Background()
 	cfg := netnsboot.DefaultConfig()
 	cfg.Nodes = nodes
@@ -78,6 +77,13 @@ func startPool(t *testing.T, nodes int) *pool {
 	}
 	t.Cleanup(p.c.HTTPClient.CloseIdleConnections)
 	return p
+}
+
+// needSystem skips (fails under CI) without what a pool needs.
+func needSystem(t *testing.T) {
+	t.Helper()
+	testutil.NeedSystem(t, "root, docker.io, iproute2, iptables and curl", errors.Join(netns.Check(), lookPath("curl")))
+	testutil.Short(t)
 }
 
 // create creates a droplet with userData and returns its id.

@@ -14,14 +14,19 @@ import (
 )
 
 // systemctlScript is the droplet's systemctl: it hands its arguments to
-// the harness over the droplet's socket and prints the answer; it exits 1
-// when the harness refuses.
+// the harness over the droplet's socket (path sock) and prints what the
+// harness answers: the exit status, an error for stderr, then stdout.
 func systemctlScript(sock string) string {
 	return `#!/bin/sh
 # systemctl of a dofake droplet (internal/dofake/netnsboot): the harness
 # runs the droplet's units and answers over ` + sock + `.
-printf '%s\n' "$@" | curl --silent --show-error --fail-with-body --unix-socket '` + sock + `' \
-  --data-binary @- http://droplet/systemctl || exit 1
+resp=$(printf '%s\n' "$@" | curl --silent --show-error --fail --unix-socket '` + sock + `' \
+  --data-binary @- http://droplet/systemctl) || exit 1
+code=$(printf '%s\n' "$resp" | sed -n 1p)
+err=$(printf '%s\n' "$resp" | sed -n 2p)
+printf '%s\n' "$resp" | sed 1,2d
+[ -z "$err" ] || echo "systemctl: $err" >&2
+exit "$code"
 `
 }
 
@@ -41,19 +46,35 @@ func (m *machine) systemctl(w http.ResponseWriter, r *http.Request) {
 	}
 	args := strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")
 	m.log.Debug("systemctl", "args", args)
-	out, err := m.runSystemctl(r.Context(), args)
+	out, code, err := m.runSystemctl(r.Context(), args)
+	msg := ""
 	if err != nil {
-		m.log.Warn("systemctl failed", "args", args, "error", err)
-		http.Error(w, "systemctl: "+err.Error(), http.StatusBadRequest)
-		return
+		m.log.Warn("systemctl failed", "args", args, "exit_status", code, "error", err)
+		msg = strings.ReplaceAll(err.Error(), "\n", " ")
 	}
-	io.WriteString(w, out)
+	fmt.Fprintf(w, "%d\n%s\n%s", code, msg, out)
 }
+
+// errInactive is is-active's answer for a unit that is not active: exit
+// status 3, as systemctl's.
+var errInactive = errors.New("inactive")
 
 // runSystemctl does what systemctl would with args: daemon-reload,
 // enable/disable [--now], start, stop, restart and is-active of service
-// units in /etc/systemd/system.
-func (m *machine) runSystemctl(ctx context.Context, args []string) (string, error) {
+// units in /etc/systemd/system. It returns the output and the exit
+// status: 0, 3 for is-active of a unit that is not, 1 for any error.
+func (m *machine) runSystemctl(ctx context.Context, args []string) (string, int, error) {
+	out, err := m.systemctlDo(ctx, args)
+	switch {
+	case err == nil:
+		return out, 0, nil
+	case errors.Is(err, errInactive):
+		return out, 3, nil
+	}
+	return out, 1, err
+}
+
+func (m *machine) systemctlDo(ctx context.Context, args []string) (string, error) {
 	now := false
 	var words []string
 	for _, a := range args {
@@ -107,7 +128,7 @@ func (m *machine) runSystemctl(ctx context.Context, args []string) (string, erro
 			st := m.unitState(n)
 			out.WriteString(st + "\n")
 			if st != "active" {
-				err = fmt.Errorf("%s is %s", n, st)
+				err = errInactive
 			}
 		default:
 			err = fmt.Errorf("command %q is not supported by the stand-in", cmd)
