@@ -103,6 +103,15 @@
 // clean.
 // A node whose halt failed is not reused.
 //
+// # Timings (2 vCPUs, TestDropletsFormASwarm)
+//
+// A pool of 2 nodes: 0.6-1.0 s. Two droplets created at once: Boot 0.09 s
+// each; cloud-init (54 MB agent fetched over TLS in 0.12-0.16 s, its
+// sha256, the unit started) 0.9-1.0 s; both agents registered 1.1 s
+// after the create, both in the swarm 2.3 s after it (4.6 s on a cold
+// first run). The same two nodes joined by a script running docker swarm
+// init and join: 1.0-1.2 s. Halt: 0.4-1.6 s with a swarm to leave.
+//
 // # Requirements and cleanup
 //
 // Root, docker.io, iproute2, iptables (netns.Check), curl (for the

@@ -313,8 +313,8 @@ func (s *service) run(started chan struct{}) {
 			return
 		}
 		s.set("activating", how)
-		log.Info("unit exited; restarting", "status", how, "after", s.u.restartSec)
-		t := time.NewTimer(s.u.restartSec)
+		log.Info("unit exited; restarting", "status", how, "after", s.u.restartDelay)
+		t := time.NewTimer(s.u.restartDelay)
 		select {
 		case <-t.C:
 		case <-s.stopc:

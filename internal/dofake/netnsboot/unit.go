@@ -26,19 +26,19 @@ type unit struct {
 	execStart []string
 	// restart is Restart=: "no" (the default), "always" or "on-failure".
 	restart string
-	// restartSec is RestartSec= (default 100ms, as systemd's).
-	restartSec time.Duration
+	// restartDelay is RestartSec= (default 100ms, as systemd's).
+	restartDelay time.Duration
 	// preventExit is RestartPreventExitStatus=: exit statuses that end
 	// the service however Restart= reads.
 	preventExit []int
 }
 
-// defaultRestartSec is systemd's RestartSec default.
-const defaultRestartSec = 100 * time.Millisecond
+// defaultRestartDelay is systemd's RestartSec default.
+const defaultRestartDelay = 100 * time.Millisecond
 
 // parseUnit reads a unit file.
 func parseUnit(name string, data []byte) (unit, error) {
-	u := unit{name: name, restart: "no", restartSec: defaultRestartSec}
+	u := unit{name: name, restart: "no", restartDelay: defaultRestartDelay}
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrUnit, name, fmt.Sprintf(format, a...))
 	}
@@ -82,7 +82,7 @@ func parseUnit(name string, data []byte) (unit, error) {
 			if err != nil {
 				return unit{}, bad("RestartSec=%s: %v", value, err)
 			}
-			u.restartSec = d
+			u.restartDelay = d
 		case "RestartPreventExitStatus":
 			for _, f := range strings.Fields(value) {
 				code, err := strconv.Atoi(f)

@@ -42,7 +42,7 @@ func TestParseUnit(t *testing.T) {
 	if diff := cmp.Diff(want, u.execStart); diff != "" {
 		t.Errorf("ExecStart (-want +got):\n%s", diff)
 	}
-	if u.restart != "always" || u.restartSec != 5*time.Second || !cmp.Equal(u.preventExit, []int{3}) {
+	if u.restart != "always" || u.restartDelay != 5*time.Second || !cmp.Equal(u.preventExit, []int{3}) {
 		t.Errorf("unit = %+v, want Restart=always, 5s, prevent 3", u)
 	}
 	for code, want := range map[int]bool{0: true, 1: true, 2: true, 3: false, -1: true} {
@@ -58,7 +58,7 @@ func TestParseUnit(t *testing.T) {
 		t.Error("Restart=no restarts")
 	}
 	plain, err := parseUnit("x.service", []byte("[Service]\nType=simple\nExecStart=-/bin/true\n"))
-	if err != nil || plain.restart != "no" || plain.restartSec != defaultRestartSec || !cmp.Equal(plain.execStart, []string{"/bin/true"}) {
+	if err != nil || plain.restart != "no" || plain.restartDelay != defaultRestartDelay || !cmp.Equal(plain.execStart, []string{"/bin/true"}) {
 		t.Errorf("defaults: %+v, %v", plain, err)
 	}
 }
