@@ -98,6 +98,7 @@ func (p *Provider) deleteOne(ctx context.Context, id int) error {
 		switch {
 		case statusOf(err) == http.StatusNotFound:
 			return nil
+		case err != nil && ctx.Err() != nil: // time is up: keep the API's last word
 		case err != nil:
 			last = apiError("get", err)
 		case !slices.Contains(d.Tags, clusterTag):
@@ -109,6 +110,7 @@ func (p *Provider) deleteOne(ctx context.Context, id int) error {
 			switch {
 			case statusOf(err) == http.StatusNotFound:
 				return nil
+			case err != nil && ctx.Err() != nil:
 			case err != nil:
 				last = apiError("delete", err)
 				log.Warn("droplet delete failed; trying again", "error", err)

@@ -73,10 +73,15 @@ func (p *Provider) listTagged(ctx context.Context, tag string, gpus bool) ([]god
 		}
 		var page struct {
 			Droplets []godo.Droplet `json:"droplets"`
+			Links    *godo.Links    `json:"links"`
 		}
 		resp, err := p.api.Do(ctx, req, &page)
+		if err != nil {
+			return resp, err
+		}
 		all = append(all, page.Droplets...)
-		return resp, err
+		resp.Links = page.Links // what godo's own lists do
+		return resp, nil
 	})
 	return all, err
 }
