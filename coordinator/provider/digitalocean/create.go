@@ -210,7 +210,7 @@ func (p *Provider) createOne(ctx context.Context, t provider.Target, s dropletSp
 // find returns the droplet of s if it exists: its request's droplet with
 // its name.
 func (p *Provider) find(ctx context.Context, s dropletSpec) (*godo.Droplet, error) {
-	ds, err := p.listTagged(ctx, s.req.Tags[2], s.gpu)
+	ds, err := p.listTagged(ctx, RequestTagPrefix+s.request, s.gpu)
 	if err != nil {
 		return nil, err
 	}

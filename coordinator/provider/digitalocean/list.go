@@ -17,7 +17,7 @@ import (
 )
 
 // List returns every droplet with the cluster's tag, in any status, GPU
-// droplets included (the API lists those only when asked), sorted by id.
+// droplets included (listTag), sorted by id.
 func (p *Provider) List(ctx context.Context) ([]provider.Node, error) {
 	if _, err := p.ready(); err != nil {
 		return nil, err
@@ -45,15 +45,22 @@ func sortNodes(nodes []provider.Node) {
 	slices.SortFunc(nodes, func(a, b provider.Node) int { return cmp.Compare(a.ID, b.ID) })
 }
 
-// listTag returns the droplets with tag: those the plain list shows, then
-// the GPU droplets, which the API lists only when asked (type=gpus).
+// listTag returns the droplets with tag: those the API lists by tag, and
+// the GPU droplets, which it lists only with type=gpus, a filter that
+// cannot be combined with tag_name: those are listed all and filtered
+// here (an account has few).
 func (p *Provider) listTag(ctx context.Context, tag string) ([]godo.Droplet, error) {
 	plain, err := p.listTagged(ctx, tag, false)
 	if err != nil {
 		return nil, err
 	}
 	gpus, err := p.listTagged(ctx, tag, true)
-	return append(plain, gpus...), err
+	for _, d := range gpus {
+		if !slices.ContainsFunc(plain, func(e godo.Droplet) bool { return e.ID == d.ID }) {
+			plain = append(plain, d)
+		}
+	}
+	return plain, err
 }
 
 // listTagged returns the droplets with tag, GPU droplets or the others,
@@ -62,7 +69,7 @@ func (p *Provider) listTagged(ctx context.Context, tag string, gpus bool) ([]god
 	var all []godo.Droplet
 	q := url.Values{"tag_name": {tag}}
 	if gpus {
-		q.Set("type", "gpus")
+		q = url.Values{"type": {"gpus"}}
 	}
 	err := pages(ctx, p, "list droplets tagged "+tag, func(ctx context.Context, opt *godo.ListOptions) (*godo.Response, error) {
 		q.Set("page", strconv.Itoa(opt.Page))
@@ -79,7 +86,11 @@ func (p *Provider) listTagged(ctx context.Context, tag string, gpus bool) ([]god
 		if err != nil {
 			return resp, err
 		}
-		all = append(all, page.Droplets...)
+		for _, d := range page.Droplets {
+			if slices.Contains(d.Tags, tag) {
+				all = append(all, d)
+			}
+		}
 		resp.Links = page.Links // what godo's own lists do
 		return resp, nil
 	})

@@ -9,7 +9,8 @@ import (
 )
 
 // TestListPagesAndShowsGPUDroplets: List reads every page (200 a page) and
-// also the GPU droplets, which the API lists only when asked; nodes carry
+// also the cluster's GPU droplets, which the API lists only when asked
+// (and not by tag), not another cluster's; nodes carry
 // their pool, request, size, addresses and state.
 func TestListPagesAndShowsGPUDroplets(t *testing.T) {
 	h := start(t, func(c *dofake.Config) { c.DropletLimit = 300 }, func(c *Config) { c.Region = "tor1"; c.Parallel = 10 })
@@ -18,6 +19,14 @@ func TestListPagesAndShowsGPUDroplets(t *testing.T) {
 	}
 	gpu, err := h.p.Create(t.Context(), provider.CreateRequest{Request: "gpu", Count: 1, Pool: "gpu", Size: "gpu-h100x1-80gb"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	other := newProvider(t, func() Config { c := testConfig(h.s); c.Cluster, c.Region = "other", "tor1"; return c }())
+	otherTarget, _ := target(t, nil)
+	if err := other.Start(t.Context(), otherTarget); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Create(t.Context(), provider.CreateRequest{Request: "gpu", Count: 1, Size: "gpu-h100x1-80gb"}); err != nil {
 		t.Fatal(err)
 	}
 	id, _ := strconv.Atoi(gpu[0].ID)
