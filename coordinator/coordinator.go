@@ -240,6 +240,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if len(listeners) > 1 {
 		t.Addr = listeners[1].Addr().String()
 	}
+	if agent, err := c.AgentDownload(); err == nil {
+		t.AgentURL, t.AgentSHA256 = agent.URL, agent.SHA256
+	}
 	var loops sync.WaitGroup
 	provErr := c.startProvider(provCtx, t, &loops)
 	if provErr != nil && provCtx.Err() != nil && errors.Is(provErr, context.Canceled) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudml/cloudml/coordinator/provider"
+	"github.com/cloudml/cloudml/coordinator/provider/providertest"
 	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/testutil"
 )
@@ -21,7 +23,14 @@ import (
 // coord.example.test, and returns it once the download answers.
 func runDownloads(t *testing.T, agentBin string) (*Coordinator, AgentDownload) {
 	t.Helper()
+	return runDownloadsWith(t, agentBin, nil)
+}
+
+// runDownloadsWith is runDownloads with provider p (nil: none).
+func runDownloadsWith(t *testing.T, agentBin string, p provider.Provider) (*Coordinator, AgentDownload) {
+	t.Helper()
 	cfg := DefaultConfig()
+	cfg.Provider = p
 	cfg.ListenAddr = "127.0.0.1:0"
 	cfg.AdvertiseAddr = "coord.example.test:7443"
 	cfg.StateDir = t.TempDir()
@@ -209,6 +218,25 @@ func TestAgentDownloadNeedsALinuxExecutable(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Run serving %s = %v, want an error saying %q", path, err, want)
 		}
+	}
+}
+
+// TestProviderTargetNamesTheAgentDownload: the provider is started with
+// the download's URL and SHA-256, which a cloud provider's user-data needs.
+func TestProviderTargetNamesTheAgentDownload(t *testing.T) {
+	agentBin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := providertest.NewFake("fake")
+	_, dl := runDownloadsWith(t, agentBin, fake)
+	var tg provider.Target
+	waitFor(t, "the provider to start", func() bool {
+		tg = fake.Target()
+		return tg.MintToken != nil
+	})
+	if tg.AgentURL != dl.URL || tg.AgentSHA256 != dl.SHA256 {
+		t.Errorf("provider started with agent %q (%s), want %q (%s)", tg.AgentURL, tg.AgentSHA256, dl.URL, dl.SHA256)
 	}
 }
 

@@ -39,16 +39,22 @@ func start(t *testing.T, dir string, cmd ...string) (stdout, stderr string, code
 
 func collect(t *testing.T, p Process) (string, string, int) {
 	t.Helper()
+	out, errb, code, err := collectErr(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, errb, code
+}
+
+// collectErr is collect without t, for use off the test goroutine.
+func collectErr(p Process) (string, string, int, error) {
 	var out, errb []byte
 	var wg sync.WaitGroup
 	wg.Go(func() { out, _ = io.ReadAll(p.Stdout()) })
 	wg.Go(func() { errb, _ = io.ReadAll(p.Stderr()) })
 	wg.Wait()
 	code, err := p.Wait()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out), string(errb), code
+	return string(out), string(errb), code, err
 }
 
 func TestProcessRunsInDirWithEnv(t *testing.T) {
@@ -114,11 +120,18 @@ func TestProcessSignalReachesTheGroup(t *testing.T) {
 	if err := p.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan int)
-	go func() { _, _, code := collect(t, p); done <- code }()
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() { _, _, code, err := collectErr(p); done <- result{code, err} }()
 	select {
-	case code := <-done:
-		if code != -1 {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if code := r.code; code != -1 {
 			t.Errorf("exit code = %d, want -1 (killed by signal)", code)
 		}
 	case <-time.After(10 * time.Second):

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloudml/cloudml/coordinator"
 	"github.com/cloudml/cloudml/coordinator/provider"
+	"github.com/cloudml/cloudml/coordinator/provider/digitalocean"
 	"github.com/cloudml/cloudml/coordinator/provider/local"
 	"github.com/cloudml/cloudml/coordinator/provider/netns"
 	"github.com/cloudml/cloudml/internal/jobspec"
@@ -62,6 +63,7 @@ func main() {
 	}
 	f := newFlags(coordinator.DefaultConfig())
 	f.fs.Parse(os.Args[2:])
+	f.providerDefaults()
 	log := logging.New("coordinator", f.level, f.json)
 	f.cfg.Logger = log
 	f.cfg.Version = version
@@ -81,20 +83,35 @@ func main() {
 // serve builds the provider called name from reg, then runs a coordinator
 // with it, asking for nodes at start if the provider starts nodes.
 func serve(ctx context.Context, cfg coordinator.Config, reg *provider.Registry, name string, nodes int) error {
-	p, err := reg.New(name, provider.Env{StateDir: cfg.StateDir, Logger: cfg.Logger})
+	cfg, err := withProvider(cfg, reg, name, nodes)
 	if err != nil {
 		return err
 	}
-	cfg.Provider = p
-	if e, _ := reg.Lookup(name); e.StartNodes {
-		cfg.Nodes = nodes
-	}
+	p := cfg.Provider
 	c, err := coordinator.New(cfg)
 	if err != nil {
 		return errors.Join(err, p.Close())
 	}
 	defer c.Close()
 	return c.Run(ctx)
+}
+
+// withProvider returns cfg with the provider called name from reg, the
+// nodes to ask it for at start if it starts nodes, and its check of
+// registering machines if it has one.
+func withProvider(cfg coordinator.Config, reg *provider.Registry, name string, nodes int) (coordinator.Config, error) {
+	p, err := reg.New(name, provider.Env{StateDir: cfg.StateDir, Logger: cfg.Logger})
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Provider = p
+	if e, _ := reg.Lookup(name); e.StartNodes {
+		cfg.Nodes = nodes
+	}
+	if v, ok := p.(nodeVerifier); ok && cfg.VerifyNode == nil {
+		cfg.VerifyNode = v.VerifyNode
+	}
+	return cfg, nil
 }
 
 // usage is the help text, listing reg's providers.
@@ -146,15 +163,20 @@ type flags struct {
 	level    string
 	json     bool
 	peers    string
-	provider string       // --provider
-	nodes    int          // --nodes
-	local    local.Config // --slots, --agent-bin, --agent-log-level
-	netns    netns.Config // --netns-name, --netns-subnet
+	provider string              // --provider
+	nodes    int                 // --nodes
+	local    local.Config        // --slots, --agent-bin, --agent-log-level
+	netns    netns.Config        // --netns-name, --netns-subnet
+	do       digitalocean.Config // --do-*, --cluster-name, --max-hourly-cost
+	// doTokenFile is --do-token-file; the token itself comes from the
+	// environment.
+	doTokenFile string
 }
 
 func newFlags(cfg coordinator.Config) *flags {
 	f := &flags{fs: flag.NewFlagSet("coordinator serve", flag.ExitOnError), cfg: cfg,
-		provider: provider.NoneName, nodes: defaultNodes, local: local.DefaultConfig(), netns: netns.DefaultConfig()}
+		provider: provider.NoneName, nodes: defaultNodes, local: local.DefaultConfig(), netns: netns.DefaultConfig(),
+		do: digitalocean.DefaultConfig()}
 	home, _ := os.UserHomeDir()
 	if f.cfg.StateDir == "" {
 		f.cfg.StateDir = filepath.Join(home, ".cloudml", "state")
@@ -174,11 +196,11 @@ func newFlags(cfg coordinator.Config) *flags {
 		f.cfg.MaxNodeSlots = int32(n)
 		return err
 	})
-	fs.StringVar(&f.provider, "provider", f.provider, "node provider: local, netns or none")
-	fs.IntVar(&f.nodes, "nodes", f.nodes, "local and netns providers: number of nodes to start")
+	fs.StringVar(&f.provider, "provider", f.provider, "node provider: local, netns, digitalocean or none")
+	fs.IntVar(&f.nodes, "nodes", f.nodes, "local and netns providers: number of nodes to start; digitalocean: droplets to create at start (default 0)")
 	fs.IntVar(&f.local.Slots, "slots", f.local.Slots, "local and netns providers: task slots per agent (0: the agent's CPU count)")
 	fs.StringVar(&f.local.AgentBinary, "agent-bin", f.local.AgentBinary, "path of cloudml-agent, which the local and netns providers start and --download-listen serves (default: beside this binary, then PATH)")
-	fs.StringVar(&f.cfg.Download.Listen, "download-listen", "", "HTTPS address serving cloudml-agent (GET /v1/agent/linux-amd64) and the CA (GET /v1/ca.crt) to the machines a cloud provider creates, with the server certificate and no client certificate, e.g. :7444 (default: none)")
+	fs.StringVar(&f.cfg.Download.Listen, "download-listen", "", "HTTPS address serving cloudml-agent (GET /v1/agent/linux-amd64) and the CA (GET /v1/ca.crt) to the machines a cloud provider creates, with the server certificate and no client certificate, e.g. :7444 (default: none; digitalocean: the --listen port plus one)")
 	fs.StringVar(&f.netns.Name, "netns-name", f.netns.Name, "netns provider: prefix of the namespaces, bridge and rules (two clusters on one machine need different names)")
 	fs.StringVar(&f.netns.Subnet, "netns-subnet", "", "netns provider: bridge subnet, e.g. 10.213.7.0/24 (default: the first free 10.213.X.0/24); the host side is .1")
 	fs.StringVar(&f.peers, "swarm-peers", "", "comma-separated CIDRs the agents open the swarm ports to (default: any; netns: the cluster's subnet)")
@@ -189,5 +211,6 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.level, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&f.local.LogLevel, "agent-log-level", "info", "log level of the agents the provider starts")
 	fs.BoolVar(&f.json, "log-json", false, "log as JSON")
+	f.addProviderFlags()
 	return f
 }

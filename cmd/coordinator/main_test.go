@@ -14,18 +14,18 @@ import (
 func TestProvidersAreRegisteredWithTheirUsage(t *testing.T) {
 	f := newFlags(coordinator.DefaultConfig())
 	reg := f.providers()
-	if diff := cmp.Diff([]string{"local", "netns", "none"}, reg.Names()); diff != "" {
+	if diff := cmp.Diff([]string{"local", "netns", "digitalocean", "none"}, reg.Names()); diff != "" {
 		t.Errorf("providers (-want +got):\n%s", diff)
 	}
-	for name, starts := range map[string]bool{"local": true, "netns": true, "none": false} {
+	for name, starts := range map[string]bool{"local": true, "netns": true, "digitalocean": true, "none": false} {
 		if e, _ := reg.Lookup(name); e.StartNodes != starts {
 			t.Errorf("%s starts nodes: %v, want %v", name, e.StartNodes, starts)
 		}
 	}
 	help := usage(reg)
 	for _, line := range []string{
-		"  local  N agents on this machine as child processes (--nodes N); tasks\n         run as plain processes\n",
-		"  none   agents are started elsewhere and join with a join token\n",
+		"  local         N agents on this machine as child processes (--nodes N); tasks\n                run as plain processes\n",
+		"  none          agents are started elsewhere and join with a join token\n",
 	} {
 		if !strings.Contains(help, line) {
 			t.Errorf("usage lacks %q:\n%s", line, help)
@@ -53,7 +53,7 @@ func TestFlagsBuildTheProvider(t *testing.T) {
 func TestServeRefusesBadProviders(t *testing.T) {
 	f := newFlags(coordinator.DefaultConfig())
 	err := serve(t.Context(), f.cfg, f.providers(), "gcp", 2)
-	if !errors.Is(err, provider.ErrUnknownProvider) || !strings.Contains(err.Error(), `"local", "netns" or "none"`) {
+	if !errors.Is(err, provider.ErrUnknownProvider) || !strings.Contains(err.Error(), `"local", "netns", "digitalocean" or "none"`) {
 		t.Errorf("serve --provider gcp = %v, want the known names", err)
 	}
 	f.nodes = 0

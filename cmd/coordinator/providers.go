@@ -1,10 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/cloudml/cloudml/coordinator"
 	"github.com/cloudml/cloudml/coordinator/provider"
+	"github.com/cloudml/cloudml/coordinator/provider/digitalocean"
 	"github.com/cloudml/cloudml/coordinator/provider/local"
 	"github.com/cloudml/cloudml/coordinator/provider/netns"
 )
@@ -41,6 +49,26 @@ func (f *flags) providers() *provider.Registry {
 		},
 	})
 	r.Register(provider.Entry{
+		Name: digitalocean.Name,
+		Usage: "DigitalOcean droplets that boot the agent from cloud-init, with the\n" +
+			"API token in " + digitalocean.TokenEnv + "; --advertise must be reachable from them;\n" +
+			"--nodes droplets at start (default 0: 'cluster up' makes them)",
+		StartNodes: true,
+		New: func(env provider.Env) (provider.Provider, error) {
+			cfg := f.do
+			tok, err := doToken(f.doTokenFile)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Token = tok
+			if !strings.HasSuffix(cfg.APIURL, "/") {
+				cfg.APIURL += "/"
+			}
+			cfg.AgentLogLevel = f.local.LogLevel
+			return digitalocean.New(cfg, env.Logger)
+		},
+	})
+	r.Register(provider.Entry{
 		Name:  provider.NoneName,
 		Usage: "agents are started elsewhere and join with a join token\n('cloudml-client token create')",
 		New:   func(provider.Env) (provider.Provider, error) { return provider.None{}, nil },
@@ -54,4 +82,76 @@ func nodesDir(dir string, env provider.Env) string {
 		return dir
 	}
 	return filepath.Join(env.StateDir, "nodes")
+}
+
+// addProviderFlags defines the flags of the providers that have their own
+// (digitalocean's).
+func (f *flags) addProviderFlags() {
+	fs := f.fs
+	fs.StringVar(&f.do.Region, "do-region", f.do.Region, "digitalocean provider: region of the droplets")
+	fs.StringVar(&f.do.Size, "do-size", f.do.Size, "digitalocean provider: default droplet size (a pool may ask for another)")
+	fs.StringVar(&f.do.Image, "do-image", f.do.Image, "digitalocean provider: droplet image slug or id")
+	fs.Func("do-ssh-keys", "digitalocean provider: comma-separated SSH key ids or fingerprints of the account to install on droplets (default: none; CloudML needs no SSH)", func(v string) error {
+		f.do.SSHKeys = nil
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				f.do.SSHKeys = append(f.do.SSHKeys, k)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&f.do.VPC, "do-vpc", "", "digitalocean provider: uuid of the VPC droplets join (default: the cluster's own, cloudml-<cluster>-<region>, made at the first create)")
+	fs.StringVar(&f.do.APIURL, "do-api-url", f.do.APIURL, "digitalocean provider: API base URL (tests and demos: the DigitalOcean API test server)")
+	fs.StringVar(&f.do.MetadataURL, "do-metadata-url", f.do.MetadataURL, "digitalocean provider: the droplet metadata service the agents read their droplet id from (tests and demos: the test server's)")
+	fs.StringVar(&f.doTokenFile, "do-token-file", "", "digitalocean provider: file holding the API token, when "+digitalocean.TokenEnv+" is not set")
+	fs.StringVar(&f.do.Cluster, "cluster-name", f.do.Cluster, "digitalocean provider: cluster name; every droplet is tagged "+digitalocean.ClusterTagPrefix+"<name>")
+	fs.Float64Var(&f.do.MaxHourlyCost, "max-hourly-cost", 0, "digitalocean provider: refuse to create droplets that would bring the cluster past this many dollars an hour (default 0: no limit)")
+}
+
+// providerDefaults adjusts defaults to the chosen provider once the flags
+// are parsed: digitalocean serves the agent download (on the gRPC port
+// plus one, unless --download-listen says where) and starts no droplets
+// unless --nodes says how many.
+func (f *flags) providerDefaults() {
+	if f.provider != digitalocean.Name {
+		return
+	}
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if !set["nodes"] {
+		f.nodes = 0
+	}
+	if !set["download-listen"] {
+		f.cfg.Download.Listen = coordinator.DefaultDownloadListen(f.cfg.ListenAddr)
+		if f.cfg.Download.Listen == "" { // --listen with port 0: any port
+			host, _, _ := net.SplitHostPort(f.cfg.ListenAddr)
+			f.cfg.Download.Listen = net.JoinHostPort(host, "0")
+		}
+	}
+}
+
+// doToken is the DigitalOcean API token: DIGITALOCEAN_TOKEN, else the
+// contents of file. Never a flag value, which the process list shows.
+func doToken(file string) (string, error) {
+	if tok := strings.TrimSpace(os.Getenv(digitalocean.TokenEnv)); tok != "" {
+		return tok, nil
+	}
+	if file == "" {
+		return "", fmt.Errorf("no DigitalOcean API token: set %s (or --do-token-file)", digitalocean.TokenEnv)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("DigitalOcean API token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", errors.New("DigitalOcean API token: " + file + " is empty")
+	}
+	return tok, nil
+}
+
+// nodeVerifier is a provider that checks its machines when they register
+// (digitalocean: the droplet against the API).
+type nodeVerifier interface {
+	VerifyNode(ctx context.Context, claim coordinator.NodeClaim) error
 }

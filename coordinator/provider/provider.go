@@ -121,6 +121,12 @@ type Target struct {
 	// CACertPEM is the coordinator's CA certificate; public, so user-data
 	// may carry it (the join token pins its fingerprint too).
 	CACertPEM []byte
+	// AgentURL is the https:// URL at which the coordinator serves the
+	// agent binary to the machines it makes (coordinator.AgentDownload),
+	// and AgentSHA256 the binary's SHA-256 in hex; both empty when it
+	// serves none (no --download-listen). A cloud provider renders them
+	// into the node's user-data and refuses to start without them.
+	AgentURL, AgentSHA256 string
 	// MintToken makes a single-use join token, the only secret a node
 	// gets: label names the node, slots caps its task slots (0: the
 	// coordinator's default cap). Mint one per node, or per agent start

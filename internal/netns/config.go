@@ -52,6 +52,16 @@ type Config struct {
 	// StopTimeout is how long a dockerd gets between SIGTERM and SIGKILL;
 	// default 30s.
 	StopTimeout time.Duration
+	// PrivateMounts runs each dockerd in a mount namespace of its own
+	// (unshare --mount --propagation private) instead of the host's. The
+	// daemon's mounts (image layers, network namespaces) then stay inside
+	// it, and what is mounted there later (nsenter --target DockerPID
+	// --mount) is seen by the daemon and its containers and by nothing
+	// outside: a program that joins the namespace shares its daemon's view
+	// of the file system, as the programs of a machine share its dockerd's
+	// (internal/dofake/netnsboot boots droplets that way). The namespace
+	// and its mounts go when its last process exits.
+	PrivateMounts bool
 }
 
 // DefaultConfig returns a 3-node cluster named "cml" with a dockerd per node

@@ -16,8 +16,13 @@ import (
 	"github.com/docker/docker/client"
 )
 
-// ErrDockerdStart means a node's dockerd exited or did not answer in time.
-var ErrDockerdStart = errors.New("dockerd did not start")
+var (
+	// ErrDockerdStart means a node's dockerd exited or did not answer in
+	// time.
+	ErrDockerdStart = errors.New("dockerd did not start")
+	// ErrDockerdStopped means a node's dockerd is not running.
+	ErrDockerdStopped = errors.New("dockerd is not running")
+)
 
 // daemon is a running dockerd.
 type daemon struct {
@@ -126,8 +131,12 @@ func (c *Cluster) spawn(node int) (*daemon, error) {
 	defer logf.Close() // the child holds its own copy
 	// A UTS namespace of its own gives each daemon (and so each swarm
 	// node) the node's name as hostname.
-	args := append([]string{"--net=" + n.NetnsPath, "--", "unshare", "--uts", "--",
-		"sh", "-c", `echo "$0" > /proc/sys/kernel/hostname && exec "$@"`, n.Name, "dockerd"}, DockerdArgs(c.cfg.Name, node, n.Dir)...)
+	args := []string{"--net=" + n.NetnsPath, "--", "unshare", "--uts"}
+	if c.cfg.PrivateMounts {
+		args = append(args, "--mount", "--propagation", "private")
+	}
+	args = append(append(args, "--", "sh", "-c", `echo "$0" > /proc/sys/kernel/hostname && exec "$@"`, n.Name, "dockerd"),
+		DockerdArgs(c.cfg.Name, node, n.Dir)...)
 	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A test binary that dies takes its daemons down with it; Cleanup
@@ -143,6 +152,31 @@ func (c *Cluster) spawn(node int) (*daemon, error) {
 	}()
 	c.log.Debug("dockerd started", "node", node, "pid", cmd.Process.Pid)
 	return d, nil
+}
+
+// DockerPID returns the process id of node's running dockerd (nsenter,
+// unshare and sh exec it in turn, so it is the process Create started):
+// /proc/PID/ns/ names its namespaces, with Config.PrivateMounts its own
+// mount namespace among them. ErrDockerdStopped when it is not running.
+func (c *Cluster) DockerPID(node int) (int, error) {
+	if node < 0 || node >= len(c.nodes) {
+		return 0, fmt.Errorf("%w: %d", ErrNoSuchNode, node)
+	}
+	if !c.cfg.Dockerd {
+		return 0, ErrNoDockerd
+	}
+	c.mu.Lock()
+	d := c.daemons[node]
+	c.mu.Unlock()
+	if d == nil {
+		return 0, fmt.Errorf("node %d: %w", node, ErrDockerdStopped)
+	}
+	select {
+	case <-d.exited:
+		return 0, fmt.Errorf("node %d: %w (it exited: %v)", node, ErrDockerdStopped, d.err)
+	default:
+	}
+	return d.cmd.Process.Pid, nil
 }
 
 // waitReady polls node's daemon until it answers Ping.

@@ -244,7 +244,10 @@ func codeDir(t *testing.T, script string) string {
 func (c *swarmCluster) killAgent(t *testing.T, i int) {
 	t.Helper()
 	ns := fmt.Sprintf("%s-n%d", c.name, i)
-	pid, _ := findAgent(t, ns)
+	pid, ok := findAgent(t, ns)
+	if !ok || pid <= 1 {
+		t.Fatalf("no agent process found for %s (pid %d): refusing to signal it", ns, pid) // kill(0) would hit this test's own process group
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
