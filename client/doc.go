@@ -6,7 +6,9 @@
 // pushes the job's image from the local Docker when the coordinator lacks
 // it; Logs follows a job's output across coordinator restarts, printing
 // nothing twice; DownloadResults fetches every task's results; WaitStaged
-// follows each node's staging of a container job.
+// follows each node's staging of a container job; Scale, DeleteMachines
+// and WatchMachines make and remove the provider's machines and follow
+// them up and down.
 //
 // cloudml-client (internal/cli) is built on it, and so can a dashboard or a
 // notebook be. The package prints nothing: long transfers report to a

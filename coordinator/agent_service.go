@@ -30,6 +30,9 @@ type agentServer struct {
 // certificate.
 func (s *agentServer) Register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
 	resp, err := s.c.register(ctx, req)
+	if err != nil {
+		s.c.machines.noteRefusal(req.GetProviderId(), s.c.tokenLabel(req.GetJoinToken()), err)
+	}
 	return resp, toStatus(err)
 }
 

@@ -44,6 +44,10 @@ var methodRoles = func() map[string][]pki.Role {
 		cloudmlv1.ClusterService_ListCredentials_FullMethodName:      adminRoles,
 		cloudmlv1.ClusterService_RevokeCredential_FullMethodName:     adminRoles,
 		cloudmlv1.ClusterService_RemoveNode_FullMethodName:           adminRoles,
+		cloudmlv1.ClusterService_ScalePool_FullMethodName:            adminRoles,
+		cloudmlv1.ClusterService_ListMachines_FullMethodName:         adminRoles,
+		cloudmlv1.ClusterService_DeleteMachines_FullMethodName:       adminRoles,
+		cloudmlv1.ClusterService_CollectGarbage_FullMethodName:       adminRoles,
 	}
 	return m
 }()

@@ -176,6 +176,22 @@ var calls = map[string]rpcCall{
 		_, err := cloudmlv1.NewClusterServiceClient(cc).RemoveNode(ctx, &cloudmlv1.RemoveNodeRequest{})
 		return err
 	},
+	cloudmlv1.ClusterService_ScalePool_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := cloudmlv1.NewClusterServiceClient(cc).ScalePool(ctx, &cloudmlv1.ScalePoolRequest{})
+		return err
+	},
+	cloudmlv1.ClusterService_ListMachines_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := cloudmlv1.NewClusterServiceClient(cc).ListMachines(ctx, &cloudmlv1.ListMachinesRequest{})
+		return err
+	},
+	cloudmlv1.ClusterService_DeleteMachines_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := cloudmlv1.NewClusterServiceClient(cc).DeleteMachines(ctx, &cloudmlv1.DeleteMachinesRequest{})
+		return err
+	},
+	cloudmlv1.ClusterService_CollectGarbage_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := cloudmlv1.NewClusterServiceClient(cc).CollectGarbage(ctx, &cloudmlv1.CollectGarbageRequest{})
+		return err
+	},
 }
 
 // recvErr is the error of opening a stream, else of its first receive
@@ -226,6 +242,10 @@ var allowedCode = map[string]codes.Code{
 	cloudmlv1.ClusterService_ListCredentials_FullMethodName:  codes.OK,
 	cloudmlv1.ClusterService_RevokeCredential_FullMethodName: codes.NotFound,
 	cloudmlv1.ClusterService_RemoveNode_FullMethodName:       codes.NotFound,
+	cloudmlv1.ClusterService_ScalePool_FullMethodName:        codes.Unavailable, // served without the provider started
+	cloudmlv1.ClusterService_ListMachines_FullMethodName:     codes.OK,
+	cloudmlv1.ClusterService_DeleteMachines_FullMethodName:   codes.InvalidArgument, // names nothing
+	cloudmlv1.ClusterService_CollectGarbage_FullMethodName:   codes.Unavailable,
 }
 
 // served lists every method of every service the coordinator registers.

@@ -47,6 +47,11 @@ func (s *clusterServer) RemoveNode(ctx context.Context, req *cloudmlv1.RemoveNod
 }
 
 func (c *Coordinator) removeNode(id, by string) (*cloudmlv1.Node, int32, error) {
+	return c.removeNodeFor(id, "removed by "+orNone(by))
+}
+
+// removeNodeFor removes a node, saying why in its message.
+func (c *Coordinator) removeNodeFor(id, why string) (*cloudmlv1.Node, int32, error) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -61,7 +66,7 @@ func (c *Coordinator) removeNode(id, by string) (*cloudmlv1.Node, int32, error) 
 	ch := newChanges()
 	n.rec.Removed = true
 	n.rec.State = cloudmlv1.NodeState_NODE_STATE_REMOVED
-	n.rec.Message = "removed by " + orNone(by)
+	n.rec.Message = why
 	ch.node(n.rec)
 	c.loseNodeAttempts(ch, n, fmt.Sprintf("node %s was removed", id), now)
 	if err := c.commit(ch); err != nil {
@@ -69,9 +74,9 @@ func (c *Coordinator) removeNode(id, by string) (*cloudmlv1.Node, int32, error) 
 	}
 	c.trust.setNode(n.rec)
 	if n.sess != nil {
-		n.sess.close("node removed by an admin")
+		n.sess.close("node removed: " + why)
 	}
-	c.log.Warn("node removed", "node_id", id, "by", orNone(by), "attempts_rescheduled", running[id])
+	c.log.Warn("node removed", "node_id", id, "reason", why, "attempts_rescheduled", running[id])
 	c.poke()
 	return nodeProto(n, 0), running[id], nil
 }

@@ -73,6 +73,18 @@ type Config struct {
 	// KeepStrays makes the reconciler only report the provider's nodes
 	// that the coordinator did not ask for, instead of deleting them.
 	KeepStrays bool
+	// RegisterDeadline is how long a machine the provider made may go
+	// without its agent registering before it is deleted (and the reason
+	// logged and listed); default 10m.
+	RegisterDeadline time.Duration
+	// IdleDelete deletes a machine whose node ran no task for this long,
+	// down to its pool's minimum, in pools that set no idle time of their
+	// own ('cluster up --idle-delete'); 0 means never.
+	IdleDelete time.Duration
+	// MachineCheckInterval is how often the machines are checked against
+	// the registration deadline and idle time, and deletes retried;
+	// default 5s.
+	MachineCheckInterval time.Duration
 	// SwarmPeerCIDRs are the cluster's addresses: agents open the swarm
 	// ports to these only (empty: to any address, or those the provider
 	// gives: netns's subnet).
@@ -98,19 +110,21 @@ type Config struct {
 // for the caller.
 func DefaultConfig() Config {
 	return Config{
-		ListenAddr:         "127.0.0.1:7070",
-		HeartbeatPeriod:    2 * time.Second,
-		NodeDownAfter:      6 * time.Second,
-		ImageExportStart:   30 * time.Second,
-		ImageExportIdle:    30 * time.Second,
-		NodeCertTTL:        24 * time.Hour,
-		MaxNodeSlots:       128,
-		MaxNodeMemoryBytes: 4 << 40,
-		StartDeadline:      5 * time.Minute,
-		EndGrace:           2 * time.Minute,
-		Limits:             DefaultLimits(),
-		Provider:           provider.None{},
-		ReconcileInterval:  time.Minute,
+		ListenAddr:           "127.0.0.1:7070",
+		HeartbeatPeriod:      2 * time.Second,
+		NodeDownAfter:        6 * time.Second,
+		ImageExportStart:     30 * time.Second,
+		ImageExportIdle:      30 * time.Second,
+		NodeCertTTL:          24 * time.Hour,
+		MaxNodeSlots:         128,
+		MaxNodeMemoryBytes:   4 << 40,
+		StartDeadline:        5 * time.Minute,
+		EndGrace:             2 * time.Minute,
+		Limits:               DefaultLimits(),
+		Provider:             provider.None{},
+		ReconcileInterval:    time.Minute,
+		RegisterDeadline:     10 * time.Minute,
+		MachineCheckInterval: 5 * time.Second,
 	}
 }
 
@@ -172,6 +186,15 @@ func (c *Config) Validate() error {
 	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = time.Minute
+	}
+	if c.RegisterDeadline <= 0 {
+		c.RegisterDeadline = 10 * time.Minute
+	}
+	if c.MachineCheckInterval <= 0 {
+		c.MachineCheckInterval = 5 * time.Second
+	}
+	if c.IdleDelete < 0 {
+		return fmt.Errorf("config: idle delete must not be negative, got %s", c.IdleDelete)
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

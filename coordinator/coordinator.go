@@ -49,6 +49,8 @@ type Coordinator struct {
 
 	exports *imageExports // image exports asked of nodes; has its own lock
 
+	machines *machines // the provider's machines (machines.go); has its own lock
+
 	notifyMu sync.Mutex // protects waiters
 	waiters  map[string]chan struct{}
 
@@ -93,6 +95,10 @@ func New(cfg Config) (*Coordinator, error) {
 		done:    make(chan struct{}),
 	}
 	if err := c.load(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if c.machines, err = newMachines(c); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -280,22 +286,23 @@ func (c *Coordinator) listen(nodeListen string) ([]net.Listener, error) {
 	return listeners, nil
 }
 
-// startProvider starts the provider, reconciles its nodes with an empty
-// book (the nodes of an earlier run are strays), asks for cfg.Nodes, and
-// starts the periodic reconciler in loops, which ends with ctx.
+// startProvider starts the provider, reconciles its nodes with the
+// coordinator's record of machines (machines.go: adopting those of creates
+// a dead coordinator left, deleting strays, marking vanished ones lost),
+// asks for cfg.Nodes, and starts the machine checks and periodic
+// reconciler in loops, which end with ctx.
 func (c *Coordinator) startProvider(ctx context.Context, t provider.Target, loops *sync.WaitGroup) error {
 	p := c.cfg.Provider
 	if err := p.Start(ctx, t); err != nil {
 		return fmt.Errorf("%s provider: %w", p.Name(), err)
 	}
-	fleet := provider.NewFleet(p, c.log.Named("fleet"), c.cfg.KeepStrays)
-	if _, err := fleet.Reconcile(ctx); err != nil {
+	if err := c.machines.start(ctx); err != nil {
+		return err
+	}
+	if err := c.machines.ensure(ctx, c.cfg.Nodes); err != nil {
 		return fmt.Errorf("%s provider: %w", p.Name(), err)
 	}
-	if _, err := fleet.Ensure(ctx, provider.DefaultPool, c.cfg.Nodes); err != nil {
-		return fmt.Errorf("%s provider: %w", p.Name(), err)
-	}
-	loops.Go(func() { fleet.Run(ctx, c.cfg.ReconcileInterval) })
+	loops.Go(func() { c.machines.run(ctx) })
 	return nil
 }
 

@@ -9,6 +9,11 @@
 // second tick catches anything else. Node liveness (nodes.go) turns missed
 // heartbeats into DOWN nodes and lost attempts. Logs (logs.go) are stored in
 // numbered batches and fanned out to subscribers by closing a per-job channel.
+// Machines (machines.go, machines_rpc.go) are what the provider made for the
+// nodes: a provider.Fleet whose book is the store, so a create request is
+// durable before the provider is asked and a delete before it is asked for;
+// one loop links machines to the nodes their agents registered as, deletes
+// machines whose agent never registers or that stay idle, and reconciles.
 //
 // Agents are never imported here: the two roles meet only in
 // proto/cloudml/v1. Node identity comes from the call's credential, resolved

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cloudml/cloudml/coordinator/imagestore"
+	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/jobspec"
 )
@@ -41,6 +42,9 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrShuttingDown means the coordinator is stopping.
 	ErrShuttingDown = errors.New("coordinator is shutting down")
+	// ErrPrecondition means a request the cluster's state refuses (a cost
+	// limit, a second region).
+	ErrPrecondition = errors.New("failed precondition")
 )
 
 // kindError gives an error a sentinel kind while keeping its own message.
@@ -70,9 +74,10 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, imagestore.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrInvalid), errors.Is(err, jobspec.ErrInvalid), errors.Is(err, imagestore.ErrInvalid):
+	case errors.Is(err, ErrInvalid), errors.Is(err, jobspec.ErrInvalid), errors.Is(err, imagestore.ErrInvalid),
+		errors.Is(err, provider.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, ErrTooLarge), errors.Is(err, provider.ErrCapacity):
 		code = codes.ResourceExhausted
 	case errors.Is(err, ErrUnauthenticated):
 		code = codes.Unauthenticated
@@ -81,9 +86,10 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrAlreadyExists):
 		code = codes.AlreadyExists
 	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested), errors.Is(err, ErrNotEnded),
-		errors.Is(err, ErrInUse):
+		errors.Is(err, ErrInUse), errors.Is(err, ErrPrecondition), errors.Is(err, provider.ErrUnsupported):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrVerifyUnavailable):
+	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrVerifyUnavailable),
+		errors.Is(err, provider.ErrNotStarted):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled

@@ -111,6 +111,20 @@ func (c *Coordinator) useToken(raw string, now time.Time) (*store.JoinToken, err
 	return rec, nil
 }
 
+// tokenLabel is the label of a join token whose secret is right, else "".
+func (c *Coordinator) tokenLabel(raw string) string {
+	tok, err := pki.ParseToken(raw)
+	if err != nil {
+		return ""
+	}
+	c.trust.mu.RLock()
+	defer c.trust.mu.RUnlock()
+	if rec := c.trust.tokens[tok.ID]; rec != nil && pki.SecretMatches(tok.Secret, rec.SecretSHA256) {
+		return rec.Label
+	}
+	return ""
+}
+
 // gcTokens forgets tokens that stopped working more than tokenKeep ago;
 // it runs with every new token (providers mint one per agent start), so
 // the map stays as small as the tokens of the last day.

@@ -28,9 +28,13 @@
 // through Target.MintToken with the node's slot cap; the token is the only
 // secret a node receives.
 //
-// Fleet is the coordinator's side: it keeps the book (in memory; the
-// coordinator's store when nodes outlive it), creates the nodes asked for at
-// start, and reconciles on start and periodically. None is the provider of
+// Fleet is the coordinator's side: it keeps the book of requests and
+// machines in a Book (the coordinator's store; MemoryBook in tests),
+// writes each request before its create and each delete before asking
+// for it, adopts the nodes of requests a dead coordinator left behind,
+// counts a machine gone only once Delete returned nil, and reconciles on
+// start and periodically. DryRunner, Pricer and Regional are what a
+// provider may offer beyond Provider (optional.go). None is the provider of
 // `--provider none`: it makes no nodes. providertest holds a fake provider
 // and the contract every Provider must pass.
 package provider

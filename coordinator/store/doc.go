@@ -17,7 +17,17 @@
 //	jobs      job id                          → Job (JSON)
 //	tasks     job 0x00 task(4B BE)             → Task (JSON)
 //	attempts  job 0x00 task(4B BE) attempt(4B) → Attempt (JSON)
+//	tokens    token id                        → JoinToken (JSON)
+//	credentials name                          → Credential (JSON)
+//	machines  provider id                     → Machine (JSON)
+//	machine_requests request id               → MachineRequest (JSON)
+//	pools     pool name                       → Pool (JSON)
 //
+// Machines, their create requests and pools are the fleet's book (see
+// provider.Fleet): a request is written before the provider is asked to
+// create, a machine before it is asked to delete, so a coordinator that
+// dies in between finds out on restart what it may have made. LoadFleet
+// reads them apart from Load.
 // A NUL byte ends the job id in composite keys, so one job's prefix never
 // matches another job whose id merely starts with it. Every event is one
 // transaction (each bbolt commit fsyncs): Save writes any mix of records at

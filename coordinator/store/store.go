@@ -33,7 +33,11 @@ var (
 	bucketAttempts = []byte("attempts")
 	bucketTokens   = []byte("tokens")
 	bucketCreds    = []byte("credentials")
-	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts, bucketTokens, bucketCreds}
+	bucketMachines = []byte("machines")
+	bucketRequests = []byte("machine_requests")
+	bucketPools    = []byte("pools")
+	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts, bucketTokens, bucketCreds,
+		bucketMachines, bucketRequests, bucketPools}
 	// legacyBuckets held log batches and acks before logs moved to
 	// segment files; Open drops them.
 	legacyBuckets = [][]byte{[]byte("acks"), []byte("logs")}
@@ -188,11 +192,19 @@ type Changes struct {
 	// Tokens and Credentials are written (replaced) by id and name.
 	Tokens      []*JoinToken
 	Credentials []*Credential
+	// Machines, MachineRequests and Pools are written (replaced) by id
+	// and name; the Drop lists name records of theirs to delete.
+	Machines            []*Machine
+	MachineRequests     []*MachineRequest
+	Pools               []*Pool
+	DropMachines        []string
+	DropMachineRequests []string
+	DropPools           []string
 }
 
 // Empty reports whether there is nothing to write.
 func (c *Changes) Empty() bool {
-	return len(c.Nodes)+len(c.Jobs)+len(c.Tasks)+len(c.Attempts)+len(c.Tokens)+len(c.Credentials) == 0
+	return len(c.Nodes)+len(c.Jobs)+len(c.Tasks)+len(c.Attempts)+len(c.Tokens)+len(c.Credentials)+c.fleetSize() == 0
 }
 
 // Save writes every record of c in one transaction.
@@ -251,7 +263,7 @@ func putChanges(tx *bolt.Tx, c *Changes) error {
 			return err
 		}
 	}
-	return nil
+	return putFleet(tx, c)
 }
 
 func putJSON(b *bolt.Bucket, key []byte, v any) error {

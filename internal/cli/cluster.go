@@ -13,11 +13,17 @@ import (
 const completionTimeout = 2 * time.Second
 
 func (a *App) clusterCmd() *cobra.Command {
-	return groupCmd("cluster", "Cluster commands: the nodes",
-		"Cluster commands describe the machines the coordinator runs jobs on.",
-		`  cloudml-client cluster nodes
-  cloudml-client cluster nodes rm node-3`,
-		a.nodesCmd())
+	return groupCmd("cluster", "Cluster commands: machines and nodes",
+		"Cluster commands make, list and delete the machines the coordinator runs jobs\n"+
+			"on. A machine is what the coordinator's provider made (a droplet, a local agent\n"+
+			"process): up, scale, down, gc and machines work on those (admin). A node is an\n"+
+			"agent that registered, wherever it runs: nodes lists those.",
+		`  cloudml-client cluster up --nodes 3 --size s-2vcpu-4gb --region fra1
+  cloudml-client cluster machines
+  cloudml-client cluster nodes
+  cloudml-client cluster scale --nodes 5
+  cloudml-client cluster down`,
+		a.clusterUpCmd(), a.clusterScaleCmd(), a.clusterDownCmd(), a.clusterGCCmd(), a.clusterMachinesCmd(), a.nodesCmd())
 }
 
 func (a *App) nodesCmd() *cobra.Command {

@@ -151,7 +151,7 @@ func TestExitCodes(t *testing.T) {
 		{"missing argument", logs(0), []string{"logs"}, ExitUsage, "logs needs exactly one JOB id"},
 		{"extra argument", logs(0), []string{"list", "x"}, ExitUsage, `list takes no arguments, got "x"`},
 		{"no command", logs(0), nil, ExitUsage, "give a command"},
-		{"group alone", logs(0), []string{"cluster"}, ExitUsage, "cluster needs a subcommand: 'cluster nodes'"},
+		{"group alone", logs(0), []string{"cluster"}, ExitUsage, "cluster needs a subcommand: 'cluster up' or 'cluster scale'"},
 		{"bad -o", logs(0), []string{"-o", "xml", "list"}, ExitUsage, "-o must be table, wide or json"},
 		{"invalid spec", logs(0), []string{"submit", "-f", spec}, ExitUsage, `unknown field "paralelism" (did you mean "parallelism"?)`},
 		{"command before --", logs(0), []string{"submit", "--code", ".", "octave-cli"}, ExitUsage, "put the command after --"},

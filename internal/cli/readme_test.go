@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +76,11 @@ func readmeCommands(t *testing.T, path string) []string {
 //     and NODE is node-2;
 //   - a shell redirection (` > file`) is dropped: it is the shell's;
 //   - list --watch, which runs until interrupted, is interrupted (as
-//     Ctrl-C would) once it printed a snapshot.
+//     Ctrl-C would) once it printed a snapshot;
+//   - the machine commands (cluster up, scale, down, gc, machines) run
+//     against a second coordinator, started at the first of them, whose
+//     local provider starts real cloudml-agent processes (built for the
+//     test), as `coordinator serve --provider local` would.
 //
 // Every command must exit 0; some outputs are checked too.
 func TestReadmeCommandsRun(t *testing.T) {
@@ -106,6 +111,7 @@ func TestReadmeCommandsRun(t *testing.T) {
 
 	job, tokenID := "", ""
 	dir := t.TempDir()
+	var machines *localCoordinator
 	for _, line := range cmds {
 		words := strings.Fields(line)[1:]
 		for i, w := range words {
@@ -126,7 +132,15 @@ func TestReadmeCommandsRun(t *testing.T) {
 				}
 			}
 		}
-		r := runReadme(t, p, words)
+		var r ran
+		if machineCommand(words) {
+			if machines == nil {
+				machines = startLocal(t)
+			}
+			r = machines.run(t, words...)
+		} else {
+			r = runReadme(t, p, words)
+		}
 		t.Logf("%s\nexit %d\n%s%s", line, r.code, clip(r.stdout), clip(r.stderr))
 		if r.code != ExitOK {
 			t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", line, r.code, r.stdout, r.stderr)
@@ -152,6 +166,14 @@ func TestReadmeCommandsRun(t *testing.T) {
 			if !strings.Contains(r.stdout, "best: task") {
 				t.Errorf("%s shows no best task:\n%s", line, r.stdout)
 			}
+		case machineCommand(words) && words[1] == "up" && !contains(words, "--dry-run"):
+			if strings.Count(r.stdout, " ready ") != 2 {
+				t.Errorf("%s did not bring 2 machines up:\n%s", line, r.stdout)
+			}
+		case machineCommand(words) && words[1] == "down":
+			if n := machines.agents(t); n != 0 {
+				t.Errorf("%s left %d agents running", line, n)
+			}
 		case words[0] == "image" && words[1] == "ls":
 			if !strings.Contains(r.stdout, name) {
 				t.Errorf("%s does not list %s:\n%s", line, name, r.stdout)
@@ -161,6 +183,12 @@ func TestReadmeCommandsRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "task-0", "metrics.json")); err != nil {
 		t.Errorf("results --download DIR: %v", err)
 	}
+}
+
+// machineCommand reports whether a README command works on machines,
+// which need a provider that makes them.
+func machineCommand(words []string) bool {
+	return len(words) > 1 && words[0] == "cluster" && slices.Contains([]string{"up", "scale", "down", "gc", "machines"}, words[1])
 }
 
 // runReadme runs one README command; a list --watch is interrupted once

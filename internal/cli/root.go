@@ -27,7 +27,8 @@ create'. Output is a table, with extra columns for -o wide, or JSON for
 -o json (logs: one JSON object per line).
 
 Exit codes: 0 ok, 1 error, 2 usage or invalid job spec, and for logs -f and
-status --watch: 3 the job failed, 4 it was cancelled.`
+status --watch: 3 the job failed, 4 it was cancelled. cluster up and scale
+exit 1 when a machine failed or did not get ready within --timeout.`
 
 // newRoot builds the command tree for one run.
 func (a *App) newRoot() *cobra.Command {
@@ -107,7 +108,7 @@ func markRan(cmd *cobra.Command) {
 func groupCmd(use, short, long, example string, subs ...*cobra.Command) *cobra.Command {
 	names := make([]string, len(subs))
 	for i, s := range subs {
-		names[i] = "'" + strings.Fields(use)[0] + " " + s.Use + "'"
+		names[i] = "'" + strings.Fields(use)[0] + " " + s.Name() + "'"
 	}
 	cmd := &cobra.Command{
 		Use: use, Short: short, Long: long, Example: example,

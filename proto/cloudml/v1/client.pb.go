@@ -23,6 +23,87 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// MachineState is where a machine is on its way up or down.
+type MachineState int32
+
+const (
+	// MACHINE_STATE_UNSPECIFIED is never sent.
+	MachineState_MACHINE_STATE_UNSPECIFIED MachineState = 0
+	// MACHINE_STATE_CREATING: the provider is making it (a new droplet).
+	MachineState_MACHINE_STATE_CREATING MachineState = 1
+	// MACHINE_STATE_BOOTED: it runs (the droplet is active); its agent has
+	// not registered yet.
+	MachineState_MACHINE_STATE_BOOTED MachineState = 2
+	// MACHINE_STATE_REGISTERED: its agent registered; a Docker node has not
+	// joined the swarm yet, or its node is down (see node_state, message).
+	MachineState_MACHINE_STATE_REGISTERED MachineState = 3
+	// MACHINE_STATE_READY: its node is ready for tasks: in the swarm, or
+	// running tasks as processes (no Docker).
+	MachineState_MACHINE_STATE_READY MachineState = 4
+	// MACHINE_STATE_STOPPED: it exists but does not run (powered off).
+	MachineState_MACHINE_STATE_STOPPED MachineState = 5
+	// MACHINE_STATE_DELETING: a delete was asked for and is not confirmed.
+	MachineState_MACHINE_STATE_DELETING MachineState = 6
+	// MACHINE_STATE_GONE: the provider confirmed it deleted.
+	MachineState_MACHINE_STATE_GONE MachineState = 7
+	// MACHINE_STATE_LOST: the provider stopped listing it though nobody
+	// deleted it; its node's tasks were rescheduled.
+	MachineState_MACHINE_STATE_LOST MachineState = 8
+)
+
+// Enum value maps for MachineState.
+var (
+	MachineState_name = map[int32]string{
+		0: "MACHINE_STATE_UNSPECIFIED",
+		1: "MACHINE_STATE_CREATING",
+		2: "MACHINE_STATE_BOOTED",
+		3: "MACHINE_STATE_REGISTERED",
+		4: "MACHINE_STATE_READY",
+		5: "MACHINE_STATE_STOPPED",
+		6: "MACHINE_STATE_DELETING",
+		7: "MACHINE_STATE_GONE",
+		8: "MACHINE_STATE_LOST",
+	}
+	MachineState_value = map[string]int32{
+		"MACHINE_STATE_UNSPECIFIED": 0,
+		"MACHINE_STATE_CREATING":    1,
+		"MACHINE_STATE_BOOTED":      2,
+		"MACHINE_STATE_REGISTERED":  3,
+		"MACHINE_STATE_READY":       4,
+		"MACHINE_STATE_STOPPED":     5,
+		"MACHINE_STATE_DELETING":    6,
+		"MACHINE_STATE_GONE":        7,
+		"MACHINE_STATE_LOST":        8,
+	}
+)
+
+func (x MachineState) Enum() *MachineState {
+	p := new(MachineState)
+	*p = x
+	return p
+}
+
+func (x MachineState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MachineState) Descriptor() protoreflect.EnumDescriptor {
+	return file_cloudml_v1_client_proto_enumTypes[0].Descriptor()
+}
+
+func (MachineState) Type() protoreflect.EnumType {
+	return &file_cloudml_v1_client_proto_enumTypes[0]
+}
+
+func (x MachineState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MachineState.Descriptor instead.
+func (MachineState) EnumDescriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{0}
+}
+
 // SubmitJobRequest carries the spec.
 type SubmitJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2412,6 +2493,986 @@ func (x *RemoveNodeResponse) GetAttemptsRescheduled() int32 {
 	return 0
 }
 
+// ScalePoolRequest says what a pool should be.
+type ScalePoolRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool is the pool's name (lowercase letters, digits, '-'); empty means
+	// "default".
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Nodes is how many machines the pool should have, 0 or more.
+	Nodes int32 `protobuf:"varint,2,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	// Size is the machines' size as the provider names it ("s-2vcpu-4gb");
+	// empty means the pool's size, else the provider's default. A pool
+	// keeps one size: changing it needs the pool scaled to 0 first.
+	Size string `protobuf:"bytes,3,opt,name=size,proto3" json:"size,omitempty"`
+	// Region, when set, must be the region the provider makes machines in
+	// (DigitalOcean: the coordinator's --region), else the scale is
+	// FAILED_PRECONDITION: one cluster is one region, its swarm runs over
+	// the region's private network. A provider without regions refuses any
+	// (INVALID_ARGUMENT).
+	Region string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	// DryRun returns the plan and changes nothing.
+	DryRun bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// MaxHourlyCost refuses the scale when the cluster's machines would
+	// cost more than this many US dollars an hour; 0 means no limit. A
+	// provider that knows no prices cannot be held to it: refused.
+	MaxHourlyCost float64 `protobuf:"fixed64,6,opt,name=max_hourly_cost,json=maxHourlyCost,proto3" json:"max_hourly_cost,omitempty"`
+	// MinNodes is how many machines idle deletion leaves in the pool;
+	// unset keeps the pool's.
+	MinNodes *int32 `protobuf:"varint,7,opt,name=min_nodes,json=minNodes,proto3,oneof" json:"min_nodes,omitempty"`
+	// IdleDelete deletes a machine whose node ran no task for this long
+	// (down to min_nodes); unset keeps the pool's (the coordinator's
+	// --idle-delete by default), 0 turns it off for the pool.
+	IdleDelete    *durationpb.Duration `protobuf:"bytes,8,opt,name=idle_delete,json=idleDelete,proto3" json:"idle_delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScalePoolRequest) Reset() {
+	*x = ScalePoolRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScalePoolRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScalePoolRequest) ProtoMessage() {}
+
+func (x *ScalePoolRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScalePoolRequest.ProtoReflect.Descriptor instead.
+func (*ScalePoolRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ScalePoolRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *ScalePoolRequest) GetNodes() int32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *ScalePoolRequest) GetSize() string {
+	if x != nil {
+		return x.Size
+	}
+	return ""
+}
+
+func (x *ScalePoolRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ScalePoolRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ScalePoolRequest) GetMaxHourlyCost() float64 {
+	if x != nil {
+		return x.MaxHourlyCost
+	}
+	return 0
+}
+
+func (x *ScalePoolRequest) GetMinNodes() int32 {
+	if x != nil && x.MinNodes != nil {
+		return *x.MinNodes
+	}
+	return 0
+}
+
+func (x *ScalePoolRequest) GetIdleDelete() *durationpb.Duration {
+	if x != nil {
+		return x.IdleDelete
+	}
+	return nil
+}
+
+// ScalePoolResponse says what the scale did, or (dry run) would do.
+type ScalePoolResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool is the pool as recorded.
+	Pool *PoolInfo `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Created are the machines this call created.
+	Created []*Machine `protobuf:"bytes,2,rep,name=created,proto3" json:"created,omitempty"`
+	// Deleting are the machines this call marked for deletion.
+	Deleting []*Machine `protobuf:"bytes,3,rep,name=deleting,proto3" json:"deleting,omitempty"`
+	// Plan is what a dry run would do; set for dry runs only.
+	Plan *ScalePlan `protobuf:"bytes,4,opt,name=plan,proto3" json:"plan,omitempty"`
+	// Error is why a create failed part way: the machines in created exist
+	// and are recorded; no others were made. Empty on success.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScalePoolResponse) Reset() {
+	*x = ScalePoolResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScalePoolResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScalePoolResponse) ProtoMessage() {}
+
+func (x *ScalePoolResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScalePoolResponse.ProtoReflect.Descriptor instead.
+func (*ScalePoolResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ScalePoolResponse) GetPool() *PoolInfo {
+	if x != nil {
+		return x.Pool
+	}
+	return nil
+}
+
+func (x *ScalePoolResponse) GetCreated() []*Machine {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *ScalePoolResponse) GetDeleting() []*Machine {
+	if x != nil {
+		return x.Deleting
+	}
+	return nil
+}
+
+func (x *ScalePoolResponse) GetPlan() *ScalePlan {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+func (x *ScalePoolResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// PoolInfo is a pool as the coordinator records it.
+type PoolInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is the pool's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Size is its machines' size (empty: the provider's default); Region
+	// the provider's region, if it has regions.
+	Size   string `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// Nodes is how many machines the last scale asked for.
+	Nodes int32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	// MinNodes is how many idle deletion leaves.
+	MinNodes int32 `protobuf:"varint,5,opt,name=min_nodes,json=minNodes,proto3" json:"min_nodes,omitempty"`
+	// IdleDelete is the pool's idle time before deletion; 0 means never.
+	IdleDelete    *durationpb.Duration `protobuf:"bytes,6,opt,name=idle_delete,json=idleDelete,proto3" json:"idle_delete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolInfo) Reset() {
+	*x = PoolInfo{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolInfo) ProtoMessage() {}
+
+func (x *PoolInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolInfo.ProtoReflect.Descriptor instead.
+func (*PoolInfo) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *PoolInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PoolInfo) GetSize() string {
+	if x != nil {
+		return x.Size
+	}
+	return ""
+}
+
+func (x *PoolInfo) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *PoolInfo) GetNodes() int32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *PoolInfo) GetMinNodes() int32 {
+	if x != nil {
+		return x.MinNodes
+	}
+	return 0
+}
+
+func (x *PoolInfo) GetIdleDelete() *durationpb.Duration {
+	if x != nil {
+		return x.IdleDelete
+	}
+	return nil
+}
+
+// ScalePlan is what a scale would do.
+type ScalePlan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Provider is the provider's name.
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Create and Delete are how many machines it would create and delete.
+	Create int32 `protobuf:"varint,2,opt,name=create,proto3" json:"create,omitempty"`
+	Delete int32 `protobuf:"varint,3,opt,name=delete,proto3" json:"delete,omitempty"`
+	// Size, Region and Image are what the machines would be, as the
+	// provider resolves its defaults (empty when it does not say).
+	Size   string `protobuf:"bytes,4,opt,name=size,proto3" json:"size,omitempty"`
+	Region string `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
+	Image  string `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
+	// UserData is one machine's rendered user-data (cloud-init) with its
+	// join token masked; empty when the provider renders none (local).
+	UserData string `protobuf:"bytes,7,opt,name=user_data,json=userData,proto3" json:"user_data,omitempty"`
+	// PriceKnown says the provider knows prices; the costs below are in US
+	// dollars and 0 without it.
+	PriceKnown bool `protobuf:"varint,8,opt,name=price_known,json=priceKnown,proto3" json:"price_known,omitempty"`
+	// HourlyCost and MonthlyCost are one machine's price.
+	HourlyCost  float64 `protobuf:"fixed64,9,opt,name=hourly_cost,json=hourlyCost,proto3" json:"hourly_cost,omitempty"`
+	MonthlyCost float64 `protobuf:"fixed64,10,opt,name=monthly_cost,json=monthlyCost,proto3" json:"monthly_cost,omitempty"`
+	// ClusterHourlyCost is what every machine of the cluster would cost an
+	// hour after the scale.
+	ClusterHourlyCost float64 `protobuf:"fixed64,11,opt,name=cluster_hourly_cost,json=clusterHourlyCost,proto3" json:"cluster_hourly_cost,omitempty"`
+	// Notes are what else the provider says (VPC, SSH keys, tags).
+	Notes         []string `protobuf:"bytes,12,rep,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScalePlan) Reset() {
+	*x = ScalePlan{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScalePlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScalePlan) ProtoMessage() {}
+
+func (x *ScalePlan) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScalePlan.ProtoReflect.Descriptor instead.
+func (*ScalePlan) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ScalePlan) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *ScalePlan) GetCreate() int32 {
+	if x != nil {
+		return x.Create
+	}
+	return 0
+}
+
+func (x *ScalePlan) GetDelete() int32 {
+	if x != nil {
+		return x.Delete
+	}
+	return 0
+}
+
+func (x *ScalePlan) GetSize() string {
+	if x != nil {
+		return x.Size
+	}
+	return ""
+}
+
+func (x *ScalePlan) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ScalePlan) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ScalePlan) GetUserData() string {
+	if x != nil {
+		return x.UserData
+	}
+	return ""
+}
+
+func (x *ScalePlan) GetPriceKnown() bool {
+	if x != nil {
+		return x.PriceKnown
+	}
+	return false
+}
+
+func (x *ScalePlan) GetHourlyCost() float64 {
+	if x != nil {
+		return x.HourlyCost
+	}
+	return 0
+}
+
+func (x *ScalePlan) GetMonthlyCost() float64 {
+	if x != nil {
+		return x.MonthlyCost
+	}
+	return 0
+}
+
+func (x *ScalePlan) GetClusterHourlyCost() float64 {
+	if x != nil {
+		return x.ClusterHourlyCost
+	}
+	return 0
+}
+
+func (x *ScalePlan) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+// Machine is a machine the coordinator asked its provider for.
+type Machine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id is the provider's id (a droplet id; "node-3" for local).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Name is its name (hostname) at the provider.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Pool, Size and Region are what it was made as.
+	Pool   string `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`
+	Size   string `protobuf:"bytes,4,opt,name=size,proto3" json:"size,omitempty"`
+	Region string `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
+	// State is where it is on its way up or down.
+	State MachineState `protobuf:"varint,6,opt,name=state,proto3,enum=cloudml.v1.MachineState" json:"state,omitempty"`
+	// PrivateIp and PublicIp are its addresses, when known.
+	PrivateIp string `protobuf:"bytes,7,opt,name=private_ip,json=privateIp,proto3" json:"private_ip,omitempty"`
+	PublicIp  string `protobuf:"bytes,8,opt,name=public_ip,json=publicIp,proto3" json:"public_ip,omitempty"`
+	// NodeId and Hostname name the node its agent registered as, once it
+	// did; NodeState is that node's state.
+	NodeId    string    `protobuf:"bytes,9,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Hostname  string    `protobuf:"bytes,10,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	NodeState NodeState `protobuf:"varint,11,opt,name=node_state,json=nodeState,proto3,enum=cloudml.v1.NodeState" json:"node_state,omitempty"`
+	// SwarmRole is its node's swarm role, empty outside the swarm.
+	SwarmRole string `protobuf:"bytes,12,opt,name=swarm_role,json=swarmRole,proto3" json:"swarm_role,omitempty"`
+	// RunningTasks is how many attempts its node runs now.
+	RunningTasks int32 `protobuf:"varint,13,opt,name=running_tasks,json=runningTasks,proto3" json:"running_tasks,omitempty"`
+	// HourlyCost is its price in US dollars an hour, when the provider
+	// knows prices.
+	HourlyCost *float64 `protobuf:"fixed64,14,opt,name=hourly_cost,json=hourlyCost,proto3,oneof" json:"hourly_cost,omitempty"`
+	// CreateTime is when the provider made it; GoneTime when it was
+	// confirmed deleted or found lost.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	GoneTime   *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=gone_time,json=goneTime,proto3" json:"gone_time,omitempty"`
+	// Message says what it waits for, or why it is being deleted, gone or
+	// lost ("its agent did not register within 10m0s of its creation: ...").
+	Message string `protobuf:"bytes,17,opt,name=message,proto3" json:"message,omitempty"`
+	// Request is the id of the create request that made it.
+	Request       string `protobuf:"bytes,18,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Machine) Reset() {
+	*x = Machine{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Machine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Machine) ProtoMessage() {}
+
+func (x *Machine) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Machine.ProtoReflect.Descriptor instead.
+func (*Machine) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *Machine) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Machine) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Machine) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Machine) GetSize() string {
+	if x != nil {
+		return x.Size
+	}
+	return ""
+}
+
+func (x *Machine) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Machine) GetState() MachineState {
+	if x != nil {
+		return x.State
+	}
+	return MachineState_MACHINE_STATE_UNSPECIFIED
+}
+
+func (x *Machine) GetPrivateIp() string {
+	if x != nil {
+		return x.PrivateIp
+	}
+	return ""
+}
+
+func (x *Machine) GetPublicIp() string {
+	if x != nil {
+		return x.PublicIp
+	}
+	return ""
+}
+
+func (x *Machine) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Machine) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *Machine) GetNodeState() NodeState {
+	if x != nil {
+		return x.NodeState
+	}
+	return NodeState_NODE_STATE_UNSPECIFIED
+}
+
+func (x *Machine) GetSwarmRole() string {
+	if x != nil {
+		return x.SwarmRole
+	}
+	return ""
+}
+
+func (x *Machine) GetRunningTasks() int32 {
+	if x != nil {
+		return x.RunningTasks
+	}
+	return 0
+}
+
+func (x *Machine) GetHourlyCost() float64 {
+	if x != nil && x.HourlyCost != nil {
+		return *x.HourlyCost
+	}
+	return 0
+}
+
+func (x *Machine) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Machine) GetGoneTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GoneTime
+	}
+	return nil
+}
+
+func (x *Machine) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Machine) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+// ListMachinesRequest says which machines to list.
+type ListMachinesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// IncludeGone adds the machines deleted as asked in the last hour.
+	// Without it the listing holds the live machines, and those lost or
+	// deleted because their agent never registered in the last hour.
+	IncludeGone   bool `protobuf:"varint,1,opt,name=include_gone,json=includeGone,proto3" json:"include_gone,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMachinesRequest) Reset() {
+	*x = ListMachinesRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMachinesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMachinesRequest) ProtoMessage() {}
+
+func (x *ListMachinesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMachinesRequest.ProtoReflect.Descriptor instead.
+func (*ListMachinesRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListMachinesRequest) GetIncludeGone() bool {
+	if x != nil {
+		return x.IncludeGone
+	}
+	return false
+}
+
+// ListMachinesResponse carries the machines and pools.
+type ListMachinesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Machines are sorted by pool, then id.
+	Machines []*Machine `protobuf:"bytes,1,rep,name=machines,proto3" json:"machines,omitempty"`
+	// Pools are the pools recorded, by name.
+	Pools []*PoolInfo `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty"`
+	// Provider is the provider's name.
+	Provider string `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
+	// PriceKnown says the provider knows prices; HourlyCost is then what
+	// the live machines cost an hour, in US dollars.
+	PriceKnown    bool    `protobuf:"varint,4,opt,name=price_known,json=priceKnown,proto3" json:"price_known,omitempty"`
+	HourlyCost    float64 `protobuf:"fixed64,5,opt,name=hourly_cost,json=hourlyCost,proto3" json:"hourly_cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMachinesResponse) Reset() {
+	*x = ListMachinesResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMachinesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMachinesResponse) ProtoMessage() {}
+
+func (x *ListMachinesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMachinesResponse.ProtoReflect.Descriptor instead.
+func (*ListMachinesResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListMachinesResponse) GetMachines() []*Machine {
+	if x != nil {
+		return x.Machines
+	}
+	return nil
+}
+
+func (x *ListMachinesResponse) GetPools() []*PoolInfo {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+func (x *ListMachinesResponse) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *ListMachinesResponse) GetPriceKnown() bool {
+	if x != nil {
+		return x.PriceKnown
+	}
+	return false
+}
+
+func (x *ListMachinesResponse) GetHourlyCost() float64 {
+	if x != nil {
+		return x.HourlyCost
+	}
+	return 0
+}
+
+// DeleteMachinesRequest names the machines to delete.
+type DeleteMachinesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ids are provider ids of machines.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Pool deletes every machine of this pool and scales it to 0.
+	Pool string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// All deletes every machine and scales every pool to 0.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMachinesRequest) Reset() {
+	*x = DeleteMachinesRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMachinesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMachinesRequest) ProtoMessage() {}
+
+func (x *DeleteMachinesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMachinesRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMachinesRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *DeleteMachinesRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *DeleteMachinesRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *DeleteMachinesRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+// DeleteMachinesResponse lists what is being deleted.
+type DeleteMachinesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deleting are the machines now being deleted (including those that
+	// already were).
+	Deleting      []*Machine `protobuf:"bytes,1,rep,name=deleting,proto3" json:"deleting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMachinesResponse) Reset() {
+	*x = DeleteMachinesResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMachinesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMachinesResponse) ProtoMessage() {}
+
+func (x *DeleteMachinesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMachinesResponse.ProtoReflect.Descriptor instead.
+func (*DeleteMachinesResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *DeleteMachinesResponse) GetDeleting() []*Machine {
+	if x != nil {
+		return x.Deleting
+	}
+	return nil
+}
+
+// CollectGarbageRequest says whether to delete.
+type CollectGarbageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DryRun lists the strays without deleting them.
+	DryRun        bool `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectGarbageRequest) Reset() {
+	*x = CollectGarbageRequest{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectGarbageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectGarbageRequest) ProtoMessage() {}
+
+func (x *CollectGarbageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectGarbageRequest.ProtoReflect.Descriptor instead.
+func (*CollectGarbageRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CollectGarbageRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// CollectGarbageResponse lists what was found.
+type CollectGarbageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Strays are the machines the provider has that the coordinator does
+	// not know (state as the provider listed them).
+	Strays []*Machine `protobuf:"bytes,1,rep,name=strays,proto3" json:"strays,omitempty"`
+	// Deleted are the ids of the strays the provider confirmed deleted.
+	Deleted       []string `protobuf:"bytes,2,rep,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectGarbageResponse) Reset() {
+	*x = CollectGarbageResponse{}
+	mi := &file_cloudml_v1_client_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectGarbageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectGarbageResponse) ProtoMessage() {}
+
+func (x *CollectGarbageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_client_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectGarbageResponse.ProtoReflect.Descriptor instead.
+func (*CollectGarbageResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_client_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *CollectGarbageResponse) GetStrays() []*Machine {
+	if x != nil {
+		return x.Strays
+	}
+	return nil
+}
+
+func (x *CollectGarbageResponse) GetDeleted() []string {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
+}
+
 var File_cloudml_v1_client_proto protoreflect.FileDescriptor
 
 const file_cloudml_v1_client_proto_rawDesc = "" +
@@ -2566,7 +3627,106 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"m\n" +
 	"\x12RemoveNodeResponse\x12$\n" +
 	"\x04node\x18\x01 \x01(\v2\x10.cloudml.v1.NodeR\x04node\x121\n" +
-	"\x14attempts_rescheduled\x18\x02 \x01(\x05R\x13attemptsRescheduled2\x80\x06\n" +
+	"\x14attempts_rescheduled\x18\x02 \x01(\x05R\x13attemptsRescheduled\"\x95\x02\n" +
+	"\x10ScalePoolRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x14\n" +
+	"\x05nodes\x18\x02 \x01(\x05R\x05nodes\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\tR\x04size\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x17\n" +
+	"\adry_run\x18\x05 \x01(\bR\x06dryRun\x12&\n" +
+	"\x0fmax_hourly_cost\x18\x06 \x01(\x01R\rmaxHourlyCost\x12 \n" +
+	"\tmin_nodes\x18\a \x01(\x05H\x00R\bminNodes\x88\x01\x01\x12:\n" +
+	"\vidle_delete\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"idleDeleteB\f\n" +
+	"\n" +
+	"_min_nodes\"\xde\x01\n" +
+	"\x11ScalePoolResponse\x12(\n" +
+	"\x04pool\x18\x01 \x01(\v2\x14.cloudml.v1.PoolInfoR\x04pool\x12-\n" +
+	"\acreated\x18\x02 \x03(\v2\x13.cloudml.v1.MachineR\acreated\x12/\n" +
+	"\bdeleting\x18\x03 \x03(\v2\x13.cloudml.v1.MachineR\bdeleting\x12)\n" +
+	"\x04plan\x18\x04 \x01(\v2\x15.cloudml.v1.ScalePlanR\x04plan\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xb9\x01\n" +
+	"\bPoolInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\tR\x04size\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\x05R\x05nodes\x12\x1b\n" +
+	"\tmin_nodes\x18\x05 \x01(\x05R\bminNodes\x12:\n" +
+	"\vidle_delete\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"idleDelete\"\xe1\x02\n" +
+	"\tScalePlan\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x16\n" +
+	"\x06create\x18\x02 \x01(\x05R\x06create\x12\x16\n" +
+	"\x06delete\x18\x03 \x01(\x05R\x06delete\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\tR\x04size\x12\x16\n" +
+	"\x06region\x18\x05 \x01(\tR\x06region\x12\x14\n" +
+	"\x05image\x18\x06 \x01(\tR\x05image\x12\x1b\n" +
+	"\tuser_data\x18\a \x01(\tR\buserData\x12\x1f\n" +
+	"\vprice_known\x18\b \x01(\bR\n" +
+	"priceKnown\x12\x1f\n" +
+	"\vhourly_cost\x18\t \x01(\x01R\n" +
+	"hourlyCost\x12!\n" +
+	"\fmonthly_cost\x18\n" +
+	" \x01(\x01R\vmonthlyCost\x12.\n" +
+	"\x13cluster_hourly_cost\x18\v \x01(\x01R\x11clusterHourlyCost\x12\x14\n" +
+	"\x05notes\x18\f \x03(\tR\x05notes\"\xe8\x04\n" +
+	"\aMachine\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04pool\x18\x03 \x01(\tR\x04pool\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\tR\x04size\x12\x16\n" +
+	"\x06region\x18\x05 \x01(\tR\x06region\x12.\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x18.cloudml.v1.MachineStateR\x05state\x12\x1d\n" +
+	"\n" +
+	"private_ip\x18\a \x01(\tR\tprivateIp\x12\x1b\n" +
+	"\tpublic_ip\x18\b \x01(\tR\bpublicIp\x12\x17\n" +
+	"\anode_id\x18\t \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bhostname\x18\n" +
+	" \x01(\tR\bhostname\x124\n" +
+	"\n" +
+	"node_state\x18\v \x01(\x0e2\x15.cloudml.v1.NodeStateR\tnodeState\x12\x1d\n" +
+	"\n" +
+	"swarm_role\x18\f \x01(\tR\tswarmRole\x12#\n" +
+	"\rrunning_tasks\x18\r \x01(\x05R\frunningTasks\x12$\n" +
+	"\vhourly_cost\x18\x0e \x01(\x01H\x00R\n" +
+	"hourlyCost\x88\x01\x01\x12;\n" +
+	"\vcreate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x127\n" +
+	"\tgone_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\bgoneTime\x12\x18\n" +
+	"\amessage\x18\x11 \x01(\tR\amessage\x12\x18\n" +
+	"\arequest\x18\x12 \x01(\tR\arequestB\x0e\n" +
+	"\f_hourly_cost\"8\n" +
+	"\x13ListMachinesRequest\x12!\n" +
+	"\finclude_gone\x18\x01 \x01(\bR\vincludeGone\"\xd1\x01\n" +
+	"\x14ListMachinesResponse\x12/\n" +
+	"\bmachines\x18\x01 \x03(\v2\x13.cloudml.v1.MachineR\bmachines\x12*\n" +
+	"\x05pools\x18\x02 \x03(\v2\x14.cloudml.v1.PoolInfoR\x05pools\x12\x1a\n" +
+	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x1f\n" +
+	"\vprice_known\x18\x04 \x01(\bR\n" +
+	"priceKnown\x12\x1f\n" +
+	"\vhourly_cost\x18\x05 \x01(\x01R\n" +
+	"hourlyCost\"O\n" +
+	"\x15DeleteMachinesRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"I\n" +
+	"\x16DeleteMachinesResponse\x12/\n" +
+	"\bdeleting\x18\x01 \x03(\v2\x13.cloudml.v1.MachineR\bdeleting\"0\n" +
+	"\x15CollectGarbageRequest\x12\x17\n" +
+	"\adry_run\x18\x01 \x01(\bR\x06dryRun\"_\n" +
+	"\x16CollectGarbageResponse\x12+\n" +
+	"\x06strays\x18\x01 \x03(\v2\x13.cloudml.v1.MachineR\x06strays\x12\x18\n" +
+	"\adeleted\x18\x02 \x03(\tR\adeleted*\x81\x02\n" +
+	"\fMachineState\x12\x1d\n" +
+	"\x19MACHINE_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16MACHINE_STATE_CREATING\x10\x01\x12\x18\n" +
+	"\x14MACHINE_STATE_BOOTED\x10\x02\x12\x1c\n" +
+	"\x18MACHINE_STATE_REGISTERED\x10\x03\x12\x17\n" +
+	"\x13MACHINE_STATE_READY\x10\x04\x12\x19\n" +
+	"\x15MACHINE_STATE_STOPPED\x10\x05\x12\x1a\n" +
+	"\x16MACHINE_STATE_DELETING\x10\x06\x12\x16\n" +
+	"\x12MACHINE_STATE_GONE\x10\a\x12\x16\n" +
+	"\x12MACHINE_STATE_LOST\x10\b2\x80\x06\n" +
 	"\n" +
 	"JobService\x12H\n" +
 	"\tSubmitJob\x12\x1c.cloudml.v1.SubmitJobRequest\x1a\x1d.cloudml.v1.SubmitJobResponse\x12?\n" +
@@ -2580,7 +3740,7 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"ListImages\x12\x1d.cloudml.v1.ListImagesRequest\x1a\x1e.cloudml.v1.ListImagesResponse\x12N\n" +
 	"\vDeleteImage\x12\x1e.cloudml.v1.DeleteImageRequest\x1a\x1f.cloudml.v1.DeleteImageResponse\x12K\n" +
 	"\n" +
-	"GetResults\x12\x1d.cloudml.v1.GetResultsRequest\x1a\x1e.cloudml.v1.GetResultsResponse2\xab\x06\n" +
+	"GetResults\x12\x1d.cloudml.v1.GetResultsRequest\x1a\x1e.cloudml.v1.GetResultsResponse2\xfa\b\n" +
 	"\x0eClusterService\x12W\n" +
 	"\x0eGetClusterInfo\x12!.cloudml.v1.GetClusterInfoRequest\x1a\".cloudml.v1.GetClusterInfoResponse\x12H\n" +
 	"\tListNodes\x12\x1c.cloudml.v1.ListNodesRequest\x1a\x1d.cloudml.v1.ListNodesResponse\x12Z\n" +
@@ -2591,7 +3751,11 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\x0fListCredentials\x12\".cloudml.v1.ListCredentialsRequest\x1a#.cloudml.v1.ListCredentialsResponse\x12]\n" +
 	"\x10RevokeCredential\x12#.cloudml.v1.RevokeCredentialRequest\x1a$.cloudml.v1.RevokeCredentialResponse\x12K\n" +
 	"\n" +
-	"RemoveNode\x12\x1d.cloudml.v1.RemoveNodeRequest\x1a\x1e.cloudml.v1.RemoveNodeResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
+	"RemoveNode\x12\x1d.cloudml.v1.RemoveNodeRequest\x1a\x1e.cloudml.v1.RemoveNodeResponse\x12H\n" +
+	"\tScalePool\x12\x1c.cloudml.v1.ScalePoolRequest\x1a\x1d.cloudml.v1.ScalePoolResponse\x12Q\n" +
+	"\fListMachines\x12\x1f.cloudml.v1.ListMachinesRequest\x1a .cloudml.v1.ListMachinesResponse\x12W\n" +
+	"\x0eDeleteMachines\x12!.cloudml.v1.DeleteMachinesRequest\x1a\".cloudml.v1.DeleteMachinesResponse\x12W\n" +
+	"\x0eCollectGarbage\x12!.cloudml.v1.CollectGarbageRequest\x1a\".cloudml.v1.CollectGarbageResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
 
 var (
 	file_cloudml_v1_client_proto_rawDescOnce sync.Once
@@ -2605,139 +3769,175 @@ func file_cloudml_v1_client_proto_rawDescGZIP() []byte {
 	return file_cloudml_v1_client_proto_rawDescData
 }
 
-var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_cloudml_v1_client_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_cloudml_v1_client_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_cloudml_v1_client_proto_goTypes = []any{
-	(*SubmitJobRequest)(nil),         // 0: cloudml.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),        // 1: cloudml.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),            // 2: cloudml.v1.GetJobRequest
-	(*GetJobResponse)(nil),           // 3: cloudml.v1.GetJobResponse
-	(*ListJobsRequest)(nil),          // 4: cloudml.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),         // 5: cloudml.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),         // 6: cloudml.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),        // 7: cloudml.v1.CancelJobResponse
-	(*DeleteJobRequest)(nil),         // 8: cloudml.v1.DeleteJobRequest
-	(*DeleteJobResponse)(nil),        // 9: cloudml.v1.DeleteJobResponse
-	(*ListImagesRequest)(nil),        // 10: cloudml.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),       // 11: cloudml.v1.ListImagesResponse
-	(*DeleteImageRequest)(nil),       // 12: cloudml.v1.DeleteImageRequest
-	(*DeleteImageResponse)(nil),      // 13: cloudml.v1.DeleteImageResponse
-	(*SubscribeLogsRequest)(nil),     // 14: cloudml.v1.SubscribeLogsRequest
-	(*LogPosition)(nil),              // 15: cloudml.v1.LogPosition
-	(*SubscribeLogsResponse)(nil),    // 16: cloudml.v1.SubscribeLogsResponse
-	(*GetResultsRequest)(nil),        // 17: cloudml.v1.GetResultsRequest
-	(*GetResultsResponse)(nil),       // 18: cloudml.v1.GetResultsResponse
-	(*ResultRow)(nil),                // 19: cloudml.v1.ResultRow
-	(*PushImageRequest)(nil),         // 20: cloudml.v1.PushImageRequest
-	(*PushImageResponse)(nil),        // 21: cloudml.v1.PushImageResponse
-	(*GetClusterInfoRequest)(nil),    // 22: cloudml.v1.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil),   // 23: cloudml.v1.GetClusterInfoResponse
-	(*ListNodesRequest)(nil),         // 24: cloudml.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),        // 25: cloudml.v1.ListNodesResponse
-	(*CreateJoinTokenRequest)(nil),   // 26: cloudml.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),  // 27: cloudml.v1.CreateJoinTokenResponse
-	(*JoinTokenInfo)(nil),            // 28: cloudml.v1.JoinTokenInfo
-	(*ListJoinTokensRequest)(nil),    // 29: cloudml.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),   // 30: cloudml.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),   // 31: cloudml.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil),  // 32: cloudml.v1.RevokeJoinTokenResponse
-	(*CreateCredentialRequest)(nil),  // 33: cloudml.v1.CreateCredentialRequest
-	(*CreateCredentialResponse)(nil), // 34: cloudml.v1.CreateCredentialResponse
-	(*CredentialInfo)(nil),           // 35: cloudml.v1.CredentialInfo
-	(*ListCredentialsRequest)(nil),   // 36: cloudml.v1.ListCredentialsRequest
-	(*ListCredentialsResponse)(nil),  // 37: cloudml.v1.ListCredentialsResponse
-	(*RevokeCredentialRequest)(nil),  // 38: cloudml.v1.RevokeCredentialRequest
-	(*RevokeCredentialResponse)(nil), // 39: cloudml.v1.RevokeCredentialResponse
-	(*RemoveNodeRequest)(nil),        // 40: cloudml.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),       // 41: cloudml.v1.RemoveNodeResponse
-	nil,                              // 42: cloudml.v1.ResultRow.ParamsEntry
-	nil,                              // 43: cloudml.v1.ResultRow.MetricsEntry
-	(*JobSpec)(nil),                  // 44: cloudml.v1.JobSpec
-	(*Job)(nil),                      // 45: cloudml.v1.Job
-	(*ImageHeader)(nil),              // 46: cloudml.v1.ImageHeader
-	(LogStream)(0),                   // 47: cloudml.v1.LogStream
-	(JobState)(0),                    // 48: cloudml.v1.JobState
-	(*Objective)(nil),                // 49: cloudml.v1.Objective
-	(TaskState)(0),                   // 50: cloudml.v1.TaskState
-	(*Node)(nil),                     // 51: cloudml.v1.Node
-	(*durationpb.Duration)(nil),      // 52: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 53: google.protobuf.Timestamp
+	(MachineState)(0),                // 0: cloudml.v1.MachineState
+	(*SubmitJobRequest)(nil),         // 1: cloudml.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 2: cloudml.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),            // 3: cloudml.v1.GetJobRequest
+	(*GetJobResponse)(nil),           // 4: cloudml.v1.GetJobResponse
+	(*ListJobsRequest)(nil),          // 5: cloudml.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 6: cloudml.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),         // 7: cloudml.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),        // 8: cloudml.v1.CancelJobResponse
+	(*DeleteJobRequest)(nil),         // 9: cloudml.v1.DeleteJobRequest
+	(*DeleteJobResponse)(nil),        // 10: cloudml.v1.DeleteJobResponse
+	(*ListImagesRequest)(nil),        // 11: cloudml.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),       // 12: cloudml.v1.ListImagesResponse
+	(*DeleteImageRequest)(nil),       // 13: cloudml.v1.DeleteImageRequest
+	(*DeleteImageResponse)(nil),      // 14: cloudml.v1.DeleteImageResponse
+	(*SubscribeLogsRequest)(nil),     // 15: cloudml.v1.SubscribeLogsRequest
+	(*LogPosition)(nil),              // 16: cloudml.v1.LogPosition
+	(*SubscribeLogsResponse)(nil),    // 17: cloudml.v1.SubscribeLogsResponse
+	(*GetResultsRequest)(nil),        // 18: cloudml.v1.GetResultsRequest
+	(*GetResultsResponse)(nil),       // 19: cloudml.v1.GetResultsResponse
+	(*ResultRow)(nil),                // 20: cloudml.v1.ResultRow
+	(*PushImageRequest)(nil),         // 21: cloudml.v1.PushImageRequest
+	(*PushImageResponse)(nil),        // 22: cloudml.v1.PushImageResponse
+	(*GetClusterInfoRequest)(nil),    // 23: cloudml.v1.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil),   // 24: cloudml.v1.GetClusterInfoResponse
+	(*ListNodesRequest)(nil),         // 25: cloudml.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 26: cloudml.v1.ListNodesResponse
+	(*CreateJoinTokenRequest)(nil),   // 27: cloudml.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),  // 28: cloudml.v1.CreateJoinTokenResponse
+	(*JoinTokenInfo)(nil),            // 29: cloudml.v1.JoinTokenInfo
+	(*ListJoinTokensRequest)(nil),    // 30: cloudml.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),   // 31: cloudml.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),   // 32: cloudml.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),  // 33: cloudml.v1.RevokeJoinTokenResponse
+	(*CreateCredentialRequest)(nil),  // 34: cloudml.v1.CreateCredentialRequest
+	(*CreateCredentialResponse)(nil), // 35: cloudml.v1.CreateCredentialResponse
+	(*CredentialInfo)(nil),           // 36: cloudml.v1.CredentialInfo
+	(*ListCredentialsRequest)(nil),   // 37: cloudml.v1.ListCredentialsRequest
+	(*ListCredentialsResponse)(nil),  // 38: cloudml.v1.ListCredentialsResponse
+	(*RevokeCredentialRequest)(nil),  // 39: cloudml.v1.RevokeCredentialRequest
+	(*RevokeCredentialResponse)(nil), // 40: cloudml.v1.RevokeCredentialResponse
+	(*RemoveNodeRequest)(nil),        // 41: cloudml.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),       // 42: cloudml.v1.RemoveNodeResponse
+	(*ScalePoolRequest)(nil),         // 43: cloudml.v1.ScalePoolRequest
+	(*ScalePoolResponse)(nil),        // 44: cloudml.v1.ScalePoolResponse
+	(*PoolInfo)(nil),                 // 45: cloudml.v1.PoolInfo
+	(*ScalePlan)(nil),                // 46: cloudml.v1.ScalePlan
+	(*Machine)(nil),                  // 47: cloudml.v1.Machine
+	(*ListMachinesRequest)(nil),      // 48: cloudml.v1.ListMachinesRequest
+	(*ListMachinesResponse)(nil),     // 49: cloudml.v1.ListMachinesResponse
+	(*DeleteMachinesRequest)(nil),    // 50: cloudml.v1.DeleteMachinesRequest
+	(*DeleteMachinesResponse)(nil),   // 51: cloudml.v1.DeleteMachinesResponse
+	(*CollectGarbageRequest)(nil),    // 52: cloudml.v1.CollectGarbageRequest
+	(*CollectGarbageResponse)(nil),   // 53: cloudml.v1.CollectGarbageResponse
+	nil,                              // 54: cloudml.v1.ResultRow.ParamsEntry
+	nil,                              // 55: cloudml.v1.ResultRow.MetricsEntry
+	(*JobSpec)(nil),                  // 56: cloudml.v1.JobSpec
+	(*Job)(nil),                      // 57: cloudml.v1.Job
+	(*ImageHeader)(nil),              // 58: cloudml.v1.ImageHeader
+	(LogStream)(0),                   // 59: cloudml.v1.LogStream
+	(JobState)(0),                    // 60: cloudml.v1.JobState
+	(*Objective)(nil),                // 61: cloudml.v1.Objective
+	(TaskState)(0),                   // 62: cloudml.v1.TaskState
+	(*Node)(nil),                     // 63: cloudml.v1.Node
+	(*durationpb.Duration)(nil),      // 64: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 65: google.protobuf.Timestamp
+	(NodeState)(0),                   // 66: cloudml.v1.NodeState
 }
 var file_cloudml_v1_client_proto_depIdxs = []int32{
-	44, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
-	45, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
-	45, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
-	45, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
-	45, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
-	45, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
-	46, // 6: cloudml.v1.ListImagesResponse.images:type_name -> cloudml.v1.ImageHeader
-	46, // 7: cloudml.v1.DeleteImageResponse.image:type_name -> cloudml.v1.ImageHeader
-	15, // 8: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
-	47, // 9: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
-	48, // 10: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
-	49, // 11: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
-	19, // 12: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
-	48, // 13: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
-	50, // 14: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
-	42, // 15: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
-	43, // 16: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
-	46, // 17: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	51, // 18: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
-	52, // 19: cloudml.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	28, // 20: cloudml.v1.CreateJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
-	53, // 21: cloudml.v1.JoinTokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	53, // 22: cloudml.v1.JoinTokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 23: cloudml.v1.ListJoinTokensResponse.tokens:type_name -> cloudml.v1.JoinTokenInfo
-	28, // 24: cloudml.v1.RevokeJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
-	52, // 25: cloudml.v1.CreateCredentialRequest.ttl:type_name -> google.protobuf.Duration
-	35, // 26: cloudml.v1.CreateCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
-	53, // 27: cloudml.v1.CredentialInfo.create_time:type_name -> google.protobuf.Timestamp
-	53, // 28: cloudml.v1.CredentialInfo.expire_time:type_name -> google.protobuf.Timestamp
-	35, // 29: cloudml.v1.ListCredentialsResponse.credentials:type_name -> cloudml.v1.CredentialInfo
-	35, // 30: cloudml.v1.RevokeCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
-	51, // 31: cloudml.v1.RemoveNodeResponse.node:type_name -> cloudml.v1.Node
-	0,  // 32: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	2,  // 33: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	4,  // 34: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	6,  // 35: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	8,  // 36: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
-	14, // 37: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	20, // 38: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
-	10, // 39: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
-	12, // 40: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
-	17, // 41: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	22, // 42: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	24, // 43: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	26, // 44: cloudml.v1.ClusterService.CreateJoinToken:input_type -> cloudml.v1.CreateJoinTokenRequest
-	29, // 45: cloudml.v1.ClusterService.ListJoinTokens:input_type -> cloudml.v1.ListJoinTokensRequest
-	31, // 46: cloudml.v1.ClusterService.RevokeJoinToken:input_type -> cloudml.v1.RevokeJoinTokenRequest
-	33, // 47: cloudml.v1.ClusterService.CreateCredential:input_type -> cloudml.v1.CreateCredentialRequest
-	36, // 48: cloudml.v1.ClusterService.ListCredentials:input_type -> cloudml.v1.ListCredentialsRequest
-	38, // 49: cloudml.v1.ClusterService.RevokeCredential:input_type -> cloudml.v1.RevokeCredentialRequest
-	40, // 50: cloudml.v1.ClusterService.RemoveNode:input_type -> cloudml.v1.RemoveNodeRequest
-	1,  // 51: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	3,  // 52: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	5,  // 53: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	7,  // 54: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	9,  // 55: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
-	16, // 56: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	21, // 57: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
-	11, // 58: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
-	13, // 59: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
-	18, // 60: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	23, // 61: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	25, // 62: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	27, // 63: cloudml.v1.ClusterService.CreateJoinToken:output_type -> cloudml.v1.CreateJoinTokenResponse
-	30, // 64: cloudml.v1.ClusterService.ListJoinTokens:output_type -> cloudml.v1.ListJoinTokensResponse
-	32, // 65: cloudml.v1.ClusterService.RevokeJoinToken:output_type -> cloudml.v1.RevokeJoinTokenResponse
-	34, // 66: cloudml.v1.ClusterService.CreateCredential:output_type -> cloudml.v1.CreateCredentialResponse
-	37, // 67: cloudml.v1.ClusterService.ListCredentials:output_type -> cloudml.v1.ListCredentialsResponse
-	39, // 68: cloudml.v1.ClusterService.RevokeCredential:output_type -> cloudml.v1.RevokeCredentialResponse
-	41, // 69: cloudml.v1.ClusterService.RemoveNode:output_type -> cloudml.v1.RemoveNodeResponse
-	51, // [51:70] is the sub-list for method output_type
-	32, // [32:51] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	56, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
+	57, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
+	57, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
+	57, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
+	57, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
+	57, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
+	58, // 6: cloudml.v1.ListImagesResponse.images:type_name -> cloudml.v1.ImageHeader
+	58, // 7: cloudml.v1.DeleteImageResponse.image:type_name -> cloudml.v1.ImageHeader
+	16, // 8: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
+	59, // 9: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
+	60, // 10: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
+	61, // 11: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
+	20, // 12: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
+	60, // 13: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
+	62, // 14: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
+	54, // 15: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
+	55, // 16: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
+	58, // 17: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	63, // 18: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
+	64, // 19: cloudml.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	29, // 20: cloudml.v1.CreateJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
+	65, // 21: cloudml.v1.JoinTokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	65, // 22: cloudml.v1.JoinTokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 23: cloudml.v1.ListJoinTokensResponse.tokens:type_name -> cloudml.v1.JoinTokenInfo
+	29, // 24: cloudml.v1.RevokeJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
+	64, // 25: cloudml.v1.CreateCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	36, // 26: cloudml.v1.CreateCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
+	65, // 27: cloudml.v1.CredentialInfo.create_time:type_name -> google.protobuf.Timestamp
+	65, // 28: cloudml.v1.CredentialInfo.expire_time:type_name -> google.protobuf.Timestamp
+	36, // 29: cloudml.v1.ListCredentialsResponse.credentials:type_name -> cloudml.v1.CredentialInfo
+	36, // 30: cloudml.v1.RevokeCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
+	63, // 31: cloudml.v1.RemoveNodeResponse.node:type_name -> cloudml.v1.Node
+	64, // 32: cloudml.v1.ScalePoolRequest.idle_delete:type_name -> google.protobuf.Duration
+	45, // 33: cloudml.v1.ScalePoolResponse.pool:type_name -> cloudml.v1.PoolInfo
+	47, // 34: cloudml.v1.ScalePoolResponse.created:type_name -> cloudml.v1.Machine
+	47, // 35: cloudml.v1.ScalePoolResponse.deleting:type_name -> cloudml.v1.Machine
+	46, // 36: cloudml.v1.ScalePoolResponse.plan:type_name -> cloudml.v1.ScalePlan
+	64, // 37: cloudml.v1.PoolInfo.idle_delete:type_name -> google.protobuf.Duration
+	0,  // 38: cloudml.v1.Machine.state:type_name -> cloudml.v1.MachineState
+	66, // 39: cloudml.v1.Machine.node_state:type_name -> cloudml.v1.NodeState
+	65, // 40: cloudml.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
+	65, // 41: cloudml.v1.Machine.gone_time:type_name -> google.protobuf.Timestamp
+	47, // 42: cloudml.v1.ListMachinesResponse.machines:type_name -> cloudml.v1.Machine
+	45, // 43: cloudml.v1.ListMachinesResponse.pools:type_name -> cloudml.v1.PoolInfo
+	47, // 44: cloudml.v1.DeleteMachinesResponse.deleting:type_name -> cloudml.v1.Machine
+	47, // 45: cloudml.v1.CollectGarbageResponse.strays:type_name -> cloudml.v1.Machine
+	1,  // 46: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	3,  // 47: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	5,  // 48: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	7,  // 49: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	9,  // 50: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
+	15, // 51: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	21, // 52: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	11, // 53: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
+	13, // 54: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
+	18, // 55: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	23, // 56: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	25, // 57: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	27, // 58: cloudml.v1.ClusterService.CreateJoinToken:input_type -> cloudml.v1.CreateJoinTokenRequest
+	30, // 59: cloudml.v1.ClusterService.ListJoinTokens:input_type -> cloudml.v1.ListJoinTokensRequest
+	32, // 60: cloudml.v1.ClusterService.RevokeJoinToken:input_type -> cloudml.v1.RevokeJoinTokenRequest
+	34, // 61: cloudml.v1.ClusterService.CreateCredential:input_type -> cloudml.v1.CreateCredentialRequest
+	37, // 62: cloudml.v1.ClusterService.ListCredentials:input_type -> cloudml.v1.ListCredentialsRequest
+	39, // 63: cloudml.v1.ClusterService.RevokeCredential:input_type -> cloudml.v1.RevokeCredentialRequest
+	41, // 64: cloudml.v1.ClusterService.RemoveNode:input_type -> cloudml.v1.RemoveNodeRequest
+	43, // 65: cloudml.v1.ClusterService.ScalePool:input_type -> cloudml.v1.ScalePoolRequest
+	48, // 66: cloudml.v1.ClusterService.ListMachines:input_type -> cloudml.v1.ListMachinesRequest
+	50, // 67: cloudml.v1.ClusterService.DeleteMachines:input_type -> cloudml.v1.DeleteMachinesRequest
+	52, // 68: cloudml.v1.ClusterService.CollectGarbage:input_type -> cloudml.v1.CollectGarbageRequest
+	2,  // 69: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	4,  // 70: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	6,  // 71: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	8,  // 72: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	10, // 73: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
+	17, // 74: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	22, // 75: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	12, // 76: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
+	14, // 77: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
+	19, // 78: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	24, // 79: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	26, // 80: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	28, // 81: cloudml.v1.ClusterService.CreateJoinToken:output_type -> cloudml.v1.CreateJoinTokenResponse
+	31, // 82: cloudml.v1.ClusterService.ListJoinTokens:output_type -> cloudml.v1.ListJoinTokensResponse
+	33, // 83: cloudml.v1.ClusterService.RevokeJoinToken:output_type -> cloudml.v1.RevokeJoinTokenResponse
+	35, // 84: cloudml.v1.ClusterService.CreateCredential:output_type -> cloudml.v1.CreateCredentialResponse
+	38, // 85: cloudml.v1.ClusterService.ListCredentials:output_type -> cloudml.v1.ListCredentialsResponse
+	40, // 86: cloudml.v1.ClusterService.RevokeCredential:output_type -> cloudml.v1.RevokeCredentialResponse
+	42, // 87: cloudml.v1.ClusterService.RemoveNode:output_type -> cloudml.v1.RemoveNodeResponse
+	44, // 88: cloudml.v1.ClusterService.ScalePool:output_type -> cloudml.v1.ScalePoolResponse
+	49, // 89: cloudml.v1.ClusterService.ListMachines:output_type -> cloudml.v1.ListMachinesResponse
+	51, // 90: cloudml.v1.ClusterService.DeleteMachines:output_type -> cloudml.v1.DeleteMachinesResponse
+	53, // 91: cloudml.v1.ClusterService.CollectGarbage:output_type -> cloudml.v1.CollectGarbageResponse
+	69, // [69:92] is the sub-list for method output_type
+	46, // [46:69] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
@@ -2750,18 +3950,21 @@ func file_cloudml_v1_client_proto_init() {
 		(*PushImageRequest_Header)(nil),
 		(*PushImageRequest_Chunk)(nil),
 	}
+	file_cloudml_v1_client_proto_msgTypes[42].OneofWrappers = []any{}
+	file_cloudml_v1_client_proto_msgTypes[46].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_client_proto_rawDesc), len(file_cloudml_v1_client_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   44,
+			NumEnums:      1,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_cloudml_v1_client_proto_goTypes,
 		DependencyIndexes: file_cloudml_v1_client_proto_depIdxs,
+		EnumInfos:         file_cloudml_v1_client_proto_enumTypes,
 		MessageInfos:      file_cloudml_v1_client_proto_msgTypes,
 	}.Build()
 	File_cloudml_v1_client_proto = out.File

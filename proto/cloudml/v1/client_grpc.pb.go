@@ -539,6 +539,10 @@ const (
 	ClusterService_ListCredentials_FullMethodName  = "/cloudml.v1.ClusterService/ListCredentials"
 	ClusterService_RevokeCredential_FullMethodName = "/cloudml.v1.ClusterService/RevokeCredential"
 	ClusterService_RemoveNode_FullMethodName       = "/cloudml.v1.ClusterService/RemoveNode"
+	ClusterService_ScalePool_FullMethodName        = "/cloudml.v1.ClusterService/ScalePool"
+	ClusterService_ListMachines_FullMethodName     = "/cloudml.v1.ClusterService/ListMachines"
+	ClusterService_DeleteMachines_FullMethodName   = "/cloudml.v1.ClusterService/DeleteMachines"
+	ClusterService_CollectGarbage_FullMethodName   = "/cloudml.v1.ClusterService/CollectGarbage"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -580,6 +584,37 @@ type ClusterServiceClient interface {
 	// now on, its session ends, its attempts are rescheduled, and it is kept
 	// out. An unknown id is NOT_FOUND.
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// ScalePool sets how many machines a pool has (admin). It records the
+	// pool (size, region, minimum, idle time), then creates the missing
+	// machines through the provider and returns them, or marks the extra
+	// ones for deletion (those running no task first, newest first) and
+	// returns at once: the coordinator deletes them in the background until
+	// the provider confirms each gone. `cluster up` is a scale from 0.
+	// With dry_run it creates and deletes nothing and returns the plan.
+	// A scale that would take the cluster's hourly cost past
+	// max_hourly_cost is FAILED_PRECONDITION, as is a provider that makes
+	// no machines (none) or a region other than the provider's; a size the
+	// provider does not offer is INVALID_ARGUMENT.
+	ScalePool(ctx context.Context, in *ScalePoolRequest, opts ...grpc.CallOption) (*ScalePoolResponse, error)
+	// ListMachines lists the machines, joined with the nodes their agents
+	// registered as, sorted by pool and id (admin). It reads the
+	// coordinator's record, refreshed from the provider on every reconcile
+	// (and more often while a machine is being created).
+	ListMachines(ctx context.Context, in *ListMachinesRequest, opts ...grpc.CallOption) (*ListMachinesResponse, error)
+	// DeleteMachines deletes machines (admin): the named ones, a pool's or
+	// all (`cluster down`). It marks them for deletion, reschedules the
+	// tasks of their nodes, and returns at once; the coordinator asks the
+	// provider until it confirms each gone (poll ListMachines). A pool or
+	// the whole cluster brought down is scaled to 0. An unknown machine is
+	// NOT_FOUND; a request that names nothing is INVALID_ARGUMENT.
+	DeleteMachines(ctx context.Context, in *DeleteMachinesRequest, opts ...grpc.CallOption) (*DeleteMachinesResponse, error)
+	// CollectGarbage lists what the provider has for this cluster and
+	// deletes every machine the coordinator's record neither holds nor
+	// expects from a create under way (admin), then returns once the
+	// provider confirms them gone. It works from the provider alone (for
+	// DigitalOcean: the cluster's tag), so a coordinator whose state was
+	// lost still finds every machine of its cluster.
+	CollectGarbage(ctx context.Context, in *CollectGarbageRequest, opts ...grpc.CallOption) (*CollectGarbageResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -680,6 +715,46 @@ func (c *clusterServiceClient) RemoveNode(ctx context.Context, in *RemoveNodeReq
 	return out, nil
 }
 
+func (c *clusterServiceClient) ScalePool(ctx context.Context, in *ScalePoolRequest, opts ...grpc.CallOption) (*ScalePoolResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScalePoolResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ScalePool_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) ListMachines(ctx context.Context, in *ListMachinesRequest, opts ...grpc.CallOption) (*ListMachinesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMachinesResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ListMachines_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) DeleteMachines(ctx context.Context, in *DeleteMachinesRequest, opts ...grpc.CallOption) (*DeleteMachinesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteMachinesResponse)
+	err := c.cc.Invoke(ctx, ClusterService_DeleteMachines_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) CollectGarbage(ctx context.Context, in *CollectGarbageRequest, opts ...grpc.CallOption) (*CollectGarbageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CollectGarbageResponse)
+	err := c.cc.Invoke(ctx, ClusterService_CollectGarbage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -719,6 +794,37 @@ type ClusterServiceServer interface {
 	// now on, its session ends, its attempts are rescheduled, and it is kept
 	// out. An unknown id is NOT_FOUND.
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// ScalePool sets how many machines a pool has (admin). It records the
+	// pool (size, region, minimum, idle time), then creates the missing
+	// machines through the provider and returns them, or marks the extra
+	// ones for deletion (those running no task first, newest first) and
+	// returns at once: the coordinator deletes them in the background until
+	// the provider confirms each gone. `cluster up` is a scale from 0.
+	// With dry_run it creates and deletes nothing and returns the plan.
+	// A scale that would take the cluster's hourly cost past
+	// max_hourly_cost is FAILED_PRECONDITION, as is a provider that makes
+	// no machines (none) or a region other than the provider's; a size the
+	// provider does not offer is INVALID_ARGUMENT.
+	ScalePool(context.Context, *ScalePoolRequest) (*ScalePoolResponse, error)
+	// ListMachines lists the machines, joined with the nodes their agents
+	// registered as, sorted by pool and id (admin). It reads the
+	// coordinator's record, refreshed from the provider on every reconcile
+	// (and more often while a machine is being created).
+	ListMachines(context.Context, *ListMachinesRequest) (*ListMachinesResponse, error)
+	// DeleteMachines deletes machines (admin): the named ones, a pool's or
+	// all (`cluster down`). It marks them for deletion, reschedules the
+	// tasks of their nodes, and returns at once; the coordinator asks the
+	// provider until it confirms each gone (poll ListMachines). A pool or
+	// the whole cluster brought down is scaled to 0. An unknown machine is
+	// NOT_FOUND; a request that names nothing is INVALID_ARGUMENT.
+	DeleteMachines(context.Context, *DeleteMachinesRequest) (*DeleteMachinesResponse, error)
+	// CollectGarbage lists what the provider has for this cluster and
+	// deletes every machine the coordinator's record neither holds nor
+	// expects from a create under way (admin), then returns once the
+	// provider confirms them gone. It works from the provider alone (for
+	// DigitalOcean: the cluster's tag), so a coordinator whose state was
+	// lost still finds every machine of its cluster.
+	CollectGarbage(context.Context, *CollectGarbageRequest) (*CollectGarbageResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -755,6 +861,18 @@ func (UnimplementedClusterServiceServer) RevokeCredential(context.Context, *Revo
 }
 func (UnimplementedClusterServiceServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedClusterServiceServer) ScalePool(context.Context, *ScalePoolRequest) (*ScalePoolResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScalePool not implemented")
+}
+func (UnimplementedClusterServiceServer) ListMachines(context.Context, *ListMachinesRequest) (*ListMachinesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMachines not implemented")
+}
+func (UnimplementedClusterServiceServer) DeleteMachines(context.Context, *DeleteMachinesRequest) (*DeleteMachinesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMachines not implemented")
+}
+func (UnimplementedClusterServiceServer) CollectGarbage(context.Context, *CollectGarbageRequest) (*CollectGarbageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CollectGarbage not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -939,6 +1057,78 @@ func _ClusterService_RemoveNode_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_ScalePool_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScalePoolRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ScalePool(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ScalePool_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ScalePool(ctx, req.(*ScalePoolRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_ListMachines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMachinesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ListMachines(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ListMachines_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ListMachines(ctx, req.(*ListMachinesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_DeleteMachines_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMachinesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).DeleteMachines(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_DeleteMachines_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).DeleteMachines(ctx, req.(*DeleteMachinesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_CollectGarbage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CollectGarbageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).CollectGarbage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_CollectGarbage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).CollectGarbage(ctx, req.(*CollectGarbageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -981,6 +1171,22 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveNode",
 			Handler:    _ClusterService_RemoveNode_Handler,
+		},
+		{
+			MethodName: "ScalePool",
+			Handler:    _ClusterService_ScalePool_Handler,
+		},
+		{
+			MethodName: "ListMachines",
+			Handler:    _ClusterService_ListMachines_Handler,
+		},
+		{
+			MethodName: "DeleteMachines",
+			Handler:    _ClusterService_DeleteMachines_Handler,
+		},
+		{
+			MethodName: "CollectGarbage",
+			Handler:    _ClusterService_CollectGarbage_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
