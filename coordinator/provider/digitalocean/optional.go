@@ -1,0 +1,54 @@
+package digitalocean
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/cloudml/cloudml/coordinator/provider"
+)
+
+// The coordinator's optional provider interfaces: `cluster up --dry-run`,
+// costs and the cost limit, and the cluster's one region.
+var (
+	_ provider.DryRunner = (*Provider)(nil)
+	_ provider.Pricer    = (*Provider)(nil)
+	_ provider.Regional  = (*Provider)(nil)
+)
+
+// Region is the region every droplet of the cluster is made in.
+func (p *Provider) Region() string { return p.cfg.Region }
+
+// Price is one droplet of size's list price, from the sizes the API
+// listed at Start.
+func (p *Provider) Price(ctx context.Context, size string) (provider.Price, error) {
+	s, err := p.size(size)
+	if err != nil {
+		return provider.Price{}, err
+	}
+	return provider.Price{Size: s.Slug, Hourly: s.PriceHourly, Monthly: s.PriceMonthly}, nil
+}
+
+// PlanCreate is DryRun in the coordinator's terms: the size, region and
+// image, the first droplet's user-data with its token masked, and the VPC,
+// tags, SSH keys, cost and the cost guard's verdict as notes.
+func (p *Provider) PlanCreate(ctx context.Context, req provider.CreateRequest) (provider.CreatePlan, error) {
+	plan, err := p.DryRun(ctx, req)
+	if err != nil {
+		return provider.CreatePlan{}, err
+	}
+	notes := []string{
+		fmt.Sprintf("%d droplets %s in %s, VPC %s", plan.Count, strings.Join(plan.Names, ", "), plan.Region, plan.VPC),
+		"tags: " + strings.Join(plan.Tags, ", "),
+		fmt.Sprintf("cost: $%.4f/h, $%.2f/month (the cluster now: %d droplets, $%.4f/h)", plan.Hourly, plan.Monthly, plan.ClusterDroplets, plan.ClusterHourly),
+	}
+	if len(plan.SSHKeys) > 0 {
+		notes = append(notes, "ssh keys: "+strings.Join(plan.SSHKeys, ", "))
+	} else {
+		notes = append(notes, "ssh keys: none (nobody can log in; add some with --do-ssh-keys)")
+	}
+	if plan.Refused != nil {
+		notes = append(notes, "refused: "+plan.Refused.Error())
+	}
+	return provider.CreatePlan{Size: plan.Size, Region: plan.Region, Image: plan.Image, UserData: string(plan.UserData), Notes: notes}, nil
+}
