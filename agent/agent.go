@@ -120,7 +120,7 @@ func (a *Agent) CacheStats() (downloads, bytes int64) { return a.cache.Stats() }
 // carries out its assignments until ctx is cancelled. It then stops the
 // running attempts (SIGTERM, SIGKILL after the grace period), waits for
 // them and returns nil. It returns an error only when it cannot go on: a
-// rejected bootstrap token (ErrBadToken), no token at all, or an unusable
+// refused join token (ErrBadToken), no token at all (ErrNoToken), or an unusable
 // work directory.
 func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.WorkDir, 0o711); err != nil {

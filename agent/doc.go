@@ -1,7 +1,8 @@
 // Package agent is cloudml-agent, the node side of the CloudML mesh. It
-// dials the coordinator (never the other way round), registers once with the
-// cluster's bootstrap token and keeps the node identity it gets in its work
-// directory, then holds a Session stream open: assignments and cancels come
+// dials the coordinator (never the other way round) over TLS 1.3, registers
+// once with a join token that pins the coordinator's CA and keeps the node
+// certificate it gets in its secrets directory (identity.go; renewed at
+// half-life), then holds a Session stream open: assignments and cancels come
 // down it, and the agent answers with ReportTask, PublishLogs and Heartbeat
 // calls. Each attempt runs in its own goroutine (package agent/attempt),
 // stages code and data through a content-addressed cache (agent/stage),

@@ -16,7 +16,10 @@
 // machines whose agent never registers or that stay idle, and reconciles.
 //
 // Agents are never imported here: the two roles meet only in
-// proto/cloudml/v1. Node identity comes from the call's credential, resolved
-// by an interceptor (auth.go), never from a request field. Errors are
+// proto/cloudml/v1. Every connection is TLS 1.3 with the coordinator's own CA
+// (trust.go); a caller's identity and role come from its peer certificate,
+// checked by one interceptor against a closed table of methods (auth.go),
+// never from a request field. Join tokens (tokens.go) and client
+// credentials (credentials.go) are the admin's. Errors are
 // sentinels mapped to gRPC codes in one place (errors.go).
 package coordinator
