@@ -39,8 +39,9 @@ type Booter struct {
 	nodes   []netns.Node
 	netIno  []uint64 // by node: its network namespace's inode
 
-	mu       sync.Mutex // protects busy, machines, closed, metaRule, stats
-	busy     []int      // by node: the droplet it runs, 0 when free
+	mu       sync.Mutex // protects busy, machines, closed, metaRule, stats, unitEnv
+	busy     []int      // by node: the droplet it runs, 0 when free, -1 while ScriptSwarm uses it
+	unitEnv  []string   // SetDefaultEnvironment's
 	machines map[int]*machine
 	closed   bool
 	metaRule []string // the nat rule of RouteMetadata, nil before
@@ -252,6 +253,27 @@ func (b *Booter) doHalt(ctx context.Context, m *machine) error {
 	b.stats.Halted++
 	m.log.Info("droplet halted", "elapsed", timeSince(start))
 	return nil
+}
+
+// SetDefaultEnvironment sets what systemd's DefaultEnvironment= (in
+// /etc/systemd/system.conf) would hold on the droplets' image: variables
+// ("NAME=value") every unit started from now on gets besides PATH and
+// LANG. An image made for a cluster sets there what its agents need (for
+// example GOOGLE_APPLICATION_CREDENTIALS); tests point the agents at a
+// fake-gcs-server on HostAddr with STORAGE_EMULATOR_HOST. It is a method,
+// not a Config field, because such values name HostAddr, known once the
+// pool is built.
+func (b *Booter) SetDefaultEnvironment(env []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.unitEnv = slices.Clone(env)
+}
+
+// defaultEnvironment returns SetDefaultEnvironment's variables.
+func (b *Booter) defaultEnvironment() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.unitEnv)
 }
 
 // Stats returns the counts.
