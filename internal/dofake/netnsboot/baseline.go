@@ -53,6 +53,7 @@ func (b *Booter) ScriptSwarm(ctx context.Context, n int) (time.Duration, error) 
 		for i := range n {
 			b.busy[i] = 0
 		}
+		b.signalFreed()
 		b.mu.Unlock()
 	}()
 

@@ -15,8 +15,9 @@
 //
 // # A droplet's machine
 //
-// Boot takes a free node of the pool (ErrNoFreeNode when there is none)
-// and makes it the droplet's machine. The node's dockerd runs in a mount
+// Boot takes a free node of the pool (waiting for one whose droplet is
+// being halted; ErrNoFreeNode when every node runs a droplet) and makes
+// it the droplet's machine. The node's dockerd runs in a mount
 // namespace of its own (netns.Config.PrivateMounts); the droplet's
 // processes join that namespace, the node's network namespace and its
 // UTS namespace (nsenter --target <dockerd> --mount --uts --net), so the
