@@ -230,7 +230,7 @@ func (a *App) waitMachines(ctx context.Context, c *client.Client, ids []string, 
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last []*cloudmlv1.Machine
-	err := c.WatchMachines(wctx, ids, a.watchInterval(), func(ms []*cloudmlv1.Machine) bool {
+	err := c.WatchMachines(wctx, ids, a.machineInterval(), func(ms []*cloudmlv1.Machine) bool {
 		last = ms
 		p.update(ms)
 		for _, m := range ms {

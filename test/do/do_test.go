@@ -146,8 +146,8 @@ func TestDigitalOcean(t *testing.T) {
 		for _, m := range ms {
 			names = append(names, m.Name)
 			lines := regexp.MustCompile(`(?m)^machine `+m.ID+`: .*$`).FindAllString(r.Stderr, -1)
-			if len(lines) < 2 || !strings.Contains(lines[len(lines)-1], "ready, in the swarm as") {
-				t.Errorf("machine %s: progress lines %q, want a line per step ending ready in the swarm", m.ID, lines)
+			if len(lines) < 2 || !strings.Contains(lines[len(lines)-1], ", swarm ") {
+				t.Errorf("machine %s: progress lines %q, want a line per step ending ready, in the swarm", m.ID, lines)
 			}
 			roles[m.Role] = true
 		}

@@ -38,9 +38,9 @@ func (p *Provider) PlanCreate(ctx context.Context, req provider.CreateRequest) (
 		return provider.CreatePlan{}, err
 	}
 	notes := []string{
-		fmt.Sprintf("%d droplets %s in %s, VPC %s", plan.Count, strings.Join(plan.Names, ", "), plan.Region, plan.VPC),
+		fmt.Sprintf("%s %s in %s, VPC %s", droplets(plan.Count), strings.Join(plan.Names, ", "), plan.Region, plan.VPC),
 		"tags: " + strings.Join(plan.Tags, ", "),
-		fmt.Sprintf("cost: $%.4f/h, $%.2f/month (the cluster now: %d droplets, $%.4f/h)", plan.Hourly, plan.Monthly, plan.ClusterDroplets, plan.ClusterHourly),
+		fmt.Sprintf("cost: $%.4f/h, $%.2f/month (the cluster now: %s, $%.4f/h)", plan.Hourly, plan.Monthly, droplets(plan.ClusterDroplets), plan.ClusterHourly),
 	}
 	if len(plan.SSHKeys) > 0 {
 		notes = append(notes, "ssh keys: "+strings.Join(plan.SSHKeys, ", "))
@@ -51,4 +51,12 @@ func (p *Provider) PlanCreate(ctx context.Context, req provider.CreateRequest) (
 		notes = append(notes, "refused: "+plan.Refused.Error())
 	}
 	return provider.CreatePlan{Size: plan.Size, Region: plan.Region, Image: plan.Image, UserData: string(plan.UserData), Notes: notes}, nil
+}
+
+// droplets is "1 droplet", "3 droplets".
+func droplets(n int) string {
+	if n == 1 {
+		return "1 droplet"
+	}
+	return fmt.Sprintf("%d droplets", n)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudml/cloudml/internal/bucket"
 	"github.com/cloudml/cloudml/internal/dofake"
 	"github.com/cloudml/cloudml/internal/dofake/netnsboot"
 	"github.com/cloudml/cloudml/internal/netns"
@@ -69,8 +70,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: nodes must be 1-%d, got %d", ErrInvalidConfig, netnsboot.MaxNodes, c.Nodes)
 	case c.ActiveDelay < 0:
 		return fmt.Errorf("%w: negative active delay", ErrInvalidConfig)
-	case c.Bucket != "" && strings.ContainsAny(c.Bucket, "/ "):
-		return fmt.Errorf("%w: bucket %q is not a bucket name", ErrInvalidConfig, c.Bucket)
+	}
+	if c.Bucket != "" {
+		// The name the coordinator's --bucket gs://NAME must take.
+		if _, err := bucket.Parse("gs://" + c.Bucket); err != nil || strings.Contains(c.Bucket, "/") {
+			return fmt.Errorf("%w: bucket %q is not a bucket name (%v)", ErrInvalidConfig, c.Bucket, err)
+		}
 	}
 	return nil
 }

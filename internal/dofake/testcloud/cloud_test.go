@@ -15,7 +15,7 @@ func TestConfigValidate(t *testing.T) {
 	if c.Name == "" || c.Nodes != 3 || c.Token != dofake.DefaultToken || c.Logger == nil {
 		t.Errorf("defaults = %+v, want a name, 3 nodes, dofake's token and a logger", c)
 	}
-	for _, bad := range []Config{{Nodes: -1}, {Nodes: 1000}, {ActiveDelay: -1}, {Bucket: "a/b"}} {
+	for _, bad := range []Config{{Nodes: -1}, {Nodes: 1000}, {ActiveDelay: -1}, {Bucket: "a/b"}, {Bucket: "b"}, {Bucket: "Has Space"}} {
 		if err := bad.Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("Validate(%+v) = %v, want ErrInvalidConfig", bad, err)
 		}
