@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +195,37 @@ func TestDigitalOcean(t *testing.T) {
 		}
 	})
 
+	t.Run("stolen, expired and foreign tokens create no node", func(t *testing.T) {
+		before := len(co.nodes())
+		// What any process on a droplet can read: its user-data, from the
+		// metadata service, with the join token cloud-init used.
+		ud, err := exec.Command("ip", "netns", "exec", c.name+"-n0", "curl", "--silent", "--fail", "--max-time", "10",
+			"http://169.254.169.254/metadata/v1/user-data").Output()
+		stolen := tokenRE.Find(ud)
+		if err != nil || stolen == nil {
+			t.Fatalf("user-data from the metadata service (%v) holds no join token:\n%s", err, ud)
+		}
+		expiring := strings.TrimSpace(co.must("token", "create", "--ttl", "1s", "--label", "expiring"))
+		admin := strings.TrimSpace(co.must("token", "create", "--label", "not minted for a droplet"))
+		meta := metadataServer(t, "500000001", "impostor") // claims a droplet of the cluster
+		time.Sleep(1100 * time.Millisecond)                // the 1s token expires: wall-clock expiry, not a timing assertion
+		for _, tc := range []struct{ name, token, want string }{
+			{"a droplet's token used again", string(stolen), " is used: ask an admin"},
+			{"an expired token", expiring, " is expired: ask an admin"},
+			{"a token not minted for a droplet, claiming one", admin, "not minted for a droplet of cluster " + clusterName},
+		} {
+			code, out := runAgent(t, addr, tc.token, meta)
+			if code != 3 || !strings.Contains(out, tc.want) {
+				t.Errorf("%s: agent exit %d, want 3 (refused) with %q:\n%s", tc.name, code, tc.want, tail(out, 20))
+			} else {
+				t.Logf("%s: refused: %s", tc.name, tail(out, 1))
+			}
+		}
+		if after := len(co.nodes()); after != before {
+			t.Errorf("nodes %d after the refusals, want %d", after, before)
+		}
+	})
+
 	t.Run("linreg on the Octave image", func(t *testing.T) {
 		sub := co.client("submit", "-f", filepath.Join(repoRoot(), "examples/linreg/cloudml.yaml"), "--image", octaveImage)
 		if sub.Code != 0 || !strings.Contains(sub.Stderr, "pushed image "+octaveImage) {
@@ -306,6 +339,47 @@ func TestDigitalOcean(t *testing.T) {
 	if m == nil || m[1] != "4" || m[2] != "4" || m[3] != "0" {
 		t.Errorf("dofake's summary %q, want 4 droplets created, 4 deleted, 0 left", c.summary)
 	}
+}
+
+// tokenRE matches a join token.
+var tokenRE = regexp.MustCompile(`CMLTKN-1-[0-9a-f]{64}-[0-9a-f]+-[A-Za-z0-9_-]+`)
+
+// runAgent runs cloudml-agent from this machine (outside the droplets)
+// with token and --metadata-url meta, and returns its exit status and
+// output once it stopped (a refused token ends it).
+func runAgent(t *testing.T, addr, token, meta string) (int, string) {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin("cloudml-agent"), "--coordinator", addr, "--token-file", file,
+		"--work-dir", filepath.Join(dir, "work"), "--metadata-url", meta, "--slots", "1")
+	out, _ := cmd.CombinedOutput()
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+// metadataServer serves a droplet metadata service that claims droplet
+// id, named name.
+func metadataServer(t *testing.T, id, name string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metadata/v1/id":
+			fmt.Fprint(w, id)
+		case "/metadata/v1/hostname":
+			fmt.Fprint(w, name)
+		case "/metadata/v1/interfaces/private/0/ipv4/address", "/metadata/v1/interfaces/public/0/ipv4/address":
+			fmt.Fprint(w, "127.0.0.1")
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/metadata/v1"
 }
 
 func lookPath(name string) error {
