@@ -171,7 +171,7 @@ func (m *machines) region(asked string) (string, error) {
 	case !regional:
 		return "", nil
 	case asked != "" && asked != r.Region():
-		return "", errorf(ErrPrecondition, "the %s provider makes this cluster's machines in %s (the coordinator's --region), not %s: one cluster is one region, its swarm runs over the private network",
+		return "", errorf(ErrPrecondition, "the %s provider makes this cluster's machines in %s (set by coordinator serve, e.g. --do-region), not %s: one cluster is one region, its swarm runs over the private network",
 			m.c.cfg.Provider.Name(), r.Region(), asked)
 	}
 	return r.Region(), nil
