@@ -3,6 +3,7 @@ package digitalocean
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,7 +96,7 @@ func (p *Provider) ensureFirewall(ctx context.Context) (string, error) {
 			return r, err
 		})
 		if err != nil {
-			return "", apiError("update firewall "+want.Name, err)
+			return "", firewallAPIError("update firewall "+want.Name, err)
 		}
 	default:
 		p.log.Debug("the cluster's firewall exists", "firewall", fw.ID, "name", fw.Name)
@@ -126,7 +127,7 @@ func (p *Provider) createFirewall(ctx context.Context, want *godo.FirewallReques
 			return nil, fmt.Errorf("create firewall %s: %w", want.Name, ctx.Err())
 		}
 		if !retryable(err) {
-			return nil, apiError("create firewall "+want.Name, err)
+			return nil, firewallAPIError("create firewall "+want.Name, err)
 		}
 		// The create may have worked and its answer been lost: look first.
 		found, lerr := p.findFirewall(ctx)
@@ -280,9 +281,19 @@ func (p *Provider) firewallStatus(ctx context.Context) (name string, isNew bool,
 	return name, fw == nil, nil
 }
 
+// firewallAPIError is apiError, naming the scopes a token refused (403)
+// lacks.
+func firewallAPIError(what string, err error) error {
+	e := apiError(what, err)
+	if statusOf(err) == http.StatusForbidden {
+		return fmt.Errorf("%w (a custom-scope token needs firewall:create, firewall:read and firewall:update)", e)
+	}
+	return e
+}
+
 // firewallError is a create refused because the firewall could not be
 // made: no droplet is made without it.
 func firewallError(cluster string, err error) error {
 	return fmt.Errorf("no droplet created: the cluster's firewall %s could not be found or made, and droplets are not made without it "+
-		"(turn it off only if your own firewall closes the swarm ports): %w", FirewallName(cluster), err)
+		"(--do-firewall=false turns it off, for users whose own firewall closes the swarm ports): %w", FirewallName(cluster), err)
 }
