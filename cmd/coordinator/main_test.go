@@ -61,3 +61,38 @@ func TestServeRefusesBadProviders(t *testing.T) {
 		t.Errorf("serve --provider local --nodes 0 = %v, want the error it gave before", err)
 	}
 }
+
+// TestLendBucketTokensFlag: --lend-bucket-tokens is on by default with
+// digitalocean (droplets have no Google credential) and off otherwise, and
+// either way the flag decides.
+func TestLendBucketTokensFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--provider", "digitalocean"}, true},
+		{[]string{"--provider", "digitalocean", "--lend-bucket-tokens=false"}, false},
+		{[]string{"--provider", "local"}, false},
+		{[]string{"--provider", "none", "--lend-bucket-tokens"}, true},
+	} {
+		f := newFlags(coordinator.DefaultConfig())
+		if err := f.fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		f.bucketTokenDefaults()
+		if got := f.cfg.BucketTokens != nil; got != c.want {
+			t.Errorf("%v: lends bucket tokens %v, want %v", c.args, got, c.want)
+		}
+	}
+}
+
+// TestGoogleTokensWithoutCredentials: a coordinator whose host has no
+// Google credential still builds its token source; the first token asked
+// for fails with ErrNoGoogleCredentials, which tells the node what to do.
+func TestGoogleTokensWithoutCredentials(t *testing.T) {
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", t.TempDir()+"/no-such-key.json")
+	_, err := (&googleTokens{}).Token()
+	if !errors.Is(err, coordinator.ErrNoGoogleCredentials) || !strings.Contains(err.Error(), "no-such-key.json") {
+		t.Fatalf("Token without credentials = %v; want ErrNoGoogleCredentials naming the file", err)
+	}
+}
