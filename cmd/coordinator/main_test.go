@@ -83,6 +83,27 @@ func TestLendBucketTokensFlag(t *testing.T) {
 		if got := f.cfg.BucketTokens != nil; got != c.want {
 			t.Errorf("%v: lends bucket tokens %v, want %v", c.args, got, c.want)
 		}
+		if _, ok := f.cfg.BucketTokens.(*googleTokens); c.want && (!ok || f.cfg.BucketTokensUnscoped) {
+			t.Errorf("%v: lends from %T (unscoped %v), want this host's Google credentials, narrowed", c.args, f.cfg.BucketTokens, f.cfg.BucketTokensUnscoped)
+		}
+	}
+}
+
+// TestLendBucketTokensToAnEmulator: with STORAGE_EMULATOR_HOST (test/do's
+// fake GCS) the coordinator lends a placeholder, unscoped: there is no STS
+// and the emulator checks no token.
+func TestLendBucketTokensToAnEmulator(t *testing.T) {
+	t.Setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")
+	f := newFlags(coordinator.DefaultConfig())
+	if err := f.fs.Parse([]string{"--provider", "digitalocean"}); err != nil {
+		t.Fatal(err)
+	}
+	f.bucketTokenDefaults()
+	if f.cfg.BucketTokens == nil || !f.cfg.BucketTokensUnscoped {
+		t.Fatalf("lends %T unscoped %v; want a placeholder, unscoped", f.cfg.BucketTokens, f.cfg.BucketTokensUnscoped)
+	}
+	if tok, err := f.cfg.BucketTokens.Token(); err != nil || tok.AccessToken == "" {
+		t.Errorf("placeholder token = %v, %v", tok, err)
 	}
 }
 
