@@ -31,6 +31,12 @@ var ErrNoGoogleCredentials = errors.New("the coordinator has no Google credentia
 // write, list and delete objects; nothing on the bucket itself.
 const storageObjectAdmin = "inRole:roles/storage.objectAdmin"
 
+// lendEarly is how long before a narrowed token expires the coordinator
+// makes the next one, so that a lent token always has more left than the
+// agent's margin (a minute, agent/buckettoken.go) and is not asked for
+// again at once.
+const lendEarly = 3 * time.Minute
+
 // stsTimeout bounds one token exchange with Google's STS.
 const stsTimeout = 30 * time.Second
 
@@ -80,7 +86,7 @@ func (b *bucketTokens) source(name string) (oauth2.TokenSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	ts = oauth2.ReuseTokenSource(nil, ts)
+	ts = oauth2.ReuseTokenSourceWithExpiry(nil, ts, lendEarly)
 	b.sources[name] = ts
 	return ts, nil
 }
