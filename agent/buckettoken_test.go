@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/oauth2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloudml/cloudml/internal/bucket"
@@ -243,5 +245,27 @@ func TestLentTokensRefreshed(t *testing.T) {
 	}
 	if _, n := long.current(); n != 1 {
 		t.Errorf("%d tokens lent for 5 uses of an hour-long token, want 1", n)
+	}
+}
+
+// TestBucketAuthCoordinatorWithoutCredentials: when the coordinator has
+// no Google credential to lend, the task fails with its advice.
+func TestBucketAuthCoordinatorWithoutCredentials(t *testing.T) {
+	gcsWithBuckets(t)
+	f, dial := newFakeCoord(t)
+	f.lend = func(string) (*cloudmlv1.BucketTokenResponse, error) {
+		return nil, status.Error(codes.FailedPrecondition, "no token for gs://code-bkt: the coordinator has no Google credentials: set GOOGLE_APPLICATION_CREDENTIALS where it runs")
+	}
+	asg := bucketJob(t)
+	cfg := baseConfig(t, dial, t.TempDir())
+	cfg.BucketAuth = BucketAuthCoordinator
+	startAgent(t, cfg)
+	f.assign(t, asg)
+	end := f.waitFinal(t, asg.GetRef())
+	if end.GetState() == cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
+		t.Fatalf("end report = %v; want a failure", end)
+	}
+	if !strings.Contains(end.GetMessage(), "set GOOGLE_APPLICATION_CREDENTIALS where it runs") {
+		t.Errorf("report message %q lacks the coordinator's advice", end.GetMessage())
 	}
 }
