@@ -10,7 +10,7 @@ BUF   := $(TOOLS) buf
 BIN   := bin
 PKGS  := ./...
 
-.PHONY: help build generate check-generate lint check-tidy staticcheck test test-short demo demo-swarm image bench clean deps
+.PHONY: help build generate check-generate lint check-tidy staticcheck test test-short demo demo-swarm demo-do image bench clean deps
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ demo: ## run the linreg Octave sweep on the embedded default (local agents, file
 
 demo-swarm: ## run the linreg sweep as services on a local 3-node Docker Swarm (root, docker.io)
 	./scripts/demo-swarm.sh
+
+demo-do: ## cluster up, the linreg sweep and cluster down on a DigitalOcean test server (root, docker.io; no account)
+	./scripts/demo-do.sh
 
 image: ## build the Octave image cloudml/octave:7 from Debian packages (debootstrap; no registry needed)
 	./scripts/dockerd.sh

@@ -91,17 +91,21 @@ func New(cfg Config) (*Agent, error) {
 	if d, ok := cfg.Runtime.(interface{ Isolation() string }); ok {
 		log.Info("process tasks isolated", "how", d.Isolation())
 	}
-	buckets := bucket.NewPool()
-	return &Agent{
+	a := &Agent{
 		cfg:      cfg,
 		log:      log,
 		rt:       cfg.Runtime,
 		baseEnv:  []string{"USER=" + user.Name, "LOGNAME=" + user.Name},
-		cache:    &stage.Cache{Dir: filepath.Join(cfg.WorkDir, "cache"), Logger: log.Named("stage"), Open: cfg.OpenBucket, Buckets: buckets},
-		buckets:  buckets,
 		memory:   memoryBytes(),
 		attempts: map[refKey]*attempt.Attempt{},
-	}, nil
+	}
+	// Lent tokens come over the node's connection, whichever it is then.
+	a.buckets = bucket.NewPoolWith(bucketOptions(cfg, &a.node))
+	a.cache = &stage.Cache{Dir: filepath.Join(cfg.WorkDir, "cache"), Logger: log.Named("stage"), Open: cfg.OpenBucket, Buckets: a.buckets}
+	if cfg.BucketAuth == BucketAuthCoordinator {
+		log.Info("gs buckets use tokens the coordinator lends")
+	}
+	return a, nil
 }
 
 // openBucket opens an output bucket: Config.OpenBucket, or through the

@@ -24,7 +24,14 @@ import (
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// fake-gcs-server (buckettoken_test.go) imports opencensus, whose
+		// package init starts a stats worker that lives for the whole
+		// process.
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}
 
 type runningAgent struct {
 	*Agent

@@ -76,8 +76,14 @@ type Config struct {
 	// TZ...), never the rest (CLOUDML_TOKEN, credentials).
 	Env []string
 	// OpenBucket opens buckets for staging and results; nil means
-	// bucket.Open (tests pass an in-memory bucket).
+	// bucket.Open (tests pass an in-memory bucket), with BucketAuth.
 	OpenBucket bucket.OpenFunc
+	// BucketAuth is how gs:// buckets are authenticated:
+	// BucketAuthDefault ("default", the default) uses the machine's
+	// Application Default Credentials; BucketAuthCoordinator
+	// ("coordinator") uses short-lived tokens the coordinator lends over
+	// the node's connection, for machines with no credential (droplets).
+	BucketAuth string
 	// Docker is the address of the node's Docker daemon
 	// ("unix:///var/run/docker.sock"); empty means the node has no Docker
 	// and runs no container tasks.
@@ -162,6 +168,9 @@ func (c Config) withDefaults() Config {
 	if c.Env == nil {
 		c.Env = os.Environ()
 	}
+	if c.BucketAuth == "" {
+		c.BucketAuth = BucketAuthDefault
+	}
 	return c
 }
 
@@ -222,6 +231,8 @@ func (c *Config) Validate() error {
 		return bad("log batch size %d is not within 1 B..2 MiB", c.LogBatchBytes)
 	case c.MetadataURL != "" && !isHTTPURL(c.MetadataURL):
 		return bad("metadata URL %q is not an http:// or https:// URL", c.MetadataURL)
+	case c.BucketAuth != "" && c.BucketAuth != BucketAuthDefault && c.BucketAuth != BucketAuthCoordinator:
+		return bad("bucket auth %q is neither %q nor %q", c.BucketAuth, BucketAuthDefault, BucketAuthCoordinator)
 	case c.SwarmRoot != "" && !filepath.IsAbs(c.SwarmRoot):
 		return bad("swarm root %q is not an absolute path", c.SwarmRoot)
 	case c.LogFlushInterval < 0 || c.CallTimeout < 0 || c.KillGrace < 0 || c.ServiceWatch < 0:

@@ -51,6 +51,10 @@ type fakeCoord struct {
 	rejectLogs bool
 	// rejectReport, when set, answers matching reports FAILED_PRECONDITION.
 	rejectReport func(r *cloudmlv1.ReportTaskRequest) bool
+	// lend, when set, answers BucketToken (else UNIMPLEMENTED); lent
+	// records the buckets asked for, by node.
+	lend func(bucket string) (*cloudmlv1.BucketTokenResponse, error)
+	lent []string
 }
 
 // fakeDial is how an agent reaches a fake coordinator: the in-memory
@@ -228,6 +232,21 @@ func (f *fakeCoord) ReportTask(ctx context.Context, req *cloudmlv1.ReportTaskReq
 	f.reports = append(f.reports, proto.Clone(req).(*cloudmlv1.ReportTaskRequest))
 	f.notify()
 	return &cloudmlv1.ReportTaskResponse{}, nil
+}
+
+func (f *fakeCoord) BucketToken(ctx context.Context, req *cloudmlv1.BucketTokenRequest) (*cloudmlv1.BucketTokenResponse, error) {
+	id, err := f.node(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lend == nil {
+		return nil, status.Error(codes.Unimplemented, "this fake lends no tokens")
+	}
+	f.lent = append(f.lent, id+":"+req.GetBucket())
+	f.notify()
+	return f.lend(req.GetBucket())
 }
 
 func (f *fakeCoord) PublishLogs(ctx context.Context, req *cloudmlv1.PublishLogsRequest) (*cloudmlv1.PublishLogsResponse, error) {

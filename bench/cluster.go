@@ -59,6 +59,11 @@ func startCoordinator(dir string, env []string, args ...string) (*bench, error) 
 	if err != nil {
 		return nil, err
 	}
+	return startCoordinatorOn(dir, addr, env, args...)
+}
+
+// startCoordinatorOn is startCoordinator listening on addr.
+func startCoordinatorOn(dir, addr string, env []string, args ...string) (*bench, error) {
 	b := &bench{dir: dir, addr: addr, log: &logSink{}, exited: make(chan struct{})}
 	// The coordinator writes its admin credential there; the clients read it.
 	b.config = pki.ConfigEnv + "=" + filepath.Join(dir, "admin.config")

@@ -13,6 +13,11 @@
 //	   (TCP, TLS 1.3 handshake, Register) against Register on an open one,
 //	   and the handshake alone against a TCP connect.
 //
+// On the DigitalOcean test server (internal/dofake/testcloud, root):
+//
+//	d) cluster up --nodes 3 until every node is in the swarm, against a
+//	   script doing docker swarm init/join on the same nodes.
+//
 // On a local 3-node Docker Swarm (`coordinator serve --provider netns`,
 // root and docker.io; -swarm=false skips it):
 //
@@ -53,7 +58,8 @@ func main() {
 	swarmRuns := flag.Int("swarm-runs", 3, "repetitions of each swarm measurement")
 	swarmTasks := flag.Int("swarm-tasks", 100, "tasks in the swarm sweep benchmark")
 	stageMiB := flag.Int64("stage-mib", 1024, "size of the staged object in MiB")
-	parts := flag.String("swarm-parts", "abc", "which swarm measurements to run (a, b, c)")
+	parts := flag.String("swarm-parts", "abcd", "which swarm measurements to run (a, b, c; d on the DigitalOcean test server)")
+	doNodes := flag.Int("do-nodes", 3, "droplets in the cluster up measurement (d)")
 	flag.Parse()
 
 	rows, err := processRows(*runs, *logRuns, *tasks, *nodes, *slots, *lines)
@@ -69,17 +75,40 @@ func main() {
 		fmt.Printf("\nswarm benchmarks skipped: %v\n", err)
 		return
 	}
+	if strings.ContainsAny(*parts, "abc") {
+		start := time.Now()
+		rows, teardown, err := swarmRows(*parts, *swarmRuns, *swarmTasks, *lines, *stageMiB<<20)
+		printRows(fmt.Sprintf("CloudML benchmarks, 3-node Docker Swarm (median of %d runs each, measured side by side; %s)",
+			*swarmRuns, time.Since(start).Round(time.Second)), rows)
+		fmt.Print(swarmNotes)
+		fmt.Println(teardown)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	if !strings.Contains(*parts, "d") {
+		return
+	}
 	start := time.Now()
-	rows, teardown, err := swarmRows(*parts, *swarmRuns, *swarmTasks, *lines, *stageMiB<<20)
-	printRows(fmt.Sprintf("CloudML benchmarks, 3-node Docker Swarm (median of %d runs each, measured side by side; %s)",
+	rows, teardown, err := doRows(*swarmRuns, *doNodes)
+	printRows(fmt.Sprintf("CloudML benchmarks, DigitalOcean test server (median of %d runs, measured side by side; %s)",
 		*swarmRuns, time.Since(start).Round(time.Second)), rows)
-	fmt.Print(swarmNotes)
+	fmt.Print(doNotes)
 	fmt.Println(teardown)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+// doNotes says how the DigitalOcean row is measured.
+const doNotes = `
+  d) cloudml: cluster up to its return (every droplet booted its cloud-init, fetched the
+     agent, registered over mTLS and is in the swarm); droplets are active at once here
+     (about 30 s on DigitalOcean). Baseline: a script running docker swarm init on one of
+     the same nodes and docker swarm join on the others, to the manager listing all ready.
+`
 
 // processRows runs the process-runtime benchmarks on local agents.
 func processRows(runs, logRuns, tasks, nodes, slots, lines int) ([]row, error) {

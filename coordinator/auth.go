@@ -37,6 +37,7 @@ var methodRoles = func() map[string][]pki.Role {
 		"/" + cloudmlv1.JobService_ServiceDesc.ServiceName + "/":     clientRoles,
 		"/" + cloudmlv1.ClusterService_ServiceDesc.ServiceName + "/": clientRoles,
 		cloudmlv1.AgentService_Register_FullMethodName:               nil,
+		cloudmlv1.AgentService_BucketToken_FullMethodName:            nodeRoles, // lends a credential: nodes alone, named here so no service default can widen it
 		cloudmlv1.ClusterService_CreateJoinToken_FullMethodName:      adminRoles,
 		cloudmlv1.ClusterService_ListJoinTokens_FullMethodName:       adminRoles,
 		cloudmlv1.ClusterService_RevokeJoinToken_FullMethodName:      adminRoles,

@@ -96,6 +96,10 @@ var calls = map[string]rpcCall{
 		_, err = s.CloseAndRecv()
 		return err
 	},
+	cloudmlv1.AgentService_BucketToken_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := cloudmlv1.NewAgentServiceClient(cc).BucketToken(ctx, &cloudmlv1.BucketTokenRequest{})
+		return err
+	},
 	cloudmlv1.JobService_SubmitJob_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := cloudmlv1.NewJobServiceClient(cc).SubmitJob(ctx, &cloudmlv1.SubmitJobRequest{})
 		return err
@@ -223,6 +227,7 @@ var allowedCode = map[string]codes.Code{
 	cloudmlv1.AgentService_StreamLogs_FullMethodName:         codes.FailedPrecondition,
 	cloudmlv1.AgentService_FetchImage_FullMethodName:         codes.InvalidArgument,
 	cloudmlv1.AgentService_UploadImage_FullMethodName:        codes.InvalidArgument,
+	cloudmlv1.AgentService_BucketToken_FullMethodName:        codes.InvalidArgument, // names no bucket
 	cloudmlv1.JobService_SubmitJob_FullMethodName:            codes.InvalidArgument,
 	cloudmlv1.JobService_GetJob_FullMethodName:               codes.NotFound,
 	cloudmlv1.JobService_ListJobs_FullMethodName:             codes.OK,

@@ -76,6 +76,13 @@ func (c *Coordinator) removeNodeFor(id, why string) (*cloudmlv1.Node, int32, err
 	if n.sess != nil {
 		n.sess.close("node removed: " + why)
 	}
+	if id == c.swarm.manager || id == c.swarm.initNode {
+		// The swarm has one manager: without it, it is gone. The next
+		// Docker node founds a new one instead of joining a manager that
+		// no longer exists (cluster down, then up).
+		c.log.Warn("the swarm's manager was removed: the next Docker node founds a new swarm", "node_id", id)
+		c.swarm = swarmState{}
+	}
 	c.log.Warn("node removed", "node_id", id, "reason", why, "attempts_rescheduled", running[id])
 	c.poke()
 	return nodeProto(n, 0), running[id], nil

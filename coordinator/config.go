@@ -3,9 +3,11 @@ package coordinator
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/oauth2"
 
 	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/internal/bucket"
@@ -100,6 +102,22 @@ type Config struct {
 	// retries). nil accepts every machine whose token is valid. See
 	// verify.go.
 	VerifyNode VerifyNodeFunc
+	// BucketTokens is the Google credential whose tokens the coordinator
+	// lends its nodes, one gs:// bucket at a time (the BucketToken RPC,
+	// buckettoken.go), so agents on machines with none of their own stage
+	// and upload; nil means it lends none and the RPC says how to give it
+	// one. A source whose error wraps ErrNoGoogleCredentials makes the RPC
+	// answer FAILED_PRECONDITION with that error's advice.
+	BucketTokens oauth2.TokenSource
+	// BucketTokensUnscoped lends BucketTokens' own tokens instead of
+	// narrowing each to the one bucket it is for (a Credential Access
+	// Boundary exchanged at Google's STS). Only for sources already limited
+	// to the jobs' buckets, and tests.
+	BucketTokensUnscoped bool
+	// STSClient makes the downscoping exchanges with Google's STS
+	// (sts.googleapis.com); nil means a client with a 30s timeout. Tests
+	// point it at a fake.
+	STSClient *http.Client
 	// Logger is the root logger; nil means no logging.
 	Logger hclog.Logger
 	// Version is reported by GetClusterInfo.

@@ -51,6 +51,8 @@ type Coordinator struct {
 
 	machines *machines // the provider's machines (machines.go); has its own lock
 
+	tokens *bucketTokens // the bucket tokens lent to nodes (buckettoken.go); has its own lock
+
 	notifyMu sync.Mutex // protects waiters
 	waiters  map[string]chan struct{}
 
@@ -87,6 +89,7 @@ func New(cfg Config) (*Coordinator, error) {
 		store:   st,
 		images:  images,
 		exports: newImageExports(),
+		tokens:  newBucketTokens(cfg),
 		trust:   trust,
 		nodes:   map[string]*nodeEntry{},
 		jobs:    map[string]*jobEntry{},

@@ -45,6 +45,9 @@ var (
 	// ErrPrecondition means a request the cluster's state refuses (a cost
 	// limit, a second region).
 	ErrPrecondition = errors.New("failed precondition")
+	// ErrTokenUnavailable means Google's token service failed to give a
+	// bucket token for now; the agent retries.
+	ErrTokenUnavailable = errors.New("bucket token unavailable")
 )
 
 // kindError gives an error a sentinel kind while keeping its own message.
@@ -86,10 +89,11 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrAlreadyExists):
 		code = codes.AlreadyExists
 	case errors.Is(err, ErrStaleAttempt), errors.Is(err, ErrNotRequested), errors.Is(err, ErrNotEnded),
-		errors.Is(err, ErrInUse), errors.Is(err, ErrPrecondition), errors.Is(err, provider.ErrUnsupported):
+		errors.Is(err, ErrInUse), errors.Is(err, ErrPrecondition), errors.Is(err, provider.ErrUnsupported),
+		errors.Is(err, ErrNoGoogleCredentials):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrVerifyUnavailable),
-		errors.Is(err, provider.ErrNotStarted):
+		errors.Is(err, provider.ErrNotStarted), errors.Is(err, ErrTokenUnavailable):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled

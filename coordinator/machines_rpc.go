@@ -171,7 +171,7 @@ func (m *machines) region(asked string) (string, error) {
 	case !regional:
 		return "", nil
 	case asked != "" && asked != r.Region():
-		return "", errorf(ErrPrecondition, "the %s provider makes this cluster's machines in %s (the coordinator's --region), not %s: one cluster is one region, its swarm runs over the private network",
+		return "", errorf(ErrPrecondition, "the %s provider makes this cluster's machines in %s (set by coordinator serve, e.g. --do-region), not %s: one cluster is one region, its swarm runs over the private network",
 			m.c.cfg.Provider.Name(), r.Region(), asked)
 	}
 	return r.Region(), nil
@@ -407,9 +407,9 @@ func (m *machines) renderNodes(ctx context.Context, nodes []provider.Node) []*cl
 
 // nodeView is what a machine listing shows of a node.
 type nodeView struct {
-	hostname, runtime, swarmNodeID, swarmRole, message string
-	state                                              cloudmlv1.NodeState
-	running                                            int32
+	hostname, address, runtime, swarmNodeID, swarmRole, message string
+	state                                                       cloudmlv1.NodeState
+	running                                                     int32
 }
 
 // render renders machines with their nodes and prices.
@@ -423,7 +423,7 @@ func (m *machines) render(ctx context.Context, ms []provider.Machine) []*cloudml
 	_, running := c.usedSlots()
 	for _, mc := range ms {
 		if n := c.nodes[mc.NodeID]; n != nil {
-			views[mc.NodeID] = nodeView{hostname: n.rec.Hostname, runtime: n.rec.Runtime, swarmNodeID: n.rec.SwarmNodeID,
+			views[mc.NodeID] = nodeView{hostname: n.rec.Hostname, address: n.rec.Address, runtime: n.rec.Runtime, swarmNodeID: n.rec.SwarmNodeID,
 				swarmRole: n.rec.SwarmRole, message: n.rec.Message, state: n.rec.State, running: running[mc.NodeID]}
 		}
 	}
@@ -459,6 +459,9 @@ func (m *machines) machineProto(mc provider.Machine, nv *nodeView) *cloudmlv1.Ma
 	}
 	if nv != nil {
 		pm.Hostname, pm.NodeState, pm.SwarmRole, pm.RunningTasks = nv.hostname, nv.state, nv.swarmRole, nv.running
+		// Until the provider's list gives the machine's address (at the
+		// next reconcile), the one its verified agent registered with.
+		pm.PrivateIp = cmp.Or(pm.PrivateIp, nv.address)
 	}
 	switch {
 	case mc.Lost:

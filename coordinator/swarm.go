@@ -98,7 +98,7 @@ func (c *Coordinator) formSwarm() {
 	}
 	if c.swarm.manager == "" {
 		for _, n := range c.nodes {
-			if n.rec.SwarmRole == roleManager {
+			if n.rec.SwarmRole == roleManager && !n.rec.Removed {
 				c.swarm.manager = n.rec.ID // known from before a restart; its token comes with its next report
 			}
 		}

@@ -128,6 +128,28 @@ func TestSwarmFormsAndRunsContainerJob(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition)
 }
 
+// After cluster down and up, the new machines found a new swarm: the
+// removed manager's is gone, and joining its address would never work.
+func TestRemovedManagerTakesTheSwarmAlong(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	for _, a := range []*fakeAgent{wrk, mgr} {
+		if _, err := h.cluster.RemoveNode(ctxT(t), &cloudmlv1.RemoveNodeRequest{NodeId: a.id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := dockerNode(t, h, "10.0.0.13")
+	if got := again.nextOther(); got.GetSwarmInit().GetAdvertiseAddr() != "10.0.0.13" {
+		t.Fatalf("a docker node after the swarm's nodes were removed got %v, want SwarmInit advertising 10.0.0.13", got)
+	}
+	again.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-3", Role: cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER,
+		ManagerAddr: "10.0.0.13:2377", WorkerJoinToken: "SWMTKN-1-new"})
+	next := dockerNode(t, h, "10.0.0.14")
+	if join := next.nextOther().GetSwarmJoin(); join.GetJoinToken() != "SWMTKN-1-new" || join.GetManagerAddrs()[0] != "10.0.0.13:2377" {
+		t.Fatalf("the next docker node got join %v, want the new manager's address and token", join)
+	}
+}
+
 func TestContainerJobWaitsWithReasons(t *testing.T) {
 	h := start(t, t.TempDir())
 	newAgent(t, h, 2).open()

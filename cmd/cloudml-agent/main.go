@@ -48,6 +48,7 @@ Flags:
 	fs.StringVar(&cfg.Docker, "docker", os.Getenv("DOCKER_HOST"), "Docker daemon address, e.g. unix:///var/run/docker.sock (env DOCKER_HOST); with it the node joins the swarm and runs container jobs, without it it runs tasks as processes")
 	fs.StringVar(&cfg.SwarmRoot, "swarm-root", cfg.SwarmRoot, "directory where the node exposes its cache to its task containers")
 	fs.StringVar(&cfg.TaskUser, "task-user", cfg.TaskUser, "user process tasks run as: name, uid or uid:gid (default: nobody when the agent runs as root; otherwise the agent's own user, confined by Landlock); never root")
+	fs.StringVar(&cfg.BucketAuth, "bucket-auth", agent.BucketAuthDefault, "how to authenticate to gs:// buckets: default (this machine's application default credentials) or coordinator (short-lived tokens, each limited to one bucket, that the coordinator lends over its connection; for machines with no Google credential, such as droplets)")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	fs.Parse(os.Args[1:])

@@ -64,8 +64,12 @@ func main() {
 	f := newFlags(coordinator.DefaultConfig())
 	f.fs.Parse(os.Args[2:])
 	f.providerDefaults()
+	f.bucketTokenDefaults()
 	log := logging.New("coordinator", f.level, f.json)
 	f.cfg.Logger = log
+	if f.cfg.BucketTokens != nil {
+		log.Info("lending agents bucket tokens from this host's Google credentials (--lend-bucket-tokens)")
+	}
 	f.cfg.Version = version
 	f.cfg.Download.AgentBinary = f.local.AgentBinary
 	if f.peers != "" {
@@ -171,6 +175,8 @@ type flags struct {
 	// doTokenFile is --do-token-file; the token itself comes from the
 	// environment.
 	doTokenFile string
+	// lendTokens is --lend-bucket-tokens (see bucketTokenDefaults).
+	lendTokens bool
 }
 
 func newFlags(cfg coordinator.Config) *flags {
@@ -208,6 +214,7 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.DurationVar(&f.cfg.NodeDownAfter, "node-down-after", 0, "mark a node down, and reschedule its tasks, after this long without a heartbeat or session (default: 3 heartbeat periods)")
 	fs.DurationVar(&f.cfg.RegisterDeadline, "register-deadline", f.cfg.RegisterDeadline, "delete a machine the provider made whose agent has not registered within this long, and say why")
 	fs.DurationVar(&f.cfg.IdleDelete, "idle-delete", f.cfg.IdleDelete, "delete machines whose node ran no task for this long, down to each pool's minimum (0: never)")
+	fs.BoolVar(&f.lendTokens, "lend-bucket-tokens", false, "lend agents short-lived tokens, each limited to one gs:// bucket a job uses, from this host's Google credentials (GOOGLE_APPLICATION_CREDENTIALS or application default credentials), for agents started with --bucket-auth coordinator (default: on with --provider digitalocean, off otherwise)")
 	fs.BoolVar(&f.cfg.KeepStrays, "keep-strays", f.cfg.KeepStrays, "only report the provider's machines this coordinator does not know, instead of deleting them")
 	fs.Var(bytesFlag{&f.cfg.Limits.AttemptLogBytes}, "max-log-bytes", "logs kept per task attempt (1Gi, 500M, bytes); beyond it the rest is dropped with a note, and stays in the attempt's results")
 	fs.Var(bytesFlag{&f.cfg.Limits.ImageBytes}, "max-image-bytes", "largest image archive a client may push or a node upload (16Gi, 500M, bytes)")

@@ -61,3 +61,59 @@ func TestServeRefusesBadProviders(t *testing.T) {
 		t.Errorf("serve --provider local --nodes 0 = %v, want the error it gave before", err)
 	}
 }
+
+// TestLendBucketTokensFlag: --lend-bucket-tokens is on by default with
+// digitalocean (droplets have no Google credential) and off otherwise, and
+// either way the flag decides.
+func TestLendBucketTokensFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--provider", "digitalocean"}, true},
+		{[]string{"--provider", "digitalocean", "--lend-bucket-tokens=false"}, false},
+		{[]string{"--provider", "local"}, false},
+		{[]string{"--provider", "none", "--lend-bucket-tokens"}, true},
+	} {
+		f := newFlags(coordinator.DefaultConfig())
+		if err := f.fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		f.bucketTokenDefaults()
+		if got := f.cfg.BucketTokens != nil; got != c.want {
+			t.Errorf("%v: lends bucket tokens %v, want %v", c.args, got, c.want)
+		}
+		if _, ok := f.cfg.BucketTokens.(*googleTokens); c.want && (!ok || f.cfg.BucketTokensUnscoped) {
+			t.Errorf("%v: lends from %T (unscoped %v), want this host's Google credentials, narrowed", c.args, f.cfg.BucketTokens, f.cfg.BucketTokensUnscoped)
+		}
+	}
+}
+
+// TestLendBucketTokensToAnEmulator: with STORAGE_EMULATOR_HOST (test/do's
+// fake GCS) the coordinator lends a placeholder, unscoped: there is no STS
+// and the emulator checks no token.
+func TestLendBucketTokensToAnEmulator(t *testing.T) {
+	t.Setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")
+	f := newFlags(coordinator.DefaultConfig())
+	if err := f.fs.Parse([]string{"--provider", "digitalocean"}); err != nil {
+		t.Fatal(err)
+	}
+	f.bucketTokenDefaults()
+	if f.cfg.BucketTokens == nil || !f.cfg.BucketTokensUnscoped {
+		t.Fatalf("lends %T unscoped %v; want a placeholder, unscoped", f.cfg.BucketTokens, f.cfg.BucketTokensUnscoped)
+	}
+	if tok, err := f.cfg.BucketTokens.Token(); err != nil || tok.AccessToken == "" {
+		t.Errorf("placeholder token = %v, %v", tok, err)
+	}
+}
+
+// TestGoogleTokensWithoutCredentials: a coordinator whose host has no
+// Google credential still builds its token source; the first token asked
+// for fails with ErrNoGoogleCredentials, which tells the node what to do.
+func TestGoogleTokensWithoutCredentials(t *testing.T) {
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", t.TempDir()+"/no-such-key.json")
+	_, err := (&googleTokens{}).Token()
+	if !errors.Is(err, coordinator.ErrNoGoogleCredentials) || !strings.Contains(err.Error(), "no-such-key.json") {
+		t.Fatalf("Token without credentials = %v; want ErrNoGoogleCredentials naming the file", err)
+	}
+}

@@ -100,6 +100,7 @@ func (f *flags) addProviderFlags() {
 		}
 		return nil
 	})
+	fs.BoolVar(&f.do.Firewall, "do-firewall", f.do.Firewall, "digitalocean provider: put the cluster's droplets behind the DigitalOcean cloud firewall cloudml-<cluster>, made before the first droplet, that admits only the cluster's droplets (and SSH on 22 with --do-ssh-keys); false only if you manage your own firewall, since Docker Swarm's ports otherwise answer on the droplets' public addresses")
 	fs.StringVar(&f.do.VPC, "do-vpc", "", "digitalocean provider: uuid of the VPC droplets join (default: the cluster's own, cloudml-<cluster>-<region>, made at the first create)")
 	fs.StringVar(&f.do.APIURL, "do-api-url", f.do.APIURL, "digitalocean provider: API base URL (tests and demos: the DigitalOcean API test server)")
 	fs.StringVar(&f.do.MetadataURL, "do-metadata-url", f.do.MetadataURL, "digitalocean provider: the droplet metadata service the agents read their droplet id from (tests and demos: the test server's)")

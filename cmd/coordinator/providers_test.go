@@ -25,7 +25,7 @@ func TestDigitalOceanFromFlags(t *testing.T) {
 	err := f.fs.Parse([]string{"--provider", "digitalocean", "--listen", ":7443", "--do-region", "nyc3", "--do-size", "c-2",
 		"--do-image", "debian-12-x64", "--do-ssh-keys", "4242, 3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa",
 		"--do-vpc", "5a1b3c2d-0000-4000-8000-000000000001", "--cluster-name", "ml", "--max-hourly-cost", "0.5",
-		"--do-api-url", "http://127.0.0.1:1", "--agent-log-level", "debug"})
+		"--do-api-url", "http://127.0.0.1:1", "--agent-log-level", "debug", "--do-firewall=false"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +46,7 @@ func TestDigitalOceanFromFlags(t *testing.T) {
 	want.APIURL, want.Cluster, want.Region, want.Size, want.Image = "http://127.0.0.1:1/", "ml", "nyc3", "c-2", "debian-12-x64"
 	want.SSHKeys = []string{"4242", "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"}
 	want.VPC, want.MaxHourlyCost, want.AgentLogLevel = "5a1b3c2d-0000-4000-8000-000000000001", 0.5, "debug"
+	want.Firewall = false
 	if diff := cmp.Diff(want, p.Config()); diff != "" {
 		t.Errorf("provider config (-want +got):\n%s", diff)
 	}
@@ -57,6 +58,9 @@ func TestDigitalOceanFromFlags(t *testing.T) {
 	f.providerDefaults()
 	if f.nodes != 3 || f.cfg.Download.Listen != "" {
 		t.Errorf("--nodes %d, --download-listen %q; want what was given, 3 and empty", f.nodes, f.cfg.Download.Listen)
+	}
+	if !f.do.Firewall {
+		t.Errorf("--do-firewall is off by default, want on")
 	}
 	f = newFlags(coordinator.DefaultConfig())
 	if err := f.fs.Parse([]string{"--provider", "digitalocean", "--listen", "0.0.0.0:0"}); err != nil {

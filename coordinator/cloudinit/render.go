@@ -138,6 +138,9 @@ func (c Config) agentArgs() []string {
 		"--work-dir", c.path(WorkDir),
 		"--metadata-url", c.MetadataURL,
 		"--docker", c.Docker,
+		// A droplet has no Google credential (none goes in user-data):
+		// gs:// buckets use tokens the coordinator lends over mTLS.
+		"--bucket-auth", "coordinator",
 	}
 	if c.Slots > 0 {
 		args = append(args, "--slots", strconv.Itoa(c.Slots))

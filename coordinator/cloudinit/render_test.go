@@ -302,7 +302,7 @@ func TestParseReadsTheAgentCommand(t *testing.T) {
 	}
 	want := []string{AgentPath,
 		"--coordinator", "coord.example.com:7443", "--token-file", TokenPath, "--work-dir", WorkDir,
-		"--metadata-url", DefaultMetadataURL, "--docker", DefaultDocker, "--slots", "2", "--address", "10.116.0.2",
+		"--metadata-url", DefaultMetadataURL, "--docker", DefaultDocker, "--bucket-auth", "coordinator", "--slots", "2", "--address", "10.116.0.2",
 		"--log-level", "info"}
 	if diff := cmp.Diff(want, argv); diff != "" {
 		t.Errorf("agent command (-want +got):\n%s", diff)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/storage"
+	"golang.org/x/oauth2"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
@@ -41,15 +42,31 @@ type gcsBucket struct {
 }
 
 // openGCS connects to GCS (or the emulator named by STORAGE_EMULATOR_HOST,
-// without credentials) and checks that bucket name exists.
-func openGCS(ctx context.Context, name string) (*gcsBucket, error) {
+// without credentials unless opts.GCSTokens gives some) and checks that
+// bucket name exists.
+func openGCS(ctx context.Context, name string, o Options) (*gcsBucket, error) {
+	hint := ""
+	if o.AuthHint != "" {
+		hint = " (" + o.AuthHint + ")"
+	}
 	opts := []option.ClientOption{storage.WithJSONReads()}
-	if os.Getenv(emulatorEnv) != "" {
+	switch {
+	case o.GCSTokens != nil:
+		// Our own HTTP client carries the token, so the library's auth
+		// (which an emulator turns off) stays out of it: with an emulator
+		// the requests still carry the token, as with Google.
+		base := http.DefaultTransport.(*http.Transport).Clone()
+		hc := &http.Client{Transport: &oauth2.Transport{Source: o.GCSTokens(name), Base: base}}
+		opts = append(opts, option.WithoutAuthentication(), option.WithHTTPClient(hc))
+	case os.Getenv(emulatorEnv) != "":
 		opts = append(opts, option.WithoutAuthentication())
 	}
 	client, err := storage.NewClient(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("create storage client (are application default credentials set up?): %w", err)
+		if hint == "" {
+			hint = " (are application default credentials set up?)"
+		}
+		return nil, fmt.Errorf("create storage client%s: %w", hint, err)
 	}
 	// Bounded retries: the library retries transient errors (a refused
 	// connection among them) until the context ends, so an unreachable
@@ -67,6 +84,9 @@ func openGCS(ctx context.Context, name string) (*gcsBucket, error) {
 		where := "storage.googleapis.com"
 		if h := os.Getenv(emulatorEnv); h != "" {
 			where = h + " (" + emulatorEnv + ")"
+		}
+		if c := httpCode(err); c == http.StatusUnauthorized || c == http.StatusForbidden {
+			return nil, fmt.Errorf("open bucket %q at %s: access refused%s: %w", name, where, hint, err)
 		}
 		return nil, fmt.Errorf("open bucket %q at %s: %w", name, where, err)
 	}

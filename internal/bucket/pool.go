@@ -20,10 +20,14 @@ type Pool struct {
 	mu      sync.Mutex // protects the fields below
 	buckets map[Location]Bucket
 	closed  bool
+	opts    Options // how buckets are opened; read-only
 }
 
 // NewPool returns an empty Pool.
-func NewPool() *Pool { return &Pool{buckets: map[Location]Bucket{}} }
+func NewPool() *Pool { return NewPoolWith(Options{}) }
+
+// NewPoolWith returns an empty Pool that opens buckets with opts.
+func NewPoolWith(opts Options) *Pool { return &Pool{buckets: map[Location]Bucket{}, opts: opts} }
 
 // Open is Open through the pool.
 func (p *Pool) Open(ctx context.Context, rawURL string) (Bucket, Location, error) {
@@ -41,8 +45,11 @@ func (p *Pool) Open(ctx context.Context, rawURL string) (Bucket, Location, error
 // OpenAt is OpenAt through the pool. The caller closes the bucket as
 // usual; a shared one stays open until the pool is closed.
 func (p *Pool) OpenAt(ctx context.Context, loc Location) (Bucket, error) {
-	if p == nil || loc.Scheme != "gs" {
+	if p == nil {
 		return OpenAt(ctx, loc)
+	}
+	if loc.Scheme != "gs" {
+		return OpenAtWith(ctx, loc, p.opts)
 	}
 	key := Location{Scheme: loc.Scheme, Bucket: loc.Bucket}
 	p.mu.Lock()
@@ -51,7 +58,7 @@ func (p *Pool) OpenAt(ctx context.Context, loc Location) (Bucket, error) {
 	if ok {
 		return shared{b}, nil
 	}
-	b, err := OpenAt(ctx, key)
+	b, err := OpenAtWith(ctx, key, p.opts)
 	if err != nil {
 		return nil, err
 	}

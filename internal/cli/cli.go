@@ -187,3 +187,14 @@ func (a *App) watchInterval() time.Duration {
 	}
 	return time.Second
 }
+
+// machineInterval is how often cluster up, scale and down read the
+// machines: WatchInterval when set, else 250ms, since the last step (a
+// node joining the swarm) is what the user waits for and a read is one
+// small call.
+func (a *App) machineInterval() time.Duration {
+	if a.WatchInterval > 0 {
+		return a.WatchInterval
+	}
+	return 250 * time.Millisecond
+}

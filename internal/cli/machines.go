@@ -38,7 +38,7 @@ func (f *scaleFlags) add(cmd *cobra.Command) {
 	fs.Int32Var(&f.o.Nodes, "nodes", 0, "how many machines the pool should have")
 	fs.StringVar(&f.o.Pool, "pool", "", `the pool: machines of one size (default "default")`)
 	fs.StringVar(&f.o.Size, "size", "", "the machines' size as the provider names it, e.g. s-2vcpu-4gb (default: the pool's, else the provider's)")
-	fs.StringVar(&f.o.Region, "region", "", "refuse unless the provider makes the machines in this region, e.g. fra1 (the coordinator's --region: one cluster is one region)")
+	fs.StringVar(&f.o.Region, "region", "", "refuse unless the provider makes the machines in this region, e.g. fra1 (the coordinator's --do-region: one cluster is one region)")
 	fs.BoolVar(&f.o.DryRun, "dry-run", false, "show what would be created (the user-data with its secret masked, the cost) and create nothing")
 	fs.Float64Var(&f.o.MaxHourlyCost, "max-hourly-cost", 0, "refuse if the cluster would cost more than this many US dollars an hour (0: no limit)")
 	fs.Int32Var(&f.minNodes, "min-nodes", 0, "how many machines --idle-delete leaves in the pool (default: the pool's, 0 at first)")
@@ -230,7 +230,7 @@ func (a *App) waitMachines(ctx context.Context, c *client.Client, ids []string, 
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last []*cloudmlv1.Machine
-	err := c.WatchMachines(wctx, ids, a.watchInterval(), func(ms []*cloudmlv1.Machine) bool {
+	err := c.WatchMachines(wctx, ids, a.machineInterval(), func(ms []*cloudmlv1.Machine) bool {
 		last = ms
 		p.update(ms)
 		for _, m := range ms {
@@ -284,9 +284,10 @@ func (a *App) printPlan(resp *cloudmlv1.ScalePoolResponse) error {
 	return err
 }
 
-// hoursPerMonth is what a month of hourly billing counts (DigitalOcean
-// caps a month at 672 hours; this is the upper bound most clouds bill).
-const hoursPerMonth = 730
+// hoursPerMonth is what a month of hourly billing counts: DigitalOcean
+// bills at most 672 hours a month, and its monthly prices are the hourly
+// ones times 672, so the cluster's month agrees with the machines'.
+const hoursPerMonth = 672
 
 func nonEmpty(parts ...string) []string {
 	var out []string

@@ -60,14 +60,15 @@ func step(s cloudmlv1.MachineState, down bool) int64 {
 }
 
 // machineStatus is a machine's state in words: "registered as node-3
-// (host-a): joining the swarm", "gone: deleted: cluster down".
+// (host-a): joining the swarm", "ready as node-3 (host-a), swarm
+// worker", "gone: deleted: cluster down".
 func machineStatus(m *cloudmlv1.Machine) string {
 	s := machineState(m.GetState())
-	if m.GetState() == cloudmlv1.MachineState_MACHINE_STATE_READY && m.GetSwarmRole() != "" {
-		s = "ready, in the swarm as " + m.GetSwarmRole()
-	}
 	if m.GetNodeId() != "" && live(m) {
 		s += " as " + nodeLabel(m.GetNodeId(), &cloudmlv1.Node{Hostname: m.GetHostname()})
+	}
+	if m.GetState() == cloudmlv1.MachineState_MACHINE_STATE_READY && m.GetSwarmRole() != "" {
+		s += ", swarm " + m.GetSwarmRole()
 	}
 	if msg := m.GetMessage(); msg != "" && m.GetState() != cloudmlv1.MachineState_MACHINE_STATE_READY {
 		s += ": " + msg

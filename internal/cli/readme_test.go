@@ -28,8 +28,14 @@ import (
 // cloudml-client (or bin/cloudml-client) followed by a command or flag.
 var readmeCommand = regexp.MustCompile(`^(?:bin/)?cloudml-client\s+[a-z-]`)
 
+// readmeNoRun marks a fenced code block whose commands the test does not
+// run, in its info string (```sh no-run): they need what the test cannot
+// give, such as a DigitalOcean account.
+const readmeNoRun = "no-run"
+
 // readmeCommands returns the client command lines of the README's fenced
-// code blocks, in order, without their "# comments".
+// code blocks, in order, without their "# comments", skipping the blocks
+// marked readmeNoRun.
 func readmeCommands(t *testing.T, path string) []string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -37,15 +43,16 @@ func readmeCommands(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	var cmds []string
-	inBlock := false
+	inBlock, skip := false, false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "```") {
+		if info, ok := strings.CutPrefix(line, "```"); ok {
 			inBlock = !inBlock
+			skip = inBlock && slices.Contains(strings.Fields(info), readmeNoRun)
 			continue
 		}
-		if !inBlock || !readmeCommand.MatchString(line) {
+		if !inBlock || skip || !readmeCommand.MatchString(line) {
 			continue
 		}
 		if i := strings.Index(line, " #"); i >= 0 {
@@ -62,7 +69,8 @@ func readmeCommands(t *testing.T, path string) []string {
 // TestReadmeCommandsRun runs every client command in README.md's code
 // blocks, in order, against an in-process coordinator with two agents
 // (process runtime, a file:// bucket), from the repository root, as
-// written except for these substitutions:
+// written except for these substitutions (blocks marked ```sh no-run are
+// not run):
 //
 //   - bin/cloudml-client is the client run in this process (App.Run,
 //     dialled to the coordinator); the line's "# comment" is dropped and
@@ -182,6 +190,20 @@ func TestReadmeCommandsRun(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "task-0", "metrics.json")); err != nil {
 		t.Errorf("results --download DIR: %v", err)
+	}
+}
+
+// TestReadmeCommandsSkipNoRun checks that a block marked no-run gives no
+// command, and that the blocks around it still do.
+func TestReadmeCommandsSkipNoRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "README.md")
+	md := "```\ncloudml-client list # jobs\n```\n\n```sh no-run\ncloudml-client cluster up --region fra1\n```\n\n```sh\nbin/cloudml-client status JOB\n```\n"
+	if err := os.WriteFile(path, []byte(md), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, want := readmeCommands(t, path), []string{"cloudml-client list", "bin/cloudml-client status JOB"}
+	if !slices.Equal(got, want) {
+		t.Errorf("readmeCommands = %q, want %q", got, want)
 	}
 }
 

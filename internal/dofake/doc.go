@@ -25,6 +25,7 @@
 //	GET    /v2/account                   droplet_limit from Config.DropletLimit
 //	POST   /v2/tags                      201; GET /v2/tags/{name}; POST and DELETE /v2/tags/{name}/resources 204
 //	GET    /v2/vpcs, POST /v2/vpcs (201), GET /v2/vpcs/{id}
+//	GET    /v2/firewalls (paged), POST /v2/firewalls (202), GET, PUT (200) and DELETE (204) /v2/firewalls/{id}
 //
 // Every API request needs "Authorization: Bearer <Config.Token>", else 401
 // {"id":"Unauthorized",..}. Errors are {"id","message","request_id"} with
@@ -43,6 +44,19 @@
 // region, an SSH key (id or fingerprint) not in Config.SSHKeys, or more
 // droplets than the account's limit. A create without vpc_uuid joins its
 // region's default VPC. Its tags then exist as tags.
+//
+// A firewall create or update (a PUT replaces the whole firewall: a field
+// left out is emptied) is refused with 422 for: a name that does not start
+// with a letter or digit or holds anything but letters, digits, '.' and
+// '-'; no rule at all, or more than 50; more than 5 tags or 10 droplets; a
+// tag or droplet id, in the firewall or in a rule's sources or
+// destinations, that does not exist (tags must exist first: POST
+// /v2/tags, or a droplet created with them); a protocol other than tcp,
+// udp or icmp; tcp or udp ports other than "all", "0", "N" or "N-M". The
+// server stores protocols in lowercase, "all" (and an ICMP rule's ports)
+// as "0" and a missing action as "allow", as the API does. Names need not
+// be unique, so a lost create answer and a blind retry make two
+// firewalls. Rules are recorded, not enforced (Server.Firewalls).
 //
 // # Droplet lifecycle
 //
@@ -111,7 +125,8 @@
 //
 // # What is not modelled
 //
-// Droplet actions, SSH key, image, firewall and project endpoints, IPv6,
+// Droplet actions, SSH key, image and project endpoints, the firewall's
+// droplets, tags and rules sub-endpoints, enforcing firewall rules, IPv6,
 // the per-minute rate limit, and what the real API answers to a few edge
 // cases (a second DELETE of a droplet being deleted, a POST /v2/tags of an
 // existing tag) are this server's choices, marked in the code.

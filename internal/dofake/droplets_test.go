@@ -51,6 +51,24 @@ func (g *gate) Halt(_ context.Context, d dofake.Droplet) error {
 	return nil
 }
 
+// waitBooting waits until Boot was called for droplet id.
+func waitBooting(t *testing.T, g *gate, id int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g.mu.Lock()
+		_, ok := g.booted[id]
+		g.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("droplet %d: no Boot call within 10s", id)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
 func (g *gate) halts() map[int]int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -332,6 +350,8 @@ func TestDelete(t *testing.T) {
 		t.Errorf("delete of an unknown id: %v; want 404", err)
 	}
 	// The third droplet is still booting: its delete cancels the boot.
+	// Its boot must have begun, or it has no machine to halt.
+	waitBooting(t, g, ids[2])
 	if resp, err := c.Droplets.DeleteByTag(ctx, "cloudml-cluster:ml"); err != nil || resp.StatusCode != 204 {
 		t.Fatalf("delete by tag: %v, %v", resp, err)
 	}

@@ -24,6 +24,11 @@ const (
 	EndpointVPCsList            Endpoint = "vpcs.list"              // GET /v2/vpcs
 	EndpointVPCsCreate          Endpoint = "vpcs.create"            // POST /v2/vpcs
 	EndpointVPCsGet             Endpoint = "vpcs.get"               // GET /v2/vpcs/{id}
+	EndpointFirewallsList       Endpoint = "firewalls.list"         // GET /v2/firewalls
+	EndpointFirewallsCreate     Endpoint = "firewalls.create"       // POST /v2/firewalls
+	EndpointFirewallsGet        Endpoint = "firewalls.get"          // GET /v2/firewalls/{id}
+	EndpointFirewallsUpdate     Endpoint = "firewalls.update"       // PUT /v2/firewalls/{id}
+	EndpointFirewallsDelete     Endpoint = "firewalls.delete"       // DELETE /v2/firewalls/{id}
 	EndpointMetadata            Endpoint = "metadata"               // GET /metadata/v1...
 	EndpointUnknown             Endpoint = "unknown"                // anything else: 404
 )

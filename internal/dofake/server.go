@@ -34,6 +34,7 @@ type Server struct {
 	droplets  map[int]*droplet
 	tags      map[string]bool
 	vpcs      []*vpc
+	firewalls []*Firewall
 	faults    map[Endpoint][]*Injection
 	stats     Stats
 	nextID    int
@@ -137,6 +138,11 @@ func (s *Server) apiMux() *http.ServeMux {
 	api("GET /v2/vpcs", EndpointVPCsList, s.listVPCs)
 	api("POST /v2/vpcs", EndpointVPCsCreate, s.createVPC)
 	api("GET /v2/vpcs/{id}", EndpointVPCsGet, s.getVPC)
+	api("GET /v2/firewalls", EndpointFirewallsList, s.listFirewalls)
+	api("POST /v2/firewalls", EndpointFirewallsCreate, s.createFirewall)
+	api("GET /v2/firewalls/{id}", EndpointFirewallsGet, s.getFirewall)
+	api("PUT /v2/firewalls/{id}", EndpointFirewallsUpdate, s.updateFirewall)
+	api("DELETE /v2/firewalls/{id}", EndpointFirewallsDelete, s.deleteFirewall)
 	mux.Handle("GET /metadata/{rest...}", s.handle(EndpointMetadata, false, s.metadataBySource))
 	mux.Handle("GET /droplet/{id}/metadata/{rest...}", s.handle(EndpointMetadata, false, s.metadataByID))
 	api("/", EndpointUnknown, notFound)

@@ -55,6 +55,12 @@ type Config struct {
 	// own, "cloudml-<Cluster>-<Region>", found or made at the first create,
 	// so swarm traffic stays between the cluster's droplets.
 	VPC string
+	// Firewall puts the cluster's droplets behind the Cloud Firewall
+	// "cloudml-<Cluster>" (firewall.go), found or made before the first
+	// droplet: inbound only from the cluster's droplets (and SSH with
+	// SSHKeys). Off only for users whose own firewall closes the swarm
+	// ports, which are open on the droplets' public addresses otherwise.
+	Firewall bool
 	// SSHKeys are SSH key ids or fingerprints of the account to install on
 	// every droplet; none by default (CloudML needs no SSH).
 	SSHKeys []string
@@ -93,8 +99,8 @@ type RetryConfig struct {
 }
 
 // DefaultConfig returns the defaults: the real API, cluster "cloudml" in
-// fra1 with s-2vcpu-4gb Ubuntu 24.04 droplets, no SSH keys, no cost guard,
-// 4 retries waiting 1 to 30 s.
+// fra1 with s-2vcpu-4gb Ubuntu 24.04 droplets behind the cluster's
+// firewall, no SSH keys, no cost guard, 4 retries waiting 1 to 30 s.
 func DefaultConfig() Config {
 	return Config{
 		APIURL:         DefaultAPIURL,
@@ -102,6 +108,7 @@ func DefaultConfig() Config {
 		Region:         DefaultRegion,
 		Size:           DefaultSize,
 		Image:          DefaultImage,
+		Firewall:       true,
 		Retry:          RetryConfig{Max: 4, WaitMin: time.Second, WaitMax: 30 * time.Second},
 		RequestTimeout: 2 * time.Minute,
 		PollInterval:   2 * time.Second,

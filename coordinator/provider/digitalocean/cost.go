@@ -93,6 +93,10 @@ type Plan struct {
 	// VPC is the uuid of the VPC droplets join, or, when the cluster's is
 	// still to be made, "(new) <name>".
 	VPC string
+	// Firewall is the name of the cluster's firewall, "" when
+	// Config.Firewall is off; FirewallNew says it is still to be made.
+	Firewall    string
+	FirewallNew bool
 	// Count droplets, named Names, tagged Tags, with SSHKeys.
 	Count   int
 	Names   []string
@@ -117,7 +121,7 @@ type Plan struct {
 
 // DryRun says what Create(req) would make and what it would cost, and
 // renders the first droplet's user-data with its token masked. It
-// creates nothing (no droplet, VPC or join token) and only reads the
+// creates nothing (no droplet, VPC, firewall or join token) and only reads the
 // API. A request the cost guard would refuse is not an error: Plan.Refused
 // says so.
 func (p *Provider) DryRun(ctx context.Context, req provider.CreateRequest) (Plan, error) {
@@ -155,11 +159,16 @@ func (p *Provider) DryRun(ctx context.Context, req provider.CreateRequest) (Plan
 			vpc = v.ID
 		}
 	}
+	fw, fwNew, err := p.firewallStatus(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
 	ds, err := p.listTag(ctx, ClusterTag(p.cfg.Cluster))
 	if err != nil {
 		return Plan{}, err
 	}
 	plan := Plan{
+		Firewall: fw, FirewallNew: fwNew,
 		Cluster: p.cfg.Cluster, Region: p.cfg.Region, Image: p.cfg.Image, Pool: req.Pool, Size: size.Slug,
 		Slots: slots, VPC: vpc, Count: req.Count, SSHKeys: append([]string(nil), p.cfg.SSHKeys...),
 		PriceHourly: size.PriceHourly, PriceMonthly: size.PriceMonthly,

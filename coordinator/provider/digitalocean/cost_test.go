@@ -16,7 +16,7 @@ import (
 
 // TestDryRunCreatesNothing: a dry run reports the droplets, tags and cost
 // of a create and its user-data with no token secret in it, and creates no
-// droplet, VPC or join token.
+// droplet, VPC, firewall or join token.
 func TestDryRunCreatesNothing(t *testing.T) {
 	h := start(t, nil, func(c *Config) { c.MaxHourlyCost = 1 })
 	vpcs := len(h.s.VPCs())
@@ -28,6 +28,7 @@ func TestDryRunCreatesNothing(t *testing.T) {
 	t.Logf("dry run of 3 c-4: $%.4f/h, $%.2f/month; droplets created %d, create requests %d, tokens minted %d",
 		plan.Hourly, plan.Monthly, st.Created, st.Requests[dofake.EndpointDropletsCreate], len(h.m.Labels()))
 	if st.Created != 0 || st.Requests[dofake.EndpointDropletsCreate] != 0 || st.Requests[dofake.EndpointVPCsCreate] != 0 ||
+		st.Requests[dofake.EndpointFirewallsCreate] != 0 || len(h.s.Firewalls()) != 0 ||
 		len(h.s.VPCs()) != vpcs || len(h.m.Labels()) != 0 {
 		t.Errorf("a dry run created something: %+v, %d tokens minted", st, len(h.m.Labels()))
 	}
@@ -35,7 +36,7 @@ func TestDryRunCreatesNothing(t *testing.T) {
 	got.UserData, got.Refused = nil, nil
 	want := Plan{
 		Cluster: "ml", Region: "fra1", Image: "ubuntu-24-04-x64", Pool: "big", Size: "c-4", Slots: 4,
-		VPC: "(new) cloudml-ml-fra1", Count: 3,
+		VPC: "(new) cloudml-ml-fra1", Firewall: "cloudml-ml", FirewallNew: true, Count: 3,
 		Names:       []string{"ml-big-01234567-1", "ml-big-01234567-2", "ml-big-01234567-3"},
 		Tags:        []string{"cloudml-cluster:ml", "cloudml-pool:big", "cloudml-req:0123456789abcdef"},
 		PriceHourly: 0.125, PriceMonthly: 84, Hourly: 0.375, Monthly: 252, MaxHourlyCost: 1,

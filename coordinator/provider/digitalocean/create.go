@@ -18,7 +18,8 @@ import (
 )
 
 // Create makes req.Count droplets of req.Size (default Config.Size) in the
-// cluster's region and VPC, one POST each, since each carries its own
+// cluster's region and VPC, behind its firewall (made first: without it
+// Create makes nothing), one POST each, since each carries its own
 // user-data with its own join token. Every droplet is tagged with the
 // cluster, the pool and the request, and named
 // <cluster>-<pool>-<request[:8]>-<k>; its token's label names the
@@ -53,6 +54,11 @@ func (p *Provider) Create(ctx context.Context, req provider.CreateRequest) ([]pr
 	vpc, err := p.ensureVPC(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if p.cfg.Firewall {
+		if _, err := p.ensureFirewall(ctx); err != nil {
+			return nil, firewallError(p.cfg.Cluster, err)
+		}
 	}
 	slots := req.Slots
 	if slots == 0 {

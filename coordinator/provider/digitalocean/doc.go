@@ -8,12 +8,15 @@
 //
 // Config.Region, the request's size (default Config.Size), Config.Image
 // (Ubuntu 24.04 LTS by default), the SSH keys named (none by default), the
-// cluster's VPC (vpc.go), and three tags: "cloudml-cluster:<cluster>",
-// "cloudml-pool:<pool>" and "cloudml-req:<request id>" (DigitalOcean tags
-// are ^[a-zA-Z0-9_\-:]+$; the names fit by construction). Its user-data
-// holds the coordinator's advertise address, CA, the agent's download URL
-// and SHA-256, and one single-use join token minted for that droplet
-// alone: its label (TokenLabel) names the cluster, the request and the
+// cluster's VPC (vpc.go, made by Prepare, whose ip_range the agents open
+// the swarm ports to when ufw is on), and three tags:
+// "cloudml-cluster:<cluster>", "cloudml-pool:<pool>" and
+// "cloudml-req:<request id>" (DigitalOcean tags are ^[a-zA-Z0-9_\-:]+$;
+// the names fit by construction). The first puts it behind the cluster's
+// Cloud Firewall (firewall.go: inbound only from the cluster's droplets,
+// made before the first droplet). Its user-data holds the coordinator's
+// advertise address, CA, the agent's download URL and SHA-256, and one
+// single-use join token minted for that droplet alone: its label (TokenLabel) names the cluster, the request and the
 // droplet's name, which VerifyNode checks when the droplet registers.
 // Never the API token.
 //
@@ -39,5 +42,7 @@
 //
 // A custom-scope token needs: account:read, regions:read, sizes:read,
 // droplet:create, droplet:read, droplet:delete, tag:create, tag:read,
-// vpc:read and vpc:create (vpc:create only without Config.VPC).
+// vpc:read and vpc:create (vpc:create only without Config.VPC), and
+// firewall:create, firewall:read and firewall:update (none of them without
+// Config.Firewall).
 package digitalocean

@@ -31,16 +31,29 @@ func (p *Provider) Price(ctx context.Context, size string) (provider.Price, erro
 
 // PlanCreate is DryRun in the coordinator's terms: the size, region and
 // image, the first droplet's user-data with its token masked, and the VPC,
-// tags, SSH keys, cost and the cost guard's verdict as notes.
+// tags, firewall, SSH keys, cost and the cost guard's verdict as notes.
 func (p *Provider) PlanCreate(ctx context.Context, req provider.CreateRequest) (provider.CreatePlan, error) {
 	plan, err := p.DryRun(ctx, req)
 	if err != nil {
 		return provider.CreatePlan{}, err
 	}
 	notes := []string{
-		fmt.Sprintf("%d droplets %s in %s, VPC %s", plan.Count, strings.Join(plan.Names, ", "), plan.Region, plan.VPC),
+		fmt.Sprintf("%s %s in %s, VPC %s", droplets(plan.Count), strings.Join(plan.Names, ", "), plan.Region, plan.VPC),
 		"tags: " + strings.Join(plan.Tags, ", "),
-		fmt.Sprintf("cost: $%.4f/h, $%.2f/month (the cluster now: %d droplets, $%.4f/h)", plan.Hourly, plan.Monthly, plan.ClusterDroplets, plan.ClusterHourly),
+		fmt.Sprintf("cost: $%.4f/h, $%.2f/month (the cluster now: %s, $%.4f/h)", plan.Hourly, plan.Monthly, droplets(plan.ClusterDroplets), plan.ClusterHourly),
+	}
+	switch {
+	case plan.Firewall == "":
+		notes = append(notes, "firewall: none (--do-firewall=false): the swarm ports answer on the droplets' public addresses unless your own firewall closes them")
+	default:
+		state, ssh := "existing", ""
+		if plan.FirewallNew {
+			state = "new"
+		}
+		if len(plan.SSHKeys) > 0 {
+			ssh = ", ssh 22"
+		}
+		notes = append(notes, fmt.Sprintf("firewall: %s (%s): inbound only from the cluster's droplets%s", plan.Firewall, state, ssh))
 	}
 	if len(plan.SSHKeys) > 0 {
 		notes = append(notes, "ssh keys: "+strings.Join(plan.SSHKeys, ", "))
@@ -51,4 +64,12 @@ func (p *Provider) PlanCreate(ctx context.Context, req provider.CreateRequest) (
 		notes = append(notes, "refused: "+plan.Refused.Error())
 	}
 	return provider.CreatePlan{Size: plan.Size, Region: plan.Region, Image: plan.Image, UserData: string(plan.UserData), Notes: notes}, nil
+}
+
+// droplets is "1 droplet", "3 droplets".
+func droplets(n int) string {
+	if n == 1 {
+		return "1 droplet"
+	}
+	return fmt.Sprintf("%d droplets", n)
 }

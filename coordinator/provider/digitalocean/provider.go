@@ -45,6 +45,7 @@ type Provider struct {
 	once       *godo.Client
 	transports []*http.Transport // api's and once's
 	vpcMu      sync.Mutex        // serializes finding or making the VPC
+	fwMu       sync.Mutex        // serializes finding or making the firewall
 
 	mu       sync.Mutex // protects everything below
 	started  bool
@@ -52,6 +53,8 @@ type Provider struct {
 	target   provider.Target
 	sizes    map[string]godo.Size      // slug → size, from Start
 	vpc      string                    // the VPC uuid droplets join, once known
+	vpcRange string                    // its ip_range, once known
+	firewall string                    // the cluster's firewall id, once found or made
 	deleting map[int]bool              // droplets a Delete is under way for
 	inflight map[*reservation]struct{} // creates under way, for the cost guard
 }

@@ -26,7 +26,7 @@ func lookPath(name string) error {
 // smokeUserData is a #! user-data that writes two units and their
 // programs and starts them with the droplet's systemctl: "meta" records
 // what the metadata service at its default address says of the droplet
-// and what Docker the droplet has, then stays up; "flaky" fails once
+// and what Docker and environment the droplet has, then stays up; "flaky" fails once
 // (restarted), then exits 3 (not restarted).
 const smokeUserData = `#!/bin/sh
 set -eu
@@ -42,6 +42,7 @@ m=http://169.254.169.254/metadata/v1
   echo "public=$(curl -sf $m/interfaces/public/0/ipv4/address)"
   echo "docker=$(docker info --format '{{.Name}}')"
   echo "uname=$(uname -n)"
+  echo "env=${SMOKE_ENV:-unset}"
 } > /var/lib/cloudml/meta.tmp
 mv /var/lib/cloudml/meta.tmp /var/lib/cloudml/meta
 exec sleep 600
@@ -71,7 +72,8 @@ echo booted
 // /var/lib/cloudml (the host's stay untouched), its units run under the
 // systemctl stand-in with Restart= and RestartPreventExitStatus=, its
 // metadata comes from 169.254.169.254 by its source address, its docker
-// is the node's daemon named after the droplet; deleting it stops all of
+// is the node's daemon named after the droplet, its units get the image's
+// DefaultEnvironment; deleting it stops all of
 // it and frees the node for the next droplet, which boots clean.
 func TestBootRunsUserData(t *testing.T) {
 	needSystem(t)
@@ -88,6 +90,7 @@ func TestBootRunsUserData(t *testing.T) {
 	if left := netnsboot.Leftovers(ctx, "dobgone", ""); len(left) > 0 {
 		t.Errorf("a dead pool's rule survived New: %v", left)
 	}
+	p.b.SetDefaultEnvironment([]string{"SMOKE_ENV=from-the-image"})
 	id := p.create(t, "smoke-1", smokeUserData)
 	d := p.active(t, id)
 	m, ok := p.b.Machine(id)
@@ -111,7 +114,7 @@ func TestBootRunsUserData(t *testing.T) {
 		meta = string(data)
 		return err
 	})
-	want := fmt.Sprintf("id=%d\nhostname=smoke-1\nprivate=%s\npublic=%s\ndocker=smoke-1\nuname=smoke-1\n", id, priv, pub)
+	want := fmt.Sprintf("id=%d\nhostname=smoke-1\nprivate=%s\npublic=%s\ndocker=smoke-1\nuname=smoke-1\nenv=from-the-image\n", id, priv, pub)
 	if meta != want {
 		t.Errorf("the droplet found:\n%s\nwant:\n%s", meta, want)
 	}

@@ -39,8 +39,11 @@ type Booter struct {
 	nodes   []netns.Node
 	netIno  []uint64 // by node: its network namespace's inode
 
-	mu       sync.Mutex // protects busy, machines, closed, metaRule, stats
-	busy     []int      // by node: the droplet it runs, 0 when free
+	mu       sync.Mutex    // protects busy, machines, closed, metaRule, stats, unitEnv, halting, freed
+	busy     []int         // by node: the droplet it runs, 0 when free, -1 while ScriptSwarm uses it
+	unitEnv  []string      // SetDefaultEnvironment's
+	halting  int           // halts under way, each of which may free a node
+	freed    chan struct{} // closed (and replaced) when a node is freed or a halt ends
 	machines map[int]*machine
 	closed   bool
 	metaRule []string // the nat rule of RouteMetadata, nil before
@@ -85,7 +88,7 @@ func New(ctx context.Context, cfg Config) (*Booter, error) {
 	}
 	b := &Booter{
 		cfg: cfg, log: log, console: console{w: cfg.Console}, cluster: cluster, nodes: cluster.Nodes(),
-		busy: make([]int, cfg.Nodes), machines: map[int]*machine{},
+		busy: make([]int, cfg.Nodes), machines: map[int]*machine{}, freed: make(chan struct{}),
 	}
 	for _, n := range b.nodes {
 		b.netIno = append(b.netIno, inode(n.NetnsPath))
@@ -117,22 +120,38 @@ func (b *Booter) addrAt(offset int) netip.Addr {
 // it binds the droplet's own directories, Docker socket, hostname and
 // public address in the node, and returns the node's addresses; cloud-init
 // then runs d's user-data on its own (see the package documentation).
-// ErrNoFreeNode when every node runs a droplet.
+// When no node is free but a deleted droplet's halt is under way, it
+// waits for that node, as a cloud does not refuse a droplet because
+// another is being torn down; ErrNoFreeNode when every node runs a
+// droplet.
 func (b *Booter) Boot(ctx context.Context, d dofake.Droplet, userData string) (dofake.Addresses, error) {
 	b.mu.Lock()
-	if b.closed {
+	node := -1
+	for {
+		if b.closed {
+			b.mu.Unlock()
+			return dofake.Addresses{}, ErrClosed
+		}
+		if b.machines[d.ID] != nil {
+			b.mu.Unlock()
+			return dofake.Addresses{}, fmt.Errorf("droplet %d is booted already", d.ID)
+		}
+		if node = slices.Index(b.busy, 0); node >= 0 {
+			break
+		}
+		if b.halting == 0 {
+			b.stats.BootFailures++
+			b.mu.Unlock()
+			return dofake.Addresses{}, fmt.Errorf("droplet %d: %w (%d nodes)", d.ID, ErrNoFreeNode, len(b.nodes))
+		}
+		freed := b.freed
 		b.mu.Unlock()
-		return dofake.Addresses{}, ErrClosed
-	}
-	if b.machines[d.ID] != nil {
-		b.mu.Unlock()
-		return dofake.Addresses{}, fmt.Errorf("droplet %d is booted already", d.ID)
-	}
-	node := slices.Index(b.busy, 0)
-	if node < 0 {
-		b.stats.BootFailures++
-		b.mu.Unlock()
-		return dofake.Addresses{}, fmt.Errorf("droplet %d: %w (%d nodes)", d.ID, ErrNoFreeNode, len(b.nodes))
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return dofake.Addresses{}, fmt.Errorf("droplet %d: waiting for a node being halted: %w", d.ID, ctx.Err())
+		}
+		b.mu.Lock()
 	}
 	b.busy[node] = d.ID
 	b.booting.Add(1)
@@ -210,6 +229,9 @@ func (b *Booter) halt(ctx context.Context, m *machine) error {
 // doHalt is halt's one run for m.
 func (b *Booter) doHalt(ctx context.Context, m *machine) error {
 	start := time.Now()
+	b.mu.Lock()
+	b.halting++
+	b.mu.Unlock()
 	m.cancel()
 	<-m.ciDone
 	m.mu.Lock()
@@ -242,6 +264,8 @@ func (b *Booter) doHalt(ctx context.Context, m *machine) error {
 	defer b.mu.Unlock()
 	delete(b.machines, m.id)
 	b.stats.Strays += len(left)
+	b.halting--
+	b.signalFreed()
 	if err != nil {
 		// The node stays busy: a later droplet must not boot on what is
 		// left of this one.
@@ -252,6 +276,33 @@ func (b *Booter) doHalt(ctx context.Context, m *machine) error {
 	b.stats.Halted++
 	m.log.Info("droplet halted", "elapsed", timeSince(start))
 	return nil
+}
+
+// signalFreed wakes the boots waiting for a node; b.mu must be held.
+func (b *Booter) signalFreed() {
+	close(b.freed)
+	b.freed = make(chan struct{})
+}
+
+// SetDefaultEnvironment sets what systemd's DefaultEnvironment= (in
+// /etc/systemd/system.conf) would hold on the droplets' image: variables
+// ("NAME=value") every unit started from now on gets besides PATH and
+// LANG. An image made for a cluster sets there what its agents need (for
+// example GOOGLE_APPLICATION_CREDENTIALS); tests point the agents at a
+// fake-gcs-server on HostAddr with STORAGE_EMULATOR_HOST. It is a method,
+// not a Config field, because such values name HostAddr, known once the
+// pool is built.
+func (b *Booter) SetDefaultEnvironment(env []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.unitEnv = slices.Clone(env)
+}
+
+// defaultEnvironment returns SetDefaultEnvironment's variables.
+func (b *Booter) defaultEnvironment() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.unitEnv)
 }
 
 // Stats returns the counts.

@@ -304,55 +304,12 @@ func TestDropletsFormASwarm(t *testing.T) {
 	}
 
 	// The baseline: the same nodes, freed, joined by a script.
-	baseline := scriptSwarm(t, p)
-	t.Logf("figure: docker swarm init/join by a script on the same 2 netns nodes %s; droplets took %.1fx", baseline.Round(time.Millisecond),
-		inSwarm.Seconds()/baseline.Seconds())
-}
-
-// scriptSwarm makes the pool's first two nodes a swarm as the manual
-// recipe does (swarm init on one, join-token, join on the other), waits
-// until the manager lists both ready, returns how long that took and
-// leaves the swarm again.
-func scriptSwarm(t *testing.T, p *pool) time.Duration {
-	t.Helper()
-	ns := p.b.Cluster().Nodes()
-	script := `set -eu
-docker -H "$1" swarm init --advertise-addr "$2" --listen-addr 0.0.0.0:2377 >/dev/null
-tok=$(docker -H "$1" swarm join-token -q worker)
-docker -H "$3" swarm join --token "$tok" --advertise-addr "$4" "$2:2377" >/dev/null
-`
-	start := time.Now()
-	if out, err := exec.Command("sh", "-c", script, "swarm", ns[0].DockerHost, ns[0].Addr, ns[1].DockerHost, ns[1].Addr).CombinedOutput(); err != nil {
-		t.Fatalf("swarm script: %v\n%s", err, out)
-	}
-	cli, err := client.NewClientWithOpts(client.WithHost(ns[0].DockerHost), client.WithAPIVersionNegotiation())
+	baseline, err := p.b.ScriptSwarm(ctx, len(names))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
-	eventually(t, 60*time.Second, "script swarm of 2 ready nodes", func() error {
-		list, err := cli.NodeList(context.Background(), swarm.NodeListOptions{})
-		if err != nil {
-			return err
-		}
-		ready := 0
-		for _, n := range list {
-			if n.Status.State == swarm.NodeStateReady {
-				ready++
-			}
-		}
-		if ready < 2 {
-			return fmt.Errorf("%d ready", ready)
-		}
-		return nil
-	})
-	took := time.Since(start)
-	for _, n := range []netns.Node{ns[1], ns[0]} {
-		if out, err := exec.Command("docker", "-H", n.DockerHost, "swarm", "leave", "--force").CombinedOutput(); err != nil {
-			t.Errorf("%s: swarm leave: %v: %s", n.Name, err, out)
-		}
-	}
-	return took
+	t.Logf("figure: docker swarm init/join by a script on the same 2 netns nodes %s; droplets took %.1fx", baseline.Round(time.Millisecond),
+		inSwarm.Seconds()/baseline.Seconds())
 }
 
 type procInfo struct {

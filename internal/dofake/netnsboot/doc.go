@@ -15,8 +15,9 @@
 //
 // # A droplet's machine
 //
-// Boot takes a free node of the pool (ErrNoFreeNode when there is none)
-// and makes it the droplet's machine. The node's dockerd runs in a mount
+// Boot takes a free node of the pool (waiting for one whose droplet is
+// being halted; ErrNoFreeNode when every node runs a droplet) and makes
+// it the droplet's machine. The node's dockerd runs in a mount
 // namespace of its own (netns.Config.PrivateMounts); the droplet's
 // processes join that namespace, the node's network namespace and its
 // UTS namespace (nsenter --target <dockerd> --mount --uts --net), so the
@@ -62,8 +63,9 @@
 //     restart and is-active of service units in /etc/systemd/system, asked
 //     of the harness over a unix socket (curl). A started unit's ExecStart
 //     (split at white space; quotes, variables and specifiers are refused)
-//     runs in the droplet with systemd's PATH and nothing else in its
-//     environment, its output to the console; it is started again as
+//     runs in the droplet with systemd's PATH, LANG and what
+//     SetDefaultEnvironment set (the image's DefaultEnvironment=) and
+//     nothing else in its environment, its output to the console; it is started again as
 //     Restart= (no, always, on-failure) and RestartSec= say, except after
 //     an exit status in RestartPreventExitStatus=. Stopping it sends
 //     SIGTERM, then SIGKILL after Config.StopTimeout. Other keys
@@ -110,7 +112,7 @@
 // sha256, the unit started) 0.9-1.0 s; both agents registered 1.1 s
 // after the create, both in the swarm 2.3 s after it (4.6 s on a cold
 // first run). The same two nodes joined by a script running docker swarm
-// init and join: 1.0-1.2 s. Halt: 0.4-1.6 s with a swarm to leave.
+// init and join (Booter.ScriptSwarm): 1.0-1.2 s. Halt: 0.4-1.6 s with a swarm to leave.
 //
 // # Requirements and cleanup
 //

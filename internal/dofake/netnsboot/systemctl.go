@@ -262,7 +262,7 @@ func (s *service) run(started chan struct{}) {
 	defer signalStarted()
 	log := s.m.log.With("unit", s.u.name)
 	for {
-		cmd := s.m.command([]string{"PATH=" + systemPath, "LANG=C.UTF-8"}, s.u.execStart...)
+		cmd := s.m.command(append([]string{"PATH=" + systemPath, "LANG=C.UTF-8"}, s.m.b.defaultEnvironment()...), s.u.execStart...)
 		cmd.Stdout, cmd.Stderr = s.out, s.out
 		if err := cmd.Start(); err != nil {
 			log.Error("unit failed to start", "error", err)

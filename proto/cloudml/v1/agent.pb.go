@@ -2285,6 +2285,109 @@ func (x *UploadImageResponse) GetBytesReceived() int64 {
 	return 0
 }
 
+// BucketTokenRequest names the bucket a node needs a token for.
+type BucketTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bucket is the gs:// bucket's name, without scheme or key ("my-bucket").
+	Bucket        string `protobuf:"bytes,1,opt,name=bucket,proto3" json:"bucket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketTokenRequest) Reset() {
+	*x = BucketTokenRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketTokenRequest) ProtoMessage() {}
+
+func (x *BucketTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketTokenRequest.ProtoReflect.Descriptor instead.
+func (*BucketTokenRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *BucketTokenRequest) GetBucket() string {
+	if x != nil {
+		return x.Bucket
+	}
+	return ""
+}
+
+// BucketTokenResponse is a bearer token for the bucket.
+type BucketTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// AccessToken is an OAuth2 access token, sent as
+	// "Authorization: Bearer <access_token>" to the storage API.
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// ExpireTime is when the token stops working (about an hour after it was
+	// minted); the agent asks for a new one shortly before.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BucketTokenResponse) Reset() {
+	*x = BucketTokenResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BucketTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BucketTokenResponse) ProtoMessage() {}
+
+func (x *BucketTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BucketTokenResponse.ProtoReflect.Descriptor instead.
+func (*BucketTokenResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *BucketTokenResponse) GetAccessToken() string {
+	if x != nil {
+		return x.AccessToken
+	}
+	return ""
+}
+
+func (x *BucketTokenResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_cloudml_v1_agent_proto protoreflect.FileDescriptor
 
 const file_cloudml_v1_agent_proto_rawDesc = "" +
@@ -2451,11 +2554,17 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tH\x00R\x05errorB\x06\n" +
 	"\x04part\"<\n" +
 	"\x13UploadImageResponse\x12%\n" +
-	"\x0ebytes_received\x18\x01 \x01(\x03R\rbytesReceived*V\n" +
+	"\x0ebytes_received\x18\x01 \x01(\x03R\rbytesReceived\",\n" +
+	"\x12BucketTokenRequest\x12\x16\n" +
+	"\x06bucket\x18\x01 \x01(\tR\x06bucket\"u\n" +
+	"\x13BucketTokenResponse\x12!\n" +
+	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime*V\n" +
 	"\tSwarmRole\x12\x1a\n" +
 	"\x16SWARM_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SWARM_ROLE_MANAGER\x10\x01\x12\x15\n" +
-	"\x11SWARM_ROLE_WORKER\x10\x022\xf3\x06\n" +
+	"\x11SWARM_ROLE_WORKER\x10\x022\xc3\a\n" +
 	"\fAgentService\x12E\n" +
 	"\bRegister\x12\x1b.cloudml.v1.RegisterRequest\x1a\x1c.cloudml.v1.RegisterResponse\x12]\n" +
 	"\x10RenewCertificate\x12#.cloudml.v1.RenewCertificateRequest\x1a$.cloudml.v1.RenewCertificateResponse\x12D\n" +
@@ -2470,7 +2579,8 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"StreamLogs\x12\x1d.cloudml.v1.StreamLogsRequest\x1a\x1e.cloudml.v1.StreamLogsResponse(\x010\x01\x12M\n" +
 	"\n" +
 	"FetchImage\x12\x1d.cloudml.v1.FetchImageRequest\x1a\x1e.cloudml.v1.FetchImageResponse0\x01\x12P\n" +
-	"\vUploadImage\x12\x1e.cloudml.v1.UploadImageRequest\x1a\x1f.cloudml.v1.UploadImageResponse(\x01B7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
+	"\vUploadImage\x12\x1e.cloudml.v1.UploadImageRequest\x1a\x1f.cloudml.v1.UploadImageResponse(\x01\x12N\n" +
+	"\vBucketToken\x12\x1e.cloudml.v1.BucketTokenRequest\x1a\x1f.cloudml.v1.BucketTokenResponseB7Z5github.com/cloudml/cloudml/proto/cloudml/v1;cloudmlv1b\x06proto3"
 
 var (
 	file_cloudml_v1_agent_proto_rawDescOnce sync.Once
@@ -2485,7 +2595,7 @@ func file_cloudml_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudml_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_cloudml_v1_agent_proto_goTypes = []any{
 	(SwarmRole)(0),                   // 0: cloudml.v1.SwarmRole
 	(*RegisterRequest)(nil),          // 1: cloudml.v1.RegisterRequest
@@ -2519,18 +2629,20 @@ var file_cloudml_v1_agent_proto_goTypes = []any{
 	(*FetchImageResponse)(nil),       // 29: cloudml.v1.FetchImageResponse
 	(*UploadImageRequest)(nil),       // 30: cloudml.v1.UploadImageRequest
 	(*UploadImageResponse)(nil),      // 31: cloudml.v1.UploadImageResponse
-	nil,                              // 32: cloudml.v1.Assignment.ParamsEntry
-	nil,                              // 33: cloudml.v1.Assignment.EnvEntry
-	nil,                              // 34: cloudml.v1.Assignment.DataEntry
-	nil,                              // 35: cloudml.v1.StageJob.DataEntry
-	nil,                              // 36: cloudml.v1.ReportTaskRequest.MetricsEntry
-	(*durationpb.Duration)(nil),      // 37: google.protobuf.Duration
-	(*Source)(nil),                   // 38: cloudml.v1.Source
-	(*Resources)(nil),                // 39: cloudml.v1.Resources
-	(TaskState)(0),                   // 40: cloudml.v1.TaskState
-	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
-	(LogStream)(0),                   // 42: cloudml.v1.LogStream
-	(*ImageHeader)(nil),              // 43: cloudml.v1.ImageHeader
+	(*BucketTokenRequest)(nil),       // 32: cloudml.v1.BucketTokenRequest
+	(*BucketTokenResponse)(nil),      // 33: cloudml.v1.BucketTokenResponse
+	nil,                              // 34: cloudml.v1.Assignment.ParamsEntry
+	nil,                              // 35: cloudml.v1.Assignment.EnvEntry
+	nil,                              // 36: cloudml.v1.Assignment.DataEntry
+	nil,                              // 37: cloudml.v1.StageJob.DataEntry
+	nil,                              // 38: cloudml.v1.ReportTaskRequest.MetricsEntry
+	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
+	(*Source)(nil),                   // 40: cloudml.v1.Source
+	(*Resources)(nil),                // 41: cloudml.v1.Resources
+	(TaskState)(0),                   // 42: cloudml.v1.TaskState
+	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
+	(LogStream)(0),                   // 44: cloudml.v1.LogStream
+	(*ImageHeader)(nil),              // 45: cloudml.v1.ImageHeader
 }
 var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: cloudml.v1.SessionRequest.running:type_name -> cloudml.v1.TaskRef
@@ -2541,59 +2653,62 @@ var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	11, // 5: cloudml.v1.SessionResponse.swarm_join:type_name -> cloudml.v1.SwarmJoin
 	12, // 6: cloudml.v1.SessionResponse.stage_job:type_name -> cloudml.v1.StageJob
 	27, // 7: cloudml.v1.SessionResponse.export_image:type_name -> cloudml.v1.ExportImage
-	37, // 8: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
+	39, // 8: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
 	8,  // 9: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
-	32, // 10: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
-	33, // 11: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
-	38, // 12: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
-	34, // 13: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
-	37, // 14: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	39, // 15: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
-	38, // 16: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
-	35, // 17: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
+	34, // 10: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
+	35, // 11: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
+	40, // 12: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
+	36, // 13: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
+	39, // 14: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	41, // 15: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
+	40, // 16: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
+	37, // 17: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
 	0,  // 18: cloudml.v1.ReportSwarmRequest.role:type_name -> cloudml.v1.SwarmRole
 	8,  // 19: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
-	37, // 20: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	39, // 20: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
 	8,  // 21: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
-	40, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
-	36, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
-	41, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
-	42, // 25: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
+	42, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
+	38, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
+	43, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
+	44, // 25: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
 	8,  // 26: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
 	22, // 27: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
 	8,  // 28: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
 	22, // 29: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	43, // 30: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
-	43, // 31: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	38, // 32: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
-	38, // 33: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
-	1,  // 34: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
-	3,  // 35: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
-	5,  // 36: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
-	18, // 37: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
-	20, // 38: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
-	23, // 39: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
-	13, // 40: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
-	15, // 41: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
-	25, // 42: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
-	28, // 43: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
-	30, // 44: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
-	2,  // 45: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
-	4,  // 46: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
-	6,  // 47: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
-	19, // 48: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
-	21, // 49: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
-	24, // 50: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
-	14, // 51: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
-	16, // 52: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
-	26, // 53: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
-	29, // 54: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
-	31, // 55: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
-	45, // [45:56] is the sub-list for method output_type
-	34, // [34:45] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	45, // 30: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
+	45, // 31: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	43, // 32: cloudml.v1.BucketTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	40, // 33: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
+	40, // 34: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
+	1,  // 35: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
+	3,  // 36: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
+	5,  // 37: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
+	18, // 38: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
+	20, // 39: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
+	23, // 40: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
+	13, // 41: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
+	15, // 42: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
+	25, // 43: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
+	28, // 44: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
+	30, // 45: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
+	32, // 46: cloudml.v1.AgentService.BucketToken:input_type -> cloudml.v1.BucketTokenRequest
+	2,  // 47: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
+	4,  // 48: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
+	6,  // 49: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
+	19, // 50: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
+	21, // 51: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
+	24, // 52: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
+	14, // 53: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
+	16, // 54: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
+	26, // 55: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
+	29, // 56: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
+	31, // 57: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
+	33, // 58: cloudml.v1.AgentService.BucketToken:output_type -> cloudml.v1.BucketTokenResponse
+	47, // [47:59] is the sub-list for method output_type
+	35, // [35:47] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_agent_proto_init() }
@@ -2626,7 +2741,7 @@ func file_cloudml_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_agent_proto_rawDesc), len(file_cloudml_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	AgentService_StreamLogs_FullMethodName       = "/cloudml.v1.AgentService/StreamLogs"
 	AgentService_FetchImage_FullMethodName       = "/cloudml.v1.AgentService/FetchImage"
 	AgentService_UploadImage_FullMethodName      = "/cloudml.v1.AgentService/UploadImage"
+	AgentService_BucketToken_FullMethodName      = "/cloudml.v1.AgentService/BucketToken"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -110,6 +111,17 @@ type AgentServiceClient interface {
 	// UploadImage answers an ExportImage command: a header, then the archive
 	// in chunks; or one message with an error when the node cannot provide it.
 	UploadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadImageRequest, UploadImageResponse], error)
+	// BucketToken lends the calling node a short-lived Google OAuth2 access
+	// token for one gs:// bucket, so agents on machines with no Google
+	// credential of their own (droplets: no key ever goes in user-data) can
+	// stage and upload. Only the coordinator's host holds a credential; the
+	// token travels on this authenticated call alone and is never stored on
+	// the node. The bucket must be one a job of the coordinator uses (code,
+	// data or output) or its default bucket, else PERMISSION_DENIED; the
+	// token is narrowed to that bucket (a Credential Access Boundary) when the
+	// coordinator is set to. FAILED_PRECONDITION when the coordinator has no
+	// Google credential to lend.
+	BucketToken(ctx context.Context, in *BucketTokenRequest, opts ...grpc.CallOption) (*BucketTokenResponse, error)
 }
 
 type agentServiceClient struct {
@@ -254,6 +266,16 @@ func (c *agentServiceClient) UploadImage(ctx context.Context, opts ...grpc.CallO
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_UploadImageClient = grpc.ClientStreamingClient[UploadImageRequest, UploadImageResponse]
 
+func (c *agentServiceClient) BucketToken(ctx context.Context, in *BucketTokenRequest, opts ...grpc.CallOption) (*BucketTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BucketTokenResponse)
+	err := c.cc.Invoke(ctx, AgentService_BucketToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -332,6 +354,17 @@ type AgentServiceServer interface {
 	// UploadImage answers an ExportImage command: a header, then the archive
 	// in chunks; or one message with an error when the node cannot provide it.
 	UploadImage(grpc.ClientStreamingServer[UploadImageRequest, UploadImageResponse]) error
+	// BucketToken lends the calling node a short-lived Google OAuth2 access
+	// token for one gs:// bucket, so agents on machines with no Google
+	// credential of their own (droplets: no key ever goes in user-data) can
+	// stage and upload. Only the coordinator's host holds a credential; the
+	// token travels on this authenticated call alone and is never stored on
+	// the node. The bucket must be one a job of the coordinator uses (code,
+	// data or output) or its default bucket, else PERMISSION_DENIED; the
+	// token is narrowed to that bucket (a Credential Access Boundary) when the
+	// coordinator is set to. FAILED_PRECONDITION when the coordinator has no
+	// Google credential to lend.
+	BucketToken(context.Context, *BucketTokenRequest) (*BucketTokenResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -374,6 +407,9 @@ func (UnimplementedAgentServiceServer) FetchImage(*FetchImageRequest, grpc.Serve
 }
 func (UnimplementedAgentServiceServer) UploadImage(grpc.ClientStreamingServer[UploadImageRequest, UploadImageResponse]) error {
 	return status.Error(codes.Unimplemented, "method UploadImage not implemented")
+}
+func (UnimplementedAgentServiceServer) BucketToken(context.Context, *BucketTokenRequest) (*BucketTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BucketToken not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -558,6 +594,24 @@ func _AgentService_UploadImage_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_UploadImageServer = grpc.ClientStreamingServer[UploadImageRequest, UploadImageResponse]
 
+func _AgentService_BucketToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BucketTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).BucketToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_BucketToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).BucketToken(ctx, req.(*BucketTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -592,6 +646,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportStage",
 			Handler:    _AgentService_ReportStage_Handler,
+		},
+		{
+			MethodName: "BucketToken",
+			Handler:    _AgentService_BucketToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

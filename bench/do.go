@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cloudml/cloudml/internal/dofake/testcloud"
+)
+
+// doName is the netns prefix of the DigitalOcean test cloud.
+const doName = "cmlbdo"
+
+// doRows measures (d): `cluster up --nodes n` on the DigitalOcean test
+// server (internal/dofake/testcloud: droplets that boot their user-data
+// on network-namespace nodes) until every node is in the swarm, against
+// the manual recipe on the same nodes (netnsboot's ScriptSwarm: docker
+// swarm init on one, docker swarm join on the others). Each run takes
+// the cluster down again and alternates which side goes first. Droplets
+// become active at once here; on DigitalOcean they take about 30 s more,
+// which neither side controls.
+func doRows(runs, nodes int) (rows []row, teardown string, err error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "cloudml-bench-do-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.RemoveAll(dir)
+	cloud, err := testcloud.Start(ctx, testcloud.Config{Name: doName, Nodes: nodes, Bucket: benchBucket, WorkDir: filepath.Join(dir, "work")})
+	if err != nil {
+		return nil, "", err
+	}
+	var b *bench
+	defer func() {
+		var errs []error
+		if b != nil {
+			if err != nil {
+				err = fmt.Errorf("%w\ncoordinator log tail:\n%s", err, b.logTail())
+			}
+			if cerr := b.close(60 * time.Second); cerr != nil {
+				errs = append(errs, cerr)
+			}
+		}
+		sum, cerr := cloud.Close()
+		teardown = "test cloud torn down: " + sum.String()
+		if cerr != nil || sum.Left != 0 {
+			errs = append(errs, fmt.Errorf("test cloud: %s: %v", sum, cerr))
+			teardown = "test cloud teardown failed"
+		}
+		err = errors.Join(append([]error{err}, errs...)...)
+	}()
+	host := cloud.HostAddr()
+	addr, err := freeAddr(host)
+	if err != nil {
+		return nil, "", err
+	}
+	download, err := freeAddr(host)
+	if err != nil {
+		return nil, "", err
+	}
+	var env []string
+	for _, kv := range cloud.Env() {
+		if strings.HasPrefix(kv, "DIGITALOCEAN_TOKEN=") || strings.HasPrefix(kv, "STORAGE_EMULATOR_HOST=") {
+			env = append(env, kv)
+		}
+	}
+	b, err = startCoordinatorOn(dir, addr, env, "--provider", "digitalocean", "--do-api-url", cloud.APIURL(),
+		"--advertise", addr, "--download-listen", download, "--swarm-peers", cloud.Subnet().String(),
+		"--cluster-name", "bench", "--state", filepath.Join(dir, "state"), "--bucket", "gs://"+benchBucket+"/runs",
+		"--agent-bin", "bin/cloudml-agent", "--log-level", "warn")
+	if err != nil {
+		return nil, "", err
+	}
+	if err := b.waitConfig(30 * time.Second); err != nil {
+		return nil, "", err
+	}
+	var up, script []time.Duration
+	for i := range runs {
+		var u, s time.Duration
+		if i%2 == 0 {
+			if s, err = scriptRun(ctx, cloud, nodes); err == nil {
+				u, err = upRun(b, cloud, nodes)
+			}
+		} else {
+			if u, err = upRun(b, cloud, nodes); err == nil {
+				s, err = scriptRun(ctx, cloud, nodes)
+			}
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		up, script = append(up, u), append(script, s)
+	}
+	mu, ms := median(up), median(script)
+	rows = append(rows, row{
+		name:     fmt.Sprintf("d) cluster up --nodes %d to all in the swarm", nodes),
+		cloudml:  mu.Round(time.Millisecond).String(),
+		baseline: ms.Round(time.Millisecond).String() + " (init/join script)",
+		ratio:    fmt.Sprintf("%.2f", mu.Seconds()/ms.Seconds()),
+		goal:     "<= 1.2",
+	})
+	return rows, "", nil
+}
+
+// upRun times `cluster up --nodes n` to its return (every machine ready
+// in the swarm), then takes the cluster down and waits until the nodes
+// are free again.
+func upRun(b *bench, cloud *testcloud.Cloud, nodes int) (time.Duration, error) {
+	start := time.Now()
+	if _, err := b.output("cluster", "up", "--nodes", fmt.Sprint(nodes), "--timeout", "2m"); err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	if _, err := b.output("cluster", "down", "--timeout", "2m"); err != nil {
+		return 0, err
+	}
+	return took, waitFree(cloud, nodes)
+}
+
+// scriptRun times the manual recipe on the pool's first n nodes.
+func scriptRun(ctx context.Context, cloud *testcloud.Cloud, nodes int) (time.Duration, error) {
+	if err := waitFree(cloud, nodes); err != nil {
+		return 0, err
+	}
+	return cloud.Booter().ScriptSwarm(ctx, nodes)
+}
+
+// waitFree waits until the deleted droplets' machines are halted and
+// their nodes free.
+func waitFree(cloud *testcloud.Cloud, nodes int) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st := cloud.Booter().Stats()
+		if st.Free >= nodes {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d nodes free a minute after cluster down", st.Free, nodes)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+}
+
+// waitConfig waits until the coordinator wrote its admin credential.
+func (b *bench) waitConfig(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if _, err := os.Stat(b.configPath()); err == nil {
+			return nil
+		}
+		select {
+		case <-b.exited:
+			return fmt.Errorf("the coordinator exited:\n%s", b.logTail())
+		case <-time.After(50 * time.Millisecond): // polling interval
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the coordinator wrote no credential within %s:\n%s", limit, b.logTail())
+		}
+	}
+}
