@@ -221,6 +221,19 @@ fi
 # its sha256, before anything runs it.
 url='{{.AgentURL}}'
 want='{{.AgentSHA256}}'
+# Its architecture first: an agent this machine cannot run is not fetched.
+case $(uname -m) in
+x86_64) arch=amd64 ;;
+aarch64 | arm64) arch=arm64 ;;
+*) arch=$(uname -m) ;;
+esac
+case $url in
+*/linux-"$arch") ;;
+*)
+  say "refusing the agent: it is ${url##*/}, this machine is linux-$arch (give the coordinator --agent-bin built with GOOS=linux GOARCH=$arch)"
+  exit 1
+  ;;
+esac
 tmp=$(mktemp '{{.BinDir}}/.cloudml-agent.XXXXXX')
 trap 'rm -f "$tmp"' EXIT
 say "downloading $url"

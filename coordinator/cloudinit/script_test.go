@@ -50,7 +50,7 @@ func newMachine(t *testing.T, withDocker bool) *machine {
 	t.Helper()
 	m := &machine{root: t.TempDir(), bin: t.TempDir()}
 	m.calls = filepath.Join(m.bin, "calls")
-	for _, tool := range []string{"sh", "curl", "sha256sum", "cut", "mktemp", "chmod", "mv", "rm", "sleep"} {
+	for _, tool := range []string{"sh", "curl", "sha256sum", "cut", "mktemp", "chmod", "mv", "rm", "sleep", "uname"} {
 		p, err := exec.LookPath(tool)
 		testutil.NeedSystem(t, tool, err)
 		if err := os.Symlink(p, filepath.Join(m.bin, tool)); err != nil {
@@ -195,6 +195,28 @@ func TestBootstrapRefusesAnAgentWithAnotherHash(t *testing.T) {
 	}
 	if leftovers, _ := filepath.Glob(filepath.Join(m.root, "/usr/local/bin/.cloudml-agent.*")); len(leftovers) != 0 {
 		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+// TestBootstrapRefusesAnAgentOfAnotherArchitecture: on an arm64 machine
+// the linux-amd64 agent is refused before it is downloaded.
+func TestBootstrapRefusesAnAgentOfAnotherArchitecture(t *testing.T) {
+	url, caPEM := serveAgent(t, []byte("agent"))
+	m := newMachine(t, true)
+	uname := filepath.Join(m.bin, "uname")
+	os.Remove(uname)
+	if err := os.WriteFile(uname, []byte("#!"+filepath.Join(m.bin, "sh")+"\necho aarch64\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.boot(t, mustRender(t, bootConfig(t, url, caPEM, sum([]byte("agent")), m.root)).Bytes())
+	if err == nil || !strings.Contains(out, "refusing the agent: it is linux-amd64, this machine is linux-arm64") {
+		t.Fatalf("bootstrap = %v\n%s\nwant a refusal naming both architectures", err, out)
+	}
+	if strings.Contains(out, "downloading") {
+		t.Errorf("the agent was downloaded before the refusal:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(m.root, AgentPath)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an agent was installed (%v)", err)
 	}
 }
 
