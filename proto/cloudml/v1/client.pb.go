@@ -2506,7 +2506,7 @@ type ScalePoolRequest struct {
 	// keeps one size: changing it needs the pool scaled to 0 first.
 	Size string `protobuf:"bytes,3,opt,name=size,proto3" json:"size,omitempty"`
 	// Region, when set, must be the region the provider makes machines in
-	// (DigitalOcean: the coordinator's --region), else the scale is
+	// (DigitalOcean: coordinator serve --do-region), else the scale is
 	// FAILED_PRECONDITION: one cluster is one region, its swarm runs over
 	// the region's private network. A provider without regions refuses any
 	// (INVALID_ARGUMENT).
