@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path"
@@ -77,6 +78,11 @@ func (f *uploadFixture) upload(t *testing.T) *result {
 	return res
 }
 
+// failed is the result of an attempt whose command exited 1.
+func failed() *result {
+	return &result{state: cloudmlv1.TaskState_TASK_STATE_FAILED, exitCode: 1, msg: "exit code 1"}
+}
+
 // put writes an object under the attempt's prefix, as an earlier upload
 // would have.
 func (f *uploadFixture) put(t *testing.T, rel, data string) {
@@ -115,9 +121,15 @@ func (f *uploadFixture) objects(t *testing.T) map[string]string {
 // with the size and checksum of what the bucket holds.
 func (f *uploadFixture) checkWhole(t *testing.T, res *result) {
 	t.Helper()
-	if res.state != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || !res.uploaded || len(res.warnings) != 0 {
-		t.Fatalf("after upload: state %v, uploaded %v, msg %q, warnings %q; want SUCCEEDED, uploaded, no warnings",
-			res.state, res.uploaded, res.msg, res.warnings)
+	f.checkWholeAs(t, res, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, "")
+}
+
+// checkWholeAs is checkWhole for an attempt that ended in state with msg.
+func (f *uploadFixture) checkWholeAs(t *testing.T, res *result, state cloudmlv1.TaskState, msg string) {
+	t.Helper()
+	if res.state != state || res.msg != msg || !res.uploaded || len(res.warnings) != 0 {
+		t.Fatalf("after upload: state %v, uploaded %v, msg %q, warnings %q; want %v, uploaded, msg %q, no warnings",
+			res.state, res.uploaded, res.msg, res.warnings, state, msg)
 	}
 	objs := f.objects(t)
 	raw, ok := objs[ManifestFile]
@@ -144,8 +156,10 @@ func (f *uploadFixture) checkWhole(t *testing.T, res *result) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("manifest files (-want +got):\n%s", diff)
 	}
-	if m.State != "SUCCEEDED" || m.JobID != "job-1" || m.TaskIndex != 2 || m.Attempt != 1 {
-		t.Errorf("manifest = state %q, ref %s/%d/%d; want SUCCEEDED, job-1/2/1", m.State, m.JobID, m.TaskIndex, m.Attempt)
+	wantState := strings.TrimPrefix(state.String(), "TASK_STATE_")
+	if m.State != wantState || m.ExitCode != res.exitCode || m.Message != msg || m.JobID != "job-1" || m.TaskIndex != 2 || m.Attempt != 1 {
+		t.Errorf("manifest = state %q, exit %d, message %q, ref %s/%d/%d; want %s, %d, %q, job-1/2/1",
+			m.State, m.ExitCode, m.Message, m.JobID, m.TaskIndex, m.Attempt, wantState, res.exitCode, msg)
 	}
 }
 
@@ -181,4 +195,72 @@ func TestUploadCompletesPartialUpload(t *testing.T) {
 	}
 
 	f.checkWhole(t, f.upload(t))
+}
+
+// TestUploadAfterFailedAttempt: a failed attempt's outputs and logs are
+// uploaded too (completing an earlier partial upload), and the manifest
+// records the failure; the attempt stays failed with its own message.
+func TestUploadAfterFailedAttempt(t *testing.T) {
+	f := newUploadFixture(t)
+	f.put(t, "sub/curve.csv", f.local["sub/curve.csv"])
+	res := failed()
+	f.a.upload(context.Background(), res, f.l)
+	f.checkWholeAs(t, res, cloudmlv1.TaskState_TASK_STATE_FAILED, "exit code 1")
+}
+
+// failingBucket refuses to write one key.
+type failingBucket struct {
+	bucket.Bucket
+	key string
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (b failingBucket) Put(ctx context.Context, key string, r io.Reader, ifAbsent bool) error {
+	if key == b.key {
+		return errInjected
+	}
+	return b.Bucket.Put(ctx, key, r, ifAbsent)
+}
+
+// TestUploadFailure: an object that cannot be written leaves no manifest
+// (the results are visibly incomplete) and the attempt not uploaded (so its
+// local directory is kept). It fails a succeeded attempt; a failed attempt
+// keeps its state and message and gets a warning.
+func TestUploadFailure(t *testing.T) {
+	tests := []struct {
+		name      string
+		res       *result
+		wantState cloudmlv1.TaskState
+		wantMsg   string // prefix
+		wantWarn  bool
+	}{
+		{"succeeded", &result{state: cloudmlv1.TaskState_TASK_STATE_SUCCEEDED}, cloudmlv1.TaskState_TASK_STATE_FAILED, "upload results: ", false},
+		{"failed", failed(), cloudmlv1.TaskState_TASK_STATE_FAILED, "exit code 1", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newUploadFixture(t)
+			open := func(ctx context.Context, rawURL string) (bucket.Bucket, bucket.Location, error) {
+				b, loc, err := bucket.Open(ctx, rawURL)
+				return failingBucket{Bucket: b, key: path.Join(f.prefix, "sub/curve.csv")}, loc, err
+			}
+			f.a = New(Config{NodeID: "node-1", OpenBucket: open}, f.a.asg)
+			res := tt.res
+			f.a.upload(context.Background(), res, f.l)
+			if res.state != tt.wantState || !strings.HasPrefix(res.msg, tt.wantMsg) || res.uploaded {
+				t.Errorf("after upload: state %v, msg %q, uploaded %v; want %v, msg starting %q, not uploaded",
+					res.state, res.msg, res.uploaded, tt.wantState, tt.wantMsg)
+			}
+			if got := strings.Join(res.warnings, "\n"); (got != "") != tt.wantWarn || (tt.wantWarn && !strings.Contains(got, "upload results: ")) {
+				t.Errorf("warnings = %q, want a warning: %v", got, tt.wantWarn)
+			}
+			if !strings.Contains(res.message(), errInjected.Error()) {
+				t.Errorf("message %q does not name the failure %q", res.message(), errInjected)
+			}
+			if _, ok := f.objects(t)[ManifestFile]; ok {
+				t.Errorf("a manifest was written although sub/curve.csv was not")
+			}
+		})
+	}
 }
