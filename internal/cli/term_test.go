@@ -12,6 +12,7 @@ import (
 
 	"github.com/creack/pty"
 
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -30,9 +31,7 @@ type terminal struct {
 func openTerminal(t *testing.T) *terminal {
 	t.Helper()
 	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
+	testutil.NeedSystem(t, "a pseudo-terminal", err)
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 160}); err != nil {
 		t.Fatal(err)
 	}
