@@ -81,23 +81,23 @@ func cleanup(ctx context.Context, prefix string, log hclog.Logger) error {
 func killAll(prefix string, nodeDirs []string) (int, error) {
 	inos := map[uint64]bool{}
 	for _, ns := range namespaces(prefix) {
-		if ino := inode(netnsPath(ns)); ino != 0 {
+		if ino := Inode(netnsPath(ns)); ino != 0 {
 			inos[ino] = true
 		}
 	}
 	marks := append([]string{runDir(prefix) + "/"}, nodeDirs...)
-	match := func(p proc) bool {
-		if inos[p.netIno] {
+	match := func(p Proc) bool {
+		if inos[p.NetIno] {
 			return true
 		}
 		for _, m := range marks {
-			if strings.Contains(p.cmdline, m) {
+			if strings.Contains(p.Cmdline, m) {
 				return true
 			}
 		}
 		return false
 	}
-	procs := selectProcs(listProcs(), match)
+	procs := selectProcs(Procs(), match)
 	if len(procs) == 0 {
 		return 0, nil
 	}
@@ -105,33 +105,33 @@ func killAll(prefix string, nodeDirs []string) (int, error) {
 	// a daemon shutting down would wait out each one's stop grace period.
 	shims := map[int]bool{}
 	for _, p := range procs {
-		if strings.HasPrefix(p.comm, "containerd-shim") {
-			shims[p.pid] = true
+		if strings.HasPrefix(p.Comm, "containerd-shim") {
+			shims[p.PID] = true
 		}
 	}
 	var tasks []int
 	for _, p := range procs {
-		if shims[p.ppid] {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
-			tasks = append(tasks, p.pid)
+		if shims[p.PPID] {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			tasks = append(tasks, p.PID)
 		}
 	}
-	waitGone(tasks, 5*time.Second)
+	WaitGone(tasks, 5*time.Second)
 	// Then give daemons a chance to clean up their containers and mounts.
 	var daemons []int
 	for _, p := range procs {
-		if p.comm == "dockerd" {
-			_ = syscall.Kill(p.pid, syscall.SIGTERM)
-			daemons = append(daemons, p.pid)
+		if p.Comm == "dockerd" {
+			_ = syscall.Kill(p.PID, syscall.SIGTERM)
+			daemons = append(daemons, p.PID)
 		}
 	}
-	waitGone(daemons, 15*time.Second)
+	WaitGone(daemons, 15*time.Second)
 	var pids []int
-	for _, p := range selectProcs(listProcs(), match) {
-		_ = syscall.Kill(p.pid, syscall.SIGKILL)
-		pids = append(pids, p.pid)
+	for _, p := range selectProcs(Procs(), match) {
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		pids = append(pids, p.PID)
 	}
-	if left := waitGone(pids, 10*time.Second); len(left) > 0 {
+	if left := WaitGone(pids, 10*time.Second); len(left) > 0 {
 		return len(procs), fmt.Errorf("processes of %s survive SIGKILL: %v", prefix, left)
 	}
 	return len(procs), nil

@@ -252,14 +252,14 @@ func (c *Cluster) stopDaemon(node int, d *daemon) error {
 	}
 	timer.Stop()
 	root := execRoot(c.cfg.Name, node)
-	leftovers := selectProcs(listProcs(), func(p proc) bool { return strings.Contains(p.cmdline, root) })
+	leftovers := selectProcs(Procs(), func(p Proc) bool { return strings.Contains(p.Cmdline, root) })
 	var pids []int
 	for _, p := range leftovers {
-		_ = syscall.Kill(p.pid, syscall.SIGKILL)
-		pids = append(pids, p.pid)
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		pids = append(pids, p.PID)
 	}
 	var errs []error
-	if left := waitGone(pids, 5*time.Second); len(left) > 0 {
+	if left := WaitGone(pids, 5*time.Second); len(left) > 0 {
 		errs = append(errs, fmt.Errorf("node %d: processes of its dockerd survive SIGKILL: %v", node, left))
 	}
 	errs = append(errs, unmountUnder(root, filepath.Join(c.nodes[node].Dir, "data")))

@@ -35,9 +35,9 @@ func TestStopAndStartDocker(t *testing.T) {
 		t.Fatal("daemon still answers after StopDocker")
 	}
 	root := execRoot(c.Name(), node)
-	for _, p := range listProcs() {
-		if p.state != 'Z' && strings.Contains(p.cmdline, root) {
-			t.Errorf("process of the stopped daemon survives: %d %s", p.pid, p.cmdline)
+	for _, p := range Procs() {
+		if p.State != 'Z' && strings.Contains(p.Cmdline, root) {
+			t.Errorf("process of the stopped daemon survives: %d %s", p.PID, p.Cmdline)
 		}
 	}
 	if !alive(sleeper.Process.Pid) {

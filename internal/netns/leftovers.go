@@ -36,13 +36,13 @@ func Leftovers(ctx context.Context, prefix, workDir string) []string {
 	if workDir != "" {
 		marks = append(marks, workDir+"/")
 	}
-	for _, p := range listProcs() {
-		if p.pid == os.Getpid() || p.state == 'Z' {
+	for _, p := range Procs() {
+		if p.PID == os.Getpid() || p.State == 'Z' {
 			continue
 		}
 		for _, m := range marks {
-			if strings.Contains(p.cmdline, m) {
-				out = append(out, "process "+itoa(p.pid)+" "+p.cmdline)
+			if strings.Contains(p.Cmdline, m) {
+				out = append(out, "process "+itoa(p.PID)+" "+p.Cmdline)
 				break
 			}
 		}

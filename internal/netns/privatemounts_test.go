@@ -45,7 +45,7 @@ func TestPrivateMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if self, daemon := inode("/proc/self/ns/mnt"), inode("/proc/"+itoa(pid)+"/ns/mnt"); self == daemon || daemon == 0 {
+	if self, daemon := Inode("/proc/self/ns/mnt"), Inode("/proc/"+itoa(pid)+"/ns/mnt"); self == daemon || daemon == 0 {
 		t.Fatalf("daemon's mount namespace %d, want one other than this process's %d", daemon, self)
 	}
 	dir := filepath.Join(t.TempDir(), "private")

@@ -9,29 +9,30 @@ import (
 	"time"
 )
 
-// proc is what Cleanup needs to know about a process.
-type proc struct {
-	pid, ppid int
-	state     byte   // 'Z' for a zombie
-	comm      string // program name
-	netIno    uint64 // inode of its network namespace
-	cmdline   string // arguments joined by spaces
+// Proc is what Cleanup (and netnsboot's sweep of a droplet's node) needs
+// to know about a process.
+type Proc struct {
+	PID, PPID int
+	State     byte   // 'Z' for a zombie
+	Comm      string // program name
+	NetIno    uint64 // inode of its network namespace
+	Cmdline   string // arguments joined by spaces
 }
 
-// listProcs reads every process in /proc; processes that vanish while being
+// Procs reads every process in /proc; processes that vanish while being
 // read are skipped.
-func listProcs() []proc {
+func Procs() []Proc {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	var out []proc
+	var out []Proc
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		p, ok := readProc(pid)
+		p, ok := ReadProc(pid)
 		if ok {
 			out = append(out, p)
 		}
@@ -39,35 +40,33 @@ func listProcs() []proc {
 	return out
 }
 
-func readProc(pid int) (proc, bool) {
+// ReadProc reads process pid; false when it does not exist (or vanished
+// while being read).
+func ReadProc(pid int) (Proc, bool) {
 	dir := "/proc/" + strconv.Itoa(pid)
 	data, err := os.ReadFile(dir + "/stat")
 	if err != nil {
-		return proc{}, false
+		return Proc{}, false
 	}
 	open, closing := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
 	if open < 0 || closing < open {
-		return proc{}, false
+		return Proc{}, false
 	}
 	f := strings.Fields(string(data[closing+1:]))
 	if len(f) < 2 {
-		return proc{}, false
+		return Proc{}, false
 	}
-	p := proc{pid: pid, comm: string(data[open+1 : closing]), state: f[0][0]}
-	p.ppid, _ = strconv.Atoi(f[1])
-	if st, err := os.Stat(dir + "/ns/net"); err == nil {
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			p.netIno = sys.Ino
-		}
-	}
+	p := Proc{PID: pid, Comm: string(data[open+1 : closing]), State: f[0][0]}
+	p.PPID, _ = strconv.Atoi(f[1])
+	p.NetIno = Inode(dir + "/ns/net")
 	if cmd, err := os.ReadFile(dir + "/cmdline"); err == nil {
-		p.cmdline = string(bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '}))
+		p.Cmdline = string(bytes.ReplaceAll(bytes.TrimRight(cmd, "\x00"), []byte{0}, []byte{' '}))
 	}
 	return p, true
 }
 
-// inode returns the inode of path (a namespace file), or 0.
-func inode(path string) uint64 {
+// Inode returns the inode of path (a namespace file), or 0.
+func Inode(path string) uint64 {
 	st, err := os.Stat(path)
 	if err != nil {
 		return 0
@@ -81,23 +80,23 @@ func inode(path string) uint64 {
 // selectProcs returns the live processes that match, plus all their
 // descendants (task containers run in namespaces of their own below the
 // containerd shims), never including this process.
-func selectProcs(procs []proc, match func(proc) bool) []proc {
-	children := map[int][]proc{}
+func selectProcs(procs []Proc, match func(Proc) bool) []Proc {
+	children := map[int][]Proc{}
 	for _, p := range procs {
-		children[p.ppid] = append(children[p.ppid], p)
+		children[p.PPID] = append(children[p.PPID], p)
 	}
 	seen := map[int]bool{os.Getpid(): true}
-	var out []proc
-	var walk func(p proc)
-	walk = func(p proc) {
-		if seen[p.pid] {
+	var out []Proc
+	var walk func(p Proc)
+	walk = func(p Proc) {
+		if seen[p.PID] {
 			return
 		}
-		seen[p.pid] = true
-		if p.state != 'Z' {
+		seen[p.PID] = true
+		if p.State != 'Z' {
 			out = append(out, p)
 		}
-		for _, c := range children[p.pid] {
+		for _, c := range children[p.PID] {
 			walk(c)
 		}
 	}
@@ -111,13 +110,13 @@ func selectProcs(procs []proc, match func(proc) bool) []proc {
 
 // alive reports whether pid exists and is not a zombie.
 func alive(pid int) bool {
-	p, ok := readProc(pid)
-	return ok && p.state != 'Z'
+	p, ok := ReadProc(pid)
+	return ok && p.State != 'Z'
 }
 
-// waitGone polls until none of pids is alive or the timeout passes; it
+// WaitGone polls until none of pids is alive or the timeout passes; it
 // returns the ones still alive.
-func waitGone(pids []int, timeout time.Duration) []int {
+func WaitGone(pids []int, timeout time.Duration) []int {
 	deadline := time.Now().Add(timeout)
 	for {
 		var left []int

@@ -91,7 +91,7 @@ func New(ctx context.Context, cfg Config) (*Booter, error) {
 		busy: make([]int, cfg.Nodes), machines: map[int]*machine{}, freed: make(chan struct{}),
 	}
 	for _, n := range b.nodes {
-		b.netIno = append(b.netIno, inode(n.NetnsPath))
+		b.netIno = append(b.netIno, netns.Inode(n.NetnsPath))
 	}
 	if err := b.routeMetadataAddr(ctx); err != nil {
 		return nil, errors.Join(err, cluster.Close())
@@ -247,8 +247,8 @@ func (b *Booter) doHalt(ctx context.Context, m *machine) error {
 	left := strays(b.netIno[m.node], m.daemon, filepath.Dir(strings.TrimPrefix(m.dockerHost, "unix://")))
 	var pids []int
 	for _, p := range left {
-		m.log.Warn("killing a process left in the droplet", "pid", p.pid, "cmdline", p.cmdline)
-		pids = append(pids, p.pid)
+		m.log.Warn("killing a process left in the droplet", "pid", p.PID, "cmdline", p.Cmdline)
+		pids = append(pids, p.PID)
 	}
 	if alive := killAll(pids, 10*time.Second); len(alive) > 0 {
 		errs = append(errs, fmt.Errorf("processes of droplet %d survive SIGKILL: %v", m.id, alive))
