@@ -10,18 +10,25 @@ import (
 // maxLine bounds a buffered partial line before it is logged as it is.
 const maxLine = 64 * 1024
 
-// LineWriter logs what a child process writes, one log line per output
-// line, tagged with its stream. Call Flush after the child exits.
+// LineWriter passes on what a child process writes a whole line at a
+// time (a line longer than 64 KiB in pieces). Call Flush after the child
+// exits.
 type LineWriter struct {
-	log    hclog.Logger
-	stream string
-	mu     sync.Mutex // protects buf
-	buf    []byte
+	emit func(line string) // called with w.mu held, one line at a time
+	mu   sync.Mutex        // protects buf
+	buf  []byte
 }
 
-// NewLineWriter returns a writer that logs each line to log at info level.
+// NewLineWriter returns a writer that logs each line to log at info level,
+// tagged with its stream.
 func NewLineWriter(log hclog.Logger, stream string) *LineWriter {
-	return &LineWriter{log: log, stream: stream}
+	return NewLineFunc(func(line string) { log.Info(line, "stream", stream) })
+}
+
+// NewLineFunc returns a writer that calls emit with each line, without
+// its "\n" or a trailing "\r"; calls never overlap.
+func NewLineFunc(emit func(line string)) *LineWriter {
+	return &LineWriter{emit: emit}
 }
 
 // Write implements io.Writer.
@@ -34,11 +41,11 @@ func (w *LineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		w.emit(w.buf[:i])
+		w.line(w.buf[:i])
 		w.buf = w.buf[i+1:]
 	}
 	if len(w.buf) > maxLine {
-		w.emit(w.buf)
+		w.line(w.buf)
 		w.buf = nil
 	}
 	return len(p), nil
@@ -49,11 +56,11 @@ func (w *LineWriter) Flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.buf) > 0 {
-		w.emit(w.buf)
+		w.line(w.buf)
 		w.buf = nil
 	}
 }
 
-func (w *LineWriter) emit(line []byte) {
-	w.log.Info(string(bytes.TrimRight(line, "\r")), "stream", w.stream)
+func (w *LineWriter) line(b []byte) {
+	w.emit(string(bytes.TrimRight(b, "\r")))
 }
