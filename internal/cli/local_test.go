@@ -91,7 +91,7 @@ func startLocal(t *testing.T) *localCoordinator {
 // run runs the client against it with its admin credential.
 func (l *localCoordinator) run(t *testing.T, args ...string) ran {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	a := &App{Stdout: &out, Stderr: &errb, WatchInterval: 50 * time.Millisecond,
 		Getenv: func(k string) string {
 			if k == pki.ConfigEnv {

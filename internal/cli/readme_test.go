@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -217,7 +216,7 @@ func machineCommand(words []string) bool {
 // it printed.
 func runReadme(t *testing.T, p *inProcess, args []string) ran {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb testutil.SyncBuffer
 	a := &App{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" },
 		Configure: func(c *client.Config) { c.Address, c.DialOptions = inproc.Target, p.c.DialOptions() }}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -249,30 +248,6 @@ func contains(words []string, w string) bool {
 		}
 	}
 	return false
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // archiveDocker is a local Docker with one image, saved as archive.

@@ -2,7 +2,6 @@ package do
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,24 +26,6 @@ import (
 // the tag cloudml-cluster:e2e.
 const clusterName = "e2e"
 
-// syncBuffer is a buffer processes write to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // cloud is the dofake command: the API, a pool of network-namespace
 // nodes its droplets boot on, and a fake GCS bucket they reach.
 type cloud struct {
@@ -55,7 +35,7 @@ type cloud struct {
 	console string // the droplets' consoles
 	env     map[string]string
 	cmd     *exec.Cmd
-	out     syncBuffer
+	out     testutil.SyncBuffer
 	exited  chan struct{}
 	summary string // its last line, once it exited
 }
@@ -162,7 +142,7 @@ type coordinator struct {
 	config string // the admin credential it writes
 	env    []string
 	cmd    *exec.Cmd
-	log    syncBuffer
+	log    testutil.SyncBuffer
 	exited chan struct{}
 }
 
@@ -286,22 +266,6 @@ func agents(addr string) []string {
 		}
 	}
 	return out
-}
-
-// eventually polls f until it returns nil, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond) // polling interval, not a wait for an outcome
-	}
 }
 
 // tail is the last n lines of s.

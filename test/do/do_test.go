@@ -289,7 +289,7 @@ func TestDigitalOcean(t *testing.T) {
 		if n := c.droplets(); n != 0 {
 			t.Errorf("cluster down returned with %d droplets at the API", n)
 		}
-		eventually(t, time.Minute, "the droplets halted", func() error {
+		testutil.Eventually(t, time.Minute, 100*time.Millisecond, "the droplets halted", func() error {
 			if a := agents(addr); len(a) > 0 {
 				return fmt.Errorf("agents still run: %v", a)
 			}
@@ -323,7 +323,7 @@ func TestDigitalOcean(t *testing.T) {
 		if left != 0 || deleted != nodes {
 			t.Errorf("gc:\n%s\n%d droplets left", out, left)
 		}
-		eventually(t, time.Minute, "the droplets' agents gone", func() error {
+		testutil.Eventually(t, time.Minute, 100*time.Millisecond, "the droplets' agents gone", func() error {
 			if a := agents(addr); len(a) > 0 {
 				return fmt.Errorf("agents still run: %v", a)
 			}

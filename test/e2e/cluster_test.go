@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,28 +26,9 @@ type cluster struct {
 	env    []string
 	cmd    *exec.Cmd
 	args   []string
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 	// secretValues are values a test planted that no log may hold.
 	secretValues []string
-}
-
-// syncBuffer is a bytes.Buffer safe for the coordinator's output and the
-// test reading it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type clusterOpts struct {
@@ -66,7 +45,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	}
 	// The coordinator writes its admin credential where CLOUDML_CONFIG
 	// points, and every client run reads it from there.
-	c := &cluster{t: t, addr: freeAddr(t), home: home, bucket: o.bucket, log: &syncBuffer{},
+	c := &cluster{t: t, addr: freeAddr(t), home: home, bucket: o.bucket, log: &testutil.SyncBuffer{},
 		env: append(os.Environ(), append(o.env, pki.ConfigEnv+"="+filepath.Join(home, "config"))...)}
 	args := []string{"serve", "--listen", c.addr, "--provider", "local", "--nodes", fmt.Sprint(o.nodes),
 		"--state", filepath.Join(home, "state"), "--bucket", o.bucket, "--heartbeat", "500ms", "--node-down-after", "30s",

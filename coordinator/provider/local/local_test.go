@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -19,27 +18,11 @@ import (
 
 	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/coordinator/provider/providertest"
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // mints records the join tokens a provider asked for.
@@ -69,7 +52,7 @@ type fakeRun struct {
 	p     *Provider
 	out   string
 	work  string
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 	mints *mints
 }
 
@@ -79,7 +62,7 @@ func startFake(t *testing.T, cfg Config) *fakeRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &fakeRun{t: t, out: t.TempDir(), logs: &syncBuffer{}, mints: &mints{}}
+	r := &fakeRun{t: t, out: t.TempDir(), logs: &testutil.SyncBuffer{}, mints: &mints{}}
 	cfg.AgentBinary = script
 	cfg.Env = []string{"FAKE_AGENT_OUT=" + r.out}
 	if cfg.WorkDir == "" {

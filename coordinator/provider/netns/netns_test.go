@@ -2,7 +2,6 @@ package netns
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -28,23 +27,6 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // greeting is one line a fake agent sent to the coordinator's address.
@@ -81,7 +63,7 @@ func TestRunStartsAgentsInNamespacesAndTearsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, work := t.TempDir(), t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := hclog.New(&hclog.LoggerOptions{Name: "coordinator", Output: logs, Level: hclog.Info})
 	name := cluster.UniqueName("pv")
 	p, err := New(Config{Nodes: 2, AgentBinary: script, WorkDir: work, Env: []string{"FAKE_AGENT_OUT=" + out}, LogLevel: "debug", Name: name}, log)

@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/cloudml/cloudml/internal/dofake/netnsboot"
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 func lookPath(name string) error {
@@ -105,7 +106,7 @@ func TestBootRunsUserData(t *testing.T) {
 	}
 	var meta string
 	metaPath := filepath.Join(p.cfg.WorkDir, "droplets", strconv.Itoa(id), "own", "var-lib-cloudml", "meta")
-	eventually(t, 30*time.Second, "meta unit wrote its findings", func() error {
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, "meta unit wrote its findings", func() error {
 		m, _ := p.b.Machine(id)
 		if m.CloudInit == "failed" {
 			t.Fatalf("cloud-init failed: %v\n%s", m.CloudInitError, strings.Join(m.Console, "\n"))
@@ -118,7 +119,7 @@ func TestBootRunsUserData(t *testing.T) {
 	if meta != want {
 		t.Errorf("the droplet found:\n%s\nwant:\n%s", meta, want)
 	}
-	eventually(t, 30*time.Second, "cloud-init done and flaky failed", func() error {
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, "cloud-init done and flaky failed", func() error {
 		m, _ := p.b.Machine(id)
 		if m.CloudInit != "done" || m.Units["flaky.service"].State != "failed" {
 			return fmt.Errorf("cloud-init %s (%v), units %+v", m.CloudInit, m.CloudInitError, m.Units)
@@ -157,7 +158,7 @@ func TestBootRunsUserData(t *testing.T) {
 	// The node boots the next droplet clean: its files are its own.
 	id2 := p.create(t, "smoke-2", "#!/bin/sh\nset -eu\nif [ -e /etc/cloudml/marker ] || [ -e /var/lib/cloudml/meta ]; then echo dirty >&2; exit 1; fi\necho clean > /var/lib/cloudml/state\n")
 	p.active(t, id2)
-	eventually(t, 30*time.Second, "second droplet's cloud-init", func() error {
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, "second droplet's cloud-init", func() error {
 		m, _ := p.b.Machine(id2)
 		switch m.CloudInit {
 		case "done":

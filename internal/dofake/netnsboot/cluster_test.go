@@ -121,7 +121,7 @@ func TestDropletsFormASwarm(t *testing.T) {
 		coord.Close()
 	})
 	var dl coordinator.AgentDownload
-	eventually(t, 30*time.Second, "coordinator serving", func() error {
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, "coordinator serving", func() error {
 		if _, err := os.Stat(ccfg.AdminConfig); err != nil {
 			return err
 		}
@@ -169,7 +169,7 @@ func TestDropletsFormASwarm(t *testing.T) {
 
 	var registered, inSwarm time.Duration
 	var nodes []*cloudmlv1.Node
-	eventually(t, 120*time.Second, "both droplets' agents in the swarm", func() error {
+	testutil.Eventually(t, 120*time.Second, 50*time.Millisecond, "both droplets' agents in the swarm", func() error {
 		for _, name := range names {
 			if m, ok := p.b.Machine(ids[name]); ok && m.CloudInit == "failed" {
 				t.Fatalf("%s: cloud-init failed: %v\n%s", name, m.CloudInitError, strings.Join(m.Console, "\n"))
@@ -262,7 +262,7 @@ func TestDropletsFormASwarm(t *testing.T) {
 	}
 	jobStart := time.Now()
 	var job *cloudmlv1.Job
-	eventually(t, 120*time.Second, "job done", func() error {
+	testutil.Eventually(t, 120*time.Second, 50*time.Millisecond, "job done", func() error {
 		var err error
 		if job, err = cl.Job(ctx, sub.Job.GetId()); err != nil {
 			return err

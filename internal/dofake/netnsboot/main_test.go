@@ -103,7 +103,7 @@ func (p *pool) create(t *testing.T, name, userData string) int {
 func (p *pool) active(t *testing.T, id int) *godo.Droplet {
 	t.Helper()
 	var d *godo.Droplet
-	eventually(t, 30*time.Second, "droplet active", func() error {
+	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, "droplet active", func() error {
 		var err error
 		if d, _, err = p.c.Droplets.Get(context.Background(), id); err != nil {
 			return err
@@ -126,7 +126,7 @@ func (p *pool) delete(t *testing.T, id int) {
 	if _, err := p.c.Droplets.Delete(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "droplet gone and halted", func() error {
+	testutil.Eventually(t, 60*time.Second, 50*time.Millisecond, "droplet gone and halted", func() error {
 		_, resp, err := p.c.Droplets.Get(context.Background(), id)
 		if err == nil || resp == nil || resp.StatusCode != http.StatusNotFound {
 			return errors.New("the API still shows it")
@@ -136,22 +136,6 @@ func (p *pool) delete(t *testing.T, id int) {
 		}
 		return nil
 	})
-}
-
-// eventually polls f until it returns nil, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not a wait for an outcome
-	}
 }
 
 type testWriter struct{ t *testing.T }
