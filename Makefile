@@ -10,7 +10,7 @@ BUF   := $(TOOLS) buf
 BIN   := bin
 PKGS  := ./...
 
-.PHONY: help build generate check-generate lint check-tidy staticcheck test test-short demo demo-swarm demo-do image bench clean deps
+.PHONY: help build generate check-generate lint check-tidy staticcheck test test-short demo demo-swarm demo-do image bench mutate mutate-quick clean deps
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -69,6 +69,13 @@ image: ## build the Octave image cloudml/octave:7 from Debian packages (debootst
 
 bench: build ## benchmarks side by side with their baselines, as ratios
 	$(GO) run ./bench
+
+mutate: ## mutation testing (gremlins) on the packages that hold the guarantees; per-package table, goal 85% killed (tens of minutes; not in `make test`)
+	$(GO) run ./internal/mutate/cmd/mutate
+
+MUTATE_BASE ?= main
+mutate-quick: ## the same on lines changed since MUTATE_BASE (default main; working tree included): run before you stop
+	$(GO) run ./internal/mutate/cmd/mutate -diff $(MUTATE_BASE)
 
 clean: ## remove build output
 	rm -rf $(BIN)

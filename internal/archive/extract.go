@@ -32,7 +32,7 @@ func Extract(ctx context.Context, r io.Reader, dst string) error {
 		return fmt.Errorf("extract: %w", err)
 	}
 	defer gz.Close()
-	x := &extractor{root: root, tr: tar.NewReader(gz)}
+	x := &extractor{root: root, tr: tar.NewReader(gz), limit: MaxExtractSize}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -55,6 +55,7 @@ type extractor struct {
 	root  string
 	tr    *tar.Reader
 	total int64 // bytes of regular files written so far
+	limit int64 // most bytes of regular files to write (MaxExtractSize)
 }
 
 func unsafe(name, why string) error {
@@ -193,8 +194,8 @@ func (x *extractor) file(hdr *tar.Header, full string) error {
 	if hdr.Size < 0 {
 		return fmt.Errorf("%q: negative size", hdr.Name)
 	}
-	if x.total+hdr.Size > MaxExtractSize {
-		return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, MaxExtractSize)
+	if x.total+hdr.Size > x.limit {
+		return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, x.limit)
 	}
 	x.total += hdr.Size
 	mode := fs.FileMode(fileMode(fs.FileMode(hdr.Mode)))
