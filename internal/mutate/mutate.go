@@ -19,6 +19,9 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"os"
 	"path/filepath"
@@ -148,30 +151,51 @@ func Tally(t Target, ms []Mutant, eq Equivalents, src SourceLine) Result {
 	return r
 }
 
-// SourceLine returns the trimmed text of a line of a file.
+// SourceLine returns the trimmed text of a line of a file, prefixed with
+// the name of the function that holds it and a colon ("Save: if err != nil {").
 type SourceLine func(file string, line int) string
 
 // FileLines reads lines from files under root, caching each file.
 func FileLines(root string) SourceLine {
-	cache := map[string][]string{}
+	type parsed struct {
+		lines []string
+		funcs []*ast.FuncDecl
+		fset  *token.FileSet
+	}
+	cache := map[string]*parsed{}
 	return func(file string, line int) string {
-		lines, ok := cache[file]
+		p, ok := cache[file]
 		if !ok {
+			p = &parsed{fset: token.NewFileSet()}
 			if b, err := os.ReadFile(filepath.Join(root, file)); err == nil {
-				lines = strings.Split(string(b), "\n")
+				p.lines = strings.Split(string(b), "\n")
+				if f, err := parser.ParseFile(p.fset, file, b, 0); err == nil {
+					for _, d := range f.Decls {
+						if fd, ok := d.(*ast.FuncDecl); ok {
+							p.funcs = append(p.funcs, fd)
+						}
+					}
+				}
 			}
-			cache[file] = lines
+			cache[file] = p
 		}
-		if line < 1 || line > len(lines) {
+		if line < 1 || line > len(p.lines) {
 			return ""
 		}
-		return strings.TrimSpace(lines[line-1])
+		fn := ""
+		for _, fd := range p.funcs {
+			if p.fset.Position(fd.Pos()).Line <= line && line <= p.fset.Position(fd.End()).Line {
+				fn = fd.Name.Name
+			}
+		}
+		return fn + ": " + strings.TrimSpace(p.lines[line-1])
 	}
 }
 
 // Equivalent names one survivor that no test can kill: a file, a mutator
-// and a piece of the source line (so the entry survives edits elsewhere in
-// the file), with the reason.
+// and a piece of the source line with the name of its function ("Save: if
+// err != nil"; so the entry survives edits elsewhere in the file), with
+// the reason.
 type Equivalent struct {
 	File, Type, Code, Reason string
 }
@@ -187,7 +211,7 @@ func Listed() (Equivalents, error) { return ParseEquivalents(strings.NewReader(e
 
 // ParseEquivalents reads lines of the form
 //
-//	file | MUTATOR | code on the line | why no test can tell
+//	file | MUTATOR | func: code on the line | why no test can tell
 //
 // Blank lines and lines starting with # are ignored.
 func ParseEquivalents(rd io.Reader) (Equivalents, error) {
@@ -199,8 +223,8 @@ func ParseEquivalents(rd io.Reader) (Equivalents, error) {
 			continue
 		}
 		f := strings.SplitN(line, " | ", 4)
-		if len(f) != 4 || f[0] == "" || f[1] == "" || f[2] == "" || strings.TrimSpace(f[3]) == "" {
-			return nil, fmt.Errorf("equivalent.txt line %d: want `file | MUTATOR | code | reason`, got %q", n, line)
+		if len(f) != 4 || f[0] == "" || f[1] == "" || !strings.Contains(f[2], ": ") || strings.TrimSpace(f[3]) == "" {
+			return nil, fmt.Errorf("equivalent.txt line %d: want `file | MUTATOR | func: code | reason`, got %q", n, line)
 		}
 		eq = append(eq, Equivalent{File: strings.TrimSpace(f[0]), Type: strings.TrimSpace(f[1]), Code: strings.TrimSpace(f[2]), Reason: strings.TrimSpace(f[3])})
 	}
@@ -209,8 +233,10 @@ func ParseEquivalents(rd io.Reader) (Equivalents, error) {
 
 // Match returns the reason m is equivalent, or "" when no entry names it.
 func (eq Equivalents) Match(m Mutant, code string) string {
+	fn, text, _ := strings.Cut(code, ": ")
 	for _, e := range eq {
-		if e.File == m.File && e.Type == m.Type && code != "" && strings.Contains(code, e.Code) {
+		efn, etext, _ := strings.Cut(e.Code, ": ")
+		if e.File == m.File && e.Type == m.Type && efn == fn && text != "" && strings.Contains(text, etext) {
 			return e.Reason
 		}
 	}

@@ -35,10 +35,10 @@ func TestTallyCountsEquivalentsApart(t *testing.T) {
 		t.Fatalf("parsed %+v", ms)
 	}
 	src := lines(map[string][]string{
-		"pkg/x/a.go": {"", "", "if n < max {", "n++"},
-		"pkg/x/b.go": {"i++", "if ok {"},
+		"pkg/x/a.go": {"", "", "f: if n < max {", "f: n++"},
+		"pkg/x/b.go": {"g: i++", "g: if ok {"},
 	})
-	eq, err := ParseEquivalents(strings.NewReader("# comment\n\npkg/x/a.go | CONDITIONALS_BOUNDARY | n < max | n never equals max\n"))
+	eq, err := ParseEquivalents(strings.NewReader("# comment\n\npkg/x/a.go | CONDITIONALS_BOUNDARY | f: n < max | n never equals max\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,19 +53,20 @@ func TestTallyCountsEquivalentsApart(t *testing.T) {
 		t.Fatalf("rate %v met %v; want 0.75 (3 of 4 covered non-equivalent), below the goal", got, r.Met())
 	}
 	// The same entry must not excuse another mutator or another line.
-	if eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_NEGATION"}, "if n < max {") != "" ||
-		eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_BOUNDARY"}, "if m < max {") != "" {
+	if eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_NEGATION"}, "f: if n < max {") != "" ||
+		eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_BOUNDARY"}, "f: if m < max {") != "" ||
+		eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_BOUNDARY"}, "ff: if n < max {") != "" {
 		t.Fatal("an equivalent entry matched a mutant it does not name")
 	}
 	var b strings.Builder
 	WriteTable(&b, []Result{r}, src)
-	if !strings.Contains(b.String(), "75.0%") || !strings.Contains(b.String(), "MISS") || !strings.Contains(b.String(), "survived: pkg/x/b.go:1:1 INCREMENT_DECREMENT    i++") {
+	if !strings.Contains(b.String(), "75.0%") || !strings.Contains(b.String(), "MISS") || !strings.Contains(b.String(), "survived: pkg/x/b.go:1:1 INCREMENT_DECREMENT    g: i++") {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }
 
 func TestParseEquivalentsRefusesEntriesWithoutReason(t *testing.T) {
-	for _, in := range []string{"a.go | X | code", "a.go | X | code |  ", " | X | c | r"} {
+	for _, in := range []string{"a.go | X | f: code", "a.go | X | f: code |  ", " | X | f: c | r", "a.go | X | code | r"} {
 		if _, err := ParseEquivalents(strings.NewReader(in)); err == nil {
 			t.Errorf("%q accepted", in)
 		}
@@ -103,6 +104,28 @@ func TestEveryTargetExists(t *testing.T) {
 	for _, tg := range Targets {
 		if _, err := tg.excludes("../.."); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestEquivalentsNameExistingCode fails when code named in equivalent.txt
+// is gone or moved to another function: the entry must go or be updated.
+func TestEquivalentsNameExistingCode(t *testing.T) {
+	eq, err := Listed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := FileLines("../..")
+	for _, e := range eq {
+		found := false
+		for n := 1; src(e.File, n) != ""; n++ {
+			if eq.Match(Mutant{File: e.File, Type: e.Type}, src(e.File, n)) != "" {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("equivalent.txt names %s %q, which is not in the file any more", e.File, e.Code)
 		}
 	}
 }
