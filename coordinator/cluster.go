@@ -29,7 +29,9 @@ func (s *clusterServer) ListNodes(ctx context.Context, _ *cloudmlv1.ListNodesReq
 	_, running := c.usedSlots()
 	resp := &cloudmlv1.ListNodesResponse{}
 	for _, n := range c.nodes {
-		resp.Nodes = append(resp.Nodes, nodeProto(n, running[n.rec.ID]))
+		np := nodeProto(n, running[n.rec.ID])
+		np.Connected = n.sess != nil
+		resp.Nodes = append(resp.Nodes, np)
 	}
 	sort.Slice(resp.Nodes, func(a, b int) bool { return resp.Nodes[a].Id < resp.Nodes[b].Id })
 	return resp, nil

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ type fakeAgent struct {
 	assignments chan *cloudmlv1.Assignment
 	cancels     chan *cloudmlv1.Cancel
 	others      chan *cloudmlv1.SessionResponse // swarm and staging commands
+	marks       chan string                     // barrier marks (see barrier), in order
+	barriers    int                             // marks pushed so far
 	ended       chan struct{}
 	stopSession context.CancelFunc
 }
@@ -98,8 +101,9 @@ func (a *fakeAgent) open(running ...*cloudmlv1.TaskRef) {
 	assignments := make(chan *cloudmlv1.Assignment, 100)
 	cancels := make(chan *cloudmlv1.Cancel, 100)
 	others := make(chan *cloudmlv1.SessionResponse, 100)
+	marks := make(chan string, 100)
 	ended := make(chan struct{})
-	a.assignments, a.cancels, a.others, a.ended, a.stopSession = assignments, cancels, others, ended, cancel
+	a.assignments, a.cancels, a.others, a.marks, a.ended, a.stopSession = assignments, cancels, others, marks, ended, cancel
 	id := a.id
 	go func() {
 		defer close(ended)
@@ -116,6 +120,8 @@ func (a *fakeAgent) open(running ...*cloudmlv1.TaskRef) {
 				assignments <- m.Assignment
 			case *cloudmlv1.SessionResponse_Cancel:
 				cancels <- m.Cancel
+			case *cloudmlv1.SessionResponse_Started: // only barrier marks come after the first
+				marks <- m.Started.GetNodeId()
 			default:
 				others <- msg
 			}
@@ -173,9 +179,45 @@ func (a *fakeAgent) nextOther() *cloudmlv1.SessionResponse {
 	}
 }
 
-// none asserts that no assignment is queued right now.
+// barrier returns once the coordinator ran a scheduling pass and this
+// agent received every command pushed to its session before the pass
+// ended. Every push happens under the coordinator's lock, which the pass
+// holds, and a session delivers in order, so a mark pushed after the pass
+// arrives after all of them. The mark is a SessionStarted, which the
+// coordinator sends only as a session's first message.
+func (a *fakeAgent) barrier() {
+	a.t.Helper()
+	c := a.h.c
+	c.schedule(time.Now())
+	a.barriers++
+	mark := fmt.Sprintf("barrier-%d", a.barriers)
+	c.mu.Lock()
+	n := c.nodes[a.id]
+	if n == nil || n.sess == nil {
+		c.mu.Unlock()
+		a.t.Fatalf("agent %s: no open session to put a barrier in", a.id)
+	}
+	n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_Started{Started: &cloudmlv1.SessionStarted{NodeId: mark}}})
+	c.mu.Unlock()
+	for {
+		select {
+		case got := <-a.marks:
+			if got == mark {
+				return
+			}
+		case <-a.ended:
+			a.t.Fatalf("agent %s: the session ended before barrier %s", a.id, mark)
+		case <-time.After(15 * time.Second):
+			a.t.Fatalf("agent %s: barrier %s not received", a.id, mark)
+		}
+	}
+}
+
+// none asserts that the coordinator has sent no assignment this agent did
+// not take yet, behind a barrier.
 func (a *fakeAgent) none() {
 	a.t.Helper()
+	a.barrier()
 	select {
 	case as := <-a.assignments:
 		a.t.Fatalf("agent %s: unexpected assignment %v", a.id, as.GetRef())

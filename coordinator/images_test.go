@@ -191,6 +191,8 @@ func TestFetchAsksNodesOnce(t *testing.T) {
 			t.Fatalf("fetch: %v, %d bytes, %v; want %s and the uploaded bytes", r.hdr, len(r.data), r.err, id)
 		}
 	}
+	mgr.barrier()
+	wrk.barrier()
 	select {
 	case m := <-mgr.others:
 		t.Fatalf("a second command %v after one export", m)

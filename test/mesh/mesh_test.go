@@ -75,16 +75,18 @@ func (m *mesh) startAgent(workDir string, slots int) {
 	}
 }
 
+// waitNodes waits until n nodes are ready with their sessions open, so
+// each can be given work at once.
 func (m *mesh) waitNodes(n int) {
 	m.t.Helper()
-	waitFor(m.t, fmt.Sprintf("%d ready nodes", n), func() bool {
+	waitFor(m.t, fmt.Sprintf("%d ready, connected nodes", n), func() bool {
 		resp, err := m.nodes.ListNodes(context.Background(), &cloudmlv1.ListNodesRequest{})
 		if err != nil {
 			return false
 		}
 		ready := 0
 		for _, nd := range resp.Nodes {
-			if nd.State == cloudmlv1.NodeState_NODE_STATE_READY {
+			if nd.State == cloudmlv1.NodeState_NODE_STATE_READY && nd.Connected {
 				ready++
 			}
 		}

@@ -23,7 +23,6 @@ const sweepScript = `echo "task $CLOUDML_TASK_INDEX/$CLOUDML_TASK_COUNT attempt 
 echo "to stderr" >&2
 echo "model $CLOUDML_PARAM_LR" > "$CLOUDML_OUTPUT_DIR/model.txt"
 echo "{\"loss\": $CLOUDML_PARAM_LR, \"depth\": $CLOUDML_PARAM_DEPTH}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
-sleep 0.2 # long enough that one node cannot finish the sweep before the other's session opens
 `
 
 // upload packs dir into the bucket as the client does and returns its source.

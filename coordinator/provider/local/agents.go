@@ -49,7 +49,8 @@ type Agent struct {
 // Close stop it (SIGTERM, SIGKILL after StopTimeout). It is safe for
 // concurrent use.
 type Agents struct {
-	t provider.Target
+	t       provider.Target
+	restart RestartPolicy
 
 	mu     sync.Mutex // protects procs, closed
 	procs  map[string]*agentProc
@@ -64,9 +65,10 @@ type agentProc struct {
 	deleting bool
 }
 
-// NewAgents returns an empty book whose agents get their join tokens from t.
-func NewAgents(t provider.Target) *Agents {
-	return &Agents{t: t, procs: map[string]*agentProc{}}
+// NewAgents returns an empty book whose agents get their join tokens from t
+// and are restarted after the delays of restart (validated by the caller).
+func NewAgents(t provider.Target, restart RestartPolicy) *Agents {
+	return &Agents{t: t, restart: restart, procs: map[string]*agentProc{}}
 }
 
 // Has reports whether id has an agent (starting, running or deleting).
@@ -104,7 +106,7 @@ func (a *Agents) Start(ag Agent) (provider.Node, error) {
 		return fail(fmt.Errorf("create work dir of %s: %w", id, err))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sup, err := Supervise(ctx, ag.Log, func() (*exec.Cmd, error) {
+	sup, err := Supervise(ctx, ag.Log, a.restart, func() (*exec.Cmd, error) {
 		tok, err := a.t.JoinTokenEnv(ag.Label, ag.Slots)
 		if err != nil {
 			return nil, err

@@ -45,11 +45,15 @@ type Config struct {
 	Env []string
 	// LogLevel is passed as --log-level; default "info".
 	LogLevel string
+	// Restart is how soon an agent that exited is started again; zero
+	// durations are DefaultRestartPolicy's.
+	Restart RestartPolicy
 }
 
-// DefaultConfig returns the agent's default slots and log level "info".
+// DefaultConfig returns the agent's default slots, log level "info" and
+// DefaultRestartPolicy.
 func DefaultConfig() Config {
-	return Config{LogLevel: "info"}
+	return Config{LogLevel: "info", Restart: DefaultRestartPolicy()}
 }
 
 // Validate checks the config and fills defaults.
@@ -60,7 +64,7 @@ func (c *Config) Validate() error {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
-	return nil
+	return c.Restart.Validate()
 }
 
 // Provider runs local agents: node i is an agent process with work dir
@@ -161,7 +165,7 @@ func (p *Provider) Start(ctx context.Context, t provider.Target) error {
 	case p.agents != nil:
 		return errors.New("already started")
 	}
-	p.bin, p.addr, p.agents = bin, t.Addr, NewAgents(t)
+	p.bin, p.addr, p.agents = bin, t.Addr, NewAgents(t, p.cfg.Restart)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,14 +215,14 @@ func TestMissingAgentBinarySaysMakeBuild(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, c := range []Config{{Slots: -1}} {
+	for _, c := range []Config{{Slots: -1}, {Restart: RestartPolicy{Min: -1}}, {Restart: RestartPolicy{Min: time.Minute, Max: time.Second}}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)
 		}
 	}
 	c := Config{}
-	if err := c.Validate(); err != nil || c.LogLevel != "info" {
-		t.Errorf("Validate default: %v, log level %q", err, c.LogLevel)
+	if err := c.Validate(); err != nil || c.LogLevel != "info" || c.Restart != DefaultRestartPolicy() {
+		t.Errorf("Validate default: %v, log level %q, restart %+v", err, c.LogLevel, c.Restart)
 	}
 	if _, err := New(Config{}, nil); err == nil {
 		t.Error("New without a work dir succeeded")
@@ -229,9 +230,10 @@ func TestValidate(t *testing.T) {
 }
 
 // An agent that dies is started again with the same command, as systemd
-// restarts it on a droplet; closing the provider stops the new one.
+// restarts it on a droplet, after the configured delay; closing the
+// provider stops the new one.
 func TestAnAgentThatDiesIsRestarted(t *testing.T) {
-	r := startFake(t, Config{})
+	r := startFake(t, Config{Restart: RestartPolicy{Min: 20 * time.Millisecond}})
 	r.create(provider.CreateRequest{Count: 1})
 	var first int
 	var argv string
@@ -246,7 +248,7 @@ func TestAnAgentThatDiesIsRestarted(t *testing.T) {
 			t.Errorf("restarted with\n%s\nwant the same argv\n%s", again, argv)
 		}
 	}
-	if !strings.Contains(r.logs.String(), "agent exited; restarting it") {
+	if !regexp.MustCompile(`agent exited; restarting it: .* in=20ms\n`).MatchString(r.logs.String()) {
 		t.Errorf("the restart is not logged:\n%s", r.logs)
 	}
 	if got := r.mints.got(); len(got) != 2 {

@@ -13,14 +13,54 @@ import (
 	"github.com/cloudml/cloudml/internal/logging"
 )
 
-// Restart delays: an agent that exits is started again after RestartMin,
-// doubling up to RestartMax while it keeps exiting, and back to RestartMin
-// once a run lasted StableAfter.
-const (
-	RestartMin  = time.Second
-	RestartMax  = 30 * time.Second
-	StableAfter = time.Minute
-)
+// RestartPolicy is how long a supervised process that exited waits before
+// it is started again: Min after its first exit, doubling up to Max while
+// it keeps exiting, and back to Min once a run lasted StableAfter.
+type RestartPolicy struct {
+	// Min is the first delay, and the delay after a stable run.
+	Min time.Duration
+	// Max caps the doubling.
+	Max time.Duration
+	// StableAfter is how long a run lasts to count as stable.
+	StableAfter time.Duration
+}
+
+// DefaultRestartPolicy returns 1 s doubling up to 30 s, reset after a
+// stable minute.
+func DefaultRestartPolicy() RestartPolicy {
+	return RestartPolicy{Min: time.Second, Max: 30 * time.Second, StableAfter: time.Minute}
+}
+
+// Validate checks the policy and fills the zero durations from
+// DefaultRestartPolicy.
+func (p *RestartPolicy) Validate() error {
+	def := DefaultRestartPolicy()
+	if p.Min < 0 || p.Max < 0 || p.StableAfter < 0 {
+		return fmt.Errorf("restart delays must not be negative, got min %v, max %v, stable after %v", p.Min, p.Max, p.StableAfter)
+	}
+	if p.Min == 0 {
+		p.Min = def.Min
+	}
+	if p.Max == 0 {
+		p.Max = max(def.Max, p.Min)
+	}
+	if p.StableAfter == 0 {
+		p.StableAfter = def.StableAfter
+	}
+	if p.Max < p.Min {
+		return fmt.Errorf("restart max %v is below restart min %v", p.Max, p.Min)
+	}
+	return nil
+}
+
+// Next returns the delay before the next start of a process whose run
+// lasted ran and whose previous restart waited prev (0: none yet).
+func (p RestartPolicy) Next(prev, ran time.Duration) time.Duration {
+	if prev == 0 || ran >= p.StableAfter {
+		return p.Min
+	}
+	return min(2*prev, p.Max)
+}
 
 // Supervised keeps one agent process running until its context ends, as
 // systemd's Restart=always does for the agent on a droplet: an agent that
@@ -29,12 +69,32 @@ const (
 // it runs in its own process group.
 type Supervised struct {
 	log    hclog.Logger
+	policy RestartPolicy
 	newCmd func() (*exec.Cmd, error)
 	done   chan struct{} // closed once supervision ended and the process exited
+	clock  clock
 
 	mu  sync.Mutex // protects pid
 	pid int        // of the running process; 0 between runs
 }
+
+// clock is the supervisor's time: the real one, or a test's.
+type clock struct {
+	now func() time.Time
+	// wait returns after d, or false once ctx ended first.
+	wait func(ctx context.Context, d time.Duration) bool
+}
+
+var realClock = clock{now: time.Now, wait: func(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}}
 
 // run is one started process.
 type run struct {
@@ -45,12 +105,17 @@ type run struct {
 
 // Supervise starts the process newCmd makes (a fresh one for every start;
 // Supervise sets its output, process group and parent-death signal) and
-// keeps it running until ctx ends; then it stops it: SIGTERM, SIGKILL
-// after StopTimeout. An error starting the first process is returned (a
-// bad binary is a configuration error); later start errors are retried
-// with the restart delays.
-func Supervise(ctx context.Context, log hclog.Logger, newCmd func() (*exec.Cmd, error)) (*Supervised, error) {
-	s := &Supervised{log: log, newCmd: newCmd, done: make(chan struct{})}
+// keeps it running, restarted after the delays of policy (validated by
+// the caller), until ctx ends; then it stops it: SIGTERM, SIGKILL after
+// StopTimeout. An error starting the first process is returned (a bad
+// binary is a configuration error); later start errors are retried with
+// the restart delays.
+func Supervise(ctx context.Context, log hclog.Logger, policy RestartPolicy, newCmd func() (*exec.Cmd, error)) (*Supervised, error) {
+	return supervise(ctx, log, policy, newCmd, realClock)
+}
+
+func supervise(ctx context.Context, log hclog.Logger, policy RestartPolicy, newCmd func() (*exec.Cmd, error), c clock) (*Supervised, error) {
+	s := &Supervised{log: log, policy: policy, newCmd: newCmd, done: make(chan struct{}), clock: c}
 	r, err := s.start()
 	if err != nil {
 		return nil, err
@@ -72,7 +137,7 @@ func (s *Supervised) PID() int {
 
 func (s *Supervised) loop(ctx context.Context, r *run) {
 	defer close(s.done)
-	delay := RestartMin
+	var delay time.Duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -83,20 +148,15 @@ func (s *Supervised) loop(ctx context.Context, r *run) {
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(r.start) >= StableAfter {
-			delay = RestartMin
-		}
+		delay = s.policy.Next(delay, s.clock.now().Sub(r.start))
 		s.log.Warn("agent exited; restarting it", "in", delay)
-		select {
-		case <-ctx.Done():
+		if !s.clock.wait(ctx, delay) {
 			return
-		case <-time.After(delay):
 		}
-		delay = min(2*delay, RestartMax)
 		next, err := s.start()
 		if err != nil {
 			s.log.Error("restart agent failed", "error", err)
-			next = &run{start: time.Now(), exited: make(chan struct{})}
+			next = &run{start: s.clock.now(), exited: make(chan struct{})}
 			close(next.exited)
 		}
 		r = next
@@ -121,12 +181,13 @@ func (s *Supervised) start() (*run, error) {
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	// A task that inherited the agent's output must not hold up Wait.
 	cmd.WaitDelay = 2 * time.Second
+	begin := s.clock.now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start agent (%s): %w", cmd.Path, err)
 	}
 	s.log.Info("agent started", "pid", cmd.Process.Pid)
 	s.setPID(cmd.Process.Pid)
-	r := &run{cmd: cmd, start: time.Now(), exited: make(chan struct{})}
+	r := &run{cmd: cmd, start: begin, exited: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		s.setPID(0)

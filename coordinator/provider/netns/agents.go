@@ -37,7 +37,7 @@ func (p *Provider) Start(ctx context.Context, t provider.Target) error {
 	case p.agents != nil:
 		return errors.New("already started")
 	}
-	p.bin, p.addr, p.agents = bin, addr, local.NewAgents(t)
+	p.bin, p.addr, p.agents = bin, addr, local.NewAgents(t, p.cfg.Restart)
 	p.log.Info("netns provider started", "namespaces", len(p.cluster.Nodes()), "coordinator", addr)
 	return nil
 }

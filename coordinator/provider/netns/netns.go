@@ -50,12 +50,15 @@ type Config struct {
 	Name string
 	// Subnet of the bridge; empty picks a free 10.213.X.0/24.
 	Subnet string
+	// Restart is how soon an agent that exited is started again; zero
+	// durations are local.DefaultRestartPolicy's.
+	Restart local.RestartPolicy
 }
 
 // DefaultConfig returns three nodes named "cml" at the agent's default
-// slots.
+// slots, restarted after local.DefaultRestartPolicy's delays.
 func DefaultConfig() Config {
-	return Config{Nodes: 3, LogLevel: "info", Name: "cml"}
+	return Config{Nodes: 3, LogLevel: "info", Name: "cml", Restart: local.DefaultRestartPolicy()}
 }
 
 // Validate checks the config and fills defaults.
@@ -71,6 +74,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Name == "" {
 		c.Name = "cml"
+	}
+	if err := c.Restart.Validate(); err != nil {
+		return err
 	}
 	cc := c.clusterConfig(nil)
 	return cc.Validate()

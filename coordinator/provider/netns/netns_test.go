@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/cloudml/cloudml/coordinator/provider"
+	"github.com/cloudml/cloudml/coordinator/provider/local"
 	"github.com/cloudml/cloudml/coordinator/provider/providertest"
 	cluster "github.com/cloudml/cloudml/internal/netns"
 	"github.com/cloudml/cloudml/internal/testutil"
@@ -240,13 +241,13 @@ func TestAgentAddr(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, c := range []Config{{Nodes: 0}, {Nodes: 1, Slots: -1}, {Nodes: 1, Name: "Bad-Name"}, {Nodes: cluster.MaxNodes + 1}} {
+	for _, c := range []Config{{Nodes: 0}, {Nodes: 1, Slots: -1}, {Nodes: 1, Name: "Bad-Name"}, {Nodes: cluster.MaxNodes + 1}, {Nodes: 1, Restart: local.RestartPolicy{StableAfter: -1}}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)
 		}
 	}
 	c := Config{Nodes: 1}
-	if err := c.Validate(); err != nil || c.LogLevel != "info" || c.Name != "cml" {
+	if err := c.Validate(); err != nil || c.LogLevel != "info" || c.Name != "cml" || c.Restart != local.DefaultRestartPolicy() {
 		t.Errorf("Validate defaults: %v, %+v", err, c)
 	}
 	if _, err := New(Config{Nodes: 1}, nil); err == nil {

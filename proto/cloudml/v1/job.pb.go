@@ -224,7 +224,8 @@ type NodeState int32
 const (
 	// NODE_STATE_UNSPECIFIED is never stored.
 	NodeState_NODE_STATE_UNSPECIFIED NodeState = 0
-	// NODE_STATE_READY: its session is open and heartbeats arrive in time.
+	// NODE_STATE_READY: registered, or its session is open, and heartbeats
+	// arrive in time (Node.connected says whether the session is open).
 	NodeState_NODE_STATE_READY NodeState = 1
 	// NODE_STATE_DOWN: it missed a heartbeat deadline or its session closed.
 	NodeState_NODE_STATE_DOWN NodeState = 2
@@ -1277,7 +1278,11 @@ type Node struct {
 	// SwarmRole is "manager" or "worker", empty outside a swarm.
 	SwarmRole string `protobuf:"bytes,11,opt,name=swarm_role,json=swarmRole,proto3" json:"swarm_role,omitempty"`
 	// Message says why the node is down or not in the swarm, if it is.
-	Message       string `protobuf:"bytes,12,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,12,opt,name=message,proto3" json:"message,omitempty"`
+	// Connected is true while the node's session is open, so the coordinator
+	// can give it work now; a node just registered is READY before it is
+	// connected.
+	Connected     bool `protobuf:"varint,13,opt,name=connected,proto3" json:"connected,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1394,6 +1399,13 @@ func (x *Node) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *Node) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
 }
 
 // ImageHeader describes a container image archive (`docker save` format).
@@ -1581,7 +1593,7 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x91\x03\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xaf\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12+\n" +
@@ -1596,7 +1608,8 @@ const file_cloudml_v1_job_proto_rawDesc = "" +
 	" \x01(\tR\vswarmNodeId\x12\x1d\n" +
 	"\n" +
 	"swarm_role\x18\v \x01(\tR\tswarmRole\x12\x18\n" +
-	"\amessage\x18\f \x01(\tR\amessage\"q\n" +
+	"\amessage\x18\f \x01(\tR\amessage\x12\x1c\n" +
+	"\tconnected\x18\r \x01(\bR\tconnected\"q\n" +
 	"\vImageHeader\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
