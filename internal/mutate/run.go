@@ -170,7 +170,7 @@ func unleash(ctx context.Context, cfg Config, t Target, report string) ([]Mutant
 		return nil, err
 	}
 	dir := filepath.Join(root, t.Dir)
-	args := []string{"tool", "-modfile=" + filepath.Join(root, "tools", "go.mod"), "gremlins", "unleash", "--silent",
+	args := []string{"tool", "-modfile=" + filepath.Join(root, "tools", "go.mod"), "gremlins", "unleash",
 		"--timeout-coefficient", fmt.Sprint(timeoutCoefficient), "-o", report}
 	if cfg.Workers > 0 {
 		args = append(args, "--workers", fmt.Sprint(cfg.Workers))
