@@ -132,7 +132,7 @@ func (d *decoder) duration(v *yaml.Node, field string) (time.Duration, bool) {
 	}
 	if tag := v.ShortTag(); tag == "!!int" || tag == "!!float" {
 		var secs float64
-		if err := v.Decode(&secs); err != nil || math.IsNaN(secs) || math.Abs(secs) > math.MaxInt64/float64(time.Second) {
+		if err := v.Decode(&secs); err != nil || math.IsNaN(secs) || math.Abs(secs) >= math.MaxInt64/float64(time.Second) {
 			d.typeErr(v, field, want)
 			return 0, false
 		}
