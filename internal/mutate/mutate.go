@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -213,6 +214,8 @@ func Listed() (Equivalents, error) { return ParseEquivalents(strings.NewReader(e
 //
 //	file | MUTATOR | func: code on the line | why no test can tell
 //
+// MUTATOR@COLUMN names one of several mutants of its kind on the line.
+//
 // Blank lines and lines starting with # are ignored.
 func ParseEquivalents(rd io.Reader) (Equivalents, error) {
 	var eq Equivalents
@@ -236,7 +239,11 @@ func (eq Equivalents) Match(m Mutant, code string) string {
 	fn, text, _ := strings.Cut(code, ": ")
 	for _, e := range eq {
 		efn, etext, _ := strings.Cut(e.Code, ": ")
-		if e.File == m.File && e.Type == m.Type && efn == fn && text != "" && strings.Contains(text, etext) {
+		typ, col, hasCol := strings.Cut(e.Type, "@")
+		if hasCol && col != strconv.Itoa(m.Column) {
+			continue
+		}
+		if e.File == m.File && typ == m.Type && efn == fn && text != "" && strings.Contains(text, etext) {
 			return e.Reason
 		}
 	}

@@ -2,6 +2,7 @@ package mutate
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -56,6 +57,11 @@ func TestTallyCountsEquivalentsApart(t *testing.T) {
 	if eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_NEGATION"}, "f: if n < max {") != "" ||
 		eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_BOUNDARY"}, "f: if m < max {") != "" ||
 		eq.Match(Mutant{File: "pkg/x/a.go", Type: "CONDITIONALS_BOUNDARY"}, "ff: if n < max {") != "" {
+		t.Fatal("an equivalent entry matched a mutant it does not name")
+	}
+	col := Equivalents{{File: "a.go", Type: "ARITHMETIC_BASE@9", Code: "f: a+b", Reason: "r"}}
+	if col.Match(Mutant{File: "a.go", Type: "ARITHMETIC_BASE", Column: 9}, "f: x := a+b+c") == "" ||
+		col.Match(Mutant{File: "a.go", Type: "ARITHMETIC_BASE", Column: 11}, "f: x := a+b+c") != "" {
 		t.Fatal("an equivalent entry matched a mutant it does not name")
 	}
 	var b strings.Builder
@@ -118,8 +124,10 @@ func TestEquivalentsNameExistingCode(t *testing.T) {
 	src := FileLines("../..")
 	for _, e := range eq {
 		found := false
+		typ, col, _ := strings.Cut(e.Type, "@")
+		c, _ := strconv.Atoi(col)
 		for n := 1; src(e.File, n) != ""; n++ {
-			if eq.Match(Mutant{File: e.File, Type: e.Type}, src(e.File, n)) != "" {
+			if eq.Match(Mutant{File: e.File, Type: typ, Column: c}, src(e.File, n)) != "" {
 				found = true
 				break
 			}
