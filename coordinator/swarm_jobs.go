@@ -135,6 +135,9 @@ func (c *Coordinator) stageState(j *jobEntry, p *swarmPool) (pending int, failed
 // placeSwarm decides for one pending task of a container job: it returns
 // the reason it waits, or assigns an attempt to the swarm. Callers hold c.mu.
 func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swarmPool, need int32, now time.Time) (why string, a *store.Attempt) {
+	if wait := j.heldBack(t.Index, now); wait > 0 {
+		return fmt.Sprintf("placed again in %s", wait.Round(time.Second)), nil
+	}
 	if p.why != "" {
 		return p.why, nil
 	}
