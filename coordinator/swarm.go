@@ -129,6 +129,7 @@ func (c *Coordinator) leftSwarm(ch *changes, n *nodeEntry, why string, now time.
 		c.forgetManager(ch, n, why, now)
 	}
 	n.rec.SwarmNodeID, n.rec.SwarmRole = "", ""
+	delete(c.swarm.asked, id) // ask it again, in this session too
 	ch.node(n.rec)
 }
 
