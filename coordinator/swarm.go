@@ -31,6 +31,10 @@ type swarmState struct {
 	token       string          // worker join token
 	initNode    string          // node asked to found the swarm, while pending
 	asked       map[string]bool // nodes sent init or join in their current session
+	// reported are the nodes whose agents reported their membership to
+	// this process: a node's stored membership may be stale after a
+	// restart (its daemon replaced), so the swarm's work waits for it.
+	reported map[string]bool
 }
 
 // ReportSwarm records a node's swarm membership.
@@ -81,6 +85,10 @@ func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) 
 		}
 		n.rec.SwarmNodeID = req.GetSwarmNodeId()
 		n.rec.SwarmRole = roleWorker
+		if c.swarm.reported == nil {
+			c.swarm.reported = map[string]bool{}
+		}
+		c.swarm.reported[id] = true
 		n.rec.Message = ""
 		if manager {
 			n.rec.SwarmRole = roleManager
@@ -130,6 +138,7 @@ func (c *Coordinator) leftSwarm(ch *changes, n *nodeEntry, why string, now time.
 	}
 	n.rec.SwarmNodeID, n.rec.SwarmRole = "", ""
 	delete(c.swarm.asked, id) // ask it again, in this session too
+	delete(c.swarm.reported, id)
 	ch.node(n.rec)
 }
 
@@ -222,6 +231,8 @@ func (c *Coordinator) swarmManager() (*nodeEntry, string) {
 		return nil, "waiting for the swarm to be initialised"
 	case m.sess == nil || m.rec.State != cloudmlv1.NodeState_NODE_STATE_READY:
 		return nil, fmt.Sprintf("the swarm manager %s is not connected", m.rec.ID)
+	case !c.swarm.reported[m.rec.ID] || c.swarm.token == "":
+		return nil, fmt.Sprintf("waiting for the swarm manager %s to report its swarm", m.rec.ID)
 	}
 	return m, ""
 }

@@ -82,12 +82,13 @@ type swarmPool struct {
 	used     int32
 }
 
-// swarmPool collects the connected swarm nodes. Callers hold c.mu.
+// swarmPool collects the connected swarm nodes whose membership their
+// agents reported since this coordinator started. Callers hold c.mu.
 func (c *Coordinator) swarmPool() *swarmPool {
 	p := &swarmPool{}
 	p.manager, p.why = c.swarmManager()
 	for _, n := range sortedNodes(c.nodes) {
-		if n.rec.SwarmNodeID != "" && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
+		if n.rec.SwarmNodeID != "" && c.swarm.reported[n.rec.ID] && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
 			p.nodes = append(p.nodes, n)
 			p.slots += n.rec.Slots
 			p.maxSlots = max(p.maxSlots, n.rec.Slots)
