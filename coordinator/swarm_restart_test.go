@@ -108,3 +108,49 @@ func TestPlatformBackoff(t *testing.T) {
 		t.Errorf("after an attempt ran, the next failure waits %s, want %s", d, time.Second)
 	}
 }
+
+// TestRestartTrustsNoStoredSwarm: after the coordinator restarts, the
+// stored manager gets no service before its agent reports its swarm; when
+// the agents report none (their daemons went with the old coordinator, as
+// on the netns provider), the swarm is formed again and the running
+// attempt is run again with no retry used.
+func TestRestartTrustsNoStoredSwarm(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir)
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("restarted", 1)).GetId()
+	stageAll(t, job, mgr, wrk)
+	first := mgr.next()
+	if err := wrk.report(first.GetRef(), cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	mgr.close()
+	wrk.close()
+	h.stop()
+
+	h2 := start(t, dir)
+	mgr2, wrk2 := rejoin(t, h2, mgr.id, mgr.cred), rejoin(t, h2, wrk.id, wrk.cred)
+	mgr2.open()
+	wrk2.open()
+	wrk2.reportSwarm(&cloudmlv1.ReportSwarmRequest{}) // its attempt is lost: the task waits again
+	waitFor(t, "a reason naming the unconfirmed manager", func() bool {
+		return strings.Contains(h2.job(job).GetTasks()[0].GetReason(), "waiting for the swarm manager "+mgr.id+" to report its swarm")
+	})
+	mgr2.reportSwarm(&cloudmlv1.ReportSwarmRequest{})
+	if init := mgr2.nextOther().GetSwarmInit(); init == nil {
+		t.Fatalf("the stored manager, in no swarm, got no SwarmInit")
+	}
+	mgr2.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-5", Role: cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER,
+		ManagerAddr: "10.0.0.11:2377", WorkerJoinToken: "SWMTKN-1-after"})
+	if join := wrk2.nextOther().GetSwarmJoin(); join.GetJoinToken() != "SWMTKN-1-after" {
+		t.Fatalf("the worker got join %v, want the new swarm's token", join)
+	}
+	wrk2.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-6", Role: cloudmlv1.SwarmRole_SWARM_ROLE_WORKER})
+	stageAll(t, job, mgr2, wrk2)
+	again := mgr2.next()
+	if again.GetRef().GetAttempt() != 2 {
+		t.Fatalf("got %v, want attempt 2", again.GetRef())
+	}
+	wrk2.run(again, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	h2.waitJob(job, cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+}
