@@ -35,8 +35,9 @@ type swarmCluster struct {
 	addr   string // coordinator, for clients (loopback)
 	gcs    *fakestorage.Server
 	env    []string
-	config string   // CLOUDML_CONFIG=<the admin credential>
-	args   []string // the coordinator's, kept for a restart
+	config string    // CLOUDML_CONFIG=<the admin credential>
+	args   []string  // the coordinator's, kept for a restart
+	tee    io.Writer // CLOUDML_SWARM_TEST_LOG's file, nil without
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	log    bytes.Buffer
@@ -96,6 +97,12 @@ func startSwarm(t *testing.T, nodes int) *swarmCluster {
 		"--netns-name", c.name, "--netns-subnet", subnet, "--listen", c.addr, "--state", state,
 		"--bucket", "gs://cloudml-swarm/runs", "--heartbeat", "500ms", "--node-down-after", "30s", "--agent-bin", bin("cloudml-agent"),
 		"--log-level", "debug", "--agent-log-level", "debug"}
+	if path := os.Getenv("CLOUDML_SWARM_TEST_LOG"); path != "" { // for debugging a hang
+		if f, err := os.Create(path); err == nil {
+			t.Cleanup(func() { f.Close() }) // after c.stop, registered below: the coordinator writes until it exits
+			c.tee = f
+		}
+	}
 	c.startCoordinator()
 	t.Cleanup(c.stop)
 	c.waitSwarm()
@@ -108,11 +115,8 @@ func (c *swarmCluster) startCoordinator() {
 	c.cmd = exec.Command(bin("coordinator"), c.args...)
 	c.cmd.Env = c.env
 	c.cmd.Stdout, c.cmd.Stderr = c, c
-	if path := os.Getenv("CLOUDML_SWARM_TEST_LOG"); path != "" { // for debugging a hang
-		if f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-			c.t.Cleanup(func() { f.Close() })
-			c.cmd.Stdout, c.cmd.Stderr = io.MultiWriter(c, f), io.MultiWriter(c, f)
-		}
+	if c.tee != nil {
+		c.cmd.Stdout, c.cmd.Stderr = io.MultiWriter(c, c.tee), io.MultiWriter(c, c.tee)
 	}
 	if err := c.cmd.Start(); err != nil {
 		c.t.Fatalf("start coordinator: %v", err)
