@@ -83,7 +83,34 @@ type jobEntry struct {
 	// memory only: a restart places such tasks at once, one time.
 	platformFails map[int32]int
 	notBefore     map[int32]time.Time
+	// stageFails counts each node's staging failures in a row and
+	// restageAfter is when it is asked to stage again (restageAt). In
+	// memory only, like staging.
+	stageFails   map[string]int
+	restageAfter map[string]time.Time
 }
+
+// restageAt reports whether node's failed staging is due to be asked
+// again, and starts its backoff (platformBackoff) when it was not waiting.
+func (j *jobEntry) restageAt(node string, now time.Time) bool {
+	if j.restageAfter == nil {
+		j.stageFails, j.restageAfter = map[string]int{}, map[string]time.Time{}
+	}
+	at, waiting := j.restageAfter[node]
+	if !waiting {
+		j.stageFails[node]++
+		j.restageAfter[node] = now.Add(platformBackoff(j.stageFails[node]))
+		return false
+	}
+	if now.Before(at) {
+		return false
+	}
+	delete(j.restageAfter, node)
+	return true
+}
+
+// restaging reports whether node stages j again after a failure.
+func (j *jobEntry) restaging(node string) bool { return j.stageFails[node] > 0 }
 
 // Platform failures are placed again after platformBackoffMin, doubling
 // with each one in a row up to platformBackoffMax.
