@@ -107,7 +107,7 @@ func (c *Coordinator) swarmPool() *swarmPool {
 // stageState sends StageJob to swarm nodes that have not staged j and
 // returns how many are still staging, how many staged, and the first
 // failure. A node whose staging failed is asked again after a backoff
-// (stageRetryAfter): while others staged, its failure is its own (a full
+// (restageAt): while others staged, its failure is its own (a full
 // disk, a daemon that went away), not the job's. Callers hold c.mu.
 func (c *Coordinator) stageState(j *jobEntry, p *swarmPool, now time.Time) (pending, staged int, failed string) {
 	if j.staging == nil {
