@@ -36,6 +36,9 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	a.nodeID = started.GetNodeId()
 	a.mu.Unlock()
 	a.log.Info("session started", "node_id", started.GetNodeId(), "heartbeat_period", started.GetHeartbeatPeriod().AsDuration())
+	a.sw.mu.Lock()
+	a.sw.announced = false
+	a.sw.mu.Unlock()
 	go a.announceSwarm(sctx, client)
 
 	hbDone := make(chan struct{})
@@ -90,6 +93,7 @@ func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClie
 	}
 	timer := time.NewTimer(period)
 	defer timer.Stop()
+	prevRuntime := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -97,8 +101,14 @@ func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClie
 		case <-timer.C:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
-		resp, err := client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{RuntimeError: a.runtimeError(callCtx)})
+		runtimeErr := a.runtimeError(callCtx)
+		resp, err := client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{RuntimeError: runtimeErr})
 		cancel()
+		if a.reannounce(prevRuntime, runtimeErr) {
+			// The daemon is back (perhaps a new one, outside the swarm).
+			go a.announceSwarm(ctx, client)
+		}
+		prevRuntime = runtimeErr
 		next := period
 		switch {
 		case err == nil:

@@ -32,6 +32,14 @@ type swarmState struct {
 	member  swarm.Membership
 	closed  bool           // stopDocker ran: no new swarm work
 	wg      sync.WaitGroup // swarm goroutines in flight
+	// announced is set once this session's membership was read and
+	// reported; a daemon that did not answer leaves it unset, so the next
+	// healthy heartbeat announces it.
+	announced bool
+	// reportMu orders the membership reports: an announcement and an init
+	// or join each read the daemon and report under it, so the coordinator
+	// never gets an older membership after a newer one.
+	reportMu sync.Mutex
 }
 
 // begin registers a swarm goroutine; false once the agent is stopping.
@@ -132,6 +140,8 @@ func (a *Agent) swarmCommand(ctx context.Context, client cloudmlv1.AgentServiceC
 		return
 	}
 	defer a.sw.wg.Done()
+	a.sw.reportMu.Lock()
+	defer a.sw.reportMu.Unlock()
 	m, why := a.swarmManager()
 	if m == nil {
 		a.reportSwarm(ctx, client, &cloudmlv1.ReportSwarmRequest{Error: "no Docker daemon on this node: " + why})
@@ -151,12 +161,18 @@ func (a *Agent) swarmCommand(ctx context.Context, client cloudmlv1.AgentServiceC
 }
 
 // announceSwarm reports the node's membership at the start of a session,
-// if it is in a swarm already, so a restarted agent announces itself.
+// and again when its daemon answers after it did not: in a swarm (a
+// restarted agent announces itself) or in none (an empty report: the
+// daemon was replaced or left the swarm, and the coordinator forms it
+// again). When the daemon does not answer, the next healthy heartbeat
+// tries again.
 func (a *Agent) announceSwarm(ctx context.Context, client cloudmlv1.AgentServiceClient) {
 	if !a.sw.begin() {
 		return
 	}
 	defer a.sw.wg.Done()
+	a.sw.reportMu.Lock()
+	defer a.sw.reportMu.Unlock()
 	m, _ := a.swarmManager()
 	if m == nil {
 		return
@@ -166,11 +182,34 @@ func (a *Agent) announceSwarm(ctx context.Context, client cloudmlv1.AgentService
 		a.log.Warn("cannot read the node's swarm membership", "error", err)
 		return
 	}
+	a.sw.mu.Lock()
+	a.sw.announced = true
+	a.sw.mu.Unlock()
 	if !ok {
+		a.sw.mu.Lock()
+		was := a.sw.member.NodeID
+		a.sw.member = swarm.Membership{}
+		a.sw.mu.Unlock()
+		if was != "" {
+			a.log.Warn("the node is no longer in its swarm", "swarm_node_id", was)
+		}
+		a.reportSwarm(ctx, client, &cloudmlv1.ReportSwarmRequest{})
 		return
 	}
 	a.adoptMembership(mem)
 	a.reportSwarm(ctx, client, membershipReport(mem))
+}
+
+// reannounce reports whether the membership should be announced again
+// after a heartbeat that saw runtimeErr, the one before having seen prev:
+// when the daemon answers again, or answers and was never read.
+func (a *Agent) reannounce(prev, runtimeErr string) bool {
+	if runtimeErr != "" {
+		return false
+	}
+	a.sw.mu.Lock()
+	defer a.sw.mu.Unlock()
+	return a.sw.manager != nil && (prev != "" || !a.sw.announced)
 }
 
 // adoptMembership records mem and links the node's swarm directory.

@@ -83,6 +83,9 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 		if a.StartTime.IsZero() {
 			a.StartTime = at
 		}
+		if state == cloudmlv1.TaskState_TASK_STATE_RUNNING {
+			j.ranOnPlatform(r.task)
+		}
 		t.State = state
 		if j.rec.StartTime.IsZero() {
 			j.rec.StartTime = at
@@ -99,6 +102,7 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 			return errorf(ErrLogsIncomplete, "logs incomplete: have %d of %d", a.AckedSeq, req.GetLastLogSeq())
 		}
 		metrics, message := c.cfg.Limits.boundReport(req.GetMetrics(), req.GetMessage())
+		ran := a.State == cloudmlv1.TaskState_TASK_STATE_RUNNING
 		a.State = state
 		a.ExitCode = req.GetExitCode()
 		a.Message = message
@@ -112,7 +116,11 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 			j.rec.StartTime = at
 			ch.job(j.rec)
 		}
-		c.endTask(j, t, a)
+		if platformFailure(a, ran) {
+			c.platformFailed(j, t, a, now)
+		} else {
+			c.endTask(j, t, a)
+		}
 		ended = true
 		c.log.Info("attempt ended", "attempt", r.String(), "state", taskStateName(state), "exit_code", a.ExitCode, "task_state", taskStateName(t.State))
 		c.poke()
@@ -157,6 +165,31 @@ func (c *Coordinator) endTask(j *jobEntry, t *store.Task, a *store.Attempt) {
 			}
 		}
 	}
+}
+
+// platformFailure reports whether a, which just ended, failed on the
+// platform's side rather than in the user's code: a swarm attempt that
+// failed before its command ran (no manager, a failed service create, a
+// task swarm could not start or a daemon that went away). Such a failure
+// uses none of the task's retries.
+func platformFailure(a *store.Attempt, ran bool) bool {
+	return a.Swarm && !ran && a.State == cloudmlv1.TaskState_TASK_STATE_FAILED
+}
+
+// platformFailed puts the task of a, a platform failure, back in the queue
+// with no retry used; it is placed again after a backoff that grows with
+// each platform failure in a row (platformBackoff), so a platform that
+// stays broken is not asked again in a tight loop. Callers hold c.mu.
+func (c *Coordinator) platformFailed(j *jobEntry, t *store.Task, a *store.Attempt, now time.Time) {
+	if j.rec.Cancelled {
+		c.endTask(j, t, a)
+		return
+	}
+	wait := j.platformRetry(t.Index, now)
+	t.State = cloudmlv1.TaskState_TASK_STATE_PENDING
+	t.Note = fmt.Sprintf("attempt %d failed on the platform's side (%s; no retry used)", a.Attempt, exitText(a))
+	t.Reason = fmt.Sprintf("%s; placing it again in %s", t.Note, wait)
+	c.log.Warn("platform failure; task queued again", "attempt", refOf(a).String(), "error", a.Message, "backoff", wait)
 }
 
 // logsCapped reports whether the attempt's logs reached the per-attempt

@@ -78,6 +78,81 @@ type jobEntry struct {
 	// removed, so a restart loses nothing but a batch.
 	endedServices   []attemptRef
 	removedServices map[attemptRef]bool
+	// platformFails counts each task's platform failures in a row and
+	// notBefore holds it back until its backoff ends (platformRetry). In
+	// memory only: a restart places such tasks at once, one time.
+	platformFails map[int32]int
+	notBefore     map[int32]time.Time
+	// stageFails counts each node's staging failures in a row and
+	// restageAfter is when it is asked to stage again (restageAt). In
+	// memory only, like staging.
+	stageFails   map[string]int
+	restageAfter map[string]time.Time
+}
+
+// restageAt reports whether node's failed staging is due to be asked
+// again, and starts its backoff (platformBackoff) when it was not waiting.
+func (j *jobEntry) restageAt(node string, now time.Time) bool {
+	if j.restageAfter == nil {
+		j.stageFails, j.restageAfter = map[string]int{}, map[string]time.Time{}
+	}
+	at, waiting := j.restageAfter[node]
+	if !waiting {
+		j.stageFails[node]++
+		j.restageAfter[node] = now.Add(platformBackoff(j.stageFails[node]))
+		return false
+	}
+	if now.Before(at) {
+		return false
+	}
+	delete(j.restageAfter, node)
+	return true
+}
+
+// restaging reports whether node stages j again after a failure.
+func (j *jobEntry) restaging(node string) bool { return j.stageFails[node] > 0 }
+
+// Platform failures are placed again after platformBackoffMin, doubling
+// with each one in a row up to platformBackoffMax.
+const (
+	platformBackoffMin = time.Second
+	platformBackoffMax = 30 * time.Second
+)
+
+// platformBackoff is the wait after the n-th platform failure in a row.
+func platformBackoff(n int) time.Duration {
+	d := platformBackoffMin
+	for i := 1; i < n && d < platformBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, platformBackoffMax)
+}
+
+// platformRetry records a platform failure of task and returns how long it
+// waits before it is placed again.
+func (j *jobEntry) platformRetry(task int32, now time.Time) time.Duration {
+	if j.platformFails == nil {
+		j.platformFails, j.notBefore = map[int32]int{}, map[int32]time.Time{}
+	}
+	j.platformFails[task]++
+	d := platformBackoff(j.platformFails[task])
+	j.notBefore[task] = now.Add(d)
+	return d
+}
+
+// heldBack returns how long task still waits after a platform failure, 0
+// when it may be placed.
+func (j *jobEntry) heldBack(task int32, now time.Time) time.Duration {
+	if until, ok := j.notBefore[task]; ok && now.Before(until) {
+		return until.Sub(now)
+	}
+	return 0
+}
+
+// ranOnPlatform clears task's platform failures once an attempt of it ran.
+func (j *jobEntry) ranOnPlatform(task int32) {
+	delete(j.platformFails, task)
+	delete(j.notBefore, task)
 }
 
 func (j *jobEntry) attempt(task, n int32) *store.Attempt {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -30,6 +31,10 @@ type swarmState struct {
 	token       string          // worker join token
 	initNode    string          // node asked to found the swarm, while pending
 	asked       map[string]bool // nodes sent init or join in their current session
+	// reported are the nodes whose agents reported their membership to
+	// this process: a node's stored membership may be stale after a
+	// restart (its daemon replaced), so the swarm's work waits for it.
+	reported map[string]bool
 }
 
 // ReportSwarm records a node's swarm membership.
@@ -59,15 +64,31 @@ func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) 
 		return errorf(ErrPermissionDenied, "node %s was not chosen as the swarm's manager", id)
 	}
 	ch := newChanges()
-	if req.GetError() != "" {
+	now := time.Now()
+	switch {
+	case req.GetError() != "":
 		n.rec.Message = "swarm: " + req.GetError()
 		if c.swarm.initNode == id {
 			c.swarm.initNode = ""
 		}
 		c.log.Warn("node could not enter the swarm", "node_id", id, "error", req.GetError())
-	} else {
+	case req.GetSwarmNodeId() == "":
+		// In no swarm: its daemon was replaced (a restarted dockerd with a
+		// fresh data root, or a coordinator restart on the netns provider)
+		// or left. An init asked for in this session may still be running.
+		if c.swarm.initNode != id {
+			c.leftSwarm(ch, n, "is in no swarm", now)
+		}
+	default:
+		if n.rec.SwarmNodeID != "" && n.rec.SwarmNodeID != req.GetSwarmNodeId() {
+			c.leftSwarm(ch, n, "is another swarm node now ("+req.GetSwarmNodeId()+")", now)
+		}
 		n.rec.SwarmNodeID = req.GetSwarmNodeId()
 		n.rec.SwarmRole = roleWorker
+		if c.swarm.reported == nil {
+			c.swarm.reported = map[string]bool{}
+		}
+		c.swarm.reported[id] = true
 		n.rec.Message = ""
 		if manager {
 			n.rec.SwarmRole = roleManager
@@ -78,6 +99,8 @@ func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) 
 			if req.GetWorkerJoinToken() != "" {
 				c.swarm.token = req.GetWorkerJoinToken()
 			}
+		} else if c.swarm.manager == id {
+			c.forgetManager(ch, n, "is a worker now", now)
 		}
 		c.log.Info("node in the swarm", "node_id", id, "swarm_node_id", n.rec.SwarmNodeID, "role", n.rec.SwarmRole)
 	}
@@ -88,6 +111,54 @@ func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) 
 	c.formSwarm()
 	c.poke()
 	return nil
+}
+
+// leftSwarm forgets n's old membership after its agent reported it in no
+// swarm or as another swarm node: the containers it ran went with its old
+// daemon, so its claimed swarm attempts are lost (rescheduled, no retry
+// used); if it was the manager, the swarm is gone and is formed again; and
+// it stages every job again, as its images went too. Callers hold c.mu.
+func (c *Coordinator) leftSwarm(ch *changes, n *nodeEntry, why string, now time.Time) {
+	id := n.rec.ID
+	if n.rec.SwarmNodeID != "" {
+		c.log.Warn("node left its swarm", "node_id", id, "swarm_node_id", n.rec.SwarmNodeID, "now", why)
+	}
+	lost := fmt.Sprintf("the swarm node on %s went away (it %s)", id, why)
+	for _, j := range sortedJobs(c.jobs) {
+		delete(j.staging, id)
+		delete(j.stageBytes, id)
+		for i := range j.tasks {
+			if a := j.current(int32(i)); a != nil && a.Swarm && a.Active() && a.NodeID == id {
+				c.loseAttempt(ch, j, a, fmt.Sprintf("%s during attempt %d", lost, a.Attempt), now)
+			}
+		}
+	}
+	if c.swarm.manager == id || n.rec.SwarmRole == roleManager {
+		c.forgetManager(ch, n, why, now)
+	}
+	n.rec.SwarmNodeID, n.rec.SwarmRole = "", ""
+	delete(c.swarm.asked, id) // ask it again, in this session too
+	delete(c.swarm.reported, id)
+	ch.node(n.rec)
+}
+
+// forgetManager drops n as the swarm's manager: its address and token lead
+// nowhere now, and the services it was asked to create and no node claimed
+// went with its swarm (lost, rescheduled with no retry used). The next
+// node outside the swarm is asked to found it again. Callers hold c.mu.
+func (c *Coordinator) forgetManager(ch *changes, n *nodeEntry, why string, now time.Time) {
+	id := n.rec.ID
+	c.log.Warn("the swarm manager is gone; forming the swarm again", "node_id", id, "now", why)
+	c.swarm.manager, c.swarm.managerAddr, c.swarm.token = "", "", ""
+	n.rec.SwarmRole = ""
+	ch.node(n.rec)
+	for _, j := range sortedJobs(c.jobs) {
+		for i := range j.tasks {
+			if a := j.current(int32(i)); a != nil && a.Swarm && a.Active() && a.NodeID == "" && a.Manager == id {
+				c.loseAttempt(ch, j, a, fmt.Sprintf("the swarm manager %s %s before attempt %d started", id, why, a.Attempt), now)
+			}
+		}
+	}
 }
 
 // formSwarm asks connected Docker nodes outside the swarm to found or join
@@ -160,6 +231,8 @@ func (c *Coordinator) swarmManager() (*nodeEntry, string) {
 		return nil, "waiting for the swarm to be initialised"
 	case m.sess == nil || m.rec.State != cloudmlv1.NodeState_NODE_STATE_READY:
 		return nil, fmt.Sprintf("the swarm manager %s is not connected", m.rec.ID)
+	case !c.swarm.reported[m.rec.ID] || c.swarm.token == "":
+		return nil, fmt.Sprintf("waiting for the swarm manager %s to report its swarm", m.rec.ID)
 	}
 	return m, ""
 }

@@ -82,12 +82,13 @@ type swarmPool struct {
 	used     int32
 }
 
-// swarmPool collects the connected swarm nodes. Callers hold c.mu.
+// swarmPool collects the connected swarm nodes whose membership their
+// agents reported since this coordinator started. Callers hold c.mu.
 func (c *Coordinator) swarmPool() *swarmPool {
 	p := &swarmPool{}
 	p.manager, p.why = c.swarmManager()
 	for _, n := range sortedNodes(c.nodes) {
-		if n.rec.SwarmNodeID != "" && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
+		if n.rec.SwarmNodeID != "" && c.swarm.reported[n.rec.ID] && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
 			p.nodes = append(p.nodes, n)
 			p.slots += n.rec.Slots
 			p.maxSlots = max(p.maxSlots, n.rec.Slots)
@@ -104,8 +105,11 @@ func (c *Coordinator) swarmPool() *swarmPool {
 }
 
 // stageState sends StageJob to swarm nodes that have not staged j and
-// returns how many are still staging, or the first failure. Callers hold c.mu.
-func (c *Coordinator) stageState(j *jobEntry, p *swarmPool) (pending int, failed string) {
+// returns how many are still staging, how many staged, and the first
+// failure. A node whose staging failed is asked again after a backoff
+// (restageAt): while others staged, its failure is its own (a full
+// disk, a daemon that went away), not the job's. Callers hold c.mu.
+func (c *Coordinator) stageState(j *jobEntry, p *swarmPool, now time.Time) (pending, staged int, failed string) {
 	if j.staging == nil {
 		j.staging, j.stageBytes = map[string]string{}, map[string]int64{}
 	}
@@ -115,21 +119,32 @@ func (c *Coordinator) stageState(j *jobEntry, p *swarmPool) (pending int, failed
 		imageID = info.ID // a pushed copy: nodes fetch it even if their own differs
 	}
 	for _, n := range p.nodes {
-		st, sent := j.staging[n.rec.ID]
+		id := n.rec.ID
+		st, sent := j.staging[id]
+		if sent && st != "" && st != stagePending && j.restageAt(id, now) {
+			delete(j.staging, id)
+			sent = false
+		}
 		switch {
 		case !sent:
-			j.staging[n.rec.ID] = stagePending
+			j.staging[id] = stagePending
 			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_StageJob{StageJob: &cloudmlv1.StageJob{
 				JobId: j.rec.ID, Code: j.spec.GetCode(), Data: j.spec.GetData(), Image: image, ImageId: imageID,
 			}}})
-			pending++
+			if !j.restaging(id) {
+				pending++
+			}
 		case st == stagePending:
-			pending++
-		case st != "" && failed == "":
-			failed = fmt.Sprintf("staging on %s failed: %s", n.rec.ID, st)
+			if !j.restaging(id) {
+				pending++
+			}
+		case st == "":
+			staged++
+		case failed == "":
+			failed = fmt.Sprintf("staging on %s failed: %s", id, st)
 		}
 	}
-	return pending, failed
+	return pending, staged, failed
 }
 
 // placeSwarm decides for one pending task of a container job: it returns
@@ -144,16 +159,19 @@ func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swa
 	if need > p.maxSlots {
 		return fmt.Sprintf("needs %d CPUs; the largest swarm node has %d slots", need, p.maxSlots), nil
 	}
-	pending, failed := c.stageState(j, p)
+	pending, staged, failed := c.stageState(j, p, now)
 	switch {
-	case failed != "":
+	case failed != "" && staged == 0 && pending == 0:
+		// No node could stage it: the job's inputs are at fault.
 		t.State = cloudmlv1.TaskState_TASK_STATE_FAILED
 		t.Reason = failed
 		ch.task(t)
 		ch.updateJobState(j, now)
 		return "", nil
-	case pending > 0:
+	case pending > 0 || staged == 0:
 		return fmt.Sprintf("staging code and data on %d of %d swarm nodes", pending, len(p.nodes)), nil
+	case j.heldBack(t.Index, now) > 0:
+		return fmt.Sprintf("placed again in %s", j.heldBack(t.Index, now).Round(time.Second)), nil
 	case p.used+need > max(swarmQueueFactor*p.slots, swarmQueueMin):
 		return fmt.Sprintf("swarm busy (%d slots' worth of tasks queued or running on %d nodes with %d slots)", p.used, len(p.nodes), p.slots), nil
 	}
@@ -164,13 +182,16 @@ func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swa
 }
 
 // swarmAssignmentMsg is an Assignment asking the manager to create a
-// service, kept off the swarm nodes known to be down. Callers hold c.mu.
+// service, kept off the swarm nodes known to be down or that have not
+// staged its job. Callers hold c.mu.
 func (c *Coordinator) swarmAssignmentMsg(j *jobEntry, r attemptRef) *cloudmlv1.SessionResponse {
 	msg := assignmentMsg(j, r)
 	as := msg.GetAssignment()
 	as.SwarmService = true
 	for _, n := range sortedNodes(c.nodes) {
-		if n.rec.SwarmNodeID != "" && n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY {
+		st, sent := j.staging[n.rec.ID]
+		unstaged := !sent || st != ""
+		if n.rec.SwarmNodeID != "" && (n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || unstaged) {
 			as.AvoidSwarmNodes = append(as.AvoidSwarmNodes, n.rec.SwarmNodeID)
 		}
 	}

@@ -160,20 +160,60 @@ func TestContainerJobWaitsWithReasons(t *testing.T) {
 	})
 }
 
+// TestStagingFailureFailsTheJob: when no node can stage a job, its inputs
+// are at fault: the job fails, using no retry.
 func TestStagingFailureFailsTheJob(t *testing.T) {
 	h := start(t, t.TempDir())
 	mgr, wrk := formSwarm(t, h)
 	spec := containerSpec("boxed", 2)
+	spec.Retries = 3
 	job := h.submit(spec)
 	mgr.nextOther()
 	wrk.nextOther()
-	mgr.reportStage(job.GetId(), "")
+	mgr.reportStage(job.GetId(), `object "code/x.tar.gz" does not exist`)
 	wrk.reportStage(job.GetId(), `object "code/x.tar.gz" does not exist`)
 	j := h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_FAILED)
-	if r := j.GetTasks()[0].GetReason(); !strings.Contains(r, "staging on "+wrk.id+" failed") || !strings.Contains(r, "does not exist") {
+	if r := j.GetTasks()[0].GetReason(); !strings.Contains(r, "staging on ") || !strings.Contains(r, "does not exist") {
 		t.Errorf("reason %q", r)
 	}
 	mgr.none()
+}
+
+// TestStagingFailureOnOneNode: a node that fails to stage while another
+// staged has a problem of its own: the job runs, its services kept off
+// that node, which is asked to stage again after a backoff.
+func TestStagingFailureOnOneNode(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("boxed", 1))
+	mgr.nextOther()
+	wrk.nextOther()
+	mgr.reportStage(job.GetId(), "")
+	wrk.reportStage(job.GetId(), "disk full")
+	as := mgr.next()
+	if avoid := as.GetAvoidSwarmNodes(); len(avoid) != 1 || avoid[0] != "sw-2" {
+		t.Errorf("the service avoids %v, want the node that failed to stage, sw-2", avoid)
+	}
+	// Its service could not be made: the task waits to be placed again,
+	// and meanwhile the node that failed is asked to stage again.
+	if err := mgr.report(as.GetRef(), cloudmlv1.TaskState_TASK_STATE_FAILED, -1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := wrk.nextOther().GetStageJob(); st.GetJobId() != job.GetId() {
+		t.Fatalf("the node that failed to stage got %v, want StageJob again", st)
+	}
+	wrk.reportStage(job.GetId(), "")
+	for _, st := range h.job(job.GetId()).GetStages() {
+		if st.GetState() != cloudmlv1.StageState_STAGE_STATE_STAGED {
+			t.Errorf("after staging again: %v", st)
+		}
+	}
+	as = mgr.next()
+	if as.GetRef().GetAttempt() != 2 {
+		t.Errorf("after the platform failure got %v; want attempt 2", as.GetRef())
+	}
+	mgr.run(as, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
 }
 
 func TestRuntimeFailureReschedules(t *testing.T) {

@@ -35,7 +35,9 @@ type swarmCluster struct {
 	addr   string // coordinator, for clients (loopback)
 	gcs    *fakestorage.Server
 	env    []string
-	config string // CLOUDML_CONFIG=<the admin credential>
+	config string    // CLOUDML_CONFIG=<the admin credential>
+	args   []string  // the coordinator's, kept for a restart
+	tee    io.Writer // CLOUDML_SWARM_TEST_LOG's file, nil without
 	cmd    *exec.Cmd
 	mu     sync.Mutex
 	log    bytes.Buffer
@@ -91,24 +93,65 @@ func startSwarm(t *testing.T, nodes int) *swarmCluster {
 	state := t.TempDir()
 	c.config = pki.ConfigEnv + "=" + filepath.Join(state, "admin.config") // the coordinator writes it, clients read it
 	c.env = append(c.env, c.config)
-	c.cmd = exec.Command(bin("coordinator"), "serve", "--provider", "netns", "--nodes", fmt.Sprint(nodes), "--slots", "2",
+	c.args = []string{"serve", "--provider", "netns", "--nodes", fmt.Sprint(nodes), "--slots", "2",
 		"--netns-name", c.name, "--netns-subnet", subnet, "--listen", c.addr, "--state", state,
 		"--bucket", "gs://cloudml-swarm/runs", "--heartbeat", "500ms", "--node-down-after", "30s", "--agent-bin", bin("cloudml-agent"),
-		"--log-level", "debug", "--agent-log-level", "debug")
-	c.cmd.Env = c.env
-	c.cmd.Stdout, c.cmd.Stderr = c, c
+		"--log-level", "debug", "--agent-log-level", "debug"}
 	if path := os.Getenv("CLOUDML_SWARM_TEST_LOG"); path != "" { // for debugging a hang
 		if f, err := os.Create(path); err == nil {
-			t.Cleanup(func() { f.Close() })
-			c.cmd.Stdout, c.cmd.Stderr = io.MultiWriter(c, f), io.MultiWriter(c, f)
+			t.Cleanup(func() { f.Close() }) // after c.stop, registered below: the coordinator writes until it exits
+			c.tee = f
 		}
 	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start coordinator: %v", err)
-	}
+	c.startCoordinator()
 	t.Cleanup(c.stop)
 	c.waitSwarm()
 	return c
+}
+
+// startCoordinator starts `coordinator serve` with c.args.
+func (c *swarmCluster) startCoordinator() {
+	c.t.Helper()
+	c.cmd = exec.Command(bin("coordinator"), c.args...)
+	c.cmd.Env = c.env
+	c.cmd.Stdout, c.cmd.Stderr = c, c
+	if c.tee != nil {
+		c.cmd.Stdout, c.cmd.Stderr = io.MultiWriter(c, c.tee), io.MultiWriter(c, c.tee)
+	}
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatalf("start coordinator: %v", err)
+	}
+}
+
+// killCoordinator kills the coordinator with SIGKILL and reaps it. On the
+// netns provider its daemons and agents die with it (parent-death
+// signals), containers included.
+func (c *swarmCluster) killCoordinator(t *testing.T) {
+	t.Helper()
+	if c.cmd.Process == nil || c.cmd.Process.Pid <= 1 || c.cmd.ProcessState != nil {
+		t.Fatalf("no running coordinator to kill")
+	}
+	if err := c.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	err := c.cmd.Wait()
+	if ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("the coordinator did not die of SIGKILL: %v", err)
+	}
+}
+
+// waitServing waits until the coordinator answers a client.
+func (c *swarmCluster) waitServing(t *testing.T) {
+	t.Helper()
+	testutil.Eventually(t, 60*time.Second, 200*time.Millisecond, "the coordinator answers", func() error {
+		if c.cmd.ProcessState != nil {
+			t.Fatalf("the coordinator exited: %v", c.cmd.ProcessState)
+		}
+		if r := c.client("cluster", "nodes"); r.Code != 0 {
+			return fmt.Errorf("cluster nodes: exit %d: %s", r.Code, r.Stderr)
+		}
+		return nil
+	})
 }
 
 func (c *swarmCluster) stop() {

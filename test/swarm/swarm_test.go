@@ -196,19 +196,29 @@ echo "{\"idx\": $CLOUDML_TASK_INDEX}" > "$CLOUDML_OUTPUT_DIR/metrics.json"
 
 	t.Run("agent restarted mid-task ships each line once", func(t *testing.T) {
 		// The first agent ships the first 3000 lines in many small batches;
-		// the new one reads them at once, so its batches differ.
+		// the new one reads them at once, so its batches differ. The task
+		// holds after them until the test gives it the marker, so it runs
+		// while its agent dies.
 		code := codeDir(t, `i=0; while [ $i -lt 30 ]; do seq $((i*100+1)) $((i*100+100)); i=$((i+1)); sleep 0.05; done
-sleep 3; seq 3001 6000`)
+while [ ! -e /go ]; do sleep 0.1; done; seq 3001 6000`)
 		job := strings.TrimSpace(c.mustClient("submit", "--name", "restart", "--image", busybox, "--code", code, "--", "sh", "task.sh"))
 		at := c.waitContainer(job, false)
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(c.mustClient("logs", job), "[0] 3000\n") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the first 3000 lines did not arrive")
+		testutil.Eventually(t, 30*time.Second, 100*time.Millisecond, "the first 3000 lines", func() error {
+			if !strings.Contains(c.mustClient("logs", job), "[0] 3000\n") {
+				return fmt.Errorf("not arrived")
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 		c.killAgent(t, at.node) // the new agent reads the container's log again from the start
+		// The guard: the task's container outlived its agent (it cannot end
+		// before the marker) and the job was not over.
+		if ct, err := c.docker(at.node).ContainerInspect(context.Background(), at.id); err != nil || !ct.State.Running {
+			t.Fatalf("the task's container is not running after its agent was killed: %v", err)
+		}
+		if state, _ := c.status(job); state == "JOB_STATE_SUCCEEDED" || state == "JOB_STATE_FAILED" {
+			t.Fatalf("job %s before the marker: the agent died after the task", state)
+		}
+		c.giveMarker(t, at.node, at.id)
 		r := c.client("logs", "-f", job)
 		if r.Code != 0 {
 			t.Fatalf("logs -f: exit %d\n%s\n%s", r.Code, r.Stderr, c.mustClient("status", job))
@@ -217,7 +227,14 @@ sleep 3; seq 3001 6000`)
 		if n := strings.Count(r.Stdout, "\n"); n != 6000 {
 			t.Errorf("logs -f printed %d lines, want 6000", n)
 		}
+		if _, tasks := c.status(job); tasks[0].Attempt != 1 {
+			t.Errorf("task at attempt %d; the restarted agent should have kept attempt 1", tasks[0].Attempt)
+		}
 	})
+
+	// Early in the suite: the restart wipes the daemons' data roots, which
+	// takes long once they hold the Octave image.
+	t.Run("coordinator killed mid-sweep", func(t *testing.T) { coordinatorRestart(t, c) })
 
 	t.Run("image only on the manager reaches every node", func(t *testing.T) {
 		ref := "cloudml/manager-only:" + strconv.Itoa(os.Getpid())
@@ -337,11 +354,29 @@ sleep 3; seq 3001 6000`)
 	})
 
 	t.Run("dockerd stopped mid-job", func(t *testing.T) {
-		code := codeDir(t, `echo "run $CLOUDML_TASK_INDEX attempt $CLOUDML_ATTEMPT"; sleep 3`)
-		job := strings.TrimSpace(c.mustClient("submit", "--name", "deadnode", "--image", busybox, "--code", code,
+		// Attempt 1 of each task holds until the test gives it the marker:
+		// the tasks on the node whose daemon dies can end only by attempt 2.
+		job := strings.TrimSpace(c.mustClient("submit", "--name", "deadnode", "--image", busybox, "--code", codeDir(t, markerScript),
 			"--param", "i=0,1,2,3", "--", "sh", "task.sh"))
-		victim := c.waitContainer(job, true) // the manager's dockerd is the swarm's control plane
-		pid, err := os.ReadFile(filepath.Join("/run/cloudml-netns", c.name, fmt.Sprintf("n%d", victim.node), "docker.pid"))
+		victim := -1 // a worker running some of them: the manager's dockerd is the swarm's control plane
+		testutil.Eventually(t, 90*time.Second, 200*time.Millisecond, "every task running, some on a worker", func() error {
+			running := c.jobContainers(job)
+			n := 0
+			victim = -1
+			for i, ids := range running {
+				n += len(ids)
+				if len(ids) > 0 && !c.isManager(i) {
+					victim = i
+				}
+			}
+			if n != 4 || victim < 0 {
+				return fmt.Errorf("%d of 4 containers running: %v", n, running)
+			}
+			return nil
+		})
+		others := c.jobContainers(job)
+		delete(others, victim)
+		pid, err := os.ReadFile(filepath.Join("/run/cloudml-netns", c.name, fmt.Sprintf("n%d", victim), "docker.pid"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,10 +387,22 @@ sleep 3; seq 3001 6000`)
 		if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		for node, ids := range others {
+			for _, id := range ids {
+				c.giveMarker(t, node, id)
+			}
+		}
 		r := c.client("logs", "-f", job)
 		state, tasks := c.status(job)
 		if r.Code != 0 || state != "JOB_STATE_SUCCEEDED" {
 			t.Errorf("job after a dead dockerd: exit %d, %s, tasks %+v", r.Code, state, tasks)
+		}
+		retried := false
+		for _, tk := range tasks {
+			retried = retried || tk.Attempt >= 2
+		}
+		if !retried {
+			t.Errorf("no task reached attempt 2 after the daemon running some died: %+v", tasks)
 		}
 		down := false
 		for _, n := range c.listNodes() {

@@ -1,0 +1,156 @@
+package coordinator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// stageAll answers the StageJob each node gets for job.
+func stageAll(t *testing.T, job string, agents ...*fakeAgent) {
+	t.Helper()
+	for _, a := range agents {
+		if st := a.nextOther().GetStageJob(); st.GetJobId() != job {
+			t.Fatalf("node %s got %v, want StageJob of %s", a.id, st, job)
+		}
+		a.reportStage(job, "")
+	}
+}
+
+// TestSwarmFormedAgainAfterItsNodesLeftIt: the nodes come back outside any
+// swarm (their daemons were replaced, as when a coordinator on the netns
+// provider restarts): the coordinator forgets the old manager, has the
+// swarm founded and joined again, stages again, and runs the lost attempts
+// again without using a retry (the job allows none).
+func TestSwarmFormedAgainAfterItsNodesLeftIt(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("again", 2)).GetId()
+	stageAll(t, job, mgr, wrk)
+	claimed, unclaimed := mgr.next(), mgr.next()
+	if err := wrk.report(claimed.GetRef(), cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	mgr.reportSwarm(&cloudmlv1.ReportSwarmRequest{}) // in no swarm
+	if init := mgr.nextOther().GetSwarmInit(); init.GetAdvertiseAddr() != "10.0.0.11" {
+		t.Fatalf("the old manager, in no swarm, got %v; want SwarmInit", init)
+	}
+	wrk.reportSwarm(&cloudmlv1.ReportSwarmRequest{})
+	mgr.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-3", Role: cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER,
+		ManagerAddr: "10.0.0.11:2377", WorkerJoinToken: "SWMTKN-1-new"})
+	if join := wrk.nextOther().GetSwarmJoin(); join.GetJoinToken() != "SWMTKN-1-new" {
+		t.Fatalf("the worker, in no swarm, got join %v; want the new swarm's token", join)
+	}
+	wrk.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-4", Role: cloudmlv1.SwarmRole_SWARM_ROLE_WORKER})
+
+	stageAll(t, job, mgr, wrk) // the new daemons have nothing staged
+	for range 2 {
+		as := mgr.next()
+		if as.GetRef().GetAttempt() != 2 {
+			t.Fatalf("after the swarm was formed again got %v, want attempt 2", as.GetRef())
+		}
+		wrk.run(as, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	}
+	h.waitJob(job, cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	for _, ref := range []*cloudmlv1.TaskRef{claimed.GetRef(), unclaimed.GetRef()} {
+		err := wrk.report(ref, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, 0, nil)
+		wantCode(t, err, codes.FailedPrecondition) // attempt 1 was given up
+	}
+}
+
+// TestPlatformFailureUsesNoRetry: a swarm attempt that fails before its
+// command ran (here: its manager is no manager) is placed again with no
+// retry used; an attempt whose command fails uses one (none allowed here).
+func TestPlatformFailureUsesNoRetry(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("platform", 1)).GetId()
+	stageAll(t, job, mgr, wrk)
+	first := mgr.next()
+	if err := mgr.report(first.GetRef(), cloudmlv1.TaskState_TASK_STATE_FAILED, -1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	second := mgr.next()
+	if second.GetRef().GetAttempt() != 2 {
+		t.Fatalf("got %v, want attempt 2", second.GetRef())
+	}
+	wrk.run(second, cloudmlv1.TaskState_TASK_STATE_FAILED, 1, nil)
+	j := h.waitJob(job, cloudmlv1.JobState_JOB_STATE_FAILED)
+	if r := j.GetTasks()[0].GetReason(); !strings.Contains(r, "attempt 2 failed (exit 1") {
+		t.Errorf("reason %q, want attempt 2's exit", r)
+	}
+}
+
+// TestPlatformBackoff: the wait after platform failures in a row doubles
+// from platformBackoffMin up to platformBackoffMax.
+func TestPlatformBackoff(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 5: 16 * time.Second, 6: 30 * time.Second, 50: 30 * time.Second} {
+		if got := platformBackoff(n); got != want {
+			t.Errorf("platformBackoff(%d) = %s, want %s", n, got, want)
+		}
+	}
+	j := &jobEntry{}
+	now := time.Now()
+	j.platformRetry(0, now)
+	if d := j.platformRetry(0, now); d != 2*time.Second || j.heldBack(0, now) != 2*time.Second || j.heldBack(1, now) != 0 {
+		t.Errorf("second failure waits %s, held back %s; task 1 held back %s", d, j.heldBack(0, now), j.heldBack(1, now))
+	}
+	if j.heldBack(0, now.Add(2*time.Second)) != 0 {
+		t.Errorf("still held back once the backoff ended")
+	}
+	j.ranOnPlatform(0)
+	if d := j.platformRetry(0, now); d != time.Second {
+		t.Errorf("after an attempt ran, the next failure waits %s, want %s", d, time.Second)
+	}
+}
+
+// TestRestartTrustsNoStoredSwarm: after the coordinator restarts, the
+// stored manager gets no service before its agent reports its swarm; when
+// the agents report none (their daemons went with the old coordinator, as
+// on the netns provider), the swarm is formed again and the running
+// attempt is run again with no retry used.
+func TestRestartTrustsNoStoredSwarm(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir)
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("restarted", 1)).GetId()
+	stageAll(t, job, mgr, wrk)
+	first := mgr.next()
+	if err := wrk.report(first.GetRef(), cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	mgr.close()
+	wrk.close()
+	h.stop()
+
+	h2 := start(t, dir)
+	mgr2, wrk2 := rejoin(t, h2, mgr.id, mgr.cred), rejoin(t, h2, wrk.id, wrk.cred)
+	mgr2.open()
+	wrk2.open()
+	wrk2.reportSwarm(&cloudmlv1.ReportSwarmRequest{}) // its attempt is lost: the task waits again
+	waitFor(t, "a reason naming the unconfirmed manager", func() bool {
+		return strings.Contains(h2.job(job).GetTasks()[0].GetReason(), "waiting for the swarm manager "+mgr.id+" to report its swarm")
+	})
+	mgr2.reportSwarm(&cloudmlv1.ReportSwarmRequest{})
+	if init := mgr2.nextOther().GetSwarmInit(); init == nil {
+		t.Fatalf("the stored manager, in no swarm, got no SwarmInit")
+	}
+	mgr2.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-5", Role: cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER,
+		ManagerAddr: "10.0.0.11:2377", WorkerJoinToken: "SWMTKN-1-after"})
+	if join := wrk2.nextOther().GetSwarmJoin(); join.GetJoinToken() != "SWMTKN-1-after" {
+		t.Fatalf("the worker got join %v, want the new swarm's token", join)
+	}
+	wrk2.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-6", Role: cloudmlv1.SwarmRole_SWARM_ROLE_WORKER})
+	stageAll(t, job, mgr2, wrk2)
+	again := mgr2.next()
+	if again.GetRef().GetAttempt() != 2 {
+		t.Fatalf("got %v, want attempt 2", again.GetRef())
+	}
+	wrk2.run(again, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	h2.waitJob(job, cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+}
