@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cloudml/cloudml/coordinator/store"
@@ -172,9 +173,23 @@ func (c *Coordinator) endTask(j *jobEntry, t *store.Task, a *store.Attempt) {
 // failed before its command ran (no manager, a failed service create, a
 // task swarm could not start or a daemon that went away). Such a failure
 // uses none of the task's retries.
+//
+// A command that cannot start ("exec: "x": executable file not found", a
+// missing script) also fails before it runs, but it is the user's: it
+// counts against the retries like a non-zero exit.
 func platformFailure(a *store.Attempt, ran bool) bool {
-	return a.Swarm && !ran && a.State == cloudmlv1.TaskState_TASK_STATE_FAILED
+	return a.Swarm && !ran && a.State == cloudmlv1.TaskState_TASK_STATE_FAILED &&
+		!strings.Contains(a.Message, userCommandUnstartable)
 }
+
+// userCommandUnstartable is how the container runtime says it could not
+// execute the task's command (not found, not executable).
+const userCommandUnstartable = "unable to start container process: exec:"
+
+// maxPlatformFailures bounds the platform failures in a row a task may
+// have: with the backoff about three minutes of a broken platform, after
+// which the task fails with the last error rather than waiting forever.
+const maxPlatformFailures = 10
 
 // platformFailed puts the task of a, a platform failure, back in the queue
 // with no retry used; it is placed again after a backoff that grows with
@@ -183,6 +198,14 @@ func platformFailure(a *store.Attempt, ran bool) bool {
 func (c *Coordinator) platformFailed(j *jobEntry, t *store.Task, a *store.Attempt, now time.Time) {
 	if j.rec.Cancelled {
 		c.endTask(j, t, a)
+		return
+	}
+	if j.platformFails[t.Index]+1 >= maxPlatformFailures {
+		t.State = cloudmlv1.TaskState_TASK_STATE_FAILED
+		t.Note = ""
+		t.Reason = fmt.Sprintf("attempt %d failed on the platform's side, %d times in a row (%s); check the nodes with `cloudml-client cluster nodes` and the coordinator's log",
+			a.Attempt, maxPlatformFailures, exitText(a))
+		c.log.Error("platform failures in a row; task failed", "attempt", refOf(a).String(), "error", a.Message)
 		return
 	}
 	wait := j.platformRetry(t.Index, now)

@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 
+	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -153,4 +155,39 @@ func TestRestartTrustsNoStoredSwarm(t *testing.T) {
 	}
 	wrk2.run(again, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
 	h2.waitJob(job, cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+}
+
+// TestPlatformFailuresAreBounded: a task is placed again after each
+// platform failure until maxPlatformFailures in a row, then fails with the
+// last error; a command the runtime cannot start is the user's failure.
+func TestPlatformFailuresAreBounded(t *testing.T) {
+	c := &Coordinator{log: hclog.NewNullLogger()}
+	j := &jobEntry{rec: &store.Job{}, spec: &cloudmlv1.JobSpec{}}
+	task := &store.Task{}
+	now := time.Now()
+	for n := 1; n <= maxPlatformFailures; n++ {
+		a := &store.Attempt{Attempt: int32(n), Swarm: true, State: cloudmlv1.TaskState_TASK_STATE_FAILED, Message: "this node is not a swarm manager"}
+		if !platformFailure(a, false) {
+			t.Fatal("a failure before the command ran is not a platform failure")
+		}
+		c.platformFailed(j, task, a, now)
+		want := cloudmlv1.TaskState_TASK_STATE_PENDING
+		if n == maxPlatformFailures {
+			want = cloudmlv1.TaskState_TASK_STATE_FAILED
+		}
+		if task.State != want {
+			t.Fatalf("after %d platform failures the task is %s, want %s (%s)", n, taskStateName(task.State), taskStateName(want), task.Reason)
+		}
+	}
+	if !strings.Contains(task.Reason, "10 times in a row") || !strings.Contains(task.Reason, "not a swarm manager") {
+		t.Errorf("reason %q, want the count and the last error", task.Reason)
+	}
+	unstartable := &store.Attempt{Swarm: true, State: cloudmlv1.TaskState_TASK_STATE_FAILED,
+		Message: `starting container failed: OCI runtime create failed: runc create failed: unable to start container process: exec: "octve": executable file not found in $PATH: unknown`}
+	if platformFailure(unstartable, false) {
+		t.Error("a command that cannot start counts as a platform failure; it is the user's and uses a retry")
+	}
+	if platformFailure(&store.Attempt{Swarm: true, State: cloudmlv1.TaskState_TASK_STATE_FAILED}, true) {
+		t.Error("an attempt whose command ran and failed counts as a platform failure")
+	}
 }
