@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -26,6 +27,27 @@ func TestLineCounter(t *testing.T) {
 		}
 		if distinct != 5 || lost != 1 || dup != 4 {
 			t.Errorf("%s: distinct %d, lost %d, dup %d; want 5, 1, 4", name, distinct, lost, dup)
+		}
+	}
+}
+
+func BenchmarkLineCounter(b *testing.B) {
+	var sb strings.Builder
+	const n = 1000000
+	for i := 1; i <= n; i++ {
+		sb.WriteString("[0] ")
+		sb.WriteString(strconv.Itoa(i))
+		sb.WriteByte('\n')
+	}
+	out := sb.String()
+	b.SetBytes(int64(len(out)))
+	for b.Loop() {
+		c := newLineCounter(n)
+		if err := c.read(strings.NewReader(out)); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, d, _, _ := c.result(); d != n {
+			b.Fatal(d)
 		}
 	}
 }
