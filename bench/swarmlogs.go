@@ -18,10 +18,13 @@ import (
 // swarmLogRows measures (b) on the swarm: one task printing n numbered
 // lines, from submit to the last line received by `submit --follow`,
 // against the same writer (busybox seq, as in the task's image) with its
-// stdout on a file, timed the same way, and against `docker service logs
-// -f --raw` of the same command run as a plain service, from its creation
-// to the last line received. The first-to-last windows of both are the
-// row kept from before (goal >= 1.5).
+// stdout on a file, timed the same way; and against `docker service logs
+// -f --raw` of the same command run as a plain service: the first-to-last
+// windows (the row kept from before, goal >= 1.5) and from submit or
+// ServiceCreate to the last line. Both read the task's output through the
+// Engine's logs API, which passes about 60k lines/s on the 2-core
+// machine: n is 1M, not 20M (that took six minutes, and docker service
+// logs over fifteen).
 func (s *swarmBench) swarmLogRows(ctx context.Context, runs, n int) ([]row, error) {
 	code, err := os.MkdirTemp(s.dir, "code-")
 	if err != nil {
@@ -31,8 +34,8 @@ func (s *swarmBench) swarmLogRows(ctx context.Context, runs, n int) ([]row, erro
 	if err != nil {
 		return nil, fmt.Errorf("the file baseline runs busybox seq: %w", err)
 	}
-	var cmWaits, cmWindows, dkWaits, dkWindows, files []float64
-	var cmLost, cmDup, dkLost, dkDup int
+	var waits, windows, files, dkWaits, dkWindows []float64
+	var lost, dup, dkLost, dkDup int
 	for r := 0; r < runs; r++ {
 		if err := s.settle(ctx); err != nil {
 			return nil, err
@@ -41,8 +44,13 @@ func (s *swarmBench) swarmLogRows(ctx context.Context, runs, n int) ([]row, erro
 		if err != nil {
 			return nil, err
 		}
-		cmLost, cmDup = cmLost+f.lost, cmDup+f.dup
-		cmWaits, cmWindows = append(cmWaits, f.rate(f.toLast)), append(cmWindows, f.rate(f.window))
+		lost, dup = lost+f.lost, dup+f.dup
+		waits, windows = append(waits, f.rate(f.toLast)), append(windows, f.rate(f.window))
+		t, err := writeToFile(s.dir, busybox, "seq", strconv.Itoa(n))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, float64(n)/t.Seconds())
 		if err := s.settle(ctx); err != nil {
 			return nil, err
 		}
@@ -52,33 +60,33 @@ func (s *swarmBench) swarmLogRows(ctx context.Context, runs, n int) ([]row, erro
 		}
 		dkLost, dkDup = dkLost+d.lost, dkDup+d.dup
 		dkWaits, dkWindows = append(dkWaits, d.rate(d.toLast)), append(dkWindows, d.rate(d.window))
-		t, err := writeToFile(s.dir, busybox, "seq", strconv.Itoa(n))
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, float64(n)/t.Seconds())
 	}
-	cmWait, cmWindow, dkWait, dkWindow, file := medianF(cmWaits), medianF(cmWindows), medianF(dkWaits), medianF(dkWindows), medianF(files)
+	wait, window, file, dkWait, dkWindow := medianF(waits), medianF(windows), medianF(files), medianF(dkWaits), medianF(dkWindows)
 	return []row{{
 		name:     fmt.Sprintf("b) swarm: seq %d, submit to last line", n),
-		cloudml:  rateIn(cmWait, n),
+		cloudml:  rateIn(wait, n),
 		baseline: rateIn(file, n) + " file",
-		ratio:    fmt.Sprintf("%.3f", cmWait/file),
+		ratio:    fmt.Sprintf("%.3f", wait/file),
 		goal:     ">= 0.5",
 	}, {
-		name:     "b) swarm: the same, service create to last",
-		cloudml:  rateIn(cmWait, n),
-		baseline: rateIn(dkWait, n) + " svc logs",
-		ratio:    fmt.Sprintf("%.2f", cmWait/dkWait),
+		name:     "b) swarm: the same, first to last line (extra)",
+		cloudml:  rateIn(window, n),
+		baseline: rateIn(file, n) + " file",
+		ratio:    fmt.Sprintf("%.3f", window/file),
 	}, {
 		name:     "b) swarm: the same, first to last line",
-		cloudml:  rateIn(cmWindow, n),
+		cloudml:  rateIn(window, n),
 		baseline: rateIn(dkWindow, n) + " svc logs",
-		ratio:    fmt.Sprintf("%.2f", cmWindow/dkWindow),
+		ratio:    fmt.Sprintf("%.2f", window/dkWindow),
 		goal:     ">= 1.5",
 	}, {
+		name:     "b) swarm: the same, submit or create to last",
+		cloudml:  rateIn(wait, n),
+		baseline: rateIn(dkWait, n) + " svc logs",
+		ratio:    fmt.Sprintf("%.2f", wait/dkWait),
+	}, {
 		name:     "b) swarm: lines lost / duplicated (all runs)",
-		cloudml:  fmt.Sprintf("%d / %d", cmLost, cmDup),
+		cloudml:  fmt.Sprintf("%d / %d", lost, dup),
 		baseline: fmt.Sprintf("%d / %d", dkLost, dkDup),
 		goal:     "0 / 0 (cloudml)",
 	}}, nil
