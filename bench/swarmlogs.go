@@ -69,18 +69,18 @@ func (s *swarmBench) swarmLogRows(ctx context.Context, runs, n int) ([]row, erro
 		ratio:    fmt.Sprintf("%.3f", wait/file),
 		goal:     ">= 0.5",
 	}, {
-		name:     "b) swarm: the same, first to last line (extra)",
+		name:     "b) swarm: the same, first to last (extra)",
 		cloudml:  rateIn(window, n),
 		baseline: rateIn(file, n) + " file",
 		ratio:    fmt.Sprintf("%.3f", window/file),
 	}, {
-		name:     "b) swarm: the same, first to last line",
+		name:     "b) swarm: first to last, against svc logs",
 		cloudml:  rateIn(window, n),
 		baseline: rateIn(dkWindow, n) + " svc logs",
 		ratio:    fmt.Sprintf("%.2f", window/dkWindow),
 		goal:     ">= 1.5",
 	}, {
-		name:     "b) swarm: the same, submit or create to last",
+		name:     "b) swarm: submit or create to last, svc logs",
 		cloudml:  rateIn(wait, n),
 		baseline: rateIn(dkWait, n) + " svc logs",
 		ratio:    fmt.Sprintf("%.2f", wait/dkWait),
