@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -19,47 +16,77 @@ import (
 )
 
 // swarmLogRows measures (b) on the swarm: one task printing n numbered
-// lines read with `logs -f`, against `docker service logs -f --raw` of the
-// same command run as a plain service.
+// lines, from submit to the last line received by `submit --follow`,
+// against the same writer (busybox seq, as in the task's image) with its
+// stdout on a file, timed the same way; and against `docker service logs
+// -f --raw` of the same command run as a plain service: the first-to-last
+// windows (the row kept from before, goal >= 1.5) and from submit or
+// ServiceCreate to the last line. Both read the task's output through the
+// Engine's logs API, which passes about 60k lines/s on the 2-core
+// machine: n is 1M, not 20M (that took six minutes, and docker service
+// logs over fifteen).
 func (s *swarmBench) swarmLogRows(ctx context.Context, runs, n int) ([]row, error) {
 	code, err := os.MkdirTemp(s.dir, "code-")
 	if err != nil {
 		return nil, err
 	}
-	var cmRates, dkRates []float64
-	var cmLost, cmDup, dkLost, dkDup int
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return nil, fmt.Errorf("the file baseline runs busybox seq: %w", err)
+	}
+	var waits, windows, files, dkWaits, dkWindows []float64
+	var lost, dup, dkLost, dkDup int
 	for r := 0; r < runs; r++ {
 		if err := s.settle(ctx); err != nil {
 			return nil, err
 		}
-		d, out, err := s.run("--name", "seq", "--image", netns.BusyboxImage, "--code", code, "--", "seq", strconv.Itoa(n))
+		f, err := s.follow(n, "--name", "seq", "--image", netns.BusyboxImage, "--code", code, "--", "seq", strconv.Itoa(n))
 		if err != nil {
 			return nil, err
 		}
-		lost, dup := checkSeq(out, n)
-		cmLost, cmDup = cmLost+lost, cmDup+dup
-		cmRates = append(cmRates, float64(n-lost)/d.streaming.Seconds())
+		lost, dup = lost+f.lost, dup+f.dup
+		waits, windows = append(waits, f.rate(f.toLast)), append(windows, f.rate(f.window))
+		t, err := writeToFile(s.dir, busybox, "seq", strconv.Itoa(n))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, float64(n)/t.Seconds())
 		if err := s.settle(ctx); err != nil {
 			return nil, err
 		}
-		rate, lost, dup, err := s.serviceLogs(ctx, r, n)
+		d, err := s.serviceLogs(ctx, r, n)
 		if err != nil {
 			return nil, err
 		}
-		dkLost, dkDup = dkLost+lost, dkDup+dup
-		dkRates = append(dkRates, rate)
+		dkLost, dkDup = dkLost+d.lost, dkDup+d.dup
+		dkWaits, dkWindows = append(dkWaits, d.rate(d.toLast)), append(dkWindows, d.rate(d.window))
 	}
-	cm, dk := medianF(cmRates), medianF(dkRates)
-	rate := func(v float64) string { return fmt.Sprintf("%.3fM lines/s", v/1e6) }
+	wait, window, file, dkWait, dkWindow := medianF(waits), medianF(windows), medianF(files), medianF(dkWaits), medianF(dkWindows)
 	return []row{{
-		name:     fmt.Sprintf("b) swarm: seq %d, first to last line", n),
-		cloudml:  rate(cm),
-		baseline: rate(dk) + " svc logs",
-		ratio:    fmt.Sprintf("%.2f", cm/dk),
+		name:     fmt.Sprintf("b) swarm: seq %d, submit to last line", n),
+		cloudml:  rateIn(wait, n),
+		baseline: rateIn(file, n) + " file",
+		ratio:    fmt.Sprintf("%.3f", wait/file),
+		goal:     ">= 0.5",
+	}, {
+		name:     "b) swarm: the same, first to last (extra)",
+		cloudml:  rateIn(window, n),
+		baseline: rateIn(file, n) + " file",
+		ratio:    fmt.Sprintf("%.3f", window/file),
+	}, {
+		name:     "b) swarm: first to last, against svc logs",
+		cloudml:  rateIn(window, n),
+		baseline: rateIn(dkWindow, n) + " svc logs",
+		ratio:    fmt.Sprintf("%.2f", window/dkWindow),
 		goal:     ">= 1.5",
 	}, {
+		name:     "b) swarm: submit or create to last, svc logs",
+		cloudml:  rateIn(wait, n),
+		baseline: rateIn(dkWait, n) + " svc logs",
+		ratio:    fmt.Sprintf("%.2f", wait/dkWait),
+	}, {
 		name:     "b) swarm: lines lost / duplicated (all runs)",
-		cloudml:  fmt.Sprintf("%d / %d", cmLost, cmDup),
+		cloudml:  fmt.Sprintf("%d / %d", lost, dup),
 		baseline: fmt.Sprintf("%d / %d", dkLost, dkDup),
 		goal:     "0 / 0 (cloudml)",
 	}}, nil
@@ -68,15 +95,15 @@ func (s *swarmBench) swarmLogRows(ctx context.Context, runs, n int) ([]row, erro
 // serviceLogs runs `seq n` as a service and reads it with `docker service
 // logs -f --raw` against the manager's daemon, which does not end by
 // itself: it is stopped once the task completed and no line arrived for 3s.
-// It returns the rate of distinct lines between the first and the last
-// one received, and the lines lost and duplicated.
-func (s *swarmBench) serviceLogs(ctx context.Context, run, n int) (rate float64, lost, dup int, err error) {
+// toLast is from the ServiceCreate call to the last line received.
+func (s *swarmBench) serviceLogs(ctx context.Context, run, n int) (followed, error) {
 	ids := map[string]bool{}
 	defer s.removeServices(ctx, ids)
 	name := fmt.Sprintf("bench-seq-%d", run)
+	start := time.Now()
 	resp, err := s.mgr().ServiceCreate(ctx, serviceSpec(name, name, "seq", strconv.Itoa(n)), swarm.ServiceCreateOptions{})
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("create service: %w", err)
+		return followed{}, fmt.Errorf("create service: %w", err)
 	}
 	ids[resp.ID] = true
 	cmd := exec.Command("docker", "-H", netns.DockerHost(swarmName, s.manager), "service", "logs", "-f", "--raw", resp.ID)
@@ -84,16 +111,16 @@ func (s *swarmBench) serviceLogs(ctx context.Context, run, n int) (rate float64,
 	cmd.Stderr = &errb
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, 0, 0, err
+		return followed{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, 0, 0, fmt.Errorf("docker service logs: %w", err)
+		return followed{}, fmt.Errorf("docker service logs: %w", err)
 	}
-	rd := &lineCounter{seen: make([]bool, n+1)}
+	c := newLineCounter(n)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		rd.read(pipe)
+		c.read(pipe)
 	}()
 	stopLogs := func() {
 		cmd.Process.Kill()
@@ -102,11 +129,15 @@ func (s *swarmBench) serviceLogs(ctx context.Context, run, n int) (rate float64,
 	}
 	if _, _, err := s.waitTasks(ctx, ids, 10*time.Minute); err != nil {
 		stopLogs()
-		return 0, 0, 0, err
+		return followed{}, err
 	}
+	quietSince := time.Now()
 wait:
 	for {
-		first, last, _ := rd.times()
+		first, last, _, _, _ := c.result()
+		if last.Before(quietSince) {
+			last = quietSince
+		}
 		if quiet := time.Since(last); (!first.IsZero() && quiet > 3*time.Second) || quiet > 30*time.Second {
 			break
 		}
@@ -117,57 +148,9 @@ wait:
 		}
 	}
 	stopLogs()
-	first, last, distinct := rd.times()
+	first, last, distinct, lost, dup := c.result()
 	if first.IsZero() || distinct == 0 {
-		return 0, 0, 0, fmt.Errorf("docker service logs printed no line: %s", strings.TrimSpace(errb.String()))
+		return followed{}, fmt.Errorf("docker service logs printed no line: %s", strings.TrimSpace(errb.String()))
 	}
-	return float64(distinct) / last.Sub(first).Seconds(), n - distinct, rd.dup, nil
-}
-
-// lineCounter reads numbered lines, noting the first and last arrival.
-type lineCounter struct {
-	mu          sync.Mutex
-	first, last time.Time
-	seen        []bool
-	distinct    int
-	dup         int
-}
-
-func (c *lineCounter) read(r io.Reader) {
-	br := bufio.NewReaderSize(r, 1<<20)
-	c.mu.Lock()
-	c.last = time.Now() // for the "nothing arrived" timeout
-	c.mu.Unlock()
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			now := time.Now()
-			v, perr := strconv.Atoi(strings.TrimSpace(string(line)))
-			c.mu.Lock()
-			if c.first.IsZero() {
-				c.first = now
-			}
-			c.last = now
-			switch {
-			case perr != nil || v < 1 || v >= len(c.seen) || c.seen[v]:
-				c.dup++
-			default:
-				c.seen[v] = true
-				c.distinct++
-			}
-			c.mu.Unlock()
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (c *lineCounter) times() (first, last time.Time, distinct int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.first, c.last, c.distinct
+	return followed{toLast: last.Sub(start), window: last.Sub(first), distinct: distinct, lost: lost, dup: dup}, nil
 }
