@@ -232,6 +232,8 @@ while [ ! -e /go ]; do sleep 0.1; done; seq 3001 6000`)
 		}
 	})
 
+	t.Run("cancel of running tasks", func(t *testing.T) { cancelRunning(t, c) })
+
 	// Early in the suite: the restart wipes the daemons' data roots, which
 	// takes long once they hold the Octave image.
 	t.Run("coordinator killed mid-sweep", func(t *testing.T) { coordinatorRestart(t, c) })
