@@ -1,6 +1,7 @@
 package store
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -20,6 +21,37 @@ func TestReopenKeepsAnEmptyRecordAfterABigOne(t *testing.T) {
 	defer s.Close()
 	if acked, err := s.AckedSeq("j-1", 0, 1); err != nil || acked != 2 {
 		t.Fatalf("after reopen acked %d, %v; want 2 (the empty record kept)", acked, err)
+	}
+	if es, err := s.ReadLogs("j-1", 1, 1, 0, 1<<30); err != nil || len(es) != 0 {
+		t.Fatalf("another attempt's logs: %d entries, %v", len(es), err)
+	}
+	es, err := s.ReadLogs("j-1", 0, 1, 0, 1<<30)
+	if err != nil || len(es) != 2 || es[1].Seq != 2 || len(es[1].Data) != 0 {
+		t.Fatalf("ReadLogs = %d entries, %v; want the big one and the empty one", len(es), err)
+	}
+}
+
+// TestReadLogsRefusesARecordOverrunningTheIndex: a record whose length, in
+// the file, runs past where the index says the next one starts is an
+// error, not a slice past the read.
+func TestReadLogsRefusesARecordOverrunningTheIndex(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	mustAppend(t, s, "j-1", 0, 1, 2, lines(1, 1), lines(2, 1))
+	seg, err := s.segment("j-1", 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(seg.path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0, 0, 1, 0}, 9); err != nil { // record 1 now claims 256 bytes
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := s.ReadLogs("j-1", 0, 1, 0, 1<<20); err == nil || !strings.Contains(err.Error(), "overruns the index") {
+		t.Fatalf("ReadLogs of a corrupt record = %v, want an error saying it overruns the index", err)
 	}
 }
 
