@@ -95,6 +95,11 @@ func TestCancelJob(t *testing.T) {
 			t.Errorf("task %d state %v, want %v", task.GetIndex(), task.GetState(), want[task.GetIndex()])
 		}
 	}
+	// The assigned attempt, cancelled before it started, ends with exit
+	// code -1 (it has no process) and "job cancelled".
+	if at := j.GetTasks()[assignedA.GetRef().GetTaskIndex()]; at.GetExitCode() != -1 || at.GetReason() != "cancelled with its job" || at.GetEndTime() == nil {
+		t.Errorf("cancelled assigned attempt: exit %d, reason %q, end %v; want -1, \"cancelled with its job\", an end time", at.GetExitCode(), at.GetReason(), at.GetEndTime())
+	}
 	got := map[int32]bool{}
 	for range 2 {
 		c := n.nextCancel()
