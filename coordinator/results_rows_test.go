@@ -1,0 +1,30 @@
+package coordinator
+
+import (
+	"testing"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// TestCountingAttempt: a task's result row comes from its latest succeeded
+// attempt, even when a later one exists, else from its current attempt.
+func TestCountingAttempt(t *testing.T) {
+	att := func(n int32, s cloudmlv1.TaskState) *store.Attempt {
+		return &store.Attempt{Attempt: n, State: s}
+	}
+	ok, failed := cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, cloudmlv1.TaskState_TASK_STATE_FAILED
+	j := &jobEntry{
+		tasks: []*store.Task{{Index: 0, Attempt: 3}, {Index: 1, Attempt: 2}, {Index: 2, Attempt: 2}},
+		attempts: [][]*store.Attempt{
+			{att(1, ok), att(2, failed), att(3, failed)},
+			{att(1, failed), att(2, failed)},
+			{nil, att(2, ok)},
+		},
+	}
+	for task, want := range map[int32]int32{0: 1, 1: 2, 2: 2} {
+		if a := countingAttempt(j, task); a == nil || a.Attempt != want {
+			t.Errorf("task %d counts attempt %v, want %d", task, a, want)
+		}
+	}
+}
