@@ -1,0 +1,66 @@
+package coordinator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// TestReportTimesAreTheAgents: a report's time, when the agent sends one,
+// is when the task started and ended, not when the coordinator heard.
+func TestReportTimesAreTheAgents(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 1)
+	n.open()
+	job := h.submit(gridSpec("times", 1)).GetId()
+	a := n.next()
+	began := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for _, r := range []struct {
+		state cloudmlv1.TaskState
+		at    time.Time
+	}{{running, began}, {cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, began.Add(time.Minute)}} {
+		if _, err := n.client.ReportTask(ctxT(t), &cloudmlv1.ReportTaskRequest{Ref: a.GetRef(), State: r.state, Time: timestamppb.New(r.at)}, n.creds()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	task := h.waitJob(job, cloudmlv1.JobState_JOB_STATE_SUCCEEDED).GetTasks()[0]
+	if !task.GetStartTime().AsTime().Equal(began) || !task.GetEndTime().AsTime().Equal(began.Add(time.Minute)) {
+		t.Errorf("task ran %v to %v, want the agent's %v to %v", task.GetStartTime().AsTime(), task.GetEndTime().AsTime(), began, began.Add(time.Minute))
+	}
+}
+
+// TestEndReportedAgainByAnotherNode: the same end reported again is
+// acknowledged only from the node that ran the attempt.
+func TestEndReportedAgainByAnotherNode(t *testing.T) {
+	h := start(t, "")
+	n1, n2 := newAgent(t, h, 1), newAgent(t, h, 1)
+	n1.open()
+	job := h.submit(gridSpec("again", 1)).GetId()
+	a := n1.next()
+	n1.run(a, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	h.waitJob(job, cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	if err := n1.report(a.GetRef(), cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, 0, nil); err != nil {
+		t.Errorf("the same end again from its node: %v", err)
+	}
+	wantCode(t, n2.report(a.GetRef(), cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, 0, nil), codes.FailedPrecondition)
+}
+
+// TestSubmitChecksEveryDataSource: one local path among bucket URLs in
+// data is refused, whichever order the map is read in.
+func TestSubmitChecksEveryDataSource(t *testing.T) {
+	spec := gridSpec("data", 1)
+	spec.Data = map[string]*cloudmlv1.Source{
+		"a": {Url: "file:///tmp/a.tar.gz"}, "b": {Url: "file:///tmp/b.tar.gz"},
+		"local": {Url: "./data"}, "z": {Url: "file:///tmp/z.tar.gz"},
+	}
+	for range 5 {
+		if err := checkSources(spec); err == nil || !strings.Contains(err.Error(), "data.local") {
+			t.Fatalf("submit with a local data path: %v, want an error naming data.local", err)
+		}
+	}
+}
