@@ -62,6 +62,8 @@ func TestCopyTeeAndTail(t *testing.T) {
 		{"a line longer than the read buffer", chunks(long), long[:readBuf] + "\n" + long[readBuf:] + "\n", "yyyyy"},
 		{"a long tail cut to 512 bytes", chunks(strings.Repeat("z", 600) + "\n"), strings.Repeat("z", 600) + "\n", strings.Repeat("z", 512)},
 		{"only newlines", chunks("\n\n"), "\n\n", ""},
+		{"an empty last line", chunks("x\n\n"), "x\n\n", "x"},
+		{"empty lines in the last read", chunks("x\n", "\n\n"), "x\n\n\n", "x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var tee strings.Builder
