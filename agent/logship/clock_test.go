@@ -47,12 +47,12 @@ func TestBatchClosesWhenFullOrFlushed(t *testing.T) {
 			t.Fatalf("stored %d batches after a full one, want 1", n)
 		}
 		s.Copy(stdout, strings.NewReader("d\n"), nil)
-		time.Sleep(cfg.FlushInterval - 1)
+		time.Sleep(cfg.FlushInterval - time.Nanosecond)
 		synctest.Wait()
 		if n := storedCount(c.st); n != 1 {
 			t.Fatalf("stored %d batches before the flush, want 1", n)
 		}
-		time.Sleep(1)
+		time.Sleep(time.Nanosecond)
 		synctest.Wait()
 		if n := storedCount(c.st); n != 2 {
 			t.Fatalf("stored %d batches at the flush, want 2", n)

@@ -31,8 +31,8 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 func chunks(c ...string) *chunkReader { return &chunkReader{chunks: c} }
 
 // copyStdout runs one Copy of stdout through a Shipper into a fake store
-// and returns Copy's error, the store's stdout and the stdout tail.
-func copyStdout(t *testing.T, r io.Reader, tee io.Writer) (err error, stored, tail string) {
+// and returns the store's stdout, the stdout tail and Copy's error.
+func copyStdout(t *testing.T, r io.Reader, tee io.Writer) (stored, tail string, err error) {
 	t.Helper()
 	st := &store{}
 	cfg := fastConfig(t, st)
@@ -42,7 +42,7 @@ func copyStdout(t *testing.T, r io.Reader, tee io.Writer) (err error, stored, ta
 	if _, cerr := s.Close(context.Background()); cerr != nil {
 		t.Fatalf("Close: %v", cerr)
 	}
-	return err, st.text(t)[cloudmlv1.LogStream_LOG_STREAM_STDOUT], s.Tail(cloudmlv1.LogStream_LOG_STREAM_STDOUT)
+	return st.text(t)[cloudmlv1.LogStream_LOG_STREAM_STDOUT], s.Tail(cloudmlv1.LogStream_LOG_STREAM_STDOUT), err
 }
 
 // Copy hands the shipper and the tee the same bytes (each partial line
@@ -67,7 +67,7 @@ func TestCopyTeeAndTail(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var tee strings.Builder
-			err, stored, tail := copyStdout(t, tc.in, &tee)
+			stored, tail, err := copyStdout(t, tc.in, &tee)
 			if err != nil {
 				t.Errorf("Copy = %v, want nil", err)
 			}
@@ -122,7 +122,7 @@ func TestCopyTeeFails(t *testing.T) {
 			if !strings.HasSuffix(want, "\n") {
 				want += "\n"
 			}
-			err, stored, _ := copyStdout(t, tc.in, tee)
+			stored, _, err := copyStdout(t, tc.in, tee)
 			if !errors.Is(err, errDiskFull) {
 				t.Errorf("Copy = %v, want the tee's error", err)
 			}

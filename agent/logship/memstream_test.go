@@ -46,12 +46,6 @@ func (c *memCoord) StreamLogs(ctx context.Context, _ ...grpc.CallOption) (grpc.B
 	return cs, nil
 }
 
-func (c *memCoord) streamCount() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.streams
-}
-
 // ackEach answers each request: a request with no batches with the store's
 // progress, one with batches with the store's acknowledgement.
 func (c *memCoord) ackEach(_ int, ss *memServer) error {
