@@ -60,6 +60,7 @@ func TestCopyTeeAndTail(t *testing.T) {
 		{"a partial last line", chunks("a\nb"), "a\nb\n", "b"},
 		{"a line over two reads", chunks("ab", "c\nde", "f\n"), "abc\ndef\n", "def"},
 		{"a line longer than the read buffer", chunks(long), long[:readBuf] + "\n" + long[readBuf:] + "\n", "yyyyy"},
+		{"a read starting with the newline of the line carried", chunks("ab", "\n"+long[:readBuf-3], "yyyy\n"), "ab\n" + long[:readBuf] + "\n" + "y\n", "y"},
 		{"a long tail cut to 512 bytes", chunks(strings.Repeat("z", 600) + "\n"), strings.Repeat("z", 600) + "\n", strings.Repeat("z", 512)},
 		{"only newlines", chunks("\n\n"), "\n\n", ""},
 		{"an empty last line", chunks("x\n\n"), "x\n\n", "x"},
