@@ -26,10 +26,9 @@ func (s *Shipper) Copy(stream cloudmlv1.LogStream, r io.Reader, tee io.Writer) e
 	var teeErr error
 	emit := func(b []byte, newline bool) {
 		s.add(stream, b, newline)
-		line := b
-		if !newline {
-			line = b[:len(b)-1]
-		}
+		// b holds whole lines, or (newline set) part of one; trailing empty
+		// lines keep the tail.
+		line := bytes.TrimRight(b, "\n")
 		if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
 			line = line[i+1:]
 		}

@@ -127,7 +127,7 @@ func TestEquivalentsNameExistingCode(t *testing.T) {
 		typ, col, _ := strings.Cut(e.Type, "@")
 		c, _ := strconv.Atoi(col)
 		for n := 1; src(e.File, n) != ""; n++ {
-			if eq.Match(Mutant{File: e.File, Type: typ, Column: c}, src(e.File, n)) != "" {
+			if (Equivalents{e}).Match(Mutant{File: e.File, Type: typ, Column: c}, src(e.File, n)) != "" {
 				found = true
 				break
 			}
