@@ -116,6 +116,9 @@ func TestCancelJob(t *testing.T) {
 	if state != cloudmlv1.JobState_JOB_STATE_CANCELLED {
 		t.Errorf("follow ended with %v", state)
 	}
+	if r := h.job(job.GetId()).GetTasks()[runningA.GetRef().GetTaskIndex()].GetReason(); r != "cancelled" {
+		t.Errorf("a running task stopped with no message has reason %q, want \"cancelled\"", r)
+	}
 	wantCode(t, n.report(assignedA.GetRef(), running, 0, 0, nil), codes.FailedPrecondition)
 	n.none()
 	again, err := h.jobs.CancelJob(ctxT(t), &cloudmlv1.CancelJobRequest{JobId: job.GetId()})

@@ -191,3 +191,39 @@ func TestPlatformFailuresAreBounded(t *testing.T) {
 		t.Error("an attempt whose command ran and failed counts as a platform failure")
 	}
 }
+
+// TestPlatformBackoffResetsOnceAnAttemptRan: platform failures count in a
+// row; an attempt whose command ran starts the count again.
+func TestPlatformBackoffResetsOnceAnAttemptRan(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	spec := containerSpec("reset", 1)
+	spec.Retries = 1
+	job := h.submit(spec).GetId()
+	stageAll(t, job, mgr, wrk)
+	reason := func() string { return h.job(job).GetTasks()[0].GetReason() }
+	first := mgr.next()
+	if err := mgr.report(first.GetRef(), cloudmlv1.TaskState_TASK_STATE_FAILED, -1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := reason(); !strings.Contains(r, "again in 1s") {
+		t.Fatalf("after one platform failure: %q", r)
+	}
+	second := mgr.next()
+	if err := wrk.report(second.GetRef(), running, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := wrk.report(second.GetRef(), cloudmlv1.TaskState_TASK_STATE_FAILED, 1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	third := mgr.next()
+	if third.GetRef().GetAttempt() != 3 {
+		t.Fatalf("got %v, want attempt 3 (the retry)", third.GetRef())
+	}
+	if err := mgr.report(third.GetRef(), cloudmlv1.TaskState_TASK_STATE_FAILED, -1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := reason(); !strings.Contains(r, "again in 1s") {
+		t.Errorf("a platform failure after an attempt ran: %q, want the backoff started again at 1s", r)
+	}
+}
