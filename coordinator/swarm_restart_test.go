@@ -227,3 +227,25 @@ func TestPlatformBackoffResetsOnceAnAttemptRan(t *testing.T) {
 		t.Errorf("a platform failure after an attempt ran: %q, want the backoff started again at 1s", r)
 	}
 }
+
+// TestContainerJobParallelism: a container job with parallelism 2 has at
+// most two services at a time; the third task waits for one to end.
+func TestContainerJobParallelism(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	spec := containerSpec("parallel", 3)
+	spec.Parallelism = 2
+	job := h.submit(spec).GetId()
+	stageAll(t, job, mgr, wrk)
+	first := mgr.next()
+	mgr.next()
+	mgr.none()
+	if r := h.job(job).GetTasks()[2].GetReason(); !strings.Contains(r, "job parallelism 2 reached") {
+		t.Errorf("the third task's reason %q, want the parallelism", r)
+	}
+	wrk.run(first, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	if third := mgr.next(); third.GetRef().GetTaskIndex() != 2 {
+		t.Errorf("after one ended got %v, want task 2", third.GetRef())
+	}
+	mgr.none()
+}
