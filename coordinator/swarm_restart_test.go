@@ -249,3 +249,32 @@ func TestContainerJobParallelism(t *testing.T) {
 	}
 	mgr.none()
 }
+
+// TestRestageBackoffGrows: a node whose staging failed is asked again
+// after 1s, then, failing again, after 2s; another node waits on its own.
+func TestRestageBackoffGrows(t *testing.T) {
+	j := &jobEntry{}
+	t0 := time.Now()
+	steps := []struct {
+		node string
+		at   time.Duration
+		want bool
+	}{
+		{"a", 0, false},                       // first failure: wait 1s
+		{"a", 999 * time.Millisecond, false},  // not yet
+		{"b", 999 * time.Millisecond, false},  // b's first failure: its own 1s
+		{"a", time.Second, true},              // due: stage again
+		{"a", time.Second, false},             // failed again: wait 2s
+		{"a", 2999 * time.Millisecond, false}, // not yet
+		{"b", 1999 * time.Millisecond, true},  // b is due on its own clock
+		{"a", 3 * time.Second, true},          // due after 2s
+	}
+	for i, s := range steps {
+		if got := j.restageAt(s.node, t0.Add(s.at)); got != s.want {
+			t.Fatalf("step %d: restageAt(%s, +%s) = %v, want %v", i, s.node, s.at, got, s.want)
+		}
+	}
+	if !j.restaging("a") || j.restaging("c") {
+		t.Error("restaging: a failed, c did not")
+	}
+}
