@@ -28,3 +28,17 @@ func TestCountingAttempt(t *testing.T) {
 		}
 	}
 }
+
+// TestAttemptOutOfRange: a reference past the job's tasks or attempts (a
+// report from a confused or hostile agent) finds nothing.
+func TestAttemptOutOfRange(t *testing.T) {
+	j := &jobEntry{attempts: [][]*store.Attempt{{{Attempt: 1}}}}
+	for _, r := range [][2]int32{{-1, 1}, {1, 1}, {0, 0}, {0, 2}} {
+		if a := j.attempt(r[0], r[1]); a != nil {
+			t.Errorf("attempt(%d, %d) = %v, want nil", r[0], r[1], a)
+		}
+	}
+	if a := j.attempt(0, 1); a == nil {
+		t.Error("attempt(0, 1) = nil")
+	}
+}
