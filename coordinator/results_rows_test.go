@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/cloudml/cloudml/coordinator/store"
+	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -40,5 +41,28 @@ func TestAttemptOutOfRange(t *testing.T) {
 	}
 	if a := j.attempt(0, 1); a == nil {
 		t.Error("attempt(0, 1) = nil")
+	}
+}
+
+// TestViewForRedactsOthersEnv: a job's env values are its submitter's to
+// see (an admin's, for a job of no known submitter); anyone else sees the
+// names only.
+func TestViewForRedactsOthersEnv(t *testing.T) {
+	for _, tt := range []struct {
+		owner  string
+		caller pki.Identity
+		sees   bool
+	}{
+		{"alice", pki.Identity{Name: "alice", Role: pki.RoleClient}, true},
+		{"alice", pki.Identity{Name: "bob", Role: pki.RoleClient}, false},
+		{"alice", pki.Identity{Name: "root", Role: pki.RoleAdmin}, false},
+		{"", pki.Identity{Name: "root", Role: pki.RoleAdmin}, true},
+		{"", pki.Identity{Name: "", Role: pki.RoleClient}, false},
+	} {
+		pj := &cloudmlv1.Job{Owner: tt.owner, Spec: &cloudmlv1.JobSpec{Env: map[string]string{"TOKEN": "s3cret"}}}
+		got := viewFor(pj, tt.caller).GetSpec().GetEnv()["TOKEN"]
+		if (got == "s3cret") != tt.sees || (!tt.sees && got != redacted) {
+			t.Errorf("owner %q, caller %+v: TOKEN reads %q, want visible %v", tt.owner, tt.caller, got, tt.sees)
+		}
 	}
 }
