@@ -77,6 +77,9 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("revoked alice's list: exit %d, stderr %q; want exit 1 saying it was revoked", r.code, r.stderr)
 	}
 
+	// The removed node's agent registers again with its used token, is
+	// refused and stops: that is the point of removing it.
+	p.c.ExpectAgentError("join token refused")
 	if r := admin("cluster", "nodes", "rm", "node-1"); r.code != ExitOK || !strings.Contains(r.stdout, "removed node node-1 (host-1); 0 tasks rescheduled") {
 		t.Fatalf("cluster nodes rm: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
