@@ -278,3 +278,27 @@ func TestRestageBackoffGrows(t *testing.T) {
 		t.Error("restaging: a failed, c did not")
 	}
 }
+
+// TestSwarmStagingAndSize: while its nodes stage, a container job's task
+// says on how many; a task needing as many CPUs as the largest node has
+// slots is placed.
+func TestSwarmStagingAndSize(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	spec := containerSpec("size", 1)
+	spec.Resources = &cloudmlv1.Resources{Cpus: 2} // the nodes have 2 slots
+	job := h.submit(spec).GetId()
+	for _, a := range []*fakeAgent{mgr, wrk} {
+		if st := a.nextOther().GetStageJob(); st.GetJobId() != job {
+			t.Fatalf("node %s got %v, want StageJob of %s", a.id, st, job)
+		}
+	}
+	if r := h.job(job).GetTasks()[0].GetReason(); r != "staging code and data on 2 of 2 swarm nodes" {
+		t.Errorf("reason while staging %q", r)
+	}
+	mgr.reportStage(job, "")
+	wrk.reportStage(job, "")
+	if a := mgr.next(); a.GetRef().GetJobId() != job {
+		t.Errorf("got %v, want the task placed", a.GetRef())
+	}
+}
