@@ -1,6 +1,10 @@
 package mutate
 
 import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -135,5 +139,24 @@ func TestEquivalentsNameExistingCode(t *testing.T) {
 		if !found {
 			t.Errorf("equivalent.txt names %s %q, which is not in the file any more", e.File, e.Code)
 		}
+	}
+}
+
+// TestTallyJudgesSavedReports: -tally reads the reports kept in -reports
+// and runs nothing; a target without a report is left out.
+func TestTallyJudgesSavedReports(t *testing.T) {
+	dir := t.TempDir()
+	rep := `{"files":[{"file_name":"extract.go","mutations":[{"type":"ARITHMETIC_BASE","status":"KILLED","line":1,"column":1}]}]}`
+	if err := os.WriteFile(filepath.Join(dir, "internal_archive.json"), []byte(rep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Root, cfg.Reports, cfg.Tally, cfg.Log = "../..", dir, true, io.Discard
+	rs, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Target.Dir != "internal/archive" || rs[0].Killed != 1 {
+		t.Fatalf("tally = %+v, want internal/archive with 1 killed", rs)
 	}
 }

@@ -20,6 +20,11 @@ type Config struct {
 	Diff    string    // quick mode: mutate only lines changed since this git ref, in targets with changed files
 	Workers int       // parallel mutants; 0: gremlins' default (one per CPU)
 	Log     io.Writer // progress; default os.Stderr
+	// Reports, if set, is a directory that keeps gremlins' JSON report of
+	// each target (<dir with _ for />.json); with Tally, the reports found
+	// there are judged again (after equivalent.txt changed) and nothing runs.
+	Reports string
+	Tally   bool
 }
 
 // DefaultConfig mutates every target from the current directory.
@@ -72,11 +77,20 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			return nil, err
 		}
 	}
-	tmp, err := os.MkdirTemp("", "cloudml-mutate-")
-	if err != nil {
+	if cfg.Tally && cfg.Reports == "" {
+		return nil, fmt.Errorf("tally needs the directory of saved reports")
+	}
+	dir := cfg.Reports
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "cloudml-mutate-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
 	var out []Result
 	for _, t := range cfg.Targets {
 		if len(cfg.Only) > 0 && !contains(cfg.Only, t.Dir) {
@@ -87,7 +101,15 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			continue
 		}
 		fmt.Fprintf(cfg.Log, "mutate: %s (%s)...\n", t.Dir, t.Why)
-		ms, err := unleash(ctx, cfg, t, filepath.Join(tmp, strings.ReplaceAll(t.Dir, "/", "_")+".json"))
+		report := filepath.Join(dir, strings.ReplaceAll(t.Dir, "/", "_")+".json")
+		var ms []Mutant
+		if cfg.Tally {
+			if ms, err = readReport(report, t.Dir); errors.Is(err, os.ErrNotExist) {
+				continue // not run
+			}
+		} else {
+			ms, err = unleash(ctx, cfg, t, report)
+		}
 		if err != nil {
 			return out, err
 		}
@@ -197,15 +219,19 @@ func unleash(ctx context.Context, cfg Config, t Target, report string) ([]Mutant
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("gremlins on %s: %w", t.Dir, err)
 	}
-	f, err := os.Open(report)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(report); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("gremlins on %s wrote no report: %s", t.Dir, stderr.String())
 	}
+	return readReport(report, t.Dir)
+}
+
+func readReport(path, dir string) ([]Mutant, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return ParseReport(f, t.Dir)
+	return ParseReport(f, dir)
 }
 
 // changedFiles lists the files (relative to the module root) that differ

@@ -25,12 +25,14 @@ func main() {
 	cfg := mutate.DefaultConfig()
 	fs := flag.NewFlagSet("mutate", flag.ExitOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mutate [-diff REF] [-only DIR,...] [-workers N]\n\nMutation testing (gremlins) on: %s.\nSurvivors no test can kill are listed with a reason in internal/mutate/equivalent.txt.\n\n", strings.Join(targetDirs(), ", "))
+		fmt.Fprintf(fs.Output(), "usage: mutate [-diff REF] [-only DIR,...] [-workers N] [-reports DIR [-tally]]\n\nMutation testing (gremlins) on: %s.\nSurvivors no test can kill are listed with a reason in internal/mutate/equivalent.txt.\n\n", strings.Join(targetDirs(), ", "))
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&cfg.Diff, "diff", "", "quick mode: only lines changed since this git ref (merge base), only in targets with changed source")
 	only := fs.String("only", "", "comma-separated target directories to run (default: all)")
 	fs.IntVar(&cfg.Workers, "workers", 0, "mutants tested at once (default: one per CPU)")
+	fs.StringVar(&cfg.Reports, "reports", "", "keep gremlins' JSON report of each target in this directory")
+	fs.BoolVar(&cfg.Tally, "tally", false, "run nothing: judge the reports kept in -reports again (after editing equivalent.txt)")
 	fs.Parse(os.Args[1:])
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
