@@ -302,3 +302,26 @@ func TestSwarmStagingAndSize(t *testing.T) {
 		t.Errorf("got %v, want the task placed", a.GetRef())
 	}
 }
+
+// TestServicesRemovedInBatches: ended services of a job still running are
+// removed serviceRemovalBatch at a time, as soon as a batch is full.
+func TestServicesRemovedInBatches(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	job := h.submit(containerSpec("batches", serviceRemovalBatch+2)).GetId()
+	stageAll(t, job, mgr, wrk)
+	for i := 0; i < serviceRemovalBatch; i++ {
+		if i == serviceRemovalBatch-1 { // one short of a batch: nothing removed yet
+			mgr.barrier()
+			if n := len(mgr.cancels); n != 0 {
+				t.Fatalf("%d services removed after %d ended, want none before a batch of %d", n, i, serviceRemovalBatch)
+			}
+		}
+		wrk.run(mgr.next(), cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	}
+	for i := 0; i < serviceRemovalBatch; i++ {
+		if c := mgr.nextCancel(); c.GetRef().GetJobId() != job {
+			t.Fatalf("cancel %d: %v", i, c)
+		}
+	}
+}
