@@ -66,3 +66,26 @@ func TestViewForRedactsOthersEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestDeriveStateMixedEnds: a job whose tasks all ended, some succeeded
+// and some failed, failed; with one still running it runs.
+func TestDeriveStateMixedEnds(t *testing.T) {
+	ok, failed, run := cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, cloudmlv1.TaskState_TASK_STATE_FAILED, cloudmlv1.TaskState_TASK_STATE_RUNNING
+	for _, tt := range []struct {
+		states []cloudmlv1.TaskState
+		want   cloudmlv1.JobState
+	}{
+		{[]cloudmlv1.TaskState{ok, failed}, cloudmlv1.JobState_JOB_STATE_FAILED},
+		{[]cloudmlv1.TaskState{failed, ok, ok}, cloudmlv1.JobState_JOB_STATE_FAILED},
+		{[]cloudmlv1.TaskState{ok, ok}, cloudmlv1.JobState_JOB_STATE_SUCCEEDED},
+		{[]cloudmlv1.TaskState{ok, run}, cloudmlv1.JobState_JOB_STATE_RUNNING},
+	} {
+		j := &jobEntry{rec: &store.Job{}}
+		for i, s := range tt.states {
+			j.tasks = append(j.tasks, &store.Task{Index: int32(i), State: s})
+		}
+		if got := j.deriveState(); got != tt.want {
+			t.Errorf("tasks %v: job %v, want %v", tt.states, got, tt.want)
+		}
+	}
+}
