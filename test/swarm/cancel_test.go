@@ -34,25 +34,7 @@ echo "c$CLOUDML_TASK_INDEX not cancelled"
 	start := time.Now()
 	job := strings.TrimSpace(c.mustClient("submit", "--name", "cancelme", "--image", busybox, "--code", code,
 		"--param", "i=0,1,2", "--", "sh", "task.sh"))
-	testutil.Eventually(t, 90*time.Second, 200*time.Millisecond, "every task running, its lines arrived", func() error {
-		state, ts := c.status(job)
-		running := 0
-		for _, tk := range ts {
-			if tk.State == "TASK_STATE_RUNNING" && tk.Attempt == 1 {
-				running++
-			}
-		}
-		logs := c.mustClient("logs", job)
-		for i := 0; i < tasks; i++ {
-			if !strings.Contains(logs, fmt.Sprintf("[%d] c%d waiting\n", i, i)) {
-				return fmt.Errorf("job %s, %d of %d tasks running; task %d has not printed its lines", state, running, tasks, i)
-			}
-		}
-		if state != "JOB_STATE_RUNNING" || running != tasks {
-			return fmt.Errorf("job %s, %d of %d tasks running", state, running, tasks)
-		}
-		return nil
-	})
+	c.waitTasksWaiting(t, job, tasks, 90*time.Second, func(i int) string { return fmt.Sprintf("[%d] c%d waiting\n", i, i) })
 	// The guard: the cancel lands on running containers (the tasks cannot
 	// end by themselves), one per task, as the nodes' daemons see them.
 	n := 0

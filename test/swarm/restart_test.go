@@ -108,25 +108,7 @@ echo "a$CLOUDML_ATTEMPT done"
 		t.Fatalf("submit: exit %d\n%s", sub.Code, sub.Stderr)
 	}
 	job := strings.TrimSpace(sub.Stdout)
-	testutil.Eventually(t, 120*time.Second, 200*time.Millisecond, "every task running its attempt 1", func() error {
-		state, ts := c.status(job)
-		running := 0
-		for _, tk := range ts {
-			if tk.State == "TASK_STATE_RUNNING" && tk.Attempt == 1 {
-				running++
-			}
-		}
-		logs := c.mustClient("logs", job)
-		for i := 0; i < tasks; i++ {
-			if !strings.Contains(logs, fmt.Sprintf("[%d] a1 waiting\n", i)) {
-				return fmt.Errorf("job %s, %d of %d tasks running; task %d has not printed its lines", state, running, tasks, i)
-			}
-		}
-		if state != "JOB_STATE_RUNNING" || running != tasks {
-			return fmt.Errorf("job %s, %d of %d tasks running", state, running, tasks)
-		}
-		return nil
-	})
+	c.waitTasksWaiting(t, job, tasks, 120*time.Second, func(i int) string { return fmt.Sprintf("[%d] a1 waiting\n", i) })
 	before := c.swarmNodeIDs()
 	// The guard: the kill lands while the job runs, with its tasks running
 	// (checked just above; attempt 1 cannot end by itself).

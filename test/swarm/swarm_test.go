@@ -467,3 +467,29 @@ func checkSeq(t *testing.T, out string, task, n int) {
 		t.Errorf("task %d: got %d of %d numbered lines", task, next-1, n)
 	}
 }
+
+// waitTasksWaiting waits until job runs with each of its tasks RUNNING at
+// attempt 1 and its logs holding line(i) for every task i: the tasks
+// printed their lines and now wait on something that never comes.
+func (c *swarmCluster) waitTasksWaiting(t *testing.T, job string, tasks int, limit time.Duration, line func(i int) string) {
+	t.Helper()
+	testutil.Eventually(t, limit, 200*time.Millisecond, "every task running its attempt 1, its lines arrived", func() error {
+		state, ts := c.status(job)
+		running := 0
+		for _, tk := range ts {
+			if tk.State == "TASK_STATE_RUNNING" && tk.Attempt == 1 {
+				running++
+			}
+		}
+		logs := c.mustClient("logs", job)
+		for i := 0; i < tasks; i++ {
+			if !strings.Contains(logs, line(i)) {
+				return fmt.Errorf("job %s, %d of %d tasks running; task %d has not printed its lines", state, running, tasks, i)
+			}
+		}
+		if state != "JOB_STATE_RUNNING" || running != tasks {
+			return fmt.Errorf("job %s, %d of %d tasks running", state, running, tasks)
+		}
+		return nil
+	})
+}
