@@ -219,10 +219,11 @@ func unleash(ctx context.Context, cfg Config, t Target, report string) ([]Mutant
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("gremlins on %s: %w", t.Dir, err)
 	}
-	if _, err := os.Stat(report); errors.Is(err, os.ErrNotExist) {
+	ms, err := readReport(report, t.Dir)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("gremlins on %s wrote no report: %s", t.Dir, stderr.String())
 	}
-	return readReport(report, t.Dir)
+	return ms, err
 }
 
 func readReport(path, dir string) ([]Mutant, error) {
