@@ -17,9 +17,6 @@ import (
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// heartbeatPersistEvery bounds how often a node's last heartbeat is written.
-const heartbeatPersistEvery = 5 * time.Second
-
 // agentServer implements AgentService.
 type agentServer struct {
 	cloudmlv1.UnimplementedAgentServiceServer
@@ -65,41 +62,58 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		return nil, err
 	}
 	maxSlots, maxMem := c.nodeCaps(tok)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	id := c.nextNodeID()
-	issued, err := au.ca.SignCSR(req.GetCsr(), pki.RoleNode, id, c.cfg.NodeCertTTL)
+	var (
+		rec    *store.Node
+		issued *pki.Issued
+	)
+	err = c.locked(func() error {
+		if c.stopping {
+			return ErrShuttingDown
+		}
+		id := c.nextNodeID()
+		var err error
+		if issued, err = au.ca.SignCSR(req.GetCsr(), pki.RoleNode, id, c.cfg.NodeCertTTL); err != nil {
+			return errorf(ErrInvalid, "register: %v", err)
+		}
+		rec = &store.Node{
+			ID:             id,
+			Hostname:       req.GetHostname(),
+			Address:        req.GetAddress(),
+			Slots:          capped(req.GetSlots(), 1, maxSlots),
+			MemoryBytes:    capped(req.GetMemoryBytes(), 0, maxMem),
+			MaxSlots:       maxSlots,
+			MaxMemoryBytes: maxMem,
+			Runtime:        req.GetRuntime(),
+			ProviderID:     req.GetProviderId(),
+			CertSerial:     issued.Serial,
+			CertExpireTime: issued.Cert.NotAfter,
+			Token:          tok.ID,
+			State:          cloudmlv1.NodeState_NODE_STATE_READY,
+			LastHeartbeat:  now,
+			RegisterTime:   now,
+		}
+		used := *tok
+		used.Used++
+		used.Nodes = append(slices.Clone(tok.Nodes), id)
+		// The token's use and the node in one commit: a single-use token
+		// registers one node. Both are shown at once; a failed commit
+		// reloads them (recover.go) and this caller gets the failure.
+		b, err := store.Encode(&store.Changes{Nodes: []*store.Node{rec}, Tokens: []*store.JoinToken{&used}})
+		if err != nil {
+			return err
+		}
+		c.q.enqueue(b)
+		au.mu.Lock()
+		au.tokens[used.ID] = &used
+		au.mu.Unlock()
+		au.setNode(rec)
+		c.nodes[rec.ID] = &nodeEntry{rec: rec, sessionEnd: now}
+		c.live.add(rec.ID, now)
+		return nil
+	})
 	if err != nil {
-		return nil, errorf(ErrInvalid, "register: %v", err)
-	}
-	rec := &store.Node{
-		ID:             id,
-		Hostname:       req.GetHostname(),
-		Address:        req.GetAddress(),
-		Slots:          capped(req.GetSlots(), 1, maxSlots),
-		MemoryBytes:    capped(req.GetMemoryBytes(), 0, maxMem),
-		MaxSlots:       maxSlots,
-		MaxMemoryBytes: maxMem,
-		Runtime:        req.GetRuntime(),
-		ProviderID:     req.GetProviderId(),
-		CertSerial:     issued.Serial,
-		CertExpireTime: issued.Cert.NotAfter,
-		Token:          tok.ID,
-		State:          cloudmlv1.NodeState_NODE_STATE_READY,
-		LastHeartbeat:  now,
-		RegisterTime:   now,
-	}
-	used := *tok
-	used.Used++
-	used.Nodes = append(slices.Clone(tok.Nodes), id)
-	if err := c.store.Save(&store.Changes{Nodes: []*store.Node{rec}, Tokens: []*store.JoinToken{&used}}); err != nil {
 		return nil, err
 	}
-	au.mu.Lock()
-	au.tokens[used.ID] = &used
-	au.mu.Unlock()
-	au.setNode(rec)
-	c.nodes[rec.ID] = &nodeEntry{rec: rec, lastSeen: now, persistedSeen: now, sessionEnd: now}
 	c.log.Info("node registered", "node_id", rec.ID, "hostname", rec.Hostname, "slots", rec.Slots, "token_id", tok.ID, "provider_id", rec.ProviderID)
 	if req.GetSlots() > rec.Slots {
 		c.log.Warn("node claimed more slots than its cap", "node_id", rec.ID, "claimed", req.GetSlots(), "cap", rec.Slots)
@@ -127,25 +141,31 @@ func (c *Coordinator) renewNodeCert(id string, csr []byte) ([]byte, error) {
 	au := c.trust
 	au.registerMu.Lock()
 	defer au.registerMu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.nodes[id]
-	if n == nil || n.rec.Removed {
-		return nil, errorf(ErrUnauthenticated, "node %s is unknown or removed", id)
-	}
-	issued, err := au.ca.SignCSR(csr, pki.RoleNode, id, c.cfg.NodeCertTTL)
+	var certPEM []byte
+	err := c.locked(func() error {
+		n := c.nodes[id]
+		if n == nil || n.rec.Removed {
+			return errorf(ErrUnauthenticated, "node %s is unknown or removed", id)
+		}
+		issued, err := au.ca.SignCSR(csr, pki.RoleNode, id, c.cfg.NodeCertTTL)
+		if err != nil {
+			return errorf(ErrInvalid, "renew: %v", err)
+		}
+		n.rec.PrevCertSerial, n.rec.CertSerial, n.rec.CertExpireTime = n.rec.CertSerial, issued.Serial, issued.Cert.NotAfter
+		ch := newChanges()
+		ch.node(n.rec)
+		if err := c.commit(ch); err != nil {
+			return err
+		}
+		au.setNode(n.rec)
+		certPEM = issued.CertPEM
+		c.log.Info("node certificate renewed", "node_id", id, "expires", n.rec.CertExpireTime)
+		return nil
+	})
 	if err != nil {
-		return nil, errorf(ErrInvalid, "renew: %v", err)
-	}
-	next := *n.rec
-	next.PrevCertSerial, next.CertSerial, next.CertExpireTime = n.rec.CertSerial, issued.Serial, issued.Cert.NotAfter
-	if err := c.store.Save(&store.Changes{Nodes: []*store.Node{&next}}); err != nil {
 		return nil, err
 	}
-	*n.rec = next
-	au.setNode(n.rec)
-	c.log.Info("node certificate renewed", "node_id", id, "expires", next.CertExpireTime)
-	return issued.CertPEM, nil
+	return certPEM, nil
 }
 
 // nextNodeID is "node-N", one past the highest N in use. Callers hold c.mu.
@@ -185,12 +205,43 @@ func (s *agentServer) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.Ag
 		case <-c.done:
 			return toStatus(ErrShuttingDown)
 		case msg := <-sess.ch:
-			if err := stream.Send(msg); err != nil {
-				log.Info("session send failed", "error", err)
-				return err
+			msgs := drain(sess.ch, msg)
+			if err := c.settled(); err != nil {
+				log.Warn("session ended: its commands were not saved", "error", err)
+				return toStatus(err)
+			}
+			for _, m := range msgs {
+				if err := stream.Send(m); err != nil {
+					log.Info("session send failed", "error", err)
+					return err
+				}
 			}
 		}
 	}
+}
+
+// drain returns first and every message queued behind it.
+func drain(ch <-chan *cloudmlv1.SessionResponse, first *cloudmlv1.SessionResponse) []*cloudmlv1.SessionResponse {
+	msgs := []*cloudmlv1.SessionResponse{first}
+	for {
+		select {
+		case m := <-ch:
+			msgs = append(msgs, m)
+		default:
+			return msgs
+		}
+	}
+}
+
+// settled waits until what every change made so far is on disk: a
+// session's commands are pushed under c.mu, after or before the commit of
+// the change they carry within the same hold of c.mu, so taking c.mu once
+// orders this after that hold and its commit.
+func (c *Coordinator) settled() error {
+	c.mu.Lock()
+	seq := c.q.last()
+	c.mu.Unlock()
+	return c.q.wait(seq)
 }
 
 // openSession binds a new session to the node, replacing an older one,
@@ -198,8 +249,24 @@ func (s *agentServer) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.Ag
 // longer runs as lost.
 func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*session, error) {
 	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	var sess *session
+	err := c.locked(func() error {
+		var err error
+		sess, err = c.openSessionLocked(id, req, now)
+		return err
+	})
+	if err != nil {
+		if sess != nil {
+			c.closeSession(sess)
+		}
+		return nil, err
+	}
+	c.poke()
+	return sess, nil
+}
+
+// openSessionLocked is openSession's work under c.mu.
+func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest, now time.Time) (*session, error) {
 	if c.stopping {
 		return nil, ErrShuttingDown
 	}
@@ -212,7 +279,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	}
 	sess := newSession(id)
 	n.sess = sess
-	n.lastSeen = now
+	c.live.touch(id, now)
 	ch := newChanges()
 	if req.GetSlots() > 0 {
 		n.rec.Slots = capped(req.GetSlots(), 1, n.maxSlots(c.cfg))
@@ -225,7 +292,6 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	}
 	n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
 	n.rec.LastHeartbeat = now
-	n.persistedSeen = now
 	ch.node(n.rec)
 	sess.push(startedMsg(id, &cloudmlv1.SessionStarted{HeartbeatPeriod: durationpb.New(c.cfg.HeartbeatPeriod)}))
 
@@ -268,13 +334,12 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 		sess.push(cancelMsg(r, "the coordinator no longer wants this attempt"))
 	}
 	if err := c.commit(ch); err != nil {
-		return nil, err
+		return sess, err
 	}
 	if len(resend) > 0 {
 		c.log.Info("assignments resent", "node_id", id, "count", len(resend))
 	}
 	c.swarmSessionOpened(id)
-	c.poke()
 	return sess, nil
 }
 
@@ -288,41 +353,16 @@ func (c *Coordinator) closeSession(sess *session) {
 	}
 }
 
-// Heartbeat records that the node is alive.
+// Heartbeat records that the node is alive. It takes no lock job state
+// uses and writes nothing durable (liveness.go).
 func (s *agentServer) Heartbeat(ctx context.Context, req *cloudmlv1.HeartbeatRequest) (*cloudmlv1.HeartbeatResponse, error) {
 	c := s.c
 	id, err := nodeIDFrom(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	now := time.Now()
-	var persist *store.Node
-	c.mu.Lock()
-	n := c.nodes[id]
-	if n == nil {
-		c.mu.Unlock()
+	if !c.live.beat(id, time.Now(), req.GetRuntimeError()) {
 		return nil, toStatus(errorf(ErrUnauthenticated, "unknown node %s; register again", id))
-	}
-	n.lastSeen = now
-	health := newChanges()
-	c.runtimeHealth(health, n, req.GetRuntimeError(), now)
-	if len(health.nodes) > 0 { // the runtime changed state
-		if err := c.commit(health); err != nil {
-			c.log.Error("store node health failed", "node_id", id, "error", err)
-		}
-		c.poke()
-	}
-	if now.Sub(n.persistedSeen) >= heartbeatPersistEvery {
-		n.persistedSeen = now
-		n.rec.LastHeartbeat = now
-		cp := *n.rec
-		persist = &cp
-	}
-	c.mu.Unlock()
-	if persist != nil {
-		if err := c.store.SaveBatched(&store.Changes{Nodes: []*store.Node{persist}}); err != nil {
-			c.log.Warn("persist heartbeat failed", "node_id", id, "error", err)
-		}
 	}
 	return &cloudmlv1.HeartbeatResponse{Period: durationpb.New(c.cfg.HeartbeatPeriod)}, nil
 }

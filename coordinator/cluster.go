@@ -24,14 +24,18 @@ func (s *clusterServer) GetClusterInfo(ctx context.Context, _ *cloudmlv1.GetClus
 // ListNodes returns every known node, sorted by id.
 func (s *clusterServer) ListNodes(ctx context.Context, _ *cloudmlv1.ListNodesRequest) (*cloudmlv1.ListNodesResponse, error) {
 	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, running := c.usedSlots()
 	resp := &cloudmlv1.ListNodesResponse{}
-	for _, n := range c.nodes {
-		np := nodeProto(n, running[n.rec.ID])
-		np.Connected = n.sess != nil
-		resp.Nodes = append(resp.Nodes, np)
+	err := c.locked(func() error {
+		_, running := c.usedSlots()
+		for _, n := range c.nodes {
+			np := nodeProto(n, c.live.lastSeen(n.rec.ID), running[n.rec.ID])
+			np.Connected = n.sess != nil
+			resp.Nodes = append(resp.Nodes, np)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	sort.Slice(resp.Nodes, func(a, b int) bool { return resp.Nodes[a].Id < resp.Nodes[b].Id })
 	return resp, nil
@@ -53,16 +57,25 @@ func (c *Coordinator) removeNode(id, by string) (*cloudmlv1.Node, int32, error) 
 }
 
 // removeNodeFor removes a node, saying why in its message.
-func (c *Coordinator) removeNodeFor(id, why string) (*cloudmlv1.Node, int32, error) {
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Coordinator) removeNodeFor(id, why string) (node *cloudmlv1.Node, lost int32, err error) {
+	err = c.locked(func() error {
+		node, lost, err = c.removeNodeLocked(id, why, time.Now())
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return node, lost, nil
+}
+
+// removeNodeLocked is removeNodeFor's work under c.mu.
+func (c *Coordinator) removeNodeLocked(id, why string, now time.Time) (*cloudmlv1.Node, int32, error) {
 	n := c.nodes[id]
 	if n == nil {
 		return nil, 0, errorf(ErrNotFound, "node %q not found (see 'cloudml-client cluster nodes')", id)
 	}
 	if n.rec.Removed {
-		return nodeProto(n, 0), 0, nil
+		return nodeProto(n, c.live.lastSeen(id), 0), 0, nil
 	}
 	_, running := c.usedSlots()
 	ch := newChanges()
@@ -87,5 +100,5 @@ func (c *Coordinator) removeNodeFor(id, why string) (*cloudmlv1.Node, int32, err
 	}
 	c.log.Warn("node removed", "node_id", id, "reason", why, "attempts_rescheduled", running[id])
 	c.poke()
-	return nodeProto(n, 0), running[id], nil
+	return nodeProto(n, c.live.lastSeen(id), 0), running[id], nil
 }

@@ -15,6 +15,10 @@ import (
 
 // Config configures a Coordinator.
 type Config struct {
+	// storeFault, when set, is the state store's fault hook
+	// (store.Options.Fault): tests fail its writes on demand.
+	storeFault func(point string) error
+
 	// ListenAddr is the gRPC listen address; default "127.0.0.1:7070".
 	ListenAddr string
 	// AdvertiseAddr is the address agents and clients dial, host:port, when

@@ -43,6 +43,11 @@ type Coordinator struct {
 	jobs     map[string]*jobEntry
 	stopping bool
 
+	q    *committer // group commits of what changes under mu (commit.go)
+	live *liveness  // heartbeats, apart from mu (liveness.go)
+
+	recovering sync.Mutex // held while the store recovers (recover.go)
+
 	kick chan struct{} // coalescing scheduler trigger
 
 	swarm swarmState // protected by mu
@@ -79,6 +84,7 @@ func New(cfg Config) (*Coordinator, error) {
 	st, err := store.OpenWith(cfg.StateDir, store.Options{
 		MaxLogBytes: cfg.Limits.AttemptLogBytes,
 		LogCapNote:  logCapNote(cfg.Limits.AttemptLogBytes),
+		Fault:       cfg.storeFault,
 	})
 	if err != nil {
 		return nil, err
@@ -93,6 +99,7 @@ func New(cfg Config) (*Coordinator, error) {
 		trust:   trust,
 		nodes:   map[string]*nodeEntry{},
 		jobs:    map[string]*jobEntry{},
+		live:    newLiveness(),
 		kick:    make(chan struct{}, 1),
 		waiters: map[string]chan struct{}{},
 		done:    make(chan struct{}),
@@ -105,6 +112,7 @@ func New(cfg Config) (*Coordinator, error) {
 		st.Close()
 		return nil, err
 	}
+	c.q = newCommitter(st, cfg.Logger.Named("commit"), c.storeFailed)
 	return c, nil
 }
 
@@ -128,10 +136,22 @@ func (c *Coordinator) load() error {
 	if err != nil {
 		return err
 	}
+	if err := c.fromSnapshot(snap); err != nil {
+		return err
+	}
+	c.log.Info("state loaded", "nodes", len(snap.Nodes), "jobs", len(snap.Jobs), "attempts", len(snap.Attempts))
+	return nil
+}
+
+// fromSnapshot replaces the nodes, jobs and trust records in memory with
+// snap's. Callers hold c.mu or own c alone.
+func (c *Coordinator) fromSnapshot(snap *store.Snapshot) error {
 	now := time.Now()
 	c.trust.load(snap)
+	c.nodes, c.jobs = map[string]*nodeEntry{}, map[string]*jobEntry{}
 	for _, n := range snap.Nodes {
-		c.nodes[n.ID] = &nodeEntry{rec: n, lastSeen: now, persistedSeen: n.LastHeartbeat, sessionEnd: now}
+		c.nodes[n.ID] = &nodeEntry{rec: n, sessionEnd: now}
+		c.live.add(n.ID, now)
 	}
 	for _, j := range snap.Jobs {
 		spec := &cloudmlv1.JobSpec{}
@@ -169,12 +189,12 @@ func (c *Coordinator) load() error {
 			return fmt.Errorf("job %s: %w", id, err)
 		}
 	}
-	c.log.Info("state loaded", "nodes", len(snap.Nodes), "jobs", len(snap.Jobs), "attempts", len(snap.Attempts))
 	return nil
 }
 
-// Close closes the store.
+// Close writes what is queued and closes the store.
 func (c *Coordinator) Close() error {
+	c.q.close()
 	return c.store.Close()
 }
 

@@ -48,6 +48,9 @@ var (
 	// ErrTokenUnavailable means Google's token service failed to give a
 	// bucket token for now; the agent retries.
 	ErrTokenUnavailable = errors.New("bucket token unavailable")
+	// ErrStoreUnavailable means the state store failed to save a change,
+	// which was not made; the coordinator serves again once it works.
+	ErrStoreUnavailable = errors.New("state store unavailable")
 )
 
 // kindError gives an error a sentinel kind while keeping its own message.
@@ -93,7 +96,7 @@ func toStatus(err error) error {
 		errors.Is(err, ErrNoGoogleCredentials):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrVerifyUnavailable),
-		errors.Is(err, provider.ErrNotStarted), errors.Is(err, ErrTokenUnavailable):
+		errors.Is(err, provider.ErrNotStarted), errors.Is(err, ErrTokenUnavailable), errors.Is(err, ErrStoreUnavailable):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled

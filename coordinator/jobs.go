@@ -80,19 +80,25 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec, owner string) (*cloudmlv1.
 		if n := proto.Size(&cloudmlv1.SubmitJobResponse{Job: resp}); n > grpcopt.MaxMsgBytes {
 			return nil, errorf(ErrTooLarge, "job of %d tasks: its description would be %d bytes, more than the %d bytes of a response; lower the tasks or their parameters", len(params), n, grpcopt.MaxMsgBytes)
 		}
-		c.mu.Lock()
-		if _, taken := c.jobs[id]; taken { // drawn by a concurrent submit meanwhile
-			c.mu.Unlock()
-			continue
-		}
-		ch := newChanges()
-		ch.job(j.rec)
-		if err := c.commit(ch); err != nil {
-			c.mu.Unlock()
+		taken := false
+		err := c.locked(func() error {
+			if _, taken = c.jobs[id]; taken { // drawn by a concurrent submit meanwhile
+				return nil
+			}
+			ch := newChanges()
+			ch.job(j.rec)
+			if err := c.commit(ch); err != nil {
+				return err
+			}
+			c.jobs[id] = j
+			return nil
+		})
+		if err != nil {
 			return nil, err
 		}
-		c.jobs[id] = j
-		c.mu.Unlock()
+		if taken {
+			continue
+		}
 		c.log.Info("job submitted", "job_id", id, "tasks", len(params), "output", output)
 		c.poke()
 		return resp, nil
@@ -206,24 +212,36 @@ func (c *Coordinator) lookup(id string) (*jobEntry, error) {
 // GetJob returns a job with its tasks.
 func (s *jobServer) GetJob(ctx context.Context, req *cloudmlv1.GetJobRequest) (*cloudmlv1.GetJobResponse, error) {
 	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	j, err := c.lookup(req.GetJobId())
+	var pj *cloudmlv1.Job
+	err := c.locked(func() error {
+		j, err := c.lookup(req.GetJobId())
+		if err == nil {
+			pj = jobProto(j, true)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &cloudmlv1.GetJobResponse{Job: viewFor(jobProto(j, true), callerFrom(ctx))}, nil
+	return &cloudmlv1.GetJobResponse{Job: viewFor(pj, callerFrom(ctx))}, nil
 }
 
 // ListJobs returns every job, newest first, without tasks.
 func (s *jobServer) ListJobs(ctx context.Context, _ *cloudmlv1.ListJobsRequest) (*cloudmlv1.ListJobsResponse, error) {
 	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	jobs := sortedJobs(c.jobs)
 	resp := &cloudmlv1.ListJobsResponse{}
-	for i := len(jobs) - 1; i >= 0; i-- {
-		resp.Jobs = append(resp.Jobs, viewFor(jobProto(jobs[i], false), callerFrom(ctx)))
+	err := c.locked(func() error {
+		jobs := sortedJobs(c.jobs)
+		for i := len(jobs) - 1; i >= 0; i-- {
+			resp.Jobs = append(resp.Jobs, jobProto(jobs[i], false))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	for _, pj := range resp.Jobs {
+		viewFor(pj, callerFrom(ctx))
 	}
 	return resp, nil
 }
@@ -237,10 +255,19 @@ func (s *jobServer) CancelJob(ctx context.Context, req *cloudmlv1.CancelJobReque
 	return &cloudmlv1.CancelJobResponse{Job: viewFor(j, callerFrom(ctx))}, nil
 }
 
-func (c *Coordinator) cancel(id string) (*cloudmlv1.Job, error) {
-	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Coordinator) cancel(id string) (pj *cloudmlv1.Job, err error) {
+	err = c.locked(func() error {
+		pj, err = c.cancelLocked(id, time.Now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pj, nil
+}
+
+// cancelLocked is cancel's work under c.mu.
+func (c *Coordinator) cancelLocked(id string, now time.Time) (*cloudmlv1.Job, error) {
 	j, err := c.lookup(id)
 	if err != nil {
 		return nil, err
@@ -310,7 +337,11 @@ func (c *Coordinator) deleteJob(id string) (*cloudmlv1.Job, int64, error) {
 	}
 	last := jobProto(j, false)
 	delete(c.jobs, id)
+	seq := c.q.last()
 	c.mu.Unlock()
+	if err := c.q.wait(seq); err != nil { // its end is on disk before it goes
+		return nil, 0, err
+	}
 
 	freed, err := c.store.DeleteJob(id)
 	if err != nil {
@@ -341,26 +372,33 @@ func (c *Coordinator) cancelAttempt(ch *changes, j *jobEntry, a *store.Attempt, 
 // GetResults returns one row per task, best first by the objective.
 func (s *jobServer) GetResults(ctx context.Context, req *cloudmlv1.GetResultsRequest) (*cloudmlv1.GetResultsResponse, error) {
 	c := s.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	j, err := c.lookup(req.GetJobId())
+	resp := &cloudmlv1.GetResultsResponse{}
+	var objective *cloudmlv1.Objective
+	err := c.locked(func() error {
+		j, err := c.lookup(req.GetJobId())
+		if err != nil {
+			return err
+		}
+		resp.Rows = make([]*cloudmlv1.ResultRow, 0, len(j.tasks))
+		for _, t := range j.tasks {
+			row := &cloudmlv1.ResultRow{TaskIndex: t.Index, State: t.State, Params: t.Params}
+			if a := countingAttempt(j, t.Index); a != nil {
+				row.Attempt = a.Attempt
+				row.Metrics = a.Metrics
+				row.ResultsUrl = a.ResultsURL
+				row.ExitCode = a.ExitCode
+			}
+			resp.Rows = append(resp.Rows, row)
+		}
+		objective, resp.Output, resp.JobState = j.spec.GetObjective(), j.rec.Output, j.rec.State
+		return nil
+	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	rows := make([]*cloudmlv1.ResultRow, 0, len(j.tasks))
-	for _, t := range j.tasks {
-		row := &cloudmlv1.ResultRow{TaskIndex: t.Index, State: t.State, Params: t.Params}
-		if a := countingAttempt(j, t.Index); a != nil {
-			row.Attempt = a.Attempt
-			row.Metrics = a.Metrics
-			row.ResultsUrl = a.ResultsURL
-			row.ExitCode = a.ExitCode
-		}
-		rows = append(rows, row)
-	}
-	obj := resolveObjective(j.spec.GetObjective(), rows)
-	sortRows(rows, obj)
-	return &cloudmlv1.GetResultsResponse{Objective: obj, Rows: rows, Output: j.rec.Output, JobState: j.rec.State}, nil
+	resp.Objective = resolveObjective(objective, resp.Rows)
+	sortRows(resp.Rows, resp.Objective)
+	return resp, nil
 }
 
 // countingAttempt is the latest succeeded attempt, else the latest.

@@ -207,27 +207,30 @@ func (c *Coordinator) hasJob(job string) bool {
 // logView lists the job's attempts (one task's with HasTask), and whether
 // the job is over: final with no active attempt. The store knows how far
 // each attempt's logs go.
-func (c *Coordinator) logView(req *cloudmlv1.SubscribeLogsRequest) ([]logAttempt, bool, cloudmlv1.JobState, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	j := c.jobs[req.GetJobId()]
-	if j == nil {
-		return nil, false, 0, errorf(ErrNotFound, "job %q not found", req.GetJobId())
-	}
-	if req.GetHasTask() && (req.GetTaskIndex() < 0 || int(req.GetTaskIndex()) >= len(j.tasks)) {
-		return nil, false, 0, errorf(ErrInvalid, "job %s has no task %d (it has %d)", j.rec.ID, req.GetTaskIndex(), len(j.tasks))
-	}
-	var out []logAttempt
-	for i := range j.tasks {
-		if req.GetHasTask() && int32(i) != req.GetTaskIndex() {
-			continue
+func (c *Coordinator) logView(req *cloudmlv1.SubscribeLogsRequest) (out []logAttempt, done bool, state cloudmlv1.JobState, err error) {
+	err = c.locked(func() error {
+		j := c.jobs[req.GetJobId()]
+		if j == nil {
+			return errorf(ErrNotFound, "job %q not found", req.GetJobId())
 		}
-		for _, a := range j.attempts[i] {
-			if a != nil {
-				out = append(out, logAttempt{task: a.Task, attempt: a.Attempt})
+		if req.GetHasTask() && (req.GetTaskIndex() < 0 || int(req.GetTaskIndex()) >= len(j.tasks)) {
+			return errorf(ErrInvalid, "job %s has no task %d (it has %d)", j.rec.ID, req.GetTaskIndex(), len(j.tasks))
+		}
+		for i := range j.tasks {
+			if req.GetHasTask() && int32(i) != req.GetTaskIndex() {
+				continue
+			}
+			for _, a := range j.attempts[i] {
+				if a != nil {
+					out = append(out, logAttempt{task: a.Task, attempt: a.Attempt})
+				}
 			}
 		}
+		done, state = j.final() && j.activeAttempts() == 0, j.rec.State
+		return nil
+	})
+	if err != nil {
+		return nil, false, 0, err
 	}
-	done := j.final() && j.activeAttempts() == 0
-	return out, done, j.rec.State, nil
+	return out, done, state, nil
 }

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cloudml/cloudml/coordinator/store"
@@ -19,22 +20,31 @@ func (c *Coordinator) runNodeChecker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			c.checkNodes(time.Now())
+		case <-c.live.changed: // a runtime report changed
 		}
+		c.checkNodes(time.Now())
 	}
 }
 
 // checkNodes marks READY nodes DOWN when their last heartbeat, or the end
-// of their last session, is older than NodeDownAfter.
+// of their last session, is older than NodeDownAfter, and applies what
+// their heartbeats said of their runtimes.
 func (c *Coordinator) checkNodes(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopping || c.q.failure() != nil {
+		return
+	}
 	ch := newChanges()
 	for _, n := range c.nodes {
+		if !n.rec.Removed {
+			c.runtimeHealth(ch, n, c.live.runtimeError(n.rec.ID), now)
+		}
 		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY {
 			continue
 		}
-		silent := now.Sub(n.lastSeen) > c.cfg.NodeDownAfter
+		lastSeen := c.live.lastSeen(n.rec.ID)
+		silent := now.Sub(lastSeen) > c.cfg.NodeDownAfter
 		detached := n.sess == nil && now.Sub(n.sessionEnd) > c.cfg.NodeDownAfter
 		if !silent && !detached {
 			continue
@@ -43,11 +53,11 @@ func (c *Coordinator) checkNodes(now time.Time) {
 		if detached {
 			why = "no session"
 		}
-		c.log.Warn("node down", "node_id", n.rec.ID, "reason", why, "last_seen", n.lastSeen)
+		c.log.Warn("node down", "node_id", n.rec.ID, "reason", why, "last_seen", lastSeen)
 		c.markDown(ch, n, now)
 	}
 	c.takeBackStalled(ch, now)
-	if ch.storeChanges().Empty() {
+	if ch.empty() {
 		return
 	}
 	if err := c.commit(ch); err != nil {
@@ -121,6 +131,9 @@ func (c *Coordinator) loseNodeAttempts(ch *changes, n *nodeEntry, why string, no
 	}
 }
 
+// runtimeDown begins the message of a node its runtime took down.
+const runtimeDown = "runtime: "
+
 // runtimeHealth applies a heartbeat's runtime report: a node whose runtime
 // (its Docker daemon) fails is DOWN with the reason and its attempts are
 // rescheduled, though its session stays open; it is READY again once the
@@ -129,11 +142,11 @@ func (c *Coordinator) runtimeHealth(ch *changes, n *nodeEntry, runtimeErr string
 	switch {
 	case runtimeErr != "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY:
 		n.rec.State = cloudmlv1.NodeState_NODE_STATE_DOWN
-		n.rec.Message = "runtime: " + runtimeErr
+		n.rec.Message = runtimeDown + runtimeErr
 		ch.node(n.rec)
 		c.log.Warn("node runtime failed", "node_id", n.rec.ID, "error", runtimeErr)
 		c.loseNodeAttempts(ch, n, fmt.Sprintf("the runtime on %s failed", n.rec.ID), now)
-	case runtimeErr == "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_DOWN && n.sess != nil:
+	case runtimeErr == "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_DOWN && n.sess != nil && strings.HasPrefix(n.rec.Message, runtimeDown):
 		n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
 		n.rec.Message = ""
 		ch.node(n.rec)
@@ -168,16 +181,38 @@ func (c *Coordinator) loseAttempt(ch *changes, j *jobEntry, a *store.Attempt, wh
 	c.log.Info("attempt lost", "attempt", refOf(a).String(), "reason", why)
 }
 
-// commit writes ch in one transaction and wakes the jobs' log subscribers.
+// commit queues ch for the next group commit (commit.go) and wakes the
+// jobs' log subscribers. Its caller shows nothing of ch until it is on
+// disk: RPCs through locked, sessions by waiting before they send.
 // Callers hold c.mu.
 func (c *Coordinator) commit(ch *changes) error {
-	if err := c.store.Save(ch.storeChanges()); err != nil {
+	if ch.empty() {
+		return nil
+	}
+	b, err := store.Encode(ch.storeChanges())
+	if err != nil {
 		return err
 	}
+	c.q.enqueue(b)
 	for id := range ch.wake {
 		c.wake(id)
 	}
 	return nil
+}
+
+// locked runs f under c.mu, then waits until every change queued by then
+// (f's, and those f saw) is on disk, so its caller shows or acknowledges
+// nothing the store does not hold. It returns the store's failure if that
+// never happens, else f's error.
+func (c *Coordinator) locked(f func() error) error {
+	c.mu.Lock()
+	err := f()
+	seq := c.q.last()
+	c.mu.Unlock()
+	if werr := c.q.wait(seq); werr != nil {
+		return werr
+	}
+	return err
 }
 
 // poke triggers a scheduling pass without blocking.

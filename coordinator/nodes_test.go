@@ -21,8 +21,9 @@ func (h *harness) silence(ids ...string) {
 			h.c.mu.Unlock()
 			h.t.Fatalf("no node %s", id)
 		}
-		n.lastSeen = time.Now().Add(-time.Hour)
-		n.sessionEnd = n.lastSeen
+		long := time.Now().Add(-time.Hour)
+		h.c.live.touch(id, long)
+		n.sessionEnd = long
 	}
 	h.c.mu.Unlock()
 	h.c.checkNodes(time.Now())

@@ -51,8 +51,11 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 	if req.GetTime() != nil {
 		at = req.GetTime().AsTime()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	return c.locked(func() error { return c.reportTaskLocked(node, r, state, req, now, at) })
+}
+
+// reportTaskLocked is reportTask's work under c.mu.
+func (c *Coordinator) reportTaskLocked(node string, r attemptRef, state cloudmlv1.TaskState, req *cloudmlv1.ReportTaskRequest, now, at time.Time) error {
 	if j := c.jobs[r.job]; j != nil {
 		if a := j.attempt(r.task, r.attempt); a != nil && a.NodeID == node && !a.Lost && !a.Active() && a.State == state {
 			return nil // the same end reported again, even after a retry began

@@ -1,9 +1,7 @@
 package coordinator
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,11 +34,9 @@ func (r attemptRef) proto() *cloudmlv1.TaskRef {
 
 // nodeEntry is a node's record plus what is kept only in memory.
 type nodeEntry struct {
-	rec           *store.Node
-	sess          *session  // open session, nil when none
-	lastSeen      time.Time // last heartbeat or session open
-	persistedSeen time.Time // LastHeartbeat as last written
-	sessionEnd    time.Time // when the last session closed
+	rec        *store.Node
+	sess       *session  // open session, nil when none
+	sessionEnd time.Time // when the last session closed
 }
 
 // maxSlots is the node's slot cap: its token's, else the default.
@@ -250,6 +246,11 @@ func (c *changes) attemptChanged(a *store.Attempt) *changes {
 	return c
 }
 
+// empty reports whether ch holds no record.
+func (c *changes) empty() bool {
+	return len(c.nodes)+len(c.jobs)+len(c.tasks)+len(c.attempts) == 0
+}
+
 func (c *changes) storeChanges() *store.Changes {
 	sc := &store.Changes{}
 	for _, n := range c.nodes {
@@ -264,16 +265,7 @@ func (c *changes) storeChanges() *store.Changes {
 	for _, a := range c.attempts {
 		sc.Attempts = append(sc.Attempts, a)
 	}
-	// In key order, so bbolt appends instead of inserting into the middle
-	// of a page (which copied the page's tail on each put: 18 s for a
-	// 100,000-task commit in random order).
-	slices.SortFunc(sc.Tasks, func(a, b *store.Task) int {
-		return cmp.Or(strings.Compare(a.JobID, b.JobID), cmp.Compare(a.Index, b.Index))
-	})
-	slices.SortFunc(sc.Attempts, func(a, b *store.Attempt) int {
-		return cmp.Or(strings.Compare(a.JobID, b.JobID), cmp.Compare(a.Task, b.Task), cmp.Compare(a.Attempt, b.Attempt))
-	})
-	return sc
+	return sc // store.Write puts them in key order
 }
 
 // updateJobState re-derives j's state, records a change and the end time.
@@ -373,8 +365,9 @@ func stagesProto(j *jobEntry) []*cloudmlv1.NodeStage {
 	return out
 }
 
-// nodeProto renders a node; running counts its active attempts.
-func nodeProto(n *nodeEntry, running int32) *cloudmlv1.Node {
+// nodeProto renders a node last heard from at seen; running counts its
+// active attempts.
+func nodeProto(n *nodeEntry, seen time.Time, running int32) *cloudmlv1.Node {
 	return &cloudmlv1.Node{
 		Id:            n.rec.ID,
 		Hostname:      n.rec.Hostname,
@@ -383,7 +376,7 @@ func nodeProto(n *nodeEntry, running int32) *cloudmlv1.Node {
 		Slots:         n.rec.Slots,
 		MemoryBytes:   n.rec.MemoryBytes,
 		RunningTasks:  running,
-		LastHeartbeat: timestamp(n.lastSeen),
+		LastHeartbeat: timestamp(seen),
 		Runtime:       n.rec.Runtime,
 		SwarmNodeId:   n.rec.SwarmNodeID,
 		SwarmRole:     n.rec.SwarmRole,

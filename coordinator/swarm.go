@@ -50,8 +50,11 @@ func (s *agentServer) ReportSwarm(ctx context.Context, req *cloudmlv1.ReportSwar
 }
 
 func (c *Coordinator) reportSwarm(id string, req *cloudmlv1.ReportSwarmRequest) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	return c.locked(func() error { return c.reportSwarmLocked(id, req) })
+}
+
+// reportSwarmLocked is reportSwarm's work under c.mu.
+func (c *Coordinator) reportSwarmLocked(id string, req *cloudmlv1.ReportSwarmRequest) error {
 	n := c.nodes[id]
 	if n == nil {
 		return errorf(ErrUnauthenticated, "unknown node %s; register again", id)

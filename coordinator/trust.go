@@ -96,6 +96,7 @@ func newAuthority(dir string, log hclog.Logger) (*authority, error) {
 func (au *authority) load(snap *store.Snapshot) {
 	au.mu.Lock()
 	defer au.mu.Unlock()
+	au.tokens, au.creds, au.nodes = map[string]*store.JoinToken{}, map[string]*store.Credential{}, map[string]nodeCert{}
 	for _, t := range snap.Tokens {
 		au.tokens[t.ID] = t
 	}

@@ -103,36 +103,6 @@ func (s *Store) LoadFleet() (*Fleet, error) {
 	return f, nil
 }
 
-// putFleet writes and deletes the fleet's records of c.
-func putFleet(tx *bolt.Tx, c *Changes) error {
-	for _, m := range c.Machines {
-		if err := putJSON(tx.Bucket(bucketMachines), []byte(m.ID), m); err != nil {
-			return err
-		}
-	}
-	for _, r := range c.MachineRequests {
-		if err := putJSON(tx.Bucket(bucketRequests), []byte(r.ID), r); err != nil {
-			return err
-		}
-	}
-	for _, p := range c.Pools {
-		if err := putJSON(tx.Bucket(bucketPools), []byte(p.Name), p); err != nil {
-			return err
-		}
-	}
-	for _, drop := range []struct {
-		bucket []byte
-		keys   []string
-	}{{bucketMachines, c.DropMachines}, {bucketRequests, c.DropMachineRequests}, {bucketPools, c.DropPools}} {
-		for _, k := range drop.keys {
-			if err := tx.Bucket(drop.bucket).Delete([]byte(k)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 func (c *Changes) fleetSize() int {
 	return len(c.Machines) + len(c.MachineRequests) + len(c.Pools) + len(c.DropMachines) + len(c.DropMachineRequests) + len(c.DropPools)
 }

@@ -36,8 +36,10 @@ var (
 	bucketMachines = []byte("machines")
 	bucketRequests = []byte("machine_requests")
 	bucketPools    = []byte("pools")
-	allBuckets     = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts, bucketTokens, bucketCreds,
-		bucketMachines, bucketRequests, bucketPools}
+	// bucketMeta holds what is about the store itself (Probe's record).
+	bucketMeta = []byte("meta")
+	allBuckets = [][]byte{bucketNodes, bucketJobs, bucketTasks, bucketAttempts, bucketTokens, bucketCreds,
+		bucketMachines, bucketRequests, bucketPools, bucketMeta}
 	// legacyBuckets held log batches and acks before logs moved to
 	// segment files; Open drops them.
 	legacyBuckets = [][]byte{[]byte("acks"), []byte("logs")}
@@ -54,6 +56,11 @@ type Options struct {
 	MaxLogBytes int64
 	// LogCapNote is the line that ends a log cut at MaxLogBytes.
 	LogCapNote string
+	// Fault, when set, is asked at each fault point of a Write or Probe
+	// (FaultWrite, FaultSync); an error it returns fails that transaction,
+	// which writes nothing, as a full disk or a failed fsync would. For
+	// tests.
+	Fault func(point string) error
 }
 
 // Store is the coordinator's bbolt file and its log segment files.
@@ -212,64 +219,9 @@ func (s *Store) Save(c *Changes) error {
 	if c.Empty() {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error { return putChanges(tx, c) })
+	b, err := Encode(c)
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	return nil
-}
-
-// SaveBatched is Save through db.Batch: concurrent callers share a commit.
-// Use it for frequent small writes such as heartbeat times.
-func (s *Store) SaveBatched(c *Changes) error {
-	if c.Empty() {
-		return nil
-	}
-	err := s.db.Batch(func(tx *bolt.Tx) error { return putChanges(tx, c) })
-	if err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	return nil
-}
-
-func putChanges(tx *bolt.Tx, c *Changes) error {
-	for _, n := range c.Nodes {
-		if err := putJSON(tx.Bucket(bucketNodes), []byte(n.ID), n); err != nil {
-			return err
-		}
-	}
-	for _, j := range c.Jobs {
-		if err := putJSON(tx.Bucket(bucketJobs), []byte(j.ID), j); err != nil {
-			return err
-		}
-	}
-	for _, t := range c.Tasks {
-		if err := putJSON(tx.Bucket(bucketTasks), taskKey(t.JobID, t.Index), t); err != nil {
-			return err
-		}
-	}
-	for _, a := range c.Attempts {
-		if err := putJSON(tx.Bucket(bucketAttempts), attemptKey(a.JobID, a.Task, a.Attempt), a); err != nil {
-			return err
-		}
-	}
-	for _, t := range c.Tokens {
-		if err := putJSON(tx.Bucket(bucketTokens), []byte(t.ID), t); err != nil {
-			return err
-		}
-	}
-	for _, cr := range c.Credentials {
-		if err := putJSON(tx.Bucket(bucketCreds), []byte(cr.Name), cr); err != nil {
-			return err
-		}
-	}
-	return putFleet(tx, c)
-}
-
-func putJSON(b *bolt.Bucket, key []byte, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %q: %w", key, err)
-	}
-	return b.Put(key, data)
+	return s.Write(b)
 }
