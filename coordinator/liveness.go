@@ -22,7 +22,7 @@ type liveness struct {
 
 // beat is one node's liveness.
 type beat struct {
-	seen       atomic.Int64          // unix nanoseconds of the last heartbeat or session open
+	seen       atomic.Int64           // unix nanoseconds of the last heartbeat or session open
 	runtimeErr atomic.Pointer[string] // the last heartbeat's runtime error, "" when it works
 }
 
