@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,6 +129,7 @@ func (h *harness) stop() {
 		h.t.Errorf("Serve: %v", err)
 	}
 	h.conn.Close()
+	h.checkTallies()
 	if err := h.c.Close(); err != nil {
 		h.t.Errorf("Close: %v", err)
 	}
@@ -276,4 +278,21 @@ func (h *harness) waitTaskStates(id string, want map[string]int32) {
 	waitFor(h.t, fmt.Sprintf("job %s tasks %v", id, want), func() bool {
 		return maps.Equal(h.job(id).GetTaskStates(), want)
 	})
+}
+
+// checkTallies checks that each job's task tally, kept as tasks change,
+// matches a count of its tasks.
+func (h *harness) checkTallies() {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	for id, j := range h.c.jobs {
+		want := make([]int, len(cloudmlv1.TaskState_name))
+		for _, t := range j.tasks {
+			want[t.State]++
+		}
+		j.tallied()
+		if !slices.Equal(j.tally, want) {
+			h.t.Errorf("job %s: task tally %v, counted %v", id, j.tally, want)
+		}
+	}
 }

@@ -286,7 +286,7 @@ func (c *Coordinator) cancelLocked(id string, now time.Time) (*cloudmlv1.Job, er
 			t.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED
 			t.Reason = "cancelled before it ran"
 			t.Note = ""
-			ch.task(t)
+			ch.task(j, t)
 		case a != nil && a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED:
 			c.cancelAttempt(ch, j, a, now)
 			stops = append(stops, refOf(a))
@@ -365,7 +365,7 @@ func (c *Coordinator) cancelAttempt(ch *changes, j *jobEntry, a *store.Attempt, 
 	t.State = cloudmlv1.TaskState_TASK_STATE_CANCELLED
 	t.Reason = "cancelled with its job"
 	t.Note = ""
-	ch.task(t)
+	ch.task(j, t)
 	ch.updateJobState(j, now)
 }
 

@@ -175,7 +175,7 @@ func (c *Coordinator) loseAttempt(ch *changes, j *jobEntry, a *store.Attempt, wh
 		t.Note = why + "; rescheduling"
 		t.Reason = t.Note
 	}
-	ch.task(t)
+	ch.task(j, t)
 	ch.updateJobState(j, now)
 	c.serviceEnded(j, refOf(a), a) // removed above; at the job's end, all the others
 	c.log.Info("attempt lost", "attempt", refOf(a).String(), "reason", why)

@@ -132,7 +132,7 @@ func (c *Coordinator) reportTaskLocked(node string, r attemptRef, state cloudmlv
 		return errorf(ErrInvalid, "report state must be staging, running, succeeded, failed or cancelled, got %s", state)
 	}
 	ch.attempt(a)
-	ch.task(t)
+	ch.task(j, t)
 	ch.updateJobState(j, now)
 	if ended {
 		c.serviceEnded(j, r, a)

@@ -200,7 +200,7 @@ func (c *Coordinator) assign(ch *changes, j *jobEntry, t *store.Task, node strin
 	}
 	list[a.Attempt-1] = a
 	j.attempts[t.Index] = list
-	ch.task(t)
+	ch.task(j, t)
 	ch.attempt(a)
 	return a
 }

@@ -84,6 +84,44 @@ type jobEntry struct {
 	// memory only, like staging.
 	stageFails   map[string]int
 	restageAfter map[string]time.Time
+	// tally counts the tasks in each state as last recorded (changes.task)
+	// and counted is the state each task is counted in, so a report costs
+	// the same whatever the job's size. Built on first use (tallied).
+	tally   []int // by cloudmlv1.TaskState
+	counted []cloudmlv1.TaskState
+}
+
+// tallied builds the tally from the tasks unless it is built.
+func (j *jobEntry) tallied() {
+	if j.counted != nil {
+		return
+	}
+	j.tally = make([]int, len(cloudmlv1.TaskState_name))
+	j.counted = make([]cloudmlv1.TaskState, len(j.tasks))
+	for i, t := range j.tasks {
+		j.counted[i] = t.State
+		j.tally[t.State]++
+	}
+}
+
+// count moves t to its state in the tally.
+func (j *jobEntry) count(t *store.Task) {
+	j.tallied()
+	if old := j.counted[t.Index]; old != t.State {
+		j.tally[old]--
+		j.tally[t.State]++
+		j.counted[t.Index] = t.State
+	}
+}
+
+// inState is how many tasks are in any of states.
+func (j *jobEntry) inState(states ...cloudmlv1.TaskState) int {
+	j.tallied()
+	n := 0
+	for _, s := range states {
+		n += j.tally[s]
+	}
+	return n
 }
 
 // restageAt reports whether node's failed staging is due to be asked
@@ -172,15 +210,10 @@ func (j *jobEntry) final() bool {
 	return false
 }
 
-// activeAttempts counts attempts that hold a slot.
+// activeAttempts counts attempts that hold a slot: a task is assigned,
+// staging or running exactly while its current attempt is.
 func (j *jobEntry) activeAttempts() int {
-	n := 0
-	for i := range j.tasks {
-		if a := j.current(int32(i)); a != nil && a.Active() {
-			n++
-		}
-	}
-	return n
+	return j.inState(cloudmlv1.TaskState_TASK_STATE_ASSIGNED, cloudmlv1.TaskState_TASK_STATE_STAGING, cloudmlv1.TaskState_TASK_STATE_RUNNING)
 }
 
 // deriveState computes the job's state from its tasks.
@@ -188,17 +221,9 @@ func (j *jobEntry) deriveState() cloudmlv1.JobState {
 	if j.rec.Cancelled {
 		return cloudmlv1.JobState_JOB_STATE_CANCELLED
 	}
-	ended, failed, succeeded := 0, 0, 0
-	for _, t := range j.tasks {
-		switch t.State {
-		case cloudmlv1.TaskState_TASK_STATE_SUCCEEDED:
-			ended++
-			succeeded++
-		case cloudmlv1.TaskState_TASK_STATE_FAILED, cloudmlv1.TaskState_TASK_STATE_CANCELLED:
-			ended++
-			failed++
-		}
-	}
+	succeeded := j.inState(cloudmlv1.TaskState_TASK_STATE_SUCCEEDED)
+	failed := j.inState(cloudmlv1.TaskState_TASK_STATE_FAILED, cloudmlv1.TaskState_TASK_STATE_CANCELLED)
+	ended := succeeded + failed
 	switch {
 	case len(j.tasks) > 0 && succeeded == len(j.tasks):
 		return cloudmlv1.JobState_JOB_STATE_SUCCEEDED
@@ -231,9 +256,12 @@ func newChanges() *changes {
 
 func (c *changes) node(n *store.Node) { c.nodes[n.ID] = n }
 func (c *changes) job(j *store.Job)   { c.jobs[j.ID] = j; c.wake[j.ID] = true }
-func (c *changes) task(t *store.Task) {
+// task records t, a task of j, and counts it in j's tally: every change
+// of a task's state is recorded here.
+func (c *changes) task(j *jobEntry, t *store.Task) {
 	c.tasks[attemptRef{t.JobID, t.Index, 0}] = t
 	c.wake[t.JobID] = true
+	j.count(t)
 }
 func (c *changes) attempt(a *store.Attempt) {
 	c.attempts[refOf(a)] = a

@@ -165,7 +165,7 @@ func (c *Coordinator) placeSwarm(ch *changes, j *jobEntry, t *store.Task, p *swa
 		// No node could stage it: the job's inputs are at fault.
 		t.State = cloudmlv1.TaskState_TASK_STATE_FAILED
 		t.Reason = failed
-		ch.task(t)
+		ch.task(j, t)
 		ch.updateJobState(j, now)
 		return "", nil
 	case pending > 0 || staged == 0:

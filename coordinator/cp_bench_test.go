@@ -1,0 +1,103 @@
+package coordinator
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// BenchmarkSweepCore drives the coordinator's own work for a sweep of
+// b.N tasks on 1,000 nodes of 4 slots, without the network: place, report
+// running, report succeeded, with the store's group commits. It measures
+// what the control plane costs per task, apart from gRPC.
+func BenchmarkSweepCore(b *testing.B) {
+	const nodes, slots = 1000, 4
+	cfg := DefaultConfig()
+	cfg.StateDir = b.TempDir()
+	cfg.DefaultBucket = "file:///tmp/cloudml-bench-bucket"
+	cfg.Version = "bench"
+	c, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	now := time.Now()
+	c.mu.Lock()
+	for i := 1; i <= nodes; i++ {
+		id := fmt.Sprintf("node-%d", i)
+		n := &nodeEntry{rec: &store.Node{ID: id, Slots: slots, State: cloudmlv1.NodeState_NODE_STATE_READY}, sessionEnd: now}
+		n.sess = newSession(id)
+		c.nodes[id] = n
+		c.live.add(id, now)
+	}
+	c.mu.Unlock()
+	spec := gridSpec("bench", b.N)
+	job, err := c.submit(spec, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	done := 0
+	for done < b.N {
+		c.schedule(time.Now())
+		var refs []attemptRef
+		c.mu.Lock()
+		for _, n := range c.nodes {
+			for {
+				select {
+				case msg := <-n.sess.ch:
+					if as := msg.GetAssignment(); as != nil {
+						refs = append(refs, refFromProto(as.GetRef()))
+					}
+					continue
+				default:
+				}
+				break
+			}
+		}
+		c.mu.Unlock()
+		if len(refs) == 0 {
+			b.Fatalf("nothing placed with %d of %d done", done, b.N)
+		}
+		// Agents report at once, as a thousand would.
+		errs := make(chan error, len(refs))
+		var wg sync.WaitGroup
+		for _, r := range refs {
+			wg.Go(func() {
+				node := c.attemptNode(r)
+				for _, st := range []cloudmlv1.TaskState{cloudmlv1.TaskState_TASK_STATE_STAGING, cloudmlv1.TaskState_TASK_STATE_RUNNING, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED} {
+					if err := c.reportTask(node, &cloudmlv1.ReportTaskRequest{Ref: r.proto(), State: st}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		done += len(refs)
+	}
+	b.StopTimer()
+	if st := c.jobState(job.GetId()); st != cloudmlv1.JobState_JOB_STATE_SUCCEEDED {
+		b.Fatalf("job %v", st)
+	}
+}
+
+func (c *Coordinator) attemptNode(r attemptRef) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.jobs[r.job].attempt(r.task, r.attempt).NodeID
+}
+
+func (c *Coordinator) jobState(id string) cloudmlv1.JobState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.jobs[id].rec.State
+}
