@@ -256,6 +256,7 @@ func newChanges() *changes {
 
 func (c *changes) node(n *store.Node) { c.nodes[n.ID] = n }
 func (c *changes) job(j *store.Job)   { c.jobs[j.ID] = j; c.wake[j.ID] = true }
+
 // task records t, a task of j, and counts it in j's tally: every change
 // of a task's state is recorded here.
 func (c *changes) task(j *jobEntry, t *store.Task) {
