@@ -300,31 +300,28 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 		running[refFromProto(r)] = true
 	}
 	var resend []attemptRef
-	for _, j := range sortedJobs(c.jobs) {
-		for i := range j.tasks {
-			a := j.current(int32(i))
-			if a != nil && a.Swarm && a.NodeID == "" && a.Manager == id && a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !j.rec.Cancelled {
-				sess.push(c.swarmAssignmentMsg(j, refOf(a))) // creating a service twice is a no-op
-				continue
-			}
-			if a == nil || a.NodeID != id || !a.Active() {
-				continue
-			}
-			r := refOf(a)
-			switch {
-			case j.rec.Cancelled && running[r]:
-				sess.push(cancelMsg(r, "job cancelled"))
-			case j.rec.Cancelled:
-				c.cancelAttempt(ch, j, a, now)
-			case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED:
-				resend = append(resend, r)
-				sess.push(assignmentMsg(j, r))
-			case !running[r] && !a.Swarm: // a container outlives its agent; runtime health covers it
-				c.loseAttempt(ch, j, a, fmt.Sprintf("the agent on %s restarted during attempt %d", id, a.Attempt), now)
-			}
-			delete(running, r)
+	c.eachActive(func(j *jobEntry, a *store.Attempt) {
+		if a.Swarm && a.NodeID == "" && a.Manager == id && a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !j.rec.Cancelled {
+			sess.push(c.swarmAssignmentMsg(j, refOf(a))) // creating a service twice is a no-op
+			return
 		}
-	}
+		if a.NodeID != id {
+			return
+		}
+		r := refOf(a)
+		switch {
+		case j.rec.Cancelled && running[r]:
+			sess.push(cancelMsg(r, "job cancelled"))
+		case j.rec.Cancelled:
+			c.cancelAttempt(ch, j, a, now)
+		case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED:
+			resend = append(resend, r)
+			sess.push(assignmentMsg(j, r))
+		case !running[r] && !a.Swarm: // a container outlives its agent; runtime health covers it
+			c.loseAttempt(ch, j, a, fmt.Sprintf("the agent on %s restarted during attempt %d", id, a.Attempt), now)
+		}
+		delete(running, r)
+	})
 	for r := range running {
 		if j := c.jobs[r.job]; j != nil {
 			if a := j.attempt(r.task, r.attempt); a != nil && c.claimable(a, id) && a.Active() {

@@ -74,30 +74,24 @@ func (c *Coordinator) checkNodes(now time.Time) {
 // Swarm attempts not yet claimed are exempt: swarm queues them, not a
 // node. Callers hold c.mu.
 func (c *Coordinator) takeBackStalled(ch *changes, now time.Time) {
-	for _, j := range c.jobs {
-		if j.final() {
-			continue
+	c.eachActive(func(j *jobEntry, a *store.Attempt) {
+		if a.NodeID == "" {
+			return
 		}
 		timeout := j.spec.GetTimeout().AsDuration()
-		for i := range j.tasks {
-			a := j.current(int32(i))
-			if a == nil || !a.Active() || a.NodeID == "" {
-				continue
-			}
-			var why string
-			switch {
-			case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !a.Swarm && now.Sub(a.AssignTime) > c.cfg.StartDeadline:
-				why = fmt.Sprintf("node %s did not start attempt %d within %s", a.NodeID, a.Attempt, c.cfg.StartDeadline)
-			case timeout > 0 && !a.StartTime.IsZero() && now.Sub(a.StartTime) > timeout+c.cfg.EndGrace:
-				why = fmt.Sprintf("node %s did not report the end of attempt %d within its timeout (%s) and %s", a.NodeID, a.Attempt, timeout, c.cfg.EndGrace)
-			default:
-				continue
-			}
-			c.log.Warn("taking back a stalled attempt", "attempt", refOf(a).String(), "reason", why)
-			c.stopAttempt(refOf(a), a, why)
-			c.loseAttempt(ch, j, a, why, now)
+		var why string
+		switch {
+		case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !a.Swarm && now.Sub(a.AssignTime) > c.cfg.StartDeadline:
+			why = fmt.Sprintf("node %s did not start attempt %d within %s", a.NodeID, a.Attempt, c.cfg.StartDeadline)
+		case timeout > 0 && !a.StartTime.IsZero() && now.Sub(a.StartTime) > timeout+c.cfg.EndGrace:
+			why = fmt.Sprintf("node %s did not report the end of attempt %d within its timeout (%s) and %s", a.NodeID, a.Attempt, timeout, c.cfg.EndGrace)
+		default:
+			return
 		}
-	}
+		c.log.Warn("taking back a stalled attempt", "attempt", refOf(a).String(), "reason", why)
+		c.stopAttempt(refOf(a), a, why)
+		c.loseAttempt(ch, j, a, why, now)
+	})
 }
 
 // markDown marks n DOWN, closes its session and loses its active attempts.
@@ -119,16 +113,12 @@ func (c *Coordinator) markDown(ch *changes, n *nodeEntry, now time.Time) {
 // start elsewhere only starts later. Callers hold c.mu.
 func (c *Coordinator) loseNodeAttempts(ch *changes, n *nodeEntry, why string, now time.Time) {
 	inSwarm := n.rec.SwarmNodeID != ""
-	for _, j := range c.jobs {
-		for i := range j.tasks {
-			a := j.current(int32(i))
-			unclaimedHere := a != nil && a.Swarm && a.NodeID == "" && (a.Manager == n.rec.ID || inSwarm)
-			if a == nil || !a.Active() || (a.NodeID != n.rec.ID && !unclaimedHere) {
-				continue
-			}
+	c.eachActive(func(j *jobEntry, a *store.Attempt) {
+		unclaimedHere := a.Swarm && a.NodeID == "" && (a.Manager == n.rec.ID || inSwarm)
+		if a.NodeID == n.rec.ID || unclaimedHere {
 			c.loseAttempt(ch, j, a, fmt.Sprintf("%s during attempt %d", why, a.Attempt), now)
 		}
-	}
+	})
 }
 
 // runtimeDown begins the message of a node its runtime took down.
@@ -226,13 +216,25 @@ func (c *Coordinator) poke() {
 // usedSlots sums the slots and attempts active on each node. Callers hold c.mu.
 func (c *Coordinator) usedSlots() (slots map[string]int32, running map[string]int32) {
 	slots, running = map[string]int32{}, map[string]int32{}
-	for _, j := range c.jobs {
-		for i := range j.tasks {
-			if a := j.current(int32(i)); a != nil && a.Active() {
-				slots[a.NodeID] += a.Slots
-				running[a.NodeID]++
+	c.eachActive(func(_ *jobEntry, a *store.Attempt) {
+		slots[a.NodeID] += a.Slots
+		running[a.NodeID]++
+	})
+	return slots, running
+}
+
+// eachActive calls f with every active attempt, by job (oldest first)
+// and task, visiting only jobs and tasks that have one. f may end it.
+// Callers hold c.mu.
+func (c *Coordinator) eachActive(f func(j *jobEntry, a *store.Attempt)) {
+	for _, j := range sortedJobs(c.jobs) {
+		if j.activeAttempts() == 0 {
+			continue
+		}
+		for _, i := range j.activeTasks() {
+			if a := j.current(i); a != nil && a.Active() {
+				f(j, a)
 			}
 		}
 	}
-	return slots, running
 }

@@ -90,21 +90,21 @@ func (c *Coordinator) schedule(now time.Time) {
 	}
 	var pushes []push
 	for _, j := range sortedJobs(c.jobs) {
-		if j.final() || j.rec.Cancelled {
+		if j.final() || j.rec.Cancelled || j.inState(cloudmlv1.TaskState_TASK_STATE_PENDING) == 0 {
 			continue
 		}
 		active := int32(j.activeAttempts())
 		parallelism := j.spec.GetParallelism()
 		need := slotsFor(j.spec)
-		for _, t := range j.tasks {
-			if t.State != cloudmlv1.TaskState_TASK_STATE_PENDING {
-				continue
-			}
-			why := ""
+		full := "" // why no further task of j fits this pass, once none does
+		for t := range j.pendingTasks {
+			why := full
 			switch {
+			case why != "":
 			case j.spec.GetImage() != "":
 				if parallelism > 0 && active >= parallelism {
 					why = fmt.Sprintf("job parallelism %d reached", parallelism)
+					full = why
 					break
 				}
 				if sp == nil {
@@ -117,12 +117,16 @@ func (c *Coordinator) schedule(now time.Time) {
 				}
 			case len(c.nodes) == 0:
 				why = "no nodes registered"
+				full = why
 			case len(p.nodes) == 0:
 				why = fmt.Sprintf("none of the %d registered nodes is connected", len(c.nodes))
+				full = why
 			case parallelism > 0 && active >= parallelism:
 				why = fmt.Sprintf("job parallelism %d reached", parallelism)
+				full = why
 			case need > p.maxSlots:
 				why = fmt.Sprintf("needs %d slots; the largest node has %d", need, p.maxSlots)
+				full = why
 			default:
 				cd := p.best(need)
 				if cd == nil {
@@ -131,6 +135,7 @@ func (c *Coordinator) schedule(now time.Time) {
 					} else {
 						why = fmt.Sprintf("no node has %d free slots (%d/%d slots used on %d nodes)", need, p.used(), p.totalSlots, len(p.nodes))
 					}
+					full = why
 					break
 				}
 				cd.free -= need

@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"fmt"
+	stdbits "math/bits"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -85,10 +87,15 @@ type jobEntry struct {
 	stageFails   map[string]int
 	restageAfter map[string]time.Time
 	// tally counts the tasks in each state as last recorded (changes.task)
-	// and counted is the state each task is counted in, so a report costs
-	// the same whatever the job's size. Built on first use (tallied).
+	// and counted is the state each task is counted in; active holds the
+	// tasks whose current attempt is active and pending those waiting to
+	// be placed, one bit per task. So a report costs the same whatever
+	// the job's size, and the scheduler, node checks and reconnects visit
+	// only the tasks they concern. Built on first use (tallied).
 	tally   []int // by cloudmlv1.TaskState
 	counted []cloudmlv1.TaskState
+	active  map[int32]struct{}
+	pending []uint64
 }
 
 // tallied builds the tally from the tasks unless it is built.
@@ -98,19 +105,36 @@ func (j *jobEntry) tallied() {
 	}
 	j.tally = make([]int, len(cloudmlv1.TaskState_name))
 	j.counted = make([]cloudmlv1.TaskState, len(j.tasks))
+	j.active = map[int32]struct{}{}
+	j.pending = make([]uint64, (len(j.tasks)+63)/64)
 	for i, t := range j.tasks {
-		j.counted[i] = t.State
-		j.tally[t.State]++
+		j.counted[i] = cloudmlv1.TaskState_TASK_STATE_UNSPECIFIED
+		j.tally[cloudmlv1.TaskState_TASK_STATE_UNSPECIFIED]++
+		j.count(t)
 	}
 }
 
 // count moves t to its state in the tally.
 func (j *jobEntry) count(t *store.Task) {
 	j.tallied()
-	if old := j.counted[t.Index]; old != t.State {
-		j.tally[old]--
-		j.tally[t.State]++
-		j.counted[t.Index] = t.State
+	old := j.counted[t.Index]
+	if old == t.State {
+		return
+	}
+	j.tally[old]--
+	j.tally[t.State]++
+	j.counted[t.Index] = t.State
+	switch active := store.ActiveState(t.State); {
+	case active && !store.ActiveState(old):
+		j.active[t.Index] = struct{}{}
+	case !active:
+		delete(j.active, t.Index)
+	}
+	bit := uint64(1) << (t.Index % 64)
+	if t.State == cloudmlv1.TaskState_TASK_STATE_PENDING {
+		j.pending[t.Index/64] |= bit
+	} else {
+		j.pending[t.Index/64] &^= bit
 	}
 }
 
@@ -122,6 +146,30 @@ func (j *jobEntry) inState(states ...cloudmlv1.TaskState) int {
 		n += j.tally[s]
 	}
 	return n
+}
+
+// activeTasks are the tasks whose current attempt is active, by index.
+func (j *jobEntry) activeTasks() []int32 {
+	j.tallied()
+	out := make([]int32, 0, len(j.active))
+	for i := range j.active {
+		out = append(out, i)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pendingTasks yields the pending tasks by index. Tasks it yields may be
+// placed meanwhile; one that becomes pending meanwhile may be missed.
+func (j *jobEntry) pendingTasks(yield func(*store.Task) bool) {
+	j.tallied()
+	for w := range j.pending {
+		for bits := j.pending[w]; bits != 0; bits &= bits - 1 {
+			if !yield(j.tasks[w*64+stdbits.TrailingZeros64(bits)]) {
+				return
+			}
+		}
+	}
 }
 
 // restageAt reports whether node's failed staging is due to be asked

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -127,15 +128,15 @@ func (c *Coordinator) leftSwarm(ch *changes, n *nodeEntry, why string, now time.
 		c.log.Warn("node left its swarm", "node_id", id, "swarm_node_id", n.rec.SwarmNodeID, "now", why)
 	}
 	lost := fmt.Sprintf("the swarm node on %s went away (it %s)", id, why)
-	for _, j := range sortedJobs(c.jobs) {
+	for _, j := range c.jobs {
 		delete(j.staging, id)
 		delete(j.stageBytes, id)
-		for i := range j.tasks {
-			if a := j.current(int32(i)); a != nil && a.Swarm && a.Active() && a.NodeID == id {
-				c.loseAttempt(ch, j, a, fmt.Sprintf("%s during attempt %d", lost, a.Attempt), now)
-			}
-		}
 	}
+	c.eachActive(func(j *jobEntry, a *store.Attempt) {
+		if a.Swarm && a.NodeID == id {
+			c.loseAttempt(ch, j, a, fmt.Sprintf("%s during attempt %d", lost, a.Attempt), now)
+		}
+	})
 	if c.swarm.manager == id || n.rec.SwarmRole == roleManager {
 		c.forgetManager(ch, n, why, now)
 	}
@@ -155,13 +156,11 @@ func (c *Coordinator) forgetManager(ch *changes, n *nodeEntry, why string, now t
 	c.swarm.manager, c.swarm.managerAddr, c.swarm.token = "", "", ""
 	n.rec.SwarmRole = ""
 	ch.node(n.rec)
-	for _, j := range sortedJobs(c.jobs) {
-		for i := range j.tasks {
-			if a := j.current(int32(i)); a != nil && a.Swarm && a.Active() && a.NodeID == "" && a.Manager == id {
-				c.loseAttempt(ch, j, a, fmt.Sprintf("the swarm manager %s %s before attempt %d started", id, why, a.Attempt), now)
-			}
+	c.eachActive(func(j *jobEntry, a *store.Attempt) {
+		if a.Swarm && a.NodeID == "" && a.Manager == id {
+			c.loseAttempt(ch, j, a, fmt.Sprintf("the swarm manager %s %s before attempt %d started", id, why, a.Attempt), now)
 		}
-	}
+	})
 }
 
 // formSwarm asks connected Docker nodes outside the swarm to found or join

@@ -94,13 +94,11 @@ func (c *Coordinator) swarmPool() *swarmPool {
 			p.maxSlots = max(p.maxSlots, n.rec.Slots)
 		}
 	}
-	for _, j := range c.jobs {
-		for i := range j.tasks {
-			if a := j.current(int32(i)); a != nil && a.Swarm && a.Active() {
-				p.used += a.Slots
-			}
+	c.eachActive(func(_ *jobEntry, a *store.Attempt) {
+		if a.Swarm {
+			p.used += a.Slots
 		}
-	}
+	})
 	return p
 }
 
