@@ -14,6 +14,19 @@
 //	   (TCP, TLS 1.3 handshake, Register) against Register on an open one,
 //	   and the handshake alone against a TCP connect.
 //
+// The control plane (-parts C, make bench-cp; issue 11):
+//
+//	C) a fresh `coordinator serve --provider none` per N (-cp-nodes,
+//	   default 100, 300 and 1,000) with N simulated agents
+//	   (internal/simagent: the real protocol, each on its own TCP and
+//	   mutual TLS connection, -cp-slots 4 each, one log line per attempt)
+//	   and a sweep of `true` (-cp-tasks 10,000) submitted with the real
+//	   client: time until all N are ready, placements per second,
+//	   makespan, heartbeat and GetJob latency under load beside idle,
+//	   nodes marked down, attempts lost, tasks run twice, the
+//	   coordinator's RSS and CPU seconds and its state's size, beside the
+//	   issue's goals.
+//
 // On the DigitalOcean test server (internal/dofake/testcloud, root):
 //
 //	d) cluster up --nodes 3 until every node is in the swarm, against a
@@ -69,6 +82,7 @@ func main() {
 	cpTasks := flag.Int("cp-tasks", 10000, "control plane (C): tasks in the sweep of true")
 	cpSlots := flag.Int("cp-slots", 4, "control plane (C): slots per simulated agent")
 	cpRuns := flag.Int("cp-runs", 1, "control plane (C): repetitions at each node count")
+	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")
 	flag.Parse()
 
 	if strings.ContainsAny(*procParts, "abT") {
