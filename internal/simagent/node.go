@@ -56,7 +56,6 @@ func (n *node) dial(creds credentials.TransportCredentials) (*grpc.ClientConn, e
 	opts := append(grpcopt.Dial(),
 		grpc.WithReadBufferSize(simBuffer),
 		grpc.WithWriteBufferSize(simBuffer),
-		grpc.WithSharedWriteBuffer(true),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
