@@ -10,7 +10,7 @@ BUF   := $(TOOLS) buf
 BIN   := bin
 PKGS  := ./...
 
-.PHONY: help build generate check-generate lint check-tidy staticcheck test test-short demo demo-swarm demo-do image bench mutate mutate-quick clean deps
+.PHONY: help build generate check-generate lint check-tidy staticcheck test test-short demo demo-swarm demo-do image bench bench-cp mutate mutate-quick clean deps
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ image: ## build the Octave image cloudml/octave:7 from Debian packages (debootst
 
 bench: build ## benchmarks side by side with their baselines, as ratios
 	$(GO) run ./bench
+
+bench-cp: build ## control plane: N simulated agents (100, 300, 1000) against a real coordinator, a 10,000-task sweep of true (issue 11; a few minutes)
+	$(GO) run ./bench -parts C -swarm=false
 
 mutate: ## mutation testing (gremlins) on the packages that hold the guarantees; per-package table, goal 85% killed (tens of minutes; not in `make test`)
 	$(GO) run ./internal/mutate/cmd/mutate

@@ -52,6 +52,10 @@ func newBench(nodes, slots int) (*bench, error) {
 	return nil, fmt.Errorf("agents not ready in 30s:\n%s", b.logTail())
 }
 
+// coordinatorBin is the coordinator binary the benchmarks start
+// (-coordinator-bin), to compare a build against bin/'s.
+var coordinatorBin = "bin/coordinator"
+
 // startCoordinator runs `bin/coordinator serve --listen ADDR args...` with
 // env added to this process's environment; its output goes to b.log.
 func startCoordinator(dir string, env []string, args ...string) (*bench, error) {
@@ -67,7 +71,7 @@ func startCoordinatorOn(dir, addr string, env []string, args ...string) (*bench,
 	b := &bench{dir: dir, addr: addr, log: &logSink{}, exited: make(chan struct{})}
 	// The coordinator writes its admin credential there; the clients read it.
 	b.config = pki.ConfigEnv + "=" + filepath.Join(dir, "admin.config")
-	b.cmd = exec.Command("bin/coordinator", append([]string{"serve", "--listen", addr}, args...)...)
+	b.cmd = exec.Command(coordinatorBin, append([]string{"serve", "--listen", addr}, args...)...)
 	b.cmd.Env = append(append(os.Environ(), env...), b.config)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
 	if err := b.cmd.Start(); err != nil {

@@ -14,6 +14,19 @@
 //	   (TCP, TLS 1.3 handshake, Register) against Register on an open one,
 //	   and the handshake alone against a TCP connect.
 //
+// The control plane (-parts C, make bench-cp; issue 11):
+//
+//	C) a fresh `coordinator serve --provider none` per N (-cp-nodes,
+//	   default 100, 300 and 1,000) with N simulated agents
+//	   (internal/simagent: the real protocol, each on its own TCP and
+//	   mutual TLS connection, -cp-slots 4 each, one log line per attempt)
+//	   and a sweep of `true` (-cp-tasks 10,000) submitted with the real
+//	   client: time until all N are ready, placements per second,
+//	   makespan, heartbeat and GetJob latency under load beside idle,
+//	   nodes marked down, attempts lost, tasks run twice, the
+//	   coordinator's RSS and CPU seconds and its state's size, beside the
+//	   issue's goals.
+//
 // On the DigitalOcean test server (internal/dofake/testcloud, root):
 //
 //	d) cluster up --nodes 3 until every node is in the swarm, against a
@@ -62,9 +75,14 @@ func main() {
 	swarmLines := flag.Int("swarm-lines", 1000000, "lines in the swarm log benchmark (b): about 17 s through CloudML (the Engine's logs API passes ~60k lines/s)")
 	swarmTasks := flag.Int("swarm-tasks", 100, "tasks in the swarm sweep benchmark")
 	stageMiB := flag.Int64("stage-mib", 1024, "size of the staged object in MiB")
-	procParts := flag.String("parts", "abT", "which process-runtime measurements to run (a, b, T)")
+	procParts := flag.String("parts", "abT", "which process-runtime measurements to run (a, b, T; C, the control plane at N simulated agents, runs only when named: make bench-cp)")
 	parts := flag.String("swarm-parts", "abcd", "which swarm measurements to run (a, b, c; d on the DigitalOcean test server)")
 	doNodes := flag.Int("do-nodes", 3, "droplets in the cluster up measurement (d)")
+	cpNodes := flag.String("cp-nodes", "100,300,1000", "control plane (C): simulated agents, one coordinator per count")
+	cpTasks := flag.Int("cp-tasks", 10000, "control plane (C): tasks in the sweep of true")
+	cpSlots := flag.Int("cp-slots", 4, "control plane (C): slots per simulated agent")
+	cpRuns := flag.Int("cp-runs", 1, "control plane (C): repetitions at each node count")
+	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")
 	flag.Parse()
 
 	if strings.ContainsAny(*procParts, "abT") {
@@ -73,6 +91,16 @@ func main() {
 		printRows(fmt.Sprintf("CloudML benchmarks, process runtime (median of %d runs each, %d for b; measured side by side; %s)",
 			*runs, *logRuns, time.Since(start).Round(time.Second)), rows)
 		fmt.Print(processNotes)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	if strings.Contains(*procParts, "C") {
+		nodes, err := parseNodes(*cpNodes)
+		if err == nil {
+			err = cpRows(nodes, *cpRuns, *cpTasks, *cpSlots)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)

@@ -1,0 +1,534 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cloudml/cloudml/client"
+	"github.com/cloudml/cloudml/internal/simagent"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// The control-plane part (C, issue 11): a real `coordinator serve
+// --provider none` process from bin/, N simulated agents
+// (internal/simagent: the real protocol, each on its own TCP and mutual TLS
+// connection, one log line per attempt) and a sweep of `true` submitted
+// with the real client. Each N gets a fresh coordinator and state.
+//
+// Baseline, main's coordinator (one lock, a bbolt commit with fsync per
+// report) on the 2-core machine, 2026-12-05, two quiet runs (README has
+// the full table and a loaded run):
+//
+//	                           N=100        N=300         N=1000      goal at 1000
+//	placements/s, steady       419-478      332-374       333-374     >= 2,500
+//	makespan                   21-23 s      25-28 s       29-32 s
+//	heartbeat p99 idle / load  14 / 282-325 14 / 970-1185 15-17 / 3689-3929 ms   <= 50 ms
+//	GetJob p99 under load      310-390 ms   892-1150 ms   3326-3963 ms
+//	down / lost / run twice    0 / 0 / 0    0 / 0 / 0     2-90 / 8-313 / 7-250  0 / 0 / 0
+//	peak RSS                   171-177 MiB  334-364 MiB   852-939 MiB <= 512 MiB
+//
+// With other sessions loading the machine (load average 5-7), N=1000
+// cascaded: every node marked down at least once, 57,934 attempts lost,
+// 6,418 tasks run twice, a 6-minute makespan, 1,173 MiB peak RSS.
+
+// Call names the bench records beside the simulated agents' calls.
+const (
+	callGetJob    = "GetJob"
+	callListNodes = "ListNodes"
+)
+
+// cpResult is one run of the control-plane measurement at one N.
+type cpResult struct {
+	nodes                  int
+	ready                  time.Duration // fleet start to all N ready
+	placeRate              float64       // placements per second, middle 80% of the sweep
+	placeAll               float64       // placements per second, submit to the last first-assignment
+	makespan               time.Duration // submit to the job's end
+	hbIdle, hbLoad         [2]time.Duration
+	getIdle, getLoad       [2]time.Duration
+	listLoad               [2]time.Duration
+	down, downLog          int // nodes seen DOWN (ListNodes) / "node down" lines logged
+	lost, runTwice, failed int
+	reconnects             int
+	callErrs               map[string]string
+	idleRSS, peakRSS       int64 // bytes: VmRSS with N idle nodes before the job, VmHWM at the end
+	cpu, cpuRun            float64
+	stateBytes             int64
+	fsync                  time.Duration // median 4 KiB write+fsync on the state's disk
+}
+
+// cpRows runs the control-plane measurement for each N in nodes, runs times,
+// and prints the table.
+func cpRows(nodes []int, runs, tasks, slots int) error {
+	if err := raiseNoFile(max(nodes[len(nodes)-1]*4+1024, 8192)); err != nil {
+		return err
+	}
+	start := time.Now()
+	results := make([][]cpResult, len(nodes))
+	var failed error
+	for r := range runs {
+		for i, n := range nodes {
+			res, err := cpRun(n, tasks, slots)
+			if err != nil {
+				failed = fmt.Errorf("control plane, N=%d, run %d: %w", n, r+1, err)
+				break
+			}
+			fmt.Fprintf(os.Stderr, "bench: C N=%d run %d: makespan %s, %.0f placements/s, hb p99 %s\n",
+				n, r+1, res.makespan.Round(time.Millisecond), res.placeRate, res.hbLoad[1].Round(time.Millisecond))
+			results[i] = append(results[i], res)
+		}
+		if failed != nil {
+			break
+		}
+	}
+	printCP(fmt.Sprintf("CloudML benchmarks, control plane: a %d-task sweep of `true` on N simulated agents x %d slots, one log line per attempt (%d runs; median, [min-max] over runs; %s)",
+		tasks, slots, runs, time.Since(start).Round(time.Second)), nodes, results)
+	fmt.Print(cpNotes)
+	return failed
+}
+
+// cpNotes says how the control-plane rows are measured.
+const cpNotes = `
+  C) a fresh coordinator serve --provider none (bin/, state on this disk, log level warn) per N;
+     N simulated agents (internal/simagent) in the bench process register with one join token,
+     16 at a time. Ready: the fleet's start to every node READY in ListNodes. Placements/s: the
+     middle 80% of first assignment receipts (all of them: submit to the last). Makespan: submit
+     to the job's end_time. Under load: calls that began between submit and the job's end (GetJob
+     of the job every 250 ms, ListNodes every 1 s from one client). Idle heartbeats: the 6 s with
+     N ready nodes before the submit; idle GetJob: 20 calls on the finished job after the run.
+     Down: nodes ListNodes ever showed DOWN (and "node down" lines the coordinator logged); lost:
+     attempts beyond the first of every task (retries 0, true never fails); run twice: task
+     indexes that reached RUNNING on more than one attempt. RSS: VmRSS with N idle nodes before
+     the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the job's end.
+     State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on the
+     state's disk, median of 200, before each run: the store commits with fsync while it holds the
+     coordinator's lock, so this bounds the rate on a given disk.
+`
+
+// cpRun measures one N on a fresh coordinator.
+func cpRun(n, tasks, slots int) (res cpResult, err error) {
+	res.nodes = n
+	dir, err := os.MkdirTemp("", "cloudml-bench-cp-")
+	if err != nil {
+		return res, err
+	}
+	if res.fsync, err = fsyncLatency(dir, 200); err != nil {
+		os.RemoveAll(dir)
+		return res, err
+	}
+	b, err := startCoordinator(dir, nil, "--provider", "none", "--state", filepath.Join(dir, "state"),
+		"--bucket", "file://"+filepath.Join(dir, "bucket"), "--log-level", "warn")
+	if err != nil {
+		os.RemoveAll(dir)
+		return res, err
+	}
+	defer b.close(30 * time.Second)
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\ncoordinator log tail:\n%s", err, b.logTail())
+		}
+	}()
+	var downLog sync.Map
+	b.log.watch(func(_ time.Time, line string) {
+		if strings.Contains(line, "node down") {
+			if i := strings.Index(line, "node_id="); i >= 0 {
+				downLog.Store(strings.Fields(line[i:])[0], true)
+			}
+		}
+	})
+	if err := b.waitConfig(30 * time.Second); err != nil {
+		return res, err
+	}
+	ccfg, err := client.ConfigFromFile(b.configPath())
+	if err != nil {
+		return res, err
+	}
+	ccfg.Address = b.addr
+	c, err := client.New(ccfg)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	ctx := context.Background()
+	tok, err := c.CreateToken(ctx, client.TokenOptions{Uses: -1, TTL: time.Hour, Label: "bench control plane"})
+	if err != nil {
+		return res, err
+	}
+	rec := simagent.NewRecorder()
+	cfg := simagent.DefaultConfig()
+	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots, cfg.Recorder = b.addr, tok.GetToken(), n, slots, rec
+	fleet, err := simagent.New(cfg)
+	if err != nil {
+		return res, err
+	}
+	fctx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	fleetStart := time.Now()
+	go func() { ran <- fleet.Run(fctx) }()
+	defer func() {
+		stop()
+		if ferr := <-ran; ferr != nil && err == nil {
+			err = ferr
+		}
+	}()
+
+	// Every node ready.
+	for {
+		ready, ns := 0, []*cloudmlv1.Node(nil)
+		if seen, _ := rec.Ready(); seen == n {
+			if ns, err = c.Nodes(ctx); err != nil {
+				return res, err
+			}
+			for _, nd := range ns {
+				if nd.GetState() == cloudmlv1.NodeState_NODE_STATE_READY {
+					ready++
+				}
+			}
+		}
+		if ready == n {
+			break
+		}
+		if time.Since(fleetStart) > 10*time.Minute {
+			return res, fmt.Errorf("%d of %d nodes ready after 10 minutes; errors: %v", ready, n, rec.Errors())
+		}
+		select {
+		case err := <-ran:
+			return res, fmt.Errorf("the simulated agents stopped: %v", err)
+		case <-time.After(50 * time.Millisecond): // polling interval
+		}
+	}
+	res.ready = time.Since(fleetStart)
+
+	// Idle: N nodes heartbeating, no job.
+	idleFrom := time.Now()
+	time.Sleep(6 * time.Second)
+	idleTo := time.Now()
+	res.hbIdle = p50p99(rec.Latencies(simagent.CallHeartbeat, idleFrom, idleTo))
+	pid := b.cmd.Process.Pid
+	res.idleRSS = procStatus(pid, "VmRSS")
+	cpuBefore := procCPU(pid)
+
+	vals := make([]string, tasks)
+	for i := range vals {
+		vals[i] = strconv.Itoa(i)
+	}
+	submitAt := time.Now()
+	sub, err := c.Submit(ctx, &cloudmlv1.JobSpec{
+		Name: "cp", Command: []string{"true"},
+		Sweep: &cloudmlv1.Sweep{Grid: map[string]*cloudmlv1.ParamValues{"i": {Values: vals}}},
+	}, client.SubmitOptions{})
+	if err != nil {
+		return res, err
+	}
+	id := sub.Job.GetId()
+
+	// Under load: GetJob every 250 ms until the job ends; ListNodes every
+	// second, noting every node ever DOWN.
+	downSeen := map[string]bool{}
+	var job *cloudmlv1.Job
+	lastList := time.Time{}
+	for {
+		t0 := time.Now()
+		job, err = c.Job(ctx, id)
+		rec.Observe(callGetJob, t0, err)
+		if err != nil {
+			return res, err
+		}
+		if s := job.GetState(); s != cloudmlv1.JobState_JOB_STATE_PENDING && s != cloudmlv1.JobState_JOB_STATE_RUNNING {
+			break
+		}
+		if time.Since(lastList) >= time.Second {
+			lastList = time.Now()
+			ns, err := c.Nodes(ctx)
+			rec.Observe(callListNodes, lastList, err)
+			for _, nd := range ns {
+				if nd.GetState() == cloudmlv1.NodeState_NODE_STATE_DOWN {
+					downSeen[nd.GetId()] = true
+				}
+			}
+		}
+		if time.Since(submitAt) > 30*time.Minute {
+			return res, fmt.Errorf("job %s still %s after 30 minutes: %v", id, job.GetState(), job.GetTaskStates())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	end := time.Now()
+	if et := job.GetEndTime(); et != nil {
+		end = et.AsTime()
+	}
+	res.makespan = end.Sub(submitAt)
+	res.cpuRun = procCPU(pid) - cpuBefore
+	ns, err := c.Nodes(ctx)
+	if err != nil {
+		return res, err
+	}
+	for _, nd := range ns {
+		if nd.GetState() == cloudmlv1.NodeState_NODE_STATE_DOWN {
+			downSeen[nd.GetId()] = true
+		}
+	}
+	res.down = len(downSeen)
+	downLog.Range(func(any, any) bool { res.downLog++; return true })
+	for _, t := range job.GetTasks() {
+		res.lost += int(t.GetAttempt()) - 1
+		if t.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED {
+			res.failed++
+		}
+	}
+	res.runTwice = rec.RunTwice(id)
+	res.reconnects = rec.Reconnects()
+	res.callErrs = rec.Errors()
+
+	assigned := rec.Assigned()
+	if len(assigned) > 0 {
+		res.placeAll = float64(len(assigned)) / assigned[len(assigned)-1].Sub(submitAt).Seconds()
+	}
+	if lo, hi := len(assigned)/10, len(assigned)*9/10; hi > lo+1 {
+		res.placeRate = float64(hi-lo) / assigned[hi-1].Sub(assigned[lo]).Seconds()
+	}
+	res.hbLoad = p50p99(rec.Latencies(simagent.CallHeartbeat, submitAt, end))
+	res.getLoad = p50p99(rec.Latencies(callGetJob, submitAt, end))
+	res.listLoad = p50p99(rec.Latencies(callListNodes, submitAt, end))
+
+	// Idle GetJob: the finished job, nothing else running.
+	time.Sleep(2 * time.Second)
+	idleGet := time.Now()
+	for range 20 {
+		t0 := time.Now()
+		_, err := c.Job(ctx, id)
+		rec.Observe(callGetJob, t0, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	res.getIdle = p50p99(rec.Latencies(callGetJob, idleGet, time.Time{}))
+	res.peakRSS = procStatus(pid, "VmHWM")
+	res.cpu = procCPU(pid)
+	res.stateBytes = dirBytes(filepath.Join(dir, "state"))
+	return res, nil
+}
+
+// fsyncLatency is the median time of n 4 KiB writes, each followed by an
+// fsync, to a file in dir.
+func fsyncLatency(dir string, n int) (time.Duration, error) {
+	f, err := os.CreateTemp(dir, "fsync-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	ds := make([]time.Duration, 0, n)
+	for range n {
+		t0 := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			return 0, err
+		}
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	return median(ds), nil
+}
+
+func p50p99(sorted []time.Duration) [2]time.Duration {
+	return [2]time.Duration{simagent.Percentile(sorted, 50), simagent.Percentile(sorted, 99)}
+}
+
+// procStatus reads a "kB" field of /proc/PID/status, in bytes (0 if
+// unreadable).
+func procStatus(pid int, field string) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// procCPU is the process's user plus system CPU seconds from
+// /proc/PID/stat (clock ticks of 1/100 s).
+func procCPU(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')') // the command may hold spaces
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	// After ")": state is field 3 of stat, so utime (14) and stime (15) are
+	// f[11] and f[12].
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (u + st) / 100
+}
+
+// dirBytes is the size of the files under dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// raiseNoFile raises this process's open file limit to at least want (N
+// connections, and the coordinator child inherits it).
+func raiseNoFile(want int) error {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("open file limit: %w", err)
+	}
+	if lim.Cur >= uint64(want) {
+		return nil
+	}
+	if lim.Max < uint64(want) {
+		return fmt.Errorf("open file limit: the hard limit %d is below the %d the control-plane bench needs (ulimit -Hn)", lim.Max, want)
+	}
+	lim.Cur = uint64(want)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("raise the open file limit to %d: %w", want, err)
+	}
+	return nil
+}
+
+// parseNodes reads -cp-nodes: a comma-separated list of node counts.
+func parseNodes(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-cp-nodes: %q is not a node count", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("-cp-nodes: no node count")
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+// printCP prints one column per N: the median of the runs, with their
+// range when there are several.
+func printCP(title string, nodes []int, results [][]cpResult) {
+	fmt.Printf("\n%s\n\n", title)
+	type line struct {
+		name, goal string
+		cell       func([]cpResult) string
+	}
+	num := func(get func(cpResult) float64, format func(float64) string) func([]cpResult) string {
+		return func(rs []cpResult) string {
+			if len(rs) == 0 {
+				return "-"
+			}
+			vs := make([]float64, len(rs))
+			for i, r := range rs {
+				vs[i] = get(r)
+			}
+			m := medianF(vs)
+			if len(vs) == 1 {
+				return format(m)
+			}
+			sort.Float64s(vs)
+			return fmt.Sprintf("%s [%s-%s]", format(m), format(vs[0]), format(vs[len(vs)-1]))
+		}
+	}
+	msF := func(v float64) string {
+		if v >= 1000 {
+			return fmt.Sprintf("%.0fms", v)
+		}
+		return fmt.Sprintf("%.1fms", v)
+	}
+	ms := func(get func(cpResult) time.Duration) func([]cpResult) string {
+		return num(func(r cpResult) float64 { return float64(get(r)) / 1e6 }, msF)
+	}
+	pair := func(get func(cpResult) [2]time.Duration) func([]cpResult) string {
+		a, b := ms(func(r cpResult) time.Duration { return get(r)[0] }), ms(func(r cpResult) time.Duration { return get(r)[1] })
+		return func(rs []cpResult) string { return a(rs) + " / " + b(rs) }
+	}
+	count := func(get func(cpResult) int) func([]cpResult) string {
+		return num(func(r cpResult) float64 { return float64(get(r)) }, func(v float64) string { return fmt.Sprintf("%.0f", v) })
+	}
+	secs := func(v float64) string { return fmt.Sprintf("%.1fs", v) }
+	mib := func(v float64) string { return fmt.Sprintf("%.0fMiB", v/(1<<20)) }
+	lines := []line{
+		{"time until all N ready", "", num(func(r cpResult) float64 { return r.ready.Seconds() }, secs)},
+		{"placements/s, steady (middle 80%)", ">= 2500 at N=1000", num(func(r cpResult) float64 { return r.placeRate }, func(v float64) string { return fmt.Sprintf("%.0f", v) })},
+		{"placements/s, submit to last", "", num(func(r cpResult) float64 { return r.placeAll }, func(v float64) string { return fmt.Sprintf("%.0f", v) })},
+		{"makespan (submit to job end)", "", num(func(r cpResult) float64 { return r.makespan.Seconds() }, secs)},
+		{"heartbeat p50 / p99, idle", "", pair(func(r cpResult) [2]time.Duration { return r.hbIdle })},
+		{"heartbeat p50 / p99, under load", "p99 <= 50ms", pair(func(r cpResult) [2]time.Duration { return r.hbLoad })},
+		{"GetJob p50 / p99, idle (finished job)", "", pair(func(r cpResult) [2]time.Duration { return r.getIdle })},
+		{"GetJob p50 / p99, under load", "", pair(func(r cpResult) [2]time.Duration { return r.getLoad })},
+		{"ListNodes p50 / p99, under load", "", pair(func(r cpResult) [2]time.Duration { return r.listLoad })},
+		{"nodes marked down (ListNodes)", "0", count(func(r cpResult) int { return r.down })},
+		{"nodes marked down (coordinator log)", "0", count(func(r cpResult) int { return r.downLog })},
+		{"attempts lost", "0", count(func(r cpResult) int { return r.lost })},
+		{"tasks run more than once", "0", count(func(r cpResult) int { return r.runTwice })},
+		{"tasks not succeeded", "0", count(func(r cpResult) int { return r.failed })},
+		{"sessions reopened by agents", "", count(func(r cpResult) int { return r.reconnects })},
+		{"coordinator RSS, N idle nodes", "", num(func(r cpResult) float64 { return float64(r.idleRSS) }, mib)},
+		{"coordinator peak RSS (VmHWM)", "<= 512MiB at N=1000", num(func(r cpResult) float64 { return float64(r.peakRSS) }, mib)},
+		{"coordinator CPU seconds (total)", "", num(func(r cpResult) float64 { return r.cpu }, secs)},
+		{"coordinator CPU seconds (submit to end)", "", num(func(r cpResult) float64 { return r.cpuRun }, secs)},
+		{"4 KiB write+fsync on the state's disk", "", ms(func(r cpResult) time.Duration { return r.fsync })},
+		{"state dir size after the run", "", num(func(r cpResult) float64 { return float64(r.stateBytes) }, mib)},
+	}
+	fmt.Printf("%-42s", "measurement")
+	for _, n := range nodes {
+		fmt.Printf(" %28s", fmt.Sprintf("N=%d", n))
+	}
+	fmt.Printf("  %s\n", "goal")
+	for _, l := range lines {
+		fmt.Printf("%-42s", l.name)
+		for i := range nodes {
+			fmt.Printf(" %28s", l.cell(results[i]))
+		}
+		fmt.Printf("  %s\n", l.goal)
+	}
+	for i, n := range nodes {
+		for r, res := range results[i] {
+			if len(res.callErrs) == 0 {
+				continue
+			}
+			keys := make([]string, 0, len(res.callErrs))
+			for k := range res.callErrs {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			fmt.Printf("  N=%d run %d, call errors the simulated agents saw:\n", n, r+1)
+			for _, k := range keys {
+				fmt.Printf("    %s: %s\n", k, res.callErrs[k])
+			}
+		}
+	}
+}

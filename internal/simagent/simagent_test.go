@@ -1,0 +1,199 @@
+package simagent_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cloudml/cloudml/client"
+	"github.com/cloudml/cloudml/coordinator"
+	"github.com/cloudml/cloudml/internal/pki"
+	"github.com/cloudml/cloudml/internal/simagent"
+	"github.com/cloudml/cloudml/internal/testutil"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// startCoordinator serves a coordinator on a TCP port of 127.0.0.1 until
+// the test ends and returns its address and an admin client.
+func startCoordinator(t *testing.T) (string, *client.Client) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := coordinator.DefaultConfig()
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.AdminConfig = filepath.Join(dir, "admin.config")
+	cfg.DefaultBucket = "file://" + filepath.Join(dir, "bucket")
+	cfg.HeartbeatPeriod = 100 * time.Millisecond
+	cfg.NodeDownAfter = time.Minute // a loaded machine must not find a silent node
+	cfg.Logger = testutil.Logger(t).Named("coordinator")
+	co, err := coordinator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- co.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	var cred *pki.Credential
+	for cred == nil {
+		if cred, err = pki.LoadCredential(cfg.AdminConfig); err != nil {
+			select {
+			case err := <-served:
+				t.Fatalf("the coordinator stopped before writing its credential: %v", err)
+			case <-time.After(10 * time.Millisecond): // polling interval
+			}
+		}
+	}
+	ccfg, err := client.ConfigFromCredential(cred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg.Address = lis.Addr().String()
+	c, err := client.New(ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return lis.Addr().String(), c
+}
+
+// TestSweepRunsEachTaskOnce runs a few simulated agents against a real
+// coordinator over TCP and mutual TLS: every node gets ready, and a sweep
+// succeeds with every task run exactly once and its log line stored.
+func TestSweepRunsEachTaskOnce(t *testing.T) {
+	addr, admin := startCoordinator(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only a hang's bound
+	defer cancel()
+	tok, err := admin.CreateToken(ctx, client.TokenOptions{Uses: -1, TTL: time.Hour, Label: "simagent test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nodes, slots, tasks = 5, 2, 40
+	cfg := simagent.DefaultConfig()
+	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots = addr, tok.GetToken(), nodes, slots
+	cfg.Logger = testutil.Logger(t).Named("sim")
+	fleet, err := simagent.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- fleet.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+
+	for {
+		ns, err := admin.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := 0
+		for _, n := range ns {
+			if n.GetState() == cloudmlv1.NodeState_NODE_STATE_READY {
+				ready++
+			}
+		}
+		if seen, _ := fleet.Recorder().Ready(); ready == nodes && seen == nodes {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d of %d nodes ready: %v", ready, nodes, ctx.Err())
+		case <-time.After(20 * time.Millisecond): // polling interval
+		}
+	}
+
+	vals := make([]string, tasks)
+	for i := range vals {
+		vals[i] = fmt.Sprint(i)
+	}
+	sub, err := admin.Submit(ctx, &cloudmlv1.JobSpec{
+		Name: "sim", Command: []string{"true"},
+		Sweep: &cloudmlv1.Sweep{Grid: map[string]*cloudmlv1.ParamValues{"i": {Values: vals}}},
+	}, client.SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sub.Job.GetId()
+	var job *cloudmlv1.Job
+	for {
+		if job, err = admin.Job(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if s := job.GetState(); s != cloudmlv1.JobState_JOB_STATE_PENDING && s != cloudmlv1.JobState_JOB_STATE_RUNNING {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("job %s still %s: %v", id, job.GetState(), ctx.Err())
+		case <-time.After(20 * time.Millisecond): // polling interval
+		}
+	}
+	if job.GetState() != cloudmlv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %s ended %s, want SUCCEEDED: %v", id, job.GetState(), job.GetTaskStates())
+	}
+	runs := fleet.Recorder().Runs(id)
+	for i := range int32(tasks) {
+		if runs[i] != 1 {
+			t.Errorf("task %d ran %d times, want once", i, runs[i])
+		}
+	}
+	if len(runs) != tasks {
+		t.Errorf("%d task indexes ran, want %d", len(runs), tasks)
+	}
+	for _, tk := range job.GetTasks() {
+		if tk.GetAttempt() != 1 {
+			t.Errorf("task %d took %d attempts, want 1", tk.GetIndex(), tk.GetAttempt())
+		}
+	}
+	if got := len(fleet.Recorder().Assigned()); got != tasks {
+		t.Errorf("%d assignments received, want %d", got, tasks)
+	}
+	for _, call := range []string{simagent.CallHeartbeat, simagent.CallStaging, simagent.CallRunning, simagent.CallLogs, simagent.CallSucceeded} {
+		if len(fleet.Recorder().Latencies(call, time.Time{}, time.Time{})) == 0 {
+			t.Errorf("no %s call recorded", call)
+		}
+	}
+	if len(fleet.Recorder().Latencies(simagent.CallSucceeded, time.Time{}, time.Time{})) != tasks {
+		t.Errorf("SUCCEEDED reported %d times, want %d (errors: %v)",
+			len(fleet.Recorder().Latencies(simagent.CallSucceeded, time.Time{}, time.Time{})), tasks, fleet.Recorder().Errors())
+	}
+
+	var lines int
+	if _, err := admin.Logs(ctx, id, client.LogOptions{}, func(r *cloudmlv1.SubscribeLogsResponse) error {
+		lines += bytes.Count(r.GetData(), []byte("\n"))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if lines != tasks {
+		t.Errorf("%d log lines stored, want one per task (%d)", lines, tasks)
+	}
+}
+
+// TestConfigValidate refuses a config without an address or a token.
+func TestConfigValidate(t *testing.T) {
+	if err := simagent.DefaultConfig().Validate(); err == nil {
+		t.Error("a config without addr and token validated")
+	}
+	if _, err := simagent.New(simagent.DefaultConfig()); err == nil {
+		t.Error("New accepted a config without addr and token")
+	}
+}
