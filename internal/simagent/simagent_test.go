@@ -166,7 +166,15 @@ func TestSweepRunsEachTaskOnce(t *testing.T) {
 	if got := len(fleet.Recorder().Assigned()); got != tasks {
 		t.Errorf("%d assignments received, want %d", got, tasks)
 	}
-	for _, call := range []string{simagent.CallHeartbeat, simagent.CallStaging, simagent.CallRunning, simagent.CallLogs, simagent.CallSucceeded} {
+	// A sweep may end within one heartbeat period: wait for a beat.
+	for len(fleet.Recorder().Latencies(simagent.CallHeartbeat, time.Time{}, time.Time{})) == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no Heartbeat call recorded: %v", ctx.Err())
+		case <-time.After(20 * time.Millisecond): // polling interval
+		}
+	}
+	for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallLogs, simagent.CallSucceeded} {
 		if len(fleet.Recorder().Latencies(call, time.Time{}, time.Time{})) == 0 {
 			t.Errorf("no %s call recorded", call)
 		}
