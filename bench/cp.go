@@ -111,8 +111,8 @@ const cpNotes = `
      indexes that reached RUNNING on more than one attempt. RSS: VmRSS with N idle nodes before
      the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the job's end.
      State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on the
-     state's disk, median of 200, before each run: the store commits with fsync while it holds the
-     coordinator's lock, so this bounds the rate on a given disk.
+     state's disk, median of 200, before each run: the time of one group commit's sync on a
+     given disk.
 `
 
 // cpRun measures one N on a fresh coordinator.
