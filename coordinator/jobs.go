@@ -212,18 +212,18 @@ func (c *Coordinator) lookup(id string) (*jobEntry, error) {
 // GetJob returns a job with its tasks.
 func (s *jobServer) GetJob(ctx context.Context, req *cloudmlv1.GetJobRequest) (*cloudmlv1.GetJobResponse, error) {
 	c := s.c
-	var pj *cloudmlv1.Job
+	var v *jobView
 	err := c.locked(func() error {
 		j, err := c.lookup(req.GetJobId())
 		if err == nil {
-			pj = jobProto(j, true)
+			v = j.view(true)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &cloudmlv1.GetJobResponse{Job: viewFor(pj, callerFrom(ctx))}, nil
+	return &cloudmlv1.GetJobResponse{Job: viewFor(v.proto(), callerFrom(ctx))}, nil
 }
 
 // ListJobs returns every job, newest first, without tasks.

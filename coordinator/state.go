@@ -358,8 +358,9 @@ func (c *changes) updateJobState(j *jobEntry, now time.Time) {
 	c.job(j.rec)
 }
 
-// taskProto renders a task with its current attempt.
-func taskProto(j *jobEntry, t *store.Task) *cloudmlv1.Task {
+// taskProto renders a task with its current attempt a (nil before the
+// first).
+func taskProto(t *store.Task, a *store.Attempt) *cloudmlv1.Task {
 	pt := &cloudmlv1.Task{
 		Index:   t.Index,
 		Params:  t.Params,
@@ -367,7 +368,7 @@ func taskProto(j *jobEntry, t *store.Task) *cloudmlv1.Task {
 		Attempt: t.Attempt,
 		Reason:  t.Reason,
 	}
-	if a := j.current(t.Index); a != nil {
+	if a != nil {
 		pt.NodeId = a.NodeID
 		pt.ExitCode = a.ExitCode
 		pt.Metrics = a.Metrics
@@ -378,8 +379,20 @@ func taskProto(j *jobEntry, t *store.Task) *cloudmlv1.Task {
 	return pt
 }
 
-// jobProto renders a job; withTasks adds every task.
-func jobProto(j *jobEntry, withTasks bool) *cloudmlv1.Job {
+// jobView is what jobProto renders, copied under c.mu so that rendering
+// a large sweep, the costly part, runs without it (GetJob). Records are
+// changed in place under c.mu, so the view holds copies; their maps
+// (params, metrics) are replaced, never changed, and are shared.
+type jobView struct {
+	pj    *cloudmlv1.Job // everything but the tasks
+	tasks []store.Task
+	cur   []store.Attempt // the current attempt of each task; Attempt 0 when none
+}
+
+// view copies j for jobProto; withTasks copies every task too. Callers
+// hold c.mu.
+func (j *jobEntry) view(withTasks bool) *jobView {
+	j.tallied()
 	pj := &cloudmlv1.Job{
 		Id:         j.rec.ID,
 		Spec:       proto.Clone(j.spec).(*cloudmlv1.JobSpec),
@@ -391,16 +404,46 @@ func jobProto(j *jobEntry, withTasks bool) *cloudmlv1.Job {
 		Output:     j.rec.Output,
 		Owner:      j.rec.Owner,
 	}
-	for _, t := range j.tasks {
-		pj.TaskStates[taskStateName(t.State)]++
-		if withTasks {
-			pj.Tasks = append(pj.Tasks, taskProto(j, t))
+	for st, n := range j.tally {
+		if n > 0 {
+			pj.TaskStates[taskStateName(cloudmlv1.TaskState(st))] = int32(n)
 		}
 	}
-	if withTasks {
-		pj.Stages = stagesProto(j)
+	v := &jobView{pj: pj}
+	if !withTasks {
+		return v
 	}
-	return pj
+	pj.Stages = stagesProto(j)
+	v.tasks = make([]store.Task, len(j.tasks))
+	v.cur = make([]store.Attempt, len(j.tasks))
+	for i, t := range j.tasks {
+		v.tasks[i] = *t
+		if a := j.current(t.Index); a != nil {
+			v.cur[i] = *a
+		}
+	}
+	return v
+}
+
+// proto renders the view.
+func (v *jobView) proto() *cloudmlv1.Job {
+	if v.tasks == nil {
+		return v.pj
+	}
+	v.pj.Tasks = make([]*cloudmlv1.Task, len(v.tasks))
+	for i := range v.tasks {
+		var a *store.Attempt
+		if v.cur[i].Attempt > 0 {
+			a = &v.cur[i]
+		}
+		v.pj.Tasks[i] = taskProto(&v.tasks[i], a)
+	}
+	return v.pj
+}
+
+// jobProto renders a job; withTasks adds every task. Callers hold c.mu.
+func jobProto(j *jobEntry, withTasks bool) *cloudmlv1.Job {
+	return j.view(withTasks).proto()
 }
 
 // redacted replaces the env values a caller may not see.
