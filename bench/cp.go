@@ -47,6 +47,10 @@ const (
 	callListNodes = "ListNodes"
 )
 
+// cpProfileDir is -cp-profile: where each coordinator writes its CPU
+// profile (empty: none).
+var cpProfileDir string
+
 // cpResult is one run of the control-plane measurement at one N.
 type cpResult struct {
 	nodes                  int
@@ -126,8 +130,14 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		os.RemoveAll(dir)
 		return res, err
 	}
-	b, err := startCoordinator(dir, nil, "--provider", "none", "--state", filepath.Join(dir, "state"),
-		"--bucket", "file://"+filepath.Join(dir, "bucket"), "--log-level", "warn")
+	args := []string{"--provider", "none", "--state", filepath.Join(dir, "state"),
+		"--bucket", "file://" + filepath.Join(dir, "bucket"), "--log-level", "warn"}
+	if cpProfileDir != "" {
+		profile := filepath.Join(cpProfileDir, fmt.Sprintf("coordinator-n%d-%s.pprof", n, time.Now().Format("150405")))
+		args = append(args, "--cpu-profile", profile)
+		fmt.Fprintf(os.Stderr, "N=%d: coordinator CPU profile in %s\n", n, profile)
+	}
+	b, err := startCoordinator(dir, nil, args...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return res, err

@@ -82,6 +82,7 @@ func main() {
 	cpTasks := flag.Int("cp-tasks", 10000, "control plane (C): tasks in the sweep of true")
 	cpSlots := flag.Int("cp-slots", 4, "control plane (C): slots per simulated agent")
 	cpRuns := flag.Int("cp-runs", 1, "control plane (C): repetitions at each node count")
+	flag.StringVar(&cpProfileDir, "cp-profile", "", "control plane (C): a directory where each coordinator writes its CPU profile (go tool pprof)")
 	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")
 	flag.Parse()
 

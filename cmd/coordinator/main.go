@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,11 +78,36 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if f.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "coordinator: %v\n", err)
+			os.Exit(2)
+		}
+		defer stopProfile()
+	}
 	if err := serve(ctx, f.cfg, f.providers(), f.provider, f.nodes); err != nil {
 		log.Error("coordinator stopped", "error", err)
 		fmt.Fprintf(os.Stderr, "coordinator: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// startCPUProfile writes a CPU profile of this process to path until the
+// returned function is called (--cpu-profile; read it with go tool pprof).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // serve builds the provider called name from reg, then runs a coordinator
@@ -177,6 +203,8 @@ type flags struct {
 	doTokenFile string
 	// lendTokens is --lend-bucket-tokens (see bucketTokenDefaults).
 	lendTokens bool
+	// cpuProfile is --cpu-profile.
+	cpuProfile string
 }
 
 func newFlags(cfg coordinator.Config) *flags {
@@ -221,6 +249,7 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.level, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.StringVar(&f.local.LogLevel, "agent-log-level", "info", "log level of the agents the provider starts")
 	fs.BoolVar(&f.json, "log-json", false, "log as JSON")
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of this run to this file, for go tool pprof (developers; make bench-cp -cp-profile)")
 	f.addProviderFlags()
 	return f
 }
