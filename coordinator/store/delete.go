@@ -25,6 +25,7 @@ func (s *Store) DeleteJob(job string) (freed int64, err error) {
 			delete(s.segs, k)
 		}
 	}
+	delete(s.dirs, job)
 	s.segMu.Unlock()
 	dir := filepath.Join(s.logDir, job)
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {

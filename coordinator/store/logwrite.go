@@ -56,8 +56,17 @@ func (s *Store) WriteLogs(job string, task, attempt int32, batches []*cloudmlv1.
 		return written, 0, nil
 	}
 	run, capped = s.capRun(run, size)
+	var jd *jobDir
+	if !seg.created {
+		s.segMu.Lock()
+		jd, err = s.jobDirLocked(job)
+		s.segMu.Unlock()
+		if err != nil {
+			return 0, 0, fmt.Errorf("write logs: %w", err)
+		}
+	}
 	offs := make([]int64, len(run))
-	end, err := seg.write(run, size, offs)
+	end, err := seg.write(run, size, offs, jd)
 	if err != nil {
 		return 0, 0, fmt.Errorf("write logs: %w", err)
 	}
@@ -126,6 +135,7 @@ func (s *Store) SyncLogs(job string, task, attempt int32) (acked uint64, err err
 	defer seg.smu.Unlock()
 	seg.mu.Lock()
 	written, acked := seg.written, seg.acked
+	jd, name := seg.dir, seg.name
 	if written <= acked {
 		acked = seg.ackedSeq()
 		seg.mu.Unlock()
@@ -137,8 +147,17 @@ func (s *Store) SyncLogs(job string, task, attempt int32) (acked uint64, err err
 		seg.rollback()
 		return 0, fmt.Errorf("sync logs: %w", err)
 	}
+	if name != 0 {
+		// The file's data is kept: the next sync tries the name again.
+		if err := s.syncName(jd, name); err != nil {
+			return 0, fmt.Errorf("sync logs: %w", err)
+		}
+	}
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
+	if seg.name == name {
+		seg.name = 0
+	}
 	seg.acked = max(seg.acked, written)
 	return seg.ackedSeq(), nil
 }
@@ -169,12 +188,18 @@ const directData = 64 << 10
 // buffer; a large batch's data is written from where it is. On failure it
 // cuts the file back to off, so the file never holds records the index
 // does not. Callers hold wmu.
-func (seg *segment) write(run []*cloudmlv1.LogBatch, off int64, offs []int64) (int64, error) {
-	f, err := seg.openAppend()
+func (seg *segment) write(run []*cloudmlv1.LogBatch, off int64, offs []int64, jd *jobDir) (int64, error) {
+	f, err := seg.openAppend(jd)
 	if err != nil {
 		return 0, err
 	}
-	pos, buf := off, make([]byte, 0, 64<<10)
+	need := 0 // the buffered records' bytes: most calls carry a line or two
+	for _, b := range run {
+		if need += recordHeader; len(b.GetData()) < directData {
+			need += len(b.GetData())
+		}
+	}
+	pos, buf := off, make([]byte, 0, min(need, 64<<10))
 	flush := func() error {
 		_, err := f.WriteAt(buf, pos)
 		pos += int64(len(buf))

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"github.com/cloudml/cloudml/internal/atomicfile"
 )
 
 // recordHeader is a log record's header: seq (8B BE), stream (1B), data
@@ -57,6 +55,10 @@ type segment struct {
 	// is acknowledged again.
 	capped  bool
 	skipped uint64
+	// dir and name are the job's directory and the ticket of the file's
+	// name in it while the name may not be durable yet (name 0 after).
+	dir  *jobDir
+	name uint64
 }
 
 // ackedSeq is the seq to acknowledge: the durable one, or once the capped
@@ -180,27 +182,21 @@ scan:
 	return nil
 }
 
-// openAppend opens the file for writing, creating it and its directories
-// (durably) the first time. Callers hold wmu.
-func (seg *segment) openAppend() (*os.File, error) {
+// openAppend opens the file for writing, creating it in jd the first
+// time; SyncLogs makes the new name durable before it acknowledges
+// anything (Store.syncName). Callers hold wmu.
+func (seg *segment) openAppend(jd *jobDir) (*os.File, error) {
 	if seg.created {
 		return os.OpenFile(seg.path, os.O_WRONLY, 0)
-	}
-	dir := filepath.Dir(seg.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
 	}
 	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	// Make the new name (and the job's directory) survive a crash.
-	for _, d := range []string{dir, filepath.Dir(dir)} {
-		if err := atomicfile.SyncDir(d); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
+	ticket := jd.names.created()
+	seg.mu.Lock()
+	seg.dir, seg.name = jd, ticket
+	seg.mu.Unlock()
 	seg.created = true
 	return f, nil
 }

@@ -71,6 +71,10 @@ type Store struct {
 
 	segMu sync.Mutex
 	segs  map[segKey]*segment
+	// dirs are the job log directories written by this process (segMu);
+	// logNames syncs the names made in logDir.
+	dirs     map[string]*jobDir
+	logNames *dirSync
 }
 
 // Open opens (or creates) dir/state.db and dir/logs. If another process
@@ -122,7 +126,8 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
-	return &Store{db: db, logDir: logDir, opts: opts, segs: map[segKey]*segment{}}, nil
+	return &Store{db: db, logDir: logDir, opts: opts, segs: map[segKey]*segment{},
+		dirs: map[string]*jobDir{}, logNames: newDirSync(logDir)}, nil
 }
 
 // Close closes the file and releases its lock.
