@@ -107,7 +107,7 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		au.tokens[used.ID] = &used
 		au.mu.Unlock()
 		au.setNode(rec)
-		c.nodes[rec.ID] = &nodeEntry{rec: rec, sessionEnd: now}
+		c.addNode(&nodeEntry{rec: rec, sessionEnd: now})
 		c.live.add(rec.ID, now)
 		return nil
 	})

@@ -38,8 +38,11 @@ type Coordinator struct {
 	images *imagestore.Store
 	trust  *authority
 
-	mu       sync.Mutex // protects nodes, jobs, stopping
-	nodes    map[string]*nodeEntry
+	mu    sync.Mutex // protects nodes, byID, jobs, stopping
+	nodes map[string]*nodeEntry
+	// byID is nodes sorted by id (addNode), which the scheduler and the
+	// swarm walk many times a second.
+	byID     []*nodeEntry
 	jobs     map[string]*jobEntry
 	stopping bool
 
@@ -148,9 +151,9 @@ func (c *Coordinator) load() error {
 func (c *Coordinator) fromSnapshot(snap *store.Snapshot) error {
 	now := time.Now()
 	c.trust.load(snap)
-	c.nodes, c.jobs = map[string]*nodeEntry{}, map[string]*jobEntry{}
+	c.nodes, c.byID, c.jobs = map[string]*nodeEntry{}, nil, map[string]*jobEntry{}
 	for _, n := range snap.Nodes {
-		c.nodes[n.ID] = &nodeEntry{rec: n, sessionEnd: now}
+		c.addNode(&nodeEntry{rec: n, sessionEnd: now})
 		c.live.add(n.ID, now)
 	}
 	for _, j := range snap.Jobs {

@@ -31,7 +31,7 @@ func BenchmarkSweepCore(b *testing.B) {
 		id := fmt.Sprintf("node-%d", i)
 		n := &nodeEntry{rec: &store.Node{ID: id, Slots: slots, State: cloudmlv1.NodeState_NODE_STATE_READY}, sessionEnd: now}
 		n.sess = newSession(id)
-		c.nodes[id] = n
+		c.addNode(n)
 		c.live.add(id, now)
 	}
 	c.mu.Unlock()

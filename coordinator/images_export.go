@@ -135,7 +135,7 @@ func (c *Coordinator) exportCandidates() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var first, rest []string
-	for _, n := range sortedNodes(c.nodes) {
+	for _, n := range c.byID {
 		if n.sess == nil || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.rec.SwarmNodeID == "" || n.rec.Runtime != runtimeDocker {
 			continue
 		}

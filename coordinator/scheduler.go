@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sort"
 	"time"
 
 	"github.com/cloudml/cloudml/coordinator/store"
@@ -172,15 +171,16 @@ func (c *Coordinator) schedule(now time.Time) {
 func (c *Coordinator) pool() *pool {
 	used, _ := c.usedSlots()
 	p := &pool{}
-	for _, n := range c.nodes {
+	cands := make([]candidate, 0, len(c.byID))
+	for _, n := range c.byID {
 		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.sess == nil {
 			continue
 		}
-		p.nodes = append(p.nodes, &candidate{n: n, free: n.rec.Slots - used[n.rec.ID]})
+		cands = append(cands, candidate{n: n, free: n.rec.Slots - used[n.rec.ID]})
+		p.nodes = append(p.nodes, &cands[len(cands)-1])
 		p.totalSlots += n.rec.Slots
 		p.maxSlots = max(p.maxSlots, n.rec.Slots)
 	}
-	sort.Slice(p.nodes, func(a, b int) bool { return p.nodes[a].n.rec.ID < p.nodes[b].n.rec.ID })
 	return p
 }
 

@@ -41,6 +41,18 @@ type nodeEntry struct {
 	sessionEnd time.Time // when the last session closed
 }
 
+// addNode adds n to nodes and byID, replacing the entry of the same id.
+// Callers hold c.mu or own c alone.
+func (c *Coordinator) addNode(n *nodeEntry) {
+	c.nodes[n.rec.ID] = n
+	i, found := slices.BinarySearchFunc(c.byID, n.rec.ID, func(e *nodeEntry, id string) int { return strings.Compare(e.rec.ID, id) })
+	if found {
+		c.byID[i] = n
+		return
+	}
+	c.byID = slices.Insert(c.byID, i, n)
+}
+
 // maxSlots is the node's slot cap: its token's, else the default.
 func (n *nodeEntry) maxSlots(cfg Config) int32 {
 	if n.rec.MaxSlots > 0 {

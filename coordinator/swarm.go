@@ -3,7 +3,6 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/cloudml/cloudml/coordinator/store"
@@ -176,7 +175,7 @@ func (c *Coordinator) formSwarm() {
 			}
 		}
 	}
-	for _, n := range sortedNodes(c.nodes) {
+	for _, n := range c.byID {
 		id := n.rec.ID
 		if n.rec.Runtime != runtimeDocker || n.sess == nil || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY ||
 			n.rec.SwarmNodeID != "" || c.swarm.asked[id] {
@@ -205,15 +204,6 @@ func (c *Coordinator) formSwarm() {
 func (c *Coordinator) swarmSessionOpened(id string) {
 	delete(c.swarm.asked, id)
 	c.formSwarm()
-}
-
-func sortedNodes(m map[string]*nodeEntry) []*nodeEntry {
-	out := make([]*nodeEntry, 0, len(m))
-	for _, n := range m {
-		out = append(out, n)
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].rec.ID < out[b].rec.ID })
-	return out
 }
 
 // swarmManager returns the manager node if it can take commands, or why not.

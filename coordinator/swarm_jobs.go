@@ -87,7 +87,7 @@ type swarmPool struct {
 func (c *Coordinator) swarmPool() *swarmPool {
 	p := &swarmPool{}
 	p.manager, p.why = c.swarmManager()
-	for _, n := range sortedNodes(c.nodes) {
+	for _, n := range c.byID {
 		if n.rec.SwarmNodeID != "" && c.swarm.reported[n.rec.ID] && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
 			p.nodes = append(p.nodes, n)
 			p.slots += n.rec.Slots
@@ -186,7 +186,7 @@ func (c *Coordinator) swarmAssignmentMsg(j *jobEntry, r attemptRef) *cloudmlv1.S
 	msg := assignmentMsg(j, r)
 	as := msg.GetAssignment()
 	as.SwarmService = true
-	for _, n := range sortedNodes(c.nodes) {
+	for _, n := range c.byID {
 		st, sent := j.staging[n.rec.ID]
 		unstaged := !sent || st != ""
 		if n.rec.SwarmNodeID != "" && (n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || unstaged) {
