@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -35,8 +34,10 @@ func (s *agentServer) Register(ctx context.Context, req *cloudmlv1.RegisterReque
 
 // register creates a node for a valid join token, once Config.VerifyNode
 // (verify.go) accepts the machine. The token's use and the node are stored
-// in one transaction, and registrations are serialised, so a single-use
-// token registers one node however many try at once.
+// in one transaction, and registrations are serialised up to queueing it
+// (the token's use shows in memory from then on), so a single-use token
+// registers one node however many try at once. The wait for the disk is
+// outside registerMu: a thousand nodes registering share group commits.
 func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
 	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
 		return nil, errorf(ErrInvalid, "register: %v", err)
@@ -55,10 +56,10 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 	}
 	au := c.trust
 	au.registerMu.Lock()
-	defer au.registerMu.Unlock()
 	now := time.Now()
 	tok, err := c.useToken(req.GetJoinToken(), now)
 	if err != nil {
+		au.registerMu.Unlock()
 		return nil, err
 	}
 	maxSlots, maxMem := c.nodeCaps(tok)
@@ -66,7 +67,7 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		rec    *store.Node
 		issued *pki.Issued
 	)
-	err = c.locked(func() error {
+	seq, err := c.lockedSeq(func() error {
 		if c.stopping {
 			return ErrShuttingDown
 		}
@@ -111,6 +112,10 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		c.live.add(rec.ID, now)
 		return nil
 	})
+	au.registerMu.Unlock()
+	if werr := c.q.wait(seq); werr != nil {
+		return nil, werr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -170,13 +175,7 @@ func (c *Coordinator) renewNodeCert(id string, csr []byte) ([]byte, error) {
 
 // nextNodeID is "node-N", one past the highest N in use. Callers hold c.mu.
 func (c *Coordinator) nextNodeID() string {
-	n := 0
-	for id := range c.nodes {
-		if k, err := strconv.Atoi(strings.TrimPrefix(id, "node-")); err == nil && k > n {
-			n = k
-		}
-	}
-	return "node-" + strconv.Itoa(n+1)
+	return "node-" + strconv.Itoa(c.topNode+1)
 }
 
 // Session streams commands to the calling node until it goes away, a newer

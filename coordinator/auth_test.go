@@ -198,3 +198,56 @@ func TestSecondCoordinatorOnLockedStateFailsFast(t *testing.T) {
 		t.Errorf("error %q does not say the state is locked", err)
 	}
 }
+
+// TestConcurrentRegistrationsAllKept: registrations wait for the disk
+// outside registerMu, sharing group commits; every one a token allows
+// still gets its own node, counted on the token, and all are on disk.
+func TestConcurrentRegistrationsAllKept(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir)
+	const n = 24
+	tok, _, err := h.c.createToken(tokenRequest{ttl: time.Hour, uses: n, label: "many"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	ids := make(chan string, n)
+	for range n {
+		wg.Go(func() {
+			id, _, err := registerNode(t, h, &cloudmlv1.RegisterRequest{JoinToken: tok.String(), Slots: 1})
+			if err != nil {
+				t.Errorf("register: %v", err)
+				return
+			}
+			ids <- id
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Errorf("node id %s given twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct nodes registered, want %d", len(seen), n)
+	}
+	if _, _, err := registerNode(t, h, &cloudmlv1.RegisterRequest{JoinToken: tok.String(), Slots: 1}); err == nil {
+		t.Errorf("registration %d with a token of %d uses succeeded", n+1, n)
+	}
+	h.stop()
+
+	h2 := start(t, dir)
+	h2.c.mu.Lock()
+	defer h2.c.mu.Unlock()
+	for id := range seen {
+		if h2.c.nodes[id] == nil {
+			t.Errorf("node %s acknowledged but not on disk", id)
+		}
+	}
+	if got := len(h2.c.trust.tokens[tok.ID].Nodes); got != n {
+		t.Errorf("token lists %d nodes after restart, want %d", got, n)
+	}
+}

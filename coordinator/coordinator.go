@@ -42,7 +42,9 @@ type Coordinator struct {
 	nodes map[string]*nodeEntry
 	// byID is nodes sorted by id (addNode), which the scheduler and the
 	// swarm walk many times a second.
-	byID     []*nodeEntry
+	byID []*nodeEntry
+	// topNode is the highest N of the "node-N" ids in nodes.
+	topNode  int
 	jobs     map[string]*jobEntry
 	stopping bool
 
@@ -151,7 +153,7 @@ func (c *Coordinator) load() error {
 func (c *Coordinator) fromSnapshot(snap *store.Snapshot) error {
 	now := time.Now()
 	c.trust.load(snap)
-	c.nodes, c.byID, c.jobs = map[string]*nodeEntry{}, nil, map[string]*jobEntry{}
+	c.nodes, c.byID, c.topNode, c.jobs = map[string]*nodeEntry{}, nil, 0, map[string]*jobEntry{}
 	for _, n := range snap.Nodes {
 		c.addNode(&nodeEntry{rec: n, sessionEnd: now})
 		c.live.add(n.ID, now)

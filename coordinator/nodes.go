@@ -195,14 +195,20 @@ func (c *Coordinator) commit(ch *changes) error {
 // nothing the store does not hold. It returns the store's failure if that
 // never happens, else f's error.
 func (c *Coordinator) locked(f func() error) error {
-	c.mu.Lock()
-	err := f()
-	seq := c.q.last()
-	c.mu.Unlock()
+	seq, err := c.lockedSeq(f)
 	if werr := c.q.wait(seq); werr != nil {
 		return werr
 	}
 	return err
+}
+
+// lockedSeq runs f under c.mu and returns the commit to wait for before
+// its effects may be acknowledged (locked without the wait).
+func (c *Coordinator) lockedSeq(f func() error) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := f()
+	return c.q.last(), err
 }
 
 // poke triggers a scheduling pass without blocking.

@@ -5,6 +5,7 @@ import (
 	stdbits "math/bits"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,9 @@ type nodeEntry struct {
 // Callers hold c.mu or own c alone.
 func (c *Coordinator) addNode(n *nodeEntry) {
 	c.nodes[n.rec.ID] = n
+	if k, err := strconv.Atoi(strings.TrimPrefix(n.rec.ID, "node-")); err == nil {
+		c.topNode = max(c.topNode, k)
+	}
 	i, found := slices.BinarySearchFunc(c.byID, n.rec.ID, func(e *nodeEntry, id string) int { return strings.Compare(e.rec.ID, id) })
 	if found {
 		c.byID[i] = n
