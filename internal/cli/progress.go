@@ -41,11 +41,18 @@ func (b *bars) Start(t client.Transfer) client.Tracker {
 	if t.Total <= 0 {
 		style = mpb.SpinnerStyle()
 	}
-	tr.bar = b.p.New(t.Total, style,
+	// Made with total 0 and given its total after, the bar ends only in
+	// Done: made with its total, it completed by itself when the bytes
+	// reached it and its last frame could show "100%" instead of how the
+	// transfer ended.
+	tr.bar = b.p.New(0, style,
 		mpb.PrependDecorators(decor.Name(label, decor.WCSyncSpaceR)),
 		mpb.AppendDecorators(decor.Any(tr.status, decor.WCSyncSpace)),
 		mpb.BarFillerClearOnComplete(),
 	)
+	if t.Total > 0 {
+		tr.bar.SetTotal(t.Total, false)
+	}
 	tr.known = t.Total > 0
 	tr.kind = t.Kind
 	return tr
