@@ -196,6 +196,14 @@ func TestSubmitFlagsAndCommand(t *testing.T) {
 	if diff := cmp.Diff(want, srv.spec, protocmp.Transform()); r.code != ExitOK || diff != "" {
 		t.Errorf("submit with every flag: exit %d, stderr %q, spec (-want +got):\n%s", r.code, r.stderr, diff)
 	}
+	// A job with no code: the command alone, named after its program.
+	r = runWith(t, dial, nil, "submit", "--image", "busybox", "--", "/bin/echo", "hi")
+	if r.code != ExitOK || srv.spec.GetName() != "echo" || srv.spec.GetCode() != nil || !cmp.Equal(srv.spec.GetCommand(), []string{"/bin/echo", "hi"}) {
+		t.Errorf("submit -- COMMAND without code: exit %d, spec %v; stderr %q", r.code, srv.spec, r.stderr)
+	}
+	if r = runWith(t, dial, nil, "submit", "--image", "busybox"); r.code != ExitUsage || !strings.Contains(r.stderr, "or a command after --") {
+		t.Errorf("submit with neither spec, code nor command: exit %d, stderr %q", r.code, r.stderr)
+	}
 	// Before -o was global, submit --output named the results bucket.
 	r = runWith(t, dial, nil, "submit", "--code", "file:///code", "--output", "file:///old", "--", "true")
 	if r.code != ExitOK || srv.spec.GetOutput() != "file:///old" || r.stdout != "boxed-123456\n" || !strings.Contains(r.stderr, "--output-bucket") {

@@ -224,11 +224,15 @@ func (f *submitFlags) spec(cmd *cobra.Command, args []string) (*cloudmlv1.JobSpe
 	if len(args) > 0 {
 		spec.Command = args
 	}
-	if f.file == "" && spec.Code == nil {
-		return nil, "", usageErrorf("give -f cloudml.yaml or --code DIR")
+	if f.file == "" && spec.Code == nil && len(spec.Command) == 0 {
+		return nil, "", usageErrorf("give -f cloudml.yaml, --code DIR, or a command after --")
 	}
-	if spec.Name == "" && spec.Code != nil {
+	switch {
+	case spec.Name != "":
+	case spec.Code != nil:
 		spec.Name = nameFrom(spec.Code.Url)
+	case len(spec.Command) > 0:
+		spec.Name = nameFrom(spec.Command[0]) // a job with no code: name it after its program
 	}
 	return spec, baseDir, nil
 }
