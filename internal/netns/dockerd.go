@@ -141,13 +141,13 @@ func (c *Cluster) spawn(node int) (*daemon, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// A test binary that dies takes its daemons down with it; Cleanup
 	// removes whatever that leaves.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	waited, err := StartTied(cmd, syscall.SIGTERM)
+	if err != nil {
 		return nil, fmt.Errorf("node %d: start dockerd: %w", node, err)
 	}
 	d := &daemon{cmd: cmd, exited: make(chan struct{})}
 	go func() {
-		d.err = cmd.Wait()
+		d.err = <-waited
 		close(d.exited)
 	}()
 	c.log.Debug("dockerd started", "node", node, "pid", cmd.Process.Pid)

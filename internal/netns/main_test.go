@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudml/cloudml/internal/testutil"
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 // The real-system tests share one 3-node cluster, created on first use and

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudml/cloudml/internal/testutil"
 	"github.com/docker/docker/api/types/container"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 // runBusy starts a long-running container on node (so that Close meets

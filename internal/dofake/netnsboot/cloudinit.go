@@ -114,11 +114,10 @@ func (m *machine) writeFile(ctx context.Context, f cloudinit.File) error {
 func (m *machine) run(ctx context.Context, env []string, argv ...string) error {
 	cmd := m.command(env, argv...)
 	cmd.Stdout, cmd.Stderr = m.ciOut, m.ciOut
-	if err := cmd.Start(); err != nil {
+	done, err := start(cmd)
+	if err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		return err

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudml/cloudml/internal/netns"
 )
 
 // Paths on a droplet.
@@ -78,9 +80,14 @@ func (m *machine) command(env []string, argv ...string) *exec.Cmd {
 	cmd := exec.Command("nsenter", args...)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=" + systemPath}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // a dead test takes its droplets along
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
+}
+
+// start starts a command of m (see command) so that a dead test takes its
+// droplets along (netns.StartTied), and returns cmd.Wait's result.
+func start(cmd *exec.Cmd) (<-chan error, error) {
+	return netns.StartTied(cmd, syscall.SIGTERM)
 }
 
 // sh runs a script in the droplet with args as $0, $1, ... and returns
@@ -99,11 +106,10 @@ func (m *machine) sh(ctx context.Context, script string, args ...string) (string
 func runCtx(ctx context.Context, cmd *exec.Cmd) (string, error) {
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	done, err := start(cmd)
+	if err != nil {
 		return "", err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		return out.String(), err

@@ -264,7 +264,8 @@ func (s *service) run(started chan struct{}) {
 	for {
 		cmd := s.m.command(append([]string{"PATH=" + systemPath, "LANG=C.UTF-8"}, s.m.b.defaultEnvironment()...), s.u.execStart...)
 		cmd.Stdout, cmd.Stderr = s.out, s.out
-		if err := cmd.Start(); err != nil {
+		waited, err := start(cmd)
+		if err != nil {
 			log.Error("unit failed to start", "error", err)
 			s.set("failed", "start: "+err.Error())
 			return
@@ -276,7 +277,7 @@ func (s *service) run(started chan struct{}) {
 		signalStarted()
 		exited := make(chan struct{})
 		go func() {
-			cmd.Wait()
+			<-waited
 			close(exited)
 		}()
 		stopping := false
