@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -39,11 +41,17 @@ func (s *agentServer) Register(ctx context.Context, req *cloudmlv1.RegisterReque
 // registers one node however many try at once. The wait for the disk is
 // outside registerMu: a thousand nodes registering share group commits.
 func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterRequest) (*cloudmlv1.RegisterResponse, error) {
-	if _, err := pki.ParseCSR(req.GetCsr()); err != nil {
+	csr, err := pki.ParseCSR(req.GetCsr())
+	if err != nil {
 		return nil, errorf(ErrInvalid, "register: %v", err)
 	}
 	if len(req.GetProviderId()) > maxProviderID {
 		return nil, errorf(ErrInvalid, "register: provider id of %d bytes is longer than %d", len(req.GetProviderId()), maxProviderID)
+	}
+	keySum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	key := hex.EncodeToString(keySum[:])
+	if resp, err := c.registerAgain(req, key); resp != nil || err != nil {
+		return resp, err
 	}
 	if c.cfg.VerifyNode != nil {
 		tok, err := c.useToken(req.GetJoinToken(), time.Now())
@@ -89,6 +97,7 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 			CertSerial:     issued.Serial,
 			CertExpireTime: issued.Cert.NotAfter,
 			Token:          tok.ID,
+			KeySHA256:      key,
 			State:          cloudmlv1.NodeState_NODE_STATE_READY,
 			LastHeartbeat:  now,
 			RegisterTime:   now,
@@ -124,6 +133,59 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		c.log.Warn("node claimed more slots than its cap", "node_id", rec.ID, "claimed", req.GetSlots(), "cap", rec.Slots)
 	}
 	return &cloudmlv1.RegisterResponse{NodeId: rec.ID, Certificate: issued.CertPEM, CaCertificate: au.caPEM()}, nil
+}
+
+// registerAgain answers a Register that repeats one already done: the
+// same join token and the same key as a node registered with it (the agent
+// retries with the same request when the answer was lost, and the token
+// may be used up by then). The node gets a new certificate for the key; a
+// revoked token or a removed node gets nothing. It returns nil, nil when
+// the request is no repeat.
+func (c *Coordinator) registerAgain(req *cloudmlv1.RegisterRequest, key string) (*cloudmlv1.RegisterResponse, error) {
+	tok, err := c.tokenRecord(req.GetJoinToken())
+	if err != nil || len(tok.Nodes) == 0 {
+		return nil, nil // the normal path says what is wrong
+	}
+	au := c.trust
+	au.registerMu.Lock()
+	var (
+		node   string
+		issued *pki.Issued
+	)
+	seq, err := c.lockedSeq(func() error {
+		if tok.Revoked {
+			return nil
+		}
+		for _, id := range tok.Nodes {
+			n := c.nodes[id]
+			if n == nil || n.rec.Removed || n.rec.KeySHA256 != key {
+				continue
+			}
+			var err error
+			if issued, err = au.ca.SignCSR(req.GetCsr(), pki.RoleNode, id, c.cfg.NodeCertTTL); err != nil {
+				return errorf(ErrInvalid, "register: %v", err)
+			}
+			n.rec.PrevCertSerial, n.rec.CertSerial, n.rec.CertExpireTime = n.rec.CertSerial, issued.Serial, issued.Cert.NotAfter
+			ch := newChanges()
+			ch.node(n.rec)
+			if err := c.commit(ch); err != nil {
+				return err
+			}
+			au.setNode(n.rec)
+			node = id
+			return nil
+		}
+		return nil
+	})
+	au.registerMu.Unlock()
+	if werr := c.q.wait(seq); werr != nil {
+		return nil, werr
+	}
+	if err != nil || node == "" {
+		return nil, err
+	}
+	c.log.Info("node registered again: the same token and key as before (a retried Register)", "node_id", node, "token_id", tok.ID)
+	return &cloudmlv1.RegisterResponse{NodeId: node, Certificate: issued.CertPEM, CaCertificate: au.caPEM()}, nil
 }
 
 // RenewCertificate issues the calling node its next certificate.

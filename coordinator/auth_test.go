@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/cloudml/cloudml/internal/pki"
@@ -249,5 +252,62 @@ func TestConcurrentRegistrationsAllKept(t *testing.T) {
 	}
 	if got := len(h2.c.trust.tokens[tok.ID].Nodes); got != n {
 		t.Errorf("token lists %d nodes after restart, want %d", got, n)
+	}
+}
+
+// TestRegisterRepeatedAfterALostAnswer: an agent whose Register answer was
+// lost sends the same request again, and its single-use token is used by
+// then. The same token and key get the same node, with a new certificate;
+// another key, or the same key once the token is revoked, gets nothing.
+func TestRegisterRepeatedAfterALostAnswer(t *testing.T) {
+	h := start(t, "")
+	tok, err := h.c.MintToken("once", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, csr, err := pki.NewKeyRequest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), nil)))
+	defer conn.Close()
+	client := cloudmlv1.NewAgentServiceClient(conn)
+	register := func(csr []byte) (*cloudmlv1.RegisterResponse, error) {
+		return client.Register(ctxT(t), &cloudmlv1.RegisterRequest{JoinToken: tok, Csr: csr, Slots: 1})
+	}
+	first, err := register(csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := register(csr) // the first answer never arrived
+	if err != nil {
+		t.Fatalf("the repeated Register was refused: %v", err)
+	}
+	if again.GetNodeId() != first.GetNodeId() || bytes.Equal(again.GetCertificate(), first.GetCertificate()) {
+		t.Errorf("repeated Register gave node %s (first %s), same certificate %v; want the same node with a new certificate",
+			again.GetNodeId(), first.GetNodeId(), bytes.Equal(again.GetCertificate(), first.GetCertificate()))
+	}
+	h.c.mu.Lock()
+	nodes := len(h.c.nodes)
+	h.c.mu.Unlock()
+	if nodes != 1 {
+		t.Errorf("%d nodes after a repeated Register, want 1", nodes)
+	}
+	_, other, err := pki.NewKeyRequest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := register(other); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("another key with the used token: %v, want Unauthenticated", err)
+	}
+	id, err := pki.ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.cluster.RevokeJoinToken(ctxT(t), &cloudmlv1.RevokeJoinTokenRequest{Id: id.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := register(csr); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("the same key after the token was revoked: %v, want Unauthenticated", err)
 	}
 }

@@ -95,6 +95,19 @@ func tokenState(t *store.JoinToken, now time.Time) string {
 // does not parse or whose secret is wrong gets no detail; one whose secret
 // is right says why it no longer works.
 func (c *Coordinator) useToken(raw string, now time.Time) (*store.JoinToken, error) {
+	rec, err := c.tokenRecord(raw)
+	if err != nil {
+		return nil, err
+	}
+	if st := tokenState(rec, now); st != "valid" {
+		return nil, errorf(ErrUnauthenticated, "join token %s is %s: ask an admin for a new one ('cloudml-client token create')", rec.ID, st)
+	}
+	return rec, nil
+}
+
+// tokenRecord returns the record of a join token whose CA and secret are
+// right, whatever its state.
+func (c *Coordinator) tokenRecord(raw string) (*store.JoinToken, error) {
 	tok, err := pki.ParseToken(raw)
 	if err != nil {
 		return nil, errorf(ErrUnauthenticated, "invalid join token: %v", err)
@@ -104,9 +117,6 @@ func (c *Coordinator) useToken(raw string, now time.Time) (*store.JoinToken, err
 	c.trust.mu.RUnlock()
 	if tok.CAFingerprint != c.trust.ca.Fingerprint() || rec == nil || !pki.SecretMatches(tok.Secret, rec.SecretSHA256) {
 		return nil, errorf(ErrUnauthenticated, "invalid join token: ask an admin for a new one ('cloudml-client token create')")
-	}
-	if st := tokenState(rec, now); st != "valid" {
-		return nil, errorf(ErrUnauthenticated, "join token %s is %s: ask an admin for a new one ('cloudml-client token create')", rec.ID, st)
 	}
 	return rec, nil
 }

@@ -34,6 +34,10 @@ type Node struct {
 	MaxMemoryBytes int64 `json:"max_memory_bytes,omitempty"`
 	// Token is the id of the join token it registered with.
 	Token string `json:"token,omitempty"`
+	// KeySHA256 is the hex SHA-256 of the public key it registered with: a
+	// Register repeated with the same token and key (its answer was lost)
+	// gets this node again.
+	KeySHA256 string `json:"key_sha256,omitempty"`
 	// Removed is set by RemoveNode: the node's certificates are refused and
 	// it is kept out.
 	Removed bool `json:"removed,omitempty"`
