@@ -56,7 +56,7 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 	if c.cfg.VerifyNode != nil {
 		tok, err := c.useToken(req.GetJoinToken(), time.Now())
 		if err != nil {
-			return nil, err
+			return c.orRepeat(req, key, err)
 		}
 		if err := c.verifyNode(ctx, req, tok.ID, tok.Label); err != nil {
 			return nil, err
@@ -68,7 +68,8 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 	tok, err := c.useToken(req.GetJoinToken(), now)
 	if err != nil {
 		au.registerMu.Unlock()
-		return nil, err
+		// A repeat that raced the call it repeats waited for it here.
+		return c.orRepeat(req, key, err)
 	}
 	maxSlots, maxMem := c.nodeCaps(tok)
 	var (
@@ -133,6 +134,16 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		c.log.Warn("node claimed more slots than its cap", "node_id", rec.ID, "claimed", req.GetSlots(), "cap", rec.Slots)
 	}
 	return &cloudmlv1.RegisterResponse{NodeId: rec.ID, Certificate: issued.CertPEM, CaCertificate: au.caPEM()}, nil
+}
+
+// orRepeat answers a Register whose token was refused with err: the same
+// node again if it repeats one done (registerAgain), else err.
+func (c *Coordinator) orRepeat(req *cloudmlv1.RegisterRequest, key string, err error) (*cloudmlv1.RegisterResponse, error) {
+	resp, rerr := c.registerAgain(req, key)
+	if resp != nil || rerr != nil {
+		return resp, rerr
+	}
+	return nil, err
 }
 
 // registerAgain answers a Register that repeats one already done: the

@@ -311,3 +311,45 @@ func TestRegisterRepeatedAfterALostAnswer(t *testing.T) {
 		t.Errorf("the same key after the token was revoked: %v, want Unauthenticated", err)
 	}
 }
+
+// TestRegisterRepeatedWhileTheFirstRuns: a repeat sent before the first
+// call answered (the agent's call timed out) waits for it and gets its node.
+func TestRegisterRepeatedWhileTheFirstRuns(t *testing.T) {
+	h := start(t, "")
+	tok, err := h.c.MintToken("once", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, csr, err := pki.NewKeyRequest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), nil)))
+	defer conn.Close()
+	client := cloudmlv1.NewAgentServiceClient(conn)
+	const n = 8
+	ids := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			resp, err := client.Register(ctxT(t), &cloudmlv1.RegisterRequest{JoinToken: tok, Csr: csr, Slots: 1})
+			if err != nil {
+				t.Errorf("an identical Register: %v", err)
+				return
+			}
+			ids <- resp.GetNodeId()
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		seen[id] = true
+	}
+	h.c.mu.Lock()
+	nodes := len(h.c.nodes)
+	h.c.mu.Unlock()
+	if len(seen) != 1 || nodes != 1 {
+		t.Errorf("%d identical Registers gave nodes %v and made %d; want one node", n, seen, nodes)
+	}
+}
