@@ -57,7 +57,7 @@ func (s *Store) WriteLogs(job string, task, attempt int32, batches []*cloudmlv1.
 	}
 	run, capped = s.capRun(run, size)
 	var jd *jobDir
-	if !seg.created {
+	if !seg.created || seg.found {
 		s.segMu.Lock()
 		jd, err = s.jobDirLocked(job)
 		s.segMu.Unlock()

@@ -40,6 +40,9 @@ type segment struct {
 	// across a write but not across an fsync.
 	wmu     sync.Mutex
 	created bool // the file and its directories are known to exist (wmu)
+	// found is set when load found the file: a run that crashed may have
+	// left its name not durable, so the first write syncs it too (wmu).
+	found bool
 	// smu serialises syncs; it is held across the fsync.
 	smu sync.Mutex
 	// mu guards the fields below; it is held only briefly.
@@ -174,7 +177,7 @@ scan:
 			return err
 		}
 	}
-	seg.created = true
+	seg.created, seg.found = true, true
 	seg.mu.Lock()
 	seg.written, seg.acked, seg.size, seg.offs = acked, acked, off, offs
 	seg.capped = lastStream&cappedFlag != 0
@@ -182,22 +185,24 @@ scan:
 	return nil
 }
 
-// openAppend opens the file for writing, creating it in jd the first
-// time; SyncLogs makes the new name durable before it acknowledges
-// anything (Store.syncName). Callers hold wmu.
+// openAppend opens the file for writing, creating it the first time. jd,
+// given while the file's name may not be durable (created here, or found
+// at load), is its job's directory: SyncLogs makes the name durable
+// before it acknowledges anything (Store.syncName). Callers hold wmu.
 func (seg *segment) openAppend(jd *jobDir) (*os.File, error) {
-	if seg.created {
-		return os.OpenFile(seg.path, os.O_WRONLY, 0)
+	flags := os.O_WRONLY
+	if !seg.created {
+		flags |= os.O_CREATE
 	}
-	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
+	f, err := os.OpenFile(seg.path, flags, 0o600)
+	if err != nil || jd == nil {
+		return f, err
 	}
 	ticket := jd.names.created()
 	seg.mu.Lock()
 	seg.dir, seg.name = jd, ticket
 	seg.mu.Unlock()
-	seg.created = true
+	seg.created, seg.found = true, false
 	return f, nil
 }
 
