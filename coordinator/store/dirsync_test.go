@@ -69,3 +69,57 @@ func TestDeleteJobForgetsItsDirectory(t *testing.T) {
 	// rather than syncing a directory that no longer exists.
 	mustAppend(t, s, "job-a", 0, 1, 1, batch(1, 10))
 }
+
+// nameSynced reports whether the attempt's log file name was made durable
+// by this store: its job directory is known, that directory and the logs
+// directory were synced, and the segment waits for no name.
+func nameSynced(s *Store, job string, task, attempt int32) (bool, string) {
+	s.segMu.Lock()
+	jd, seg := s.dirs[job], s.segs[segKey{job, task, attempt}]
+	s.segMu.Unlock()
+	switch {
+	case jd == nil:
+		return false, "the job's directory is not known"
+	case seg == nil:
+		return false, "no segment"
+	}
+	seg.mu.Lock()
+	pending := seg.name
+	seg.mu.Unlock()
+	switch {
+	case jd.names.synced == 0 || jd.names.synced < jd.names.made:
+		return false, "the job's directory was not synced after the file was made"
+	case s.logNames.synced < jd.ticket:
+		return false, "the logs directory was not synced after the job's directory was made"
+	case pending != 0:
+		return false, "the segment still waits for its name"
+	}
+	return true, ""
+}
+
+func TestAcknowledgedLogsHaveTheirFileNameSynced(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, "job-a", 0, 1, 1, batch(1, 10))
+	if ok, why := nameSynced(s, "job-a", 0, 1); !ok {
+		t.Errorf("after the first acknowledgement: %s", why)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopened, the file is found, not made: a crashed run may have left
+	// its name not durable, so the next acknowledgement syncs it again.
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustAppend(t, s, "job-a", 0, 1, 2, batch(2, 10))
+	if ok, why := nameSynced(s, "job-a", 0, 1); !ok {
+		t.Errorf("after the first acknowledgement since the restart: %s", why)
+	}
+}
