@@ -173,18 +173,9 @@ func (c *Coordinator) registerAgain(req *cloudmlv1.RegisterRequest, key string) 
 				continue
 			}
 			var err error
-			if issued, err = au.ca.SignCSR(req.GetCsr(), pki.RoleNode, id, c.cfg.NodeCertTTL); err != nil {
-				return errorf(ErrInvalid, "register: %v", err)
-			}
-			n.rec.PrevCertSerial, n.rec.CertSerial, n.rec.CertExpireTime = n.rec.CertSerial, issued.Serial, issued.Cert.NotAfter
-			ch := newChanges()
-			ch.node(n.rec)
-			if err := c.commit(ch); err != nil {
-				return err
-			}
-			au.setNode(n.rec)
+			issued, err = c.reissueLocked(n, req.GetCsr(), "register")
 			node = id
-			return nil
+			return err
 		}
 		return nil
 	})
@@ -192,7 +183,7 @@ func (c *Coordinator) registerAgain(req *cloudmlv1.RegisterRequest, key string) 
 	if werr := c.q.wait(seq); werr != nil {
 		return nil, werr
 	}
-	if err != nil || node == "" {
+	if err != nil || issued == nil {
 		return nil, err
 	}
 	c.log.Info("node registered again: the same token and key as before (a retried Register)", "node_id", node, "token_id", tok.ID)
@@ -225,17 +216,10 @@ func (c *Coordinator) renewNodeCert(id string, csr []byte) ([]byte, error) {
 		if n == nil || n.rec.Removed {
 			return errorf(ErrUnauthenticated, "node %s is unknown or removed", id)
 		}
-		issued, err := au.ca.SignCSR(csr, pki.RoleNode, id, c.cfg.NodeCertTTL)
+		issued, err := c.reissueLocked(n, csr, "renew")
 		if err != nil {
-			return errorf(ErrInvalid, "renew: %v", err)
-		}
-		n.rec.PrevCertSerial, n.rec.CertSerial, n.rec.CertExpireTime = n.rec.CertSerial, issued.Serial, issued.Cert.NotAfter
-		ch := newChanges()
-		ch.node(n.rec)
-		if err := c.commit(ch); err != nil {
 			return err
 		}
-		au.setNode(n.rec)
 		certPEM = issued.CertPEM
 		c.log.Info("node certificate renewed", "node_id", id, "expires", n.rec.CertExpireTime)
 		return nil
@@ -244,6 +228,25 @@ func (c *Coordinator) renewNodeCert(id string, csr []byte) ([]byte, error) {
 		return nil, err
 	}
 	return certPEM, nil
+}
+
+// reissueLocked signs the node's next certificate for csr and makes it
+// current; the previous one stays valid until it expires, so calls in
+// flight on it finish. The change is queued for commit. Callers hold
+// registerMu and c.mu.
+func (c *Coordinator) reissueLocked(n *nodeEntry, csr []byte, op string) (*pki.Issued, error) {
+	issued, err := c.trust.ca.SignCSR(csr, pki.RoleNode, n.rec.ID, c.cfg.NodeCertTTL)
+	if err != nil {
+		return nil, errorf(ErrInvalid, "%s: %v", op, err)
+	}
+	n.rec.PrevCertSerial, n.rec.CertSerial, n.rec.CertExpireTime = n.rec.CertSerial, issued.Serial, issued.Cert.NotAfter
+	ch := newChanges()
+	ch.node(n.rec)
+	if err := c.commit(ch); err != nil {
+		return nil, err
+	}
+	c.trust.setNode(n.rec)
+	return issued, nil
 }
 
 // nextNodeID is "node-N", one past the highest N in use. Callers hold c.mu.

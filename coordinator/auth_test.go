@@ -255,11 +255,10 @@ func TestConcurrentRegistrationsAllKept(t *testing.T) {
 	}
 }
 
-// TestRegisterRepeatedAfterALostAnswer: an agent whose Register answer was
-// lost sends the same request again, and its single-use token is used by
-// then. The same token and key get the same node, with a new certificate;
-// another key, or the same key once the token is revoked, gets nothing.
-func TestRegisterRepeatedAfterALostAnswer(t *testing.T) {
+// singleUseRegistration starts a coordinator and returns a single-use
+// token, a CSR and an agent client on a connection without a certificate.
+func singleUseRegistration(t *testing.T) (*harness, string, []byte, cloudmlv1.AgentServiceClient) {
+	t.Helper()
 	h := start(t, "")
 	tok, err := h.c.MintToken("once", 0, 0)
 	if err != nil {
@@ -270,8 +269,16 @@ func TestRegisterRepeatedAfterALostAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), nil)))
-	defer conn.Close()
-	client := cloudmlv1.NewAgentServiceClient(conn)
+	t.Cleanup(func() { conn.Close() })
+	return h, tok, csr, cloudmlv1.NewAgentServiceClient(conn)
+}
+
+// TestRegisterRepeatedAfterALostAnswer: an agent whose Register answer was
+// lost sends the same request again, and its single-use token is used by
+// then. The same token and key get the same node, with a new certificate;
+// another key, or the same key once the token is revoked, gets nothing.
+func TestRegisterRepeatedAfterALostAnswer(t *testing.T) {
+	h, tok, csr, client := singleUseRegistration(t)
 	register := func(csr []byte) (*cloudmlv1.RegisterResponse, error) {
 		return client.Register(ctxT(t), &cloudmlv1.RegisterRequest{JoinToken: tok, Csr: csr, Slots: 1})
 	}
@@ -315,18 +322,7 @@ func TestRegisterRepeatedAfterALostAnswer(t *testing.T) {
 // TestRegisterRepeatedWhileTheFirstRuns: a repeat sent before the first
 // call answered (the agent's call timed out) waits for it and gets its node.
 func TestRegisterRepeatedWhileTheFirstRuns(t *testing.T) {
-	h := start(t, "")
-	tok, err := h.c.MintToken("once", 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, csr, err := pki.NewKeyRequest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := h.dialWith(credentials.NewTLS(pki.ClientTLS(h.caPool(), nil)))
-	defer conn.Close()
-	client := cloudmlv1.NewAgentServiceClient(conn)
+	h, tok, csr, client := singleUseRegistration(t)
 	const n = 8
 	ids := make(chan string, n)
 	var wg sync.WaitGroup
