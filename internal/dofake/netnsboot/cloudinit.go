@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/cloudml/cloudml/coordinator/cloudinit"
@@ -136,52 +134,4 @@ func (m *machine) run(ctx context.Context, env []string, argv ...string) error {
 		<-done
 		return ctx.Err()
 	}
-}
-
-// writeRootFile writes a root-owned file of write_files from this process,
-// as cloud-init (a Python process) does, rather than with a shell in the
-// droplet: about 70 ms of nsenter and sh per file on 2 vCPUs, which a
-// droplet does not spend. It works in the droplet's mount namespace
-// through the node's dockerd's /proc/<pid>/root, with os.Root, so a path
-// that a symbolic link leads out of the droplet's root is refused (the
-// caller then writes it with the shell).
-func (m *machine) writeRootFile(path, content, mode string) error {
-	perm, err := strconv.ParseUint(mode, 8, 32)
-	if err != nil || perm > 0o777 {
-		return fmt.Errorf("mode %s: not a plain permission", mode)
-	}
-	root, err := os.OpenRoot("/proc/" + strconv.Itoa(m.daemon) + "/root")
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	rel := strings.TrimPrefix(path, "/")
-	// mkdir -p with umask 022: directories it makes are 0755.
-	dir := ""
-	for _, part := range strings.Split(filepath.Dir(rel), "/") {
-		dir = filepath.Join(dir, part)
-		switch err := root.Mkdir(dir, 0o755); {
-		case err == nil:
-			if err := root.Chmod(dir, 0o755); err != nil {
-				return err
-			}
-		case !errors.Is(err, fs.ErrExist):
-			return err
-		}
-	}
-	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteString(content)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := root.Chmod(rel, os.FileMode(perm)); err != nil {
-		return err
-	}
-	return root.Chown(rel, 0, 0)
 }
