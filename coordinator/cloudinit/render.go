@@ -254,7 +254,8 @@ chmod 0755 "$tmp"
 mv -f "$tmp" '{{.Agent}}'
 trap - EXIT
 
-systemctl daemon-reload
+# enable reloads systemd's configuration itself (see --no-reload), so the
+# new unit needs no daemon-reload of its own, which would be a second one.
 systemctl enable --now {{.Unit}}
 say "{{.Unit}} started"
 `))

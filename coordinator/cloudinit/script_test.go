@@ -166,7 +166,7 @@ func testBootstrapInstalls(t *testing.T, hasher string) {
 	if st, _ := os.Stat(filepath.Join(m.root, TokenPath)); st.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode = %v, want 0600", st.Mode().Perm())
 	}
-	want := []string{"systemctl daemon-reload", "systemctl enable --now " + UnitName}
+	want := []string{"systemctl enable --now " + UnitName}
 	if got := m.called(t); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("commands = %q, want %q (no apt-get: the image has docker)", got, want)
 	}
@@ -186,7 +186,7 @@ func TestBootstrapInstallsDockerWhenMissing(t *testing.T) {
 		t.Fatalf("bootstrap: %v\n%s", err, out)
 	}
 	calls := m.called(t)
-	if len(calls) != 4 || !strings.HasSuffix(calls[0], " update") || !strings.HasSuffix(calls[1], "install --no-install-recommends docker.io") {
+	if len(calls) != 3 || !strings.HasSuffix(calls[0], " update") || !strings.HasSuffix(calls[1], "install --no-install-recommends docker.io") {
 		t.Errorf("commands = %q, want apt-get update and install docker.io, then systemctl", calls)
 	}
 }
