@@ -33,9 +33,13 @@ type swarmState struct {
 	closed  bool           // stopDocker ran: no new swarm work
 	wg      sync.WaitGroup // swarm goroutines in flight
 	// announced is set once this session's membership was read and
-	// reported; a daemon that did not answer leaves it unset, so the next
-	// healthy heartbeat announces it.
+	// reported; a daemon that did not answer, or a swarm command that
+	// superseded the announcement, leaves it unset, so the next healthy
+	// heartbeat announces it.
 	announced bool
+	// announcing ends the announcement under way (nil when none): a swarm
+	// command supersedes it rather than wait behind its daemon read.
+	announcing *context.CancelFunc
 	// reportMu orders the membership reports: an announcement and an init
 	// or join each read the daemon and report under it, so the coordinator
 	// never gets an older membership after a newer one.
@@ -140,6 +144,11 @@ func (a *Agent) swarmCommand(ctx context.Context, client cloudmlv1.AgentServiceC
 		return
 	}
 	defer a.sw.wg.Done()
+	a.sw.mu.Lock()
+	if a.sw.announcing != nil {
+		(*a.sw.announcing)()
+	}
+	a.sw.mu.Unlock()
 	a.sw.reportMu.Lock()
 	defer a.sw.reportMu.Unlock()
 	m, why := a.swarmManager()
@@ -165,19 +174,38 @@ func (a *Agent) swarmCommand(ctx context.Context, client cloudmlv1.AgentServiceC
 // restarted agent announces itself) or in none (an empty report: the
 // daemon was replaced or left the swarm, and the coordinator forms it
 // again). When the daemon does not answer, the next healthy heartbeat
-// tries again.
+// tries again. A swarm command that starts meanwhile (the coordinator
+// asks a new node to init or join as its session opens) supersedes it: its
+// own report says where the node is, and the next healthy heartbeat
+// announces again.
 func (a *Agent) announceSwarm(ctx context.Context, client cloudmlv1.AgentServiceClient) {
 	if !a.sw.begin() {
 		return
 	}
 	defer a.sw.wg.Done()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.sw.mu.Lock()
+	a.sw.announcing = &cancel
+	a.sw.mu.Unlock()
+	defer func() {
+		a.sw.mu.Lock()
+		if a.sw.announcing == &cancel {
+			a.sw.announcing = nil
+		}
+		a.sw.mu.Unlock()
+	}()
 	a.sw.reportMu.Lock()
 	defer a.sw.reportMu.Unlock()
 	m, _ := a.swarmManager()
 	if m == nil {
 		return
 	}
-	mem, ok, err := m.Current(ctx)
+	mem, ok, err := m.Current(actx)
+	if actx.Err() != nil && ctx.Err() == nil {
+		a.log.Debug("a swarm command superseded the membership announcement")
+		return
+	}
 	if err != nil {
 		a.log.Warn("cannot read the node's swarm membership", "error", err)
 		return
