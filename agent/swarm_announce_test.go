@@ -38,7 +38,7 @@ func TestAnnounceOutsideSwarm(t *testing.T) {
 	a.sw.manager = &swarm.Manager{Docker: outsideSwarm{}}
 	a.sw.member = swarm.Membership{NodeID: "old"}
 	rep := &swarmReports{}
-	a.announceSwarm(t.Context(), rep)
+	a.announceSwarm(t.Context(), rep, false)
 	if len(rep.reqs) != 1 || rep.reqs[0].GetSwarmNodeId() != "" || rep.reqs[0].GetError() != "" {
 		t.Fatalf("reports %v, want one saying the node is in no swarm", rep.reqs)
 	}
@@ -115,7 +115,7 @@ func TestSwarmCommandSupersedesAnnouncement(t *testing.T) {
 	announced := make(chan struct{})
 	go func() {
 		defer close(announced)
-		a.announceSwarm(t.Context(), rep)
+		a.announceSwarm(t.Context(), rep, false)
 	}()
 	<-d.entered
 	inited := make(chan struct{})
@@ -132,7 +132,41 @@ func TestSwarmCommandSupersedesAnnouncement(t *testing.T) {
 	if len(rep.reqs) != 1 || rep.reqs[0].GetSwarmNodeId() != "n1" || rep.reqs[0].GetRole() != cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER {
 		t.Fatalf("reports %v, want the init's alone", rep.reqs)
 	}
+	// The init's report announced the membership: neither a heartbeat nor
+	// an announcement asked for before the init and run after it (its
+	// goroutine late) says it again; a daemon that answers again after a
+	// failure is read and announced.
+	if a.reannounce("", "") {
+		t.Error("a heartbeat announces the membership the init reported")
+	}
+	a.announceSwarm(t.Context(), rep, false)
+	if len(rep.reqs) != 1 {
+		t.Errorf("reports %v after a late announcement, want the init's alone", rep.reqs)
+	}
+	if !a.reannounce("connection refused", "") {
+		t.Error("a daemon back after a failure is not announced")
+	}
+	a.announceSwarm(t.Context(), rep, true)
+	if len(rep.reqs) != 2 || rep.reqs[1].GetSwarmNodeId() != "n1" {
+		t.Errorf("reports %v, want the init's, then the announcement's of the same membership", rep.reqs)
+	}
+}
+
+// TestFailedSwarmCommandLeavesTheMembershipToAnnounce: a command that
+// fails reports its error, not the membership, so the next healthy
+// heartbeat announces it.
+func TestFailedSwarmCommandLeavesTheMembershipToAnnounce(t *testing.T) {
+	a, err := New(Config{CoordinatorAddr: "passthrough:///x", WorkDir: t.TempDir(), SwarmRoot: t.TempDir(), Logger: testutil.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.sw.manager = &swarm.Manager{Docker: outsideSwarm{}}
+	rep := &swarmReports{}
+	a.swarmJoin(t.Context(), rep, &cloudmlv1.SwarmJoin{}) // no manager address: refused
+	if len(rep.reqs) != 1 || rep.reqs[0].GetError() == "" {
+		t.Fatalf("reports %v, want the join's error", rep.reqs)
+	}
 	if !a.reannounce("", "") {
-		t.Error("the superseded announcement is not made again at the next healthy heartbeat")
+		t.Error("the membership is not announced after a failed command")
 	}
 }
