@@ -15,8 +15,15 @@ PKGS  := ./...
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
+# AGENT_LDFLAGS: the agent every droplet downloads (coordinator
+# --agent-bin) leaves out the symbol table and DWARF: 37 MB instead of 54,
+# less to fetch and hash before each node starts. Stack traces keep their
+# names; `make build AGENT_LDFLAGS=` keeps the debug information.
+AGENT_LDFLAGS ?= -s -w
+
 build: ## build coordinator, cloudml-agent and cloudml-client into bin/
-	$(GO) build -o $(BIN)/ ./cmd/coordinator ./cmd/cloudml-agent ./cmd/cloudml-client
+	$(GO) build -o $(BIN)/ ./cmd/coordinator ./cmd/cloudml-client
+	$(GO) build -ldflags='$(AGENT_LDFLAGS)' -o $(BIN)/ ./cmd/cloudml-agent
 
 generate: ## regenerate Go code from proto/
 	$(BUF) generate

@@ -39,7 +39,7 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	a.sw.mu.Lock()
 	a.sw.announced = false
 	a.sw.mu.Unlock()
-	go a.announceSwarm(sctx, client)
+	go a.announceSwarm(sctx, client, false)
 
 	hbDone := make(chan struct{})
 	go func() {
@@ -105,8 +105,9 @@ func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClie
 		resp, err := client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{RuntimeError: runtimeErr})
 		cancel()
 		if a.reannounce(prevRuntime, runtimeErr) {
-			// The daemon is back (perhaps a new one, outside the swarm).
-			go a.announceSwarm(ctx, client)
+			// The daemon is back (perhaps a new one, outside the swarm), or
+			// its membership was never reported.
+			go a.announceSwarm(ctx, client, prevRuntime != "")
 		}
 		prevRuntime = runtimeErr
 		next := period

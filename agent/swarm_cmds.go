@@ -33,9 +33,13 @@ type swarmState struct {
 	closed  bool           // stopDocker ran: no new swarm work
 	wg      sync.WaitGroup // swarm goroutines in flight
 	// announced is set once this session's membership was read and
-	// reported; a daemon that did not answer leaves it unset, so the next
-	// healthy heartbeat announces it.
+	// reported, by an announcement or a swarm command (set as the command
+	// starts, unset if it reports a failure); a daemon that did not answer
+	// leaves it unset, so the next healthy heartbeat announces it.
 	announced bool
+	// announcing ends the announcement under way (nil when none): a swarm
+	// command supersedes it rather than wait behind its daemon read.
+	announcing *context.CancelFunc
 	// reportMu orders the membership reports: an announcement and an init
 	// or join each read the daemon and report under it, so the coordinator
 	// never gets an older membership after a newer one.
@@ -140,18 +144,29 @@ func (a *Agent) swarmCommand(ctx context.Context, client cloudmlv1.AgentServiceC
 		return
 	}
 	defer a.sw.wg.Done()
+	// The command's report announces the membership: an announcement
+	// under way or asked for gives way (announceSwarm).
+	a.sw.mu.Lock()
+	a.sw.announced = true
+	if a.sw.announcing != nil {
+		(*a.sw.announcing)()
+	}
+	a.sw.mu.Unlock()
 	a.sw.reportMu.Lock()
 	defer a.sw.reportMu.Unlock()
 	m, why := a.swarmManager()
 	if m == nil {
+		a.unannounced()
 		a.reportSwarm(ctx, client, &cloudmlv1.ReportSwarmRequest{Error: "no Docker daemon on this node: " + why})
 		return
 	}
 	mem, err := do(m)
 	if ctx.Err() != nil {
+		a.unannounced()
 		return
 	}
 	if err != nil {
+		a.unannounced()
 		a.log.Error("swarm "+what+" failed", "error", err)
 		a.reportSwarm(ctx, client, &cloudmlv1.ReportSwarmRequest{Error: err.Error()})
 		return
@@ -160,24 +175,55 @@ func (a *Agent) swarmCommand(ctx context.Context, client cloudmlv1.AgentServiceC
 	a.reportSwarm(ctx, client, membershipReport(mem))
 }
 
+// unannounced makes the next healthy heartbeat announce the membership: a
+// swarm command failed, and its report said nothing of it.
+func (a *Agent) unannounced() {
+	a.sw.mu.Lock()
+	defer a.sw.mu.Unlock()
+	a.sw.announced = false
+}
+
 // announceSwarm reports the node's membership at the start of a session,
-// and again when its daemon answers after it did not: in a swarm (a
-// restarted agent announces itself) or in none (an empty report: the
+// and again when its daemon answers after it did not (always): in a swarm
+// (a restarted agent announces itself) or in none (an empty report: the
 // daemon was replaced or left the swarm, and the coordinator forms it
 // again). When the daemon does not answer, the next healthy heartbeat
-// tries again.
-func (a *Agent) announceSwarm(ctx context.Context, client cloudmlv1.AgentServiceClient) {
+// tries again. A swarm command supersedes it (the coordinator asks a new
+// node to init or join as its session opens): the command cancels the
+// announcement's daemon read rather than wait behind it, and unless always
+// an announcement that finds the membership reported by a command since
+// it was asked for is not made.
+func (a *Agent) announceSwarm(ctx context.Context, client cloudmlv1.AgentServiceClient, always bool) {
 	if !a.sw.begin() {
 		return
 	}
 	defer a.sw.wg.Done()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.sw.mu.Lock()
+	a.sw.announcing = &cancel
+	a.sw.mu.Unlock()
+	defer func() {
+		a.sw.mu.Lock()
+		if a.sw.announcing == &cancel {
+			a.sw.announcing = nil
+		}
+		a.sw.mu.Unlock()
+	}()
 	a.sw.reportMu.Lock()
 	defer a.sw.reportMu.Unlock()
+	a.sw.mu.Lock()
+	reported := a.sw.announced && !always
+	a.sw.mu.Unlock()
 	m, _ := a.swarmManager()
-	if m == nil {
+	if m == nil || reported {
 		return
 	}
-	mem, ok, err := m.Current(ctx)
+	mem, ok, err := m.Current(actx)
+	if actx.Err() != nil && ctx.Err() == nil {
+		a.log.Debug("a swarm command superseded the membership announcement")
+		return
+	}
 	if err != nil {
 		a.log.Warn("cannot read the node's swarm membership", "error", err)
 		return

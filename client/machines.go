@@ -103,16 +103,22 @@ func (c *Client) CollectGarbage(ctx context.Context, dryRun bool) (*cloudmlv1.Co
 // WatchMachines polls the machine list every interval (1s if 0), gone
 // machines included, and calls see with the machines named by ids (in
 // that order; a machine the coordinator forgot is reported GONE) until see
-// returns true or ctx ends. A failed poll is retried on the next tick;
-// the error of the last one is returned with ctx's.
+// returns true or ctx ends. While every machine is registered and some
+// are still joining the swarm, the last step of coming up and a matter of
+// a second or so, it polls five times as often (every 20ms at least), so
+// that a wait for them ends soon after they are ready. A failed poll is
+// retried on the next tick; the error of the last one is returned with
+// ctx's.
 func (c *Client) WatchMachines(ctx context.Context, ids []string, interval time.Duration, see func([]*cloudmlv1.Machine) bool) error {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	t := time.NewTicker(interval)
+	fast := max(interval/5, min(interval, 20*time.Millisecond))
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	var last error
 	for {
+		next := interval
 		resp, err := c.Machines(ctx, true)
 		if err == nil {
 			last = nil
@@ -129,9 +135,13 @@ func (c *Client) WatchMachines(ctx context.Context, ids []string, interval time.
 			if see(ms) {
 				return nil
 			}
+			if joining(ms) {
+				next = fast
+			}
 		} else {
 			last = err
 		}
+		t.Reset(next)
 		select {
 		case <-ctx.Done():
 			if last != nil {
@@ -141,4 +151,20 @@ func (c *Client) WatchMachines(ctx context.Context, ids []string, interval time.
 		case <-t.C:
 		}
 	}
+}
+
+// joining reports whether every machine is registered or ready and some
+// are not ready yet: all that is left is the swarm join.
+func joining(ms []*cloudmlv1.Machine) bool {
+	some := false
+	for _, m := range ms {
+		switch m.GetState() {
+		case cloudmlv1.MachineState_MACHINE_STATE_REGISTERED:
+			some = true
+		case cloudmlv1.MachineState_MACHINE_STATE_READY:
+		default:
+			return false
+		}
+	}
+	return some
 }

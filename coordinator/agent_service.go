@@ -130,6 +130,7 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		return nil, err
 	}
 	c.log.Info("node registered", "node_id", rec.ID, "hostname", rec.Hostname, "slots", rec.Slots, "token_id", tok.ID, "provider_id", rec.ProviderID)
+	c.machines.linkSoon() // the node is durable: its machine can show it
 	if req.GetSlots() > rec.Slots {
 		c.log.Warn("node claimed more slots than its cap", "node_id", rec.ID, "claimed", req.GetSlots(), "cap", rec.Slots)
 	}

@@ -28,7 +28,9 @@ import (
 // and removing the nodes of machines it deletes. One loop (run) does it
 // every MachineCheckInterval, and reconciles with the provider every
 // ReconcileInterval (more often while a machine is being created, so that
-// progress shows). machines_rpc.go serves it to admins.
+// progress shows). A registration links its machine at once (linkSoon):
+// `cluster up` waits for that link, and a check may be seconds away.
+// machines_rpc.go serves it to admins.
 
 // createTimeout bounds a create the coordinator makes for a client; it
 // does not end with the client's call, which may go away meanwhile.
@@ -44,6 +46,12 @@ type machines struct {
 	fleet *provider.Fleet
 	log   hclog.Logger
 	kick  chan struct{}
+	// linkKick asks the loop to link machines, and only that: a node
+	// registered.
+	linkKick chan struct{}
+	// linkMu serialises link, which the loop, the RPCs and deletes call:
+	// two at once could link one machine to two nodes in turn.
+	linkMu sync.Mutex
 
 	// scaleMu serialises scales and deletes, so that two at once do not
 	// both create the machines a pool lacks.
@@ -70,7 +78,7 @@ func newMachines(c *Coordinator) (*machines, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &machines{c: c, fleet: fleet, log: log, kick: make(chan struct{}, 1),
+	m := &machines{c: c, fleet: fleet, log: log, kick: make(chan struct{}, 1), linkKick: make(chan struct{}, 1),
 		pools: map[string]*store.Pool{}, busy: map[string]time.Time{}, refusals: map[string]string{}}
 	for _, p := range rec.Pools {
 		m.pools[p.Name] = p
@@ -130,8 +138,18 @@ func (m *machines) poke() {
 	}
 }
 
+// linkSoon makes the loop link machines to their nodes at once, without
+// the rest of a check: a node registered.
+func (m *machines) linkSoon() {
+	select {
+	case m.linkKick <- struct{}{}:
+	default:
+	}
+}
+
 // run checks the machines every MachineCheckInterval (or
-// ReconcileInterval, if shorter) until ctx ends.
+// ReconcileInterval, if shorter), and links them when linkSoon asks,
+// until ctx ends.
 func (m *machines) run(ctx context.Context) {
 	t := time.NewTicker(min(m.c.cfg.MachineCheckInterval, m.c.cfg.ReconcileInterval))
 	defer t.Stop()
@@ -139,6 +157,9 @@ func (m *machines) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-m.linkKick:
+			m.link()
+			continue
 		case <-t.C:
 		case <-m.kick:
 		}
@@ -196,6 +217,8 @@ func (m *machines) reconcile(ctx context.Context) error {
 // the latest whose join token's label names the machine (a provider's
 // label ends with the node's name or id: "local node-1").
 func (m *machines) link() {
+	m.linkMu.Lock()
+	defer m.linkMu.Unlock()
 	var todo []provider.Machine
 	for _, mc := range m.fleet.Machines() {
 		if mc.Live() && mc.NodeID == "" {

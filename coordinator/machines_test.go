@@ -303,6 +303,17 @@ func TestMachineWhoseAgentNeverRegistersIsDeletedWithTheReason(t *testing.T) {
 	}
 }
 
+func TestRegistrationLinksItsMachineWithoutWaitingForACheck(t *testing.T) {
+	cl := newCloud(t)
+	h := startFleet(t, "", cl) // checks an hour apart: only the registration can link
+	id := h.scale(&cloudmlv1.ScalePoolRequest{Nodes: 1}).GetCreated()[0].GetId()
+	agent := newAgentWithToken(t, h, cl.Token(id), 1)
+	waitFor(t, "the machine to show its registered node", func() bool {
+		ms := h.machines(false).GetMachines()
+		return len(ms) == 1 && ms[0].GetNodeId() == agent.id && ms[0].GetState() == cloudmlv1.MachineState_MACHINE_STATE_READY
+	})
+}
+
 func TestIdleMachinesAreDeletedDownToThePoolMinimum(t *testing.T) {
 	cl := newCloud(t)
 	h := startFleet(t, "", cl)

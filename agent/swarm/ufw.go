@@ -46,8 +46,17 @@ func (u *UFW) run(ctx context.Context, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// Active runs `ufw status`; it is false when ufw is not installed.
+// Active reports what `ufw status` would: false when ufw is not
+// installed or its rules are not loaded. It first asks iptables for ufw's
+// input chain, which is what `ufw status` checks before anything else
+// (exit status 1: not loaded, inactive), and runs `ufw status` itself only
+// when the chain is there or iptables cannot say. ufw is a Python program
+// that takes 0.1-0.3 s to start, and an inactive ufw (Ubuntu's default)
+// is the common case on the swarm's critical path.
 func (u *UFW) Active(ctx context.Context) (bool, error) {
+	if loaded, known := u.chainLoaded(ctx); known && !loaded {
+		return false, nil
+	}
 	out, err := u.run(ctx, "status")
 	if errors.Is(err, exec.ErrNotFound) {
 		return false, nil
@@ -57,6 +66,25 @@ func (u *UFW) Active(ctx context.Context) (bool, error) {
 	}
 	active, _ := parseStatus(out)
 	return active, nil
+}
+
+// chainLoaded runs `iptables -L ufw-user-input -n`, as `ufw status` does
+// first: known is false when iptables is missing or fails otherwise than
+// with exit status 1 (no such chain).
+func (u *UFW) chainLoaded(ctx context.Context) (loaded, known bool) {
+	run := u.Run
+	if run == nil {
+		run = runHost
+	}
+	_, err := run(ctx, "iptables", "-L", "ufw-user-input", "-n")
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return true, true
+	case errors.As(err, &exit) && exit.ExitCode() == 1:
+		return false, true
+	}
+	return false, false
 }
 
 // Allow adds the rules that `ufw status` does not list yet.

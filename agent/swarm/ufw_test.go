@@ -41,14 +41,23 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
-// fakeUFW answers like ufw: status lists the rules added with allow.
+// fakeUFW answers like ufw: status lists the rules added with allow. With
+// chains, iptables answers whether ufw's chain is loaded (while active).
 type fakeUFW struct {
 	active bool
+	chains bool
 	rules  []string // "To From" pairs, as status lists them
 	calls  []string
 }
 
 func (f *fakeUFW) run(_ context.Context, name string, args ...string) ([]byte, error) {
+	if name == "iptables" && f.chains && strings.Join(args, " ") == "-L ufw-user-input -n" {
+		f.calls = append(f.calls, "iptables "+strings.Join(args, " "))
+		if f.active {
+			return nil, nil
+		}
+		return []byte("iptables: No chain/target/match by that name.\n"), exec.Command("false").Run()
+	}
 	if name != "ufw" {
 		return nil, fmt.Errorf("ran %s", name)
 	}
@@ -95,6 +104,24 @@ func TestUFWActive(t *testing.T) {
 	}}
 	if _, err := denied.Active(t.Context()); err == nil || !strings.Contains(err.Error(), "You need to be root") {
 		t.Errorf("non-root: err = %v, want ufw's own message", err)
+	}
+}
+
+func TestUFWActiveAsksIptablesBeforeStartingUFW(t *testing.T) {
+	f := &fakeUFW{chains: true}
+	u := &UFW{Run: f.run}
+	if ok, err := u.Active(t.Context()); err != nil || ok {
+		t.Errorf("inactive: Active = %v, %v; want false", ok, err)
+	}
+	if diff := cmp.Diff([]string{"iptables -L ufw-user-input -n"}, f.calls); diff != "" {
+		t.Errorf("inactive: commands (-want +got):\n%s", diff)
+	}
+	f.active, f.calls = true, nil
+	if ok, err := u.Active(t.Context()); err != nil || !ok {
+		t.Errorf("active: Active = %v, %v; want true", ok, err)
+	}
+	if diff := cmp.Diff([]string{"iptables -L ufw-user-input -n", "status"}, f.calls); diff != "" {
+		t.Errorf("active: commands (-want +got):\n%s", diff)
 	}
 }
 

@@ -240,7 +240,12 @@ say "downloading $url"
 curl --fail --silent --show-error --proto =https --cacert '{{.CACert}}' \
   --connect-timeout 10 --max-time 900 --retry 60 --retry-delay 5 --retry-max-time 900 --retry-all-errors \
   --output "$tmp" "$url"
-got=$(sha256sum "$tmp" | cut -d ' ' -f 1)
+# openssl uses the CPU's SHA instructions: about 3 times sha256sum's speed.
+if command -v openssl >/dev/null 2>&1; then
+  got=$(openssl dgst -sha256 -r "$tmp" | cut -d ' ' -f 1)
+else
+  got=$(sha256sum "$tmp" | cut -d ' ' -f 1)
+fi
 if [ "$got" != "$want" ]; then
   say "refusing the agent: its sha256 is $got, not $want"
   exit 1
@@ -249,7 +254,8 @@ chmod 0755 "$tmp"
 mv -f "$tmp" '{{.Agent}}'
 trap - EXIT
 
-systemctl daemon-reload
+# enable reloads systemd's configuration itself (see --no-reload), so the
+# new unit needs no daemon-reload of its own, which would be a second one.
 systemctl enable --now {{.Unit}}
 say "{{.Unit}} started"
 `))

@@ -40,17 +40,20 @@ func serveAgent(t *testing.T, body []byte) (url string, caPEM []byte) {
 }
 
 // machine is a directory standing in for a droplet's root, with a PATH of
-// the tools the script needs and stubs for docker, apt-get and systemctl
+// the tools the script needs (extra: sha256sum unless given) and stubs for docker, apt-get and systemctl
 // that record their arguments.
 type machine struct {
 	root, bin, calls string
 }
 
-func newMachine(t *testing.T, withDocker bool) *machine {
+func newMachine(t *testing.T, withDocker bool, extra ...string) *machine {
 	t.Helper()
 	m := &machine{root: t.TempDir(), bin: t.TempDir()}
 	m.calls = filepath.Join(m.bin, "calls")
-	for _, tool := range []string{"sh", "curl", "sha256sum", "cut", "mktemp", "chmod", "mv", "rm", "sleep", "uname"} {
+	if len(extra) == 0 {
+		extra = []string{"sha256sum"}
+	}
+	for _, tool := range append([]string{"sh", "curl", "cut", "mktemp", "chmod", "mv", "rm", "sleep", "uname"}, extra...) {
 		p, err := exec.LookPath(tool)
 		testutil.NeedSystem(t, tool, err)
 		if err := os.Symlink(p, filepath.Join(m.bin, tool)); err != nil {
@@ -135,9 +138,19 @@ func bootConfig(t *testing.T, url string, caPEM []byte, sha, root string) Config
 // the agent lands in place, executable, and the unit is started; docker
 // is not installed when the image has it.
 func TestBootstrapInstallsAndStartsTheAgent(t *testing.T) {
+	for _, hasher := range []string{"sha256sum", "openssl"} {
+		t.Run(hasher, func(t *testing.T) {
+			testBootstrapInstalls(t, hasher)
+		})
+	}
+}
+
+// testBootstrapInstalls is TestBootstrapInstallsAndStartsTheAgent on a
+// machine whose only sha256 tool is hasher.
+func testBootstrapInstalls(t *testing.T, hasher string) {
 	agent := []byte("#!/bin/sh\necho the agent\n")
 	url, caPEM := serveAgent(t, agent)
-	m := newMachine(t, true)
+	m := newMachine(t, true, hasher)
 	out, err := m.boot(t, mustRender(t, bootConfig(t, url, caPEM, sum(agent), m.root)).Bytes())
 	if err != nil {
 		t.Fatalf("bootstrap: %v\n%s", err, out)
@@ -153,7 +166,7 @@ func TestBootstrapInstallsAndStartsTheAgent(t *testing.T) {
 	if st, _ := os.Stat(filepath.Join(m.root, TokenPath)); st.Mode().Perm() != 0o600 {
 		t.Errorf("token file mode = %v, want 0600", st.Mode().Perm())
 	}
-	want := []string{"systemctl daemon-reload", "systemctl enable --now " + UnitName}
+	want := []string{"systemctl enable --now " + UnitName}
 	if got := m.called(t); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("commands = %q, want %q (no apt-get: the image has docker)", got, want)
 	}
@@ -173,7 +186,7 @@ func TestBootstrapInstallsDockerWhenMissing(t *testing.T) {
 		t.Fatalf("bootstrap: %v\n%s", err, out)
 	}
 	calls := m.called(t)
-	if len(calls) != 4 || !strings.HasSuffix(calls[0], " update") || !strings.HasSuffix(calls[1], "install --no-install-recommends docker.io") {
+	if len(calls) != 3 || !strings.HasSuffix(calls[0], " update") || !strings.HasSuffix(calls[1], "install --no-install-recommends docker.io") {
 		t.Errorf("commands = %q, want apt-get update and install docker.io, then systemctl", calls)
 	}
 }
@@ -181,8 +194,18 @@ func TestBootstrapInstallsDockerWhenMissing(t *testing.T) {
 // TestBootstrapRefusesAnAgentWithAnotherHash: a binary whose sha256 is
 // not the user-data's is neither installed nor started.
 func TestBootstrapRefusesAnAgentWithAnotherHash(t *testing.T) {
+	for _, hasher := range []string{"sha256sum", "openssl"} {
+		t.Run(hasher, func(t *testing.T) {
+			testBootstrapRefusesHash(t, hasher)
+		})
+	}
+}
+
+// testBootstrapRefusesHash is TestBootstrapRefusesAnAgentWithAnotherHash
+// on a machine whose only sha256 tool is hasher.
+func testBootstrapRefusesHash(t *testing.T, hasher string) {
 	url, caPEM := serveAgent(t, []byte("tampered"))
-	m := newMachine(t, true)
+	m := newMachine(t, true, hasher)
 	out, err := m.boot(t, mustRender(t, bootConfig(t, url, caPEM, sum([]byte("agent")), m.root)).Bytes())
 	if err == nil || !strings.Contains(out, "refusing the agent") {
 		t.Fatalf("bootstrap = %v\n%s\nwant a refusal", err, out)

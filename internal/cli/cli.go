@@ -189,9 +189,9 @@ func (a *App) watchInterval() time.Duration {
 }
 
 // machineInterval is how often cluster up, scale and down read the
-// machines: WatchInterval when set, else 250ms, since the last step (a
-// node joining the swarm) is what the user waits for and a read is one
-// small call.
+// machines: WatchInterval when set, else 250ms, a read being one small
+// call; client.WatchMachines reads five times as often during the last
+// step (the nodes joining the swarm), which is what the user waits for.
 func (a *App) machineInterval() time.Duration {
 	if a.WatchInterval > 0 {
 		return a.WatchInterval

@@ -68,6 +68,26 @@ if apt-get install -y docker.io; then echo "apt-get ran" >&2; exit 1; fi
 echo booted
 `
 
+// cleanCloudConfig checks that the droplet has none of smokeUserData's
+// files, and how its own write_files came out.
+const cleanCloudConfig = `#cloud-config
+write_files:
+  - path: /etc/cloudml/deep/secret
+    owner: root:root
+    permissions: "0600"
+    content: |
+      s3cret
+  - path: /usr/local/lib/cloudml/run.sh
+    owner: root:root
+    permissions: "0750"
+    content: |
+      set -eu
+      if [ -e /etc/cloudml/marker ] || [ -e /var/lib/cloudml/meta ]; then echo dirty >&2; exit 1; fi
+      { echo clean; stat -c '%a %U:%G' /etc/cloudml/deep/secret /etc/cloudml/deep /usr/local/lib/cloudml/run.sh; } > /var/lib/cloudml/state
+runcmd:
+  - [sh, /usr/local/lib/cloudml/run.sh]
+`
+
 // TestBootRunsUserData boots a droplet on a namespace node: its user-data
 // runs there with the droplet's own /etc/cloudml, /usr/local and
 // /var/lib/cloudml (the host's stay untouched), its units run under the
@@ -155,8 +175,10 @@ func TestBootRunsUserData(t *testing.T) {
 		t.Errorf("node's daemon after the halt: name %q (%v), want %q again", info.Name, err, node.Name)
 	}
 
-	// The node boots the next droplet clean: its files are its own.
-	id2 := p.create(t, "smoke-2", "#!/bin/sh\nset -eu\nif [ -e /etc/cloudml/marker ] || [ -e /var/lib/cloudml/meta ]; then echo dirty >&2; exit 1; fi\necho clean > /var/lib/cloudml/state\n")
+	// The node boots the next droplet clean: its files are its own. Its
+	// #cloud-config's write_files get their modes and owner, and the
+	// directories they make 0755.
+	id2 := p.create(t, "smoke-2", cleanCloudConfig)
 	p.active(t, id2)
 	testutil.Eventually(t, 30*time.Second, 50*time.Millisecond, "second droplet's cloud-init", func() error {
 		m, _ := p.b.Machine(id2)
@@ -168,6 +190,10 @@ func TestBootRunsUserData(t *testing.T) {
 		}
 		return errors.New(m.CloudInit)
 	})
+	state, err := os.ReadFile(filepath.Join(p.cfg.WorkDir, "droplets", strconv.Itoa(id2), "own", "var-lib-cloudml", "state"))
+	if want := "clean\n600 root:root\n755 root:root\n750 root:root\n"; string(state) != want {
+		t.Errorf("the second droplet found %q (%v), want %q", state, err, want)
+	}
 	p.delete(t, id2)
 	if st := p.s.Stats(); st.Alive != 0 || st.BootFailures != 0 {
 		t.Errorf("dofake: %+v, want no droplet alive, no boot failure", st)

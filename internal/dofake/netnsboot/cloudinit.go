@@ -99,6 +99,13 @@ func (m *machine) writeFile(ctx context.Context, f cloudinit.File) error {
 	case !ownerRE.MatchString(owner):
 		return fmt.Errorf("%w: write_files %s: owner %q", ErrUserData, f.Path, owner)
 	}
+	if owner == "root" || owner == "root:root" {
+		err := m.writeRootFile(f.Path, f.Content, mode)
+		if err == nil {
+			return nil
+		}
+		m.log.Debug("write_files in-process failed; writing it with a shell in the droplet", "path", f.Path, "error", err)
+	}
 	cmd := m.command([]string{"PATH=" + systemPath}, "sh", "-euc",
 		`(umask 022; mkdir -p -- "$(dirname -- "$0")"); (umask 077; cat > "$0"); chmod "$1" "$0"; chown "$2" "$0"`,
 		f.Path, mode, owner)

@@ -20,11 +20,17 @@ func systemctlScript(sock string) string {
 	return `#!/bin/sh
 # systemctl of a dofake droplet (internal/dofake/netnsboot): the harness
 # runs the droplet's units and answers over ` + sock + `.
+# The answer is the exit status, a line; an error, a line; the output.
+# Split with the shell's own expansions: one process (curl) per call.
 resp=$(printf '%s\n' "$@" | curl --silent --show-error --fail --unix-socket '` + sock + `' \
-  --data-binary @- http://droplet/systemctl) || exit 1
-code=$(printf '%s\n' "$resp" | sed -n 1p)
-err=$(printf '%s\n' "$resp" | sed -n 2p)
-printf '%s\n' "$resp" | sed 1,2d
+  --data-binary @- http://droplet/systemctl && echo .) || exit 1
+resp=${resp%.}
+nl='
+'
+code=${resp%%"$nl"*}
+resp=${resp#*"$nl"}
+err=${resp%%"$nl"*}
+printf '%s' "${resp#*"$nl"}"
 [ -z "$err" ] || echo "systemctl: $err" >&2
 exit "$code"
 `
@@ -152,7 +158,7 @@ func (m *machine) startUnit(ctx context.Context, name string) error {
 	if s != nil && !s.ended() {
 		return nil
 	}
-	data, err := m.sh(ctx, `cat "$0"`, path.Join(unitDir, name))
+	data, err := m.readFile(ctx, path.Join(unitDir, name))
 	if err != nil {
 		return fmt.Errorf("unit %s not found: %w", name, err)
 	}
