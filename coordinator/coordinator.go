@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloudml/cloudml/coordinator/imagestore"
+	"github.com/cloudml/cloudml/coordinator/logbroker"
 	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/grpcopt"
@@ -63,8 +64,7 @@ type Coordinator struct {
 
 	tokens *bucketTokens // the bucket tokens lent to nodes (buckettoken.go); has its own lock
 
-	notifyMu sync.Mutex // protects waiters
-	waiters  map[string]chan struct{}
+	logs *logbroker.Broker // stores and fans out logs (logs.go); has its own lock
 
 	addrMu    sync.Mutex // protects addr, downloads
 	addr      string
@@ -106,8 +106,14 @@ func New(cfg Config) (*Coordinator, error) {
 		jobs:    map[string]*jobEntry{},
 		live:    newLiveness(),
 		kick:    make(chan struct{}, 1),
-		waiters: map[string]chan struct{}{},
 		done:    make(chan struct{}),
+	}
+	c.logs, err = logbroker.New(logbroker.Config{
+		Store: st, Jobs: logJobs{c}, CallBytes: cfg.Limits.LogCallBytes, Done: c.done, Logger: cfg.Logger.Named("logs"),
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
 	}
 	if err := c.load(); err != nil {
 		st.Close()

@@ -105,7 +105,7 @@ func TestDeleteJobUnderALogReader(t *testing.T) {
 			t.Errorf("delete: %v", err)
 		}
 	}}
-	err := toStatus(h.c.subscribeLogs(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId(), Follow: true}, stream))
+	err := toStatus(h.c.logs.Subscribe(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId(), Follow: true}, stream))
 	wantCode(t, err, codes.NotFound)
 	if msg := status.Convert(err).Message(); !strings.Contains(msg, job.GetId()) {
 		t.Errorf("message %q does not name the job", msg)

@@ -7,8 +7,11 @@
 // scheduler (scheduler.go) is event-driven: submits, node arrivals and
 // departures, attempt ends and cancels poke a coalescing trigger, and a one
 // second tick catches anything else. Node liveness (nodes.go) turns missed
-// heartbeats into DOWN nodes and lost attempts. Logs (logs.go) are stored in
-// numbered batches and fanned out to subscribers by closing a per-job channel.
+// heartbeats into DOWN nodes and lost attempts. Logs are the log broker's
+// (coordinator/logbroker), a role split off with its own state and lock: it
+// stores numbered batches, acknowledges what is durable and fans output out
+// to subscribers by closing a per-job channel, and asks the job store
+// (logs.go) only whether an attempt's logs are still wanted.
 // Machines (machines.go, machines_rpc.go) are what the provider made for the
 // nodes: a provider.Fleet whose book is the store, so a create request is
 // durable before the provider is asked and a delete before it is asked for;

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/cloudml/cloudml/coordinator/imagestore"
+	"github.com/cloudml/cloudml/coordinator/logbroker"
 	"github.com/cloudml/cloudml/coordinator/provider"
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/jobspec"
@@ -78,12 +79,13 @@ func toStatus(err error) error {
 	}
 	var code codes.Code
 	switch {
-	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, imagestore.ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, imagestore.ErrNotFound),
+		errors.Is(err, logbroker.ErrNotFound):
 		code = codes.NotFound
 	case errors.Is(err, ErrInvalid), errors.Is(err, jobspec.ErrInvalid), errors.Is(err, imagestore.ErrInvalid),
-		errors.Is(err, provider.ErrInvalid):
+		errors.Is(err, provider.ErrInvalid), errors.Is(err, logbroker.ErrInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrTooLarge), errors.Is(err, provider.ErrCapacity):
+	case errors.Is(err, ErrTooLarge), errors.Is(err, provider.ErrCapacity), errors.Is(err, logbroker.ErrTooLarge):
 		code = codes.ResourceExhausted
 	case errors.Is(err, ErrUnauthenticated):
 		code = codes.Unauthenticated
@@ -96,6 +98,7 @@ func toStatus(err error) error {
 		errors.Is(err, ErrNoGoogleCredentials):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrVerifyUnavailable),
+		errors.Is(err, logbroker.ErrLogsIncomplete), errors.Is(err, logbroker.ErrStopped),
 		errors.Is(err, provider.ErrNotStarted), errors.Is(err, ErrTokenUnavailable), errors.Is(err, ErrStoreUnavailable):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):

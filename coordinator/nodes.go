@@ -185,7 +185,7 @@ func (c *Coordinator) commit(ch *changes) error {
 	}
 	c.q.enqueue(b)
 	for id := range ch.wake {
-		c.wake(id)
+		c.logs.Wake(id)
 	}
 	return nil
 }

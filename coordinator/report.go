@@ -102,8 +102,10 @@ func (c *Coordinator) reportTaskLocked(node string, r attemptRef, state cloudmlv
 			}
 			return errorf(ErrStaleAttempt, "attempt %s already ended as %s", r, taskStateName(a.State))
 		}
-		if a.AckedSeq < req.GetLastLogSeq() && !c.logsCapped(r) {
-			return errorf(ErrLogsIncomplete, "logs incomplete: have %d of %d", a.AckedSeq, req.GetLastLogSeq())
+		if last := req.GetLastLogSeq(); last > 0 {
+			if acked := c.ackedSeq(r); acked < last && !c.logsCapped(r) {
+				return errorf(ErrLogsIncomplete, "logs incomplete: have %d of %d", acked, last)
+			}
 		}
 		metrics, message := c.cfg.Limits.boundReport(req.GetMetrics(), req.GetMessage())
 		ran := a.State == cloudmlv1.TaskState_TASK_STATE_RUNNING
@@ -216,6 +218,17 @@ func (c *Coordinator) platformFailed(j *jobEntry, t *store.Task, a *store.Attemp
 	t.Note = fmt.Sprintf("attempt %d failed on the platform's side (%s; no retry used)", a.Attempt, exitText(a))
 	t.Reason = fmt.Sprintf("%s; placing it again in %s", t.Note, wait)
 	c.log.Warn("platform failure; task queued again", "attempt", refOf(a).String(), "error", a.Message, "backoff", wait)
+}
+
+// ackedSeq is the highest log seq of the attempt that is durable, which
+// its terminal report waits for; 0 when it cannot be read (the report is
+// then refused as incomplete, and the agent retries).
+func (c *Coordinator) ackedSeq(r attemptRef) uint64 {
+	acked, err := c.store.AckedSeq(r.job, r.task, r.attempt)
+	if err != nil {
+		c.log.Warn("read log state failed", "attempt", r.String(), "error", err)
+	}
+	return acked
 }
 
 // logsCapped reports whether the attempt's logs reached the per-attempt

@@ -122,8 +122,6 @@ type Attempt struct {
 	Message    string  `json:"message,omitempty"`
 	Metrics    Metrics `json:"metrics,omitempty"`
 	ResultsURL string  `json:"results_url,omitempty"`
-	// AckedSeq is filled from the log segment file on load; Save ignores it.
-	AckedSeq uint64 `json:"-"`
 	// AssignTime, StartTime and EndTime bound the attempt.
 	AssignTime time.Time `json:"assign_time"`
 	StartTime  time.Time `json:"start_time,omitzero"`

@@ -175,11 +175,6 @@ func (s *Store) Load() (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
-	for _, a := range snap.Attempts {
-		if a.AckedSeq, err = s.AckedSeq(a.JobID, a.Task, a.Attempt); err != nil {
-			return nil, fmt.Errorf("load state: %w", err)
-		}
-	}
 	return snap, nil
 }
 

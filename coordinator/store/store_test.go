@@ -49,9 +49,11 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want.Attempts[0].AckedSeq = 1
 	if diff := cmp.Diff(want, got, cmpopts.EquateNaNs()); diff != "" {
 		t.Errorf("loaded (-want +got):\n%s", diff)
+	}
+	if acked, err := s.AckedSeq("a-000001", 0, 1); err != nil || acked != 1 {
+		t.Errorf("AckedSeq after reopen = %d, %v; want 1", acked, err)
 	}
 }
 

@@ -45,6 +45,7 @@ type Target struct {
 var Targets = []Target{
 	{Dir: "coordinator", Files: []string{"scheduler.go", "report.go", "jobs.go", "state.go", "swarm_jobs.go"}, Why: "scheduling, reports, retries, cancel"},
 	{Dir: "coordinator/store", Why: "durable state"},
+	{Dir: "coordinator/logbroker", Why: "logs acknowledged only when durable"},
 	{Dir: "agent/logship", Why: "exactly-once logs"},
 	{Dir: "agent/attempt", Why: "results upload"},
 	{Dir: "internal/archive", Why: "hostile archive paths"},

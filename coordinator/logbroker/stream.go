@@ -1,17 +1,17 @@
-package coordinator
+package logbroker
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync/atomic"
 
-	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// StreamLogs stores one attempt's batches as they arrive and acknowledges
-// them in group commits.
+// Stream serves one AgentService.StreamLogs call of node: it stores one
+// attempt's batches as they arrive and acknowledges them in group commits.
 //
 // Each stream has two goroutines. The receiver writes every request's
 // batches to the attempt's segment without waiting for the disk and wakes
@@ -19,7 +19,7 @@ import (
 // at once. The committer (the handler's own goroutine, the only one that
 // sends) fsyncs everything written so far with one call and answers with
 // the durable seq, which is also what a terminal report waits for
-// (store.Attempt.AckedSeq). While it syncs, the receiver goes on writing.
+// (store.AckedSeq). While it syncs, the receiver goes on writing.
 //
 // Subscribers may therefore see lines that are not durable yet. If the
 // coordinator crashes before the fsync, the restarted store cuts the
@@ -28,18 +28,18 @@ import (
 // under the same seqs. A subscriber (whose stream the crash ended) that
 // reads again finds the lines it saw, once each. Only if the agent is lost
 // as well are the unsynced lines it saw gone from the store.
-func (s *agentServer) StreamLogs(stream cloudmlv1.AgentService_StreamLogsServer) error {
-	id, err := nodeIDFrom(stream.Context())
-	if err != nil {
-		return toStatus(err)
-	}
-	return toStatus(s.c.streamLogs(stream.Context(), id, stream))
+func (b *Broker) Stream(ctx context.Context, node string, stream cloudmlv1.AgentService_StreamLogsServer) error {
+	ls := &logStream{b: b, node: node, ready: make(chan struct{}, 1), recvDone: make(chan struct{})}
+	// The receiver ends at the latest when this handler returns: gRPC then
+	// cancels the stream and its Recv fails.
+	go ls.receive(stream)
+	return ls.commit(ctx, stream)
 }
 
 // logStream is the state one StreamLogs call shares between its receiver
 // and its committer.
 type logStream struct {
-	c    *Coordinator
+	b    *Broker
 	node string
 	// ready is signalled after each request is written (capacity 1).
 	ready chan struct{}
@@ -47,21 +47,13 @@ type logStream struct {
 	// when the agent closed its side).
 	recvDone chan struct{}
 	err      error
-	// ref and a are set by the receiver before its first signal and
-	// never change; the committer reads them only after a signal.
-	ref attemptRef
-	a   *store.Attempt
+	// ref and started are set by the receiver before its first signal
+	// and never change; the committer reads them only after a signal.
+	ref     Ref
+	started bool
 	// asked is set by a request with no batches: the agent wants the
 	// attempt's progress with the byte counts (see StreamLogsResponse).
 	asked atomic.Bool
-}
-
-func (c *Coordinator) streamLogs(ctx context.Context, node string, stream cloudmlv1.AgentService_StreamLogsServer) error {
-	ls := &logStream{c: c, node: node, ready: make(chan struct{}, 1), recvDone: make(chan struct{})}
-	// The receiver ends at the latest when this handler returns: gRPC then
-	// cancels the stream and its Recv fails.
-	go ls.receive(stream)
-	return ls.commit(ctx, stream)
 }
 
 // receive writes each request's batches until the stream ends or a
@@ -88,34 +80,33 @@ func (ls *logStream) receive(stream cloudmlv1.AgentService_StreamLogsServer) {
 // sequence. Duplicates are skipped; a gap ends the stream (after what came
 // before it is stored), and the agent resends from its acknowledged seq.
 func (ls *logStream) write(req *cloudmlv1.StreamLogsRequest) error {
-	r := refFromProto(req.GetRef())
-	if ls.a != nil && r != ls.ref {
-		return errorf(ErrInvalid, "log stream of %s got a batch of %s; open one stream per attempt", ls.ref, r)
+	r := RefOf(req.GetRef())
+	if ls.started && r != ls.ref {
+		return fmt.Errorf("%w: log stream of %s got a batch of %s; open one stream per attempt", ErrInvalid, ls.ref, r)
 	}
-	if err := ls.c.checkLogCall(r, req.GetBatches()); err != nil {
+	if err := ls.b.checkCall(r, req.GetBatches()); err != nil {
 		return err
 	}
 	// Checked on every request: the attempt may be superseded mid-stream.
-	a, err := ls.c.logAttempt(ls.node, r)
+	if err := ls.b.jobs.AcceptLogs(ls.node, r); err != nil {
+		return err
+	}
+	written, stored, err := ls.b.store.WriteLogs(r.Job, r.Task, r.Attempt, req.GetBatches())
 	if err != nil {
 		return err
 	}
-	written, stored, err := ls.c.store.WriteLogs(r.job, r.task, r.attempt, req.GetBatches())
-	if err != nil {
-		return err
-	}
-	if ls.a == nil {
-		ls.ref, ls.a = r, a
+	if !ls.started {
+		ls.ref, ls.started = r, true
 	}
 	if len(req.GetBatches()) == 0 {
 		ls.asked.Store(true)
 	}
 	if stored > 0 {
-		ls.c.wake(r.job)
+		ls.b.Wake(r.Job)
 	}
 	if bs := req.GetBatches(); len(bs) > 0 && bs[len(bs)-1].GetSeq() > written {
-		return errorf(ErrLogsIncomplete, "logs incomplete: batch %d of %s does not follow %d; resend from the acknowledged seq",
-			bs[len(bs)-1].GetSeq(), r, written)
+		return fmt.Errorf("%w: batch %d of %s does not follow %d; resend from the acknowledged seq",
+			ErrLogsIncomplete, bs[len(bs)-1].GetSeq(), r, written)
 	}
 	return nil
 }
@@ -138,8 +129,8 @@ func (ls *logStream) commit(ctx context.Context, stream cloudmlv1.AgentService_S
 			return ls.err
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-ls.c.done:
-			return ErrShuttingDown
+		case <-ls.b.cfg.Done:
+			return ErrStopped
 		}
 		if err := ls.ack(stream, &sent); err != nil {
 			return err
@@ -150,14 +141,13 @@ func (ls *logStream) commit(ctx context.Context, stream cloudmlv1.AgentService_S
 // ack makes everything written durable and sends the acknowledged seq if
 // this stream has not sent it yet, or (asked) with the byte counts.
 func (ls *logStream) ack(stream cloudmlv1.AgentService_StreamLogsServer, sent *uint64) error {
-	if ls.a == nil {
+	if !ls.started {
 		return nil
 	}
-	acked, err := ls.c.store.SyncLogs(ls.ref.job, ls.ref.task, ls.ref.attempt)
+	acked, err := ls.b.store.SyncLogs(ls.ref.Job, ls.ref.Task, ls.ref.Attempt)
 	if err != nil {
 		return err
 	}
-	ls.c.setAcked(ls.a, acked)
 	asked := ls.asked.Swap(false)
 	if acked <= *sent && !asked {
 		return nil
@@ -165,7 +155,7 @@ func (ls *logStream) ack(stream cloudmlv1.AgentService_StreamLogsServer, sent *u
 	*sent = max(*sent, acked)
 	resp := &cloudmlv1.StreamLogsResponse{AckedSeq: acked}
 	if asked {
-		n, err := ls.c.store.LogBytes(ls.ref.job, ls.ref.task, ls.ref.attempt, acked)
+		n, err := ls.b.store.LogBytes(ls.ref.Job, ls.ref.Task, ls.ref.Attempt, acked)
 		if err != nil {
 			return err
 		}

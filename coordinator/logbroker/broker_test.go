@@ -1,0 +1,179 @@
+package logbroker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/cloudml/cloudml/coordinator/store"
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// fakeJobs is a job store of one job whose attempts node may send logs
+// for while accept allows it.
+type fakeJobs struct {
+	mu       sync.Mutex
+	accept   error // AcceptLogs's answer
+	attempts []Ref
+	done     bool
+	deleted  bool
+}
+
+var errStale = errors.New("attempt not wanted")
+
+func (f *fakeJobs) AcceptLogs(string, Ref) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.accept
+}
+
+func (f *fakeJobs) LogView(*cloudmlv1.SubscribeLogsRequest) (View, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return View{Attempts: f.attempts, Done: f.done, State: cloudmlv1.JobState_JOB_STATE_SUCCEEDED}, nil
+}
+
+func (f *fakeJobs) HasJob(string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.deleted
+}
+
+func (f *fakeJobs) set(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
+func newBroker(t *testing.T, jobs Jobs) *Broker {
+	t.Helper()
+	st, err := store.OpenWith(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	b, err := New(Config{Store: st, Jobs: jobs, CallBytes: 1 << 10, Done: done})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var ref = Ref{Job: "lb-000001", Task: 0, Attempt: 1}
+
+func publish(b *Broker, seq uint64, data string) (uint64, error) {
+	return b.Publish("node-1", &cloudmlv1.PublishLogsRequest{
+		Ref:     &cloudmlv1.TaskRef{JobId: ref.Job, TaskIndex: ref.Task, Attempt: ref.Attempt},
+		Batches: []*cloudmlv1.LogBatch{{Seq: seq, Stream: cloudmlv1.LogStream_LOG_STREAM_STDOUT, Data: []byte(data)}},
+	})
+}
+
+// subscriber collects what a subscription sends.
+type subscriber struct {
+	grpc.ServerStream
+	ctx  context.Context
+	mu   sync.Mutex
+	msgs []*cloudmlv1.SubscribeLogsResponse
+	sent chan struct{}
+}
+
+func newSubscriber(ctx context.Context) *subscriber {
+	return &subscriber{ctx: ctx, sent: make(chan struct{}, 16)}
+}
+
+func (s *subscriber) Context() context.Context { return s.ctx }
+
+func (s *subscriber) Send(m *cloudmlv1.SubscribeLogsResponse) error {
+	s.mu.Lock()
+	s.msgs = append(s.msgs, m)
+	s.mu.Unlock()
+	s.sent <- struct{}{}
+	return nil
+}
+
+// A publish the job store refuses stores nothing and returns its reason.
+func TestPublishRefusedByTheJobStoreStoresNothing(t *testing.T) {
+	jobs := &fakeJobs{accept: errStale}
+	b := newBroker(t, jobs)
+	if _, err := publish(b, 1, "x\n"); !errors.Is(err, errStale) {
+		t.Fatalf("got %v, want the job store's %v", err, errStale)
+	}
+	if acked, err := b.store.AckedSeq(ref.Job, ref.Task, ref.Attempt); err != nil || acked != 0 {
+		t.Errorf("AckedSeq after a refused publish = %d, %v; want 0", acked, err)
+	}
+}
+
+// A call over CallBytes is ErrTooLarge and stores nothing.
+func TestPublishOverTheCallLimit(t *testing.T) {
+	b := newBroker(t, &fakeJobs{})
+	big := make([]byte, 2<<10)
+	for i := range big {
+		big[i] = 'x'
+	}
+	big[len(big)-1] = '\n'
+	if _, err := publish(b, 1, string(big)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", err)
+	}
+	if acked, _ := publish(b, 1, "small\n"); acked != 1 {
+		t.Errorf("acked %d after the refused call, want 1: the big batch must not have taken seq 1", acked)
+	}
+}
+
+// A follower gets what is stored, wakes for what is published after,
+// and ends with the job's state once the job store says it is done.
+func TestSubscribeFollowsUntilTheJobIsDone(t *testing.T) {
+	jobs := &fakeJobs{attempts: []Ref{ref}}
+	b := newBroker(t, jobs)
+	if _, err := publish(b, 1, "first\n"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub := newSubscriber(ctx)
+	ended := make(chan error, 1)
+	go func() {
+		ended <- b.Subscribe(ctx, &cloudmlv1.SubscribeLogsRequest{JobId: ref.Job, Follow: true}, sub)
+	}()
+	<-sub.sent // "first"
+	if _, err := publish(b, 2, "second\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-sub.sent // "second", woken by the publish
+	jobs.set(func() { jobs.done = true })
+	b.Wake(ref.Job) // the job's state changed
+	if err := <-ended; err != nil {
+		t.Fatalf("subscription: %v", err)
+	}
+	var got []string
+	for _, m := range sub.msgs {
+		got = append(got, string(m.GetData()))
+	}
+	if len(sub.msgs) != 3 || got[0] != "first\n" || got[1] != "second\n" || sub.msgs[2].GetJobState() != cloudmlv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Errorf("sent %q (last state %s), want first, second, then the job's end", got, sub.msgs[len(sub.msgs)-1].GetJobState())
+	}
+}
+
+// A job deleted while read ends the subscription with ErrNotFound, never
+// with a job state that would claim everything was sent.
+func TestSubscribeToADeletedJob(t *testing.T) {
+	jobs := &fakeJobs{attempts: []Ref{ref}, done: true, deleted: true}
+	b := newBroker(t, jobs)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := b.Subscribe(ctx, &cloudmlv1.SubscribeLogsRequest{JobId: ref.Job}, newSubscriber(ctx))
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("got %v, want ErrNotFound", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := (Config{}).Validate(); err == nil {
+		t.Error("an empty Config passed Validate")
+	}
+}
