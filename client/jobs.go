@@ -9,13 +9,59 @@ import (
 
 // Job returns a job with every task. An unknown id is NotFound.
 func (c *Client) Job(ctx context.Context, id string) (*cloudmlv1.Job, error) {
-	ctx, cancel := c.unary(ctx)
-	defer cancel()
-	resp, err := c.jobs.GetJob(ctx, &cloudmlv1.GetJobRequest{JobId: id})
+	resp, err := c.getJobPage(ctx, &cloudmlv1.GetJobRequest{JobId: id})
 	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
+		return nil, err
 	}
 	return resp.GetJob(), nil
+}
+
+// TaskFilter selects the tasks JobTasks returns.
+type TaskFilter struct {
+	// States keeps only tasks in these states; empty keeps every task.
+	States []cloudmlv1.TaskState
+	// Limit is the most tasks returned, in index order; 0 returns every
+	// selected task.
+	Limit int
+}
+
+// JobTasks returns a job with the tasks f selects, reading them a page at
+// a time, and whether f.Limit left selected tasks out. The job's counts
+// by state (TaskStates) cover every task.
+func (c *Client) JobTasks(ctx context.Context, id string, f TaskFilter) (job *cloudmlv1.Job, more bool, err error) {
+	const pageSize = 1000
+	req := &cloudmlv1.GetJobRequest{JobId: id, TaskStates: f.States, PageSize: pageSize}
+	var tasks []*cloudmlv1.Task
+	for {
+		if f.Limit > 0 {
+			req.PageSize = int32(min(pageSize, f.Limit-len(tasks)+1)) // one more: are there more?
+		}
+		resp, err := c.getJobPage(ctx, req)
+		if err != nil {
+			return nil, false, err
+		}
+		job = resp.GetJob()
+		tasks = append(tasks, job.GetTasks()...)
+		if f.Limit > 0 && len(tasks) > f.Limit {
+			job.Tasks = tasks[:f.Limit]
+			return job, true, nil
+		}
+		if resp.GetNextPageToken() == "" {
+			job.Tasks = tasks
+			return job, false, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
+}
+
+func (c *Client) getJobPage(ctx context.Context, req *cloudmlv1.GetJobRequest) (*cloudmlv1.GetJobResponse, error) {
+	ctx, cancel := c.unary(ctx)
+	defer cancel()
+	resp, err := c.jobs.GetJob(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", req.GetJobId(), err)
+	}
+	return resp, nil
 }
 
 // Jobs returns every job, newest first, without their tasks.

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -212,18 +213,49 @@ func (c *Coordinator) lookup(id string) (*jobEntry, error) {
 // GetJob returns a job with its tasks.
 func (s *jobServer) GetJob(ctx context.Context, req *cloudmlv1.GetJobRequest) (*cloudmlv1.GetJobResponse, error) {
 	c := s.c
+	page, err := taskPageOf(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	var v *jobView
-	err := c.locked(func() error {
+	err = c.locked(func() error {
 		j, err := c.lookup(req.GetJobId())
 		if err == nil {
-			v = j.view(true)
+			v = j.viewPage(page)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &cloudmlv1.GetJobResponse{Job: viewFor(v.proto(), callerFrom(ctx))}, nil
+	resp := &cloudmlv1.GetJobResponse{Job: viewFor(v.proto(), callerFrom(ctx))}
+	if v.next > 0 {
+		resp.NextPageToken = strconv.Itoa(v.next)
+	}
+	return resp, nil
+}
+
+// taskPageOf is the tasks a GetJob selects. Its page token is the index
+// of the first task of the page.
+func taskPageOf(req *cloudmlv1.GetJobRequest) (*taskPage, error) {
+	p := &taskPage{size: int(req.GetPageSize())}
+	if p.size < 0 {
+		return nil, errorf(ErrInvalid, "page_size must be 0 (every task) or more, got %d", p.size)
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		start, err := strconv.Atoi(tok)
+		if err != nil || start < 0 {
+			return nil, errorf(ErrInvalid, "page_token %q is not one a GetJob response gave", tok)
+		}
+		p.start = start
+	}
+	for _, st := range req.GetTaskStates() {
+		if p.states == nil {
+			p.states = map[cloudmlv1.TaskState]bool{}
+		}
+		p.states[st] = true
+	}
+	return p, nil
 }
 
 // ListJobs returns every job, newest first, without tasks.

@@ -403,11 +403,33 @@ type jobView struct {
 	pj    *cloudmlv1.Job // everything but the tasks
 	tasks []store.Task
 	cur   []store.Attempt // the current attempt of each task; Attempt 0 when none
+	next  int             // the index the next page starts from; 0 when none is left
 }
 
-// view copies j for jobProto; withTasks copies every task too. Callers
-// hold c.mu.
+// taskPage selects the tasks a view holds: those in states (every one
+// when empty), from index start on, at most size (every one when 0).
+type taskPage struct {
+	states map[cloudmlv1.TaskState]bool
+	start  int
+	size   int
+}
+
+// allTasks selects every task.
+var allTasks = &taskPage{}
+
+// view copies j for jobProto. With withTasks it copies every task too.
+// Callers hold c.mu.
 func (j *jobEntry) view(withTasks bool) *jobView {
+	if !withTasks {
+		return j.viewPage(nil)
+	}
+	return j.viewPage(allTasks)
+}
+
+// viewPage copies j and the tasks page selects (none when page is nil),
+// and sets next to the index the next page starts from, 0 when no
+// selected task is left. Callers hold c.mu.
+func (j *jobEntry) viewPage(page *taskPage) *jobView {
 	j.tallied()
 	pj := &cloudmlv1.Job{
 		Id:         j.rec.ID,
@@ -426,17 +448,26 @@ func (j *jobEntry) view(withTasks bool) *jobView {
 		}
 	}
 	v := &jobView{pj: pj}
-	if !withTasks {
+	if page == nil {
 		return v
 	}
 	pj.Stages = stagesProto(j)
-	v.tasks = make([]store.Task, len(j.tasks))
-	v.cur = make([]store.Attempt, len(j.tasks))
-	for i, t := range j.tasks {
-		v.tasks[i] = *t
-		if a := j.current(t.Index); a != nil {
-			v.cur[i] = *a
+	v.tasks = []store.Task{}
+	for i := page.start; i < len(j.tasks); i++ {
+		t := j.tasks[i]
+		if len(page.states) > 0 && !page.states[t.State] {
+			continue
 		}
+		if page.size > 0 && len(v.tasks) == page.size {
+			v.next = i
+			break
+		}
+		v.tasks = append(v.tasks, *t)
+		var cur store.Attempt
+		if a := j.current(t.Index); a != nil {
+			cur = *a
+		}
+		v.cur = append(v.cur, cur)
 	}
 	return v
 }

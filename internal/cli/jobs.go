@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cloudml/cloudml/client"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -110,18 +112,30 @@ func (a *App) renderJobs(resp *cloudmlv1.ListJobsResponse) ([]byte, error) {
 	})
 }
 
+// defaultStatusLimit is how many tasks status lists in a table unless
+// --limit says otherwise: a 10,000-task sweep fits no terminal.
+const defaultStatusLimit = 100
+
 func (a *App) statusCmd() *cobra.Command {
 	var watch bool
+	var states []string
+	limit := defaultStatusLimit
 	cmd := &cobra.Command{
 		Use:   "status JOB",
-		Short: "Show a job and every task: state, node, attempt, exit code, reason",
-		Long: "Status shows a job and every task: its state, the node that runs it (id and\n" +
-			"hostname), the attempt, the exit code, how long it ran, its params, and why it\n" +
-			"is pending or failed. A container job also lists each node's staging while\n" +
-			"it is not done. -o wide adds the metrics and results of each task, and the\n" +
-			"staging always.\n\n" + watchHelp + "\nA watched status ends when the job ends, with exit code 0 if it\n" +
+		Short: "Show a job and its tasks: state, node, attempt, exit code, reason",
+		Long: "Status shows a job, its tasks' counts by state, and its tasks: each one's state,\n" +
+			"the node that runs it (id and hostname), the attempt, the exit code, how long\n" +
+			"it ran, its params, and why it is pending or failed. A container job also\n" +
+			"lists each node's staging while it is not done. -o wide adds the metrics and\n" +
+			"results of each task, and the staging always.\n\n" +
+			"The table lists the first 100 tasks (--limit; 0 lists all); --state keeps\n" +
+			"only tasks in the states named (pending, assigned, staging, running,\n" +
+			"succeeded, failed, cancelled). -o json holds every task unless --limit or\n" +
+			"--state is given.\n\n" +
+			watchHelp + "\nA watched status ends when the job ends, with exit code 0 if it\n" +
 			"succeeded, 3 if it failed, 4 if it was cancelled.",
 		Example: `  cloudml-client status linreg-3f9a1c
+  cloudml-client status linreg-3f9a1c --state failed,running
   cloudml-client status linreg-3f9a1c --watch
   cloudml-client status linreg-3f9a1c -o json`,
 		Args:              oneJob,
@@ -131,9 +145,16 @@ func (a *App) statusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			filter, err := taskFilter(states, limit)
+			if err != nil {
+				return err
+			}
+			if a.json() && !cmd.Flags().Changed("limit") {
+				filter.Limit = 0 // scripts get every task unless they ask
+			}
 			var final cloudmlv1.JobState
 			read := func(ctx context.Context) (snapshot, error) {
-				job, err := c.Job(ctx, args[0])
+				job, more, err := c.JobTasks(ctx, args[0], filter)
 				if err != nil {
 					return snapshot{}, err
 				}
@@ -146,7 +167,7 @@ func (a *App) statusCmd() *cobra.Command {
 					names = namesOf(nodes)
 				}
 				final = job.GetState()
-				text, err := a.renderStatus(job, names)
+				text, err := a.renderStatus(job, names, filter, more)
 				return snapshot{text: text, key: keyOf(job), done: jobEnded(job.GetState())}, err
 			}
 			if !watch {
@@ -164,7 +185,32 @@ func (a *App) statusCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw every second until the job ends; exit as logs -f does")
+	cmd.Flags().StringSliceVar(&states, "state", nil, "list only tasks in these states (comma-separated: pending, assigned, staging, running, succeeded, failed, cancelled)")
+	cmd.Flags().IntVar(&limit, "limit", defaultStatusLimit, "list at most this many tasks (0: all)")
 	return cmd
+}
+
+// taskFilter parses status's --state and --limit.
+func taskFilter(states []string, limit int) (client.TaskFilter, error) {
+	f := client.TaskFilter{Limit: limit}
+	if limit < 0 {
+		return f, usageErrorf("--limit must be 0 (all tasks) or more, got %d", limit)
+	}
+	var names []string
+	for _, name := range states {
+		v, ok := cloudmlv1.TaskState_value["TASK_STATE_"+strings.ToUpper(strings.TrimSpace(name))]
+		if !ok || v == 0 {
+			for st := range cloudmlv1.TaskState_name {
+				if st != 0 {
+					names = append(names, taskState(cloudmlv1.TaskState(st)))
+				}
+			}
+			slices.Sort(names)
+			return f, usageErrorf("--state %q is not a task state; use one of %s", name, strings.Join(names, ", "))
+		}
+		f.States = append(f.States, cloudmlv1.TaskState(v))
+	}
+	return f, nil
 }
 
 // exitFor is the exit of a followed job that ended in state s.
@@ -178,7 +224,9 @@ func exitFor(s cloudmlv1.JobState) error {
 	return nil
 }
 
-func (a *App) renderStatus(job *cloudmlv1.Job, names nodeNames) ([]byte, error) {
+// renderStatus renders a job with the tasks filter selected; more says
+// the limit left some out.
+func (a *App) renderStatus(job *cloudmlv1.Job, names nodeNames, filter client.TaskFilter, more bool) ([]byte, error) {
 	if a.json() {
 		return marshalJSON(job)
 	}
@@ -214,8 +262,28 @@ func (a *App) renderStatus(job *cloudmlv1.Job, names nodeNames) ([]byte, error) 
 			}
 			t.row(cells...)
 		}
-		return t.flush()
+		if err := t.flush(); err != nil {
+			return err
+		}
+		if more {
+			fmt.Fprintf(w, "\n(%d of %s listed: --limit 0 lists every one, --state failed only the failed ones)\n",
+				len(job.GetTasks()), plural(selectedTasks(job, filter), "task"))
+		}
+		return nil
 	})
+}
+
+// selectedTasks counts the job's tasks in filter's states, from the job's
+// counts by state.
+func selectedTasks(job *cloudmlv1.Job, filter client.TaskFilter) int {
+	if len(filter.States) == 0 {
+		return int(job.GetTaskCount())
+	}
+	n := 0
+	for _, st := range filter.States {
+		n += int(job.GetTaskStates()[taskState(st)])
+	}
+	return n
 }
 
 func allStaged(stages []*cloudmlv1.NodeStage) bool {

@@ -200,7 +200,16 @@ func (x *SubmitJobResponse) GetJob() *Job {
 type GetJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// JobID is the job's id.
-	JobId         string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// TaskStates keeps only the tasks in these states; empty keeps every
+	// task. The job's counts by state (task_states) always cover them all.
+	TaskStates []TaskState `protobuf:"varint,2,rep,packed,name=task_states,json=taskStates,proto3,enum=cloudml.v1.TaskState" json:"task_states,omitempty"`
+	// PageSize is the most tasks one response holds, in index order; 0
+	// returns every task. Negative is INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// PageToken continues from a previous response's next_page_token, with
+	// the same task_states.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -242,11 +251,35 @@ func (x *GetJobRequest) GetJobId() string {
 	return ""
 }
 
+func (x *GetJobRequest) GetTaskStates() []TaskState {
+	if x != nil {
+		return x.TaskStates
+	}
+	return nil
+}
+
+func (x *GetJobRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetJobRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // GetJobResponse carries the job.
 type GetJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Job is the job with its tasks.
-	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// Job is the job with the tasks the request selected.
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// NextPageToken continues the task list; empty when no selected task is
+	// left.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -286,6 +319,13 @@ func (x *GetJobResponse) GetJob() *Job {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *GetJobResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // ListJobsRequest has no filters yet.
@@ -3482,11 +3522,17 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\x10SubmitJobRequest\x12'\n" +
 	"\x04spec\x18\x01 \x01(\v2\x13.cloudml.v1.JobSpecR\x04spec\"6\n" +
 	"\x11SubmitJobResponse\x12!\n" +
-	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\"&\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\"\x9a\x01\n" +
 	"\rGetJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"3\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x126\n" +
+	"\vtask_states\x18\x02 \x03(\x0e2\x15.cloudml.v1.TaskStateR\n" +
+	"taskStates\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"[\n" +
 	"\x0eGetJobResponse\x12!\n" +
-	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\"\x11\n" +
+	"\x03job\x18\x01 \x01(\v2\x0f.cloudml.v1.JobR\x03job\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x11\n" +
 	"\x0fListJobsRequest\"7\n" +
 	"\x10ListJobsResponse\x12#\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0f.cloudml.v1.JobR\x04jobs\")\n" +
@@ -3830,11 +3876,11 @@ var file_cloudml_v1_client_proto_goTypes = []any{
 	nil,                              // 55: cloudml.v1.ResultRow.MetricsEntry
 	(*JobSpec)(nil),                  // 56: cloudml.v1.JobSpec
 	(*Job)(nil),                      // 57: cloudml.v1.Job
-	(*ImageHeader)(nil),              // 58: cloudml.v1.ImageHeader
-	(LogStream)(0),                   // 59: cloudml.v1.LogStream
-	(JobState)(0),                    // 60: cloudml.v1.JobState
-	(*Objective)(nil),                // 61: cloudml.v1.Objective
-	(TaskState)(0),                   // 62: cloudml.v1.TaskState
+	(TaskState)(0),                   // 58: cloudml.v1.TaskState
+	(*ImageHeader)(nil),              // 59: cloudml.v1.ImageHeader
+	(LogStream)(0),                   // 60: cloudml.v1.LogStream
+	(JobState)(0),                    // 61: cloudml.v1.JobState
+	(*Objective)(nil),                // 62: cloudml.v1.Objective
 	(*Node)(nil),                     // 63: cloudml.v1.Node
 	(*durationpb.Duration)(nil),      // 64: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),    // 65: google.protobuf.Timestamp
@@ -3843,101 +3889,102 @@ var file_cloudml_v1_client_proto_goTypes = []any{
 var file_cloudml_v1_client_proto_depIdxs = []int32{
 	56, // 0: cloudml.v1.SubmitJobRequest.spec:type_name -> cloudml.v1.JobSpec
 	57, // 1: cloudml.v1.SubmitJobResponse.job:type_name -> cloudml.v1.Job
-	57, // 2: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
-	57, // 3: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
-	57, // 4: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
-	57, // 5: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
-	58, // 6: cloudml.v1.ListImagesResponse.images:type_name -> cloudml.v1.ImageHeader
-	58, // 7: cloudml.v1.DeleteImageResponse.image:type_name -> cloudml.v1.ImageHeader
-	16, // 8: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
-	59, // 9: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
-	60, // 10: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
-	61, // 11: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
-	20, // 12: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
-	60, // 13: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
-	62, // 14: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
-	54, // 15: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
-	55, // 16: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
-	58, // 17: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	63, // 18: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
-	64, // 19: cloudml.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
-	29, // 20: cloudml.v1.CreateJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
-	65, // 21: cloudml.v1.JoinTokenInfo.create_time:type_name -> google.protobuf.Timestamp
-	65, // 22: cloudml.v1.JoinTokenInfo.expire_time:type_name -> google.protobuf.Timestamp
-	29, // 23: cloudml.v1.ListJoinTokensResponse.tokens:type_name -> cloudml.v1.JoinTokenInfo
-	29, // 24: cloudml.v1.RevokeJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
-	64, // 25: cloudml.v1.CreateCredentialRequest.ttl:type_name -> google.protobuf.Duration
-	36, // 26: cloudml.v1.CreateCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
-	65, // 27: cloudml.v1.CredentialInfo.create_time:type_name -> google.protobuf.Timestamp
-	65, // 28: cloudml.v1.CredentialInfo.expire_time:type_name -> google.protobuf.Timestamp
-	36, // 29: cloudml.v1.ListCredentialsResponse.credentials:type_name -> cloudml.v1.CredentialInfo
-	36, // 30: cloudml.v1.RevokeCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
-	63, // 31: cloudml.v1.RemoveNodeResponse.node:type_name -> cloudml.v1.Node
-	64, // 32: cloudml.v1.ScalePoolRequest.idle_delete:type_name -> google.protobuf.Duration
-	45, // 33: cloudml.v1.ScalePoolResponse.pool:type_name -> cloudml.v1.PoolInfo
-	47, // 34: cloudml.v1.ScalePoolResponse.created:type_name -> cloudml.v1.Machine
-	47, // 35: cloudml.v1.ScalePoolResponse.deleting:type_name -> cloudml.v1.Machine
-	46, // 36: cloudml.v1.ScalePoolResponse.plan:type_name -> cloudml.v1.ScalePlan
-	64, // 37: cloudml.v1.PoolInfo.idle_delete:type_name -> google.protobuf.Duration
-	0,  // 38: cloudml.v1.Machine.state:type_name -> cloudml.v1.MachineState
-	66, // 39: cloudml.v1.Machine.node_state:type_name -> cloudml.v1.NodeState
-	65, // 40: cloudml.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
-	65, // 41: cloudml.v1.Machine.gone_time:type_name -> google.protobuf.Timestamp
-	47, // 42: cloudml.v1.ListMachinesResponse.machines:type_name -> cloudml.v1.Machine
-	45, // 43: cloudml.v1.ListMachinesResponse.pools:type_name -> cloudml.v1.PoolInfo
-	47, // 44: cloudml.v1.DeleteMachinesResponse.deleting:type_name -> cloudml.v1.Machine
-	47, // 45: cloudml.v1.CollectGarbageResponse.strays:type_name -> cloudml.v1.Machine
-	1,  // 46: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	3,  // 47: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	5,  // 48: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	7,  // 49: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	9,  // 50: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
-	15, // 51: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	21, // 52: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
-	11, // 53: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
-	13, // 54: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
-	18, // 55: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	23, // 56: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	25, // 57: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	27, // 58: cloudml.v1.ClusterService.CreateJoinToken:input_type -> cloudml.v1.CreateJoinTokenRequest
-	30, // 59: cloudml.v1.ClusterService.ListJoinTokens:input_type -> cloudml.v1.ListJoinTokensRequest
-	32, // 60: cloudml.v1.ClusterService.RevokeJoinToken:input_type -> cloudml.v1.RevokeJoinTokenRequest
-	34, // 61: cloudml.v1.ClusterService.CreateCredential:input_type -> cloudml.v1.CreateCredentialRequest
-	37, // 62: cloudml.v1.ClusterService.ListCredentials:input_type -> cloudml.v1.ListCredentialsRequest
-	39, // 63: cloudml.v1.ClusterService.RevokeCredential:input_type -> cloudml.v1.RevokeCredentialRequest
-	41, // 64: cloudml.v1.ClusterService.RemoveNode:input_type -> cloudml.v1.RemoveNodeRequest
-	43, // 65: cloudml.v1.ClusterService.ScalePool:input_type -> cloudml.v1.ScalePoolRequest
-	48, // 66: cloudml.v1.ClusterService.ListMachines:input_type -> cloudml.v1.ListMachinesRequest
-	50, // 67: cloudml.v1.ClusterService.DeleteMachines:input_type -> cloudml.v1.DeleteMachinesRequest
-	52, // 68: cloudml.v1.ClusterService.CollectGarbage:input_type -> cloudml.v1.CollectGarbageRequest
-	2,  // 69: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	4,  // 70: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	6,  // 71: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	8,  // 72: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	10, // 73: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
-	17, // 74: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	22, // 75: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
-	12, // 76: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
-	14, // 77: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
-	19, // 78: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	24, // 79: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	26, // 80: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	28, // 81: cloudml.v1.ClusterService.CreateJoinToken:output_type -> cloudml.v1.CreateJoinTokenResponse
-	31, // 82: cloudml.v1.ClusterService.ListJoinTokens:output_type -> cloudml.v1.ListJoinTokensResponse
-	33, // 83: cloudml.v1.ClusterService.RevokeJoinToken:output_type -> cloudml.v1.RevokeJoinTokenResponse
-	35, // 84: cloudml.v1.ClusterService.CreateCredential:output_type -> cloudml.v1.CreateCredentialResponse
-	38, // 85: cloudml.v1.ClusterService.ListCredentials:output_type -> cloudml.v1.ListCredentialsResponse
-	40, // 86: cloudml.v1.ClusterService.RevokeCredential:output_type -> cloudml.v1.RevokeCredentialResponse
-	42, // 87: cloudml.v1.ClusterService.RemoveNode:output_type -> cloudml.v1.RemoveNodeResponse
-	44, // 88: cloudml.v1.ClusterService.ScalePool:output_type -> cloudml.v1.ScalePoolResponse
-	49, // 89: cloudml.v1.ClusterService.ListMachines:output_type -> cloudml.v1.ListMachinesResponse
-	51, // 90: cloudml.v1.ClusterService.DeleteMachines:output_type -> cloudml.v1.DeleteMachinesResponse
-	53, // 91: cloudml.v1.ClusterService.CollectGarbage:output_type -> cloudml.v1.CollectGarbageResponse
-	69, // [69:92] is the sub-list for method output_type
-	46, // [46:69] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	58, // 2: cloudml.v1.GetJobRequest.task_states:type_name -> cloudml.v1.TaskState
+	57, // 3: cloudml.v1.GetJobResponse.job:type_name -> cloudml.v1.Job
+	57, // 4: cloudml.v1.ListJobsResponse.jobs:type_name -> cloudml.v1.Job
+	57, // 5: cloudml.v1.CancelJobResponse.job:type_name -> cloudml.v1.Job
+	57, // 6: cloudml.v1.DeleteJobResponse.job:type_name -> cloudml.v1.Job
+	59, // 7: cloudml.v1.ListImagesResponse.images:type_name -> cloudml.v1.ImageHeader
+	59, // 8: cloudml.v1.DeleteImageResponse.image:type_name -> cloudml.v1.ImageHeader
+	16, // 9: cloudml.v1.SubscribeLogsRequest.after:type_name -> cloudml.v1.LogPosition
+	60, // 10: cloudml.v1.SubscribeLogsResponse.stream:type_name -> cloudml.v1.LogStream
+	61, // 11: cloudml.v1.SubscribeLogsResponse.job_state:type_name -> cloudml.v1.JobState
+	62, // 12: cloudml.v1.GetResultsResponse.objective:type_name -> cloudml.v1.Objective
+	20, // 13: cloudml.v1.GetResultsResponse.rows:type_name -> cloudml.v1.ResultRow
+	61, // 14: cloudml.v1.GetResultsResponse.job_state:type_name -> cloudml.v1.JobState
+	58, // 15: cloudml.v1.ResultRow.state:type_name -> cloudml.v1.TaskState
+	54, // 16: cloudml.v1.ResultRow.params:type_name -> cloudml.v1.ResultRow.ParamsEntry
+	55, // 17: cloudml.v1.ResultRow.metrics:type_name -> cloudml.v1.ResultRow.MetricsEntry
+	59, // 18: cloudml.v1.PushImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	63, // 19: cloudml.v1.ListNodesResponse.nodes:type_name -> cloudml.v1.Node
+	64, // 20: cloudml.v1.CreateJoinTokenRequest.ttl:type_name -> google.protobuf.Duration
+	29, // 21: cloudml.v1.CreateJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
+	65, // 22: cloudml.v1.JoinTokenInfo.create_time:type_name -> google.protobuf.Timestamp
+	65, // 23: cloudml.v1.JoinTokenInfo.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 24: cloudml.v1.ListJoinTokensResponse.tokens:type_name -> cloudml.v1.JoinTokenInfo
+	29, // 25: cloudml.v1.RevokeJoinTokenResponse.info:type_name -> cloudml.v1.JoinTokenInfo
+	64, // 26: cloudml.v1.CreateCredentialRequest.ttl:type_name -> google.protobuf.Duration
+	36, // 27: cloudml.v1.CreateCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
+	65, // 28: cloudml.v1.CredentialInfo.create_time:type_name -> google.protobuf.Timestamp
+	65, // 29: cloudml.v1.CredentialInfo.expire_time:type_name -> google.protobuf.Timestamp
+	36, // 30: cloudml.v1.ListCredentialsResponse.credentials:type_name -> cloudml.v1.CredentialInfo
+	36, // 31: cloudml.v1.RevokeCredentialResponse.info:type_name -> cloudml.v1.CredentialInfo
+	63, // 32: cloudml.v1.RemoveNodeResponse.node:type_name -> cloudml.v1.Node
+	64, // 33: cloudml.v1.ScalePoolRequest.idle_delete:type_name -> google.protobuf.Duration
+	45, // 34: cloudml.v1.ScalePoolResponse.pool:type_name -> cloudml.v1.PoolInfo
+	47, // 35: cloudml.v1.ScalePoolResponse.created:type_name -> cloudml.v1.Machine
+	47, // 36: cloudml.v1.ScalePoolResponse.deleting:type_name -> cloudml.v1.Machine
+	46, // 37: cloudml.v1.ScalePoolResponse.plan:type_name -> cloudml.v1.ScalePlan
+	64, // 38: cloudml.v1.PoolInfo.idle_delete:type_name -> google.protobuf.Duration
+	0,  // 39: cloudml.v1.Machine.state:type_name -> cloudml.v1.MachineState
+	66, // 40: cloudml.v1.Machine.node_state:type_name -> cloudml.v1.NodeState
+	65, // 41: cloudml.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
+	65, // 42: cloudml.v1.Machine.gone_time:type_name -> google.protobuf.Timestamp
+	47, // 43: cloudml.v1.ListMachinesResponse.machines:type_name -> cloudml.v1.Machine
+	45, // 44: cloudml.v1.ListMachinesResponse.pools:type_name -> cloudml.v1.PoolInfo
+	47, // 45: cloudml.v1.DeleteMachinesResponse.deleting:type_name -> cloudml.v1.Machine
+	47, // 46: cloudml.v1.CollectGarbageResponse.strays:type_name -> cloudml.v1.Machine
+	1,  // 47: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	3,  // 48: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	5,  // 49: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	7,  // 50: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	9,  // 51: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
+	15, // 52: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	21, // 53: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	11, // 54: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
+	13, // 55: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
+	18, // 56: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	23, // 57: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	25, // 58: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	27, // 59: cloudml.v1.ClusterService.CreateJoinToken:input_type -> cloudml.v1.CreateJoinTokenRequest
+	30, // 60: cloudml.v1.ClusterService.ListJoinTokens:input_type -> cloudml.v1.ListJoinTokensRequest
+	32, // 61: cloudml.v1.ClusterService.RevokeJoinToken:input_type -> cloudml.v1.RevokeJoinTokenRequest
+	34, // 62: cloudml.v1.ClusterService.CreateCredential:input_type -> cloudml.v1.CreateCredentialRequest
+	37, // 63: cloudml.v1.ClusterService.ListCredentials:input_type -> cloudml.v1.ListCredentialsRequest
+	39, // 64: cloudml.v1.ClusterService.RevokeCredential:input_type -> cloudml.v1.RevokeCredentialRequest
+	41, // 65: cloudml.v1.ClusterService.RemoveNode:input_type -> cloudml.v1.RemoveNodeRequest
+	43, // 66: cloudml.v1.ClusterService.ScalePool:input_type -> cloudml.v1.ScalePoolRequest
+	48, // 67: cloudml.v1.ClusterService.ListMachines:input_type -> cloudml.v1.ListMachinesRequest
+	50, // 68: cloudml.v1.ClusterService.DeleteMachines:input_type -> cloudml.v1.DeleteMachinesRequest
+	52, // 69: cloudml.v1.ClusterService.CollectGarbage:input_type -> cloudml.v1.CollectGarbageRequest
+	2,  // 70: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	4,  // 71: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	6,  // 72: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	8,  // 73: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	10, // 74: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
+	17, // 75: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	22, // 76: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	12, // 77: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
+	14, // 78: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
+	19, // 79: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	24, // 80: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	26, // 81: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	28, // 82: cloudml.v1.ClusterService.CreateJoinToken:output_type -> cloudml.v1.CreateJoinTokenResponse
+	31, // 83: cloudml.v1.ClusterService.ListJoinTokens:output_type -> cloudml.v1.ListJoinTokensResponse
+	33, // 84: cloudml.v1.ClusterService.RevokeJoinToken:output_type -> cloudml.v1.RevokeJoinTokenResponse
+	35, // 85: cloudml.v1.ClusterService.CreateCredential:output_type -> cloudml.v1.CreateCredentialResponse
+	38, // 86: cloudml.v1.ClusterService.ListCredentials:output_type -> cloudml.v1.ListCredentialsResponse
+	40, // 87: cloudml.v1.ClusterService.RevokeCredential:output_type -> cloudml.v1.RevokeCredentialResponse
+	42, // 88: cloudml.v1.ClusterService.RemoveNode:output_type -> cloudml.v1.RemoveNodeResponse
+	44, // 89: cloudml.v1.ClusterService.ScalePool:output_type -> cloudml.v1.ScalePoolResponse
+	49, // 90: cloudml.v1.ClusterService.ListMachines:output_type -> cloudml.v1.ListMachinesResponse
+	51, // 91: cloudml.v1.ClusterService.DeleteMachines:output_type -> cloudml.v1.DeleteMachinesResponse
+	53, // 92: cloudml.v1.ClusterService.CollectGarbage:output_type -> cloudml.v1.CollectGarbageResponse
+	70, // [70:93] is the sub-list for method output_type
+	47, // [47:70] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
