@@ -109,7 +109,7 @@ func New(cfg Config) (*Coordinator, error) {
 		done:    make(chan struct{}),
 	}
 	c.logs, err = logbroker.New(logbroker.Config{
-		Store: st, Jobs: logJobs{c}, CallBytes: cfg.Limits.LogCallBytes, Done: c.done, Logger: cfg.Logger.Named("logs"),
+		Store: st, Jobs: logJobs{c}, CallBytes: cfg.Limits.LogCallBytes, Done: c.done,
 	})
 	if err != nil {
 		st.Close()

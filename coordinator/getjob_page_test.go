@@ -71,6 +71,9 @@ func TestGetJobPagesAndFiltersTasks(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument)
 	_, err = h.jobs.GetJob(ctxT(t), &cloudmlv1.GetJobRequest{JobId: job, PageToken: "x"})
 	wantCode(t, err, codes.InvalidArgument)
+	if pages := getJobPages(t, h, &cloudmlv1.GetJobRequest{JobId: job, PageToken: "0", PageSize: 5}); len(pages) != 1 || len(pages[0]) != 5 {
+		t.Errorf("page token 0 (the first task): %v, want one page of all 5", pages)
+	}
 	resp, err := h.jobs.GetJob(ctxT(t), &cloudmlv1.GetJobRequest{JobId: job, PageToken: "99"})
 	if err != nil || len(resp.GetJob().GetTasks()) != 0 || resp.GetNextPageToken() != "" {
 		t.Errorf("a token past the end: %d tasks, next %q, %v; want none, none, nil", len(resp.GetJob().GetTasks()), resp.GetNextPageToken(), err)

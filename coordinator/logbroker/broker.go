@@ -24,8 +24,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -91,8 +89,6 @@ type Config struct {
 	CallBytes int
 	// Done is closed when the coordinator stops; followers then end.
 	Done <-chan struct{}
-	// Logger receives the broker's messages; nil discards them.
-	Logger hclog.Logger
 }
 
 // Validate reports what is missing from cfg.
@@ -118,7 +114,6 @@ type Broker struct {
 	cfg   Config
 	store *store.Store
 	jobs  Jobs
-	log   hclog.Logger
 
 	mu      sync.Mutex // protects waiters
 	waiters map[string]chan struct{}
@@ -129,11 +124,7 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
-	return &Broker{cfg: cfg, store: cfg.Store, jobs: cfg.Jobs, log: log, waiters: map[string]chan struct{}{}}, nil
+	return &Broker{cfg: cfg, store: cfg.Store, jobs: cfg.Jobs, waiters: map[string]chan struct{}{}}, nil
 }
 
 // Publish stores the batches of a PublishLogs call that continue the

@@ -3,6 +3,7 @@ package logbroker
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -175,5 +176,186 @@ func TestSubscribeToADeletedJob(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate(); err == nil {
 		t.Error("an empty Config passed Validate")
+	}
+}
+
+// A call of exactly CallBytes is taken; CallBytes 0 is refused.
+func TestCallLimitBoundary(t *testing.T) {
+	b := newBroker(t, &fakeJobs{})
+	exact := make([]byte, b.cfg.CallBytes)
+	for i := range exact {
+		exact[i] = 'x'
+	}
+	exact[len(exact)-1] = '\n'
+	if acked, err := publish(b, 1, string(exact)); err != nil || acked != 1 {
+		t.Errorf("a call of exactly CallBytes: acked %d, %v; want 1, nil", acked, err)
+	}
+	cfg := b.cfg
+	cfg.CallBytes = 0
+	if err := cfg.Validate(); err == nil {
+		t.Error("CallBytes 0 passed Validate")
+	}
+}
+
+// agentStream is an AgentService.StreamLogs server stream fed from reqs.
+type agentStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	reqs chan *cloudmlv1.StreamLogsRequest
+	acks chan *cloudmlv1.StreamLogsResponse
+}
+
+func newAgentStream(ctx context.Context) *agentStream {
+	return &agentStream{ctx: ctx, reqs: make(chan *cloudmlv1.StreamLogsRequest), acks: make(chan *cloudmlv1.StreamLogsResponse, 16)}
+}
+
+func (s *agentStream) Context() context.Context { return s.ctx }
+
+func (s *agentStream) Recv() (*cloudmlv1.StreamLogsRequest, error) {
+	select {
+	case r, ok := <-s.reqs:
+		if !ok {
+			return nil, io.EOF
+		}
+		return r, nil
+	case <-s.ctx.Done():
+		return nil, s.ctx.Err()
+	}
+}
+
+func (s *agentStream) Send(m *cloudmlv1.StreamLogsResponse) error {
+	s.acks <- m
+	return nil
+}
+
+func streamReq(r Ref, seq uint64, data string) *cloudmlv1.StreamLogsRequest {
+	req := &cloudmlv1.StreamLogsRequest{Ref: &cloudmlv1.TaskRef{JobId: r.Job, TaskIndex: r.Task, Attempt: r.Attempt}}
+	if seq > 0 {
+		req.Batches = []*cloudmlv1.LogBatch{{Seq: seq, Stream: cloudmlv1.LogStream_LOG_STREAM_STDERR, Data: []byte(data)}}
+	}
+	return req
+}
+
+// serveStream runs Stream and returns the stream and where its end goes.
+func serveStream(t *testing.T, b *Broker) (*agentStream, chan error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	s := newAgentStream(ctx)
+	ended := make(chan error, 1)
+	go func() { ended <- b.Stream(ctx, "node-1", s) }()
+	return s, ended
+}
+
+// A stream acknowledges its batches once they are durable, answers a
+// request with no batches with the byte counts, and ends cleanly when the
+// agent closes its side.
+func TestStreamAcknowledgesWhatIsDurable(t *testing.T) {
+	b := newBroker(t, &fakeJobs{})
+	s, ended := serveStream(t, b)
+	s.reqs <- streamReq(ref, 1, "one\n")
+	if ack := <-s.acks; ack.GetAckedSeq() != 1 {
+		t.Fatalf("ack %d, want 1", ack.GetAckedSeq())
+	}
+	s.reqs <- streamReq(ref, 1, "one\n") // a resend: stored once
+	s.reqs <- streamReq(ref, 2, "two!\n")
+	for ack := <-s.acks; ack.GetAckedSeq() < 2; ack = <-s.acks {
+	}
+	if acked, err := b.store.AckedSeq(ref.Job, ref.Task, ref.Attempt); err != nil || acked != 2 {
+		t.Errorf("durable seq %d, %v; want 2", acked, err)
+	}
+	s.reqs <- streamReq(ref, 0, "") // asks for the byte counts
+	if ack := <-s.acks; ack.GetAckedSeq() != 2 || ack.GetStderrBytes() != 9 || ack.GetStdoutBytes() != 0 {
+		t.Errorf("asked: %v, want acked 2 with 9 stderr bytes", ack)
+	}
+	close(s.reqs)
+	if err := <-ended; err != nil {
+		t.Errorf("stream closed by the agent ended with %v", err)
+	}
+}
+
+// A stream ends with the reason when a request names another attempt,
+// leaves a gap, or is for an attempt the job store no longer wants; what
+// came before is kept.
+func TestStreamEndsOnABadRequest(t *testing.T) {
+	other := Ref{Job: ref.Job, Task: 1, Attempt: 1}
+	for _, tc := range []struct {
+		name string
+		next *cloudmlv1.StreamLogsRequest
+		want error
+		stop bool // the job store stops wanting the attempt first
+	}{
+		{"another attempt", streamReq(other, 2, "x\n"), ErrInvalid, false},
+		{"a gap", streamReq(ref, 3, "three\n"), ErrLogsIncomplete, false},
+		{"not wanted", streamReq(ref, 2, "two\n"), errStale, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jobs := &fakeJobs{}
+			b := newBroker(t, jobs)
+			s, ended := serveStream(t, b)
+			s.reqs <- streamReq(ref, 1, "one\n")
+			<-s.acks
+			if tc.stop {
+				jobs.set(func() { jobs.accept = errStale })
+			}
+			s.reqs <- tc.next
+			if err := <-ended; !errors.Is(err, tc.want) {
+				t.Errorf("stream ended with %v, want %v", err, tc.want)
+			}
+			if acked, _ := b.store.AckedSeq(ref.Job, ref.Task, ref.Attempt); acked != 1 {
+				t.Errorf("durable seq %d after the refusal, want 1 (what came before is kept)", acked)
+			}
+		})
+	}
+}
+
+// A stream ends when the coordinator stops.
+func TestStreamEndsWhenTheBrokerStops(t *testing.T) {
+	st, err := store.OpenWith(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	done := make(chan struct{})
+	b, err := New(Config{Store: st, Jobs: &fakeJobs{}, CallBytes: 1 << 10, Done: done})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ended := serveStream(t, b)
+	close(done)
+	if err := <-ended; !errors.Is(err, ErrStopped) {
+		t.Errorf("stream ended with %v, want ErrStopped", err)
+	}
+}
+
+// A follower wakes for lines that arrive on an agent's stream, before
+// they are acknowledged.
+func TestSubscribeWakesForStreamedLines(t *testing.T) {
+	jobs := &fakeJobs{attempts: []Ref{ref}}
+	b := newBroker(t, jobs)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub := newSubscriber(ctx)
+	go b.Subscribe(ctx, &cloudmlv1.SubscribeLogsRequest{JobId: ref.Job, Follow: true}, sub)
+	for { // the follower is waiting for the job's next change
+		b.mu.Lock()
+		_, waiting := b.waiters[ref.Job]
+		b.mu.Unlock()
+		if waiting {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s, _ := serveStream(t, b)
+	s.reqs <- streamReq(ref, 1, "streamed\n")
+	select {
+	case <-sub.sent:
+	case <-ctx.Done():
+		t.Fatal("the follower was not woken for a streamed line")
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if string(sub.msgs[0].GetData()) != "streamed\n" {
+		t.Errorf("the follower got %q, want the streamed line", sub.msgs[0].GetData())
 	}
 }
