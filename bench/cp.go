@@ -47,6 +47,10 @@ const (
 	callListNodes = "ListNodes"
 )
 
+// cpFollow is -cp-follow: a client follows the sweep's logs (logs -f)
+// during the run.
+var cpFollow bool
+
 // cpProfileDir is -cp-profile: where each coordinator writes its CPU
 // profile (empty: none).
 var cpProfileDir string
@@ -243,6 +247,13 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	id := sub.Job.GetId()
+	if cpFollow {
+		go func() { // a user's `logs -f` of the whole sweep
+			msgs := 0
+			_, err := c.Logs(ctx, id, client.LogOptions{Follow: true}, func(*cloudmlv1.SubscribeLogsResponse) error { msgs++; return nil })
+			fmt.Fprintf(os.Stderr, "bench: C N=%d: the follower got %d messages (%v)\n", n, msgs, err)
+		}()
+	}
 
 	// Under load: GetJob every 250 ms until the job ends; ListNodes every
 	// second, noting every node ever DOWN.
