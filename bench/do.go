@@ -114,6 +114,7 @@ func doRows(runs, nodes int) (rows []row, teardown string, err error) {
 		up, script = append(up, u), append(script, s)
 	}
 	mu, ms := median(up), median(script)
+	fmt.Printf("d) each run, in order: cloudml %s; script %s\n", roundAll(up), roundAll(script))
 	rows = append(rows, row{
 		name:     fmt.Sprintf("d) cluster up --nodes %d to all in the swarm", nodes),
 		cloudml:  mu.Round(time.Millisecond).String(),
@@ -179,4 +180,13 @@ func (b *bench) waitConfig(limit time.Duration) error {
 			return fmt.Errorf("the coordinator wrote no credential within %s:\n%s", limit, b.logTail())
 		}
 	}
+}
+
+// roundAll rounds each duration to the millisecond.
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
 }
