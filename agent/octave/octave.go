@@ -54,9 +54,11 @@ func Install(dir string) ([]string, error) {
 
 // replace writes data at path through a temporary file renamed over it,
 // without fsync: Install compares the file at every start and rewrites
-// one that a crash left empty or torn, so durability buys nothing, and
-// the two fsyncs held a new droplet's agent back by up to 90 ms before it
-// registered (its disk still busy with the agent binary just written).
+// one that a crash left empty or torn, so durability buys nothing. On a
+// new droplet these were the agent's first fsyncs, which wait for the
+// agent binary just downloaded to reach the disk (up to 90 ms in the
+// DigitalOcean bench's traces); the next fsync on the way to registering
+// (the node certificate's) now pays most of that instead.
 func replace(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), atomicfile.TempPrefix+filepath.Base(path)+"-")
 	if err != nil {
