@@ -140,6 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// Octave scripts that draw figures run headless; open figures are
 	// saved as PNGs into the task's outputs (see agent/octave).
+	a.log.Debug("agent starting: installing the octave init file")
 	octaveEnv, err := octave.Install(filepath.Join(a.cfg.WorkDir, "octave"))
 	if err != nil {
 		return err

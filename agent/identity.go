@@ -188,6 +188,7 @@ func (a *Agent) ensureIdentity(ctx context.Context) (*identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadToken, err)
 	}
+	a.log.Debug("registering: making the node key")
 	keyPEM, csr, err := pki.NewKeyRequest()
 	if err != nil {
 		return nil, err
@@ -209,6 +210,7 @@ func (a *Agent) ensureIdentity(ctx context.Context) (*identity, error) {
 	client := cloudmlv1.NewAgentServiceClient(cc)
 	bo := backoff.New(a.cfg.BackoffMin, a.cfg.BackoffMax)
 	for {
+		a.log.Debug("registering: calling the coordinator")
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 		resp, err := client.Register(callCtx, &cloudmlv1.RegisterRequest{
 			JoinToken: a.cfg.JoinToken, Csr: csr, Hostname: cl.hostname, Address: cl.address,

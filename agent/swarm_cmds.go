@@ -59,7 +59,11 @@ func (s *swarmState) begin() bool {
 
 // startDocker connects to the node's daemon (Config.Docker) if it has one.
 // A daemon that does not answer yet is kept: heartbeats report it down and
-// swarm commands fail with the daemon's error until it answers.
+// swarm commands fail with the daemon's error until it answers. The first
+// ping only logs whether it answers, so it runs beside the registration
+// rather than before it: on a new droplet the swarm init waits for the
+// registration, not for the daemon's first answer (stopDocker waits for
+// it).
 func (a *Agent) startDocker(ctx context.Context) {
 	s := &a.sw
 	s.mu.Lock()
@@ -76,14 +80,17 @@ func (a *Agent) startDocker(ctx context.Context) {
 		return
 	}
 	s.docker = c
-	s.manager = &swarm.Manager{Docker: c, Firewall: a.cfg.Firewall, Logger: a.log.Named("swarm")}
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-	defer cancel()
-	if err := s.manager.Healthy(pctx); err != nil {
-		a.log.Warn("docker daemon does not answer yet", "error", err)
-		return
-	}
-	a.log.Info("docker daemon found", "host", c.DaemonHost())
+	m := &swarm.Manager{Docker: c, Firewall: a.cfg.Firewall, Logger: a.log.Named("swarm")}
+	s.manager = m
+	s.wg.Go(func() {
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		defer cancel()
+		if err := m.Healthy(pctx); err != nil {
+			a.log.Warn("docker daemon does not answer yet", "error", err)
+			return
+		}
+		a.log.Info("docker daemon found", "host", c.DaemonHost())
+	})
 }
 
 // stopDocker waits for the swarm goroutines and closes a daemon client

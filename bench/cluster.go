@@ -25,6 +25,7 @@ type bench struct {
 	cmd       *exec.Cmd
 	log       *logSink
 	exited    chan struct{} // closed when the coordinator exited
+	trace     *tracer       // -do-trace: client commands are marked in it
 }
 
 // newBench starts a coordinator with local agents.
@@ -103,6 +104,10 @@ func (b *bench) client(args ...string) *exec.Cmd {
 // output runs a client command and returns its stdout, or an error with
 // its stderr.
 func (b *bench) output(args ...string) ([]byte, error) {
+	if b.trace != nil {
+		b.trace.line(time.Now(), "bench ", "client "+strings.Join(args, " ")+" starts")
+		defer func() { b.trace.line(time.Now(), "bench ", "client "+strings.Join(args, " ")+" returned") }()
+	}
 	cmd := b.client(args...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb

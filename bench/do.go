@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/cloudml/cloudml/internal/dofake/testcloud"
 )
 
@@ -30,7 +32,19 @@ func doRows(runs, nodes int) (rows []row, teardown string, err error) {
 		return nil, "", err
 	}
 	defer os.RemoveAll(dir)
-	cloud, err := testcloud.Start(ctx, testcloud.Config{Name: doName, Nodes: nodes, Bucket: benchBucket, WorkDir: filepath.Join(dir, "work")})
+	ccfg := testcloud.Config{Name: doName, Nodes: nodes, Bucket: benchBucket, WorkDir: filepath.Join(dir, "work")}
+	logLevel := "warn"
+	var trace *tracer
+	if doTrace != "" {
+		if trace, err = newTracer(doTrace); err != nil {
+			return nil, "", err
+		}
+		defer trace.close()
+		ccfg.Console = trace.writer("console ")
+		ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "testcloud", Level: hclog.Debug, Output: trace.writer("")})
+		logLevel = "debug"
+	}
+	cloud, err := testcloud.Start(ctx, ccfg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -71,9 +85,13 @@ func doRows(runs, nodes int) (rows []row, teardown string, err error) {
 	b, err = startCoordinatorOn(dir, addr, env, "--provider", "digitalocean", "--do-api-url", cloud.APIURL(),
 		"--advertise", addr, "--download-listen", download, "--swarm-peers", cloud.Subnet().String(),
 		"--cluster-name", "bench", "--state", filepath.Join(dir, "state"), "--bucket", "gs://"+benchBucket+"/runs",
-		"--agent-bin", "bin/cloudml-agent", "--log-level", "warn")
+		"--agent-bin", "bin/cloudml-agent", "--log-level", logLevel, "--agent-log-level", logLevel)
 	if err != nil {
 		return nil, "", err
+	}
+	if trace != nil {
+		b.log.watch(func(at time.Time, line string) { trace.line(at, "coordinator ", line) })
+		b.trace = trace
 	}
 	if err := b.waitConfig(30 * time.Second); err != nil {
 		return nil, "", err
@@ -96,6 +114,7 @@ func doRows(runs, nodes int) (rows []row, teardown string, err error) {
 		up, script = append(up, u), append(script, s)
 	}
 	mu, ms := median(up), median(script)
+	fmt.Printf("d) each run, in order: cloudml %s; script %s\n", roundAll(up), roundAll(script))
 	rows = append(rows, row{
 		name:     fmt.Sprintf("d) cluster up --nodes %d to all in the swarm", nodes),
 		cloudml:  mu.Round(time.Millisecond).String(),
@@ -161,4 +180,13 @@ func (b *bench) waitConfig(limit time.Duration) error {
 			return fmt.Errorf("the coordinator wrote no credential within %s:\n%s", limit, b.logTail())
 		}
 	}
+}
+
+// roundAll rounds each duration to the millisecond.
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
 }

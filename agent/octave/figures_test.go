@@ -13,8 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudml/cloudml/internal/testutil"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/cloudml/cloudml/internal/testutil"
 )
 
 // octaveRun is one octave-cli run of a script with the startup file.

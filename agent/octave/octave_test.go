@@ -41,15 +41,18 @@ func TestInstall(t *testing.T) {
 		t.Errorf("second Install rewrote the file (stat %v, %v)", fi, err)
 	}
 
-	// A stale file is replaced, and no temporary file is left behind.
-	if err := os.WriteFile(path, []byte("% stale\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Install(dir); err != nil {
-		t.Fatalf("third Install: %v", err)
-	}
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, InitFile()) {
-		t.Errorf("stale file not replaced")
+	// A stale file is replaced, and so is one a crash left empty or torn
+	// (Install does not fsync it); no temporary file is left behind.
+	for _, stale := range []string{"% stale\n", "", string(InitFile()[:len(InitFile())/2])} {
+		if err := os.WriteFile(path, []byte(stale), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Install(dir); err != nil {
+			t.Fatalf("Install over %q: %v", stale, err)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, InitFile()) {
+			t.Errorf("file of %q not replaced", stale)
+		}
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("mode of installed file: %v, %v; want 0644", fi, err)

@@ -27,7 +27,7 @@ func (m *Manager) Init(ctx context.Context, advertiseAddr string, peers []string
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	advertise := withPort(advertiseAddr)
-	s, err := m.swarmInfo(ctx)
+	s, fw, err := m.readState(ctx)
 	if err != nil {
 		return Membership{}, err
 	}
@@ -37,7 +37,7 @@ func (m *Manager) Init(ctx context.Context, advertiseAddr string, peers []string
 		if err := initConflict(s, advertise); err != nil {
 			return Membership{}, err
 		}
-		if err := m.openPorts(ctx, peers); err != nil {
+		if err := m.openPorts(ctx, peers, fw); err != nil {
 			return Membership{}, err
 		}
 		mem, err := m.membership(ctx, s)
@@ -48,7 +48,7 @@ func (m *Manager) Init(ctx context.Context, advertiseAddr string, peers []string
 	default:
 		return Membership{}, stateError(s)
 	}
-	if err := m.openPorts(ctx, peers); err != nil {
+	if err := m.openPorts(ctx, peers, fw); err != nil {
 		return Membership{}, err
 	}
 	start := time.Now()
@@ -102,7 +102,7 @@ func (m *Manager) Join(ctx context.Context, managerAddrs []string, token, advert
 		remotes[i] = withPort(a)
 	}
 	where := strings.Join(remotes, ",")
-	s, err := m.swarmInfo(ctx)
+	s, fw, err := m.readState(ctx)
 	if err != nil {
 		return Membership{}, err
 	}
@@ -113,7 +113,7 @@ func (m *Manager) Join(ctx context.Context, managerAddrs []string, token, advert
 			return Membership{}, fmt.Errorf("%w: this node is already in a swarm (node %s, managers %s), not the one at %s; "+
 				"run `docker swarm leave --force` on it, or use a fresh node", ErrOtherSwarm, s.NodeID, peerAddrs(s.RemoteManagers), where)
 		}
-		if err := m.openPorts(ctx, peers); err != nil {
+		if err := m.openPorts(ctx, peers, fw); err != nil {
 			return Membership{}, err
 		}
 		m.log().Info("node already in the swarm; leaving it as it is", "swarm_node_id", s.NodeID)
@@ -121,7 +121,7 @@ func (m *Manager) Join(ctx context.Context, managerAddrs []string, token, advert
 	default:
 		return Membership{}, stateError(s)
 	}
-	if err := m.openPorts(ctx, peers); err != nil {
+	if err := m.openPorts(ctx, peers, fw); err != nil {
 		return Membership{}, err
 	}
 	timeout := m.JoinTimeout
