@@ -84,6 +84,12 @@ type Config struct {
 	SwarmRoot string
 	// LogLevel is the agent's --log-level; empty means info.
 	LogLevel string
+	// FoundSwarm makes the machine found the cluster's swarm as it boots:
+	// the script starts `docker swarm init`, advertised at Address (or the
+	// private address from the metadata service), beside the agent's
+	// download, and the agent, asked to found the swarm, finds it made.
+	// The coordinator sets it on one machine of a cluster with no swarm.
+	FoundSwarm bool
 
 	// root prefixes every path on the machine; tests run the script in a
 	// directory.

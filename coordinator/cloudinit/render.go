@@ -83,6 +83,7 @@ func render(cfg Config) ([]byte, error) {
 		AgentURL: cfg.AgentURL, AgentSHA256: cfg.AgentSHA256,
 		CACert: cfg.path(CACertPath), BinDir: cfg.path(filepath.Dir(AgentPath)), Unit: UnitName,
 		NoTokenStatus: AgentExitNoToken,
+		FoundSwarm:    cfg.FoundSwarm, Address: cfg.Address, MetadataURL: cfg.MetadataURL,
 	}
 	unit, err := execute(unitTmpl, td)
 	if err != nil {
@@ -163,6 +164,10 @@ type tmplData struct {
 	AgentURL, AgentSHA256 string
 	CACert, BinDir, Unit  string
 	NoTokenStatus         int
+	// FoundSwarm, Address and MetadataURL: the swarm init of a machine
+	// that founds the swarm (Config.FoundSwarm).
+	FoundSwarm           bool
+	Address, MetadataURL string
 }
 
 func execute(t *template.Template, td tmplData) (string, error) {
@@ -216,6 +221,24 @@ if ! command -v docker >/dev/null 2>&1; then
     sleep 10
   done
 fi
+{{- if .FoundSwarm}}
+
+# This machine founds the cluster's swarm (the coordinator chose it as it
+# made it, and asks its agent, and no other, to found the swarm). The init
+# runs now, beside the agent's download; the agent finds the swarm made, or
+# makes it itself if this failed. Its output holds the worker join token,
+# so it goes nowhere.
+if addr={{if .Address}}'{{.Address}}'{{else}}$(curl --fail --silent --show-error --max-time 10 --retry 5 '{{.MetadataURL}}/interfaces/private/0/ipv4/address'){{end}}; then
+  say "founding the swarm, advertised at $addr"
+  (if docker swarm init --listen-addr 0.0.0.0:2377 --advertise-addr "$addr" >/dev/null 2>&1; then
+    say "swarm founded"
+  else
+    say "could not found the swarm here; the agent will"
+  fi) &
+else
+  say "could not read this machine's private address; the agent will found the swarm"
+fi
+{{- end}}
 
 # The agent, from the coordinator, over TLS checked against its CA; then
 # its sha256, before anything runs it.
@@ -258,4 +281,7 @@ trap - EXIT
 # new unit needs no daemon-reload of its own, which would be a second one.
 systemctl enable --now {{.Unit}}
 say "{{.Unit}} started"
+{{- if .FoundSwarm}}
+wait
+{{- end}}
 `))

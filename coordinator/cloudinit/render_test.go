@@ -66,6 +66,7 @@ func TestRenderPassesCloudInitSchema(t *testing.T) {
 	bin := testutil.NeedBinary(t, "cloud-init")
 	cfg, _ := testConfig(t)
 	cfg.Hostname, cfg.Address, cfg.SwarmRoot = "ml-1", "10.116.0.2", "/var/lib/cloudml/swarm"
+	cfg.FoundSwarm = true // the longest script
 	u := mustRender(t, cfg)
 	for name, data := range map[string][]byte{"user-data": u.Bytes(), "masked": u.Masked()} {
 		f := filepath.Join(t.TempDir(), name)
@@ -186,6 +187,7 @@ func TestRenderHoldsOnlyPublicThings(t *testing.T) {
 	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "/secret/gcs.json")
 	cfg, tok := testConfig(t)
 	cfg.Hostname, cfg.Address, cfg.SwarmRoot = "ml-1", "10.116.0.2", "/var/lib/cloudml/swarm"
+	cfg.FoundSwarm = true
 	u := mustRender(t, cfg)
 	data := string(u.Bytes())
 	if n := strings.Count(data, tok.String()); n != 1 {

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -268,5 +270,55 @@ func TestUnitPassesSystemdAnalyze(t *testing.T) {
 	out, err := exec.Command(bin, "verify", "--man=no", unit).CombinedOutput()
 	if err != nil || len(out) != 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestBootstrapFoundsTheSwarm: a machine that founds the swarm starts
+// docker swarm init advertised at its private address, from the metadata
+// service or the config, and still installs and starts the agent; one
+// whose address cannot be read leaves the init to its agent.
+func TestBootstrapFoundsTheSwarm(t *testing.T) {
+	agent := []byte("agent")
+	url, caPEM := serveAgent(t, agent)
+	meta := http.NewServeMux()
+	meta.HandleFunc("GET /metadata/v1/interfaces/private/0/ipv4/address", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("10.116.0.7"))
+	})
+	metaSrv := httptest.NewServer(meta)
+	defer metaSrv.Close()
+	cases := []struct {
+		name, address, metadata, wantInit string
+	}{
+		{"from the metadata service", "", metaSrv.URL + "/metadata/v1", "10.116.0.7"},
+		{"from the config", "10.116.0.9", metaSrv.URL + "/metadata/v1", "10.116.0.9"},
+		{"no address", "", metaSrv.URL + "/none/v1", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMachine(t, true)
+			cfg := bootConfig(t, url, caPEM, sum(agent), m.root)
+			cfg.FoundSwarm, cfg.Address, cfg.MetadataURL = true, tc.address, tc.metadata
+			out, err := m.boot(t, mustRender(t, cfg).Bytes())
+			if err != nil {
+				t.Fatalf("bootstrap: %v\n%s", err, out)
+			}
+			calls := m.called(t)
+			var inits []string
+			for _, c := range calls {
+				if strings.HasPrefix(c, "docker swarm init") {
+					inits = append(inits, c)
+				}
+			}
+			wantInits := []string{}
+			if tc.wantInit != "" {
+				wantInits = []string{"docker swarm init --listen-addr 0.0.0.0:2377 --advertise-addr " + tc.wantInit}
+			}
+			if strings.Join(inits, "\n") != strings.Join(wantInits, "\n") {
+				t.Errorf("swarm inits = %q, want %q\n%s", inits, wantInits, out)
+			}
+			if !slices.Contains(calls, "systemctl enable --now "+UnitName) {
+				t.Errorf("commands = %q: the agent was not started", calls)
+			}
+		})
 	}
 }
