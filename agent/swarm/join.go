@@ -21,8 +21,9 @@ const listenAddr = "0.0.0.0:2377"
 // Init founds a swarm on this node, advertised at advertiseAddr (host or
 // host:port; the port defaults to 2377), after opening the swarm ports to
 // peers (CIDRs; none means anywhere) if the firewall is active. A node that
-// already manages a swarm at that address is left alone (an agent restart)
-// and its membership returned.
+// already manages a swarm at that address is left alone (an agent restart,
+// or the swarm its machine's bootstrap founded) and its membership
+// returned; a pending one (an init under way) is waited for first.
 func (m *Manager) Init(ctx context.Context, advertiseAddr string, peers []string) (Membership, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -30,6 +31,14 @@ func (m *Manager) Init(ctx context.Context, advertiseAddr string, peers []string
 	s, fw, err := m.readState(ctx)
 	if err != nil {
 		return Membership{}, err
+	}
+	if s.LocalNodeState == dswarm.LocalNodeStatePending {
+		// An init under way: a machine made to found the swarm starts one
+		// as it boots (cloudinit.Config.FoundSwarm), beside the download
+		// of this agent. What it settles to decides.
+		if s, err = m.settle(ctx); err != nil {
+			return Membership{}, err
+		}
 	}
 	switch s.LocalNodeState {
 	case dswarm.LocalNodeStateInactive, "":
@@ -65,6 +74,32 @@ func (m *Manager) Init(ctx context.Context, advertiseAddr string, peers []string
 	m.log().Info("swarm initialised", "swarm_node_id", mem.NodeID, "cluster_id", mem.ClusterID,
 		"manager_addr", mem.ManagerAddr, "took", time.Since(start))
 	return mem, nil
+}
+
+// DefaultPendingWait bounds Init's wait for a pending node when
+// Manager.PendingWait is zero: an init settles in about a second.
+const DefaultPendingWait = 30 * time.Second
+
+// settle reads the node's swarm state until it is no longer pending, for
+// at most PendingWait; a node still pending then is returned as it is.
+func (m *Manager) settle(ctx context.Context) (dswarm.Info, error) {
+	wait := m.PendingWait
+	if wait <= 0 {
+		wait = DefaultPendingWait
+	}
+	m.log().Info("the node's swarm state is pending (an init under way?); waiting for it to settle", "for", wait)
+	deadline := time.Now().Add(wait)
+	for {
+		select {
+		case <-ctx.Done():
+			return dswarm.Info{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		s, err := m.swarmInfo(ctx)
+		if err != nil || s.LocalNodeState != dswarm.LocalNodeStatePending || time.Now().After(deadline) {
+			return s, err
+		}
+	}
 }
 
 // initConflict is nil when an active node can stand for the swarm Init

@@ -54,6 +54,9 @@ type Manager struct {
 	Logger hclog.Logger
 	// JoinTimeout bounds a join; zero means DefaultJoinTimeout.
 	JoinTimeout time.Duration
+	// PendingWait bounds how long Init waits for a pending node (an init
+	// under way) to settle; zero means DefaultPendingWait.
+	PendingWait time.Duration
 
 	mu sync.Mutex // serialises Init, Join and Current
 }

@@ -427,3 +427,41 @@ func TestStateAndFirewallReadTogether(t *testing.T) {
 		})
 	}
 }
+
+// TestInitWaitsForAnInitUnderWay: a node whose bootstrap started a swarm
+// init is pending when its agent is asked to found the swarm; Init waits
+// for it to settle and returns the swarm it made, with no second init.
+func TestInitWaitsForAnInitUnderWay(t *testing.T) {
+	m, d, st, _, ev := setup(t, dswarm.Info{LocalNodeState: dswarm.LocalNodeStatePending}, false)
+	reads := 0
+	d.InfoFn = func(ctx context.Context) (system.Info, error) {
+		if reads++; reads == 3 {
+			st.set(managerInfo())
+		}
+		return st.Info(ctx)
+	}
+	mem, err := m.Init(t.Context(), "10.0.0.1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mem.NodeID != managerID || !mem.Manager || mem.ClusterID == "" {
+		t.Errorf("membership = %+v, want the swarm the init made", mem)
+	}
+	if slicesIndex(ev.get(), "docker.init") >= 0 {
+		t.Errorf("a second init was made: %v", ev.get())
+	}
+}
+
+// TestInitGivesUpOnAStuckPendingNode: a node pending past PendingWait is
+// an error naming the state, and no init is tried over it.
+func TestInitGivesUpOnAStuckPendingNode(t *testing.T) {
+	m, _, _, _, ev := setup(t, dswarm.Info{LocalNodeState: dswarm.LocalNodeStatePending, Error: "rpc error: timeout"}, false)
+	m.PendingWait = 200 * time.Millisecond
+	_, err := m.Init(t.Context(), "10.0.0.1", nil)
+	if !errors.Is(err, ErrSwarmState) || !strings.Contains(err.Error(), `"pending"`) {
+		t.Errorf("err = %v, want ErrSwarmState naming the state", err)
+	}
+	if slicesIndex(ev.get(), "docker.init") >= 0 {
+		t.Errorf("init called on a pending node: %v", ev.get())
+	}
+}
