@@ -111,7 +111,7 @@ func (m *machines) ensure(ctx context.Context, n int) error {
 	}
 	m.scaleMu.Lock()
 	defer m.scaleMu.Unlock()
-	if _, err := m.fleet.Ensure(ctx, provider.DefaultPool, n); err != nil {
+	if _, err := m.fleet.Ensure(ctx, provider.CreateRequest{Pool: provider.DefaultPool, FoundSwarm: m.c.mayFoundOnBoot()}, n); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -177,6 +177,9 @@ func (m *machines) check(ctx context.Context, now time.Time) {
 	}
 	m.enforceDeadline(now)
 	m.deleteIdle(now)
+	// A machine that was to found the swarm and is gone lets another
+	// node found it.
+	m.c.locked(func() error { m.c.formSwarm(); return nil })
 	m.mu.Lock()
 	due := now.Sub(m.lastReconcile) >= m.c.cfg.ReconcileInterval
 	m.mu.Unlock()
@@ -571,7 +574,7 @@ func machineRecord(m provider.Machine) *store.Machine {
 	return &store.Machine{
 		ID: m.ID, Name: m.Name, Pool: m.Pool, Size: m.Size, Request: m.Request,
 		PrivateIP: addrString(m.PrivateIP), PublicIP: addrString(m.PublicIP), State: string(m.State),
-		CreateTime: m.Created, BookTime: m.Booked, NodeID: m.NodeID,
+		CreateTime: m.Created, BookTime: m.Booked, NodeID: m.NodeID, Founder: m.Founder,
 		Deleting: m.Deleting, Cause: m.Cause, Reason: m.Reason, Lost: m.Lost, GoneTime: m.Gone,
 	}
 }
@@ -581,7 +584,7 @@ func machineFromRecord(r *store.Machine) provider.Machine {
 	pub, _ := netip.ParseAddr(r.PublicIP)
 	return provider.Machine{
 		Node: provider.Node{ID: r.ID, Name: r.Name, Pool: r.Pool, Size: r.Size, Request: r.Request,
-			PrivateIP: priv, PublicIP: pub, State: provider.State(r.State), Created: r.CreateTime},
+			PrivateIP: priv, PublicIP: pub, State: provider.State(r.State), Created: r.CreateTime, Founder: r.Founder},
 		Booked: r.BookTime, NodeID: r.NodeID,
 		Deleting: r.Deleting, Cause: r.Cause, Reason: r.Reason, Lost: r.Lost, Gone: r.GoneTime,
 	}

@@ -127,7 +127,7 @@ func (m *machines) scale(ctx context.Context, req *cloudmlv1.ScalePoolRequest) (
 		// The create outlives the call: a client that goes away must not
 		// cut it short between the provider's answer and the record.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
-		made, err := m.fleet.Create(cctx, provider.CreateRequest{Count: create, Pool: name, Size: size})
+		made, err := m.fleet.Create(cctx, provider.CreateRequest{Count: create, Pool: name, Size: size, FoundSwarm: m.c.mayFoundOnBoot()})
 		cancel()
 		if err != nil && len(made) == 0 {
 			return nil, err
@@ -267,7 +267,7 @@ func (m *machines) plan(ctx context.Context, p store.Pool, create, del int) (*cl
 	if !ok || create == 0 {
 		return plan, nil
 	}
-	d, err := dr.PlanCreate(ctx, provider.CreateRequest{Request: "dry-run", Count: create, Pool: p.Name, Size: p.Size})
+	d, err := dr.PlanCreate(ctx, provider.CreateRequest{Request: "dry-run", Count: create, Pool: p.Name, Size: p.Size, FoundSwarm: m.c.mayFoundOnBoot()})
 	if err != nil {
 		return nil, fmt.Errorf("%s provider: dry run: %w", m.c.cfg.Provider.Name(), err)
 	}

@@ -30,6 +30,9 @@ type swarmState struct {
 	managerAddr string          // host:port workers join through
 	token       string          // worker join token
 	initNode    string          // node asked to found the swarm, while pending
+	// passedOver is the machine made to found the swarm as it boots whose
+	// node was asked and failed: it is a node like any other now.
+	passedOver string
 	asked       map[string]bool // nodes sent init or join in their current session
 	// reported are the nodes whose agents reported their membership to
 	// this process: a node's stored membership may be stale after a
@@ -73,6 +76,9 @@ func (c *Coordinator) reportSwarmLocked(id string, req *cloudmlv1.ReportSwarmReq
 		n.rec.Message = "swarm: " + req.GetError()
 		if c.swarm.initNode == id {
 			c.swarm.initNode = ""
+			if n.rec.ProviderID != "" && n.rec.ProviderID == c.swarmFounder() {
+				c.swarm.passedOver = n.rec.ProviderID
+			}
 		}
 		c.log.Warn("node could not enter the swarm", "node_id", id, "error", req.GetError())
 	case req.GetSwarmNodeId() == "":
@@ -162,6 +168,60 @@ func (c *Coordinator) forgetManager(ch *changes, n *nodeEntry, why string, now t
 	})
 }
 
+// A machine can found the swarm as it boots (provider.CreateRequest.
+// FoundSwarm): its bootstrap starts docker swarm init beside the download of
+// its agent, so the swarm is up about when the agent registers, where an
+// init asked of a registered node starts only then (a second or more on the
+// way to the first join, in the DigitalOcean bench's traces). A create asks
+// for one when the cluster has no swarm and nothing is under way to make
+// one (mayFoundOnBoot). While that machine lives and its node has not failed
+// to found the swarm, no other node is asked to: it would make a second
+// swarm, and the founder's agent could join neither.
+
+// swarmFounder returns the provider id of the live machine made to found
+// the swarm as it boots, "" if there is none or its node failed to.
+// Callers hold c.mu (then the fleet's lock; never the other way round).
+func (c *Coordinator) swarmFounder() string {
+	if c.machines == nil {
+		return ""
+	}
+	for _, mc := range c.machines.fleet.Machines() {
+		if mc.Founder && mc.Live() && !mc.Deleting && mc.ID != c.swarm.passedOver && !c.cannotFound(mc.ID) {
+			return mc.ID
+		}
+	}
+	return ""
+}
+
+// cannotFound reports whether the node of machine id registered without
+// Docker or was removed. Callers hold c.mu.
+func (c *Coordinator) cannotFound(id string) bool {
+	for _, n := range c.nodes {
+		if n.rec.ProviderID == id && (n.rec.Runtime != runtimeDocker || n.rec.Removed) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayFoundOnBoot reports whether a create should make a machine that
+// founds the swarm as it boots: there is no swarm, no node asked to found
+// it, no Docker node that will be, and no founder machine alive. Creates
+// are serialised (machines.scaleMu), so two never both make one.
+func (c *Coordinator) mayFoundOnBoot() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.swarm.manager != "" || c.swarm.initNode != "" || c.swarmFounder() != "" {
+		return false
+	}
+	for _, n := range c.nodes {
+		if n.rec.Runtime == runtimeDocker && !n.rec.Removed {
+			return false
+		}
+	}
+	return true
+}
+
 // formSwarm asks connected Docker nodes outside the swarm to found or join
 // it, once per session. Callers hold c.mu.
 func (c *Coordinator) formSwarm() {
@@ -175,6 +235,10 @@ func (c *Coordinator) formSwarm() {
 			}
 		}
 	}
+	founder := ""
+	if c.swarm.manager == "" && c.swarm.initNode == "" {
+		founder = c.swarmFounder()
+	}
 	for _, n := range c.byID {
 		id := n.rec.ID
 		if n.rec.Runtime != runtimeDocker || n.sess == nil || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY ||
@@ -183,6 +247,9 @@ func (c *Coordinator) formSwarm() {
 		}
 		switch {
 		case c.swarm.manager == "" && c.swarm.initNode == "":
+			if founder != "" && n.rec.ProviderID != founder {
+				continue // the machine founding the swarm as it boots is asked, once it registers
+			}
 			c.swarm.initNode, c.swarm.asked[id] = id, true
 			c.log.Info("asking node to found the swarm", "node_id", id)
 			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_SwarmInit{SwarmInit: &cloudmlv1.SwarmInit{

@@ -370,17 +370,18 @@ func (f *Fleet) Create(ctx context.Context, req CreateRequest) ([]Node, error) {
 	return nodes, err
 }
 
-// Ensure creates nodes in pool until the book holds n live ones there
-// (with the provider's default size and slots).
-func (f *Fleet) Ensure(ctx context.Context, pool string, n int) ([]Node, error) {
-	if pool == "" {
-		pool = DefaultPool
+// Ensure creates nodes in req.Pool until the book holds n live ones there,
+// made as req says (its Count is what is missing).
+func (f *Fleet) Ensure(ctx context.Context, req CreateRequest, n int) ([]Node, error) {
+	if req.Pool == "" {
+		req.Pool = DefaultPool
 	}
-	have := f.Count(pool)
+	have := f.Count(req.Pool)
 	if have >= n {
 		return nil, nil
 	}
-	return f.Create(ctx, CreateRequest{Count: n - have, Pool: pool})
+	req.Count = n - have
+	return f.Create(ctx, req)
 }
 
 // Count returns how many machines of pool are live and not being deleted

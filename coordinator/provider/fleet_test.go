@@ -88,7 +88,7 @@ func TestCreateRequestValidate(t *testing.T) {
 func TestFleetCreateBooksAndEnsureCountsThePool(t *testing.T) {
 	f, m := startFake(t)
 	fl := provider.NewFleet(f, nil, false)
-	made, err := fl.Ensure(t.Context(), "", 2)
+	made, err := fl.Ensure(t.Context(), provider.CreateRequest{}, 2)
 	if err != nil || len(made) != 2 {
 		t.Fatalf("Ensure 2 = %v, %v", made, err)
 	}
@@ -98,13 +98,13 @@ func TestFleetCreateBooksAndEnsureCountsThePool(t *testing.T) {
 	if m.Count() != 2 || f.Token(made[0].ID) == f.Token(made[1].ID) {
 		t.Errorf("%d tokens minted, first two %q %q; want one per node", m.Count(), f.Token(made[0].ID), f.Token(made[1].ID))
 	}
-	if more, err := fl.Ensure(t.Context(), provider.DefaultPool, 2); err != nil || len(more) != 0 {
+	if more, err := fl.Ensure(t.Context(), provider.CreateRequest{Pool: provider.DefaultPool}, 2); err != nil || len(more) != 0 {
 		t.Errorf("Ensure of a full pool made %v, %v", more, err)
 	}
 	if _, err := fl.Create(t.Context(), provider.CreateRequest{Count: 1, Pool: "big", Size: "c-8"}); err != nil {
 		t.Fatal(err)
 	}
-	if more, err := fl.Ensure(t.Context(), provider.DefaultPool, 3); err != nil || len(more) != 1 {
+	if more, err := fl.Ensure(t.Context(), provider.CreateRequest{Pool: provider.DefaultPool}, 3); err != nil || len(more) != 1 {
 		t.Errorf("Ensure 3 over 2 in the pool (and one in another) made %v, %v; want 1", more, err)
 	}
 	if diff := cmp.Diff([]string{"fake-1", "fake-2", "fake-3", "fake-4"}, nodeIDs(fl.Nodes())); diff != "" {

@@ -168,6 +168,12 @@ type CreateRequest struct {
 	// to its agent; 0 means the provider decides (local and netns: their
 	// configured slots; DigitalOcean: the size's vCPUs).
 	Slots int
+	// FoundSwarm asks that the first node made found the cluster's swarm
+	// as it boots, and be returned with Node.Founder set (DigitalOcean:
+	// its user-data starts docker swarm init beside the agent's download,
+	// so the swarm is up about when its agent registers). A provider that
+	// cannot ignores it: the coordinator then asks a registered node.
+	FoundSwarm bool
 }
 
 // namePattern is what pool names and request ids may be: it fits a
@@ -232,6 +238,11 @@ type Node struct {
 	State State
 	// Created is when the provider made it.
 	Created time.Time
+	// Founder is set on the node made to found the swarm as it boots
+	// (CreateRequest.FoundSwarm; DigitalOcean: it carries FounderTag).
+	// The coordinator asks it, and no other node, to found the swarm while
+	// it lives and has not tried.
+	Founder bool
 }
 
 // ReconcileRequest is the coordinator's book, for Reconcile.

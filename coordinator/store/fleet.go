@@ -29,6 +29,8 @@ type Machine struct {
 	BookTime   time.Time `json:"book_time,omitzero"`
 	// NodeID is the node its agent registered as, once linked.
 	NodeID string `json:"node_id,omitempty"`
+	// Founder is set on the machine made to found the swarm as it boots.
+	Founder bool `json:"founder,omitempty"`
 	// Deleting is set once a delete was asked for.
 	Deleting bool `json:"deleting,omitempty"`
 	// Cause and Reason say why it is deleted or lost.

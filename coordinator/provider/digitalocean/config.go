@@ -179,6 +179,11 @@ const (
 	RequestTagPrefix = "cloudml-req:"
 )
 
+// FounderTag marks the droplet made to found the cluster's swarm as it
+// boots (provider.CreateRequest.FoundSwarm), so the mark survives a lost
+// create response and a coordinator restart: List reads it back.
+const FounderTag = "cloudml-swarm:founder"
+
 // ClusterTag is the tag every droplet of cluster carries.
 func ClusterTag(cluster string) string { return ClusterTagPrefix + cluster }
 

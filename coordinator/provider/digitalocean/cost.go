@@ -191,7 +191,7 @@ func (p *Provider) DryRun(ctx context.Context, req provider.CreateRequest) (Plan
 	if err != nil {
 		return Plan{}, fmt.Errorf("dry run: the coordinator's CA: %w", err)
 	}
-	ud, err := p.userData(t, s.name, pki.NewToken(pki.Fingerprint(ca)).String(), slots)
+	ud, err := p.userData(t, s, pki.NewToken(pki.Fingerprint(ca)).String())
 	if err != nil {
 		return Plan{}, fmt.Errorf("dry run: %w", err)
 	}

@@ -113,6 +113,7 @@ type dropletSpec struct {
 	name, label, request string
 	slots                int
 	gpu                  bool
+	founder              bool // founds the swarm as it boots (FounderTag)
 	req                  godo.DropletCreateRequest // UserData filled by createOne
 }
 
@@ -130,12 +131,17 @@ func (p *Provider) spec(req provider.CreateRequest, size godo.Size, slots int, v
 			keys = append(keys, godo.DropletCreateSSHKey{Fingerprint: k})
 		}
 	}
+	tags := []string{ClusterTag(p.cfg.Cluster), PoolTagPrefix + req.Pool, RequestTagPrefix + req.Request}
+	founder := req.FoundSwarm && k == 1
+	if founder {
+		tags = append(tags, FounderTag)
+	}
 	return dropletSpec{
 		name: name, label: TokenLabel(p.cfg.Cluster, req.Request, name), request: req.Request,
-		slots: slots, gpu: size.GPUInfo != nil,
+		slots: slots, gpu: size.GPUInfo != nil, founder: founder,
 		req: godo.DropletCreateRequest{
 			Name: name, Region: p.cfg.Region, Size: size.Slug, Image: img, SSHKeys: keys, VPCUUID: vpc,
-			Tags: []string{ClusterTag(p.cfg.Cluster), PoolTagPrefix + req.Pool, RequestTagPrefix + req.Request},
+			Tags: tags,
 		},
 	}
 }
@@ -152,12 +158,12 @@ func DropletName(cluster, pool, request string, k int) string {
 	return prefix + suffix
 }
 
-// userData renders the user-data of a droplet with its join token.
-func (p *Provider) userData(t provider.Target, name, token string, slots int) (cloudinit.UserData, error) {
+// userData renders the user-data of droplet s with its join token.
+func (p *Provider) userData(t provider.Target, s dropletSpec, token string) (cloudinit.UserData, error) {
 	return cloudinit.Render(cloudinit.Config{
-		Name: name, CoordinatorAddr: t.Advertise, CACertPEM: t.CACertPEM,
-		AgentURL: t.AgentURL, AgentSHA256: t.AgentSHA256, JoinToken: token, Slots: slots,
-		MetadataURL: p.cfg.MetadataURL, LogLevel: p.cfg.AgentLogLevel,
+		Name: s.name, CoordinatorAddr: t.Advertise, CACertPEM: t.CACertPEM,
+		AgentURL: t.AgentURL, AgentSHA256: t.AgentSHA256, JoinToken: token, Slots: s.slots,
+		MetadataURL: p.cfg.MetadataURL, LogLevel: p.cfg.AgentLogLevel, FoundSwarm: s.founder,
 	})
 }
 
@@ -169,7 +175,7 @@ func (p *Provider) createOne(ctx context.Context, t provider.Target, s dropletSp
 	if err != nil {
 		return godo.Droplet{}, fmt.Errorf("droplet %s: mint its join token: %w", s.name, err)
 	}
-	ud, err := p.userData(t, s.name, tok, s.slots)
+	ud, err := p.userData(t, s, tok)
 	if err != nil {
 		return godo.Droplet{}, fmt.Errorf("droplet %s: %w", s.name, err)
 	}

@@ -106,6 +106,7 @@ func (p *Provider) node(d godo.Droplet) provider.Node {
 		Request: tagValue(d.Tags, RequestTagPrefix),
 		Size:    d.SizeSlug,
 		State:   state(d.Status),
+		Founder: slices.Contains(d.Tags, FounderTag),
 	}
 	pub, priv := addrs(d)
 	n.PublicIP, n.PrivateIP = pub, priv

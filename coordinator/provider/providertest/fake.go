@@ -100,7 +100,8 @@ func (f *Fake) Add(n provider.Node) {
 }
 
 // Create makes req.Count running nodes "fake-<n>", each with its own join
-// token minted through the Target.
+// token minted through the Target; with req.FoundSwarm the first is the
+// swarm's founder.
 func (f *Fake) Create(ctx context.Context, req provider.CreateRequest) ([]provider.Node, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -125,7 +126,7 @@ func (f *Fake) Create(ctx context.Context, req provider.CreateRequest) ([]provid
 		n := provider.Node{
 			ID: id, Name: id, Pool: req.Pool, Size: req.Size, Request: req.Request,
 			PrivateIP: netip.AddrFrom4([4]byte{10, 0, 0, byte(f.next)}),
-			State:     provider.StateRunning, Created: time.Now(),
+			State:     provider.StateRunning, Created: time.Now(), Founder: req.FoundSwarm && len(made) == 0,
 		}
 		f.nodes[id], f.tokens[id] = n, tok
 		made = append(made, n)
