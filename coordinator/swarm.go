@@ -30,14 +30,14 @@ type swarmState struct {
 	managerAddr string          // host:port workers join through
 	token       string          // worker join token
 	initNode    string          // node asked to found the swarm, while pending
-	// passedOver is the machine made to found the swarm as it boots whose
-	// node was asked and failed: it is a node like any other now.
-	passedOver string
 	asked       map[string]bool // nodes sent init or join in their current session
 	// reported are the nodes whose agents reported their membership to
 	// this process: a node's stored membership may be stale after a
 	// restart (its daemon replaced), so the swarm's work waits for it.
 	reported map[string]bool
+	// passedOver is the machine made to found the swarm as it boots whose
+	// node was asked and failed: it is a node like any other now.
+	passedOver string
 }
 
 // ReportSwarm records a node's swarm membership.

@@ -113,7 +113,7 @@ type dropletSpec struct {
 	name, label, request string
 	slots                int
 	gpu                  bool
-	founder              bool // founds the swarm as it boots (FounderTag)
+	founder              bool                      // founds the swarm as it boots (FounderTag)
 	req                  godo.DropletCreateRequest // UserData filled by createOne
 }
 
