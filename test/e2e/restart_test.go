@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -27,17 +28,20 @@ func TestLogsFollowSurvivesCoordinatorRestart(t *testing.T) {
 
 	follow := exec.Command(bin("cloudml-client"), "--coordinator", c.addr, "logs", "-f", job)
 	follow.Env = c.env
-	var out, errOut bytes.Buffer
+	var out, errOut lockedBuffer
 	follow.Stdout, follow.Stderr = &out, &errOut
 	if err := follow.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- follow.Wait() }()
+	// The restart comes once the follower printed attempt 1's lines: on a
+	// busy machine it may not have reached the coordinator before, and a
+	// first call that finds no coordinator is an error, not a reconnect.
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(c.mustClient("logs", job), "[0] 200\n") {
+	for !strings.Contains(out.String(), "[0] 200\n") {
 		if time.Now().After(deadline) {
-			t.Fatal("attempt 1's 200 lines did not arrive")
+			t.Fatalf("logs -f did not print attempt 1's 200 lines\nstderr:\n%s", errOut.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -68,4 +72,22 @@ func TestLogsFollowSurvivesCoordinatorRestart(t *testing.T) {
 	if !strings.Contains(errOut.String(), "reconnecting") {
 		t.Errorf("stderr does not say it reconnected: %q", errOut.String())
 	}
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
