@@ -263,6 +263,7 @@ say "downloading $url"
 curl --fail --silent --show-error --proto =https --cacert '{{.CACert}}' \
   --connect-timeout 10 --max-time 900 --retry 60 --retry-delay 5 --retry-max-time 900 --retry-all-errors \
   --output "$tmp" "$url"
+say "agent downloaded; checking its sha256"
 # openssl uses the CPU's SHA instructions: about 3 times sha256sum's speed.
 if command -v openssl >/dev/null 2>&1; then
   got=$(openssl dgst -sha256 -r "$tmp" | cut -d ' ' -f 1)
