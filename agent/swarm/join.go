@@ -93,7 +93,7 @@ func (m *Manager) settle(ctx context.Context) (dswarm.Info, error) {
 		select {
 		case <-ctx.Done():
 			return dswarm.Info{}, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond): // the init ends in about a second; each poll is one docker info
 		}
 		s, err := m.swarmInfo(ctx)
 		if err != nil || s.LocalNodeState != dswarm.LocalNodeStatePending || time.Now().After(deadline) {
