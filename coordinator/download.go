@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/klauspost/compress/zstd"
 )
 
 // The agent download endpoint. A droplet's cloud-init user-data fetches
@@ -33,7 +35,11 @@ import (
 // user-data verifies it; it asks for no client certificate: the binary is
 // public, and its hash, not the channel, is what makes it trustworthy.
 // It serves exactly two things, the agent binary and the CA certificate
-// (GET /v1/ca.crt); nothing secret is reachable there.
+// (GET /v1/ca.crt); nothing secret is reachable there. A client that
+// accepts zstd (the user-data's curl --compressed) gets the binary
+// zstd-encoded, compressed once at start: about a third of the bytes
+// (23 MB to 8), so a droplet far from the coordinator fetches it in a
+// third of the time; the hash it checks is still the binary's.
 //
 // It has its own listener (Download.Listen) rather than sharing the gRPC
 // port. Sharing would mean either grpc-go's ServeHTTP (a net/http HTTP/2
@@ -141,6 +147,8 @@ type agentFile struct {
 	size    int64
 	modTime time.Time
 	arch    string
+	// zst is the binary zstd-encoded, for clients that accept it.
+	zst []byte
 }
 
 // openAgent opens and hashes the agent binary and reads its architecture.
@@ -176,11 +184,41 @@ func openAgent(path string) (*agentFile, error) {
 		return nil, fmt.Errorf("agent download: %w", err)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, st.Size())); err != nil {
+	var zst bytes.Buffer
+	enc, err := zstd.NewWriter(&zst, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent download: %w", err)
+	}
+	if _, err := io.Copy(io.MultiWriter(h, enc), io.NewSectionReader(f, 0, st.Size())); err != nil {
+		enc.Close()
 		f.Close()
 		return nil, fmt.Errorf("agent download: hash %s: %w", path, err)
 	}
-	return &agentFile{path: path, f: f, sha256: hex.EncodeToString(h.Sum(nil)), size: st.Size(), modTime: st.ModTime(), arch: arch}, nil
+	if err := enc.Close(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent download: compress %s: %w", path, err)
+	}
+	return &agentFile{path: path, f: f, sha256: hex.EncodeToString(h.Sum(nil)), size: st.Size(), modTime: st.ModTime(), arch: arch,
+		zst: zst.Bytes()}, nil
+}
+
+// acceptsZstd reports whether an Accept-Encoding header accepts zstd
+// (with a q-value above 0, if any).
+func acceptsZstd(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "zstd") {
+			continue
+		}
+		q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+		if !ok {
+			return true
+		}
+		v, err := strconv.ParseFloat(q, 64)
+		return err == nil && v > 0
+	}
+	return false
 }
 
 func fileExists(p string) bool {
@@ -352,8 +390,21 @@ func (d *downloadServer) serveAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("X-Cloudml-Sha256", d.agent.sha256)
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Cloudml-Sha256", d.agent.sha256)
+	h.Set("Vary", "Accept-Encoding")
+	// Ranges are of the binary itself: a resumed download gets identity.
+	if r.Header.Get("Range") == "" && acceptsZstd(r.Header.Get("Accept-Encoding")) {
+		h.Set("Content-Encoding", "zstd")
+		h.Set("Content-Length", strconv.Itoa(len(d.agent.zst)))
+		h.Set("Last-Modified", d.agent.modTime.UTC().Format(http.TimeFormat))
+		if r.Method == http.MethodGet {
+			w.Write(d.agent.zst)
+		}
+		d.log.Info("agent binary served", "remote", r.RemoteAddr, "encoding", "zstd", "bytes", len(d.agent.zst), "took", time.Since(start).Round(time.Millisecond))
+		return
+	}
 	http.ServeContent(w, r, "cloudml-agent", d.agent.modTime, io.NewSectionReader(d.agent.f, 0, d.agent.size))
 	d.log.Info("agent binary served", "remote", r.RemoteAddr, "range", r.Header.Get("Range"), "took", time.Since(start).Round(time.Millisecond))
 }

@@ -1,9 +1,11 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -130,6 +132,30 @@ func TestAgentDownloadWithCurl(t *testing.T) {
 	}
 	if got := sha256File(t, out); got != dl.SHA256 {
 		t.Errorf("downloaded sha256 = %s, want %s", got, dl.SHA256)
+	}
+
+	// As the user-data fetches it: zstd on the wire, the binary on disk.
+	out, msg, err = curl(t, caFile, dl.URL, "--compressed", "--write-out", "%{size_download} %header{content-encoding}", "--stderr", "-")
+	if err != nil {
+		t.Fatalf("curl --compressed %s: %v: %s", dl.URL, err, msg)
+	}
+	if got := sha256File(t, out); got != dl.SHA256 {
+		t.Errorf("downloaded with --compressed: sha256 = %s, want %s", got, dl.SHA256)
+	}
+	st, _ := os.Stat(agentBin)
+	var wire int64
+	var encoding string
+	if _, err := fmt.Sscan(string(msg), &wire, &encoding); err != nil || encoding != "zstd" || wire <= 0 || wire >= st.Size() {
+		t.Errorf("curl --compressed: %q: want zstd and fewer bytes on the wire than the binary's %d", msg, st.Size())
+	}
+	// A resumed download's range is of the binary itself.
+	out, msg, err = curl(t, caFile, dl.URL, "--compressed", "--range", "100-")
+	if err != nil {
+		t.Fatalf("curl --range: %v: %s", err, msg)
+	}
+	whole, _ := os.ReadFile(agentBin)
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, whole[100:]) {
+		t.Errorf("curl --range 100-: got %d bytes, want the binary's from byte 100 (%d)", len(got), len(whole)-100)
 	}
 
 	base := strings.TrimSuffix(dl.URL, "/v1/agent/linux-"+dl.Arch)
@@ -259,6 +285,24 @@ func TestDefaultDownloadListen(t *testing.T) {
 	} {
 		if got := DefaultDownloadListen(in); got != want {
 			t.Errorf("DefaultDownloadListen(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAcceptsZstd(t *testing.T) {
+	for header, want := range map[string]bool{
+		"":                             false,
+		"gzip":                         false,
+		"deflate, gzip, br, zstd":      true,
+		"ZSTD":                         true,
+		"zstd;q=0":                     false,
+		"zstd; q=0.5, gzip":            true,
+		"gzip, zstd;q=0.0":             false,
+		"zstdx":                        false,
+		"identity, zstd;q=bogus, gzip": false,
+	} {
+		if got := acceptsZstd(header); got != want {
+			t.Errorf("acceptsZstd(%q) = %v, want %v", header, got, want)
 		}
 	}
 }

@@ -260,7 +260,7 @@ esac
 tmp=$(mktemp '{{.BinDir}}/.cloudml-agent.XXXXXX')
 trap 'rm -f "$tmp"' EXIT
 say "downloading $url"
-curl --fail --silent --show-error --proto =https --cacert '{{.CACert}}' \
+curl --fail --silent --show-error --compressed --proto =https --cacert '{{.CACert}}' \
   --connect-timeout 10 --max-time 900 --retry 60 --retry-delay 5 --retry-max-time 900 --retry-all-errors \
   --output "$tmp" "$url"
 say "agent downloaded; checking its sha256"
