@@ -134,7 +134,12 @@ func TestAgentDownloadWithCurl(t *testing.T) {
 		t.Errorf("downloaded sha256 = %s, want %s", got, dl.SHA256)
 	}
 
-	// As the user-data fetches it: zstd on the wire, the binary on disk.
+	// As the user-data fetches it: zstd on the wire, the binary on disk
+	// (once the background compression is done; identity before).
+	c.addrMu.Lock()
+	d := c.downloads
+	c.addrMu.Unlock()
+	<-d.agent.zstDone
 	out, msg, err = curl(t, caFile, dl.URL, "--compressed", "--write-out", "%{size_download} %header{content-encoding}", "--stderr", "-")
 	if err != nil {
 		t.Fatalf("curl --compressed %s: %v: %s", dl.URL, err, msg)
