@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,11 @@ var cpFollow bool
 // cpProfileDir is -cp-profile: where each coordinator writes its CPU
 // profile (empty: none).
 var cpProfileDir string
+
+// cpBenchProfileDir is -cp-bench-profile: where the bench process (the
+// simulated agents and the client) writes its CPU profile of each run,
+// submit to the job's end (empty: none).
+var cpBenchProfileDir string
 
 // cpResult is one run of the control-plane measurement at one N.
 type cpResult struct {
@@ -238,6 +244,11 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	for i := range vals {
 		vals[i] = strconv.Itoa(i)
 	}
+	stopProfile, err := startBenchProfile(n)
+	if err != nil {
+		return res, err
+	}
+	defer stopProfile()
 	submitAt := time.Now()
 	sub, err := c.Submit(ctx, &cloudmlv1.JobSpec{
 		Name: "cp", Command: []string{"true"},
@@ -292,6 +303,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.makespan = end.Sub(submitAt)
 	res.cpuRun = procCPU(pid) - cpuBefore
 	res.benchCPURun = procCPU(os.Getpid()) - benchBefore
+	stopProfile()
 	ns, err := c.Nodes(ctx)
 	if err != nil {
 		return res, err
@@ -338,6 +350,35 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.cpu = procCPU(pid)
 	res.stateBytes = dirBytes(filepath.Join(dir, "state"))
 	return res, nil
+}
+
+// startBenchProfile starts this process's CPU profile for a run at n nodes
+// when -cp-bench-profile is set; the returned stop may be called more than
+// once.
+func startBenchProfile(n int) (stop func(), err error) {
+	if cpBenchProfileDir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(cpBenchProfileDir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(cpBenchProfileDir, fmt.Sprintf("bench-n%d-%s.pprof", n, time.Now().Format("150405")))
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench CPU profile: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "N=%d: bench CPU profile in %s\n", n, path)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }
 
 // fsyncLatency is the median time of n 4 KiB writes, each followed by an
