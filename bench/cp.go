@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -57,9 +56,6 @@ var cpFollow bool
 // profile (empty: none).
 var cpProfileDir string
 
-// cpBenchGOGC is this process's GOGC during the control-plane part.
-const cpBenchGOGC = 400
-
 // cpBenchProfileDir is -cp-bench-profile: where the bench process (the
 // simulated agents and the client) writes its CPU profile of each run,
 // submit to the job's end (empty: none).
@@ -92,11 +88,6 @@ func cpRows(nodes []int, runs, tasks, slots int) error {
 	if err := raiseNoFile(max(nodes[len(nodes)-1]*4+1024, 8192)); err != nil {
 		return err
 	}
-	// The simulated agents stand for N machines but share this one's two
-	// cores with the coordinator: their garbage collection (14% of this
-	// process's CPU at N=1000 with GOGC=100) is CPU the coordinator does
-	// not get. Their memory is no goal, so collect less often.
-	defer debug.SetGCPercent(debug.SetGCPercent(cpBenchGOGC))
 	start := time.Now()
 	results := make([][]cpResult, len(nodes))
 	var failed error
@@ -134,8 +125,7 @@ const cpNotes = `
      attempts beyond the first of every task (retries 0, true never fails); run twice: task
      indexes that reached RUNNING on more than one attempt. RSS: VmRSS with N idle nodes before
      the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the job's end; the
-     simulated agents share the machine's cores with the coordinator, and their CPU is the bench's
-     (which runs them with GOGC=400: their memory is no goal, their collections take the cores).
+     simulated agents share the machine's cores with the coordinator, and their CPU is the bench's.
      State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on the
      state's disk, median of 200, before each run: the time of one group commit's sync on a
      given disk.
