@@ -56,6 +56,10 @@ var cpFollow bool
 // profile (empty: none).
 var cpProfileDir string
 
+// cpSeries is -cp-series: print each second of the sweep's placements and
+// heartbeat latencies.
+var cpSeries bool
+
 // cpBenchProfileDir is -cp-bench-profile: where the bench process (the
 // simulated agents and the client) writes its CPU profile of each run,
 // submit to the job's end (empty: none).
@@ -333,6 +337,9 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		res.placeRate = float64(hi-lo) / assigned[hi-1].Sub(assigned[lo]).Seconds()
 	}
 	res.hbLoad = p50p99(rec.Latencies(simagent.CallHeartbeat, submitAt, end))
+	if cpSeries {
+		printSeries(n, rec, submitAt, end)
+	}
 	res.getLoad = p50p99(rec.Latencies(callGetJob, submitAt, end))
 	res.listLoad = p50p99(rec.Latencies(callListNodes, submitAt, end))
 
@@ -350,6 +357,28 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.cpu = procCPU(pid)
 	res.stateBytes = dirBytes(filepath.Join(dir, "state"))
 	return res, nil
+}
+
+// printSeries prints, for each second from submit to end, the first
+// assignments received and the heartbeats begun in it with their p50 and
+// p99: the sweep runs in waves (every slot starts at once, ends at about
+// the same time and is refilled in a burst), and a run's heartbeat p99 is
+// that of its worst burst.
+func printSeries(n int, rec *simagent.Recorder, submitAt, end time.Time) {
+	assigned := rec.Assigned()
+	for from := submitAt; from.Before(end); from = from.Add(time.Second) {
+		to := from.Add(time.Second)
+		placed := 0
+		for _, t := range assigned {
+			if !t.Before(from) && t.Before(to) {
+				placed++
+			}
+		}
+		hb := rec.Latencies(simagent.CallHeartbeat, from, to)
+		pp := p50p99(hb)
+		fmt.Fprintf(os.Stderr, "bench: C N=%d t+%ds: %5d placed, %4d heartbeats p50 %s p99 %s\n",
+			n, int(from.Sub(submitAt)/time.Second), placed, len(hb), pp[0].Round(time.Millisecond), pp[1].Round(time.Millisecond))
+	}
 }
 
 // startBenchProfile starts this process's CPU profile for a run at n nodes
