@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,6 +55,15 @@ var cpFollow bool
 // cpProfileDir is -cp-profile: where each coordinator writes its CPU
 // profile (empty: none).
 var cpProfileDir string
+
+// cpSeries is -cp-series: print each second of the sweep's placements and
+// heartbeat latencies.
+var cpSeries bool
+
+// cpBenchProfileDir is -cp-bench-profile: where the bench process (the
+// simulated agents and the client) writes its CPU profile of each run,
+// submit to the job's end (empty: none).
+var cpBenchProfileDir string
 
 // cpResult is one run of the control-plane measurement at one N.
 type cpResult struct {
@@ -238,6 +248,11 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	for i := range vals {
 		vals[i] = strconv.Itoa(i)
 	}
+	stopProfile, err := startBenchProfile(n)
+	if err != nil {
+		return res, err
+	}
+	defer stopProfile()
 	submitAt := time.Now()
 	sub, err := c.Submit(ctx, &cloudmlv1.JobSpec{
 		Name: "cp", Command: []string{"true"},
@@ -292,6 +307,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.makespan = end.Sub(submitAt)
 	res.cpuRun = procCPU(pid) - cpuBefore
 	res.benchCPURun = procCPU(os.Getpid()) - benchBefore
+	stopProfile()
 	ns, err := c.Nodes(ctx)
 	if err != nil {
 		return res, err
@@ -321,6 +337,9 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		res.placeRate = float64(hi-lo) / assigned[hi-1].Sub(assigned[lo]).Seconds()
 	}
 	res.hbLoad = p50p99(rec.Latencies(simagent.CallHeartbeat, submitAt, end))
+	if cpSeries {
+		printSeries(n, rec, submitAt, end)
+	}
 	res.getLoad = p50p99(rec.Latencies(callGetJob, submitAt, end))
 	res.listLoad = p50p99(rec.Latencies(callListNodes, submitAt, end))
 
@@ -338,6 +357,57 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.cpu = procCPU(pid)
 	res.stateBytes = dirBytes(filepath.Join(dir, "state"))
 	return res, nil
+}
+
+// printSeries prints, for each second from submit to end, the first
+// assignments received and the heartbeats begun in it with their p50 and
+// p99: the sweep runs in waves (every slot starts at once, ends at about
+// the same time and is refilled in a burst), and a run's heartbeat p99 is
+// that of its worst burst.
+func printSeries(n int, rec *simagent.Recorder, submitAt, end time.Time) {
+	assigned := rec.Assigned()
+	for from := submitAt; from.Before(end); from = from.Add(time.Second) {
+		to := from.Add(time.Second)
+		placed := 0
+		for _, t := range assigned {
+			if !t.Before(from) && t.Before(to) {
+				placed++
+			}
+		}
+		hb := rec.Latencies(simagent.CallHeartbeat, from, to)
+		pp := p50p99(hb)
+		fmt.Fprintf(os.Stderr, "bench: C N=%d t+%ds: %5d placed, %4d heartbeats p50 %s p99 %s\n",
+			n, int(from.Sub(submitAt)/time.Second), placed, len(hb), pp[0].Round(time.Millisecond), pp[1].Round(time.Millisecond))
+	}
+}
+
+// startBenchProfile starts this process's CPU profile for a run at n nodes
+// when -cp-bench-profile is set; the returned stop may be called more than
+// once.
+func startBenchProfile(n int) (stop func(), err error) {
+	if cpBenchProfileDir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(cpBenchProfileDir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(cpBenchProfileDir, fmt.Sprintf("bench-n%d-%s.pprof", n, time.Now().Format("150405")))
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench CPU profile: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "N=%d: bench CPU profile in %s\n", n, path)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }
 
 // fsyncLatency is the median time of n 4 KiB writes, each followed by an

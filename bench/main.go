@@ -83,6 +83,8 @@ func main() {
 	cpSlots := flag.Int("cp-slots", 4, "control plane (C): slots per simulated agent")
 	cpRuns := flag.Int("cp-runs", 1, "control plane (C): repetitions at each node count")
 	flag.StringVar(&cpProfileDir, "cp-profile", "", "control plane (C): a directory where each coordinator writes its CPU profile (go tool pprof)")
+	flag.StringVar(&cpBenchProfileDir, "cp-bench-profile", "", "control plane (C): a directory where the bench process (the simulated agents) writes its CPU profile of each run, submit to the job's end (go tool pprof)")
+	flag.BoolVar(&cpSeries, "cp-series", false, "control plane (C): print each second of the sweep: placements, heartbeats and their p50/p99")
 	flag.BoolVar(&cpFollow, "cp-follow", false, "control plane (C): a client follows the sweep's logs during the run, as logs -f would")
 	flag.StringVar(&doTrace, "do-trace", "", "DigitalOcean row (d): write a timeline of its runs to this file (debug logs of the coordinator and agents, the droplets' consoles, the client's commands)")
 	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")

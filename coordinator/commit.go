@@ -29,6 +29,12 @@ import (
 
 // committer writes queued batches in group commits. Sequence numbers
 // name batches in the order they were queued.
+//
+// A caller waiting for its seq sleeps on the flight that will write it
+// (the one being written, or the next), so each commit wakes only the
+// callers whose changes it holds. With one condition variable for all,
+// each enqueue and each commit woke every waiting RPC (hundreds at 1,000
+// nodes) to find its seq not yet durable.
 type committer struct {
 	st  *store.Store
 	log hclog.Logger
@@ -36,23 +42,54 @@ type committer struct {
 	// fails; the coordinator starts its recovery.
 	failed func(error)
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   []*store.Batch
-	first   uint64 // seq of queue[0]
-	next    uint64 // the next seq to hand out
-	durable uint64 // every seq up to it is on disk (or lost)
-	lost    []seqRange
-	err     error // why commits fail, until resume
-	closed  bool
-	done    chan struct{}
+	mu sync.Mutex
+	// cond wakes run: something queued, a failure over, or close.
+	cond *sync.Cond
+	// queued is the flight the queued batches go out in; writing is the
+	// one being written (nil between commits), holding seqs up to
+	// writingLast.
+	queued, writing *flight
+	writingLast     uint64
+	queue           []*store.Batch
+	first           uint64 // seq of queue[0]
+	next            uint64 // the next seq to hand out
+	durable         uint64 // every seq up to it is on disk (or lost)
+	lost            []seqRange
+	err             error // why commits fail, until resume
+	closed          bool
+	done            chan struct{}
 }
 
 // seqRange is the seqs from, to (inclusive) that a failed commit lost.
 type seqRange struct{ from, to uint64 }
 
+// flight is one group commit's batches as their callers see them: done
+// closes when the commit ended (or the callers must stop waiting for it).
+type flight struct {
+	done  chan struct{}
+	ended bool // done is closed (committer.mu)
+}
+
+func newFlight() *flight { return &flight{done: make(chan struct{})} }
+
+// end wakes the flight's waiters, once. Callers hold committer.mu.
+func (f *flight) end() {
+	if f != nil && !f.ended {
+		f.ended = true
+		close(f.done)
+	}
+}
+
+// wakeQueued wakes the callers of the queued batches, which will not be
+// written now (a failure, close), and starts a new flight for the queue.
+// Callers hold q.mu.
+func (q *committer) wakeQueued() {
+	q.queued.end()
+	q.queued = newFlight()
+}
+
 func newCommitter(st *store.Store, log hclog.Logger, failed func(error)) *committer {
-	q := &committer{st: st, log: log, failed: failed, first: 1, next: 1, done: make(chan struct{})}
+	q := &committer{st: st, log: log, failed: failed, first: 1, next: 1, done: make(chan struct{}), queued: newFlight()}
 	q.cond = sync.NewCond(&q.mu)
 	go q.run()
 	return q
@@ -68,7 +105,7 @@ func (q *committer) enqueue(b *store.Batch) uint64 {
 	seq := q.next
 	q.next++
 	q.queue = append(q.queue, b)
-	q.cond.Broadcast()
+	q.cond.Signal() // run alone waits on cond
 	return seq
 }
 
@@ -87,7 +124,13 @@ func (q *committer) wait(seq uint64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.durable < seq && q.err == nil && !q.closed {
-		q.cond.Wait()
+		f := q.queued
+		if q.writing != nil && seq <= q.writingLast {
+			f = q.writing
+		}
+		q.mu.Unlock()
+		<-f.done
+		q.mu.Lock()
 	}
 	if err := q.lostErr(seq); err != nil {
 		return err
@@ -125,6 +168,8 @@ func (q *committer) run() {
 		}
 		batches, first := q.queue, q.first
 		q.queue, q.first = nil, q.first+uint64(len(batches))
+		q.writing, q.writingLast = q.queued, q.first-1
+		q.queued = newFlight()
 		q.mu.Unlock()
 
 		err := q.st.Write(batches...)
@@ -139,8 +184,10 @@ func (q *committer) run() {
 		if err != nil {
 			// This commit and everything queued after it until resume.
 			q.lost = append(q.lost, seqRange{first, last})
+			q.wakeQueued() // they see q.err
 		}
-		q.cond.Broadcast()
+		q.writing.end()
+		q.writing = nil
 		q.mu.Unlock()
 		if err != nil {
 			q.failed(err)
@@ -167,6 +214,7 @@ func (q *committer) resume() {
 	q.first = q.next
 	q.durable = q.next - 1
 	q.err = nil
+	q.wakeQueued() // none should wait: the failure woke them
 	q.cond.Broadcast()
 }
 
@@ -182,6 +230,8 @@ func (q *committer) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.cond.Broadcast()
+	q.writing.end() // waiters give up (ErrShuttingDown) as before
+	q.wakeQueued()
 	q.mu.Unlock()
 	<-q.done
 }

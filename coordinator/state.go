@@ -414,6 +414,24 @@ type taskPage struct {
 	size   int
 }
 
+// fits is at most how many tasks of j the page selects, from the tally.
+func (p *taskPage) fits(j *jobEntry) int {
+	n := max(len(j.tasks)-p.start, 0)
+	if len(p.states) > 0 {
+		in := 0
+		for st := range p.states {
+			if int(st) >= 0 && int(st) < len(j.tally) {
+				in += j.tally[st]
+			}
+		}
+		n = min(n, in)
+	}
+	if p.size > 0 {
+		n = min(n, p.size)
+	}
+	return n
+}
+
 // allTasks selects every task.
 var allTasks = &taskPage{}
 
@@ -452,7 +470,12 @@ func (j *jobEntry) viewPage(page *taskPage) *jobView {
 		return v
 	}
 	pj.Stages = stagesProto(j)
-	v.tasks = []store.Task{}
+	// Sized up front: GetJob of a 10,000-task job copied these slices
+	// through every doubling, under c.mu (0.4 s of the coordinator's CPU in
+	// an N=1000 control-plane run, a GetJob every 250 ms).
+	n := page.fits(j)
+	v.tasks = make([]store.Task, 0, n)
+	v.cur = make([]store.Attempt, 0, n)
 	for i := page.start; i < len(j.tasks); i++ {
 		t := j.tasks[i]
 		if len(page.states) > 0 && !page.states[t.State] {

@@ -50,9 +50,17 @@ func Encode(c *Changes) (*Batch, error) {
 		put(bucketJobs, []byte(j.ID), j)
 	}
 	for _, t := range c.Tasks {
+		if data, ok := appendTask(make([]byte, 0, 160), t); ok {
+			b.ops = append(b.ops, op{bucketTasks, taskKey(t.JobID, t.Index), data})
+			continue
+		}
 		put(bucketTasks, taskKey(t.JobID, t.Index), t)
 	}
 	for _, a := range c.Attempts {
+		if data, ok := appendAttempt(make([]byte, 0, 256), a); ok {
+			b.ops = append(b.ops, op{bucketAttempts, attemptKey(a.JobID, a.Task, a.Attempt), data})
+			continue
+		}
 		put(bucketAttempts, attemptKey(a.JobID, a.Task, a.Attempt), a)
 	}
 	for _, t := range c.Tokens {
