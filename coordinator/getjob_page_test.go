@@ -79,3 +79,20 @@ func TestGetJobPagesAndFiltersTasks(t *testing.T) {
 		t.Errorf("a token past the end: %d tasks, next %q, %v; want none, none, nil", len(resp.GetJob().GetTasks()), resp.GetNextPageToken(), err)
 	}
 }
+
+// TestGetJobFilterOfAnUnknownState: a state this coordinator does not know
+// (a newer client's, or a typo'd number) selects no task and fails
+// nothing; the counts still cover the whole job.
+func TestGetJobFilterOfAnUnknownState(t *testing.T) {
+	h := start(t, "")
+	job := h.submit(gridSpec("unknown", 3)).GetId()
+	for _, st := range []cloudmlv1.TaskState{cloudmlv1.TaskState(len(cloudmlv1.TaskState_name)), 99, -1} {
+		resp, err := h.jobs.GetJob(ctxT(t), &cloudmlv1.GetJobRequest{JobId: job, TaskStates: []cloudmlv1.TaskState{st}})
+		if err != nil {
+			t.Fatalf("GetJob filtering state %d: %v", st, err)
+		}
+		if n := len(resp.GetJob().GetTasks()); n != 0 || resp.GetJob().GetTaskStates()["pending"] != 3 {
+			t.Errorf("GetJob filtering state %d: %d tasks, counts %v; want none, and 3 pending", st, n, resp.GetJob().GetTaskStates())
+		}
+	}
+}

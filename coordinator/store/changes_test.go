@@ -1,6 +1,9 @@
 package store
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -129,5 +132,63 @@ func TestDeleteJobForgetsOnlyItsSegments(t *testing.T) {
 	}
 	if got := text("b-000002"); got != "b-000002 one\nb two\n" {
 		t.Errorf("the other job reads %q", got)
+	}
+}
+
+// TestReopenedJobDirScansEveryAttemptsFile: after a restart, a job's log
+// directory exists already, so the attempts' files in it are read before
+// they are appended to: the second attempt written after the reopen
+// continues its seqs too, not only the first (which registers the
+// directory).
+func TestReopenedJobDirScansEveryAttemptsFile(t *testing.T) {
+	dir := t.TempDir()
+	one := func(seq uint64, text string) []*cloudmlv1.LogBatch {
+		return []*cloudmlv1.LogBatch{{Seq: seq, Data: []byte(text)}}
+	}
+	s := open(t, dir)
+	for task := range int32(2) {
+		for seq := uint64(1); seq <= 2; seq++ {
+			if _, _, err := s.AppendLogs("a-000001", task, 1, one(seq, fmt.Sprintf("t%d s%d\n", task, seq))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Close()
+	s = open(t, dir)
+	defer s.Close()
+	for task := range int32(2) {
+		acked, stored, err := s.AppendLogs("a-000001", task, 1, one(3, fmt.Sprintf("t%d s3\n", task)))
+		if err != nil || acked != 3 || stored != 1 {
+			t.Fatalf("task %d after the reopen: acked %d, stored %d, %v; want 3, 1", task, acked, stored, err)
+		}
+		es, err := s.ReadLogs("a-000001", task, 1, 0, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, e := range es {
+			got += string(e.Data)
+		}
+		if want := fmt.Sprintf("t%d s1\nt%d s2\nt%d s3\n", task, task, task); got != want {
+			t.Errorf("task %d reads %q, want %q", task, got, want)
+		}
+	}
+}
+
+// TestRemovedLogDirIsMadeAgain: a log directory removed under a running
+// store (by hand) is made again by the next write.
+func TestRemovedLogDirIsMadeAgain(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	defer s.Close()
+	logs := filepath.Join(dir, LogDirName)
+	if _, err := os.Stat(logs); err != nil {
+		t.Fatalf("no log directory at %s: %v", logs, err)
+	}
+	if err := os.RemoveAll(logs); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.AppendLogs("a-000001", 0, 1, []*cloudmlv1.LogBatch{{Seq: 1, Data: []byte("x\n")}}); err != nil {
+		t.Fatalf("append after the log directory was removed: %v", err)
 	}
 }

@@ -19,6 +19,20 @@ var encodeStrings = []string{
 	"", "job-abc123", "node-7", "a b", `say "hi"`, `back\slash`, "tab\there", "nl\n", "\x00\x1f\x7f", "a\x1fb",
 	"<script>&amp;</script>", "a<b", "a>b", "a&b", "line\u2028sep\u2029", "héllo ☃ 日本", "bad\xffutf8\xc3", "s3://bucket/out/1",
 	"attempt 1 failed (exit 1: boom)",
+	// Strings of one class only: the scan meets no other byte to send it
+	// down the right path.
+	"\n", "\x01\x02", " ", "\x7f", `"`, `\`, "<", ">", "&", "\u2028", "\xff", "é",
+}
+
+// TestAppendJSONStringMatchesJSON: every string encodes as json.Marshal
+// writes it, whichever path it takes.
+func TestAppendJSONStringMatchesJSON(t *testing.T) {
+	for _, s := range encodeStrings {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got[1:], want)
+		}
+	}
 }
 
 // encodeTimes are times with and without fractions and zones, the zero
