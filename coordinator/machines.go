@@ -178,8 +178,8 @@ func (m *machines) check(ctx context.Context, now time.Time) {
 	m.enforceDeadline(now)
 	m.deleteIdle(now)
 	// A machine that was to found the swarm and is gone lets another
-	// node found it.
-	m.c.locked(func() error { m.c.formSwarm(); return nil })
+	// node found it. Asking changes nothing durable: no commit to wait for.
+	m.c.lockedSeq(func() error { m.c.formSwarm(); return nil })
 	m.mu.Lock()
 	due := now.Sub(m.lastReconcile) >= m.c.cfg.ReconcileInterval
 	m.mu.Unlock()
