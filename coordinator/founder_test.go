@@ -8,10 +8,13 @@ import (
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// founderAndOther scales a cluster with no swarm to two machines and
-// returns the one made to found the swarm as it boots, and the other.
-func founderAndOther(t *testing.T, h *harness, cl *cloud) (founder, other provider.Node) {
+// founderAndOther starts a coordinator on a fake cloud, scales its
+// cluster, with no swarm, to two machines and returns the one made to
+// found the swarm as it boots, and the other.
+func founderAndOther(t *testing.T) (h *harness, cl *cloud, founder, other provider.Node) {
 	t.Helper()
+	cl = newCloud(t)
+	h = startFleet(t, "", cl)
 	h.scale(&cloudmlv1.ScalePoolRequest{Nodes: 2})
 	nodes, err := cl.List(t.Context())
 	if err != nil {
@@ -27,7 +30,7 @@ func founderAndOther(t *testing.T, h *harness, cl *cloud) (founder, other provid
 	if founder.ID == "" || other.ID == "" {
 		t.Fatalf("machines %+v: want one made to found the swarm and one not", nodes)
 	}
-	return founder, other
+	return h, cl, founder, other
 }
 
 // machineNode registers and connects a Docker agent on machine m.
@@ -36,6 +39,15 @@ func machineNode(t *testing.T, h *harness, m provider.Node, addr string) *fakeAg
 	a := newAgentWith(t, h, &cloudmlv1.RegisterRequest{Hostname: m.Name, Address: addr, Slots: 2, Runtime: runtimeDocker, ProviderId: m.ID})
 	a.open()
 	return a
+}
+
+// asksToFound asserts that a is asked to found the swarm, advertised at
+// addr.
+func asksToFound(t *testing.T, a *fakeAgent, addr, when string) {
+	t.Helper()
+	if init := a.nextOther().GetSwarmInit(); init.GetAdvertiseAddr() != addr {
+		t.Fatalf("%s: node %s got %v, want SwarmInit advertising %s", when, a.id, init, addr)
+	}
 }
 
 // noCommand asserts that a has been sent no swarm or staging command,
@@ -55,16 +67,12 @@ func noCommand(t *testing.T, a *fakeAgent) {
 // a second swarm); the founder is, and the other joins the swarm it
 // reports. Machines made once there is a swarm found nothing.
 func TestTheFounderMachineFoundsTheSwarm(t *testing.T) {
-	cl := newCloud(t)
-	h := startFleet(t, "", cl)
-	founder, other := founderAndOther(t, h, cl)
+	h, cl, founder, other := founderAndOther(t)
 
 	o := machineNode(t, h, other, "10.0.0.12")
 	noCommand(t, o)
 	f := machineNode(t, h, founder, "10.0.0.11")
-	if init := f.nextOther().GetSwarmInit(); init.GetAdvertiseAddr() != "10.0.0.11" {
-		t.Fatalf("the founder got %v, want SwarmInit advertising 10.0.0.11", init)
-	}
+	asksToFound(t, f, "10.0.0.11", "the founder, registered second")
 	f.reportSwarm(&cloudmlv1.ReportSwarmRequest{SwarmNodeId: "sw-1", Role: cloudmlv1.SwarmRole_SWARM_ROLE_MANAGER,
 		ManagerAddr: "10.0.0.11:2377", WorkerJoinToken: "SWMTKN-1-secret"})
 	if join := o.nextOther().GetSwarmJoin(); join.GetManagerAddrs()[0] != "10.0.0.11:2377" {
@@ -90,29 +98,21 @@ func TestTheFounderMachineFoundsTheSwarm(t *testing.T) {
 // TestAFailedFounderLetsAnotherFound: when the founder's node cannot found
 // the swarm, a node that waited for it is asked to.
 func TestAFailedFounderLetsAnotherFound(t *testing.T) {
-	cl := newCloud(t)
-	h := startFleet(t, "", cl)
-	founder, other := founderAndOther(t, h, cl)
+	h, _, founder, other := founderAndOther(t)
 
 	o := machineNode(t, h, other, "10.0.0.12")
 	f := machineNode(t, h, founder, "10.0.0.11")
-	if f.nextOther().GetSwarmInit() == nil {
-		t.Fatal("the founder was not asked to found the swarm")
-	}
+	asksToFound(t, f, "10.0.0.11", "the founder")
 	noCommand(t, o)
 	f.reportSwarm(&cloudmlv1.ReportSwarmRequest{Error: "init swarm: no space left on device"})
-	if init := o.nextOther().GetSwarmInit(); init.GetAdvertiseAddr() != "10.0.0.12" {
-		t.Fatalf("after the founder failed the other node got %v, want SwarmInit", init)
-	}
+	asksToFound(t, o, "10.0.0.12", "after the founder failed")
 }
 
 // TestADeletedFounderLetsAnotherFound: a founder machine deleted before
 // its agent registered (its deadline, a scale down) stops the wait at the
 // next machine check.
 func TestADeletedFounderLetsAnotherFound(t *testing.T) {
-	cl := newCloud(t)
-	h := startFleet(t, "", cl)
-	founder, other := founderAndOther(t, h, cl)
+	h, _, founder, other := founderAndOther(t)
 
 	o := machineNode(t, h, other, "10.0.0.12")
 	noCommand(t, o)
@@ -120,7 +120,5 @@ func TestADeletedFounderLetsAnotherFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.c.machines.check(t.Context(), time.Now())
-	if init := o.nextOther().GetSwarmInit(); init.GetAdvertiseAddr() != "10.0.0.12" {
-		t.Fatalf("after the founder was deleted the other node got %v, want SwarmInit", init)
-	}
+	asksToFound(t, o, "10.0.0.12", "after the founder was deleted")
 }
