@@ -201,8 +201,8 @@ func (n *node) session(ctx context.Context, first bool) (started bool, err error
 	}
 }
 
-// heartbeat calls Heartbeat every period, sooner after a failure, as the
-// agent does.
+// heartbeat calls Heartbeat every period from when the last call began,
+// sooner after a failure, as the agent does.
 func (n *node) heartbeat(ctx context.Context, period time.Duration) {
 	if period <= 0 {
 		period = 5 * time.Second
@@ -231,7 +231,7 @@ func (n *node) heartbeat(ctx context.Context, period time.Duration) {
 		} else {
 			next = min(period/4, time.Second)
 		}
-		timer.Reset(next)
+		timer.Reset(max(next-time.Since(start), 0)) // from when the call began, as the agent's nextBeat
 	}
 }
 
