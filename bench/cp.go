@@ -127,7 +127,9 @@ const cpNotes = `
      N ready nodes before the submit; idle GetJob: 20 calls on the finished job after the run.
      Down: nodes ListNodes ever showed DOWN (and "node down" lines the coordinator logged); lost:
      attempts beyond the first of every task (retries 0, true never fails); run twice: task
-     indexes that reached RUNNING on more than one attempt. RSS: VmRSS with N idle nodes before
+     indexes a simulated agent started on more than one attempt. Each agent reports an attempt
+     as the agent does: RUNNING only if the end is not ready 100 ms after the start (the
+     progress hold), then the end. RSS: VmRSS with N idle nodes before
      the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the job's end; the
      simulated agents share the machine's cores with the coordinator, and their CPU is the bench's.
      State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on the
