@@ -48,6 +48,11 @@ const (
 	callListNodes = "ListNodes"
 )
 
+// cpHold is -cp-progress-hold: the simulated agents' progress hold
+// (simagent.Config.ProgressHold; negative: every report, acknowledged in
+// turn, as agents before the hold reported).
+var cpHold = simagent.DefaultProgressHold
+
 // cpFollow is -cp-follow: a client follows the sweep's logs (logs -f)
 // during the run.
 var cpFollow bool
@@ -195,6 +200,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	rec := simagent.NewRecorder()
 	cfg := simagent.DefaultConfig()
 	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots, cfg.Recorder = b.addr, tok.GetToken(), n, slots, rec
+	cfg.ProgressHold = cpHold
 	fleet, err := simagent.New(cfg)
 	if err != nil {
 		return res, err

@@ -85,6 +85,7 @@ func main() {
 	flag.StringVar(&cpProfileDir, "cp-profile", "", "control plane (C): a directory where each coordinator writes its CPU profile (go tool pprof)")
 	flag.StringVar(&cpBenchProfileDir, "cp-bench-profile", "", "control plane (C): a directory where the bench process (the simulated agents) writes its CPU profile of each run, submit to the job's end (go tool pprof)")
 	flag.BoolVar(&cpSeries, "cp-series", false, "control plane (C): print each second of the sweep: placements, heartbeats and their p50/p99")
+	flag.DurationVar(&cpHold, "cp-progress-hold", cpHold, "control plane (C): how long the simulated agents hold a RUNNING report for the end that makes it stale, as agents do; negative: every report, each acknowledged in turn")
 	flag.BoolVar(&cpFollow, "cp-follow", false, "control plane (C): a client follows the sweep's logs during the run, as logs -f would")
 	flag.StringVar(&doTrace, "do-trace", "", "DigitalOcean row (d): write a timeline of its runs to this file (debug logs of the coordinator and agents, the droplets' consoles, the client's commands)")
 	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")
