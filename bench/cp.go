@@ -82,6 +82,7 @@ type cpResult struct {
 	listLoad               [2]time.Duration
 	down, downLog          int // nodes seen DOWN (ListNodes) / "node down" lines logged
 	lost, runTwice, failed int
+	reportsPerTask         float64 // ReportTask calls the agents made per task
 	reconnects             int
 	callErrs               map[string]string
 	idleRSS, peakRSS       int64 // bytes: VmRSS with N idle nodes before the job, VmHWM at the end
@@ -334,6 +335,11 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		}
 	}
 	res.runTwice = rec.RunTwice(id)
+	var reports int
+	for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallSucceeded} {
+		reports += len(rec.Latencies(call, time.Time{}, time.Time{}))
+	}
+	res.reportsPerTask = float64(reports) / float64(tasks)
 	res.reconnects = rec.Reconnects()
 	res.callErrs = rec.Errors()
 
@@ -597,6 +603,7 @@ func printCP(title string, nodes []int, results [][]cpResult) {
 		{"attempts lost", "0", count(func(r cpResult) int { return r.lost })},
 		{"tasks run more than once", "0", count(func(r cpResult) int { return r.runTwice })},
 		{"tasks not succeeded", "0", count(func(r cpResult) int { return r.failed })},
+		{"ReportTask calls per task", "", num(func(r cpResult) float64 { return r.reportsPerTask }, func(v float64) string { return fmt.Sprintf("%.2f", v) })},
 		{"sessions reopened by agents", "", count(func(r cpResult) int { return r.reconnects })},
 		{"coordinator RSS, N idle nodes", "", num(func(r cpResult) float64 { return float64(r.idleRSS) }, mib)},
 		{"coordinator peak RSS (VmHWM)", "<= 512MiB at N=1000", num(func(r cpResult) float64 { return float64(r.peakRSS) }, mib)},
