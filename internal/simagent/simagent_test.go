@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,5 +204,14 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := simagent.New(simagent.DefaultConfig()); err == nil {
 		t.Error("New accepted a config without addr and token")
+	}
+	cfg := simagent.DefaultConfig()
+	cfg.Addr, cfg.JoinToken = "127.0.0.1:1", pki.NewToken(strings.Repeat("ab", 32)).String()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a config with addr and token: %v", err)
+	}
+	cfg.HeartbeatPeriod = -time.Second
+	if err := cfg.Validate(); err == nil {
+		t.Error("a negative heartbeat period validated")
 	}
 }
