@@ -64,6 +64,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == cpAgentsCmd { // the bench's own child (cpagents.go)
+		if err := agentsMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench "+cpAgentsCmd+":", err)
+			os.Exit(1)
+		}
+		return
+	}
 	runs := flag.Int("runs", 3, "repetitions of each measurement (medians are reported)")
 	logRuns := flag.Int("log-runs", 5, "repetitions of the process log measurement (b); one run of 70M lines takes ~20 s")
 	tasks := flag.Int("tasks", 200, "tasks in the sweep benchmark")
@@ -85,6 +92,9 @@ func main() {
 	flag.StringVar(&cpProfileDir, "cp-profile", "", "control plane (C): a directory where each coordinator writes its CPU profile (go tool pprof)")
 	flag.StringVar(&cpBenchProfileDir, "cp-bench-profile", "", "control plane (C): a directory where the bench process (the simulated agents) writes its CPU profile of each run, submit to the job's end (go tool pprof)")
 	flag.BoolVar(&cpSeries, "cp-series", false, "control plane (C): print each second of the sweep: placements, heartbeats and their p50/p99")
+	flag.IntVar(&cpProbeNodes, "cp-probe", cpProbeNodes, "control plane (C): nodes of the heartbeat probe, a process of its own beside the simulated agents (0: none)")
+	flag.BoolVar(&cpAgentsProc, "cp-agents-proc", false, "control plane (C): run the N simulated agents in a child process instead of the bench's own")
+	flag.IntVar(&cpAgentsNice, "cp-agents-nice", 0, "control plane (C): with -cp-agents-proc, run that child under nice -n this (an experiment: the agents stand in for other machines)")
 	flag.BoolVar(&cpFollow, "cp-follow", false, "control plane (C): a client follows the sweep's logs during the run, as logs -f would")
 	flag.StringVar(&doTrace, "do-trace", "", "DigitalOcean row (d): write a timeline of its runs to this file (debug logs of the coordinator and agents, the droplets' consoles, the client's commands)")
 	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")
