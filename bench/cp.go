@@ -287,6 +287,10 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	defer stopProfile()
+	stopCPU := func() [][3]float64 { return nil }
+	if cpSeries {
+		stopCPU = sampleCPU(pid, fleet.pid())
+	}
 	submitAt := time.Now()
 	sub, err := c.Submit(ctx, &cloudmlv1.JobSpec{
 		Name: "cp", Command: []string{"true"},
@@ -342,6 +346,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.makespan = end.Sub(submitAt)
 	res.cpuRun = procCPU(pid) - cpuBefore
 	res.agentsCPURun = procCPU(fleet.pid()) - agentsBefore
+	cpuSeries := stopCPU()
 	stopProfile()
 	ns, err := c.Nodes(ctx)
 	if err != nil {
@@ -412,7 +417,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		res.placeRate = float64(hi-lo) / assigned[hi-1].Sub(assigned[lo]).Seconds()
 	}
 	if cpSeries {
-		printSeries(n, recs, submitAt, end)
+		printSeries(n, recs, cpuSeries, submitAt, end)
 	}
 	res.stateBytes = dirBytes(filepath.Join(dir, "state"))
 	return res, nil
@@ -420,11 +425,12 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 
 // printSeries prints, for each second from submit to end, the first
 // assignments received and the heartbeats begun in it with their p50 and
-// p99 (then the probe's, when recs has it after the agents'): the sweep
+// p99 (then the probe's, when recs has it after the agents', and the
+// cores the coordinator and the agents used, from sampleCPU): the sweep
 // runs in waves (every slot starts at once, ends at about the same time
 // and is refilled in a burst), and a run's heartbeat p99 is that of its
 // worst burst.
-func printSeries(n int, recs []*simagent.Recorder, submitAt, end time.Time) {
+func printSeries(n int, recs []*simagent.Recorder, cpu [][3]float64, submitAt, end time.Time) {
 	var assigned []time.Time
 	for _, r := range recs {
 		assigned = append(assigned, r.Assigned()...)
@@ -446,7 +452,38 @@ func printSeries(n int, recs []*simagent.Recorder, submitAt, end time.Time) {
 			pp := p50p99(probe)
 			line += fmt.Sprintf("; probe %3d p50 %s p99 %s", len(probe), pp[0].Round(time.Millisecond), pp[1].Round(time.Millisecond))
 		}
+		if i := int(from.Sub(submitAt) / time.Second); i+1 < len(cpu) {
+			d := func(j int) float64 { return cpu[i+1][j] - cpu[i][j] }
+			line += fmt.Sprintf("; cores: coordinator %.1f, agents %.1f, machine %.1f", d(0), d(1), d(2))
+		}
 		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+// sampleCPU reads the CPU seconds of the coordinator, of the agents' pid
+// and of the whole machine now and every second after, until stop; stop
+// returns one row per sample.
+func sampleCPU(coordinator, agents int) (stop func() [][3]float64) {
+	sample := func() [3]float64 { return [3]float64{procCPU(coordinator), procCPU(agents), machineCPU()} }
+	rows := [][3]float64{sample()}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				rows = append(rows, sample())
+			}
+		}
+	}()
+	return func() [][3]float64 {
+		close(done)
+		<-finished
+		return rows
 	}
 }
 
@@ -565,6 +602,25 @@ func procCPU(pid int) float64 {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (u + st) / 100
+}
+
+// machineCPU is the CPU seconds all cores spent busy (the first line of
+// /proc/stat, idle and iowait left out).
+func machineCPU() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	busy := 0.0
+	for i, v := range f[1:min(len(f), 9)] {
+		if i != 3 && i != 4 {
+			x, _ := strconv.ParseFloat(v, 64)
+			busy += x
+		}
+	}
+	return busy / 100
 }
 
 // dirBytes is the size of the files under dir.
