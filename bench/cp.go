@@ -74,9 +74,6 @@ const cpProbeBeat = 250 * time.Millisecond
 // process instead of the bench's own.
 var cpAgentsProc bool
 
-// cpAgentsNice is -cp-agents-nice: that child's nice value.
-var cpAgentsNice int
-
 // cpBenchProfileDir is -cp-bench-profile: where the bench process (the
 // simulated agents and the client) writes its CPU profile of each run,
 // submit to the job's end (empty: none).
@@ -108,9 +105,6 @@ type cpResult struct {
 // cpRows runs the control-plane measurement for each N in nodes, runs times,
 // and prints the table.
 func cpRows(nodes []int, runs, tasks, slots int) error {
-	if cpAgentsNice != 0 && !cpAgentsProc {
-		return errors.New("-cp-agents-nice needs -cp-agents-proc: the agents must be a process of their own")
-	}
 	if err := raiseNoFile(max(nodes[len(nodes)-1]*4+1024, 8192)); err != nil {
 		return err
 	}
@@ -142,9 +136,9 @@ func cpRows(nodes []int, runs, tasks, slots int) error {
 const cpNotes = `
   C) a fresh coordinator serve --provider none (bin/, state on this disk, log level warn) per N;
      N simulated agents (internal/simagent) in the bench process (-cp-agents-proc: in a child
-     process of their own, -cp-agents-nice: under nice -n) register with one join token, 16 at a
-     time. Ready: the fleet's start to every node READY in ListNodes. Placements/s: the middle 80%
-     of first assignment receipts (all of them: submit to the last). Makespan: submit to the job's
+     process of their own) register with one join token, 16 at a time. Ready: the fleet's start
+     to every node READY in ListNodes. Placements/s: the middle 80% of first assignment receipts
+     (all of them: submit to the last), the probe's included. Makespan: submit to the job's
      end_time. Under load: calls that began between submit and the job's end (GetJob of the job
      every 250 ms, ListNodes every 1 s from one client). Idle heartbeats: the 6 s with N ready
      nodes before the submit; idle GetJob: 20 calls on the finished job after the run.
@@ -155,6 +149,8 @@ const cpNotes = `
      marked down). The N agents' heartbeats are timed in a process running 1,000 nodes' calls;
      the probe's in one that is nearly idle, so the difference is the agents' process's own
      queueing, and the probe's latency is the coordinator's (and the machine's) share.
+     -cp-series prints each second's placements, both p50/p99 and the cores the coordinator, the
+     agents' process and the whole machine used (/proc).
      Down: nodes ListNodes ever showed DOWN (and "node down" lines the coordinator logged); lost:
      attempts beyond the first of every task (retries 0, true never fails); run twice: task
      indexes that reached RUNNING on more than one attempt, on any node. RSS: VmRSS with N idle
@@ -221,7 +217,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	fleet, err := startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: n, slots: slots,
-		prefix: "sim", nice: cpAgentsNice, here: !cpAgentsProc})
+		prefix: "sim", here: !cpAgentsProc})
 	if err != nil {
 		return res, err
 	}
@@ -267,9 +263,6 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		}
 	}
 	pid := b.cmd.Process.Pid
-	if cpAgentsProc {
-		fmt.Fprintf(os.Stderr, "bench: C N=%d: agents %s; coordinator %s\n", n, procSched(fleet.pid()), procSched(pid))
-	}
 
 	// Idle: N nodes heartbeating, no job.
 	idleFrom := time.Now()

@@ -8,10 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,7 +85,6 @@ type agentsConfig struct {
 	nodes, slots int
 	prefix       string
 	heartbeat    time.Duration // 0: the coordinator's period
-	nice         int           // the child's nice value (`nice -n`); 0: the bench's
 	here         bool          // in this process instead of a child
 }
 
@@ -164,7 +161,7 @@ func (a *agentsHere) stop() (*simagent.Recorder, error) {
 }
 
 // agentsProc is a fleet in a child process: this binary run as
-// `cp-agents`, under `nice -n` when cfg.nice is set.
+// `cp-agents`.
 type agentsProc struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
@@ -181,9 +178,6 @@ func startAgentsProc(cfg agentsConfig) (*agentsProc, error) {
 	}
 	argv := []string{exe, cpAgentsCmd, "-addr", cfg.addr, "-nodes", strconv.Itoa(cfg.nodes),
 		"-slots", strconv.Itoa(cfg.slots), "-prefix", cfg.prefix, "-heartbeat", cfg.heartbeat.String()}
-	if cfg.nice != 0 {
-		argv = append([]string{"nice", "-n", strconv.Itoa(cfg.nice)}, argv...)
-	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), cpTokenEnv+"="+cfg.token)
 	cmd.Stderr = os.Stderr
@@ -245,27 +239,4 @@ func (p *agentsProc) stop() (*simagent.Recorder, error) {
 		return nil, p.err
 	}
 	return simagent.FromSnapshot(p.snap), nil
-}
-
-// procSched says a process's scheduling: the nice values of its threads
-// (Linux's nice is per thread; a process started under nice passes its
-// value to every thread) and its autogroup (with
-// kernel.sched_autogroup_enabled, nice weighs only against processes of
-// the same autogroup, which children of one session share).
-func procSched(pid int) string {
-	nices := map[string]bool{}
-	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
-		for _, t := range tasks {
-			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
-			s := string(data)
-			if i := strings.LastIndexByte(s, ')'); err == nil && i >= 0 {
-				if f := strings.Fields(s[i+1:]); len(f) > 16 {
-					nices[f[16]] = true // field 19 of stat
-				}
-			}
-		}
-	}
-	vals := slices.Sorted(maps.Keys(nices))
-	group, _ := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", pid))
-	return fmt.Sprintf("pid %d threads' nice %s, %s", pid, strings.Join(vals, ","), strings.TrimSpace(string(group)))
 }

@@ -63,11 +63,10 @@ func TestReadAgentsReport(t *testing.T) {
 	}
 }
 
-// TestAgentsProc runs a few simulated agents in a child process, under
-// nice, against a coordinator in the test process over TCP and mutual
-// TLS, and reads back what they recorded.
+// TestAgentsProc runs a few simulated agents in a child process against
+// a coordinator in the test process over TCP and mutual TLS, and reads
+// back what they recorded.
 func TestAgentsProc(t *testing.T) {
-	testutil.NeedBinary(t, "nice")
 	addr, admin := serveCoordinator(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only a hang's bound
 	defer cancel()
@@ -77,7 +76,7 @@ func TestAgentsProc(t *testing.T) {
 	}
 	const nodes = 3
 	p, err := startAgentsProc(agentsConfig{addr: addr, token: tok.GetToken(), nodes: nodes, slots: 1,
-		prefix: "probe", heartbeat: 10 * time.Millisecond, nice: 5})
+		prefix: "probe", heartbeat: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +84,8 @@ func TestAgentsProc(t *testing.T) {
 	if err := p.waitReady(time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if got := procSched(p.pid()); !strings.Contains(got, "threads' nice 5,") {
-		t.Errorf("the child's scheduling: %s; want every thread at nice 5", got)
+	if p.pid() == os.Getpid() {
+		t.Error("the agents run in the test's own process")
 	}
 	rec, err := p.stop()
 	if err != nil {
