@@ -49,6 +49,11 @@ const (
 	callListNodes = "ListNodes"
 )
 
+// cpHold is -cp-progress-hold: the simulated agents' progress hold
+// (simagent.Config.ProgressHold; negative: every report, acknowledged in
+// turn, as agents before the hold reported).
+var cpHold = simagent.DefaultProgressHold
+
 // cpFollow is -cp-follow: a client follows the sweep's logs (logs -f)
 // during the run.
 var cpFollow bool
@@ -93,6 +98,7 @@ type cpResult struct {
 	listLoad               [2]time.Duration
 	down, downLog          int // nodes seen DOWN (ListNodes) / "node down" lines logged
 	lost, runTwice, failed int
+	reportsPerTask         float64 // ReportTask calls the agents made per task
 	reconnects             int
 	callErrs               map[string]string
 	idleRSS, peakRSS       int64 // bytes: VmRSS with N idle nodes before the job, VmHWM at the end
@@ -153,12 +159,14 @@ const cpNotes = `
      agents' process and the whole machine used (/proc).
      Down: nodes ListNodes ever showed DOWN (and "node down" lines the coordinator logged); lost:
      attempts beyond the first of every task (retries 0, true never fails); run twice: task
-     indexes that reached RUNNING on more than one attempt, on any node. RSS: VmRSS with N idle
-     nodes before the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the
-     job's end; the simulated agents share the machine's cores with the coordinator, and their CPU
-     is that of the process they run in. State: the bytes of the state directory after the run.
-     Fsync: a 4 KiB write and fsync on the state's disk, median of 200, before each run: the time
-     of one group commit's sync on a given disk.
+     indexes a simulated agent started on more than one attempt, on any node. Each agent reports
+     an attempt as the agent does: RUNNING only if the end is not ready 100 ms after the start
+     (the progress hold), then the end. RSS: VmRSS with N idle nodes before the job, VmHWM after
+     the run; CPU: utime+stime, in all and from submit to the job's end; the simulated agents
+     share the machine's cores with the coordinator, and their CPU is that of the process they run
+     in. State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on
+     the state's disk, median of 200, before each run: the time of one group commit's sync on a
+     given disk.
 `
 
 // cpRun measures one N on a fresh coordinator.
@@ -217,7 +225,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	fleet, err := startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: n, slots: slots,
-		prefix: "sim", here: !cpAgentsProc})
+		prefix: "sim", hold: cpHold, here: !cpAgentsProc})
 	if err != nil {
 		return res, err
 	}
@@ -254,7 +262,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	var probe agents
 	if cpProbeNodes > 0 {
 		if probe, err = startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: cpProbeNodes, slots: 1,
-			prefix: "probe", heartbeat: cpProbeBeat}); err != nil {
+			prefix: "probe", heartbeat: cpProbeBeat, hold: cpHold}); err != nil {
 			return res, err
 		}
 		defer probe.stop()
@@ -398,10 +406,15 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.hbLoad = p50p99(rec.Latencies(simagent.CallHeartbeat, submitAt, end))
 	res.runTwice = runTwice(id, recs)
 	var assigned []time.Time
+	reports := 0
 	for _, r := range recs {
 		res.reconnects += r.Reconnects()
 		assigned = append(assigned, r.Assigned()...)
+		for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallSucceeded} {
+			reports += len(r.Latencies(call, time.Time{}, time.Time{}))
+		}
 	}
+	res.reportsPerTask = float64(reports) / float64(tasks)
 	slices.SortFunc(assigned, time.Time.Compare)
 	if len(assigned) > 0 {
 		res.placeAll = float64(len(assigned)) / assigned[len(assigned)-1].Sub(submitAt).Seconds()
@@ -480,8 +493,8 @@ func sampleCPU(coordinator, agents int) (stop func() [][3]float64) {
 	}
 }
 
-// runTwice counts the task indexes of job that reached RUNNING more than
-// once, over the nodes of every recorder.
+// runTwice counts the task indexes of job that simulated agents started
+// more than once, over the nodes of every recorder.
 func runTwice(job string, recs []*simagent.Recorder) int {
 	runs := map[int32]int{}
 	for _, r := range recs {
@@ -728,6 +741,7 @@ func printCP(title string, nodes []int, results [][]cpResult) {
 		{"attempts lost", "0", count(func(r cpResult) int { return r.lost })},
 		{"tasks run more than once", "0", count(func(r cpResult) int { return r.runTwice })},
 		{"tasks not succeeded", "0", count(func(r cpResult) int { return r.failed })},
+		{"ReportTask calls per task", "", num(func(r cpResult) float64 { return r.reportsPerTask }, func(v float64) string { return fmt.Sprintf("%.2f", v) })},
 		{"sessions reopened by agents", "", count(func(r cpResult) int { return r.reconnects })},
 		{"coordinator RSS, N idle nodes", "", num(func(r cpResult) float64 { return float64(r.idleRSS) }, mib)},
 		{"coordinator peak RSS (VmHWM)", "<= 512MiB at N=1000", num(func(r cpResult) float64 { return float64(r.peakRSS) }, mib)},

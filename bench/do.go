@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudml/cloudml/internal/dofake/netnsboot"
 	"github.com/cloudml/cloudml/internal/dofake/testcloud"
+	"github.com/cloudml/cloudml/internal/logging"
 )
 
 // doName is the netns prefix of the DigitalOcean test cloud.
@@ -35,12 +39,14 @@ func doRows(runs, nodes int) (rows []row, teardown string, err error) {
 	ccfg := testcloud.Config{Name: doName, Nodes: nodes, Bucket: benchBucket, WorkDir: filepath.Join(dir, "work")}
 	logLevel := "warn"
 	var trace *tracer
+	inits := &initWatch{start: map[string]time.Time{}}
+	ccfg.Console = logging.NewLineFunc(inits.line)
 	if doTrace != "" {
 		if trace, err = newTracer(doTrace); err != nil {
 			return nil, "", err
 		}
 		defer trace.close()
-		ccfg.Console = trace.writer("console ")
+		ccfg.Console = io.MultiWriter(ccfg.Console, trace.writer("console "))
 		ccfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "testcloud", Level: hclog.Debug, Output: trace.writer("")})
 		logLevel = "debug"
 	}
@@ -96,9 +102,10 @@ func doRows(runs, nodes int) (rows []row, teardown string, err error) {
 	if err := b.waitConfig(30 * time.Second); err != nil {
 		return nil, "", err
 	}
-	var up, script []time.Duration
+	var up, script, upInit, scriptInit []time.Duration
 	for i := range runs {
-		var u, s time.Duration
+		var u time.Duration
+		var s netnsboot.ScriptTimes
 		if i%2 == 0 {
 			if s, err = scriptRun(ctx, cloud, nodes); err == nil {
 				u, err = upRun(b, cloud, nodes)
@@ -111,10 +118,12 @@ func doRows(runs, nodes int) (rows []row, teardown string, err error) {
 		if err != nil {
 			return nil, "", err
 		}
-		up, script = append(up, u), append(script, s)
+		up, script = append(up, u), append(script, s.Took)
+		upInit, scriptInit = append(upInit, inits.take()...), append(scriptInit, s.Init)
 	}
 	mu, ms := median(up), median(script)
 	fmt.Printf("d) each run, in order: cloudml %s; script %s\n", roundAll(up), roundAll(script))
+	fmt.Printf("d) its docker swarm init alone: cloudml's founder %s; script %s\n", roundAll(upInit), roundAll(scriptInit))
 	rows = append(rows, row{
 		name:     fmt.Sprintf("d) cluster up --nodes %d to all in the swarm", nodes),
 		cloudml:  mu.Round(time.Millisecond).String(),
@@ -141,11 +150,49 @@ func upRun(b *bench, cloud *testcloud.Cloud, nodes int) (time.Duration, error) {
 }
 
 // scriptRun times the manual recipe on the pool's first n nodes.
-func scriptRun(ctx context.Context, cloud *testcloud.Cloud, nodes int) (time.Duration, error) {
+func scriptRun(ctx context.Context, cloud *testcloud.Cloud, nodes int) (netnsboot.ScriptTimes, error) {
 	if err := waitFree(cloud, nodes); err != nil {
-		return 0, err
+		return netnsboot.ScriptTimes{}, err
 	}
 	return cloud.Booter().ScriptSwarm(ctx, nodes)
+}
+
+// initWatch times the founder's docker swarm init from the droplets'
+// consoles, where the bootstrap says when it starts founding the swarm
+// and when the swarm is founded (arrival times: both lines come the same
+// way).
+type initWatch struct {
+	mu    sync.Mutex           // protects start, took
+	start map[string]time.Time // droplet name: when its founding began
+	took  []time.Duration
+}
+
+func (w *initWatch) line(line string) {
+	name, said, ok := strings.Cut(line, " cloud-init: cloudml-bootstrap: ")
+	if !ok {
+		return
+	}
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case strings.HasPrefix(said, "founding the swarm"):
+		w.start[name] = now
+	case said == "swarm founded":
+		if t, ok := w.start[name]; ok {
+			w.took = append(w.took, now.Sub(t))
+			delete(w.start, name)
+		}
+	}
+}
+
+// take returns the inits timed since the last take.
+func (w *initWatch) take() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.took
+	w.took = nil
+	return out
 }
 
 // waitFree waits until the deleted droplets' machines are halted and

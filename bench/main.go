@@ -96,6 +96,7 @@ func main() {
 	flag.BoolVar(&cpSeries, "cp-series", false, "control plane (C): print each second of the sweep: placements, heartbeats and their p50/p99")
 	flag.IntVar(&cpProbeNodes, "cp-probe", cpProbeNodes, "control plane (C): nodes of the heartbeat probe, a process of its own beside the simulated agents (0: none)")
 	flag.BoolVar(&cpAgentsProc, "cp-agents-proc", false, "control plane (C): run the N simulated agents in a child process instead of the bench's own")
+	flag.DurationVar(&cpHold, "cp-progress-hold", cpHold, "control plane (C): how long the simulated agents hold a RUNNING report for the end that makes it stale, as agents do; negative: every report, each acknowledged in turn")
 	flag.BoolVar(&cpFollow, "cp-follow", false, "control plane (C): a client follows the sweep's logs during the run, as logs -f would")
 	flag.StringVar(&doTrace, "do-trace", "", "DigitalOcean row (d): write a timeline of its runs to this file (debug logs of the coordinator and agents, the droplets' consoles, the client's commands)")
 	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")
@@ -171,6 +172,11 @@ const doNotes = `
      agent, registered over mTLS and is in the swarm); droplets are active at once here
      (about 30 s on DigitalOcean). Baseline: a script running docker swarm init on one of
      the same nodes and docker swarm join on the others, to the manager listing all ready.
+     The docker swarm init alone (cloudml: the founder's console, from "founding the swarm"
+     to "swarm founded"; the script: around its init) takes about 0.2 s or about 0.7 s:
+     dockerd checks its new manager's health once it can reach it and, if raft has not
+     elected it yet, checks again 500 ms later (swarmkit's initManagerConnection). The
+     init wins that race more often alone than beside the droplets' boot work.
 `
 
 // processRows runs the process-runtime benchmarks on local agents.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,36 @@ func TestReportTimesAreTheAgents(t *testing.T) {
 	}
 }
 
+// TestEndAloneCarriesTheStart: an end reported with no progress report
+// before it (the agent left them out as stale) starts the attempt and the
+// task at its start_time; a start_time after the report's own
+// time is not believed.
+func TestEndAloneCarriesTheStart(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 1)
+	n.open()
+	job := h.submit(gridSpec("endalone", 2)).GetId()
+	ended := time.Now().Add(-time.Hour).Truncate(time.Second)
+	for i, began := range []time.Time{ended.Add(-time.Minute), ended.Add(time.Minute)} {
+		a := n.next()
+		if _, err := n.client.ReportTask(ctxT(t), &cloudmlv1.ReportTaskRequest{
+			Ref: a.GetRef(), State: cloudmlv1.TaskState_TASK_STATE_SUCCEEDED,
+			Time: timestamppb.New(ended), StartTime: timestamppb.New(began),
+		}, n.creds()); err != nil {
+			t.Fatal(err)
+		}
+		want := began
+		if i == 1 {
+			want = ended // a start after the end: the end's time
+		}
+		j := h.job(job)
+		task := j.GetTasks()[a.GetRef().GetTaskIndex()]
+		if !task.GetStartTime().AsTime().Equal(want) || !task.GetEndTime().AsTime().Equal(ended) {
+			t.Errorf("report %d: task ran %v to %v, want %v to %v", i, task.GetStartTime().AsTime(), task.GetEndTime().AsTime(), want, ended)
+		}
+	}
+}
+
 // TestEndReportedAgainByAnotherNode: the same end reported again is
 // acknowledged only from the node that ran the attempt.
 func TestEndReportedAgainByAnotherNode(t *testing.T) {
@@ -61,6 +92,44 @@ func TestSubmitChecksEveryDataSource(t *testing.T) {
 	for range 5 {
 		if err := checkSources(spec); err == nil || !strings.Contains(err.Error(), "data.local") {
 			t.Fatalf("submit with a local data path: %v, want an error naming data.local", err)
+		}
+	}
+}
+
+// TestConcurrentReportsKeepTheirOwnOutcome: of many reports at once, each
+// call gets its own report's outcome: the ends of real attempts are all
+// recorded, and reports of attempts that do not exist are refused among
+// them.
+func TestConcurrentReportsKeepTheirOwnOutcome(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 64)
+	n.open()
+	const tasks = 64
+	job := h.submit(gridSpec("together", tasks)).GetId()
+	var refs []*cloudmlv1.TaskRef
+	for range tasks {
+		refs = append(refs, n.next().GetRef())
+	}
+	errs := make([]error, 2*tasks)
+	var wg sync.WaitGroup
+	for i, r := range refs {
+		wg.Go(func() { errs[i] = n.report(r, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, 0, nil) })
+		bogus := &cloudmlv1.TaskRef{JobId: r.GetJobId(), TaskIndex: r.GetTaskIndex(), Attempt: 7}
+		wg.Go(func() { errs[tasks+i] = n.report(bogus, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, 0, nil) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i < tasks && err != nil {
+			t.Errorf("the end of task %d: %v", i, err)
+		}
+		if i >= tasks {
+			wantCode(t, err, codes.FailedPrecondition)
+		}
+	}
+	j := h.waitJob(job, cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
+	for _, tk := range j.GetTasks() {
+		if tk.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || tk.GetAttempt() != 1 {
+			t.Errorf("task %d: %s after %d attempts, want SUCCEEDED after 1", tk.GetIndex(), tk.GetState(), tk.GetAttempt())
 		}
 	}
 }

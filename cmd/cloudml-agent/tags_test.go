@@ -10,33 +10,36 @@ import (
 	"github.com/cloudml/cloudml/internal/testutil"
 )
 
-// TestAgentTagsDropGRPCStorage: the build tags the Makefile gives the
-// agent (AGENT_TAGS) keep the gRPC transport of the storage client (xDS,
-// RLS, Envoy's protos) out of it, and the agent still builds with them.
-// A storage release that renamed its opt-out tag fails here.
-func TestAgentTagsDropGRPCStorage(t *testing.T) {
+// TestTagsDropGRPCStorage: the build tags the Makefile gives every binary
+// (TAGS) keep the gRPC transport of the storage client (xDS, RLS, Envoy's
+// protos) out of the agent, the client and the coordinator, and each
+// still builds with them. A storage release that renamed its opt-out tag
+// fails here.
+func TestTagsDropGRPCStorage(t *testing.T) {
 	goBin := testutil.NeedBinary(t, "go")
 	mk, err := os.ReadFile("../../Makefile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^AGENT_TAGS \?= (.+)$`).FindSubmatch(mk)
+	m := regexp.MustCompile(`(?m)^TAGS \?= (.+)$`).FindSubmatch(mk)
 	if m == nil || !strings.Contains(string(m[1]), "disable_grpc_modules") {
-		t.Fatalf("the Makefile gives the agent no AGENT_TAGS with disable_grpc_modules (%q)", m)
+		t.Fatalf("the Makefile gives no TAGS with disable_grpc_modules (%q)", m)
 	}
 	tags := strings.TrimSpace(string(m[1]))
-	out, err := exec.Command(goBin, "list", "-tags", tags, "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -tags %s: %v\n%s", tags, err, out)
-	}
-	for _, pkg := range strings.Fields(string(out)) {
-		if strings.HasPrefix(pkg, "google.golang.org/grpc/xds") || strings.HasPrefix(pkg, "google.golang.org/grpc/balancer/rls") ||
-			strings.HasPrefix(pkg, "github.com/envoyproxy/") {
-			t.Errorf("the agent built with -tags %s depends on %s", tags, pkg)
+	for _, dir := range []string{".", "../cloudml-client", "../coordinator"} {
+		out, err := exec.Command(goBin, "list", "-tags", tags, "-deps", dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -tags %s %s: %v\n%s", tags, dir, err, out)
 		}
-	}
-	// make build built the same: the build cache answers.
-	if out, err := exec.Command(goBin, "build", "-tags", tags, "-o", os.DevNull, ".").CombinedOutput(); err != nil {
-		t.Errorf("go build -tags %s: %v\n%s", tags, err, out)
+		for _, pkg := range strings.Fields(string(out)) {
+			if strings.HasPrefix(pkg, "google.golang.org/grpc/xds") || strings.HasPrefix(pkg, "google.golang.org/grpc/balancer/rls") ||
+				strings.HasPrefix(pkg, "github.com/envoyproxy/") {
+				t.Errorf("%s built with -tags %s depends on %s", dir, tags, pkg)
+			}
+		}
+		// make build built the same: the build cache answers.
+		if out, err := exec.Command(goBin, "build", "-tags", tags, "-o", os.DevNull, dir).CombinedOutput(); err != nil {
+			t.Errorf("go build -tags %s %s: %v\n%s", tags, dir, err, out)
+		}
 	}
 }
