@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,6 +66,19 @@ var cpProfileDir string
 // heartbeat latencies.
 var cpSeries bool
 
+// cpProbeNodes is -cp-probe: nodes of the heartbeat probe, a child
+// process beside the simulated agents (0: none).
+var cpProbeNodes = 8
+
+// cpProbeBeat is how often each probe node heartbeats: with 8 nodes, 32
+// samples a second, a few hundred in a sweep of about 10 s (the
+// coordinator's 2 s period would give 40).
+const cpProbeBeat = 250 * time.Millisecond
+
+// cpAgentsProc is -cp-agents-proc: the N simulated agents run in a child
+// process instead of the bench's own.
+var cpAgentsProc bool
+
 // cpBenchProfileDir is -cp-bench-profile: where the bench process (the
 // simulated agents and the client) writes its CPU profile of each run,
 // submit to the job's end (empty: none).
@@ -78,6 +92,8 @@ type cpResult struct {
 	placeAll               float64       // placements per second, submit to the last first-assignment
 	makespan               time.Duration // submit to the job's end
 	hbIdle, hbLoad         [2]time.Duration
+	probeIdle, probeLoad   [2]time.Duration // the heartbeat probe's
+	probeBeats             int              // the probe's heartbeats under load
 	getIdle, getLoad       [2]time.Duration
 	listLoad               [2]time.Duration
 	down, downLog          int // nodes seen DOWN (ListNodes) / "node down" lines logged
@@ -87,7 +103,7 @@ type cpResult struct {
 	callErrs               map[string]string
 	idleRSS, peakRSS       int64 // bytes: VmRSS with N idle nodes before the job, VmHWM at the end
 	cpu, cpuRun            float64
-	benchCPURun            float64 // this process (the simulated agents, the client), submit to end
+	agentsCPURun           float64 // the simulated agents' process (the bench's, or their own), submit to end
 	stateBytes             int64
 	fsync                  time.Duration // median 4 KiB write+fsync on the state's disk
 }
@@ -125,21 +141,31 @@ func cpRows(nodes []int, runs, tasks, slots int) error {
 // cpNotes says how the control-plane rows are measured.
 const cpNotes = `
   C) a fresh coordinator serve --provider none (bin/, state on this disk, log level warn) per N;
-     N simulated agents (internal/simagent) in the bench process register with one join token,
-     16 at a time. Ready: the fleet's start to every node READY in ListNodes. Placements/s: the
-     middle 80% of first assignment receipts (all of them: submit to the last). Makespan: submit
-     to the job's end_time. Under load: calls that began between submit and the job's end (GetJob
-     of the job every 250 ms, ListNodes every 1 s from one client). Idle heartbeats: the 6 s with
-     N ready nodes before the submit; idle GetJob: 20 calls on the finished job after the run.
+     N simulated agents (internal/simagent) in the bench process (-cp-agents-proc: in a child
+     process of their own) register with one join token, 16 at a time. Ready: the fleet's start
+     to every node READY in ListNodes. Placements/s: the middle 80% of first assignment receipts
+     (all of them: submit to the last), the probe's included. Makespan: submit to the job's
+     end_time. Under load: calls that began between submit and the job's end (GetJob of the job
+     every 250 ms, ListNodes every 1 s from one client). Idle heartbeats: the 6 s with N ready
+     nodes before the submit; idle GetJob: 20 calls on the finished job after the run.
+     Probe: -cp-probe nodes (8) more, registered once the N are ready by a child process of the
+     bench (bench cp-agents, the same simagent code and token) at the bench's priority, each
+     heartbeating every 250 ms instead of 2 s for samples; they take tasks like any node, with one
+     slot each (the coordinator gives every node at least one, and a node without a session is
+     marked down). The N agents' heartbeats are timed in a process running 1,000 nodes' calls;
+     the probe's in one that is nearly idle, so the difference is the agents' process's own
+     queueing, and the probe's latency is the coordinator's (and the machine's) share.
+     -cp-series prints each second's placements, both p50/p99 and the cores the coordinator, the
+     agents' process and the whole machine used (/proc).
      Down: nodes ListNodes ever showed DOWN (and "node down" lines the coordinator logged); lost:
      attempts beyond the first of every task (retries 0, true never fails); run twice: task
-     indexes a simulated agent started on more than one attempt. Each agent reports an attempt
-     as the agent does: RUNNING only if the end is not ready 100 ms after the start (the
-     progress hold), then the end. RSS: VmRSS with N idle nodes before
-     the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the job's end; the
-     simulated agents share the machine's cores with the coordinator, and their CPU is the bench's.
-     State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on the
-     state's disk, median of 200, before each run: the time of one group commit's sync on a
+     indexes a simulated agent started on more than one attempt, on any node. Each agent reports
+     an attempt as the agent does: RUNNING only if the end is not ready 100 ms after the start
+     (the progress hold), then the end. RSS: VmRSS with N idle nodes before the job, VmHWM after
+     the run; CPU: utime+stime, in all and from submit to the job's end; the simulated agents
+     share the machine's cores with the coordinator, and their CPU is that of the process they run
+     in. State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on
+     the state's disk, median of 200, before each run: the time of one group commit's sync on a
      given disk.
 `
 
@@ -198,60 +224,60 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	if err != nil {
 		return res, err
 	}
-	rec := simagent.NewRecorder()
-	cfg := simagent.DefaultConfig()
-	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots, cfg.Recorder = b.addr, tok.GetToken(), n, slots, rec
-	cfg.ProgressHold = cpHold
-	fleet, err := simagent.New(cfg)
+	fleet, err := startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: n, slots: slots,
+		prefix: "sim", hold: cpHold, here: !cpAgentsProc})
 	if err != nil {
 		return res, err
 	}
-	fctx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
 	fleetStart := time.Now()
-	go func() { ran <- fleet.Run(fctx) }()
-	defer func() {
-		stop()
-		if ferr := <-ran; ferr != nil && err == nil {
-			err = ferr
-		}
-	}()
+	defer fleet.stop()
 
 	// Every node ready.
+	if err := fleet.waitReady(10 * time.Minute); err != nil {
+		return res, err
+	}
 	for {
-		ready, ns := 0, []*cloudmlv1.Node(nil)
-		if seen, _ := rec.Ready(); seen == n {
-			if ns, err = c.Nodes(ctx); err != nil {
-				return res, err
-			}
-			for _, nd := range ns {
-				if nd.GetState() == cloudmlv1.NodeState_NODE_STATE_READY {
-					ready++
-				}
+		ns, err := c.Nodes(ctx)
+		if err != nil {
+			return res, err
+		}
+		ready := 0
+		for _, nd := range ns {
+			if nd.GetState() == cloudmlv1.NodeState_NODE_STATE_READY {
+				ready++
 			}
 		}
 		if ready == n {
 			break
 		}
 		if time.Since(fleetStart) > 10*time.Minute {
-			return res, fmt.Errorf("%d of %d nodes ready after 10 minutes; errors: %v", ready, n, rec.Errors())
+			return res, fmt.Errorf("%d of %d nodes ready after 10 minutes", ready, n)
 		}
-		select {
-		case err := <-ran:
-			return res, fmt.Errorf("the simulated agents stopped: %v", err)
-		case <-time.After(50 * time.Millisecond): // polling interval
-		}
+		time.Sleep(50 * time.Millisecond) // polling interval
 	}
 	res.ready = time.Since(fleetStart)
+
+	// The heartbeat probe: a few more nodes in a process of their own, at
+	// the bench's priority.
+	var probe agents
+	if cpProbeNodes > 0 {
+		if probe, err = startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: cpProbeNodes, slots: 1,
+			prefix: "probe", heartbeat: cpProbeBeat, hold: cpHold}); err != nil {
+			return res, err
+		}
+		defer probe.stop()
+		if err := probe.waitReady(time.Minute); err != nil {
+			return res, err
+		}
+	}
+	pid := b.cmd.Process.Pid
 
 	// Idle: N nodes heartbeating, no job.
 	idleFrom := time.Now()
 	time.Sleep(6 * time.Second)
 	idleTo := time.Now()
-	res.hbIdle = p50p99(rec.Latencies(simagent.CallHeartbeat, idleFrom, idleTo))
-	pid := b.cmd.Process.Pid
 	res.idleRSS = procStatus(pid, "VmRSS")
-	cpuBefore, benchBefore := procCPU(pid), procCPU(os.Getpid())
+	cpuBefore, agentsBefore := procCPU(pid), procCPU(fleet.pid())
 
 	vals := make([]string, tasks)
 	for i := range vals {
@@ -262,6 +288,10 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	defer stopProfile()
+	stopCPU := func() [][3]float64 { return nil }
+	if cpSeries {
+		stopCPU = sampleCPU(pid, fleet.pid())
+	}
 	submitAt := time.Now()
 	sub, err := c.Submit(ctx, &cloudmlv1.JobSpec{
 		Name: "cp", Command: []string{"true"},
@@ -281,13 +311,14 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 
 	// Under load: GetJob every 250 ms until the job ends; ListNodes every
 	// second, noting every node ever DOWN.
+	calls := simagent.NewRecorder() // the client's calls
 	downSeen := map[string]bool{}
 	var job *cloudmlv1.Job
 	lastList := time.Time{}
 	for {
 		t0 := time.Now()
 		job, err = c.Job(ctx, id)
-		rec.Observe(callGetJob, t0, err)
+		calls.Observe(callGetJob, t0, err)
 		if err != nil {
 			return res, err
 		}
@@ -297,7 +328,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		if time.Since(lastList) >= time.Second {
 			lastList = time.Now()
 			ns, err := c.Nodes(ctx)
-			rec.Observe(callListNodes, lastList, err)
+			calls.Observe(callListNodes, lastList, err)
 			for _, nd := range ns {
 				if nd.GetState() == cloudmlv1.NodeState_NODE_STATE_DOWN {
 					downSeen[nd.GetId()] = true
@@ -315,7 +346,8 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	}
 	res.makespan = end.Sub(submitAt)
 	res.cpuRun = procCPU(pid) - cpuBefore
-	res.benchCPURun = procCPU(os.Getpid()) - benchBefore
+	res.agentsCPURun = procCPU(fleet.pid()) - agentsBefore
+	cpuSeries := stopCPU()
 	stopProfile()
 	ns, err := c.Nodes(ctx)
 	if err != nil {
@@ -334,28 +366,8 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 			res.failed++
 		}
 	}
-	res.runTwice = rec.RunTwice(id)
-	var reports int
-	for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallSucceeded} {
-		reports += len(rec.Latencies(call, time.Time{}, time.Time{}))
-	}
-	res.reportsPerTask = float64(reports) / float64(tasks)
-	res.reconnects = rec.Reconnects()
-	res.callErrs = rec.Errors()
-
-	assigned := rec.Assigned()
-	if len(assigned) > 0 {
-		res.placeAll = float64(len(assigned)) / assigned[len(assigned)-1].Sub(submitAt).Seconds()
-	}
-	if lo, hi := len(assigned)/10, len(assigned)*9/10; hi > lo+1 {
-		res.placeRate = float64(hi-lo) / assigned[hi-1].Sub(assigned[lo]).Seconds()
-	}
-	res.hbLoad = p50p99(rec.Latencies(simagent.CallHeartbeat, submitAt, end))
-	if cpSeries {
-		printSeries(n, rec, submitAt, end)
-	}
-	res.getLoad = p50p99(rec.Latencies(callGetJob, submitAt, end))
-	res.listLoad = p50p99(rec.Latencies(callListNodes, submitAt, end))
+	res.getLoad = p50p99(calls.Latencies(callGetJob, submitAt, end))
+	res.listLoad = p50p99(calls.Latencies(callListNodes, submitAt, end))
 
 	// Idle GetJob: the finished job, nothing else running.
 	time.Sleep(2 * time.Second)
@@ -363,23 +375,72 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	for range 20 {
 		t0 := time.Now()
 		_, err := c.Job(ctx, id)
-		rec.Observe(callGetJob, t0, err)
+		calls.Observe(callGetJob, t0, err)
 		time.Sleep(100 * time.Millisecond)
 	}
-	res.getIdle = p50p99(rec.Latencies(callGetJob, idleGet, time.Time{}))
+	res.getIdle = p50p99(calls.Latencies(callGetJob, idleGet, time.Time{}))
 	res.peakRSS = procStatus(pid, "VmHWM")
 	res.cpu = procCPU(pid)
+
+	// What the agents and the probe recorded.
+	rec, err := fleet.stop()
+	if err != nil {
+		return res, err
+	}
+	recs := []*simagent.Recorder{rec}
+	res.callErrs = rec.Errors()
+	if probe != nil {
+		prec, err := probe.stop()
+		if err != nil {
+			return res, err
+		}
+		recs = append(recs, prec)
+		res.probeIdle = p50p99(prec.Latencies(simagent.CallHeartbeat, idleFrom, idleTo))
+		beats := prec.Latencies(simagent.CallHeartbeat, submitAt, end)
+		res.probeLoad, res.probeBeats = p50p99(beats), len(beats)
+		for k, v := range prec.Errors() {
+			res.callErrs["probe "+k] = v
+		}
+	}
+	res.hbIdle = p50p99(rec.Latencies(simagent.CallHeartbeat, idleFrom, idleTo))
+	res.hbLoad = p50p99(rec.Latencies(simagent.CallHeartbeat, submitAt, end))
+	res.runTwice = runTwice(id, recs)
+	var assigned []time.Time
+	reports := 0
+	for _, r := range recs {
+		res.reconnects += r.Reconnects()
+		assigned = append(assigned, r.Assigned()...)
+		for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallSucceeded} {
+			reports += len(r.Latencies(call, time.Time{}, time.Time{}))
+		}
+	}
+	res.reportsPerTask = float64(reports) / float64(tasks)
+	slices.SortFunc(assigned, time.Time.Compare)
+	if len(assigned) > 0 {
+		res.placeAll = float64(len(assigned)) / assigned[len(assigned)-1].Sub(submitAt).Seconds()
+	}
+	if lo, hi := len(assigned)/10, len(assigned)*9/10; hi > lo+1 {
+		res.placeRate = float64(hi-lo) / assigned[hi-1].Sub(assigned[lo]).Seconds()
+	}
+	if cpSeries {
+		printSeries(n, recs, cpuSeries, submitAt, end)
+	}
 	res.stateBytes = dirBytes(filepath.Join(dir, "state"))
 	return res, nil
 }
 
 // printSeries prints, for each second from submit to end, the first
 // assignments received and the heartbeats begun in it with their p50 and
-// p99: the sweep runs in waves (every slot starts at once, ends at about
-// the same time and is refilled in a burst), and a run's heartbeat p99 is
-// that of its worst burst.
-func printSeries(n int, rec *simagent.Recorder, submitAt, end time.Time) {
-	assigned := rec.Assigned()
+// p99 (then the probe's, when recs has it after the agents', and the
+// cores the coordinator and the agents used, from sampleCPU): the sweep
+// runs in waves (every slot starts at once, ends at about the same time
+// and is refilled in a burst), and a run's heartbeat p99 is that of its
+// worst burst.
+func printSeries(n int, recs []*simagent.Recorder, cpu [][3]float64, submitAt, end time.Time) {
+	var assigned []time.Time
+	for _, r := range recs {
+		assigned = append(assigned, r.Assigned()...)
+	}
 	for from := submitAt; from.Before(end); from = from.Add(time.Second) {
 		to := from.Add(time.Second)
 		placed := 0
@@ -388,11 +449,66 @@ func printSeries(n int, rec *simagent.Recorder, submitAt, end time.Time) {
 				placed++
 			}
 		}
-		hb := rec.Latencies(simagent.CallHeartbeat, from, to)
+		hb := recs[0].Latencies(simagent.CallHeartbeat, from, to)
 		pp := p50p99(hb)
-		fmt.Fprintf(os.Stderr, "bench: C N=%d t+%ds: %5d placed, %4d heartbeats p50 %s p99 %s\n",
+		line := fmt.Sprintf("bench: C N=%d t+%ds: %5d placed, %4d heartbeats p50 %s p99 %s",
 			n, int(from.Sub(submitAt)/time.Second), placed, len(hb), pp[0].Round(time.Millisecond), pp[1].Round(time.Millisecond))
+		if len(recs) > 1 {
+			probe := recs[1].Latencies(simagent.CallHeartbeat, from, to)
+			pp := p50p99(probe)
+			line += fmt.Sprintf("; probe %3d p50 %s p99 %s", len(probe), pp[0].Round(time.Millisecond), pp[1].Round(time.Millisecond))
+		}
+		if i := int(from.Sub(submitAt) / time.Second); i+1 < len(cpu) {
+			d := func(j int) float64 { return cpu[i+1][j] - cpu[i][j] }
+			line += fmt.Sprintf("; cores: coordinator %.1f, agents %.1f, machine %.1f", d(0), d(1), d(2))
+		}
+		fmt.Fprintln(os.Stderr, line)
 	}
+}
+
+// sampleCPU reads the CPU seconds of the coordinator, of the agents' pid
+// and of the whole machine now and every second after, until stop; stop
+// returns one row per sample.
+func sampleCPU(coordinator, agents int) (stop func() [][3]float64) {
+	sample := func() [3]float64 { return [3]float64{procCPU(coordinator), procCPU(agents), machineCPU()} }
+	rows := [][3]float64{sample()}
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				rows = append(rows, sample())
+			}
+		}
+	}()
+	return func() [][3]float64 {
+		close(done)
+		<-finished
+		return rows
+	}
+}
+
+// runTwice counts the task indexes of job that simulated agents started
+// more than once, over the nodes of every recorder.
+func runTwice(job string, recs []*simagent.Recorder) int {
+	runs := map[int32]int{}
+	for _, r := range recs {
+		for i, c := range r.Runs(job) {
+			runs[i] += c
+		}
+	}
+	n := 0
+	for _, c := range runs {
+		if c > 1 {
+			n++
+		}
+	}
+	return n
 }
 
 // startBenchProfile starts this process's CPU profile for a run at n nodes
@@ -492,6 +608,25 @@ func procCPU(pid int) float64 {
 	u, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (u + st) / 100
+}
+
+// machineCPU is the CPU seconds all cores spent busy (the first line of
+// /proc/stat, idle and iowait left out).
+func machineCPU() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	busy := 0.0
+	for i, v := range f[1:min(len(f), 9)] {
+		if i != 3 && i != 4 {
+			x, _ := strconv.ParseFloat(v, 64)
+			busy += x
+		}
+	}
+	return busy / 100
 }
 
 // dirBytes is the size of the files under dir.
@@ -595,6 +730,9 @@ func printCP(title string, nodes []int, results [][]cpResult) {
 		{"makespan (submit to job end)", "", num(func(r cpResult) float64 { return r.makespan.Seconds() }, secs)},
 		{"heartbeat p50 / p99, idle", "", pair(func(r cpResult) [2]time.Duration { return r.hbIdle })},
 		{"heartbeat p50 / p99, under load", "p99 <= 50ms", pair(func(r cpResult) [2]time.Duration { return r.hbLoad })},
+		{"probe heartbeat p50 / p99, idle", "", pair(func(r cpResult) [2]time.Duration { return r.probeIdle })},
+		{"probe heartbeat p50 / p99, under load", "", pair(func(r cpResult) [2]time.Duration { return r.probeLoad })},
+		{"probe heartbeats under load", "", count(func(r cpResult) int { return r.probeBeats })},
 		{"GetJob p50 / p99, idle (finished job)", "", pair(func(r cpResult) [2]time.Duration { return r.getIdle })},
 		{"GetJob p50 / p99, under load", "", pair(func(r cpResult) [2]time.Duration { return r.getLoad })},
 		{"ListNodes p50 / p99, under load", "", pair(func(r cpResult) [2]time.Duration { return r.listLoad })},
@@ -609,7 +747,7 @@ func printCP(title string, nodes []int, results [][]cpResult) {
 		{"coordinator peak RSS (VmHWM)", "<= 512MiB at N=1000", num(func(r cpResult) float64 { return float64(r.peakRSS) }, mib)},
 		{"coordinator CPU seconds (total)", "", num(func(r cpResult) float64 { return r.cpu }, secs)},
 		{"coordinator CPU seconds (submit to end)", "", num(func(r cpResult) float64 { return r.cpuRun }, secs)},
-		{"simulated agents' CPU seconds (bench process, submit to end)", "", num(func(r cpResult) float64 { return r.benchCPURun }, secs)},
+		{"simulated agents' CPU-s (submit to end)", "", num(func(r cpResult) float64 { return r.agentsCPURun }, secs)},
 		{"4 KiB write+fsync on the state's disk", "", ms(func(r cpResult) time.Duration { return r.fsync })},
 		{"state dir size after the run", "", num(func(r cpResult) float64 { return float64(r.stateBytes) }, mib)},
 	}

@@ -25,7 +25,9 @@
 //	   makespan, heartbeat and GetJob latency under load beside idle,
 //	   nodes marked down, attempts lost, tasks run twice, the
 //	   coordinator's RSS and CPU seconds and its state's size, beside the
-//	   issue's goals.
+//	   issue's goals; and the heartbeat latency of a probe, a few more
+//	   nodes in a child process (bench cp-agents) that is not busy with
+//	   the N agents' calls.
 //
 // On the DigitalOcean test server (internal/dofake/testcloud, root):
 //
@@ -64,6 +66,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == cpAgentsCmd { // the bench's own child (cpagents.go)
+		if err := agentsMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench "+cpAgentsCmd+":", err)
+			os.Exit(1)
+		}
+		return
+	}
 	runs := flag.Int("runs", 3, "repetitions of each measurement (medians are reported)")
 	logRuns := flag.Int("log-runs", 5, "repetitions of the process log measurement (b); one run of 70M lines takes ~20 s")
 	tasks := flag.Int("tasks", 200, "tasks in the sweep benchmark")
@@ -83,8 +92,10 @@ func main() {
 	cpSlots := flag.Int("cp-slots", 4, "control plane (C): slots per simulated agent")
 	cpRuns := flag.Int("cp-runs", 1, "control plane (C): repetitions at each node count")
 	flag.StringVar(&cpProfileDir, "cp-profile", "", "control plane (C): a directory where each coordinator writes its CPU profile (go tool pprof)")
-	flag.StringVar(&cpBenchProfileDir, "cp-bench-profile", "", "control plane (C): a directory where the bench process (the simulated agents) writes its CPU profile of each run, submit to the job's end (go tool pprof)")
+	flag.StringVar(&cpBenchProfileDir, "cp-bench-profile", "", "control plane (C): a directory where the bench process (the simulated agents) writes its CPU profile of each run, submit to the job's end (go tool pprof; with -cp-agents-proc the agents are not in it)")
 	flag.BoolVar(&cpSeries, "cp-series", false, "control plane (C): print each second of the sweep: placements, heartbeats and their p50/p99")
+	flag.IntVar(&cpProbeNodes, "cp-probe", cpProbeNodes, "control plane (C): nodes of the heartbeat probe, a process of its own beside the simulated agents (0: none)")
+	flag.BoolVar(&cpAgentsProc, "cp-agents-proc", false, "control plane (C): run the N simulated agents in a child process instead of the bench's own")
 	flag.DurationVar(&cpHold, "cp-progress-hold", cpHold, "control plane (C): how long the simulated agents hold a RUNNING report for the end that makes it stale, as agents do; negative: every report, each acknowledged in turn")
 	flag.BoolVar(&cpFollow, "cp-follow", false, "control plane (C): a client follows the sweep's logs during the run, as logs -f would")
 	flag.StringVar(&doTrace, "do-trace", "", "DigitalOcean row (d): write a timeline of its runs to this file (debug logs of the coordinator and agents, the droplets' consoles, the client's commands)")

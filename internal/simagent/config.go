@@ -31,6 +31,10 @@ type Config struct {
 	RegisterParallel int
 	// CallTimeout bounds each unary call; default 30s.
 	CallTimeout time.Duration
+	// HeartbeatPeriod, when positive, is how often each node heartbeats
+	// instead of the period the coordinator gives (a probe wanting more
+	// samples than one beat per period); default 0, the coordinator's.
+	HeartbeatPeriod time.Duration
 	// BackoffMin and BackoffMax bound the wait before a failed call or a
 	// broken session is retried; default 50ms and 2s.
 	BackoffMin, BackoffMax time.Duration
@@ -92,6 +96,9 @@ func (c Config) Validate() error {
 	}
 	if c.CallTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("call timeout must be positive, got %s", c.CallTimeout))
+	}
+	if c.HeartbeatPeriod < 0 {
+		errs = append(errs, fmt.Errorf("heartbeat period must not be negative, got %s", c.HeartbeatPeriod))
 	}
 	if c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin {
 		errs = append(errs, fmt.Errorf("backoff must be positive with max >= min, got %s..%s", c.BackoffMin, c.BackoffMax))

@@ -202,8 +202,13 @@ func (n *node) session(ctx context.Context, first bool) (started bool, err error
 }
 
 // heartbeat calls Heartbeat every period from when the last call began,
-// sooner after a failure, as the agent does.
+// sooner after a failure, as the agent does; Config.HeartbeatPeriod, when
+// set, overrides the coordinator's period.
 func (n *node) heartbeat(ctx context.Context, period time.Duration) {
+	fixed := n.f.cfg.HeartbeatPeriod
+	if fixed > 0 {
+		period = fixed
+	}
 	if period <= 0 {
 		period = 5 * time.Second
 	}
@@ -225,7 +230,7 @@ func (n *node) heartbeat(ctx context.Context, period time.Duration) {
 		n.f.rec.Observe(CallHeartbeat, start, err)
 		next := period
 		if err == nil {
-			if p := resp.GetPeriod().AsDuration(); p > 0 {
+			if p := resp.GetPeriod().AsDuration(); p > 0 && fixed == 0 {
 				period, next = p, p
 			}
 		} else {

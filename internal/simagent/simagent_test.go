@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,6 +225,15 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := simagent.New(simagent.DefaultConfig()); err == nil {
 		t.Error("New accepted a config without addr and token")
+	}
+	cfg := simagent.DefaultConfig()
+	cfg.Addr, cfg.JoinToken = "127.0.0.1:1", pki.NewToken(strings.Repeat("ab", 32)).String()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a config with addr and token: %v", err)
+	}
+	cfg.HeartbeatPeriod = -time.Second
+	if err := cfg.Validate(); err == nil {
+		t.Error("a negative heartbeat period validated")
 	}
 }
 
