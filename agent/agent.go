@@ -237,7 +237,7 @@ func (a *Agent) attemptConfig() attempt.Config {
 	return attempt.Config{
 		Client: &a.node, Cache: a.cache, Runtime: a.rt, OpenBucket: a.openBucket,
 		NodeID: a.nodeID, Dir: filepath.Join(a.cfg.WorkDir, "attempts"), HostEnv: a.cfg.Env, BaseEnv: a.baseEnv,
-		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout, ProgressHold: a.cfg.ProgressHold,
+		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout,
 		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax,
 		LogBatchBytes: a.cfg.LogBatchBytes, LogFlushInterval: a.cfg.LogFlushInterval,
 		Logger: a.log.Named("attempt"),

@@ -45,7 +45,6 @@ func baseConfig(t *testing.T, dial fakeDial, workDir string) Config {
 		Logger: testutil.Logger(t), DialOptions: dial.opts, Slots: 2,
 		BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		LogFlushInterval: 10 * time.Millisecond, KillGrace: 300 * time.Millisecond, CallTimeout: 5 * time.Second,
-		ProgressHold: -1, // every report, in order (TestProgressReportsMadeStaleAreLeftOut holds them)
 	}
 }
 
@@ -241,29 +240,6 @@ func TestRenewsCertificateAtHalfLife(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.registers != 1 {
 		t.Errorf("registers = %d, want 1 (a renewal keeps the identity)", f.registers)
-	}
-}
-
-// TestProgressReportsMadeStaleAreLeftOut: with a progress hold longer
-// than the task, the agent leaves out STAGING and RUNNING, each made stale
-// by the next report, and reports the attempt once, by its end, carrying
-// when it began.
-func TestProgressReportsMadeStaleAreLeftOut(t *testing.T) {
-	f, dial := newFakeCoord(t)
-	cfg := baseConfig(t, dial, t.TempDir())
-	cfg.ProgressHold = time.Hour
-	startAgent(t, cfg)
-	rf := ref("held-1", 0, 1)
-	f.assign(t, &cloudmlv1.Assignment{Ref: rf, TaskCount: 1, Command: []string{"sh", "-c", "echo hi"}, Output: "file://" + t.TempDir()})
-	end := f.waitFinal(t, rf)
-	if diff := cmp.Diff([]cloudmlv1.TaskState{cloudmlv1.TaskState_TASK_STATE_SUCCEEDED}, f.states(rf)); diff != "" {
-		t.Errorf("states (-want +got):\n%s", diff)
-	}
-	if st := end.GetStartTime(); st == nil || st.AsTime().After(end.GetTime().AsTime()) {
-		t.Errorf("end report start_time %v, time %v: want a start at or before the end", st, end.GetTime())
-	}
-	if stdout, _, _ := f.logText(rf); stdout != "hi\n" {
-		t.Errorf("stdout %q, want the task's line", stdout)
 	}
 }
 

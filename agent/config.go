@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 
-	"github.com/cloudml/cloudml/agent/attempt"
 	"github.com/cloudml/cloudml/agent/runtime"
 	"github.com/cloudml/cloudml/agent/swarm"
 	"github.com/cloudml/cloudml/internal/bucket"
@@ -69,11 +68,6 @@ type Config struct {
 	TaskUser string
 	// CallTimeout bounds every unary call; default 10s.
 	CallTimeout time.Duration
-	// ProgressHold is how long a task's progress report (STAGING,
-	// RUNNING) waits for a later one that makes it stale before it is
-	// sent; default 100ms (attempt.DefaultProgressHold). Negative sends
-	// every report at once.
-	ProgressHold time.Duration
 	// KillGrace is the time between SIGTERM and SIGKILL when a task is
 	// stopped; default 5s.
 	KillGrace time.Duration
@@ -121,7 +115,6 @@ func DefaultConfig() Config {
 		LogBatchBytes:    512 << 10,
 		LogFlushInterval: 100 * time.Millisecond,
 		CallTimeout:      10 * time.Second,
-		ProgressHold:     attempt.DefaultProgressHold,
 		KillGrace:        5 * time.Second,
 		SwarmRoot:        "/var/lib/cloudml/swarm",
 		ServiceWatch:     10 * time.Minute,
@@ -156,9 +149,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CallTimeout == 0 {
 		c.CallTimeout = d.CallTimeout
-	}
-	if c.ProgressHold == 0 {
-		c.ProgressHold = d.ProgressHold
 	}
 	if c.KillGrace == 0 {
 		c.KillGrace = d.KillGrace

@@ -49,11 +49,6 @@ const (
 	callListNodes = "ListNodes"
 )
 
-// cpHold is -cp-progress-hold: the simulated agents' progress hold
-// (simagent.Config.ProgressHold; negative: every report, acknowledged in
-// turn, as agents before the hold reported).
-var cpHold = simagent.DefaultProgressHold
-
 // cpFollow is -cp-follow: a client follows the sweep's logs (logs -f)
 // during the run.
 var cpFollow bool
@@ -159,12 +154,10 @@ const cpNotes = `
      agents' process and the whole machine used (/proc).
      Down: nodes ListNodes ever showed DOWN (and "node down" lines the coordinator logged); lost:
      attempts beyond the first of every task (retries 0, true never fails); run twice: task
-     indexes a simulated agent started on more than one attempt, on any node. Each agent reports
-     an attempt as the agent does: RUNNING only if the end is not ready 100 ms after the start
-     (the progress hold), then the end. RSS: VmRSS with N idle nodes before the job, VmHWM after
-     the run; CPU: utime+stime, in all and from submit to the job's end; the simulated agents
-     share the machine's cores with the coordinator, and their CPU is that of the process they run
-     in. State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on
+     indexes that reached RUNNING on more than one attempt, on any node. RSS: VmRSS with N idle
+     nodes before the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the
+     job's end; the simulated agents share the machine's cores with the coordinator, and their
+     CPU is that of the process they run in. State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on
      the state's disk, median of 200, before each run: the time of one group commit's sync on a
      given disk.
 `
@@ -225,7 +218,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	fleet, err := startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: n, slots: slots,
-		prefix: "sim", hold: cpHold, here: !cpAgentsProc})
+		prefix: "sim", here: !cpAgentsProc})
 	if err != nil {
 		return res, err
 	}
@@ -262,7 +255,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	var probe agents
 	if cpProbeNodes > 0 {
 		if probe, err = startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: cpProbeNodes, slots: 1,
-			prefix: "probe", heartbeat: cpProbeBeat, hold: cpHold}); err != nil {
+			prefix: "probe", heartbeat: cpProbeBeat}); err != nil {
 			return res, err
 		}
 		defer probe.stop()

@@ -40,7 +40,6 @@ func agentsMain(args []string) error {
 	fs.IntVar(&cfg.Slots, "slots", cfg.Slots, "slots per agent")
 	fs.StringVar(&cfg.HostnamePrefix, "prefix", cfg.HostnamePrefix, "hostname prefix")
 	fs.DurationVar(&cfg.HeartbeatPeriod, "heartbeat", 0, "heartbeat period (0: the coordinator's)")
-	fs.DurationVar(&cfg.ProgressHold, "progress-hold", cfg.ProgressHold, "how long RUNNING waits for the end (negative: every report)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,7 +85,6 @@ type agentsConfig struct {
 	nodes, slots int
 	prefix       string
 	heartbeat    time.Duration // 0: the coordinator's period
-	hold         time.Duration // simagent.Config.ProgressHold
 	here         bool          // in this process instead of a child
 }
 
@@ -122,7 +120,7 @@ type agentsHere struct {
 func startAgentsHere(cfg agentsConfig) (*agentsHere, error) {
 	scfg := simagent.DefaultConfig()
 	scfg.Addr, scfg.JoinToken, scfg.Nodes, scfg.Slots = cfg.addr, cfg.token, cfg.nodes, cfg.slots
-	scfg.HostnamePrefix, scfg.HeartbeatPeriod, scfg.ProgressHold = cfg.prefix, cfg.heartbeat, cfg.hold
+	scfg.HostnamePrefix, scfg.HeartbeatPeriod = cfg.prefix, cfg.heartbeat
 	fleet, err := simagent.New(scfg)
 	if err != nil {
 		return nil, err
@@ -179,8 +177,7 @@ func startAgentsProc(cfg agentsConfig) (*agentsProc, error) {
 		return nil, err
 	}
 	argv := []string{exe, cpAgentsCmd, "-addr", cfg.addr, "-nodes", strconv.Itoa(cfg.nodes),
-		"-slots", strconv.Itoa(cfg.slots), "-prefix", cfg.prefix, "-heartbeat", cfg.heartbeat.String(),
-		"-progress-hold", cfg.hold.String()}
+		"-slots", strconv.Itoa(cfg.slots), "-prefix", cfg.prefix, "-heartbeat", cfg.heartbeat.String()}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), cpTokenEnv+"="+cfg.token)
 	cmd.Stderr = os.Stderr

@@ -96,7 +96,6 @@ func main() {
 	flag.BoolVar(&cpSeries, "cp-series", false, "control plane (C): print each second of the sweep: placements, heartbeats and their p50/p99")
 	flag.IntVar(&cpProbeNodes, "cp-probe", cpProbeNodes, "control plane (C): nodes of the heartbeat probe, a process of its own beside the simulated agents (0: none)")
 	flag.BoolVar(&cpAgentsProc, "cp-agents-proc", false, "control plane (C): run the N simulated agents in a child process instead of the bench's own")
-	flag.DurationVar(&cpHold, "cp-progress-hold", cpHold, "control plane (C): how long the simulated agents hold a RUNNING report for the end that makes it stale, as agents do; negative: every report, each acknowledged in turn")
 	flag.BoolVar(&cpFollow, "cp-follow", false, "control plane (C): a client follows the sweep's logs during the run, as logs -f would")
 	flag.StringVar(&doTrace, "do-trace", "", "DigitalOcean row (d): write a timeline of its runs to this file (debug logs of the coordinator and agents, the droplets' consoles, the client's commands)")
 	flag.StringVar(&coordinatorBin, "coordinator-bin", coordinatorBin, "the coordinator binary every part starts")

@@ -54,16 +54,6 @@ func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) 
 	return c.locked(func() error { return c.reportTaskLocked(node, r, state, req, now, at) })
 }
 
-// startOf is when the attempt of req began on its node: its start_time,
-// which an agent sets when it left out progress reports req made stale,
-// else at, when req's state was entered.
-func startOf(req *cloudmlv1.ReportTaskRequest, at time.Time) time.Time {
-	if st := req.GetStartTime(); st != nil && st.AsTime().Before(at) {
-		return st.AsTime()
-	}
-	return at
-}
-
 // reportTaskLocked is reportTask's work under c.mu.
 func (c *Coordinator) reportTaskLocked(node string, r attemptRef, state cloudmlv1.TaskState, req *cloudmlv1.ReportTaskRequest, now, at time.Time) error {
 	if j := c.jobs[r.job]; j != nil {
@@ -95,14 +85,14 @@ func (c *Coordinator) reportTaskLocked(node string, r attemptRef, state cloudmlv
 		}
 		a.State = state
 		if a.StartTime.IsZero() {
-			a.StartTime = startOf(req, at)
+			a.StartTime = at
 		}
 		if state == cloudmlv1.TaskState_TASK_STATE_RUNNING {
 			j.ranOnPlatform(r.task)
 		}
 		t.State = state
 		if j.rec.StartTime.IsZero() {
-			j.rec.StartTime = a.StartTime
+			j.rec.StartTime = at
 			ch.job(j.rec)
 		}
 	case cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, cloudmlv1.TaskState_TASK_STATE_FAILED, cloudmlv1.TaskState_TASK_STATE_CANCELLED:
@@ -126,10 +116,10 @@ func (c *Coordinator) reportTaskLocked(node string, r attemptRef, state cloudmlv
 		a.ResultsURL = req.GetResultsUrl()
 		a.EndTime = at
 		if a.StartTime.IsZero() {
-			a.StartTime = startOf(req, at)
+			a.StartTime = at
 		}
 		if j.rec.StartTime.IsZero() {
-			j.rec.StartTime = a.StartTime
+			j.rec.StartTime = at
 			ch.job(j.rec)
 		}
 		if platformFailure(a, ran) {

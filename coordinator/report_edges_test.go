@@ -35,36 +35,6 @@ func TestReportTimesAreTheAgents(t *testing.T) {
 	}
 }
 
-// TestEndAloneCarriesTheStart: an end reported with no progress report
-// before it (the agent left them out as stale) starts the attempt and the
-// task at its start_time; a start_time after the report's own
-// time is not believed.
-func TestEndAloneCarriesTheStart(t *testing.T) {
-	h := start(t, "")
-	n := newAgent(t, h, 1)
-	n.open()
-	job := h.submit(gridSpec("endalone", 2)).GetId()
-	ended := time.Now().Add(-time.Hour).Truncate(time.Second)
-	for i, began := range []time.Time{ended.Add(-time.Minute), ended.Add(time.Minute)} {
-		a := n.next()
-		if _, err := n.client.ReportTask(ctxT(t), &cloudmlv1.ReportTaskRequest{
-			Ref: a.GetRef(), State: cloudmlv1.TaskState_TASK_STATE_SUCCEEDED,
-			Time: timestamppb.New(ended), StartTime: timestamppb.New(began),
-		}, n.creds()); err != nil {
-			t.Fatal(err)
-		}
-		want := began
-		if i == 1 {
-			want = ended // a start after the end: the end's time
-		}
-		j := h.job(job)
-		task := j.GetTasks()[a.GetRef().GetTaskIndex()]
-		if !task.GetStartTime().AsTime().Equal(want) || !task.GetEndTime().AsTime().Equal(ended) {
-			t.Errorf("report %d: task ran %v to %v, want %v to %v", i, task.GetStartTime().AsTime(), task.GetEndTime().AsTime(), want, ended)
-		}
-	}
-}
-
 // TestEndReportedAgainByAnotherNode: the same end reported again is
 // acknowledged only from the node that ran the attempt.
 func TestEndReportedAgainByAnotherNode(t *testing.T) {

@@ -44,10 +44,6 @@ type Config struct {
 	KillGrace time.Duration
 	// CallTimeout bounds each unary call; default 10s.
 	CallTimeout time.Duration
-	// ProgressHold is how long a progress report waits for a later one
-	// that makes it stale (see DefaultProgressHold); 0 means that
-	// default, negative sends every report at once.
-	ProgressHold time.Duration
 	// BackoffMin and BackoffMax bound retry delays; defaults 200ms, 10s.
 	BackoffMin, BackoffMax time.Duration
 	// LogBatchBytes and LogFlushInterval tune log batching (logship
@@ -64,9 +60,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.CallTimeout <= 0 {
 		c.CallTimeout = 10 * time.Second
-	}
-	if c.ProgressHold == 0 {
-		c.ProgressHold = DefaultProgressHold
 	}
 	if c.BackoffMin <= 0 {
 		c.BackoffMin = 200 * time.Millisecond

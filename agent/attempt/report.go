@@ -1,7 +1,6 @@
 package attempt
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -27,24 +26,12 @@ type Client interface {
 	StreamLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[cloudmlv1.StreamLogsRequest, cloudmlv1.StreamLogsResponse], error)
 }
 
-// DefaultProgressHold is how long a progress report (STAGING, RUNNING)
-// waits for the attempt's next report before it is sent. A report that
-// comes in time makes it stale: it is left out, and its start goes on in
-// the later report's start_time. So a task that ends within the hold is
-// reported once, by its end, as Nomad's client sends only an allocation's
-// latest state: at 1,000 simulated nodes running a sweep of short tasks,
-// three reports per task became one, and the coordinator placed 1,600-1,800
-// tasks a second instead of 900-1,000. A user sees a task's progress at
-// most this much later.
-const DefaultProgressHold = 100 * time.Millisecond
-
 // reporter sends an attempt's reports in order from its own goroutine, so
 // that a slow or absent coordinator never holds up staging or running.
 type reporter struct {
 	client     Client
 	log        hclog.Logger
 	timeout    time.Duration
-	hold       time.Duration // ProgressHold; negative: none
 	bmin, bmax time.Duration
 	queue      chan *cloudmlv1.ReportTaskRequest
 	done       chan struct{} // closed when the goroutine exits
@@ -54,7 +41,7 @@ type reporter struct {
 
 func newReporter(ctx context.Context, cfg *Config, log hclog.Logger) *reporter {
 	r := &reporter{
-		client: cfg.Client, log: log, timeout: cfg.CallTimeout, hold: cfg.ProgressHold,
+		client: cfg.Client, log: log, timeout: cfg.CallTimeout,
 		bmin: cfg.BackoffMin, bmax: cfg.BackoffMax,
 		queue:    make(chan *cloudmlv1.ReportTaskRequest, 8),
 		done:     make(chan struct{}),
@@ -92,10 +79,7 @@ func (r *reporter) finish(ctx context.Context, req *cloudmlv1.ReportTaskRequest)
 func (r *reporter) run(ctx context.Context) {
 	defer close(r.done)
 	bo := backoff.New(r.bmin, r.bmax)
-	for req, ok := <-r.queue; ok; req, ok = <-r.queue {
-		for later := r.supersede(ctx, req); later != nil; later = r.supersede(ctx, req) {
-			req = later
-		}
+	for req := range r.queue {
 		for {
 			callCtx, cancel := context.WithTimeout(ctx, r.timeout)
 			_, err := r.client.ReportTask(callCtx, req)
@@ -117,34 +101,4 @@ func (r *reporter) run(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// supersede holds req, when it is a progress report, until the attempt's
-// next report comes or the hold passes, and returns that next report (nil
-// if none came): req is then stale and left out, its start carried in the
-// next report's start_time.
-func (r *reporter) supersede(ctx context.Context, req *cloudmlv1.ReportTaskRequest) *cloudmlv1.ReportTaskRequest {
-	if r.hold < 0 || !progress(req.GetState()) {
-		return nil
-	}
-	t := time.NewTimer(r.hold)
-	defer t.Stop()
-	select {
-	case later, ok := <-r.queue:
-		if !ok {
-			return nil // finished with no end report: send req
-		}
-		if later.StartTime == nil {
-			later.StartTime = cmp.Or(req.GetStartTime(), req.GetTime())
-		}
-		return later
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return nil
-}
-
-// progress reports whether state is one an attempt moves on from.
-func progress(state cloudmlv1.TaskState) bool {
-	return state == cloudmlv1.TaskState_TASK_STATE_STAGING || state == cloudmlv1.TaskState_TASK_STATE_RUNNING
 }

@@ -38,12 +38,6 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the wait before a failed call or a
 	// broken session is retried; default 50ms and 2s.
 	BackoffMin, BackoffMax time.Duration
-	// ProgressHold is how long the RUNNING report waits for the end,
-	// which makes it stale, as the agent's progress reports do
-	// (agent.Config.ProgressHold); default DefaultProgressHold. Negative
-	// sends STAGING and RUNNING, each acknowledged before the attempt
-	// goes on, as agents before the hold did.
-	ProgressHold time.Duration
 	// NoLogs skips the log line of each attempt (ReportTask then has
 	// last_log_seq 0).
 	NoLogs bool
@@ -67,12 +61,8 @@ func DefaultConfig() Config {
 		CallTimeout:      30 * time.Second,
 		BackoffMin:       50 * time.Millisecond,
 		BackoffMax:       2 * time.Second,
-		ProgressHold:     DefaultProgressHold,
 	}
 }
-
-// DefaultProgressHold is the agent's (agent/attempt.DefaultProgressHold).
-const DefaultProgressHold = 100 * time.Millisecond
 
 // Validate reports a Config that cannot work.
 func (c Config) Validate() error {

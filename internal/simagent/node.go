@@ -263,37 +263,22 @@ func (n *node) assign(ctx context.Context, ref *cloudmlv1.TaskRef) {
 // errStale ends an attempt the coordinator no longer wants.
 var errStale = errors.New("attempt no longer wanted")
 
-// run runs the attempt as the agent does, shipping one log line before
-// its end. Staging takes no time here, so STAGING is stale at once; the
-// RUNNING report waits ProgressHold for the end, which makes it stale
-// too, and is sent if the end is not ready by then (agent/attempt's
-// reporter). With a negative hold, each report is acknowledged before
-// the attempt goes on.
+// run reports the attempt through its states, shipping one log line
+// before its end.
 func (n *node) run(ctx context.Context, ref *cloudmlv1.TaskRef) {
-	began := timestamppb.Now()
-	report := func(call string, state cloudmlv1.TaskState, lastSeq uint64, start *timestamppb.Timestamp) error {
+	report := func(call string, state cloudmlv1.TaskState, lastSeq uint64) error {
 		return n.retry(ctx, call, func(callCtx context.Context) error {
 			_, err := n.client.ReportTask(callCtx, &cloudmlv1.ReportTaskRequest{
-				Ref: ref, State: state, LastLogSeq: lastSeq, Time: timestamppb.Now(), StartTime: start,
+				Ref: ref, State: state, LastLogSeq: lastSeq, Time: timestamppb.Now(),
 			})
 			return err
 		})
 	}
-	held := func() error { return nil } // waits for a RUNNING report sent after its hold
-	if hold := n.f.cfg.ProgressHold; hold < 0 {
-		if report(CallStaging, cloudmlv1.TaskState_TASK_STATE_STAGING, 0, nil) != nil ||
-			report(CallRunning, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, nil) != nil {
-			return
-		}
-	} else {
-		sent := make(chan error, 1)
-		timer := time.AfterFunc(hold, func() { sent <- report(CallRunning, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, began) })
-		held = func() error {
-			if timer.Stop() {
-				return nil // stale: never sent
-			}
-			return <-sent
-		}
+	if report(CallStaging, cloudmlv1.TaskState_TASK_STATE_STAGING, 0) != nil {
+		return
+	}
+	if report(CallRunning, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0) != nil {
+		return
 	}
 	n.f.rec.ran(ref.GetJobId(), ref.GetTaskIndex())
 	var last uint64
@@ -311,14 +296,10 @@ func (n *node) run(ctx context.Context, ref *cloudmlv1.TaskRef) {
 			return err
 		})
 		if err != nil {
-			held()
 			return
 		}
 	}
-	if held() != nil {
-		return
-	}
-	report(CallSucceeded, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, last, began)
+	report(CallSucceeded, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, last)
 }
 
 // retry makes call until it succeeds, the coordinator says the attempt is

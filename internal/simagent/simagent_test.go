@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/cloudml/cloudml/agent/attempt"
 	"github.com/cloudml/cloudml/client"
 	"github.com/cloudml/cloudml/coordinator"
 	"github.com/cloudml/cloudml/internal/pki"
@@ -75,24 +73,9 @@ func startCoordinator(t *testing.T) (string, *client.Client) {
 
 // TestSweepRunsEachTaskOnce runs a few simulated agents against a real
 // coordinator over TCP and mutual TLS: every node gets ready, and a sweep
-// succeeds with every task run exactly once, its start and end recorded
-// and its log line stored. With the agent's progress hold (an hour here,
-// so that it always outlasts the task) each task is reported once, by its
-// end; with none, through every state.
+// succeeds with every task run exactly once through every state, its
+// start and end recorded and its log line stored.
 func TestSweepRunsEachTaskOnce(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		hold  time.Duration
-		calls []string // reports every task makes
-	}{
-		{"held", time.Hour, []string{simagent.CallLogs, simagent.CallSucceeded}},
-		{"every report", -1, []string{simagent.CallStaging, simagent.CallRunning, simagent.CallLogs, simagent.CallSucceeded}},
-	} {
-		t.Run(tc.name, func(t *testing.T) { testSweep(t, tc.hold, tc.calls) })
-	}
-}
-
-func testSweep(t *testing.T, hold time.Duration, calls []string) {
 	addr, admin := startCoordinator(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only a hang's bound
 	defer cancel()
@@ -102,7 +85,7 @@ func testSweep(t *testing.T, hold time.Duration, calls []string) {
 	}
 	const nodes, slots, tasks = 5, 2, 40
 	cfg := simagent.DefaultConfig()
-	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots, cfg.ProgressHold = addr, tok.GetToken(), nodes, slots, hold
+	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots = addr, tok.GetToken(), nodes, slots
 	cfg.Logger = testutil.Logger(t).Named("sim")
 	fleet, err := simagent.New(cfg)
 	if err != nil {
@@ -197,11 +180,7 @@ func testSweep(t *testing.T, hold time.Duration, calls []string) {
 		}
 	}
 	for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallLogs, simagent.CallSucceeded} {
-		want := 0
-		if slices.Contains(calls, call) {
-			want = tasks
-		}
-		if got := len(fleet.Recorder().Latencies(call, time.Time{}, time.Time{})); got != want {
+		if got, want := len(fleet.Recorder().Latencies(call, time.Time{}, time.Time{})), tasks; got != want {
 			t.Errorf("%d %s calls recorded, want %d (errors: %v)", got, call, want, fleet.Recorder().Errors())
 		}
 	}
@@ -234,17 +213,5 @@ func TestConfigValidate(t *testing.T) {
 	cfg.HeartbeatPeriod = -time.Second
 	if err := cfg.Validate(); err == nil {
 		t.Error("a negative heartbeat period validated")
-	}
-}
-
-// TestProgressHoldIsTheAgents: the simulated agents hold RUNNING as long
-// as the agent holds its progress reports, so the bench measures the
-// protocol agents speak.
-func TestProgressHoldIsTheAgents(t *testing.T) {
-	if simagent.DefaultProgressHold != attempt.DefaultProgressHold {
-		t.Errorf("simagent.DefaultProgressHold = %s, agent's %s", simagent.DefaultProgressHold, attempt.DefaultProgressHold)
-	}
-	if got := simagent.DefaultConfig().ProgressHold; got != attempt.DefaultProgressHold {
-		t.Errorf("DefaultConfig().ProgressHold = %s, want the agent's %s", got, attempt.DefaultProgressHold)
 	}
 }

@@ -1533,14 +1533,7 @@ type ReportTaskRequest struct {
 	// coordinator ends the attempt only once it has stored every batch up to it.
 	LastLogSeq uint64 `protobuf:"varint,7,opt,name=last_log_seq,json=lastLogSeq,proto3" json:"last_log_seq,omitempty"`
 	// Time is when the state was entered on the node.
-	Time *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
-	// StartTime is when the attempt began on the node (it entered its first
-	// state), set when the agent left out earlier progress reports that this
-	// one made stale: a progress report waits briefly for a later one, so a
-	// task that ends within that wait is reported once, by its end. The
-	// coordinator takes it as the attempt's start when no earlier report
-	// gave one.
-	StartTime     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1627,13 +1620,6 @@ func (x *ReportTaskRequest) GetLastLogSeq() uint64 {
 func (x *ReportTaskRequest) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
-	}
-	return nil
-}
-
-func (x *ReportTaskRequest) GetStartTime() *timestamppb.Timestamp {
-	if x != nil {
-		return x.StartTime
 	}
 	return nil
 }
@@ -2522,7 +2508,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x10HeartbeatRequest\x12#\n" +
 	"\rruntime_error\x18\x01 \x01(\tR\fruntimeError\"F\n" +
 	"\x11HeartbeatResponse\x121\n" +
-	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"\xce\x03\n" +
+	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"\x93\x03\n" +
 	"\x11ReportTaskRequest\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.cloudml.v1.TaskStateR\x05state\x12\x1b\n" +
@@ -2533,9 +2519,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"resultsUrl\x12 \n" +
 	"\flast_log_seq\x18\a \x01(\x04R\n" +
 	"lastLogSeq\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x129\n" +
-	"\n" +
-	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x1a:\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x14\n" +
@@ -2686,46 +2670,45 @@ var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	42, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
 	38, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
 	43, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
-	43, // 25: cloudml.v1.ReportTaskRequest.start_time:type_name -> google.protobuf.Timestamp
-	44, // 26: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
-	8,  // 27: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	22, // 28: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	8,  // 29: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	22, // 30: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	45, // 31: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
-	45, // 32: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	43, // 33: cloudml.v1.BucketTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	40, // 34: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
-	40, // 35: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
-	1,  // 36: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
-	3,  // 37: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
-	5,  // 38: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
-	18, // 39: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
-	20, // 40: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
-	23, // 41: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
-	13, // 42: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
-	15, // 43: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
-	25, // 44: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
-	28, // 45: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
-	30, // 46: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
-	32, // 47: cloudml.v1.AgentService.BucketToken:input_type -> cloudml.v1.BucketTokenRequest
-	2,  // 48: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
-	4,  // 49: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
-	6,  // 50: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
-	19, // 51: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
-	21, // 52: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
-	24, // 53: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
-	14, // 54: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
-	16, // 55: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
-	26, // 56: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
-	29, // 57: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
-	31, // 58: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
-	33, // 59: cloudml.v1.AgentService.BucketToken:output_type -> cloudml.v1.BucketTokenResponse
-	48, // [48:60] is the sub-list for method output_type
-	36, // [36:48] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	44, // 25: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
+	8,  // 26: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	22, // 27: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	8,  // 28: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	22, // 29: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	45, // 30: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
+	45, // 31: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	43, // 32: cloudml.v1.BucketTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	40, // 33: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
+	40, // 34: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
+	1,  // 35: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
+	3,  // 36: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
+	5,  // 37: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
+	18, // 38: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
+	20, // 39: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
+	23, // 40: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
+	13, // 41: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
+	15, // 42: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
+	25, // 43: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
+	28, // 44: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
+	30, // 45: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
+	32, // 46: cloudml.v1.AgentService.BucketToken:input_type -> cloudml.v1.BucketTokenRequest
+	2,  // 47: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
+	4,  // 48: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
+	6,  // 49: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
+	19, // 50: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
+	21, // 51: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
+	24, // 52: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
+	14, // 53: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
+	16, // 54: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
+	26, // 55: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
+	29, // 56: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
+	31, // 57: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
+	33, // 58: cloudml.v1.AgentService.BucketToken:output_type -> cloudml.v1.BucketTokenResponse
+	47, // [47:59] is the sub-list for method output_type
+	35, // [35:47] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_agent_proto_init() }
