@@ -364,10 +364,12 @@ func TestAttemptLogCap(t *testing.T) {
 	if err := endErr(st); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(dir, store.LogDirName, ref.GetJobId(), "0-1.log"))
+	fi, err := os.Stat(filepath.Join(dir, store.LogDirName, ref.GetJobId(), store.PackName))
 	note := logCapNote(1000)
-	if err != nil || fi.Size() != 2*413+13+160+int64(len(note)) {
-		t.Errorf("log file %v, %v; want %d bytes", fi.Size(), err, 2*413+13+160+len(note))
+	// Three records, each with 8 header bytes the cap does not count (the
+	// job's log file names the task and attempt of each).
+	if want := int64(2*413 + 13 + 160 + len(note) + 3*8); err != nil || fi.Size() != want {
+		t.Errorf("log file %v, %v; want %d bytes", fi.Size(), err, want)
 	}
 
 	// After a restart the node reports an end whose last batch the new

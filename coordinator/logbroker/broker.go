@@ -1,6 +1,6 @@
 // Package logbroker is the coordinator's log broker: it stores the output
 // agents send (AgentService.PublishLogs and StreamLogs) in the store's
-// per-attempt segments, acknowledges what is durable, and fans new output
+// per-attempt segments (in one file per job), acknowledges what is durable, and fans new output
 // out to clients that follow a job (JobService.SubscribeLogs).
 //
 // It is one of the coordinator's roles, split off as swarmkit's manager

@@ -99,6 +99,8 @@ const (
 	// FaultSync is after its writes, where its commit writes the file and
 	// syncs it.
 	FaultSync = "sync"
+	// FaultLogSync is the fsync of a job's log file (SyncLogs, AppendLogs).
+	FaultLogSync = "log sync"
 )
 
 // ErrInjected is the error tests inject with Options.Fault.

@@ -26,6 +26,7 @@ func (s *Store) DeleteJob(job string) (freed int64, err error) {
 		}
 	}
 	delete(s.dirs, job)
+	delete(s.packs, job)
 	s.segMu.Unlock()
 	dir := filepath.Join(s.logDir, job)
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {

@@ -11,7 +11,7 @@ import (
 )
 
 // dirSync makes the names created in one directory durable in group
-// commits: every log segment file is a new name in its job's directory,
+// commits: every job's log file is a new name in its job's directory,
 // and one directory fsync covers every name made before it began. At
 // 1,000 nodes each attempt made a file and synced its directory and the
 // logs directory itself: two of its three fsyncs (make bench-cp).
@@ -102,7 +102,7 @@ func (s *Store) jobDirLocked(job string) (*jobDir, error) {
 	return jd, nil
 }
 
-// syncName makes a segment file's name durable: the job's directory's
+// syncName makes a job's log file's name durable: the job's directory's
 // name in the logs directory, then the file's in the job's.
 func (s *Store) syncName(jd *jobDir, ticket uint64) error {
 	if err := s.logNames.wait(jd.ticket); err != nil {

@@ -70,9 +70,10 @@ func TestDeleteJobForgetsItsDirectory(t *testing.T) {
 	mustAppend(t, s, "job-a", 0, 1, 1, batch(1, 10))
 }
 
-// nameSynced reports whether the attempt's log file name was made durable
-// by this store: its job directory is known, that directory and the logs
-// directory were synced, and the segment waits for no name.
+// nameSynced reports whether the attempt's log file name (its job's pack)
+// was made durable by this store: its job directory is known, that
+// directory and the logs directory were synced, and the pack waits for no
+// name.
 func nameSynced(s *Store, job string, task, attempt int32) (bool, string) {
 	s.segMu.Lock()
 	jd, seg := s.dirs[job], s.segs[segKey{job, task, attempt}]
@@ -83,9 +84,9 @@ func nameSynced(s *Store, job string, task, attempt int32) (bool, string) {
 	case seg == nil:
 		return false, "no segment"
 	}
-	seg.mu.Lock()
-	pending := seg.name
-	seg.mu.Unlock()
+	seg.p.mu.Lock()
+	pending := seg.p.name
+	seg.p.mu.Unlock()
 	switch {
 	case jd.names.synced == 0 || jd.names.synced < jd.names.made:
 		return false, "the job's directory was not synced after the file was made"

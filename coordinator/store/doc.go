@@ -1,7 +1,8 @@
 // Package store is the coordinator's durable state, so a restarted
 // coordinator carries on where it stopped: one bbolt file (state.db) holding
-// nodes, jobs, tasks and attempts, and one append-only log segment file per
-// attempt under logs/.
+// nodes, jobs, tasks and attempts, and one append-only log file per job,
+// logs/<job>/attempts.log, holding the records of all its attempts (see
+// pack).
 //
 // Records are small Go structs encoded as JSON. JSON keeps the file readable
 // with bbolt's own tools when debugging, lets a field be added without a

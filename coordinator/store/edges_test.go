@@ -9,8 +9,8 @@ import (
 )
 
 // TestReopenKeepsAnEmptyRecordAfterABigOne: a record whose data runs past
-// the scan chunk, followed by a record with no data (its 13-byte header
-// ends the file), both survive a reopen.
+// the scan chunk, followed by a record with no data (its header ends the
+// file), both survive a reopen.
 func TestReopenKeepsAnEmptyRecordAfterABigOne(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
@@ -42,11 +42,11 @@ func TestReadLogsRefusesARecordOverrunningTheIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(seg.path, os.O_WRONLY, 0)
+	f, err := os.OpenFile(seg.p.path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte{0, 0, 1, 0}, 9); err != nil { // record 1 now claims 256 bytes
+	if _, err := f.WriteAt([]byte{0, 0, 1, 0}, 17); err != nil { // record 1 now claims 256 bytes
 		t.Fatal(err)
 	}
 	f.Close()

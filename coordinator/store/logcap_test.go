@@ -50,10 +50,12 @@ func TestLogCap(t *testing.T) {
 	if err != nil || !capped {
 		t.Errorf("LogsCapped = %v, %v", capped, err)
 	}
-	path := filepath.Join(dir, LogDirName, "j-1", "0-1.log")
+	// In the job's pack each record's header is 8 bytes longer than the
+	// 13 the cap counts: it names the task and the attempt too.
+	path := filepath.Join(dir, LogDirName, "j-1", PackName)
 	fi, err := os.Stat(path)
-	if err != nil || fi.Size() != 246+13+33+int64(len(note)) {
-		t.Errorf("file size %v, %v; want %d", fi.Size(), err, 246+13+33+len(note))
+	if want := int64(246 + 13 + 33 + len(note) + 3*(packHeader-recordHeader)); err != nil || fi.Size() != want {
+		t.Errorf("file size %v, %v; want %d", fi.Size(), err, want)
 	}
 	n, err := s.LogBytes("j-1", 0, 1, 3)
 	if err != nil || n[cloudmlv1.LogStream_LOG_STREAM_STDOUT] != 259 {

@@ -41,52 +41,65 @@ func (s *Store) ReadLogsInto(buf []byte, job string, task, attempt int32, after 
 		seg.mu.Unlock()
 		return nil, buf, nil
 	}
-	start := seg.offs[after]
-	end, data := start, 0
-	for i := after; i < seg.written; i++ {
-		end = seg.size
-		if i+1 < seg.written {
-			end = seg.offs[i+1]
-		}
-		data += int(end-seg.offs[i]) - recordHeader
+	last, size, data := after, int64(0), 0
+	for last < seg.written {
+		n := seg.ends[last] - seg.offs[last]
+		size += n
+		data += int(n) - packHeader
+		last++
 		if data >= maxBytes {
 			break
 		}
 	}
+	offs, ends := seg.offs[after:last], seg.ends[after:last]
 	seg.mu.Unlock()
 
-	if int64(cap(buf)) >= end-start {
-		buf = buf[:end-start]
+	if int64(cap(buf)) >= size {
+		buf = buf[:size]
 	} else {
-		buf = make([]byte, end-start)
+		buf = make([]byte, size)
 	}
-	if err := readAt(seg.path, buf, start); err != nil {
+	if err := readRecords(seg.p.path, buf, offs, ends); err != nil {
 		return nil, buf, fmt.Errorf("read logs: %w", err)
 	}
-	var out []LogEntry
-	for p := 0; p+recordHeader <= len(buf); {
-		n := int(binary.BigEndian.Uint32(buf[p+9:]))
-		if p+recordHeader+n > len(buf) {
-			return nil, buf, fmt.Errorf("read logs: %s: record at %d overruns the index", seg.path, start+int64(p))
+	out := make([]LogEntry, 0, len(offs))
+	for p := 0; p+packHeader <= len(buf); {
+		n := int(binary.BigEndian.Uint32(buf[p+17:]))
+		if p+packHeader+n > len(buf) {
+			return nil, buf, fmt.Errorf("read logs: %s: record at %d overruns the index", seg.p.path, p)
 		}
 		out = append(out, LogEntry{
-			Seq:    binary.BigEndian.Uint64(buf[p:]),
-			Stream: cloudmlv1.LogStream(buf[p+8] &^ cappedFlag),
-			Data:   buf[p+recordHeader : p+recordHeader+n : p+recordHeader+n],
+			Seq:    binary.BigEndian.Uint64(buf[p+8:]),
+			Stream: cloudmlv1.LogStream(buf[p+16] &^ cappedFlag),
+			Data:   buf[p+packHeader : p+packHeader+n : p+packHeader+n],
 		})
-		p += recordHeader + n
+		p += packHeader + n
 	}
 	return out, buf, nil
 }
 
-func readAt(path string, buf []byte, off int64) error {
+// readRecords reads the records at [offs[i], ends[i]) of the file at path
+// one after the other into buf, in one read per run of adjacent records.
+func readRecords(path string, buf []byte, offs, ends []int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	_, err = f.ReadAt(buf, off)
-	return err
+	at := 0
+	for i := 0; i < len(offs); {
+		j := i + 1
+		for j < len(offs) && offs[j] == ends[j-1] {
+			j++
+		}
+		n := int(ends[j-1] - offs[i])
+		if _, err := f.ReadAt(buf[at:at+n], offs[i]); err != nil {
+			return err
+		}
+		at += n
+		i = j
+	}
+	return nil
 }
 
 // AckedSeq returns the highest log seq stored durably for the attempt, 0
@@ -134,17 +147,17 @@ func (s *Store) LogBytes(job string, task, attempt int32, upTo uint64) (map[clou
 	if len(offs) == 0 {
 		return out, nil
 	}
-	f, err := os.Open(seg.path)
+	f, err := os.Open(seg.p.path)
 	if err != nil {
 		return nil, fmt.Errorf("count logs: %w", err)
 	}
 	defer f.Close()
-	var hdr [recordHeader]byte
+	var hdr [packHeader]byte
 	for _, off := range offs {
 		if _, err := f.ReadAt(hdr[:], off); err != nil {
-			return nil, fmt.Errorf("count logs: %s at %d: %w", seg.path, off, err)
+			return nil, fmt.Errorf("count logs: %s at %d: %w", seg.p.path, off, err)
 		}
-		out[cloudmlv1.LogStream(hdr[8]&^cappedFlag)] += uint64(binary.BigEndian.Uint32(hdr[9:]))
+		out[cloudmlv1.LogStream(hdr[16]&^cappedFlag)] += uint64(binary.BigEndian.Uint32(hdr[17:]))
 	}
 	return out, nil
 }

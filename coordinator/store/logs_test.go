@@ -151,10 +151,11 @@ func TestLogsTornTailTruncated(t *testing.T) {
 		name string
 		tail []byte
 	}{
-		{"partial header", appendRecord(nil, 3, 1, []byte("lost\n"))[:7]},
-		{"partial data", appendRecord(nil, 3, 1, []byte("lost line\n"))[:recordHeader+4]},
+		{"partial header", appendPackRecord(nil, 0, 1, 3, 1, []byte("lost\n"))[:7]},
+		{"partial data", appendPackRecord(nil, 0, 1, 3, 1, []byte("lost line\n"))[:packHeader+4]},
 		{"zeroed extension", make([]byte, 64)},
-		{"wrong seq", appendRecord(nil, 9, 1, []byte("stray\n"))},
+		{"wrong seq", appendPackRecord(nil, 0, 1, 9, 1, []byte("stray\n"))},
+		{"negative task", appendPackRecord(nil, -1, 1, 1, 1, []byte("stray\n"))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -163,7 +164,7 @@ func TestLogsTornTailTruncated(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join(dir, LogDirName, "tt-000001", "0-1.log")
+			path := filepath.Join(dir, LogDirName, "tt-000001", PackName)
 			good, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

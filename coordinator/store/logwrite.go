@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"sort"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -60,7 +61,7 @@ func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.
 	seg.wmu.Lock()
 	defer seg.wmu.Unlock()
 	seg.mu.Lock()
-	written, size, capped := seg.written, seg.size, seg.capped
+	written, size, capped := seg.written, seg.bytes, seg.capped
 	seg.mu.Unlock()
 	if capped {
 		return seg.skip(batches), 0, nil, nil
@@ -71,8 +72,11 @@ func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.
 		return written, 0, nil, nil
 	}
 	run, capped = s.capRun(run, size)
+	p := seg.p
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
 	var jd *jobDir
-	if !seg.created || seg.found {
+	if !p.created || p.found {
 		s.segMu.Lock()
 		jd, err = s.jobDirLocked(job)
 		s.segMu.Unlock()
@@ -80,15 +84,18 @@ func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.
 			return 0, 0, nil, fmt.Errorf("write logs: %w", err)
 		}
 	}
-	offs := make([]int64, len(run))
-	end, kept, err := seg.write(run, size, offs, jd, keep)
+	offs, ends := make([]int64, len(run)), make([]int64, len(run))
+	end, kept, err := p.write(task, attempt, run, offs, ends, jd, keep)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("write logs: %w", err)
 	}
+	p.size = end
 	seg.mu.Lock()
 	seg.written = written + uint64(len(run))
-	seg.size = end
-	seg.offs = append(seg.offs, offs...)
+	for _, b := range run {
+		seg.bytes += recordHeader + int64(len(b.GetData()))
+	}
+	seg.offs, seg.ends = append(seg.offs, offs...), append(seg.ends, ends...)
 	seg.capped = capped
 	written = seg.written
 	seg.mu.Unlock()
@@ -146,44 +153,70 @@ func (s *Store) SyncLogs(job string, task, attempt int32) (acked uint64, err err
 }
 
 // syncLogs is SyncLogs, syncing through f when it is an open descriptor
-// of the attempt's file (by name otherwise).
+// of the attempt's pack (by name otherwise). One fsync of the pack covers
+// every attempt written before it began: a caller whose records end
+// before what an earlier fsync covered does not sync again.
 func (s *Store) syncLogs(job string, task, attempt int32, f *os.File) (acked uint64, err error) {
 	seg, err := s.segment(job, task, attempt)
 	if err != nil {
 		return 0, fmt.Errorf("sync logs: %w", err)
 	}
-	seg.smu.Lock()
-	defer seg.smu.Unlock()
+	p := seg.p
 	seg.mu.Lock()
-	written, acked := seg.written, seg.acked
-	jd, name := seg.dir, seg.name
-	if written <= acked {
+	written, end := seg.written, seg.lastEnd()
+	if written <= seg.acked {
 		acked = seg.ackedSeq()
 		seg.mu.Unlock()
 		return acked, nil
 	}
 	seg.mu.Unlock()
-	// Every write up to written has returned, so this fsync covers it.
-	doSync := func() error { return syncFile(seg.path) }
-	if f != nil {
-		doSync = f.Sync
+	p.smu.Lock()
+	p.mu.Lock()
+	synced := p.synced
+	p.mu.Unlock()
+	if synced < end {
+		p.wmu.Lock()
+		target := p.size // every write up to it has returned: this fsync covers it
+		p.wmu.Unlock()
+		doSync := func() error { return syncFile(p.path) }
+		if f != nil {
+			doSync = f.Sync
+		}
+		err := s.fault(FaultLogSync)
+		if err == nil {
+			err = doSync()
+		}
+		if err != nil {
+			p.rollback()
+			p.smu.Unlock()
+			return 0, fmt.Errorf("sync logs: %w", err)
+		}
+		p.mu.Lock()
+		p.synced = max(p.synced, target)
+		synced = p.synced
+		p.mu.Unlock()
 	}
-	if err := doSync(); err != nil {
-		seg.rollback()
-		return 0, fmt.Errorf("sync logs: %w", err)
-	}
+	p.smu.Unlock()
+	p.mu.Lock()
+	jd, name := p.dir, p.name
+	p.mu.Unlock()
 	if name != 0 {
 		// The file's data is kept: the next sync tries the name again.
 		if err := s.syncName(jd, name); err != nil {
 			return 0, fmt.Errorf("sync logs: %w", err)
 		}
+		p.mu.Lock()
+		if p.name == name {
+			p.name = 0
+		}
+		p.mu.Unlock()
 	}
 	seg.mu.Lock()
 	defer seg.mu.Unlock()
-	if seg.name == name {
-		seg.name = 0
-	}
-	seg.acked = max(seg.acked, written)
+	// The records that end within what is synced: a rollback since may
+	// have cut some of this attempt's.
+	n := sort.Search(len(seg.ends), func(i int) bool { return seg.ends[i] > synced })
+	seg.acked = max(seg.acked, uint64(n))
 	return seg.ackedSeq(), nil
 }
 
@@ -208,20 +241,21 @@ func continuing(batches []*cloudmlv1.LogBatch, seq uint64) []*cloudmlv1.LogBatch
 // the kernel as it is instead of copying it behind its header.
 const directData = 64 << 10
 
-// write writes the records of run from off, noting each one's offset in
-// offs, and returns where they end. Small records are gathered into one
-// buffer; a large batch's data is written from where it is. On failure it
-// cuts the file back to off, so the file never holds records the index
-// does not. With keep, it returns the file still open for the caller to
-// close. Callers hold wmu.
-func (seg *segment) write(run []*cloudmlv1.LogBatch, off int64, offs []int64, jd *jobDir, keep bool) (int64, *os.File, error) {
-	f, err := seg.openAppend(jd)
+// write appends the records of run to the pack from its size, noting each
+// one's start and end in offs and ends, and returns where they end. Small
+// records are gathered into one buffer; a large batch's data is written
+// from where it is. On failure it cuts the file back, so the file never
+// holds records the index does not. With keep, it returns the file still
+// open for the caller to close. Callers hold wmu.
+func (p *pack) write(task, attempt int32, run []*cloudmlv1.LogBatch, offs, ends []int64, jd *jobDir, keep bool) (int64, *os.File, error) {
+	f, err := p.openAppend(jd)
 	if err != nil {
 		return 0, nil, err
 	}
+	off := p.size
 	need := 0 // the buffered records' bytes: most calls carry a line or two
 	for _, b := range run {
-		if need += recordHeader; len(b.GetData()) < directData {
+		if need += packHeader; len(b.GetData()) < directData {
 			need += len(b.GetData())
 		}
 	}
@@ -235,10 +269,11 @@ func (seg *segment) write(run []*cloudmlv1.LogBatch, off int64, offs []int64, jd
 	for i, b := range run {
 		offs[i] = pos + int64(len(buf))
 		if len(b.GetData()) < directData {
-			buf = appendRecord(buf, b.GetSeq(), byte(b.GetStream()), b.GetData())
+			buf = appendPackRecord(buf, task, attempt, b.GetSeq(), byte(b.GetStream()), b.GetData())
+			ends[i] = pos + int64(len(buf))
 			continue
 		}
-		buf = appendRecord(buf, b.GetSeq(), byte(b.GetStream()), nil)
+		buf = appendPackRecord(buf, task, attempt, b.GetSeq(), byte(b.GetStream()), nil)
 		binary.BigEndian.PutUint32(buf[len(buf)-4:], uint32(len(b.GetData())))
 		if err = flush(); err != nil {
 			break
@@ -247,6 +282,7 @@ func (seg *segment) write(run []*cloudmlv1.LogBatch, off int64, offs []int64, jd
 		if pos += int64(len(b.GetData())); err != nil {
 			break
 		}
+		ends[i] = pos
 	}
 	if err == nil && len(buf) > 0 {
 		err = flush()
@@ -262,22 +298,31 @@ func (seg *segment) write(run []*cloudmlv1.LogBatch, off int64, offs []int64, jd
 	return pos, nil, f.Close()
 }
 
-// rollback forgets the records written after the last durable one and cuts
-// the file back to them, after a failed fsync. Callers hold smu.
-func (seg *segment) rollback() {
-	seg.wmu.Lock()
-	defer seg.wmu.Unlock()
-	seg.mu.Lock()
-	defer seg.mu.Unlock()
-	if seg.written <= seg.acked {
-		return
+// rollback forgets the records written after the last durable fsync, of
+// every attempt in the pack, and cuts the file back to them, after a failed
+// fsync. Callers hold smu.
+func (p *pack) rollback() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.mu.Lock()
+	cut, segs := p.synced, append([]*segment(nil), p.segs...)
+	p.mu.Unlock()
+	for _, seg := range segs {
+		seg.mu.Lock()
+		n := sort.Search(len(seg.ends), func(i int) bool { return seg.ends[i] > cut })
+		if n < len(seg.ends) {
+			for i := n; i < len(seg.ends); i++ {
+				seg.bytes -= seg.ends[i] - seg.offs[i] - packHeader + recordHeader
+			}
+			seg.offs, seg.ends = seg.offs[:n], seg.ends[:n]
+			seg.written = uint64(n)
+			// A capped log's last record went with the rest: the writer resends.
+			seg.capped, seg.skipped = false, 0
+		}
+		seg.mu.Unlock()
 	}
-	cut := seg.offs[seg.acked]
-	seg.offs = seg.offs[:seg.acked]
-	seg.written, seg.size = seg.acked, cut
-	// A capped log's last record went with the rest: the writer resends.
-	seg.capped, seg.skipped = false, 0
-	_ = os.Truncate(seg.path, cut) // best effort: what survives is what the writer resends
+	p.size = cut
+	_ = os.Truncate(p.path, cut) // best effort: what survives is what the writers resend
 }
 
 func syncFile(path string) error {

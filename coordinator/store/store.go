@@ -45,25 +45,25 @@ var (
 	legacyBuckets = [][]byte{[]byte("acks"), []byte("logs")}
 )
 
-// LogDirName is the directory of log segment files inside the state
+// LogDirName is the directory of the jobs' log files inside the state
 // directory.
 const LogDirName = "logs"
 
 // Options tune a Store; the zero value has no limits.
 type Options struct {
-	// MaxLogBytes bounds one attempt's log file, records and their 13-byte
-	// headers together; 0 means no limit. See WriteLogs.
+	// MaxLogBytes bounds one attempt's logs, its records' data and 13 bytes
+	// per record together; 0 means no limit. See WriteLogs.
 	MaxLogBytes int64
 	// LogCapNote is the line that ends a log cut at MaxLogBytes.
 	LogCapNote string
 	// Fault, when set, is asked at each fault point of a Write or Probe
-	// (FaultWrite, FaultSync); an error it returns fails that transaction,
-	// which writes nothing, as a full disk or a failed fsync would. For
-	// tests.
+	// (FaultWrite, FaultSync) and of a log sync (FaultLogSync); an error it
+	// returns fails that transaction, which writes nothing, or that sync,
+	// as a full disk or a failed fsync would. For tests.
 	Fault func(point string) error
 }
 
-// Store is the coordinator's bbolt file and its log segment files.
+// Store is the coordinator's bbolt file and its jobs' log files.
 type Store struct {
 	db     *bolt.DB
 	logDir string
@@ -71,6 +71,7 @@ type Store struct {
 
 	segMu sync.Mutex
 	segs  map[segKey]*segment
+	packs map[string]*pack // each job's log file (segMu)
 	// dirs are the job log directories written by this process (segMu);
 	// logNames syncs the names made in logDir.
 	dirs     map[string]*jobDir
@@ -127,7 +128,7 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	return &Store{db: db, logDir: logDir, opts: opts, segs: map[segKey]*segment{},
-		dirs: map[string]*jobDir{}, logNames: newDirSync(logDir)}, nil
+		packs: map[string]*pack{}, dirs: map[string]*jobDir{}, logNames: newDirSync(logDir)}, nil
 }
 
 // Close closes the file and releases its lock.
@@ -148,7 +149,7 @@ type Snapshot struct {
 }
 
 // Load reads every node, job, task and attempt, with its acked log seq
-// from its log segment file.
+// from its job's log file.
 func (s *Store) Load() (*Snapshot, error) {
 	snap := &Snapshot{}
 	err := s.db.View(func(tx *bolt.Tx) error {

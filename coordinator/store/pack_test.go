@@ -1,0 +1,155 @@
+package store
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+// legacyRecord is a record of the per-attempt log files stores wrote
+// before packs: seq (8B), stream (1B), length (4B), data.
+func legacyRecord(b *cloudmlv1.LogBatch) []byte {
+	out := binary.BigEndian.AppendUint64(nil, b.GetSeq())
+	out = append(out, byte(b.GetStream()))
+	out = binary.BigEndian.AppendUint32(out, uint32(len(b.GetData())))
+	return append(out, b.GetData()...)
+}
+
+// TestPerAttemptFilesMoveIntoThePack: a job's log directory left by a store
+// from before packs (one <task>-<attempt>.log per attempt, one with a torn
+// tail) is read at the first access: every whole record is in the job's
+// pack, the old files are gone, and the attempts' sequences go on.
+func TestPerAttemptFilesMoveIntoThePack(t *testing.T) {
+	dir := t.TempDir()
+	jobDir := filepath.Join(dir, LogDirName, "old-1")
+	if err := os.MkdirAll(jobDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a1, a2, b1 := batch(1, 50), batch(2, 70000), batch(1, 10)
+	torn := legacyRecord(batch(2, 30))[:20]
+	for name, data := range map[string][]byte{
+		"0-1.log": append(legacyRecord(a1), legacyRecord(a2)...),
+		"3-2.log": append(legacyRecord(b1), torn...),
+	} {
+		if err := os.WriteFile(filepath.Join(jobDir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open(t, dir)
+	if diff := cmp.Diff(entriesOf(a1, a2), readAll(t, s, "old-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 0/1 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(entriesOf(b1), readAll(t, s, "old-1", 3, 2, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 3/2 (-want +got):\n%s", diff)
+	}
+	mustAppend(t, s, "old-1", 3, 2, 2, batch(2, 5))
+	entries, err := os.ReadDir(jobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if diff := cmp.Diff([]string{PackName}, names); diff != "" {
+		t.Errorf("the job's log directory (-want +got):\n%s", diff)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	if diff := cmp.Diff(entriesOf(b1, batch(2, 5)), readAll(t, s, "old-1", 3, 2, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 3/2 after a reopen (-want +got):\n%s", diff)
+	}
+}
+
+// TestAttemptsShareTheirJobsPack: attempts of one job write one file;
+// reading one attempt's logs skips the others' records between its own,
+// and a limited read stops after the batch that passes the limit.
+func TestAttemptsShareTheirJobsPack(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	defer s.Close()
+	var want []*cloudmlv1.LogBatch
+	for seq := uint64(1); seq <= 4; seq++ {
+		b := batch(seq, 100)
+		want = append(want, b)
+		mustAppend(t, s, "mix-1", 0, 1, seq, b)
+		mustAppend(t, s, "mix-1", 1, 1, seq, batch(seq, 7))
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, LogDirName, "mix-1"))
+	if err != nil || len(entries) != 1 || entries[0].Name() != PackName {
+		t.Fatalf("the job's log directory holds %v (%v), want %s alone", entries, err, PackName)
+	}
+	if diff := cmp.Diff(entriesOf(want...), readAll(t, s, "mix-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 0/1 (-want +got):\n%s", diff)
+	}
+	got, err := s.ReadLogs("mix-1", 0, 1, 1, 150)
+	if err != nil || len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 3 {
+		t.Errorf("ReadLogs after 1 up to 150 bytes = %d entries, %v; want seqs 2 and 3", len(got), err)
+	}
+	n, err := s.LogBytes("mix-1", 1, 1, 4)
+	if err != nil || n[cloudmlv1.LogStream_LOG_STREAM_STDOUT]+n[cloudmlv1.LogStream_LOG_STREAM_STDERR] != 28 {
+		t.Errorf("LogBytes of attempt 1/1 = %v, %v; want 28 bytes", n, err)
+	}
+}
+
+// TestFailedLogSyncRollsBackEveryAttemptInThePack: a failed fsync of a
+// job's pack drops what every attempt wrote since the last good one, not
+// only the caller's: they share the file. The writers send it again and it
+// is stored once, also across a reopen.
+func TestFailedLogSyncRollsBackEveryAttemptInThePack(t *testing.T) {
+	dir := t.TempDir()
+	var failing bool
+	opts := Options{Fault: func(point string) error {
+		if failing && point == FaultLogSync {
+			return ErrInjected
+		}
+		return nil
+	}}
+	s, err := OpenWith(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, a2, b1 := batch(1, 40), batch(2, 40), batch(1, 30)
+	mustAppend(t, s, "rb-1", 0, 1, 1, a1)
+	if _, _, err := s.WriteLogs("rb-1", 0, 1, []*cloudmlv1.LogBatch{a2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.WriteLogs("rb-1", 5, 1, []*cloudmlv1.LogBatch{b1}); err != nil {
+		t.Fatal(err)
+	}
+	failing = true
+	if _, err := s.SyncLogs("rb-1", 5, 1); err == nil {
+		t.Fatal("SyncLogs with the fsync failing succeeded")
+	}
+	failing = false
+	if acked, err := s.AckedSeq("rb-1", 0, 1); err != nil || acked != 1 {
+		t.Errorf("AckedSeq of the other attempt = %d, %v; want 1", acked, err)
+	}
+	if diff := cmp.Diff(entriesOf(a1), readAll(t, s, "rb-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("the other attempt after the rollback (-want +got):\n%s", diff)
+	}
+	if got := readAll(t, s, "rb-1", 5, 1, 0, 1<<20); len(got) != 0 {
+		t.Errorf("the failed attempt still reads %d entries", len(got))
+	}
+	mustAppend(t, s, "rb-1", 5, 1, 1, b1)
+	mustAppend(t, s, "rb-1", 0, 1, 2, a1, a2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	if diff := cmp.Diff(entriesOf(a1, a2), readAll(t, s, "rb-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 0/1 after a reopen (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(entriesOf(b1), readAll(t, s, "rb-1", 5, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 5/1 after a reopen (-want +got):\n%s", diff)
+	}
+}
