@@ -76,9 +76,6 @@ func (d *dirSync) wait(t uint64) error {
 type jobDir struct {
 	names  *dirSync
 	ticket uint64
-	// fresh is set when this process made the directory: each file in it
-	// was then made through a segment this process holds (Store.segment).
-	fresh bool
 }
 
 // jobDirLocked returns the job's log directory, making it the first time this
@@ -91,13 +88,12 @@ func (s *Store) jobDirLocked(job string) (*jobDir, error) {
 	}
 	path := filepath.Join(s.logDir, job)
 	err := os.Mkdir(path, 0o700)
-	fresh := err == nil
 	if err != nil && !errors.Is(err, fs.ErrExist) {
 		if err := os.MkdirAll(path, 0o700); err != nil {
 			return nil, err
 		}
 	}
-	jd := &jobDir{names: newDirSync(path), ticket: s.logNames.created(), fresh: fresh}
+	jd := &jobDir{names: newDirSync(path), ticket: s.logNames.created()}
 	s.dirs[job] = jd
 	return jd, nil
 }
