@@ -46,7 +46,9 @@ func TestReadLogsRefusesARecordOverrunningTheIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte{0, 0, 1, 0}, 17); err != nil { // record 1 now claims 256 bytes
+	// Record 1 now claims 44 bytes of data: 1 past what the two records
+	// read hold (2 x 21 bytes of header and 11 of data each).
+	if _, err := f.WriteAt([]byte{0, 0, 0, 44}, 17); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

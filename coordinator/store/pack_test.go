@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -151,5 +152,104 @@ func TestFailedLogSyncRollsBackEveryAttemptInThePack(t *testing.T) {
 	}
 	if diff := cmp.Diff(entriesOf(b1), readAll(t, s, "rb-1", 5, 1, 0, 1<<20)); diff != "" {
 		t.Errorf("attempt 5/1 after a reopen (-want +got):\n%s", diff)
+	}
+}
+
+// TestRollbackGivesBackTheCapsRoom: records cut back after a failed sync
+// no longer count towards the attempt's MaxLogBytes, and an attempt of the
+// same pack that was capped and synced before stays capped.
+func TestRollbackGivesBackTheCapsRoom(t *testing.T) {
+	var failing bool
+	const note = "[cap]\n"
+	s, err := OpenWith(t.TempDir(), Options{MaxLogBytes: 300, LogCapNote: note, Fault: func(point string) error {
+		if failing && point == FaultLogSync {
+			return ErrInjected
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Attempt 2/1 is capped (see TestLogCap for the numbers) and synced.
+	mustAppend(t, s, "cap-1", 2, 1, 3, lines(1, 10), lines(2, 10), lines(3, 10))
+	// Attempt 0/1 writes two records of 10 lines that a failed sync drops.
+	if _, _, err := s.WriteLogs("cap-1", 0, 1, []*cloudmlv1.LogBatch{lines(1, 10), lines(2, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	failing = true
+	if _, err := s.SyncLogs("cap-1", 0, 1); err == nil {
+		t.Fatal("SyncLogs with the fsync failing succeeded")
+	}
+	failing = false
+	if capped, err := s.LogsCapped("cap-1", 2, 1); err != nil || !capped {
+		t.Errorf("the synced capped attempt after another's rollback: capped %v, %v", capped, err)
+	}
+	// Sent again, the two records fit and the third is cut as the cap says.
+	mustAppend(t, s, "cap-1", 0, 1, 3, lines(1, 10), lines(2, 10), lines(3, 10))
+	got, err := s.ReadLogs("cap-1", 0, 1, 0, 1<<20)
+	if err != nil || len(got) != 3 || string(got[2].Data) != strings.Repeat("0123456789\n", 3)+note {
+		t.Fatalf("after the rollback and the resend: %d entries, %v; want the third cut to 3 lines and the note", len(got), err)
+	}
+}
+
+// TestCapCountsWhatALoadFound: after a reopen, the records an attempt
+// already has count towards its MaxLogBytes.
+func TestCapCountsWhatALoadFound(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{MaxLogBytes: 300, LogCapNote: "[cap]\n"}
+	s, err := OpenWith(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, "cap-2", 0, 1, 2, lines(1, 10), lines(2, 10))
+	s.Close()
+	if s, err = OpenWith(dir, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustAppend(t, s, "cap-2", 0, 1, 3, lines(3, 10))
+	if capped, err := s.LogsCapped("cap-2", 0, 1); err != nil || !capped {
+		t.Errorf("a third record of 10 lines after a reopen: capped %v, %v; want capped", capped, err)
+	}
+}
+
+// TestAttemptZeroLogsSurviveAReopen: the store takes attempt 0 (the
+// coordinator numbers attempts from 1) and a load keeps its records.
+func TestAttemptZeroLogsSurviveAReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	mustAppend(t, s, "zero-1", 0, 0, 1, batch(1, 20))
+	s.Close()
+	s = open(t, dir)
+	defer s.Close()
+	if acked, err := s.AckedSeq("zero-1", 0, 0); err != nil || acked != 1 {
+		t.Errorf("attempt 0 after a reopen: acked %d, %v; want 1", acked, err)
+	}
+}
+
+// TestLegacyFilesBesideAPackAreNotStoredTwice: a crash between writing the
+// pack and removing the per-attempt files leaves both; the next load adds
+// only the records the pack lacks.
+func TestLegacyFilesBesideAPackAreNotStoredTwice(t *testing.T) {
+	dir := t.TempDir()
+	jobDir := filepath.Join(dir, LogDirName, "half-1")
+	if err := os.MkdirAll(jobDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a1, a2, a3 := batch(1, 30), batch(2, 30), batch(3, 30)
+	pack := appendPackRecord(nil, 0, 1, 1, byte(a1.GetStream()), a1.GetData())
+	pack = appendPackRecord(pack, 0, 1, 2, byte(a2.GetStream()), a2.GetData())
+	legacy := append(append(legacyRecord(a1), legacyRecord(a2)...), legacyRecord(a3)...)
+	if err := os.WriteFile(filepath.Join(jobDir, PackName), pack, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(jobDir, "0-1.log"), legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir)
+	defer s.Close()
+	if diff := cmp.Diff(entriesOf(a1, a2, a3), readAll(t, s, "half-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 0/1 (-want +got):\n%s", diff)
 	}
 }
