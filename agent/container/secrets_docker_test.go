@@ -164,8 +164,13 @@ func runAsSwarmWould(t *testing.T, d *client.Client, spec swarm.ServiceSpec, nod
 		m.Source = strings.ReplaceAll(m.Source, "{{.Node.ID}}", nodeID)
 		mounts = append(mounts, m)
 	}
+	// Without the spec's labels: they mark a CloudML task container, and an
+	// agent another package's test runs on the same daemon then takes this
+	// one for an orphan of its own and removes it before its logs are read
+	// ("can not get logs from container which is dead or marked for
+	// removal", seen once in a full run).
 	created, err := d.ContainerCreate(ctx,
-		&container.Config{Image: cs.Image, Cmd: cs.Command, Env: cs.Env, WorkingDir: cs.Dir, Labels: cs.Labels},
+		&container.Config{Image: cs.Image, Cmd: cs.Command, Env: cs.Env, WorkingDir: cs.Dir},
 		&container.HostConfig{Mounts: mounts}, nil, nil, "")
 	if err != nil {
 		t.Fatal(err)
