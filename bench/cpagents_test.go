@@ -3,19 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudml/cloudml/client"
-	"github.com/cloudml/cloudml/coordinator"
-	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/simagent"
-	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/inproc"
 )
 
 // TestMain lets the test binary be its own cp-agents child, as the bench
@@ -67,7 +62,7 @@ func TestReadAgentsReport(t *testing.T) {
 // a coordinator in the test process over TCP and mutual TLS, and reads
 // back what they recorded.
 func TestAgentsProc(t *testing.T) {
-	addr, admin := serveCoordinator(t)
+	addr, admin := inproc.ServeTCP(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only a hang's bound
 	defer cancel()
 	tok, err := admin.CreateToken(ctx, client.TokenOptions{Uses: -1, TTL: time.Hour, Label: "bench test"})
@@ -107,56 +102,4 @@ func TestAgentsProc(t *testing.T) {
 	if len(ns) != nodes || !strings.HasPrefix(ns[0].GetHostname(), "probe-") {
 		t.Errorf("the coordinator has %d nodes (%v), want %d named probe-*", len(ns), ns, nodes)
 	}
-}
-
-// serveCoordinator serves a coordinator on a TCP port of 127.0.0.1 (a
-// child process can reach it) until the test ends; it returns its address
-// and an admin client.
-func serveCoordinator(t *testing.T) (string, *client.Client) {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := coordinator.DefaultConfig()
-	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.AdminConfig = filepath.Join(dir, "admin.config")
-	cfg.DefaultBucket = "file://" + filepath.Join(dir, "bucket")
-	cfg.NodeDownAfter = time.Minute // a loaded machine must not find a silent node
-	cfg.Logger = testutil.Logger(t).Named("coordinator")
-	co, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- co.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	var cred *pki.Credential
-	for cred == nil {
-		if cred, err = pki.LoadCredential(cfg.AdminConfig); err != nil {
-			select {
-			case err := <-served:
-				t.Fatalf("the coordinator stopped before writing its credential: %v", err)
-			case <-time.After(10 * time.Millisecond): // polling interval
-			}
-		}
-	}
-	ccfg, err := client.ConfigFromCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccfg.Address = lis.Addr().String()
-	c, err := client.New(ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return lis.Addr().String(), c
 }

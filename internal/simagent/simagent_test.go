@@ -3,10 +3,7 @@ package simagent_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,67 +13,16 @@ import (
 	"github.com/cloudml/cloudml/internal/pki"
 	"github.com/cloudml/cloudml/internal/simagent"
 	"github.com/cloudml/cloudml/internal/testutil"
+	"github.com/cloudml/cloudml/internal/testutil/inproc"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
-
-// startCoordinator serves a coordinator on a TCP port of 127.0.0.1 until
-// the test ends and returns its address and an admin client.
-func startCoordinator(t *testing.T) (string, *client.Client) {
-	t.Helper()
-	dir := t.TempDir()
-	cfg := coordinator.DefaultConfig()
-	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.AdminConfig = filepath.Join(dir, "admin.config")
-	cfg.DefaultBucket = "file://" + filepath.Join(dir, "bucket")
-	cfg.HeartbeatPeriod = 100 * time.Millisecond
-	cfg.NodeDownAfter = time.Minute // a loaded machine must not find a silent node
-	cfg.Logger = testutil.Logger(t).Named("coordinator")
-	co, err := coordinator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- co.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	var cred *pki.Credential
-	for cred == nil {
-		if cred, err = pki.LoadCredential(cfg.AdminConfig); err != nil {
-			select {
-			case err := <-served:
-				t.Fatalf("the coordinator stopped before writing its credential: %v", err)
-			case <-time.After(10 * time.Millisecond): // polling interval
-			}
-		}
-	}
-	ccfg, err := client.ConfigFromCredential(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccfg.Address = lis.Addr().String()
-	c, err := client.New(ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return lis.Addr().String(), c
-}
 
 // TestSweepRunsEachTaskOnce runs a few simulated agents against a real
 // coordinator over TCP and mutual TLS: every node gets ready, and a sweep
 // succeeds with every task run exactly once through every state, its
 // start and end recorded and its log line stored.
 func TestSweepRunsEachTaskOnce(t *testing.T) {
-	addr, admin := startCoordinator(t)
+	addr, admin := inproc.ServeTCP(t, func(c *coordinator.Config) { c.HeartbeatPeriod = 100 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only a hang's bound
 	defer cancel()
 	tok, err := admin.CreateToken(ctx, client.TokenOptions{Uses: -1, TTL: time.Hour, Label: "simagent test"})
