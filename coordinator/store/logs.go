@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 	"os"
 
@@ -64,16 +63,13 @@ func (s *Store) ReadLogsInto(buf []byte, job string, task, attempt int32, after 
 	}
 	out := make([]LogEntry, 0, len(offs))
 	for p := 0; p+packHeader <= len(buf); {
-		n := int(binary.BigEndian.Uint32(buf[p+17:]))
-		if p+packHeader+n > len(buf) {
+		h := parseHeader(buf[p:])
+		end := p + packHeader + int(h.n)
+		if end > len(buf) {
 			return nil, buf, fmt.Errorf("read logs: %s: record at %d overruns the index", seg.p.path, p)
 		}
-		out = append(out, LogEntry{
-			Seq:    binary.BigEndian.Uint64(buf[p+8:]),
-			Stream: cloudmlv1.LogStream(buf[p+16] &^ cappedFlag),
-			Data:   buf[p+packHeader : p+packHeader+n : p+packHeader+n],
-		})
-		p += packHeader + n
+		out = append(out, LogEntry{Seq: h.seq, Stream: cloudmlv1.LogStream(h.stream &^ cappedFlag), Data: buf[p+packHeader : end : end]})
+		p = end
 	}
 	return out, buf, nil
 }
@@ -157,7 +153,8 @@ func (s *Store) LogBytes(job string, task, attempt int32, upTo uint64) (map[clou
 		if _, err := f.ReadAt(hdr[:], off); err != nil {
 			return nil, fmt.Errorf("count logs: %s at %d: %w", seg.p.path, off, err)
 		}
-		out[cloudmlv1.LogStream(hdr[16]&^cappedFlag)] += uint64(binary.BigEndian.Uint32(hdr[17:]))
+		h := parseHeader(hdr[:])
+		out[cloudmlv1.LogStream(h.stream&^cappedFlag)] += uint64(h.n)
 	}
 	return out, nil
 }

@@ -32,10 +32,12 @@ func TestPerAttemptFilesMoveIntoThePack(t *testing.T) {
 		t.Fatal(err)
 	}
 	a1, a2, b1 := batch(1, 50), batch(2, 70000), batch(1, 10)
+	c1, c2 := batch(1, 10), batch(2, 0) // the file ends with a header alone
 	torn := legacyRecord(batch(2, 30))[:20]
 	for name, data := range map[string][]byte{
 		"0-1.log": append(legacyRecord(a1), legacyRecord(a2)...),
 		"3-2.log": append(legacyRecord(b1), torn...),
+		"4-1.log": append(legacyRecord(c1), legacyRecord(c2)...),
 	} {
 		if err := os.WriteFile(filepath.Join(jobDir, name), data, 0o600); err != nil {
 			t.Fatal(err)
@@ -47,6 +49,9 @@ func TestPerAttemptFilesMoveIntoThePack(t *testing.T) {
 	}
 	if diff := cmp.Diff(entriesOf(b1), readAll(t, s, "old-1", 3, 2, 0, 1<<20)); diff != "" {
 		t.Errorf("attempt 3/2 (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(entriesOf(c1, c2), readAll(t, s, "old-1", 4, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 4/1 (-want +got):\n%s", diff)
 	}
 	mustAppend(t, s, "old-1", 3, 2, 2, batch(2, 5))
 	entries, err := os.ReadDir(jobDir)
@@ -208,9 +213,15 @@ func TestCapCountsWhatALoadFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	mustAppend(t, s, "cap-2", 0, 1, 3, lines(3, 10))
+	// 246 bytes so far: a record of 3 lines (13 + 33) still fits, whole;
+	// one of 10 more lines does not.
+	mustAppend(t, s, "cap-2", 0, 1, 3, lines(3, 3))
+	if capped, err := s.LogsCapped("cap-2", 0, 1); err != nil || capped {
+		t.Errorf("a third record of 3 lines after a reopen: capped %v, %v; want it to fit", capped, err)
+	}
+	mustAppend(t, s, "cap-2", 0, 1, 4, lines(4, 10))
 	if capped, err := s.LogsCapped("cap-2", 0, 1); err != nil || !capped {
-		t.Errorf("a third record of 10 lines after a reopen: capped %v, %v; want capped", capped, err)
+		t.Errorf("a fourth record of 10 lines: capped %v, %v; want capped", capped, err)
 	}
 }
 
@@ -253,5 +264,74 @@ func TestLegacyFilesBesideAPackAreNotStoredTwice(t *testing.T) {
 	defer s.Close()
 	if diff := cmp.Diff(entriesOf(a1, a2, a3), readAll(t, s, "half-1", 0, 1, 0, 1<<20)); diff != "" {
 		t.Errorf("attempt 0/1 (-want +got):\n%s", diff)
+	}
+}
+
+// TestLegacyFilesBesideATornPack: a crash while the pack was written
+// during a move-in can leave a record's header without its data; the move
+// goes on from the last whole record, so nothing of the old files is lost
+// when the torn tail is cut.
+func TestLegacyFilesBesideATornPack(t *testing.T) {
+	dir := t.TempDir()
+	jobDir := filepath.Join(dir, LogDirName, "torn-1")
+	if err := os.MkdirAll(jobDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a1, a2, a3 := batch(1, 30), batch(2, 30), batch(3, 30)
+	pack := appendPackRecord(nil, 0, 1, 1, byte(a1.GetStream()), a1.GetData())
+	pack = appendPackRecord(pack, 0, 1, 2, byte(a2.GetStream()), a2.GetData())[:len(pack)+packHeader+5]
+	legacy := append(append(legacyRecord(a1), legacyRecord(a2)...), legacyRecord(a3)...)
+	if err := os.WriteFile(filepath.Join(jobDir, PackName), pack, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(jobDir, "0-1.log"), legacy, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir)
+	if diff := cmp.Diff(entriesOf(a1, a2, a3), readAll(t, s, "torn-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 0/1 (-want +got):\n%s", diff)
+	}
+	s.Close()
+	s = open(t, dir)
+	defer s.Close()
+	if diff := cmp.Diff(entriesOf(a1, a2, a3), readAll(t, s, "torn-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 0/1 after a reopen (-want +got):\n%s", diff)
+	}
+}
+
+// TestEmptyLegacyFileMakesNoPack: an old per-attempt file with no record
+// is removed, and no empty pack is made in its place.
+func TestEmptyLegacyFileMakesNoPack(t *testing.T) {
+	dir := t.TempDir()
+	jobDir := filepath.Join(dir, LogDirName, "empty-1")
+	if err := os.MkdirAll(jobDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(jobDir, "0-1.log"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir)
+	defer s.Close()
+	if got := readAll(t, s, "empty-1", 0, 1, 0, 1<<20); len(got) != 0 {
+		t.Errorf("an empty old file reads %d entries", len(got))
+	}
+	if entries, err := os.ReadDir(jobDir); err != nil || len(entries) != 0 {
+		t.Errorf("the job's log directory holds %v (%v), want nothing", entries, err)
+	}
+}
+
+// TestUnreadablePackIsAnError: a job's log file that cannot be opened
+// (here a directory in its place) makes reading its logs an error that
+// names the job and the file and says why, not an empty log.
+func TestUnreadablePackIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, LogDirName, "bad-1", PackName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir)
+	defer s.Close()
+	_, err := s.ReadLogs("bad-1", 0, 1, 0, 1<<20)
+	if err == nil || !strings.Contains(err.Error(), "bad-1") || !strings.Contains(err.Error(), filepath.Join("bad-1", PackName)+": is a directory") {
+		t.Errorf("ReadLogs with the job's log file unreadable = %v, want the open's error, naming the job and the file", err)
 	}
 }

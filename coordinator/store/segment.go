@@ -174,7 +174,7 @@ func (s *Store) pack(job string) (*pack, error) {
 	s.packs[job] = p
 	s.segMu.Unlock()
 	defer close(p.ready)
-	segs, err := p.load(s.logDir, job)
+	segs, err := p.load(filepath.Join(s.logDir, job))
 	if err != nil {
 		p.loadErr = fmt.Errorf("load logs of job %s: %w", job, err)
 		s.segMu.Lock()
@@ -194,25 +194,41 @@ func (s *Store) pack(job string) (*pack, error) {
 var legacyName = regexp.MustCompile(`^([0-9]+)-([0-9]+)\.log$`)
 
 // load rebuilds the pack's segments from its file, cutting a torn tail (a
-// partial or inconsistent record left by a crash), after moving into it
-// the per-attempt files an older store left. Nothing else uses the pack
-// yet.
-func (p *pack) load(logDir, job string) (map[segKey]*segment, error) {
+// partial or inconsistent record left by a crash), then moves in the
+// per-attempt files an older store left in dir. Nothing else uses the
+// pack yet.
+func (p *pack) load(dir string) (map[segKey]*segment, error) {
 	segs := map[segKey]*segment{}
-	if err := p.adoptLegacy(filepath.Join(logDir, job)); err != nil {
-		return nil, err
-	}
 	f, err := os.OpenFile(p.path, os.O_RDWR, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return segs, nil
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		defer f.Close()
+		if p.size, err = p.scan(f, segs); err != nil {
+			return nil, err
+		}
+		// A run that crashed may have left the file's name not durable:
+		// the first sync makes it so (Store.syncName, from the first write).
+		p.created, p.found = true, true
 	}
-	if err != nil {
+	if err := p.adoptLegacy(dir, segs); err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	p.synced = p.size
+	for _, seg := range segs {
+		p.segs = append(p.segs, seg)
+	}
+	return segs, nil
+}
+
+// scan indexes f's records into segs and cuts a torn tail; it returns
+// where the last whole record ends.
+func (p *pack) scan(f *os.File, segs map[segKey]*segment) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	fileSize := fi.Size()
 	off := int64(0) // start of the next record
@@ -221,30 +237,25 @@ scan:
 	for off < fileSize {
 		n, err := f.ReadAt(buf, off)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
+			return 0, err
 		}
 		chunk := buf[:n]
 		p0 := 0
 		for p0+packHeader <= len(chunk) {
-			h := chunk[p0:]
-			k := segKey{task: int32(binary.BigEndian.Uint32(h)), attempt: int32(binary.BigEndian.Uint32(h[4:]))}
-			seq, stream := binary.BigEndian.Uint64(h[8:]), h[16]
-			dlen := int64(binary.BigEndian.Uint32(h[17:]))
+			h := parseHeader(chunk[p0:])
 			start := off + int64(p0)
-			end := start + packHeader + dlen
+			end := start + packHeader + h.n
+			k := segKey{task: h.task, attempt: h.attempt}
 			seg := segs[k]
 			if seg == nil {
 				seg = &segment{p: p}
 			}
-			if k.task < 0 || k.attempt < 0 || seq != seg.written+1 || end > fileSize {
+			if h.task < 0 || h.attempt < 0 || h.seq != seg.written+1 || end > fileSize {
 				off = start // the torn tail starts here
 				break scan
 			}
 			segs[k] = seg
-			seg.offs, seg.ends = append(seg.offs, start), append(seg.ends, end)
-			seg.written, seg.acked = seq, seq
-			seg.bytes += recordHeader + dlen
-			seg.capped = stream&cappedFlag != 0
+			seg.index(start, end, h.seq, h.stream)
 			if end > off+int64(len(chunk)) {
 				off = end // the data runs past this chunk: read on after it
 				continue scan
@@ -258,28 +269,30 @@ scan:
 	}
 	if off < fileSize {
 		if err := f.Truncate(off); err != nil {
-			return nil, fmt.Errorf("truncate torn tail: %w", err)
+			return 0, fmt.Errorf("truncate torn tail: %w", err)
 		}
 		if err := f.Sync(); err != nil {
-			return nil, err
+			return 0, err
 		}
 	}
-	// A run that crashed may have left the file's name not durable: the
-	// first sync makes it so (Store.syncName, from the first write).
-	p.created, p.size, p.synced = true, off, off
-	for _, seg := range segs {
-		p.segs = append(p.segs, seg)
-	}
-	p.found = true
-	return segs, nil
+	return off, nil
 }
 
-// adoptLegacy appends the records of the per-attempt files in dir (the
-// layout before packs: <task>-<attempt>.log, records of seq, stream and
-// length) to the pack, makes it durable, then removes them. A crash in
-// between leaves the files, and the next load appends only what the pack
-// lacks (it skips seqs it holds).
-func (p *pack) adoptLegacy(dir string) error {
+// index adds the record of seq that [start, end) of the pack holds.
+func (seg *segment) index(start, end int64, seq uint64, stream byte) {
+	seg.offs, seg.ends = append(seg.offs, start), append(seg.ends, end)
+	seg.written, seg.acked = seq, seq
+	seg.bytes += recordHeader + end - start - packHeader
+	seg.capped = stream&cappedFlag != 0
+}
+
+// adoptLegacy moves into the pack the per-attempt files in dir (the layout
+// before packs: <task>-<attempt>.log, records of seq, stream and length):
+// it appends each file's records that continue its attempt's sequence in
+// segs (a crash during an earlier move may have appended some already),
+// makes the pack and its name durable, indexes the records, then removes
+// the files. Callers have scanned the pack into segs.
+func (p *pack) adoptLegacy(dir string, segs map[segKey]*segment) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -296,15 +309,6 @@ func (p *pack) adoptLegacy(dir string) error {
 	if len(legacy) == 0 {
 		return nil
 	}
-	have := map[segKey]uint64{}
-	if data, err := os.ReadFile(p.path); err == nil {
-		for off := 0; off+packHeader <= len(data); {
-			h := data[off:]
-			k := segKey{task: int32(binary.BigEndian.Uint32(h)), attempt: int32(binary.BigEndian.Uint32(h[4:]))}
-			have[k] = binary.BigEndian.Uint64(h[8:])
-			off += packHeader + int(binary.BigEndian.Uint32(h[17:]))
-		}
-	}
 	sort.Strings(legacy)
 	var out []byte
 	for _, name := range legacy {
@@ -316,34 +320,47 @@ func (p *pack) adoptLegacy(dir string) error {
 		if err != nil {
 			return err
 		}
+		seg := segs[k]
+		if seg == nil {
+			seg = &segment{p: p}
+			segs[k] = seg
+		}
 		for off, want := 0, uint64(1); off+recordHeader <= len(data); want++ {
 			seq, stream := binary.BigEndian.Uint64(data[off:]), data[off+8]
 			n := int(binary.BigEndian.Uint32(data[off+9:]))
 			if seq != want || off+recordHeader+n > len(data) {
 				break // a torn tail: dropped, as a load dropped it
 			}
-			if seq > have[k] {
+			if seq == seg.written+1 {
+				start := p.size + int64(len(out))
 				out = appendPackRecord(out, k.task, k.attempt, seq, stream, data[off+recordHeader:off+recordHeader+n])
+				seg.index(start, p.size+int64(len(out)), seq, stream)
 			}
 			off += recordHeader + n
 		}
+		if seg.written == 0 {
+			delete(segs, k) // an empty file
+		}
 	}
-	f, err := os.OpenFile(p.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(out)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = atomicfile.SyncDir(dir) // the pack's name before the old names go
-	}
-	if err != nil {
-		return fmt.Errorf("move the per-attempt log files into %s: %w", PackName, err)
+	if len(out) > 0 {
+		f, err := os.OpenFile(p.path, os.O_WRONLY|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err = f.WriteAt(out, p.size); err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = atomicfile.SyncDir(dir) // the pack's name before the old names go
+		}
+		if err != nil {
+			return fmt.Errorf("move the per-attempt log files into %s: %w", PackName, err)
+		}
+		p.size += int64(len(out))
+		p.created, p.found = true, true
 	}
 	for _, name := range legacy {
 		if err := os.Remove(filepath.Join(dir, name)); err != nil {
@@ -372,6 +389,22 @@ func (p *pack) openAppend(jd *jobDir) (*os.File, error) {
 	p.mu.Unlock()
 	p.created, p.found = true, false
 	return f, nil
+}
+
+// header is a pack record's header.
+type header struct {
+	task, attempt int32
+	seq           uint64
+	stream        byte  // with cappedFlag on the record that ends a capped log
+	n             int64 // the data's length
+}
+
+// parseHeader reads the header at the start of b (packHeader bytes).
+func parseHeader(b []byte) header {
+	return header{
+		task: int32(binary.BigEndian.Uint32(b)), attempt: int32(binary.BigEndian.Uint32(b[4:])),
+		seq: binary.BigEndian.Uint64(b[8:]), stream: b[16], n: int64(binary.BigEndian.Uint32(b[17:])),
+	}
 }
 
 // appendPackRecord appends one encoded record to buf.
