@@ -61,6 +61,10 @@ var calls = map[string]rpcCall{
 		_, err := cloudmlv1.NewAgentServiceClient(cc).ReportTask(ctx, &cloudmlv1.ReportTaskRequest{})
 		return err
 	},
+	cloudmlv1.AgentService_ReportTasks_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := cloudmlv1.NewAgentServiceClient(cc).ReportTasks(ctx, &cloudmlv1.ReportTasksRequest{Reports: []*cloudmlv1.ReportTaskRequest{{}}})
+		return err
+	},
 	cloudmlv1.AgentService_PublishLogs_FullMethodName: func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := cloudmlv1.NewAgentServiceClient(cc).PublishLogs(ctx, &cloudmlv1.PublishLogsRequest{})
 		return err
@@ -221,6 +225,7 @@ var allowedCode = map[string]codes.Code{
 	cloudmlv1.AgentService_Session_FullMethodName:            codes.OK,
 	cloudmlv1.AgentService_Heartbeat_FullMethodName:          codes.OK,
 	cloudmlv1.AgentService_ReportTask_FullMethodName:         codes.FailedPrecondition, // no such attempt
+	cloudmlv1.AgentService_ReportTasks_FullMethodName:        codes.OK,                 // the report's own result says no such attempt
 	cloudmlv1.AgentService_PublishLogs_FullMethodName:        codes.FailedPrecondition,
 	cloudmlv1.AgentService_ReportSwarm_FullMethodName:        codes.OK,
 	cloudmlv1.AgentService_ReportStage_FullMethodName:        codes.OK,

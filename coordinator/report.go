@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/status"
+
 	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -20,6 +22,60 @@ func (s *agentServer) ReportTask(ctx context.Context, req *cloudmlv1.ReportTaskR
 		return nil, toStatus(err)
 	}
 	return &cloudmlv1.ReportTaskResponse{}, nil
+}
+
+// ReportTasks records many reports of the calling node, each with its own
+// result, acknowledged by one commit.
+func (s *agentServer) ReportTasks(ctx context.Context, req *cloudmlv1.ReportTasksRequest) (*cloudmlv1.ReportTasksResponse, error) {
+	id, err := nodeIDFrom(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	errs, err := s.c.reportTasks(id, req.GetReports())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &cloudmlv1.ReportTasksResponse{Results: make([]*cloudmlv1.ReportResult, len(errs))}
+	for i, e := range errs {
+		st := status.Convert(toStatus(e))
+		resp.Results[i] = &cloudmlv1.ReportResult{Code: int32(st.Code()), Message: st.Message()}
+	}
+	return resp, nil
+}
+
+// maxReportsPerCall bounds a ReportTasks call: an agent has a report or
+// two queued per slot at most, and one call holds c.mu for all of them.
+const maxReportsPerCall = 1000
+
+// reportTask applies one report: reportTasks with one.
+func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) error {
+	errs, err := c.reportTasks(node, []*cloudmlv1.ReportTaskRequest{req})
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// reportTasks applies node's reports in order under one hold of c.mu and
+// waits for the commit that holds them all. errs[i] is reports[i]'s own
+// outcome; err, when set, is the call's (the commit failed, too many
+// reports), and then none of them may be taken as applied.
+func (c *Coordinator) reportTasks(node string, reports []*cloudmlv1.ReportTaskRequest) (errs []error, err error) {
+	if len(reports) > maxReportsPerCall {
+		return nil, errorf(ErrInvalid, "%d reports in one call; send at most %d", len(reports), maxReportsPerCall)
+	}
+	now := time.Now()
+	errs = make([]error, len(reports))
+	err = c.locked(func() error {
+		for i, req := range reports {
+			errs[i] = c.reportTaskLocked(node, req, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
 }
 
 // ownAttempt returns the job and attempt r if it is the task's current
@@ -43,19 +99,15 @@ func (c *Coordinator) ownAttempt(node string, r attemptRef) (*jobEntry, *store.A
 	return j, a, nil
 }
 
-func (c *Coordinator) reportTask(node string, req *cloudmlv1.ReportTaskRequest) error {
+// reportTaskLocked applies one report of node, received at now. Callers
+// hold c.mu.
+func (c *Coordinator) reportTaskLocked(node string, req *cloudmlv1.ReportTaskRequest, now time.Time) error {
 	r := refFromProto(req.GetRef())
 	state := req.GetState()
-	now := time.Now()
 	at := now
 	if req.GetTime() != nil {
 		at = req.GetTime().AsTime()
 	}
-	return c.locked(func() error { return c.reportTaskLocked(node, r, state, req, now, at) })
-}
-
-// reportTaskLocked is reportTask's work under c.mu.
-func (c *Coordinator) reportTaskLocked(node string, r attemptRef, state cloudmlv1.TaskState, req *cloudmlv1.ReportTaskRequest, now, at time.Time) error {
 	if j := c.jobs[r.job]; j != nil {
 		if a := j.attempt(r.task, r.attempt); a != nil && a.NodeID == node && !a.Lost && !a.Active() && a.State == state {
 			return nil // the same end reported again, even after a retry began

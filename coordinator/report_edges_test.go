@@ -103,3 +103,50 @@ func TestConcurrentReportsKeepTheirOwnOutcome(t *testing.T) {
 		}
 	}
 }
+
+// TestReportTasksGivesEachReportItsOutcome: one ReportTasks call applies
+// its reports in order, one attempt's progress and end among them, and
+// answers each with its own result; a report of an attempt that does not
+// exist fails alone. More reports than the limit fail the call and apply
+// none.
+func TestReportTasksGivesEachReportItsOutcome(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 2)
+	n.open()
+	job := h.submit(gridSpec("batch", 2)).GetId()
+	a, b := n.next(), n.next()
+	stray := &cloudmlv1.TaskRef{JobId: job, TaskIndex: 7, Attempt: 1}
+	succeeded := cloudmlv1.TaskState_TASK_STATE_SUCCEEDED
+	resp, err := n.client.ReportTasks(ctxT(t), &cloudmlv1.ReportTasksRequest{Reports: []*cloudmlv1.ReportTaskRequest{
+		{Ref: a.GetRef(), State: running},
+		{Ref: stray, State: running},
+		{Ref: b.GetRef(), State: running},
+		{Ref: a.GetRef(), State: succeeded},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []codes.Code{codes.OK, codes.FailedPrecondition, codes.OK, codes.OK}
+	if len(resp.GetResults()) != len(want) {
+		t.Fatalf("%d results for %d reports", len(resp.GetResults()), len(want))
+	}
+	for i, r := range resp.GetResults() {
+		if codes.Code(r.GetCode()) != want[i] {
+			t.Errorf("report %d: %s (%s), want %s", i, codes.Code(r.GetCode()), r.GetMessage(), want[i])
+		}
+	}
+	if msg := resp.GetResults()[1].GetMessage(); !strings.Contains(msg, "does not exist") {
+		t.Errorf("the stray report's message %q does not say why", msg)
+	}
+	h.waitTaskStates(job, map[string]int32{"succeeded": 1, "running": 1})
+
+	many := make([]*cloudmlv1.ReportTaskRequest, maxReportsPerCall+1)
+	for i := range many {
+		many[i] = &cloudmlv1.ReportTaskRequest{Ref: b.GetRef(), State: succeeded}
+	}
+	_, err = n.client.ReportTasks(ctxT(t), &cloudmlv1.ReportTasksRequest{Reports: many})
+	wantCode(t, err, codes.InvalidArgument)
+	if got := h.job(job).GetTasks()[1].GetState(); got != running {
+		t.Errorf("task 1 is %s after a refused call, want it still running", got)
+	}
+}

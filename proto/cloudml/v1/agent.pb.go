@@ -1661,6 +1661,156 @@ func (*ReportTaskResponse) Descriptor() ([]byte, []int) {
 	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
+// ReportTasksRequest carries reports of the calling node's attempts, in the
+// order they were made; at most 1,000.
+type ReportTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Reports are applied in this order; reports of one attempt keep theirs.
+	Reports       []*ReportTaskRequest `protobuf:"bytes,1,rep,name=reports,proto3" json:"reports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTasksRequest) Reset() {
+	*x = ReportTasksRequest{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTasksRequest) ProtoMessage() {}
+
+func (x *ReportTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTasksRequest.ProtoReflect.Descriptor instead.
+func (*ReportTasksRequest) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReportTasksRequest) GetReports() []*ReportTaskRequest {
+	if x != nil {
+		return x.Reports
+	}
+	return nil
+}
+
+// ReportTasksResponse holds one result per report, in the request's order.
+type ReportTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Results[i] is what ReportTask would have answered reports[i].
+	Results       []*ReportResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTasksResponse) Reset() {
+	*x = ReportTasksResponse{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTasksResponse) ProtoMessage() {}
+
+func (x *ReportTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTasksResponse.ProtoReflect.Descriptor instead.
+func (*ReportTasksResponse) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReportTasksResponse) GetResults() []*ReportResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ReportResult is one report's outcome.
+type ReportResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Code is the gRPC status code (google.golang.org/grpc/codes): 0 (OK)
+	// once the report is durable, FAILED_PRECONDITION for an attempt the
+	// coordinator no longer wants, and so on as for ReportTask.
+	Code int32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Message says why, when code is not OK.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportResult) Reset() {
+	*x = ReportResult{}
+	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportResult) ProtoMessage() {}
+
+func (x *ReportResult) ProtoReflect() protoreflect.Message {
+	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportResult.ProtoReflect.Descriptor instead.
+func (*ReportResult) Descriptor() ([]byte, []int) {
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReportResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ReportResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // LogBatch is a run of whole lines from one stream of one attempt.
 type LogBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1677,7 +1827,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1839,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[21]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1852,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LogBatch) GetSeq() uint64 {
@@ -1739,7 +1889,7 @@ type PublishLogsRequest struct {
 
 func (x *PublishLogsRequest) Reset() {
 	*x = PublishLogsRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1901,7 @@ func (x *PublishLogsRequest) String() string {
 func (*PublishLogsRequest) ProtoMessage() {}
 
 func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[22]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1914,7 @@ func (x *PublishLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsRequest.ProtoReflect.Descriptor instead.
 func (*PublishLogsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PublishLogsRequest) GetRef() *TaskRef {
@@ -1793,7 +1943,7 @@ type PublishLogsResponse struct {
 
 func (x *PublishLogsResponse) Reset() {
 	*x = PublishLogsResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1955,7 @@ func (x *PublishLogsResponse) String() string {
 func (*PublishLogsResponse) ProtoMessage() {}
 
 func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[23]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1968,7 @@ func (x *PublishLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishLogsResponse.ProtoReflect.Descriptor instead.
 func (*PublishLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PublishLogsResponse) GetAckedSeq() uint64 {
@@ -1843,7 +1993,7 @@ type StreamLogsRequest struct {
 
 func (x *StreamLogsRequest) Reset() {
 	*x = StreamLogsRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +2005,7 @@ func (x *StreamLogsRequest) String() string {
 func (*StreamLogsRequest) ProtoMessage() {}
 
 func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[24]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +2018,7 @@ func (x *StreamLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamLogsRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StreamLogsRequest) GetRef() *TaskRef {
@@ -1905,7 +2055,7 @@ type StreamLogsResponse struct {
 
 func (x *StreamLogsResponse) Reset() {
 	*x = StreamLogsResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2067,7 @@ func (x *StreamLogsResponse) String() string {
 func (*StreamLogsResponse) ProtoMessage() {}
 
 func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[25]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2080,7 @@ func (x *StreamLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamLogsResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StreamLogsResponse) GetAckedSeq() uint64 {
@@ -1965,7 +2115,7 @@ type ExportImage struct {
 
 func (x *ExportImage) Reset() {
 	*x = ExportImage{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1977,7 +2127,7 @@ func (x *ExportImage) String() string {
 func (*ExportImage) ProtoMessage() {}
 
 func (x *ExportImage) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[26]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1990,7 +2140,7 @@ func (x *ExportImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportImage.ProtoReflect.Descriptor instead.
 func (*ExportImage) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ExportImage) GetImage() string {
@@ -2011,7 +2161,7 @@ type FetchImageRequest struct {
 
 func (x *FetchImageRequest) Reset() {
 	*x = FetchImageRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2173,7 @@ func (x *FetchImageRequest) String() string {
 func (*FetchImageRequest) ProtoMessage() {}
 
 func (x *FetchImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[27]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2186,7 @@ func (x *FetchImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchImageRequest.ProtoReflect.Descriptor instead.
 func (*FetchImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FetchImageRequest) GetImage() string {
@@ -2063,7 +2213,7 @@ type FetchImageResponse struct {
 
 func (x *FetchImageResponse) Reset() {
 	*x = FetchImageResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2225,7 @@ func (x *FetchImageResponse) String() string {
 func (*FetchImageResponse) ProtoMessage() {}
 
 func (x *FetchImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[28]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2238,7 @@ func (x *FetchImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchImageResponse.ProtoReflect.Descriptor instead.
 func (*FetchImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FetchImageResponse) GetPart() isFetchImageResponse_Part {
@@ -2151,7 +2301,7 @@ type UploadImageRequest struct {
 
 func (x *UploadImageRequest) Reset() {
 	*x = UploadImageRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[29]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2313,7 @@ func (x *UploadImageRequest) String() string {
 func (*UploadImageRequest) ProtoMessage() {}
 
 func (x *UploadImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[29]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2326,7 @@ func (x *UploadImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadImageRequest.ProtoReflect.Descriptor instead.
 func (*UploadImageRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UploadImageRequest) GetPart() isUploadImageRequest_Part {
@@ -2250,7 +2400,7 @@ type UploadImageResponse struct {
 
 func (x *UploadImageResponse) Reset() {
 	*x = UploadImageResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[30]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2412,7 @@ func (x *UploadImageResponse) String() string {
 func (*UploadImageResponse) ProtoMessage() {}
 
 func (x *UploadImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[30]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2425,7 @@ func (x *UploadImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadImageResponse.ProtoReflect.Descriptor instead.
 func (*UploadImageResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UploadImageResponse) GetBytesReceived() int64 {
@@ -2296,7 +2446,7 @@ type BucketTokenRequest struct {
 
 func (x *BucketTokenRequest) Reset() {
 	*x = BucketTokenRequest{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[31]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2458,7 @@ func (x *BucketTokenRequest) String() string {
 func (*BucketTokenRequest) ProtoMessage() {}
 
 func (x *BucketTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[31]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2471,7 @@ func (x *BucketTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketTokenRequest.ProtoReflect.Descriptor instead.
 func (*BucketTokenRequest) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BucketTokenRequest) GetBucket() string {
@@ -2346,7 +2496,7 @@ type BucketTokenResponse struct {
 
 func (x *BucketTokenResponse) Reset() {
 	*x = BucketTokenResponse{}
-	mi := &file_cloudml_v1_agent_proto_msgTypes[32]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2508,7 @@ func (x *BucketTokenResponse) String() string {
 func (*BucketTokenResponse) ProtoMessage() {}
 
 func (x *BucketTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cloudml_v1_agent_proto_msgTypes[32]
+	mi := &file_cloudml_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2521,7 @@ func (x *BucketTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BucketTokenResponse.ProtoReflect.Descriptor instead.
 func (*BucketTokenResponse) Descriptor() ([]byte, []int) {
-	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_cloudml_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BucketTokenResponse) GetAccessToken() string {
@@ -2523,7 +2673,14 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x14\n" +
-	"\x12ReportTaskResponse\"_\n" +
+	"\x12ReportTaskResponse\"M\n" +
+	"\x12ReportTasksRequest\x127\n" +
+	"\areports\x18\x01 \x03(\v2\x1d.cloudml.v1.ReportTaskRequestR\areports\"I\n" +
+	"\x13ReportTasksResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.cloudml.v1.ReportResultR\aresults\"<\n" +
+	"\fReportResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"_\n" +
 	"\bLogBatch\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12-\n" +
 	"\x06stream\x18\x02 \x01(\x0e2\x15.cloudml.v1.LogStreamR\x06stream\x12\x12\n" +
@@ -2564,7 +2721,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\tSwarmRole\x12\x1a\n" +
 	"\x16SWARM_ROLE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SWARM_ROLE_MANAGER\x10\x01\x12\x15\n" +
-	"\x11SWARM_ROLE_WORKER\x10\x022\xc3\a\n" +
+	"\x11SWARM_ROLE_WORKER\x10\x022\x93\b\n" +
 	"\fAgentService\x12E\n" +
 	"\bRegister\x12\x1b.cloudml.v1.RegisterRequest\x1a\x1c.cloudml.v1.RegisterResponse\x12]\n" +
 	"\x10RenewCertificate\x12#.cloudml.v1.RenewCertificateRequest\x1a$.cloudml.v1.RenewCertificateResponse\x12D\n" +
@@ -2572,6 +2729,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x1c.cloudml.v1.HeartbeatRequest\x1a\x1d.cloudml.v1.HeartbeatResponse\x12K\n" +
 	"\n" +
 	"ReportTask\x12\x1d.cloudml.v1.ReportTaskRequest\x1a\x1e.cloudml.v1.ReportTaskResponse\x12N\n" +
+	"\vReportTasks\x12\x1e.cloudml.v1.ReportTasksRequest\x1a\x1f.cloudml.v1.ReportTasksResponse\x12N\n" +
 	"\vPublishLogs\x12\x1e.cloudml.v1.PublishLogsRequest\x1a\x1f.cloudml.v1.PublishLogsResponse\x12N\n" +
 	"\vReportSwarm\x12\x1e.cloudml.v1.ReportSwarmRequest\x1a\x1f.cloudml.v1.ReportSwarmResponse\x12N\n" +
 	"\vReportStage\x12\x1e.cloudml.v1.ReportStageRequest\x1a\x1f.cloudml.v1.ReportStageResponse\x12O\n" +
@@ -2595,7 +2753,7 @@ func file_cloudml_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_cloudml_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_cloudml_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_cloudml_v1_agent_proto_goTypes = []any{
 	(SwarmRole)(0),                   // 0: cloudml.v1.SwarmRole
 	(*RegisterRequest)(nil),          // 1: cloudml.v1.RegisterRequest
@@ -2619,30 +2777,33 @@ var file_cloudml_v1_agent_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),        // 19: cloudml.v1.HeartbeatResponse
 	(*ReportTaskRequest)(nil),        // 20: cloudml.v1.ReportTaskRequest
 	(*ReportTaskResponse)(nil),       // 21: cloudml.v1.ReportTaskResponse
-	(*LogBatch)(nil),                 // 22: cloudml.v1.LogBatch
-	(*PublishLogsRequest)(nil),       // 23: cloudml.v1.PublishLogsRequest
-	(*PublishLogsResponse)(nil),      // 24: cloudml.v1.PublishLogsResponse
-	(*StreamLogsRequest)(nil),        // 25: cloudml.v1.StreamLogsRequest
-	(*StreamLogsResponse)(nil),       // 26: cloudml.v1.StreamLogsResponse
-	(*ExportImage)(nil),              // 27: cloudml.v1.ExportImage
-	(*FetchImageRequest)(nil),        // 28: cloudml.v1.FetchImageRequest
-	(*FetchImageResponse)(nil),       // 29: cloudml.v1.FetchImageResponse
-	(*UploadImageRequest)(nil),       // 30: cloudml.v1.UploadImageRequest
-	(*UploadImageResponse)(nil),      // 31: cloudml.v1.UploadImageResponse
-	(*BucketTokenRequest)(nil),       // 32: cloudml.v1.BucketTokenRequest
-	(*BucketTokenResponse)(nil),      // 33: cloudml.v1.BucketTokenResponse
-	nil,                              // 34: cloudml.v1.Assignment.ParamsEntry
-	nil,                              // 35: cloudml.v1.Assignment.EnvEntry
-	nil,                              // 36: cloudml.v1.Assignment.DataEntry
-	nil,                              // 37: cloudml.v1.StageJob.DataEntry
-	nil,                              // 38: cloudml.v1.ReportTaskRequest.MetricsEntry
-	(*durationpb.Duration)(nil),      // 39: google.protobuf.Duration
-	(*Source)(nil),                   // 40: cloudml.v1.Source
-	(*Resources)(nil),                // 41: cloudml.v1.Resources
-	(TaskState)(0),                   // 42: cloudml.v1.TaskState
-	(*timestamppb.Timestamp)(nil),    // 43: google.protobuf.Timestamp
-	(LogStream)(0),                   // 44: cloudml.v1.LogStream
-	(*ImageHeader)(nil),              // 45: cloudml.v1.ImageHeader
+	(*ReportTasksRequest)(nil),       // 22: cloudml.v1.ReportTasksRequest
+	(*ReportTasksResponse)(nil),      // 23: cloudml.v1.ReportTasksResponse
+	(*ReportResult)(nil),             // 24: cloudml.v1.ReportResult
+	(*LogBatch)(nil),                 // 25: cloudml.v1.LogBatch
+	(*PublishLogsRequest)(nil),       // 26: cloudml.v1.PublishLogsRequest
+	(*PublishLogsResponse)(nil),      // 27: cloudml.v1.PublishLogsResponse
+	(*StreamLogsRequest)(nil),        // 28: cloudml.v1.StreamLogsRequest
+	(*StreamLogsResponse)(nil),       // 29: cloudml.v1.StreamLogsResponse
+	(*ExportImage)(nil),              // 30: cloudml.v1.ExportImage
+	(*FetchImageRequest)(nil),        // 31: cloudml.v1.FetchImageRequest
+	(*FetchImageResponse)(nil),       // 32: cloudml.v1.FetchImageResponse
+	(*UploadImageRequest)(nil),       // 33: cloudml.v1.UploadImageRequest
+	(*UploadImageResponse)(nil),      // 34: cloudml.v1.UploadImageResponse
+	(*BucketTokenRequest)(nil),       // 35: cloudml.v1.BucketTokenRequest
+	(*BucketTokenResponse)(nil),      // 36: cloudml.v1.BucketTokenResponse
+	nil,                              // 37: cloudml.v1.Assignment.ParamsEntry
+	nil,                              // 38: cloudml.v1.Assignment.EnvEntry
+	nil,                              // 39: cloudml.v1.Assignment.DataEntry
+	nil,                              // 40: cloudml.v1.StageJob.DataEntry
+	nil,                              // 41: cloudml.v1.ReportTaskRequest.MetricsEntry
+	(*durationpb.Duration)(nil),      // 42: google.protobuf.Duration
+	(*Source)(nil),                   // 43: cloudml.v1.Source
+	(*Resources)(nil),                // 44: cloudml.v1.Resources
+	(TaskState)(0),                   // 45: cloudml.v1.TaskState
+	(*timestamppb.Timestamp)(nil),    // 46: google.protobuf.Timestamp
+	(LogStream)(0),                   // 47: cloudml.v1.LogStream
+	(*ImageHeader)(nil),              // 48: cloudml.v1.ImageHeader
 }
 var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	8,  // 0: cloudml.v1.SessionRequest.running:type_name -> cloudml.v1.TaskRef
@@ -2652,63 +2813,67 @@ var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	10, // 4: cloudml.v1.SessionResponse.swarm_init:type_name -> cloudml.v1.SwarmInit
 	11, // 5: cloudml.v1.SessionResponse.swarm_join:type_name -> cloudml.v1.SwarmJoin
 	12, // 6: cloudml.v1.SessionResponse.stage_job:type_name -> cloudml.v1.StageJob
-	27, // 7: cloudml.v1.SessionResponse.export_image:type_name -> cloudml.v1.ExportImage
-	39, // 8: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
+	30, // 7: cloudml.v1.SessionResponse.export_image:type_name -> cloudml.v1.ExportImage
+	42, // 8: cloudml.v1.SessionStarted.heartbeat_period:type_name -> google.protobuf.Duration
 	8,  // 9: cloudml.v1.Assignment.ref:type_name -> cloudml.v1.TaskRef
-	34, // 10: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
-	35, // 11: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
-	40, // 12: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
-	36, // 13: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
-	39, // 14: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	41, // 15: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
-	40, // 16: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
-	37, // 17: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
+	37, // 10: cloudml.v1.Assignment.params:type_name -> cloudml.v1.Assignment.ParamsEntry
+	38, // 11: cloudml.v1.Assignment.env:type_name -> cloudml.v1.Assignment.EnvEntry
+	43, // 12: cloudml.v1.Assignment.code:type_name -> cloudml.v1.Source
+	39, // 13: cloudml.v1.Assignment.data:type_name -> cloudml.v1.Assignment.DataEntry
+	42, // 14: cloudml.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	44, // 15: cloudml.v1.Assignment.resources:type_name -> cloudml.v1.Resources
+	43, // 16: cloudml.v1.StageJob.code:type_name -> cloudml.v1.Source
+	40, // 17: cloudml.v1.StageJob.data:type_name -> cloudml.v1.StageJob.DataEntry
 	0,  // 18: cloudml.v1.ReportSwarmRequest.role:type_name -> cloudml.v1.SwarmRole
 	8,  // 19: cloudml.v1.Cancel.ref:type_name -> cloudml.v1.TaskRef
-	39, // 20: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
+	42, // 20: cloudml.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
 	8,  // 21: cloudml.v1.ReportTaskRequest.ref:type_name -> cloudml.v1.TaskRef
-	42, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
-	38, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
-	43, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
-	44, // 25: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
-	8,  // 26: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	22, // 27: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	8,  // 28: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	22, // 29: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	45, // 30: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
-	45, // 31: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	43, // 32: cloudml.v1.BucketTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	40, // 33: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
-	40, // 34: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
-	1,  // 35: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
-	3,  // 36: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
-	5,  // 37: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
-	18, // 38: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
-	20, // 39: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
-	23, // 40: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
-	13, // 41: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
-	15, // 42: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
-	25, // 43: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
-	28, // 44: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
-	30, // 45: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
-	32, // 46: cloudml.v1.AgentService.BucketToken:input_type -> cloudml.v1.BucketTokenRequest
-	2,  // 47: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
-	4,  // 48: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
-	6,  // 49: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
-	19, // 50: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
-	21, // 51: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
-	24, // 52: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
-	14, // 53: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
-	16, // 54: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
-	26, // 55: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
-	29, // 56: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
-	31, // 57: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
-	33, // 58: cloudml.v1.AgentService.BucketToken:output_type -> cloudml.v1.BucketTokenResponse
-	47, // [47:59] is the sub-list for method output_type
-	35, // [35:47] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	45, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
+	41, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
+	46, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
+	20, // 25: cloudml.v1.ReportTasksRequest.reports:type_name -> cloudml.v1.ReportTaskRequest
+	24, // 26: cloudml.v1.ReportTasksResponse.results:type_name -> cloudml.v1.ReportResult
+	47, // 27: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
+	8,  // 28: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	25, // 29: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	8,  // 30: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	25, // 31: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	48, // 32: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
+	48, // 33: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	46, // 34: cloudml.v1.BucketTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 35: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
+	43, // 36: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
+	1,  // 37: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
+	3,  // 38: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
+	5,  // 39: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
+	18, // 40: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
+	20, // 41: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
+	22, // 42: cloudml.v1.AgentService.ReportTasks:input_type -> cloudml.v1.ReportTasksRequest
+	26, // 43: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
+	13, // 44: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
+	15, // 45: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
+	28, // 46: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
+	31, // 47: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
+	33, // 48: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
+	35, // 49: cloudml.v1.AgentService.BucketToken:input_type -> cloudml.v1.BucketTokenRequest
+	2,  // 50: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
+	4,  // 51: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
+	6,  // 52: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
+	19, // 53: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
+	21, // 54: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
+	23, // 55: cloudml.v1.AgentService.ReportTasks:output_type -> cloudml.v1.ReportTasksResponse
+	27, // 56: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
+	14, // 57: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
+	16, // 58: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
+	29, // 59: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
+	32, // 60: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
+	34, // 61: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
+	36, // 62: cloudml.v1.AgentService.BucketToken:output_type -> cloudml.v1.BucketTokenResponse
+	50, // [50:63] is the sub-list for method output_type
+	37, // [37:50] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_agent_proto_init() }
@@ -2726,11 +2891,11 @@ func file_cloudml_v1_agent_proto_init() {
 		(*SessionResponse_StageJob)(nil),
 		(*SessionResponse_ExportImage)(nil),
 	}
-	file_cloudml_v1_agent_proto_msgTypes[28].OneofWrappers = []any{
+	file_cloudml_v1_agent_proto_msgTypes[31].OneofWrappers = []any{
 		(*FetchImageResponse_Header)(nil),
 		(*FetchImageResponse_Chunk)(nil),
 	}
-	file_cloudml_v1_agent_proto_msgTypes[29].OneofWrappers = []any{
+	file_cloudml_v1_agent_proto_msgTypes[32].OneofWrappers = []any{
 		(*UploadImageRequest_Header)(nil),
 		(*UploadImageRequest_Chunk)(nil),
 		(*UploadImageRequest_Error)(nil),
@@ -2741,7 +2906,7 @@ func file_cloudml_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cloudml_v1_agent_proto_rawDesc), len(file_cloudml_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	AgentService_Session_FullMethodName          = "/cloudml.v1.AgentService/Session"
 	AgentService_Heartbeat_FullMethodName        = "/cloudml.v1.AgentService/Heartbeat"
 	AgentService_ReportTask_FullMethodName       = "/cloudml.v1.AgentService/ReportTask"
+	AgentService_ReportTasks_FullMethodName      = "/cloudml.v1.AgentService/ReportTasks"
 	AgentService_PublishLogs_FullMethodName      = "/cloudml.v1.AgentService/PublishLogs"
 	AgentService_ReportSwarm_FullMethodName      = "/cloudml.v1.AgentService/ReportSwarm"
 	AgentService_ReportStage_FullMethodName      = "/cloudml.v1.AgentService/ReportStage"
@@ -79,6 +80,16 @@ type AgentServiceClient interface {
 	// that reports it (the node swarm placed it on); its manager may also
 	// report it failed before it was placed (an image no node has).
 	ReportTask(ctx context.Context, in *ReportTaskRequest, opts ...grpc.CallOption) (*ReportTaskResponse, error)
+	// ReportTasks is ReportTask for many reports of the calling node's
+	// attempts in one call: they are applied in order, each with its own
+	// result, and acknowledged by one commit. An agent sends in one call the
+	// reports that queued while its previous call was in flight, so a busy
+	// node makes few calls however many tasks it ends (Nomad's client batches
+	// its allocation updates the same way). The call fails as a whole only
+	// when none of it can be applied (the store failed, the caller is not a
+	// node, too many reports); the agent then sends them all again, which is
+	// safe as reports are idempotent.
+	ReportTasks(ctx context.Context, in *ReportTasksRequest, opts ...grpc.CallOption) (*ReportTasksResponse, error)
 	// PublishLogs appends one numbered batch of an attempt's output. The
 	// response acknowledges the highest contiguous sequence stored, so a batch
 	// sent twice is stored once and a gap is refilled by the agent.
@@ -185,6 +196,16 @@ func (c *agentServiceClient) ReportTask(ctx context.Context, in *ReportTaskReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReportTaskResponse)
 	err := c.cc.Invoke(ctx, AgentService_ReportTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) ReportTasks(ctx context.Context, in *ReportTasksRequest, opts ...grpc.CallOption) (*ReportTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportTasksResponse)
+	err := c.cc.Invoke(ctx, AgentService_ReportTasks_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -322,6 +343,16 @@ type AgentServiceServer interface {
 	// that reports it (the node swarm placed it on); its manager may also
 	// report it failed before it was placed (an image no node has).
 	ReportTask(context.Context, *ReportTaskRequest) (*ReportTaskResponse, error)
+	// ReportTasks is ReportTask for many reports of the calling node's
+	// attempts in one call: they are applied in order, each with its own
+	// result, and acknowledged by one commit. An agent sends in one call the
+	// reports that queued while its previous call was in flight, so a busy
+	// node makes few calls however many tasks it ends (Nomad's client batches
+	// its allocation updates the same way). The call fails as a whole only
+	// when none of it can be applied (the store failed, the caller is not a
+	// node, too many reports); the agent then sends them all again, which is
+	// safe as reports are idempotent.
+	ReportTasks(context.Context, *ReportTasksRequest) (*ReportTasksResponse, error)
 	// PublishLogs appends one numbered batch of an attempt's output. The
 	// response acknowledges the highest contiguous sequence stored, so a batch
 	// sent twice is stored once and a gap is refilled by the agent.
@@ -389,6 +420,9 @@ func (UnimplementedAgentServiceServer) Heartbeat(context.Context, *HeartbeatRequ
 }
 func (UnimplementedAgentServiceServer) ReportTask(context.Context, *ReportTaskRequest) (*ReportTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportTask not implemented")
+}
+func (UnimplementedAgentServiceServer) ReportTasks(context.Context, *ReportTasksRequest) (*ReportTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReportTasks not implemented")
 }
 func (UnimplementedAgentServiceServer) PublishLogs(context.Context, *PublishLogsRequest) (*PublishLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PublishLogs not implemented")
@@ -515,6 +549,24 @@ func _AgentService_ReportTask_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_ReportTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ReportTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ReportTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ReportTasks(ctx, req.(*ReportTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AgentService_PublishLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PublishLogsRequest)
 	if err := dec(in); err != nil {
@@ -634,6 +686,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportTask",
 			Handler:    _AgentService_ReportTask_Handler,
+		},
+		{
+			MethodName: "ReportTasks",
+			Handler:    _AgentService_ReportTasks_Handler,
 		},
 		{
 			MethodName: "PublishLogs",
