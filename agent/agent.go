@@ -16,6 +16,7 @@ import (
 	"github.com/cloudml/cloudml/agent/attempt"
 	"github.com/cloudml/cloudml/agent/backoff"
 	"github.com/cloudml/cloudml/agent/octave"
+	"github.com/cloudml/cloudml/agent/reportbatch"
 	"github.com/cloudml/cloudml/agent/runtime"
 	"github.com/cloudml/cloudml/agent/stage"
 	"github.com/cloudml/cloudml/internal/bucket"
@@ -99,6 +100,7 @@ func New(cfg Config) (*Agent, error) {
 		memory:   memoryBytes(),
 		attempts: map[refKey]*attempt.Attempt{},
 	}
+	a.node.reports = reportbatch.New(directReports{&a.node}, cfg.CallTimeout)
 	// Lent tokens come over the node's connection, whichever it is then.
 	a.buckets = bucket.NewPoolWith(bucketOptions(cfg, &a.node))
 	a.cache = &stage.Cache{Dir: filepath.Join(cfg.WorkDir, "cache"), Logger: log.Named("stage"), Open: cfg.OpenBucket, Buckets: a.buckets}

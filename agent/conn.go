@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/agent/reportbatch"
 	"github.com/cloudml/cloudml/internal/grpcopt"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -35,6 +36,8 @@ type nodeConn struct {
 	cc      *grpc.ClientConn
 	client  cloudmlv1.AgentServiceClient
 	retired []*grpc.ClientConn // replaced, closed a minute later or with n
+
+	reports *reportbatch.Batcher // set once, by New
 }
 
 // use returns a client that presents id's certificate, dialing when it
@@ -89,13 +92,31 @@ func (n *nodeConn) close() {
 
 var errNoConn = status.Error(codes.Unavailable, "not connected to the coordinator")
 
-// ReportTask implements attempt.Client on the current connection.
+// ReportTask implements attempt.Client: the node's reports, of every
+// attempt, go out together in ReportTasks calls (reportbatch), on the
+// current connection.
 func (n *nodeConn) ReportTask(ctx context.Context, in *cloudmlv1.ReportTaskRequest, opts ...grpc.CallOption) (*cloudmlv1.ReportTaskResponse, error) {
-	c := n.current()
+	return n.reports.ReportTask(ctx, in, opts...)
+}
+
+// directReports is the current connection's report calls, which the
+// node's batcher makes.
+type directReports struct{ n *nodeConn }
+
+func (d directReports) ReportTask(ctx context.Context, in *cloudmlv1.ReportTaskRequest, opts ...grpc.CallOption) (*cloudmlv1.ReportTaskResponse, error) {
+	c := d.n.current()
 	if c == nil {
 		return nil, errNoConn
 	}
 	return c.ReportTask(ctx, in, opts...)
+}
+
+func (d directReports) ReportTasks(ctx context.Context, in *cloudmlv1.ReportTasksRequest, opts ...grpc.CallOption) (*cloudmlv1.ReportTasksResponse, error) {
+	c := d.n.current()
+	if c == nil {
+		return nil, errNoConn
+	}
+	return c.ReportTasks(ctx, in, opts...)
 }
 
 // PublishLogs implements attempt.Client on the current connection.

@@ -70,6 +70,10 @@ var cpProbeNodes = 8
 // coordinator's 2 s period would give 40).
 const cpProbeBeat = 250 * time.Millisecond
 
+// cpSingleReports is -cp-single-reports: the simulated agents send each
+// report in its own ReportTask call, not in the agent's ReportTasks batches.
+var cpSingleReports bool
+
 // cpAgentsProc is -cp-agents-proc: the N simulated agents run in a child
 // process instead of the bench's own.
 var cpAgentsProc bool
@@ -93,7 +97,8 @@ type cpResult struct {
 	listLoad               [2]time.Duration
 	down, downLog          int // nodes seen DOWN (ListNodes) / "node down" lines logged
 	lost, runTwice, failed int
-	reportsPerTask         float64 // ReportTask calls the agents made per task
+	reportsPerTask         float64 // reports the agents made per task
+	reportCallsPerTask     float64 // ReportTasks (or ReportTask) calls that carried them
 	reconnects             int
 	callErrs               map[string]string
 	idleRSS, peakRSS       int64 // bytes: VmRSS with N idle nodes before the job, VmHWM at the end
@@ -218,7 +223,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	fleet, err := startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: n, slots: slots,
-		prefix: "sim", here: !cpAgentsProc})
+		prefix: "sim", here: !cpAgentsProc, single: cpSingleReports})
 	if err != nil {
 		return res, err
 	}
@@ -255,7 +260,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	var probe agents
 	if cpProbeNodes > 0 {
 		if probe, err = startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: cpProbeNodes, slots: 1,
-			prefix: "probe", heartbeat: cpProbeBeat}); err != nil {
+			prefix: "probe", heartbeat: cpProbeBeat, single: cpSingleReports}); err != nil {
 			return res, err
 		}
 		defer probe.stop()
@@ -399,15 +404,20 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	res.hbLoad = p50p99(rec.Latencies(simagent.CallHeartbeat, submitAt, end))
 	res.runTwice = runTwice(id, recs)
 	var assigned []time.Time
-	reports := 0
+	reports, batches := 0, 0
 	for _, r := range recs {
 		res.reconnects += r.Reconnects()
 		assigned = append(assigned, r.Assigned()...)
 		for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallSucceeded} {
 			reports += len(r.Latencies(call, time.Time{}, time.Time{}))
 		}
+		batches += len(r.Latencies(simagent.CallReportTasks, time.Time{}, time.Time{}))
 	}
 	res.reportsPerTask = float64(reports) / float64(tasks)
+	res.reportCallsPerTask = res.reportsPerTask // one call each (-cp-single-reports)
+	if batches > 0 {
+		res.reportCallsPerTask = float64(batches) / float64(tasks)
+	}
 	slices.SortFunc(assigned, time.Time.Compare)
 	if len(assigned) > 0 {
 		res.placeAll = float64(len(assigned)) / assigned[len(assigned)-1].Sub(submitAt).Seconds()
@@ -734,7 +744,8 @@ func printCP(title string, nodes []int, results [][]cpResult) {
 		{"attempts lost", "0", count(func(r cpResult) int { return r.lost })},
 		{"tasks run more than once", "0", count(func(r cpResult) int { return r.runTwice })},
 		{"tasks not succeeded", "0", count(func(r cpResult) int { return r.failed })},
-		{"ReportTask calls per task", "", num(func(r cpResult) float64 { return r.reportsPerTask }, func(v float64) string { return fmt.Sprintf("%.2f", v) })},
+		{"reports per task", "", num(func(r cpResult) float64 { return r.reportsPerTask }, func(v float64) string { return fmt.Sprintf("%.2f", v) })},
+		{"report calls per task (ReportTasks batches)", "", num(func(r cpResult) float64 { return r.reportCallsPerTask }, func(v float64) string { return fmt.Sprintf("%.2f", v) })},
 		{"sessions reopened by agents", "", count(func(r cpResult) int { return r.reconnects })},
 		{"coordinator RSS, N idle nodes", "", num(func(r cpResult) float64 { return float64(r.idleRSS) }, mib)},
 		{"coordinator peak RSS (VmHWM)", "<= 512MiB at N=1000", num(func(r cpResult) float64 { return float64(r.peakRSS) }, mib)},

@@ -40,6 +40,7 @@ func agentsMain(args []string) error {
 	fs.IntVar(&cfg.Slots, "slots", cfg.Slots, "slots per agent")
 	fs.StringVar(&cfg.HostnamePrefix, "prefix", cfg.HostnamePrefix, "hostname prefix")
 	fs.DurationVar(&cfg.HeartbeatPeriod, "heartbeat", 0, "heartbeat period (0: the coordinator's)")
+	fs.BoolVar(&cfg.SingleReports, "single-reports", false, "one ReportTask call per report instead of the agent's batches")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,6 +87,7 @@ type agentsConfig struct {
 	prefix       string
 	heartbeat    time.Duration // 0: the coordinator's period
 	here         bool          // in this process instead of a child
+	single       bool          // one ReportTask call per report (-cp-single-reports)
 }
 
 // agents is a running fleet, here or in a child process.
@@ -120,7 +122,7 @@ type agentsHere struct {
 func startAgentsHere(cfg agentsConfig) (*agentsHere, error) {
 	scfg := simagent.DefaultConfig()
 	scfg.Addr, scfg.JoinToken, scfg.Nodes, scfg.Slots = cfg.addr, cfg.token, cfg.nodes, cfg.slots
-	scfg.HostnamePrefix, scfg.HeartbeatPeriod = cfg.prefix, cfg.heartbeat
+	scfg.HostnamePrefix, scfg.HeartbeatPeriod, scfg.SingleReports = cfg.prefix, cfg.heartbeat, cfg.single
 	fleet, err := simagent.New(scfg)
 	if err != nil {
 		return nil, err
@@ -177,7 +179,8 @@ func startAgentsProc(cfg agentsConfig) (*agentsProc, error) {
 		return nil, err
 	}
 	argv := []string{exe, cpAgentsCmd, "-addr", cfg.addr, "-nodes", strconv.Itoa(cfg.nodes),
-		"-slots", strconv.Itoa(cfg.slots), "-prefix", cfg.prefix, "-heartbeat", cfg.heartbeat.String()}
+		"-slots", strconv.Itoa(cfg.slots), "-prefix", cfg.prefix, "-heartbeat", cfg.heartbeat.String(),
+		"-single-reports=" + strconv.FormatBool(cfg.single)}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), cpTokenEnv+"="+cfg.token)
 	cmd.Stderr = os.Stderr

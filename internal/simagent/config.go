@@ -41,6 +41,10 @@ type Config struct {
 	// NoLogs skips the log line of each attempt (ReportTask then has
 	// last_log_seq 0).
 	NoLogs bool
+	// SingleReports sends each report in its own ReportTask call, as
+	// agents did before ReportTasks, instead of batching a node's reports
+	// as the agent does (reportbatch).
+	SingleReports bool
 	// DialOptions are added to each connection's options (after the
 	// shared transport settings and TLS).
 	DialOptions []grpc.DialOption

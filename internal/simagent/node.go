@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/cloudml/cloudml/agent/backoff"
+	"github.com/cloudml/cloudml/agent/reportbatch"
 	"github.com/cloudml/cloudml/internal/grpcopt"
 	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -36,7 +37,12 @@ type node struct {
 
 	cc     *grpc.ClientConn
 	client cloudmlv1.AgentServiceClient
-	id     string
+	// reports sends ReportTask calls: batched as the agent does, or one by
+	// one (Config.SingleReports).
+	reports interface {
+		ReportTask(ctx context.Context, in *cloudmlv1.ReportTaskRequest, opts ...grpc.CallOption) (*cloudmlv1.ReportTaskResponse, error)
+	}
+	id string
 
 	mu      sync.Mutex
 	seen    map[string]bool               // attempts ever received, so each runs at most once
@@ -124,6 +130,10 @@ func (n *node) register(ctx context.Context) error {
 		return err
 	}
 	n.client = cloudmlv1.NewAgentServiceClient(n.cc)
+	n.reports = n.client
+	if !n.f.cfg.SingleReports {
+		n.reports = reportbatch.New(observedBatches{n.client, n.f.rec}, n.f.cfg.CallTimeout)
+	}
 	return nil
 }
 
@@ -268,7 +278,7 @@ var errStale = errors.New("attempt no longer wanted")
 func (n *node) run(ctx context.Context, ref *cloudmlv1.TaskRef) {
 	report := func(call string, state cloudmlv1.TaskState, lastSeq uint64) error {
 		return n.retry(ctx, call, func(callCtx context.Context) error {
-			_, err := n.client.ReportTask(callCtx, &cloudmlv1.ReportTaskRequest{
+			_, err := n.reports.ReportTask(callCtx, &cloudmlv1.ReportTaskRequest{
 				Ref: ref, State: state, LastLogSeq: lastSeq, Time: timestamppb.Now(),
 			})
 			return err
@@ -331,4 +341,17 @@ func (n *node) close() {
 	if n.cc != nil {
 		n.cc.Close()
 	}
+}
+
+// observedBatches records each ReportTasks call a node's batcher makes.
+type observedBatches struct {
+	cloudmlv1.AgentServiceClient
+	rec *Recorder
+}
+
+func (o observedBatches) ReportTasks(ctx context.Context, in *cloudmlv1.ReportTasksRequest, opts ...grpc.CallOption) (*cloudmlv1.ReportTasksResponse, error) {
+	start := time.Now()
+	resp, err := o.AgentServiceClient.ReportTasks(ctx, in, opts...)
+	o.rec.Observe(CallReportTasks, start, err)
+	return resp, err
 }

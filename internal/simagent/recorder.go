@@ -19,6 +19,10 @@ const (
 	CallRunning   = "ReportTask RUNNING"
 	CallLogs      = "PublishLogs"
 	CallSucceeded = "ReportTask SUCCEEDED"
+	// CallReportTasks is one ReportTasks call of a node's batcher, which
+	// carries its reports (each also recorded as above, from when it was
+	// queued to its result).
+	CallReportTasks = "ReportTasks"
 )
 
 // Sample is one timed call.
