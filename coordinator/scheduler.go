@@ -13,10 +13,20 @@ import (
 // scheduleTick is the scheduler's fallback period between triggers.
 const scheduleTick = time.Second
 
-// runScheduler places pending tasks whenever poked, and every second.
+// schedulePause is the least time between two passes. Every attempt's end
+// pokes the scheduler, and a pass looks at every node and active attempt,
+// so on a busy cluster passes back to back cost a core's tenth for a task
+// or two each; after a pause one pass places everything freed meanwhile.
+// Swarmkit's scheduler batches its events the same way (50 ms).
+const schedulePause = 5 * time.Millisecond
+
+// runScheduler places pending tasks whenever poked (at most once per
+// schedulePause), and every second.
 func (c *Coordinator) runScheduler(ctx context.Context) {
 	tick := time.NewTicker(scheduleTick)
 	defer tick.Stop()
+	pause := time.NewTimer(0)
+	defer pause.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -25,6 +35,12 @@ func (c *Coordinator) runScheduler(ctx context.Context) {
 		case <-tick.C:
 		}
 		c.schedule(time.Now())
+		pause.Reset(schedulePause)
+		select {
+		case <-ctx.Done():
+			return
+		case <-pause.C:
+		}
 	}
 }
 
