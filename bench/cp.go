@@ -103,6 +103,7 @@ type cpResult struct {
 	callErrs               map[string]string
 	idleRSS, peakRSS       int64 // bytes: VmRSS with N idle nodes before the job, VmHWM at the end
 	cpu, cpuRun            float64
+	tasksPerCPU            float64 // tasks per coordinator CPU-second, submit to end
 	agentsCPURun           float64 // the simulated agents' process (the bench's, or their own), submit to end
 	stateBytes             int64
 	fsync                  time.Duration // median 4 KiB write+fsync on the state's disk
@@ -162,7 +163,11 @@ const cpNotes = `
      indexes that reached RUNNING on more than one attempt, on any node. RSS: VmRSS with N idle
      nodes before the job, VmHWM after the run; CPU: utime+stime, in all and from submit to the
      job's end; the simulated agents share the machine's cores with the coordinator, and their
-     CPU is that of the process they run in. State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on
+     CPU is that of the process they run in. Tasks per coordinator CPU-second: the sweep's tasks
+     over the coordinator's CPU from submit to end, the rate one core of its own would bound
+     (real agents run on their own machines). Reports: ReportTask reports the agents made, and
+     the calls that carried them (a node batches what queues while its last call is in flight).
+     State: the bytes of the state directory after the run. Fsync: a 4 KiB write and fsync on
      the state's disk, median of 200, before each run: the time of one group commit's sync on a
      given disk.
 `
@@ -344,6 +349,9 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	}
 	res.makespan = end.Sub(submitAt)
 	res.cpuRun = procCPU(pid) - cpuBefore
+	if res.cpuRun > 0 {
+		res.tasksPerCPU = float64(tasks) / res.cpuRun
+	}
 	res.agentsCPURun = procCPU(fleet.pid()) - agentsBefore
 	cpuSeries := stopCPU()
 	stopProfile()
@@ -751,6 +759,7 @@ func printCP(title string, nodes []int, results [][]cpResult) {
 		{"coordinator peak RSS (VmHWM)", "<= 512MiB at N=1000", num(func(r cpResult) float64 { return float64(r.peakRSS) }, mib)},
 		{"coordinator CPU seconds (total)", "", num(func(r cpResult) float64 { return r.cpu }, secs)},
 		{"coordinator CPU seconds (submit to end)", "", num(func(r cpResult) float64 { return r.cpuRun }, secs)},
+		{"tasks per coordinator CPU-second", "", num(func(r cpResult) float64 { return r.tasksPerCPU }, func(v float64) string { return fmt.Sprintf("%.0f", v) })},
 		{"simulated agents' CPU-s (submit to end)", "", num(func(r cpResult) float64 { return r.agentsCPURun }, secs)},
 		{"4 KiB write+fsync on the state's disk", "", ms(func(r cpResult) time.Duration { return r.fsync })},
 		{"state dir size after the run", "", num(func(r cpResult) float64 { return float64(r.stateBytes) }, mib)},
