@@ -48,6 +48,7 @@ var Targets = []Target{
 	{Dir: "coordinator/logbroker", Why: "logs acknowledged only when durable"},
 	{Dir: "agent/logship", Why: "exactly-once logs"},
 	{Dir: "agent/attempt", Why: "results upload"},
+	{Dir: "agent/reportbatch", Why: "each batched report its own outcome"},
 	{Dir: "internal/archive", Why: "hostile archive paths"},
 	{Dir: "internal/jobspec", Why: "job spec validation"},
 }
