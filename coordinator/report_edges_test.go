@@ -108,7 +108,7 @@ func TestConcurrentReportsKeepTheirOwnOutcome(t *testing.T) {
 // its reports in order, one attempt's progress and end among them, and
 // answers each with its own result; a report of an attempt that does not
 // exist fails alone. More reports than the limit fail the call and apply
-// none.
+// none; exactly the limit is one call.
 func TestReportTasksGivesEachReportItsOutcome(t *testing.T) {
 	h := start(t, "")
 	n := newAgent(t, h, 2)
@@ -149,4 +149,14 @@ func TestReportTasksGivesEachReportItsOutcome(t *testing.T) {
 	if got := h.job(job).GetTasks()[1].GetState(); got != running {
 		t.Errorf("task 1 is %s after a refused call, want it still running", got)
 	}
+	resp, err = n.client.ReportTasks(ctxT(t), &cloudmlv1.ReportTasksRequest{Reports: many[:maxReportsPerCall]})
+	if err != nil {
+		t.Fatalf("a call of exactly %d reports: %v", maxReportsPerCall, err)
+	}
+	for i, r := range resp.GetResults() {
+		if codes.Code(r.GetCode()) != codes.OK {
+			t.Fatalf("report %d of a full call: %s (%s), want OK: a repeated end is acknowledged", i, codes.Code(r.GetCode()), r.GetMessage())
+		}
+	}
+	h.waitTaskStates(job, map[string]int32{"succeeded": 2})
 }

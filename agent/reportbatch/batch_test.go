@@ -21,14 +21,18 @@ type fakeClient struct {
 	single []*cloudmlv1.ReportTaskRequest   // ReportTask calls
 	err    error                            // returned by ReportTasks when set
 	answer func(*cloudmlv1.ReportTaskRequest) *cloudmlv1.ReportResult
-	short  bool          // answer one result too few
-	hold   chan struct{} // nil: answer at once
-	began  chan struct{} // receives when a ReportTasks call began
+	short  bool            // answer one result too few
+	hold   chan struct{}   // nil: answer at once
+	began  chan struct{}   // receives when a ReportTasks call began
+	left   []time.Duration // each ReportTasks call's time left to its deadline
 }
 
 func (f *fakeClient) ReportTasks(ctx context.Context, in *cloudmlv1.ReportTasksRequest, _ ...grpc.CallOption) (*cloudmlv1.ReportTasksResponse, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, in.GetReports())
+	if d, ok := ctx.Deadline(); ok {
+		f.left = append(f.left, time.Until(d))
+	}
 	hold, began := f.hold, f.began
 	f.mu.Unlock()
 	if began != nil {
@@ -257,5 +261,21 @@ func TestAtMostMaxReportsPerCall(t *testing.T) {
 	}
 	if got := f.callSizes(); len(got) != 3 || got[1] != MaxReports || got[2] != 10 {
 		t.Errorf("calls carried %v reports, want [1 %d 10]", got, MaxReports)
+	}
+}
+
+// TestEachCallIsBoundedByTheTimeout: a call's deadline is New's timeout,
+// or 10 s when that is zero or negative.
+func TestEachCallIsBoundedByTheTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		timeout, want time.Duration
+	}{{0, 10 * time.Second}, {-time.Second, 10 * time.Second}, {2 * time.Second, 2 * time.Second}} {
+		f := &fakeClient{}
+		if _, err := New(f, tc.timeout).ReportTask(ctxT(t), report(0)); err != nil {
+			t.Fatalf("timeout %s: %v", tc.timeout, err)
+		}
+		if len(f.left) != 1 || f.left[0] > tc.want || f.left[0] < tc.want-time.Second {
+			t.Errorf("timeout %s: the call had %v left, want just under %s", tc.timeout, f.left, tc.want)
+		}
 	}
 }
