@@ -70,3 +70,18 @@ func (q *committer) durableSeq() uint64 {
 	defer q.mu.Unlock()
 	return q.durable
 }
+
+// TestChangesEmpty: a change is empty only when it holds no record of any
+// kind; one node and one job, as many of one kind as of another, still
+// make a commit.
+func TestChangesEmpty(t *testing.T) {
+	ch := newChanges()
+	if !ch.empty() {
+		t.Fatal("a new change is not empty")
+	}
+	ch.nodes["node-1"] = &store.Node{ID: "node-1"}
+	ch.jobs["job-1"] = &store.Job{ID: "job-1"}
+	if ch.empty() {
+		t.Error("a change of one node and one job is empty")
+	}
+}
