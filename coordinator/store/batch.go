@@ -99,7 +99,8 @@ const (
 	// FaultSync is after its writes, where its commit writes the file and
 	// syncs it.
 	FaultSync = "sync"
-	// FaultLogSync is the fsync of a job's log file (SyncLogs, AppendLogs).
+	// FaultLogSync is the fsync of a job's log file (SyncLogs, AppendLogs,
+	// and the move-in of an older store's per-attempt files).
 	FaultLogSync = "log sync"
 )
 
@@ -117,16 +118,7 @@ func (s *Store) Write(batches ...*Batch) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	// In bucket and key order, so bbolt appends instead of inserting into
-	// the middle of a page (which copied the page's tail on each put: 18 s
-	// for a 100,000-task commit in random order). The sort is stable, so
-	// the last of a key's writes is still applied last.
-	slices.SortStableFunc(ops, func(a, b op) int {
-		if c := bytes.Compare(a.bucket, b.bucket); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.key, b.key)
-	})
+	sortOps(ops)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if err := s.fault(FaultWrite); err != nil {
 			return err
@@ -170,6 +162,19 @@ func (s *Store) Probe() error {
 		return fmt.Errorf("probe state: %w", err)
 	}
 	return nil
+}
+
+// sortOps puts ops in bucket and key order, so bbolt appends instead of
+// inserting into the middle of a page (which copied the page's tail on
+// each put: 18 s for a 100,000-task commit in random order). The sort is
+// stable, so the last of a key's writes is still applied last.
+func sortOps(ops []op) {
+	slices.SortStableFunc(ops, func(a, b op) int {
+		if c := bytes.Compare(a.bucket, b.bucket); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.key, b.key)
+	})
 }
 
 func (s *Store) fault(point string) error {

@@ -325,6 +325,15 @@ func (p *pack) rollback() {
 	_ = os.Truncate(p.path, cut) // best effort: what survives is what the writers resend
 }
 
+// syncLogFile fsyncs a job's log file written through f (FaultLogSync
+// first).
+func (s *Store) syncLogFile(f *os.File) error {
+	if err := s.fault(FaultLogSync); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
 func syncFile(path string) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -333,5 +334,91 @@ func TestUnreadablePackIsAnError(t *testing.T) {
 	_, err := s.ReadLogs("bad-1", 0, 1, 0, 1<<20)
 	if err == nil || !strings.Contains(err.Error(), "bad-1") || !strings.Contains(err.Error(), filepath.Join("bad-1", PackName)+": is a directory") {
 		t.Errorf("ReadLogs with the job's log file unreadable = %v, want the open's error, naming the job and the file", err)
+	}
+}
+
+// TestAFailedSyncOfTheMoveInKeepsTheOldFiles: when the fsync of the job's
+// log file fails while an older store's per-attempt files are moved in,
+// the read fails with it and the old files stay; the next read moves them
+// in.
+func TestAFailedSyncOfTheMoveInKeepsTheOldFiles(t *testing.T) {
+	dir := t.TempDir()
+	jobDir := filepath.Join(dir, LogDirName, "move-1")
+	if err := os.MkdirAll(jobDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a1, a2 := batch(1, 30), batch(2, 30)
+	old := filepath.Join(jobDir, "0-1.log")
+	if err := os.WriteFile(old, append(legacyRecord(a1), legacyRecord(a2)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	failing := true
+	s, err := OpenWith(dir, Options{Fault: func(point string) error {
+		if failing && point == FaultLogSync {
+			return ErrInjected
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ReadLogs("move-1", 0, 1, 0, 1<<20); !errors.Is(err, ErrInjected) {
+		t.Fatalf("ReadLogs with the move-in's sync failing: %v, want the injected error", err)
+	}
+	if _, err := os.Stat(old); err != nil {
+		t.Fatalf("the old file after a failed move-in: %v", err)
+	}
+	failing = false
+	if diff := cmp.Diff(entriesOf(a1, a2), readAll(t, s, "move-1", 0, 1, 0, 1<<20)); diff != "" {
+		t.Errorf("attempt 0/1 after the move-in (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old file after the move-in: %v, want it removed", err)
+	}
+}
+
+// TestAppendLogsLeavesNoFileOpen: each AppendLogs closes the descriptor it
+// wrote and synced through.
+func TestAppendLogsLeavesNoFileOpen(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	mustAppend(t, s, "fd-1", 0, 1, 1, batch(1, 10)) // the job's file exists
+	before := openFiles(t)
+	for seq := uint64(2); seq <= 51; seq++ {
+		mustAppend(t, s, "fd-1", 0, 1, seq, batch(seq, 10))
+	}
+	if after := openFiles(t); after > before+2 {
+		t.Errorf("%d files open after 50 appends, %d before", after, before)
+	}
+}
+
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot count open files: %v", err)
+	}
+	return len(fds)
+}
+
+// TestSortOps: a batch's writes go to bbolt in bucket and key order, and
+// the writes of one key keep their order, so the last one wins.
+func TestSortOps(t *testing.T) {
+	ops := []op{
+		{bucket: []byte("b"), key: []byte("2"), val: []byte("first")},
+		{bucket: []byte("a"), key: []byte("9")},
+		{bucket: []byte("b"), key: []byte("1")},
+		{bucket: []byte("b"), key: []byte("2"), val: []byte("second")},
+		{bucket: []byte("a"), key: []byte("3")},
+	}
+	sortOps(ops)
+	var got []string
+	for _, o := range ops {
+		got = append(got, string(o.bucket)+"/"+string(o.key)+string(o.val))
+	}
+	want := []string{"a/3", "a/9", "b/1", "b/2first", "b/2second"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sorted ops (-want +got):\n%s", diff)
 	}
 }
