@@ -178,15 +178,7 @@ func (s *Store) syncLogs(job string, task, attempt int32, f *os.File) (acked uin
 		p.wmu.Lock()
 		target := p.size // every write up to it has returned: this fsync covers it
 		p.wmu.Unlock()
-		doSync := func() error { return syncFile(p.path) }
-		if f != nil {
-			doSync = f.Sync
-		}
-		err := s.fault(FaultLogSync)
-		if err == nil {
-			err = doSync()
-		}
-		if err != nil {
+		if err := s.syncLog(p.path, f); err != nil {
 			p.rollback()
 			p.smu.Unlock()
 			return 0, fmt.Errorf("sync logs: %w", err)
@@ -325,13 +317,17 @@ func (p *pack) rollback() {
 	_ = os.Truncate(p.path, cut) // best effort: what survives is what the writers resend
 }
 
-// syncLogFile fsyncs a job's log file written through f (FaultLogSync
-// first).
-func (s *Store) syncLogFile(f *os.File) error {
+// syncLog fsyncs the job's log file at path, through f when the caller
+// has it open (any descriptor of a file syncs all of its writes), after
+// the FaultLogSync point. Every sync of a log file goes through it.
+func (s *Store) syncLog(path string, f *os.File) error {
 	if err := s.fault(FaultLogSync); err != nil {
 		return err
 	}
-	return f.Sync()
+	if f != nil {
+		return f.Sync()
+	}
+	return syncFile(path)
 }
 
 func syncFile(path string) error {

@@ -10,8 +10,20 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/cloudml/cloudml/internal/testutil"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
+
+// failLogSyncWhile is an Options.Fault that fails the log file's fsync
+// while *failing is set.
+func failLogSyncWhile(failing *bool) func(string) error {
+	return func(point string) error {
+		if *failing && point == FaultLogSync {
+			return ErrInjected
+		}
+		return nil
+	}
+}
 
 // legacyRecord is a record of the per-attempt log files stores wrote
 // before packs: seq (8B), stream (1B), length (4B), data.
@@ -114,12 +126,7 @@ func TestAttemptsShareTheirJobsPack(t *testing.T) {
 func TestFailedLogSyncRollsBackEveryAttemptInThePack(t *testing.T) {
 	dir := t.TempDir()
 	var failing bool
-	opts := Options{Fault: func(point string) error {
-		if failing && point == FaultLogSync {
-			return ErrInjected
-		}
-		return nil
-	}}
+	opts := Options{Fault: failLogSyncWhile(&failing)}
 	s, err := OpenWith(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -167,12 +174,7 @@ func TestFailedLogSyncRollsBackEveryAttemptInThePack(t *testing.T) {
 func TestRollbackGivesBackTheCapsRoom(t *testing.T) {
 	var failing bool
 	const note = "[cap]\n"
-	s, err := OpenWith(t.TempDir(), Options{MaxLogBytes: 300, LogCapNote: note, Fault: func(point string) error {
-		if failing && point == FaultLogSync {
-			return ErrInjected
-		}
-		return nil
-	}})
+	s, err := OpenWith(t.TempDir(), Options{MaxLogBytes: 300, LogCapNote: note, Fault: failLogSyncWhile(&failing)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,12 +355,7 @@ func TestAFailedSyncOfTheMoveInKeepsTheOldFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	failing := true
-	s, err := OpenWith(dir, Options{Fault: func(point string) error {
-		if failing && point == FaultLogSync {
-			return ErrInjected
-		}
-		return nil
-	}})
+	s, err := OpenWith(dir, Options{Fault: failLogSyncWhile(&failing)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,9 +393,7 @@ func TestAppendLogsLeavesNoFileOpen(t *testing.T) {
 func openFiles(t *testing.T) int {
 	t.Helper()
 	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("cannot count open files: %v", err)
-	}
+	testutil.NeedSystem(t, "/proc/self/fd (to count open files)", err)
 	return len(fds)
 }
 

@@ -174,7 +174,7 @@ func (s *Store) pack(job string) (*pack, error) {
 	s.packs[job] = p
 	s.segMu.Unlock()
 	defer close(p.ready)
-	segs, err := p.load(filepath.Join(s.logDir, job), s.syncLogFile)
+	segs, err := p.load(filepath.Join(s.logDir, job), s.syncLog)
 	if err != nil {
 		p.loadErr = fmt.Errorf("load logs of job %s: %w", job, err)
 		s.segMu.Lock()
@@ -197,7 +197,7 @@ var legacyName = regexp.MustCompile(`^([0-9]+)-([0-9]+)\.log$`)
 // partial or inconsistent record left by a crash), then moves in the
 // per-attempt files an older store left in dir. Nothing else uses the
 // pack yet.
-func (p *pack) load(dir string, sync func(*os.File) error) (map[segKey]*segment, error) {
+func (p *pack) load(dir string, sync func(path string, f *os.File) error) (map[segKey]*segment, error) {
 	segs := map[segKey]*segment{}
 	f, err := os.OpenFile(p.path, os.O_RDWR, 0)
 	switch {
@@ -292,7 +292,7 @@ func (seg *segment) index(start, end int64, seq uint64, stream byte) {
 // segs (a crash during an earlier move may have appended some already),
 // makes the pack and its name durable, indexes the records, then removes
 // the files. Callers have scanned the pack into segs.
-func (p *pack) adoptLegacy(dir string, segs map[segKey]*segment, sync func(*os.File) error) error {
+func (p *pack) adoptLegacy(dir string, segs map[segKey]*segment, sync func(path string, f *os.File) error) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -348,7 +348,7 @@ func (p *pack) adoptLegacy(dir string, segs map[segKey]*segment, sync func(*os.F
 			return err
 		}
 		if _, err = f.WriteAt(out, p.size); err == nil {
-			err = sync(f)
+			err = sync(p.path, f)
 		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
