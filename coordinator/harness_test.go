@@ -28,6 +28,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	checkUses = true
 	goleak.VerifyTestMain(m)
 }
 

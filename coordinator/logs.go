@@ -73,6 +73,7 @@ func (l logJobs) AcceptLogs(node string, lr logbroker.Ref) error {
 	}
 	if a.NodeID == "" {
 		a.NodeID = node // a swarm attempt's logs can overtake its first report
+		j.hold(j.tasks[r.task])
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -219,14 +220,41 @@ func (c *Coordinator) poke() {
 	}
 }
 
-// usedSlots sums the slots and attempts active on each node. Callers hold c.mu.
+// usedSlots sums the slots and attempts active on each node, from what
+// each job keeps (jobEntry.use). Callers hold c.mu.
 func (c *Coordinator) usedSlots() (slots map[string]int32, running map[string]int32) {
-	slots, running = map[string]int32{}, map[string]int32{}
-	c.eachActive(func(_ *jobEntry, a *store.Attempt) {
-		slots[a.NodeID] += a.Slots
-		running[a.NodeID]++
-	})
+	slots, running = make(map[string]int32, len(c.byID)), make(map[string]int32, len(c.byID))
+	for _, j := range c.jobs {
+		for node, u := range j.use() {
+			slots[node] += u.slots
+			running[node] += u.attempts
+		}
+	}
+	c.checkUse(slots, running)
 	return slots, running
+}
+
+// checkUses makes usedSlots and pool compare what the jobs keep with a
+// walk over every active attempt, and panic when they differ. The
+// package's tests set it, so that every test checks the bookkeeping.
+var checkUses = false
+
+// checkUse panics, when checkUses is set, unless slots and running are
+// what a walk over every active attempt sums.
+func (c *Coordinator) checkUse(slots, running map[string]int32) {
+	if !checkUses {
+		return
+	}
+	wantSlots, wantRunning := map[string]int32{}, map[string]int32{}
+	c.eachActive(func(_ *jobEntry, a *store.Attempt) {
+		if a.NodeID != "" {
+			wantSlots[a.NodeID] += a.Slots
+			wantRunning[a.NodeID]++
+		}
+	})
+	if !maps.Equal(slots, wantSlots) || !maps.Equal(running, wantRunning) {
+		panic(fmt.Sprintf("the jobs keep slots %v and attempts %v on nodes; their active attempts hold %v and %v", slots, running, wantSlots, wantRunning))
+	}
 }
 
 // eachActive calls f with every active attempt, by job (oldest first)

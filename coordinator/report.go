@@ -128,6 +128,7 @@ func (c *Coordinator) reportTaskLocked(node string, req *cloudmlv1.ReportTaskReq
 		claimed := a.Swarm && a.NodeID == ""
 		if claimed {
 			a.NodeID = node // the node swarm placed the service on claims it
+			j.hold(t)
 		}
 		if state <= a.State { // late or repeated progress report
 			if claimed {

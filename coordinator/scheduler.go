@@ -183,16 +183,30 @@ func (c *Coordinator) schedule(now time.Time) {
 	}
 }
 
-// pool collects connected READY nodes. Callers hold c.mu.
+// pool collects connected READY nodes and their free slots, from what
+// each job's active attempts hold on each node (jobEntry.use): a pass
+// costs the same however many attempts are active. Callers hold c.mu.
 func (c *Coordinator) pool() *pool {
-	used, _ := c.usedSlots()
+	var uses []map[string]nodeUse // of the jobs with active attempts
+	for _, j := range c.jobs {
+		if u := j.use(); len(u) > 0 {
+			uses = append(uses, u)
+		}
+	}
+	if checkUses {
+		c.usedSlots() // checks the uses against the attempts (tests)
+	}
 	p := &pool{}
 	cands := make([]candidate, 0, len(c.byID))
 	for _, n := range c.byID {
 		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.sess == nil {
 			continue
 		}
-		cands = append(cands, candidate{n: n, free: n.rec.Slots - used[n.rec.ID]})
+		free := n.rec.Slots
+		for _, u := range uses {
+			free -= u[n.rec.ID].slots
+		}
+		cands = append(cands, candidate{n: n, free: free})
 		p.nodes = append(p.nodes, &cands[len(cands)-1])
 		p.totalSlots += n.rec.Slots
 		p.maxSlots = max(p.maxSlots, n.rec.Slots)

@@ -104,14 +104,31 @@ type jobEntry struct {
 	restageAfter map[string]time.Time
 	// tally counts the tasks in each state as last recorded (changes.task)
 	// and counted is the state each task is counted in; active holds the
-	// tasks whose current attempt is active and pending those waiting to
-	// be placed, one bit per task. So a report costs the same whatever
-	// the job's size, and the scheduler, node checks and reconnects visit
-	// only the tasks they concern. Built on first use (tallied).
+	// tasks whose current attempt is active, with what that attempt holds,
+	// and pending those waiting to be placed, one bit per task; onNode
+	// sums what the active attempts hold on each node. So a report costs
+	// the same whatever the job's size, the scheduler learns each node's
+	// free slots without visiting an attempt, and node checks and
+	// reconnects visit only the tasks they concern. Built on first use
+	// (tallied).
 	tally   []int // by cloudmlv1.TaskState
 	counted []cloudmlv1.TaskState
-	active  map[int32]struct{}
+	active  map[int32]held
+	onNode  map[string]nodeUse
 	pending []uint64
+}
+
+// held is what an active task's current attempt holds: its slots on its
+// node (none while that attempt is not active, or a swarm attempt's node
+// is not known yet).
+type held struct {
+	node  string
+	slots int32
+}
+
+// nodeUse is what the active attempts of a job hold on one node.
+type nodeUse struct {
+	slots, attempts int32
 }
 
 // tallied builds the tally from the tasks unless it is built.
@@ -121,7 +138,8 @@ func (j *jobEntry) tallied() {
 	}
 	j.tally = make([]int, len(cloudmlv1.TaskState_name))
 	j.counted = make([]cloudmlv1.TaskState, len(j.tasks))
-	j.active = map[int32]struct{}{}
+	j.active = map[int32]held{}
+	j.onNode = map[string]nodeUse{}
 	j.pending = make([]uint64, (len(j.tasks)+63)/64)
 	for i, t := range j.tasks {
 		j.counted[i] = cloudmlv1.TaskState_TASK_STATE_UNSPECIFIED
@@ -133,6 +151,7 @@ func (j *jobEntry) tallied() {
 // count moves t to its state in the tally.
 func (j *jobEntry) count(t *store.Task) {
 	j.tallied()
+	j.hold(t)
 	old := j.counted[t.Index]
 	if old == t.State {
 		return
@@ -140,18 +159,53 @@ func (j *jobEntry) count(t *store.Task) {
 	j.tally[old]--
 	j.tally[t.State]++
 	j.counted[t.Index] = t.State
-	switch active := store.ActiveState(t.State); {
-	case active && !store.ActiveState(old):
-		j.active[t.Index] = struct{}{}
-	case !active:
-		delete(j.active, t.Index)
-	}
 	bit := uint64(1) << (t.Index % 64)
 	if t.State == cloudmlv1.TaskState_TASK_STATE_PENDING {
 		j.pending[t.Index/64] |= bit
 	} else {
 		j.pending[t.Index/64] &^= bit
 	}
+}
+
+// hold records what t's current attempt holds while t is active, in
+// active and onNode. Called on every change of t's state (count) and
+// when a swarm attempt learns its node (claim), the two things that
+// change what an attempt holds.
+func (j *jobEntry) hold(t *store.Task) {
+	j.tallied()
+	if h, ok := j.active[t.Index]; ok {
+		j.addUse(h, -1)
+		delete(j.active, t.Index)
+	}
+	if !store.ActiveState(t.State) {
+		return
+	}
+	var h held
+	if a := j.current(t.Index); a != nil && a.Active() && a.NodeID != "" {
+		h = held{a.NodeID, a.Slots}
+		j.addUse(h, 1)
+	}
+	j.active[t.Index] = h
+}
+
+func (j *jobEntry) addUse(h held, sign int32) {
+	if h.node == "" {
+		return
+	}
+	u := j.onNode[h.node]
+	u.slots += sign * h.slots
+	u.attempts += sign
+	if u.attempts == 0 {
+		delete(j.onNode, h.node)
+		return
+	}
+	j.onNode[h.node] = u
+}
+
+// use is what j's active attempts hold on each node, by node id.
+func (j *jobEntry) use() map[string]nodeUse {
+	j.tallied()
+	return j.onNode
 }
 
 // inState is how many tasks are in any of states.

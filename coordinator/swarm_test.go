@@ -370,3 +370,54 @@ func TestStagesShowEachNodesProgress(t *testing.T) {
 		t.Errorf("ListJobs carries stages (%v): %v", err, list.GetJobs()[0].GetStages())
 	}
 }
+
+// TestClaimedSwarmAttemptCountsOnItsNode: a swarm attempt holds no node's
+// slots until a node claims it, by its first report or by logs that
+// overtook it; from then on it counts on that node, in ListNodes and in
+// the free slots the scheduler sees, and not after it ends.
+func TestClaimedSwarmAttemptCountsOnItsNode(t *testing.T) {
+	h := start(t, t.TempDir())
+	mgr, wrk := formSwarm(t, h)
+	spec := containerSpec("claimed", 2)
+	spec.Timeout = durationpb.New(0)
+	job := h.submit(spec)
+	for _, a := range []*fakeAgent{mgr, wrk} {
+		a.nextOther()
+		a.reportStage(job.GetId(), "")
+	}
+	running := func() map[string]int32 {
+		nodes, err := h.cluster.ListNodes(ctxT(t), &cloudmlv1.ListNodesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int32{}
+		for _, n := range nodes.GetNodes() {
+			out[n.GetId()] = n.GetRunningTasks()
+		}
+		return out
+	}
+	first, second := mgr.next().GetRef(), mgr.next().GetRef()
+	if got := running(); got[mgr.id]+got[wrk.id] != 0 {
+		t.Fatalf("running before any claim: %v, want none", got)
+	}
+	// The worker's logs claim the first attempt before its first report.
+	line := &cloudmlv1.LogBatch{Seq: 1, Stream: cloudmlv1.LogStream_LOG_STREAM_STDOUT, Data: []byte("early\n")}
+	if _, err := wrk.publish(first, line); err != nil {
+		t.Fatal(err)
+	}
+	if got := running(); got[wrk.id] != 1 || got[mgr.id] != 0 {
+		t.Errorf("running after the worker's logs claimed %v: %v, want 1 on %s", first, got, wrk.id)
+	}
+	if err := mgr.report(second, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := running(); got[wrk.id] != 1 || got[mgr.id] != 1 {
+		t.Errorf("running after the manager's report claimed %v: %v, want 1 on each", second, got)
+	}
+	if err := wrk.report(first, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := running(); got[wrk.id] != 0 || got[mgr.id] != 1 {
+		t.Errorf("running after %v ended: %v, want 1 on %s only", first, got, mgr.id)
+	}
+}
