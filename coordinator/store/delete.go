@@ -26,8 +26,13 @@ func (s *Store) DeleteJob(job string) (freed int64, err error) {
 		}
 	}
 	delete(s.dirs, job)
+	p := s.packs[job]
 	delete(s.packs, job)
+	delete(s.open, p)
 	s.segMu.Unlock()
+	if p != nil {
+		_ = p.closeFile()
+	}
 	dir := filepath.Join(s.logDir, job)
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {

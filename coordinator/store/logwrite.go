@@ -20,14 +20,11 @@ import (
 // open and close per call, 0.1 s of the coordinator's CPU per 10,000
 // attempts at 1,000 nodes.
 func (s *Store) AppendLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (acked uint64, stored int, err error) {
-	_, stored, f, err := s.writeLogs(job, task, attempt, batches, true)
+	_, stored, err = s.WriteLogs(job, task, attempt, batches)
 	if err != nil {
 		return 0, 0, err
 	}
-	if f != nil {
-		defer f.Close()
-	}
-	acked, err = s.syncLogs(job, task, attempt, f)
+	acked, err = s.SyncLogs(job, task, attempt)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -47,13 +44,16 @@ func (s *Store) AppendLogs(job string, task, attempt int32, batches []*cloudmlv1
 // is acknowledged (counted as written, and as durable once that record is)
 // without being stored, whatever its seq, so that the writer ships on.
 func (s *Store) WriteLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (written uint64, stored int, err error) {
-	written, stored, _, err = s.writeLogs(job, task, attempt, batches, false)
+	written, stored, p, err := s.writeLogs(job, task, attempt, batches)
+	if p != nil {
+		s.keepOpen(p) // with no lock held: it may close another pack's file
+	}
 	return written, stored, err
 }
 
-// writeLogs is WriteLogs; with keep, it returns the file it wrote to still
-// open (nil when it wrote nothing), for the caller to sync and close.
-func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch, keep bool) (written uint64, stored int, kept *os.File, err error) {
+// writeLogs is WriteLogs but for keepOpen; p is the pack it wrote to, nil
+// when it wrote nothing.
+func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (written uint64, stored int, p *pack, err error) {
 	seg, err := s.segment(job, task, attempt)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("write logs: %w", err)
@@ -72,7 +72,7 @@ func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.
 		return written, 0, nil, nil
 	}
 	run, capped = s.capRun(run, size)
-	p := seg.p
+	p = seg.p
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	var jd *jobDir
@@ -85,7 +85,7 @@ func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.
 		}
 	}
 	offs, ends := make([]int64, len(run)), make([]int64, len(run))
-	end, kept, err := p.write(task, attempt, run, offs, ends, jd, keep)
+	end, err := p.write(task, attempt, run, offs, ends, jd)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("write logs: %w", err)
 	}
@@ -102,7 +102,7 @@ func (s *Store) writeLogs(job string, task, attempt int32, batches []*cloudmlv1.
 	if capped {
 		written = seg.skip(batches)
 	}
-	return written, len(run), kept, nil
+	return written, len(run), p, nil
 }
 
 // capRun returns run as far as it fits in MaxLogBytes from size: when a
@@ -148,15 +148,12 @@ func (seg *segment) skip(batches []*cloudmlv1.LogBatch) uint64 {
 // batches written since the last good one are dropped (the file is cut
 // back), so the writer must send them again; readers that saw them see
 // the same batches again under the same seqs.
+//
+// One fsync of the pack covers every attempt written before it began: a
+// caller whose records end before what an earlier fsync covered does not
+// sync again. It syncs through the file the appends hold open, by name
+// when they closed it.
 func (s *Store) SyncLogs(job string, task, attempt int32) (acked uint64, err error) {
-	return s.syncLogs(job, task, attempt, nil)
-}
-
-// syncLogs is SyncLogs, syncing through f when it is an open descriptor
-// of the attempt's pack (by name otherwise). One fsync of the pack covers
-// every attempt written before it began: a caller whose records end
-// before what an earlier fsync covered does not sync again.
-func (s *Store) syncLogs(job string, task, attempt int32, f *os.File) (acked uint64, err error) {
 	seg, err := s.segment(job, task, attempt)
 	if err != nil {
 		return 0, fmt.Errorf("sync logs: %w", err)
@@ -177,6 +174,7 @@ func (s *Store) syncLogs(job string, task, attempt int32, f *os.File) (acked uin
 	if synced < end {
 		p.wmu.Lock()
 		target := p.size // every write up to it has returned: this fsync covers it
+		f := p.f         // open until closeFile, which waits for smu
 		p.wmu.Unlock()
 		if err := s.syncLog(p.path, f); err != nil {
 			p.rollback()
@@ -237,12 +235,12 @@ const directData = 64 << 10
 // one's start and end in offs and ends, and returns where they end. Small
 // records are gathered into one buffer; a large batch's data is written
 // from where it is. On failure it cuts the file back, so the file never
-// holds records the index does not. With keep, it returns the file still
-// open for the caller to close. Callers hold wmu.
-func (p *pack) write(task, attempt int32, run []*cloudmlv1.LogBatch, offs, ends []int64, jd *jobDir, keep bool) (int64, *os.File, error) {
+// holds records the index does not. The file stays open for the next
+// append and sync (closeFile). Callers hold wmu.
+func (p *pack) write(task, attempt int32, run []*cloudmlv1.LogBatch, offs, ends []int64, jd *jobDir) (int64, error) {
 	f, err := p.openAppend(jd)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	off := p.size
 	need := 0 // the buffered records' bytes: most calls carry a line or two
@@ -282,12 +280,10 @@ func (p *pack) write(task, attempt int32, run []*cloudmlv1.LogBatch, offs, ends 
 	if err != nil {
 		_ = f.Truncate(off) // best effort; a reload would cut a torn tail anyway
 		f.Close()
-		return 0, nil, err
+		p.f = nil
+		return 0, err
 	}
-	if keep {
-		return pos, f, nil
-	}
-	return pos, nil, f.Close()
+	return pos, nil
 }
 
 // rollback forgets the records written after the last durable fsync, of

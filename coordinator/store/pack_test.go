@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -375,18 +376,107 @@ func TestAFailedSyncOfTheMoveInKeepsTheOldFiles(t *testing.T) {
 	}
 }
 
-// TestAppendLogsLeavesNoFileOpen: each AppendLogs closes the descriptor it
-// wrote and synced through.
-func TestAppendLogsLeavesNoFileOpen(t *testing.T) {
-	s := open(t, t.TempDir())
-	defer s.Close()
-	mustAppend(t, s, "fd-1", 0, 1, 1, batch(1, 10)) // the job's file exists
-	before := openFiles(t)
-	for seq := uint64(2); seq <= 51; seq++ {
-		mustAppend(t, s, "fd-1", 0, 1, seq, batch(seq, 10))
+// TestLogFilesHeldOpenAreBounded: appends keep their job's file open for
+// the next one (an append opens no file), at most openMax of them, the
+// written longest ago closed first; a job whose file was closed is
+// written and synced again (reopened, or by name), its logs whole; and
+// DeleteJob and Close close what they hold.
+func TestLogFilesHeldOpenAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	s.openMax = 2
+	base := openFiles(t)
+	jobs := []string{"fd-1", "fd-2", "fd-3", "fd-4"}
+	want := map[string][]*cloudmlv1.LogBatch{}
+	held := func() (out []string) {
+		s.segMu.Lock()
+		defer s.segMu.Unlock()
+		for _, job := range jobs {
+			if p := s.packs[job]; p != nil && p.f != nil {
+				out = append(out, job)
+			}
+		}
+		return out
 	}
-	if after := openFiles(t); after > before+2 {
-		t.Errorf("%d files open after 50 appends, %d before", after, before)
+	// fd-1, fd-2, fd-1 again, then fd-3: fd-2 was written longest ago.
+	for i, job := range []string{"fd-1", "fd-2", "fd-1", "fd-3"} {
+		b := batch(uint64(len(want[job])+1), 10)
+		want[job] = append(want[job], b)
+		mustAppend(t, s, job, 0, 1, uint64(len(want[job])), b)
+		if i == 0 && openFiles(t) != base+1 {
+			t.Errorf("%d files open after the first append, %d before; want its job's held open", openFiles(t), base)
+		}
+	}
+	if got := held(); !slices.Equal(got, []string{"fd-1", "fd-3"}) {
+		t.Errorf("files held open: %v, want fd-1 and fd-3 (fd-2 written longest ago)", got)
+	}
+	for round := uint64(1); round <= 25; round++ {
+		for _, job := range jobs {
+			b := batch(uint64(len(want[job])+1), 10)
+			want[job] = append(want[job], b)
+			mustAppend(t, s, job, 0, 1, uint64(len(want[job])), b)
+			if n := openFiles(t) - base; n > 2 {
+				t.Fatalf("%d files open after appending to %s, want at most 2", n, job)
+			}
+		}
+	}
+	before := openFiles(t)
+	for range 50 {
+		b := batch(uint64(len(want["fd-4"])+1), 10)
+		want["fd-4"] = append(want["fd-4"], b)
+		mustAppend(t, s, "fd-4", 0, 1, uint64(len(want["fd-4"])), b)
+	}
+	if after := openFiles(t); after != before {
+		t.Errorf("%d files open after 50 appends to one job, %d before", after, before)
+	}
+	// fd-1's file is closed between a write and its sync: by name.
+	b := batch(uint64(len(want["fd-1"])+1), 10)
+	want["fd-1"] = append(want["fd-1"], b)
+	if _, _, err := s.WriteLogs("fd-1", 0, 1, []*cloudmlv1.LogBatch{b}); err != nil {
+		t.Fatal(err)
+	}
+	s.segMu.Lock()
+	p := s.packs["fd-1"]
+	s.segMu.Unlock()
+	if err := p.closeFile(); err != nil {
+		t.Fatal(err)
+	}
+	if acked, err := s.SyncLogs("fd-1", 0, 1); err != nil || acked != uint64(len(want["fd-1"])) {
+		t.Fatalf("SyncLogs after the file was closed = %d, %v; want %d", acked, err, len(want["fd-1"]))
+	}
+	for _, job := range jobs {
+		if diff := cmp.Diff(entriesOf(want[job]...), readAll(t, s, job, 0, 1, 0, 1<<20)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", job, diff)
+		}
+	}
+	if got := held(); !slices.Contains(got, "fd-4") {
+		t.Fatalf("files held open: %v, want fd-4's among them", got)
+	}
+	inUse := openFiles(t)
+	if _, err := s.DeleteJob("fd-4"); err != nil {
+		t.Fatal(err)
+	}
+	if n := openFiles(t); n != inUse-1 {
+		t.Errorf("%d files open after deleting a job that held one, %d before", n, inUse)
+	}
+	s.segMu.Lock()
+	kept := len(s.open)
+	s.segMu.Unlock()
+	if kept != 1 {
+		t.Errorf("%d packs counted as holding a file after the delete, want 1", kept)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := openFiles(t); n > base-1 { // base counted the bbolt file
+		t.Errorf("%d files open after Close, %d before the store wrote logs (its bbolt file among them)", n, base)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	for _, job := range jobs[:3] {
+		if diff := cmp.Diff(entriesOf(want[job]...), readAll(t, s, job, 0, 1, 0, 1<<20)); diff != "" {
+			t.Errorf("%s after a reopen (-want +got):\n%s", job, diff)
+		}
 	}
 }
 

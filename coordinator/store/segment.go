@@ -59,8 +59,10 @@ type pack struct {
 	// wmu serialises appends and rollbacks; it is held across a write but
 	// not across an fsync.
 	wmu     sync.Mutex
-	size    int64 // where the next record goes (wmu)
-	created bool  // the file is known to exist (wmu)
+	size    int64    // where the next record goes (wmu)
+	created bool     // the file is known to exist (wmu)
+	f       *os.File // the file, open for appends and syncs (wmu; closeFile)
+	used    uint64   // when it was last written (Store.segMu; Store.keepOpen)
 	// found is set when load found the file: a run that crashed may have
 	// left its name not durable, so the first write syncs it too (wmu).
 	found bool
@@ -370,18 +372,41 @@ func (p *pack) adoptLegacy(dir string, segs map[segKey]*segment, sync func(path 
 	return nil
 }
 
-// openAppend opens the pack for writing, creating it the first time. jd,
+// closeFile closes the file held open for appends and syncs, if it is.
+// It waits for the sync and the append in progress, which use it.
+func (p *pack) closeFile() error {
+	p.smu.Lock()
+	defer p.smu.Unlock()
+	p.wmu.Lock()
+	f := p.f
+	p.f = nil
+	p.wmu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f.Close()
+}
+
+// openAppend opens the pack for writing, creating it the first time, or
+// returns the file it opened before and has not closed (closeFile). jd,
 // given while the file's name may not be durable (created here, or found
 // at load), is its job's directory: SyncLogs makes the name durable
 // before it acknowledges anything (Store.syncName). Callers hold wmu.
 func (p *pack) openAppend(jd *jobDir) (*os.File, error) {
+	if p.f != nil {
+		return p.f, nil
+	}
 	flags := os.O_WRONLY
 	if !p.created {
 		flags |= os.O_CREATE
 	}
 	f, err := os.OpenFile(p.path, flags, 0o600)
-	if err != nil || jd == nil {
-		return f, err
+	if err != nil {
+		return nil, err
+	}
+	p.f = f
+	if jd == nil {
+		return f, nil
 	}
 	ticket := jd.names.created()
 	p.mu.Lock()

@@ -76,6 +76,40 @@ type Store struct {
 	// logNames syncs the names made in logDir.
 	dirs     map[string]*jobDir
 	logNames *dirSync
+	// open holds the packs whose files appends hold open, at most openMax
+	// (keepOpen); clock orders their last writes (segMu).
+	open    map[*pack]struct{}
+	openMax int
+	clock   uint64
+}
+
+// openLogFiles is how many jobs' log files the store holds open between
+// appends, those written last: a busy sweep's job appends a line or two
+// per call, and opening its file for each was a tenth of that call's
+// cost. More running jobs than this cost an open per append again.
+const openLogFiles = 64
+
+// keepOpen records that p's file was just written, and when more than
+// openMax packs hold theirs open, closes the one written longest ago.
+// Callers hold no pack's lock: closing waits for that pack's sync.
+func (s *Store) keepOpen(p *pack) {
+	s.segMu.Lock()
+	s.clock++
+	p.used = s.clock
+	s.open[p] = struct{}{}
+	var oldest *pack
+	if len(s.open) > s.openMax {
+		for q := range s.open {
+			if oldest == nil || q.used < oldest.used {
+				oldest = q
+			}
+		}
+		delete(s.open, oldest)
+	}
+	s.segMu.Unlock()
+	if oldest != nil {
+		_ = oldest.closeFile() // its writes are synced or will be, by name
+	}
 }
 
 // Open opens (or creates) dir/state.db and dir/logs. If another process
@@ -128,11 +162,20 @@ func OpenWith(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create log dir: %w", err)
 	}
 	return &Store{db: db, logDir: logDir, opts: opts, segs: map[segKey]*segment{},
-		packs: map[string]*pack{}, dirs: map[string]*jobDir{}, logNames: newDirSync(logDir)}, nil
+		packs: map[string]*pack{}, dirs: map[string]*jobDir{}, logNames: newDirSync(logDir),
+		open: map[*pack]struct{}{}, openMax: openLogFiles}, nil
 }
 
-// Close closes the file and releases its lock.
+// Close closes the log files it holds open and the bbolt file, releasing
+// its lock.
 func (s *Store) Close() error {
+	s.segMu.Lock()
+	open := s.open
+	s.open = map[*pack]struct{}{}
+	s.segMu.Unlock()
+	for p := range open {
+		_ = p.closeFile()
+	}
 	return s.db.Close()
 }
 
