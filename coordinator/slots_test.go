@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -13,4 +14,27 @@ func TestSlotsFor(t *testing.T) {
 			t.Errorf("slotsFor(cpus %g) = %d, want %d", cpus, got, want)
 		}
 	}
+}
+
+// TestMultiSlotTasksFillANodeExactly: tasks of 2 CPUs take 2 slots each
+// on a node of 4 while they run, so two run at once and the third waits
+// until one of them ends, then takes its slots.
+func TestMultiSlotTasksFillANodeExactly(t *testing.T) {
+	h := start(t, t.TempDir())
+	a := newAgent(t, h, 4)
+	a.open()
+	spec := gridSpec("wide", 3)
+	spec.Resources = &cloudmlv1.Resources{Cpus: 2}
+	job := h.submit(spec)
+	first, second := a.next(), a.next()
+	a.none()
+	if r := h.job(job.GetId()).GetTasks()[2].GetReason(); !strings.Contains(r, "no node has 2 free slots (4/4 slots used") {
+		t.Errorf("the third task's reason: %q, want no node with 2 free slots, 4/4 used", r)
+	}
+	a.run(first, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+	if third := a.next(); third.GetRef().GetTaskIndex() != 2 {
+		t.Fatalf("after task %d ended got %v, want task 2", first.GetRef().GetTaskIndex(), third.GetRef())
+	}
+	a.none()
+	a.run(second, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
 }
