@@ -188,6 +188,7 @@ func (j *jobEntry) hold(t *store.Task) {
 	j.active[t.Index] = h
 }
 
+// addUse adds what h holds to onNode (sign 1) or takes it away (sign -1).
 func (j *jobEntry) addUse(h held, sign int32) {
 	if h.node == "" {
 		return
