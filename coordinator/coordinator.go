@@ -39,14 +39,19 @@ type Coordinator struct {
 	images *imagestore.Store
 	trust  *authority
 
-	mu    sync.Mutex // protects nodes, byID, jobs, stopping
+	mu    sync.Mutex // protects nodes, byID, jobs, jobOrder, stopping
 	nodes map[string]*nodeEntry
 	// byID is nodes sorted by id (addNode), which the scheduler and the
 	// swarm walk many times a second.
 	byID []*nodeEntry
 	// topNode is the highest N of the "node-N" ids in nodes.
-	topNode  int
-	jobs     map[string]*jobEntry
+	topNode int
+	jobs    map[string]*jobEntry
+	// jobOrder is jobs oldest first (putJob, dropJob), the order the
+	// scheduler serves them in: a pass walks it many times a second, and
+	// sorting every job ever kept there cost 1 ms a pass with 5,000 ended
+	// jobs kept (BenchmarkSchedulePass).
+	jobOrder []*jobEntry
 	stopping bool
 
 	q    *committer // group commits of what changes under mu (commit.go)
@@ -159,7 +164,7 @@ func (c *Coordinator) load() error {
 func (c *Coordinator) fromSnapshot(snap *store.Snapshot) error {
 	now := time.Now()
 	c.trust.load(snap)
-	c.nodes, c.byID, c.topNode, c.jobs = map[string]*nodeEntry{}, nil, 0, map[string]*jobEntry{}
+	c.nodes, c.byID, c.topNode, c.jobs, c.jobOrder = map[string]*nodeEntry{}, nil, 0, map[string]*jobEntry{}, nil
 	for _, n := range snap.Nodes {
 		c.addNode(&nodeEntry{rec: n, sessionEnd: now})
 		c.live.add(n.ID, now)
@@ -176,6 +181,7 @@ func (c *Coordinator) fromSnapshot(snap *store.Snapshot) error {
 			attempts: make([][]*store.Attempt, j.TaskCount),
 		}
 	}
+	c.jobOrder = sortedJobs(c.jobs)
 	for _, t := range snap.Tasks {
 		j := c.jobs[t.JobID]
 		if j == nil || t.Index < 0 || int(t.Index) >= len(j.tasks) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,5 +110,47 @@ func TestDeleteJobUnderALogReader(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 	if msg := status.Convert(err).Message(); !strings.Contains(msg, job.GetId()) {
 		t.Errorf("message %q does not name the job", msg)
+	}
+}
+
+// TestJobOrderFollowsSubmitsAndDeletes: the order the scheduler and
+// ListJobs walk jobs in is kept as jobs come and go rather than sorted on
+// each walk; it stays every job, oldest first, across a delete from the
+// middle, a restart and a submit after it (the package's tests check it
+// against a sort on every walk).
+func TestJobOrderFollowsSubmitsAndDeletes(t *testing.T) {
+	dir := t.TempDir()
+	h := start(t, dir)
+	var ids []string
+	for _, name := range []string{"one", "two", "three"} {
+		job := h.submit(gridSpec(name, 1))
+		ids = append(ids, job.GetId())
+		if _, err := h.jobs.CancelJob(ctxT(t), &cloudmlv1.CancelJobRequest{JobId: job.GetId()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.jobs.DeleteJob(ctxT(t), &cloudmlv1.DeleteJobRequest{JobId: ids[1]}); err != nil {
+		t.Fatal(err)
+	}
+	listed := func(h *harness) []string {
+		t.Helper()
+		list, err := h.jobs.ListJobs(ctxT(t), &cloudmlv1.ListJobsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, j := range list.GetJobs() {
+			got = append(got, j.GetId())
+		}
+		return got
+	}
+	if got, want := listed(h), []string{ids[2], ids[0]}; !slices.Equal(got, want) {
+		t.Errorf("jobs after deleting the middle one: %v, want %v", got, want)
+	}
+	h.stop()
+	h = start(t, dir)
+	four := h.submit(gridSpec("four", 1))
+	if got, want := listed(h), []string{four.GetId(), ids[2], ids[0]}; !slices.Equal(got, want) {
+		t.Errorf("jobs after a restart and a submit: %v, want %v", got, want)
 	}
 }

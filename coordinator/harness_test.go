@@ -28,7 +28,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	checkUses = true
+	checkKept = true
 	goleak.VerifyTestMain(m)
 }
 

@@ -91,7 +91,7 @@ func (c *Coordinator) submit(spec *cloudmlv1.JobSpec, owner string) (*cloudmlv1.
 			if err := c.commit(ch); err != nil {
 				return err
 			}
-			c.jobs[id] = j
+			c.putJob(j)
 			return nil
 		})
 		if err != nil {
@@ -263,7 +263,7 @@ func (s *jobServer) ListJobs(ctx context.Context, _ *cloudmlv1.ListJobsRequest) 
 	c := s.c
 	resp := &cloudmlv1.ListJobsResponse{}
 	err := c.locked(func() error {
-		jobs := sortedJobs(c.jobs)
+		jobs := c.orderedJobs()
 		for i := len(jobs) - 1; i >= 0; i-- {
 			resp.Jobs = append(resp.Jobs, jobProto(jobs[i], false))
 		}
@@ -368,7 +368,7 @@ func (c *Coordinator) deleteJob(id string) (*cloudmlv1.Job, int64, error) {
 		return nil, 0, err
 	}
 	last := jobProto(j, false)
-	delete(c.jobs, id)
+	c.dropJob(id)
 	seq := c.q.last()
 	c.mu.Unlock()
 	if err := c.q.wait(seq); err != nil { // its end is on disk before it goes
@@ -378,7 +378,7 @@ func (c *Coordinator) deleteJob(id string) (*cloudmlv1.Job, int64, error) {
 	freed, err := c.store.DeleteJob(id)
 	if err != nil {
 		c.mu.Lock()
-		c.jobs[id] = j // still stored: keep serving it
+		c.putJob(j) // still stored: keep serving it
 		c.mu.Unlock()
 		return nil, 0, err
 	}

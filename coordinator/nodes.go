@@ -234,15 +234,16 @@ func (c *Coordinator) usedSlots() (slots map[string]int32, running map[string]in
 	return slots, running
 }
 
-// checkUses makes usedSlots and pool compare what the jobs keep with a
-// walk over every active attempt, and panic when they differ. The
-// package's tests set it, so that every test checks the bookkeeping.
-var checkUses = false
+// checkKept makes what the coordinator keeps to spare itself a walk
+// (each job's use of each node, the job order) be compared with that walk
+// on every use, and a difference panic. The package's tests set it, so
+// that every test checks the bookkeeping.
+var checkKept = false
 
-// checkUse panics, when checkUses is set, unless slots and running are
+// checkUse panics, when checkKept is set, unless slots and running are
 // what a walk over every active attempt sums.
 func (c *Coordinator) checkUse(slots, running map[string]int32) {
-	if !checkUses {
+	if !checkKept {
 		return
 	}
 	wantSlots, wantRunning := map[string]int32{}, map[string]int32{}
@@ -261,7 +262,7 @@ func (c *Coordinator) checkUse(slots, running map[string]int32) {
 // and task, visiting only jobs and tasks that have one. f may end it.
 // Callers hold c.mu.
 func (c *Coordinator) eachActive(f func(j *jobEntry, a *store.Attempt)) {
-	for _, j := range sortedJobs(c.jobs) {
+	for _, j := range c.orderedJobs() {
 		if j.activeAttempts() == 0 {
 			continue
 		}

@@ -104,7 +104,7 @@ func (c *Coordinator) schedule(now time.Time) {
 		swarm bool
 	}
 	var pushes []push
-	for _, j := range sortedJobs(c.jobs) {
+	for _, j := range c.orderedJobs() {
 		if j.final() || j.rec.Cancelled || j.inState(cloudmlv1.TaskState_TASK_STATE_PENDING) == 0 {
 			continue
 		}
@@ -188,12 +188,12 @@ func (c *Coordinator) schedule(now time.Time) {
 // costs the same however many attempts are active. Callers hold c.mu.
 func (c *Coordinator) pool() *pool {
 	var uses []map[string]nodeUse // of the jobs with active attempts
-	for _, j := range c.jobs {
+	for _, j := range c.jobOrder {
 		if u := j.use(); len(u) > 0 {
 			uses = append(uses, u)
 		}
 	}
-	if checkUses {
+	if checkKept {
 		c.usedSlots() // checks the uses against the attempts (tests)
 	}
 	p := &pool{}

@@ -640,12 +640,46 @@ func sortedJobs(m map[string]*jobEntry) []*jobEntry {
 	for _, j := range m {
 		out = append(out, j)
 	}
-	sort.Slice(out, func(a, b int) bool {
-		ja, jb := out[a].rec, out[b].rec
-		if !ja.CreateTime.Equal(jb.CreateTime) {
-			return ja.CreateTime.Before(jb.CreateTime)
-		}
-		return ja.ID < jb.ID
-	})
+	slices.SortFunc(out, compareJobs)
 	return out
+}
+
+// compareJobs orders jobs by creation, then id.
+func compareJobs(a, b *jobEntry) int {
+	if c := a.rec.CreateTime.Compare(b.rec.CreateTime); c != 0 {
+		return c
+	}
+	return strings.Compare(a.rec.ID, b.rec.ID)
+}
+
+// putJob adds j to jobs and to jobOrder in its place (a new job's is the
+// end). Callers hold c.mu.
+func (c *Coordinator) putJob(j *jobEntry) {
+	c.jobs[j.rec.ID] = j
+	i, _ := slices.BinarySearchFunc(c.jobOrder, j, compareJobs)
+	c.jobOrder = slices.Insert(c.jobOrder, i, j)
+}
+
+// dropJob removes job id from jobs and jobOrder. Callers hold c.mu.
+func (c *Coordinator) dropJob(id string) {
+	j := c.jobs[id]
+	if j == nil {
+		return
+	}
+	delete(c.jobs, id)
+	if i, found := slices.BinarySearchFunc(c.jobOrder, j, compareJobs); found {
+		c.jobOrder = slices.Delete(c.jobOrder, i, i+1)
+	}
+}
+
+// orderedJobs is jobOrder, which callers must not change. When checkKept
+// is set (tests) it panics unless that is every job, oldest first.
+// Callers hold c.mu.
+func (c *Coordinator) orderedJobs() []*jobEntry {
+	if checkKept {
+		if want := sortedJobs(c.jobs); !slices.Equal(c.jobOrder, want) {
+			panic(fmt.Sprintf("jobOrder holds %d jobs out of the %d kept, or out of order", len(c.jobOrder), len(want)))
+		}
+	}
+	return c.jobOrder
 }
