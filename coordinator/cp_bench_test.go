@@ -105,12 +105,13 @@ func (c *Coordinator) jobState(id string) cloudmlv1.JobState {
 
 // BenchmarkSchedulePass times one scheduling pass on 1,000 busy nodes of
 // 4 slots with a 10,000-task sweep running, beside ended jobs the
-// coordinator still keeps (until someone deletes them): a pass should cost
-// the same however many of those there are.
+// coordinator still keeps (until someone deletes them) and sweeps queued
+// behind it: a pass should cost the same however many of either there are.
 func BenchmarkSchedulePass(b *testing.B) {
 	defer withoutChecks()()
-	for _, ended := range []int{0, 5000} {
-		b.Run(fmt.Sprintf("ended=%d", ended), func(b *testing.B) {
+	for _, kept := range []struct{ ended, queued int }{{0, 0}, {5000, 0}, {0, 100}} {
+		ended, queued := kept.ended, kept.queued
+		b.Run(fmt.Sprintf("ended=%d/queued=%dx1000", ended, queued), func(b *testing.B) {
 			const nodes, slots = 1000, 4
 			cfg := DefaultConfig()
 			cfg.StateDir = b.TempDir()
@@ -144,6 +145,11 @@ func BenchmarkSchedulePass(b *testing.B) {
 				b.Fatal(err)
 			}
 			c.schedule(time.Now()) // fills every slot
+			for i := range queued {
+				if _, err := c.submit(gridSpec(fmt.Sprintf("queued-%d", i), 1000), "bench"); err != nil {
+					b.Fatal(err)
+				}
+			}
 			b.ResetTimer()
 			for b.Loop() {
 				c.schedule(time.Now())

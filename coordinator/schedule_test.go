@@ -228,3 +228,37 @@ func TestReportFromOtherNodeIsFailedPrecondition(t *testing.T) {
 	}
 	wantCode(t, n1.report(as.GetRef(), failed, 1, 1, nil), codesFailedPrecondition)
 }
+
+// TestEveryQueuedTaskSaysWhyItWaits: behind a full cluster each pending
+// task of each queued job says why it waits, the last as much as the
+// first (a pass says it once per job rather than writing it into every
+// task), and a task placed later no longer says it.
+func TestEveryQueuedTaskSaysWhyItWaits(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 1)
+	n.open()
+	h.submit(gridSpec("first", 1))
+	first := n.next()
+	queued := []*cloudmlv1.Job{h.submit(gridSpec("second", 3)), h.submit(gridSpec("third", 70))}
+	const want = "all 1 nodes busy (1/1 slots used)"
+	waitFor(t, "every queued task to say why it waits", func() bool {
+		for _, job := range queued {
+			for _, task := range h.job(job.GetId()).GetTasks() {
+				if task.GetState() != pending || task.GetReason() != want {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	n.run(first, succeeded, 0, nil)
+	next := n.next()
+	if next.GetRef().GetJobId() != queued[0].GetId() || next.GetRef().GetTaskIndex() != 0 {
+		t.Fatalf("after the first job got %v, want task 0 of %s", next.GetRef(), queued[0].GetId())
+	}
+	tasks := h.job(queued[0].GetId()).GetTasks()
+	if tasks[0].GetReason() != "" || tasks[1].GetReason() != want || tasks[2].GetReason() != want {
+		t.Errorf("reasons once task 0 was placed: %q, %q, %q; want none, then %q twice",
+			tasks[0].GetReason(), tasks[1].GetReason(), tasks[2].GetReason(), want)
+	}
+}

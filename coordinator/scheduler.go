@@ -59,11 +59,16 @@ type candidate struct {
 	free int32
 }
 
-// pool is the connected READY nodes and their free slots.
+// pool is the connected READY nodes and their free slots, as a pass
+// takes them (take).
 type pool struct {
 	nodes      []*candidate // sorted by node id
 	totalSlots int32
 	maxSlots   int32
+	// unfit is the least need no node fitted (0: none yet): slots are
+	// only taken during a pass, so no larger need fits later in it, and
+	// the jobs queued behind a full cluster cost a pass nothing each.
+	unfit int32
 }
 
 func (p *pool) used() int32 {
@@ -76,11 +81,17 @@ func (p *pool) used() int32 {
 
 // best is the node with the most free slots (ties by id) that fits need.
 func (p *pool) best(need int32) *candidate {
+	if p.unfit > 0 && need >= p.unfit {
+		return nil
+	}
 	var b *candidate
 	for _, cd := range p.nodes {
 		if cd.free >= need && (b == nil || cd.free > b.free) {
 			b = cd
 		}
+	}
+	if b == nil {
+		p.unfit = need
 	}
 	return b
 }
@@ -112,10 +123,17 @@ func (c *Coordinator) schedule(now time.Time) {
 		parallelism := j.spec.GetParallelism()
 		need := slotsFor(j.spec)
 		full := "" // why no further task of j fits this pass, once none does
+		j.waiting, j.waitingFrom = "", 0
 		for t := range j.pendingTasks {
-			why := full
+			if full != "" {
+				// The rest wait for the same reason: it is said once, for
+				// the job, rather than written into each of them on every
+				// pass (a queue of sweeps holds 100,000 pending tasks).
+				j.waiting, j.waitingFrom = full, t.Index
+				break
+			}
+			var why string
 			switch {
-			case why != "":
 			case j.spec.GetImage() != "":
 				if parallelism > 0 && active >= parallelism {
 					why = fmt.Sprintf("job parallelism %d reached", parallelism)
@@ -161,12 +179,9 @@ func (c *Coordinator) schedule(now time.Time) {
 			if why == "" {
 				continue
 			}
-			if t.Note != "" {
-				why = t.Note + "; " + why
-			}
 			// Derived again on every pass, so kept in memory only: a pass
 			// over a large pending sweep writes nothing.
-			t.Reason = why
+			t.Reason = pendingReason(t, why)
 		}
 	}
 	if err := c.commit(ch); err != nil {

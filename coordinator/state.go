@@ -111,11 +111,16 @@ type jobEntry struct {
 	// free slots without visiting an attempt, and node checks and
 	// reconnects visit only the tasks they concern. Built on first use
 	// (tallied).
-	tally   []int // by cloudmlv1.TaskState
-	counted []cloudmlv1.TaskState
-	active  map[int32]held
-	onNode  map[string]nodeUse
-	pending []uint64
+	// waiting is why the job's pending tasks from waitingFrom on were not
+	// placed in the last scheduling pass, which stopped at the first of
+	// them: their Reason is this, not what each holds (viewPage).
+	waiting     string
+	waitingFrom int32
+	tally       []int // by cloudmlv1.TaskState
+	counted     []cloudmlv1.TaskState
+	active      map[int32]held
+	onNode      map[string]nodeUse
+	pending     []uint64
 }
 
 // held is what an active task's current attempt holds: its slots on its
@@ -354,6 +359,14 @@ func (j *jobEntry) deriveState() cloudmlv1.JobState {
 	return cloudmlv1.JobState_JOB_STATE_PENDING
 }
 
+// pendingReason is why pending task t waits: why, after its note.
+func pendingReason(t *store.Task, why string) string {
+	if t.Note != "" {
+		return t.Note + "; " + why
+	}
+	return why
+}
+
 // changes collects the records an event modified, for one store commit.
 type changes struct {
 	nodes    map[string]*store.Node
@@ -541,6 +554,9 @@ func (j *jobEntry) viewPage(page *taskPage) *jobView {
 			break
 		}
 		v.tasks = append(v.tasks, *t)
+		if t.State == cloudmlv1.TaskState_TASK_STATE_PENDING && j.waiting != "" && t.Index >= j.waitingFrom {
+			v.tasks[len(v.tasks)-1].Reason = pendingReason(t, j.waiting)
+		}
 		var cur store.Attempt
 		if a := j.current(t.Index); a != nil {
 			cur = *a
