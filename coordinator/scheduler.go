@@ -105,7 +105,7 @@ func (c *Coordinator) schedule(now time.Time) {
 	if c.stopping {
 		return
 	}
-	p := c.pool()
+	var p *pool       // built on the first job with pending tasks
 	var sp *swarmPool // built on the first container job
 	ch := newChanges()
 	type push struct {
@@ -118,6 +118,9 @@ func (c *Coordinator) schedule(now time.Time) {
 	for _, j := range c.orderedJobs() {
 		if j.final() || j.rec.Cancelled || j.inState(cloudmlv1.TaskState_TASK_STATE_PENDING) == 0 {
 			continue
+		}
+		if p == nil {
+			p = c.pool()
 		}
 		active := int32(j.activeAttempts())
 		parallelism := j.spec.GetParallelism()
