@@ -16,26 +16,7 @@ import (
 // what the control plane costs per task, apart from gRPC.
 func BenchmarkSweepCore(b *testing.B) {
 	defer withoutChecks()()
-	const nodes, slots = 1000, 4
-	cfg := DefaultConfig()
-	cfg.StateDir = b.TempDir()
-	cfg.DefaultBucket = "file:///tmp/cloudml-bench-bucket"
-	cfg.Version = "bench"
-	c, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	now := time.Now()
-	c.mu.Lock()
-	for i := 1; i <= nodes; i++ {
-		id := fmt.Sprintf("node-%d", i)
-		n := &nodeEntry{rec: &store.Node{ID: id, Slots: slots, State: cloudmlv1.NodeState_NODE_STATE_READY}, sessionEnd: now}
-		n.sess = newSession(id)
-		c.addNode(n)
-		c.live.add(id, now)
-	}
-	c.mu.Unlock()
+	c := benchCoordinator(b)
 	spec := gridSpec("bench", b.N)
 	job, err := c.submit(spec, "bench")
 	if err != nil {
@@ -112,28 +93,12 @@ func BenchmarkSchedulePass(b *testing.B) {
 	for _, kept := range []struct{ ended, queued int }{{0, 0}, {5000, 0}, {0, 100}} {
 		ended, queued := kept.ended, kept.queued
 		b.Run(fmt.Sprintf("ended=%d/queued=%dx1000", ended, queued), func(b *testing.B) {
-			const nodes, slots = 1000, 4
-			cfg := DefaultConfig()
-			cfg.StateDir = b.TempDir()
-			cfg.DefaultBucket = "file:///tmp/cloudml-bench-bucket"
-			cfg.Version = "bench"
-			c, err := New(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := benchCoordinator(b)
 			now := time.Now()
 			c.mu.Lock()
-			for i := 1; i <= nodes; i++ {
-				id := fmt.Sprintf("node-%d", i)
-				n := &nodeEntry{rec: &store.Node{ID: id, Slots: slots, State: cloudmlv1.NodeState_NODE_STATE_READY}, sessionEnd: now}
-				n.sess = newSession(id)
-				c.addNode(n)
-				c.live.add(id, now)
-			}
 			for i := range ended {
 				id := fmt.Sprintf("old-%05d", i)
-				keepJob(c, &jobEntry{
+				c.putJob(&jobEntry{
 					rec:      &store.Job{ID: id, State: cloudmlv1.JobState_JOB_STATE_SUCCEEDED, TaskCount: 1, CreateTime: now.Add(time.Duration(i-ended) * time.Second)},
 					spec:     &cloudmlv1.JobSpec{},
 					tasks:    []*store.Task{{JobID: id, State: cloudmlv1.TaskState_TASK_STATE_SUCCEEDED}},
@@ -158,8 +123,31 @@ func BenchmarkSchedulePass(b *testing.B) {
 	}
 }
 
-// keepJob adds j to the coordinator's jobs. Callers hold c.mu.
-func keepJob(c *Coordinator, j *jobEntry) { c.putJob(j) }
+// benchCoordinator is a coordinator with 1,000 connected READY nodes of
+// 4 slots, whose sessions hold what it sends them; closed at the end of b.
+func benchCoordinator(b *testing.B) *Coordinator {
+	const nodes, slots = 1000, 4
+	cfg := DefaultConfig()
+	cfg.StateDir = b.TempDir()
+	cfg.DefaultBucket = "file:///tmp/cloudml-bench-bucket"
+	cfg.Version = "bench"
+	c, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := 1; i <= nodes; i++ {
+		id := fmt.Sprintf("node-%d", i)
+		n := &nodeEntry{rec: &store.Node{ID: id, Slots: slots, State: cloudmlv1.NodeState_NODE_STATE_READY}, sessionEnd: now}
+		n.sess = newSession(id)
+		c.addNode(n)
+		c.live.add(id, now)
+	}
+	return c
+}
 
 // withoutChecks turns off the tests' checks of what is kept (checkKept),
 // which would dominate what a benchmark times, until the returned

@@ -58,12 +58,8 @@ func TestDeleteJob(t *testing.T) {
 		wantCode(t, err, codes.NotFound)
 		_, err = h.jobs.DeleteJob(ctxT(t), &cloudmlv1.DeleteJobRequest{JobId: job.GetId()})
 		wantCode(t, err, codes.NotFound)
-		list, err := h.jobs.ListJobs(ctxT(t), &cloudmlv1.ListJobsRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list.GetJobs()) != 1 || list.GetJobs()[0].GetId() != kept.GetId() {
-			t.Errorf("jobs listed: %v, want only %s", list.GetJobs(), kept.GetId())
+		if ids := h.jobIDs(); !slices.Equal(ids, []string{kept.GetId()}) {
+			t.Errorf("jobs listed: %v, want only %s", ids, kept.GetId())
 		}
 	}
 	gone(h)
@@ -132,25 +128,13 @@ func TestJobOrderFollowsSubmitsAndDeletes(t *testing.T) {
 	if _, err := h.jobs.DeleteJob(ctxT(t), &cloudmlv1.DeleteJobRequest{JobId: ids[1]}); err != nil {
 		t.Fatal(err)
 	}
-	listed := func(h *harness) []string {
-		t.Helper()
-		list, err := h.jobs.ListJobs(ctxT(t), &cloudmlv1.ListJobsRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, j := range list.GetJobs() {
-			got = append(got, j.GetId())
-		}
-		return got
-	}
-	if got, want := listed(h), []string{ids[2], ids[0]}; !slices.Equal(got, want) {
+	if got, want := h.jobIDs(), []string{ids[2], ids[0]}; !slices.Equal(got, want) {
 		t.Errorf("jobs after deleting the middle one: %v, want %v", got, want)
 	}
 	h.stop()
 	h = start(t, dir)
 	four := h.submit(gridSpec("four", 1))
-	if got, want := listed(h), []string{four.GetId(), ids[2], ids[0]}; !slices.Equal(got, want) {
+	if got, want := h.jobIDs(), []string{four.GetId(), ids[2], ids[0]}; !slices.Equal(got, want) {
 		t.Errorf("jobs after a restart and a submit: %v, want %v", got, want)
 	}
 }

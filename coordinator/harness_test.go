@@ -194,6 +194,20 @@ func (h *harness) waitJob(id string, state cloudmlv1.JobState) *cloudmlv1.Job {
 }
 
 // gridSpec is a job of n tasks sweeping x over 0..n-1.
+// jobIDs lists the jobs, newest first (ListJobs).
+func (h *harness) jobIDs() []string {
+	h.t.Helper()
+	list, err := h.jobs.ListJobs(ctxT(h.t), &cloudmlv1.ListJobsRequest{})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var ids []string
+	for _, j := range list.GetJobs() {
+		ids = append(ids, j.GetId())
+	}
+	return ids
+}
+
 func gridSpec(name string, n int) *cloudmlv1.JobSpec {
 	vals := make([]string, n)
 	for i := range vals {

@@ -36,11 +36,7 @@ func (h *harness) stateDigest() [32]byte {
 
 func (h *harness) jobCount() int {
 	h.t.Helper()
-	list, err := h.jobs.ListJobs(ctxT(h.t), &cloudmlv1.ListJobsRequest{})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return len(list.GetJobs())
+	return len(h.jobIDs())
 }
 
 // limitJob is a one-task job modified by fns.

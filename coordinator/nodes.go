@@ -224,7 +224,7 @@ func (c *Coordinator) poke() {
 // each job keeps (jobEntry.use). Callers hold c.mu.
 func (c *Coordinator) usedSlots() (slots map[string]int32, running map[string]int32) {
 	slots, running = make(map[string]int32, len(c.byID)), make(map[string]int32, len(c.byID))
-	for _, j := range c.jobs {
+	for _, j := range c.jobOrder {
 		for node, u := range j.use() {
 			slots[node] += u.slots
 			running[node] += u.attempts

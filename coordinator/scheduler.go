@@ -59,8 +59,8 @@ type candidate struct {
 	free int32
 }
 
-// pool is the connected READY nodes and their free slots, as a pass
-// takes them (take).
+// pool is the connected READY nodes and their free slots, less what the
+// pass placing on them has taken so far.
 type pool struct {
 	nodes      []*candidate // sorted by node id
 	totalSlots int32

@@ -111,16 +111,16 @@ type jobEntry struct {
 	// free slots without visiting an attempt, and node checks and
 	// reconnects visit only the tasks they concern. Built on first use
 	// (tallied).
+	tally   []int // by cloudmlv1.TaskState
+	counted []cloudmlv1.TaskState
+	active  map[int32]held
+	onNode  map[string]nodeUse
+	pending []uint64
 	// waiting is why the job's pending tasks from waitingFrom on were not
 	// placed in the last scheduling pass, which stopped at the first of
 	// them: their Reason is this, not what each holds (viewPage).
 	waiting     string
 	waitingFrom int32
-	tally       []int // by cloudmlv1.TaskState
-	counted     []cloudmlv1.TaskState
-	active      map[int32]held
-	onNode      map[string]nodeUse
-	pending     []uint64
 }
 
 // held is what an active task's current attempt holds: its slots on its
