@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -223,5 +224,101 @@ func TestLogThroughput(t *testing.T) {
 	t.Logf("stored and streamed %d bytes in %d batches in %v", total, len(batches), elapsed)
 	if total != len(data) {
 		t.Errorf("subscriber got %d bytes, want %d", total, len(data))
+	}
+}
+
+// TestLogsRideTheEndReport: batches carried by a report (log_batches) are
+// stored durably before the report is applied, once however often the
+// report is retried; a report whose batches are refused is not applied.
+func TestLogsRideTheEndReport(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 1)
+	n.open()
+	if !n.started.GetReportLogs() {
+		t.Fatal("SessionStarted does not offer report_logs")
+	}
+	job := h.submit(gridSpec("ride", 1))
+	ref := n.next().GetRef()
+	if err := n.report(ref, running, 0, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	end := func(last uint64, batches ...*cloudmlv1.LogBatch) error {
+		resp, err := n.client.ReportTasks(ctxT(t), &cloudmlv1.ReportTasksRequest{Reports: []*cloudmlv1.ReportTaskRequest{{
+			Ref: ref, State: succeeded, LastLogSeq: last, LogBatches: batches,
+		}}})
+		if err != nil {
+			return err
+		}
+		r := resp.GetResults()[0]
+		return status.Error(codes.Code(r.GetCode()), r.GetMessage())
+	}
+	taskState := func() cloudmlv1.TaskState {
+		return h.job(job.GetId()).GetTasks()[ref.GetTaskIndex()].GetState()
+	}
+
+	// Refused batches leave the attempt running and store nothing.
+	wantCode(t, end(1, batch(1, strings.Repeat("x", DefaultLimits().LogCallBytes)+"\n")), codes.ResourceExhausted)
+	wantCode(t, end(2, batch(2, "b\n")), codes.Unavailable) // a gap before 2: logs incomplete
+	if got := taskState(); got != running {
+		t.Fatalf("after refused reports the task is %v, want RUNNING", got)
+	}
+	other := newAgent(t, h, 1)
+	other.open()
+	_, err := other.client.ReportTasks(ctxT(t), &cloudmlv1.ReportTasksRequest{Reports: []*cloudmlv1.ReportTaskRequest{{
+		Ref: ref, State: succeeded, LastLogSeq: 1, LogBatches: []*cloudmlv1.LogBatch{batch(1, "not mine\n")},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acked := h.c.ackedSeq(refFromProto(ref)); acked != 0 {
+		t.Fatalf("another node's carried batch was stored (acked %d)", acked)
+	}
+
+	// The end with its batches, then the same report again (a lost answer).
+	for try := range 2 {
+		if err := end(2, batch(1, "a\n"), batch(2, "b\n")); err != nil {
+			t.Fatalf("end report try %d: %v", try, err)
+		}
+	}
+	if got := taskState(); got != succeeded {
+		t.Fatalf("task is %v after its end report, want SUCCEEDED", got)
+	}
+	stream, err := h.jobs.SubscribeLogs(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := readAll(t, stream)
+	var text string
+	for _, m := range msgs {
+		text += string(m.GetData())
+	}
+	if text != "a\nb\n" {
+		t.Errorf("stored logs = %q, want %q: each carried batch once", text, "a\nb\n")
+	}
+}
+
+// TestCarriedEndRepeatedAfterARetryBegan: an end report that carried logs,
+// sent again after the task's next attempt began (its answer was lost), is
+// acknowledged as the same end, not refused for its logs.
+func TestCarriedEndRepeatedAfterARetryBegan(t *testing.T) {
+	h := start(t, "")
+	n := newAgent(t, h, 1)
+	n.open()
+	spec := gridSpec("retry", 1)
+	spec.Retries = 1
+	h.submit(spec)
+	ref := n.next().GetRef()
+	failed := &cloudmlv1.ReportTaskRequest{
+		Ref: ref, State: cloudmlv1.TaskState_TASK_STATE_FAILED, ExitCode: 1, LastLogSeq: 1,
+		LogBatches: []*cloudmlv1.LogBatch{batch(1, "boom\n")},
+	}
+	if _, err := n.client.ReportTask(ctxT(t), failed); err != nil {
+		t.Fatal(err)
+	}
+	if next := n.next().GetRef(); next.GetAttempt() != 2 {
+		t.Fatalf("next assignment %v, want attempt 2", next)
+	}
+	if _, err := n.client.ReportTask(ctxT(t), failed); err != nil {
+		t.Fatalf("the same end again, after attempt 2 began: %v", err)
 	}
 }

@@ -2,12 +2,14 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/coordinator/logbroker"
 	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -65,10 +67,12 @@ func (c *Coordinator) reportTasks(node string, reports []*cloudmlv1.ReportTaskRe
 		return nil, errorf(ErrInvalid, "%d reports in one call; send at most %d", len(reports), maxReportsPerCall)
 	}
 	now := time.Now()
-	errs = make([]error, len(reports))
+	errs = c.carryLogs(node, reports)
 	err = c.locked(func() error {
 		for i, req := range reports {
-			errs[i] = c.reportTaskLocked(node, req, now)
+			if errs[i] == nil {
+				errs[i] = c.reportTaskLocked(node, req, now)
+			}
 		}
 		return nil
 	})
@@ -76,6 +80,35 @@ func (c *Coordinator) reportTasks(node string, reports []*cloudmlv1.ReportTaskRe
 		return nil, err
 	}
 	return errs, nil
+}
+
+// carryLogs stores the log batches the reports carry (log_batches), durably,
+// before any report is applied: a terminal report's last_log_seq is then
+// met by its own batches. errs[i] is set when reports[i]'s batches were
+// refused (too large) or not stored (the disk), and that report is not
+// applied.
+func (c *Coordinator) carryLogs(node string, reports []*cloudmlv1.ReportTaskRequest) (errs []error) {
+	errs = make([]error, len(reports))
+	var carried []logbroker.Carried
+	var at []int
+	for i, req := range reports {
+		if len(req.GetLogBatches()) > 0 {
+			carried = append(carried, logbroker.Carried{Ref: logbroker.RefOf(req.GetRef()), Batches: req.GetLogBatches()})
+			at = append(at, i)
+		}
+	}
+	if len(carried) == 0 {
+		return errs
+	}
+	for k, err := range c.logs.Carry(node, carried) {
+		// An attempt that no longer takes logs is the report's to answer:
+		// the same end again is acknowledged (its batches were stored
+		// with the first), anything else refused as stale.
+		if !errors.Is(err, ErrStaleAttempt) {
+			errs[at[k]] = err
+		}
+	}
+	return errs
 }
 
 // ownAttempt returns the job and attempt r if it is the task's current

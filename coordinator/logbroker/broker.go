@@ -132,22 +132,55 @@ func New(cfg Config) (*Broker, error) {
 // seq.
 func (b *Broker) Publish(node string, req *cloudmlv1.PublishLogsRequest) (uint64, error) {
 	r := RefOf(req.GetRef())
-	if err := b.checkCall(r, req.GetBatches()); err != nil {
-		return 0, err
-	}
-	if err := b.jobs.AcceptLogs(node, r); err != nil {
+	if err := b.write(node, r, req.GetBatches()); err != nil {
 		return 0, err
 	}
 	// The store serialises writers and reads the ack inside the
 	// transaction, so no lock is held across the fsync.
-	acked, stored, err := b.store.AppendLogs(r.Job, r.Task, r.Attempt, req.GetBatches())
+	return b.store.SyncLogs(r.Job, r.Task, r.Attempt)
+}
+
+// Carried is the log batches one report carries (ReportTaskRequest's
+// log_batches).
+type Carried struct {
+	Ref     Ref
+	Batches []*cloudmlv1.LogBatch
+}
+
+// Carry stores the batches that ride a call's reports as Publish would:
+// it writes every attempt's, then syncs each, so the attempts of one job
+// (one file) share an fsync. errs[i] is carried[i]'s outcome; the caller
+// applies a report only once its batches are durable.
+func (b *Broker) Carry(node string, carried []Carried) (errs []error) {
+	errs = make([]error, len(carried))
+	for i, c := range carried {
+		errs[i] = b.write(node, c.Ref, c.Batches)
+	}
+	for i, c := range carried {
+		if errs[i] == nil {
+			_, errs[i] = b.store.SyncLogs(c.Ref.Job, c.Ref.Task, c.Ref.Attempt)
+		}
+	}
+	return errs
+}
+
+// write checks that node may send batches of r and writes those that
+// continue its sequence, not yet durable; subscribers see them at once.
+func (b *Broker) write(node string, r Ref, batches []*cloudmlv1.LogBatch) error {
+	if err := b.checkCall(r, batches); err != nil {
+		return err
+	}
+	if err := b.jobs.AcceptLogs(node, r); err != nil {
+		return err
+	}
+	_, stored, err := b.store.WriteLogs(r.Job, r.Task, r.Attempt, batches)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if stored > 0 {
 		b.Wake(r.Job)
 	}
-	return acked, nil
+	return nil
 }
 
 // checkCall refuses a call (or stream message) whose batches carry more

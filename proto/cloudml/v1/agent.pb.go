@@ -616,8 +616,13 @@ type SessionStarted struct {
 	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// HeartbeatPeriod is how often the agent should heartbeat.
 	HeartbeatPeriod *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_period,json=heartbeatPeriod,proto3" json:"heartbeat_period,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ReportLogs says the coordinator stores log batches that ride a report
+	// (ReportTaskRequest.log_batches): an attempt whose output is small and
+	// still all on the node when it ends sends it with its end report, one
+	// call instead of a log stream and a report.
+	ReportLogs    bool `protobuf:"varint,3,opt,name=report_logs,json=reportLogs,proto3" json:"report_logs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionStarted) Reset() {
@@ -662,6 +667,13 @@ func (x *SessionStarted) GetHeartbeatPeriod() *durationpb.Duration {
 		return x.HeartbeatPeriod
 	}
 	return nil
+}
+
+func (x *SessionStarted) GetReportLogs() bool {
+	if x != nil {
+		return x.ReportLogs
+	}
+	return false
 }
 
 // TaskRef names one attempt of one task.
@@ -1533,7 +1545,15 @@ type ReportTaskRequest struct {
 	// coordinator ends the attempt only once it has stored every batch up to it.
 	LastLogSeq uint64 `protobuf:"varint,7,opt,name=last_log_seq,json=lastLogSeq,proto3" json:"last_log_seq,omitempty"`
 	// Time is when the state was entered on the node.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	// LogBatches are the attempt's log batches that ride this report instead
+	// of a log call (an attempt that ended before any of its output left the
+	// node), only when SessionStarted.report_logs says the coordinator takes
+	// them. They continue the attempt's sequence as a PublishLogs call's
+	// would, and the coordinator stores them durably before it applies the
+	// report, so a terminal report's last_log_seq is met by its own batches.
+	// A retried report carries them again; stored batches are skipped.
+	LogBatches    []*LogBatch `protobuf:"bytes,9,rep,name=log_batches,json=logBatches,proto3" json:"log_batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1620,6 +1640,13 @@ func (x *ReportTaskRequest) GetLastLogSeq() uint64 {
 func (x *ReportTaskRequest) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *ReportTaskRequest) GetLogBatches() []*LogBatch {
+	if x != nil {
+		return x.LogBatches
 	}
 	return nil
 }
@@ -2580,10 +2607,12 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"swarm_join\x18\x05 \x01(\v2\x15.cloudml.v1.SwarmJoinH\x00R\tswarmJoin\x123\n" +
 	"\tstage_job\x18\x06 \x01(\v2\x14.cloudml.v1.StageJobH\x00R\bstageJob\x12<\n" +
 	"\fexport_image\x18\a \x01(\v2\x17.cloudml.v1.ExportImageH\x00R\vexportImageB\t\n" +
-	"\acommand\"o\n" +
+	"\acommand\"\x90\x01\n" +
 	"\x0eSessionStarted\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12D\n" +
-	"\x10heartbeat_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0fheartbeatPeriod\"Y\n" +
+	"\x10heartbeat_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0fheartbeatPeriod\x12\x1f\n" +
+	"\vreport_logs\x18\x03 \x01(\bR\n" +
+	"reportLogs\"Y\n" +
 	"\aTaskRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -2658,7 +2687,7 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"\x10HeartbeatRequest\x12#\n" +
 	"\rruntime_error\x18\x01 \x01(\tR\fruntimeError\"F\n" +
 	"\x11HeartbeatResponse\x121\n" +
-	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"\x93\x03\n" +
+	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"\xca\x03\n" +
 	"\x11ReportTaskRequest\x12%\n" +
 	"\x03ref\x18\x01 \x01(\v2\x13.cloudml.v1.TaskRefR\x03ref\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.cloudml.v1.TaskStateR\x05state\x12\x1b\n" +
@@ -2669,7 +2698,9 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"resultsUrl\x12 \n" +
 	"\flast_log_seq\x18\a \x01(\x04R\n" +
 	"lastLogSeq\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x1a:\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x125\n" +
+	"\vlog_batches\x18\t \x03(\v2\x14.cloudml.v1.LogBatchR\n" +
+	"logBatches\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x14\n" +
@@ -2831,49 +2862,50 @@ var file_cloudml_v1_agent_proto_depIdxs = []int32{
 	45, // 22: cloudml.v1.ReportTaskRequest.state:type_name -> cloudml.v1.TaskState
 	41, // 23: cloudml.v1.ReportTaskRequest.metrics:type_name -> cloudml.v1.ReportTaskRequest.MetricsEntry
 	46, // 24: cloudml.v1.ReportTaskRequest.time:type_name -> google.protobuf.Timestamp
-	20, // 25: cloudml.v1.ReportTasksRequest.reports:type_name -> cloudml.v1.ReportTaskRequest
-	24, // 26: cloudml.v1.ReportTasksResponse.results:type_name -> cloudml.v1.ReportResult
-	47, // 27: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
-	8,  // 28: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	25, // 29: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	8,  // 30: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
-	25, // 31: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
-	48, // 32: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
-	48, // 33: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
-	46, // 34: cloudml.v1.BucketTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
-	43, // 35: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
-	43, // 36: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
-	1,  // 37: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
-	3,  // 38: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
-	5,  // 39: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
-	18, // 40: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
-	20, // 41: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
-	22, // 42: cloudml.v1.AgentService.ReportTasks:input_type -> cloudml.v1.ReportTasksRequest
-	26, // 43: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
-	13, // 44: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
-	15, // 45: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
-	28, // 46: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
-	31, // 47: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
-	33, // 48: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
-	35, // 49: cloudml.v1.AgentService.BucketToken:input_type -> cloudml.v1.BucketTokenRequest
-	2,  // 50: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
-	4,  // 51: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
-	6,  // 52: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
-	19, // 53: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
-	21, // 54: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
-	23, // 55: cloudml.v1.AgentService.ReportTasks:output_type -> cloudml.v1.ReportTasksResponse
-	27, // 56: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
-	14, // 57: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
-	16, // 58: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
-	29, // 59: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
-	32, // 60: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
-	34, // 61: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
-	36, // 62: cloudml.v1.AgentService.BucketToken:output_type -> cloudml.v1.BucketTokenResponse
-	50, // [50:63] is the sub-list for method output_type
-	37, // [37:50] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	25, // 25: cloudml.v1.ReportTaskRequest.log_batches:type_name -> cloudml.v1.LogBatch
+	20, // 26: cloudml.v1.ReportTasksRequest.reports:type_name -> cloudml.v1.ReportTaskRequest
+	24, // 27: cloudml.v1.ReportTasksResponse.results:type_name -> cloudml.v1.ReportResult
+	47, // 28: cloudml.v1.LogBatch.stream:type_name -> cloudml.v1.LogStream
+	8,  // 29: cloudml.v1.PublishLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	25, // 30: cloudml.v1.PublishLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	8,  // 31: cloudml.v1.StreamLogsRequest.ref:type_name -> cloudml.v1.TaskRef
+	25, // 32: cloudml.v1.StreamLogsRequest.batches:type_name -> cloudml.v1.LogBatch
+	48, // 33: cloudml.v1.FetchImageResponse.header:type_name -> cloudml.v1.ImageHeader
+	48, // 34: cloudml.v1.UploadImageRequest.header:type_name -> cloudml.v1.ImageHeader
+	46, // 35: cloudml.v1.BucketTokenResponse.expire_time:type_name -> google.protobuf.Timestamp
+	43, // 36: cloudml.v1.Assignment.DataEntry.value:type_name -> cloudml.v1.Source
+	43, // 37: cloudml.v1.StageJob.DataEntry.value:type_name -> cloudml.v1.Source
+	1,  // 38: cloudml.v1.AgentService.Register:input_type -> cloudml.v1.RegisterRequest
+	3,  // 39: cloudml.v1.AgentService.RenewCertificate:input_type -> cloudml.v1.RenewCertificateRequest
+	5,  // 40: cloudml.v1.AgentService.Session:input_type -> cloudml.v1.SessionRequest
+	18, // 41: cloudml.v1.AgentService.Heartbeat:input_type -> cloudml.v1.HeartbeatRequest
+	20, // 42: cloudml.v1.AgentService.ReportTask:input_type -> cloudml.v1.ReportTaskRequest
+	22, // 43: cloudml.v1.AgentService.ReportTasks:input_type -> cloudml.v1.ReportTasksRequest
+	26, // 44: cloudml.v1.AgentService.PublishLogs:input_type -> cloudml.v1.PublishLogsRequest
+	13, // 45: cloudml.v1.AgentService.ReportSwarm:input_type -> cloudml.v1.ReportSwarmRequest
+	15, // 46: cloudml.v1.AgentService.ReportStage:input_type -> cloudml.v1.ReportStageRequest
+	28, // 47: cloudml.v1.AgentService.StreamLogs:input_type -> cloudml.v1.StreamLogsRequest
+	31, // 48: cloudml.v1.AgentService.FetchImage:input_type -> cloudml.v1.FetchImageRequest
+	33, // 49: cloudml.v1.AgentService.UploadImage:input_type -> cloudml.v1.UploadImageRequest
+	35, // 50: cloudml.v1.AgentService.BucketToken:input_type -> cloudml.v1.BucketTokenRequest
+	2,  // 51: cloudml.v1.AgentService.Register:output_type -> cloudml.v1.RegisterResponse
+	4,  // 52: cloudml.v1.AgentService.RenewCertificate:output_type -> cloudml.v1.RenewCertificateResponse
+	6,  // 53: cloudml.v1.AgentService.Session:output_type -> cloudml.v1.SessionResponse
+	19, // 54: cloudml.v1.AgentService.Heartbeat:output_type -> cloudml.v1.HeartbeatResponse
+	21, // 55: cloudml.v1.AgentService.ReportTask:output_type -> cloudml.v1.ReportTaskResponse
+	23, // 56: cloudml.v1.AgentService.ReportTasks:output_type -> cloudml.v1.ReportTasksResponse
+	27, // 57: cloudml.v1.AgentService.PublishLogs:output_type -> cloudml.v1.PublishLogsResponse
+	14, // 58: cloudml.v1.AgentService.ReportSwarm:output_type -> cloudml.v1.ReportSwarmResponse
+	16, // 59: cloudml.v1.AgentService.ReportStage:output_type -> cloudml.v1.ReportStageResponse
+	29, // 60: cloudml.v1.AgentService.StreamLogs:output_type -> cloudml.v1.StreamLogsResponse
+	32, // 61: cloudml.v1.AgentService.FetchImage:output_type -> cloudml.v1.FetchImageResponse
+	34, // 62: cloudml.v1.AgentService.UploadImage:output_type -> cloudml.v1.UploadImageResponse
+	36, // 63: cloudml.v1.AgentService.BucketToken:output_type -> cloudml.v1.BucketTokenResponse
+	51, // [51:64] is the sub-list for method output_type
+	38, // [38:51] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_agent_proto_init() }
