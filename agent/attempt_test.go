@@ -84,6 +84,41 @@ func TestLogsEveryLineOnceDespiteALostResponse(t *testing.T) {
 	}
 }
 
+// TestShortOutputRidesTheEndReport: when the coordinator takes logs in
+// reports, a task whose output is all still on the node when it ends sends
+// it with its end report, and makes no log call; a longer one ships as
+// before.
+func TestShortOutputRidesTheEndReport(t *testing.T) {
+	s := newMemSetup(t, nil)
+	s.f.mu.Lock()
+	s.f.reportLogs = true
+	s.f.mu.Unlock()
+	s.f.dropSession() // the next session offers report_logs
+	short := ref("short", 0, 1)
+	s.f.assign(t, s.asg(short, "sh", "-c", "echo hi; echo there"))
+	end := s.f.waitFinal(t, short)
+	if end.GetState() != cloudmlv1.TaskState_TASK_STATE_SUCCEEDED || end.GetLastLogSeq() != 1 || len(end.GetLogBatches()) != 1 {
+		t.Fatalf("end = %v, want SUCCEEDED carrying batch 1", end)
+	}
+	stdout, _, _ := s.f.logText(short)
+	s.f.mu.Lock()
+	publishes := s.f.publishes
+	s.f.mu.Unlock()
+	if stdout != "hi\nthere\n" || publishes != 0 {
+		t.Errorf("stored %q after %d log calls, want %q and none", stdout, publishes, "hi\nthere\n")
+	}
+
+	// 500,000 lines leave in batches while the command runs.
+	long := ref("long", 0, 1)
+	s.f.assign(t, s.asg(long, "seq", "500000"))
+	end = s.f.waitFinal(t, long)
+	stdout, _, batches := s.f.logText(long)
+	if len(end.GetLogBatches()) != 0 || end.GetLastLogSeq() != uint64(batches) || strings.Count(stdout, "\n") != 500000 {
+		t.Errorf("long output: end carried %d batches, last_log_seq %d, stored %d batches with %d lines; want none carried and every line stored",
+			len(end.GetLogBatches()), end.GetLastLogSeq(), batches, strings.Count(stdout, "\n"))
+	}
+}
+
 // taskSharedDir is a directory a test and its tasks share. Tasks run as
 // another user (nobody, when the tests run as root) and see nothing of the
 // test's 0700 temporary dirs, so it is world-writable and outside them.

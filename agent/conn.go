@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,7 +39,13 @@ type nodeConn struct {
 	retired []*grpc.ClientConn // replaced, closed a minute later or with n
 
 	reports *reportbatch.Batcher // set once, by New
+	// reportLogs is the last SessionStarted's report_logs: whether the
+	// coordinator takes log batches in reports.
+	reportLogs atomic.Bool
 }
+
+// ReportLogs implements attempt.ReportLogser.
+func (n *nodeConn) ReportLogs() bool { return n.reportLogs.Load() }
 
 // use returns a client that presents id's certificate, dialing when it
 // changed. The old connection is closed once its calls end.

@@ -49,6 +49,9 @@ type fakeCoord struct {
 	failPublish func(call int) bool
 	// rejectLogs, when set, answers every PublishLogs FAILED_PRECONDITION.
 	rejectLogs bool
+	// reportLogs, when set, offers SessionStarted.report_logs and stores
+	// the batches reports carry.
+	reportLogs bool
 	// rejectReport, when set, answers matching reports FAILED_PRECONDITION.
 	rejectReport func(r *cloudmlv1.ReportTaskRequest) bool
 	// lend, when set, answers BucketToken (else UNIMPLEMENTED); lent
@@ -159,8 +162,11 @@ func (f *fakeCoord) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.Agen
 		return err
 	}
 	push, end := make(chan *cloudmlv1.SessionResponse, 16), make(chan struct{})
+	f.mu.Lock()
+	reportLogs := f.reportLogs
+	f.mu.Unlock()
 	if err := stream.Send(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_Started{Started: &cloudmlv1.SessionStarted{
-		NodeId: id, HeartbeatPeriod: durationpb.New(f.period),
+		NodeId: id, HeartbeatPeriod: durationpb.New(f.period), ReportLogs: reportLogs,
 	}}}); err != nil {
 		return err
 	}
@@ -229,6 +235,7 @@ func (f *fakeCoord) ReportTask(ctx context.Context, req *cloudmlv1.ReportTaskReq
 		f.notify()
 		return nil, status.Error(codes.FailedPrecondition, "attempt superseded")
 	}
+	f.storeLogs(req.GetRef(), req.GetLogBatches())
 	f.reports = append(f.reports, proto.Clone(req).(*cloudmlv1.ReportTaskRequest))
 	f.notify()
 	return &cloudmlv1.ReportTaskResponse{}, nil
@@ -260,8 +267,19 @@ func (f *fakeCoord) PublishLogs(ctx context.Context, req *cloudmlv1.PublishLogsR
 		f.notify()
 		return nil, status.Error(codes.FailedPrecondition, "attempt superseded")
 	}
-	key := keyOf(req.GetRef())
-	for _, b := range req.GetBatches() {
+	f.storeLogs(req.GetRef(), req.GetBatches())
+	f.notify()
+	if f.failPublish != nil && f.failPublish(f.publishes) {
+		return nil, status.Error(codes.Unavailable, "response lost")
+	}
+	return &cloudmlv1.PublishLogsResponse{AckedSeq: uint64(len(f.logs[keyOf(req.GetRef())]))}, nil
+}
+
+// storeLogs keeps the batches that continue ref's sequence and counts
+// duplicates; f.mu must be held.
+func (f *fakeCoord) storeLogs(ref *cloudmlv1.TaskRef, batches []*cloudmlv1.LogBatch) {
+	key := keyOf(ref)
+	for _, b := range batches {
 		have := uint64(len(f.logs[key]))
 		switch {
 		case b.GetSeq() <= have:
@@ -270,11 +288,6 @@ func (f *fakeCoord) PublishLogs(ctx context.Context, req *cloudmlv1.PublishLogsR
 			f.logs[key] = append(f.logs[key], b)
 		}
 	}
-	f.notify()
-	if f.failPublish != nil && f.failPublish(f.publishes) {
-		return nil, status.Error(codes.Unavailable, "response lost")
-	}
-	return &cloudmlv1.PublishLogsResponse{AckedSeq: uint64(len(f.logs[key]))}, nil
 }
 
 // final returns the attempt's end report, if any; f.mu must be held.

@@ -35,6 +35,7 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	a.mu.Lock()
 	a.nodeID = started.GetNodeId()
 	a.mu.Unlock()
+	a.node.reportLogs.Store(started.GetReportLogs())
 	a.log.Info("session started", "node_id", started.GetNodeId(), "heartbeat_period", started.GetHeartbeatPeriod().AsDuration())
 	a.sw.mu.Lock()
 	a.sw.announced = false

@@ -74,6 +74,10 @@ const cpProbeBeat = 250 * time.Millisecond
 // report in its own ReportTask call, not in the agent's ReportTasks batches.
 var cpSingleReports bool
 
+// cpSeparateLogs is -cp-separate-logs: the simulated agents ship each
+// attempt's line in a PublishLogs call of its own, not with its end report.
+var cpSeparateLogs bool
+
 // cpAgentsProc is -cp-agents-proc: the N simulated agents run in a child
 // process instead of the bench's own.
 var cpAgentsProc bool
@@ -228,7 +232,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	fleet, err := startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: n, slots: slots,
-		prefix: "sim", here: !cpAgentsProc, single: cpSingleReports})
+		prefix: "sim", here: !cpAgentsProc, single: cpSingleReports, separateLogs: cpSeparateLogs})
 	if err != nil {
 		return res, err
 	}
@@ -265,7 +269,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	var probe agents
 	if cpProbeNodes > 0 {
 		if probe, err = startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: cpProbeNodes, slots: 1,
-			prefix: "probe", heartbeat: cpProbeBeat, single: cpSingleReports}); err != nil {
+			prefix: "probe", heartbeat: cpProbeBeat, single: cpSingleReports, separateLogs: cpSeparateLogs}); err != nil {
 			return res, err
 		}
 		defer probe.stop()

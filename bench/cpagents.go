@@ -41,6 +41,7 @@ func agentsMain(args []string) error {
 	fs.StringVar(&cfg.HostnamePrefix, "prefix", cfg.HostnamePrefix, "hostname prefix")
 	fs.DurationVar(&cfg.HeartbeatPeriod, "heartbeat", 0, "heartbeat period (0: the coordinator's)")
 	fs.BoolVar(&cfg.SingleReports, "single-reports", false, "one ReportTask call per report instead of the agent's batches")
+	fs.BoolVar(&cfg.SeparateLogs, "separate-logs", false, "each attempt's log line in a PublishLogs call of its own")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +89,7 @@ type agentsConfig struct {
 	heartbeat    time.Duration // 0: the coordinator's period
 	here         bool          // in this process instead of a child
 	single       bool          // one ReportTask call per report (-cp-single-reports)
+	separateLogs bool          // log lines in PublishLogs calls (-cp-separate-logs)
 }
 
 // agents is a running fleet, here or in a child process.
@@ -123,6 +125,7 @@ func startAgentsHere(cfg agentsConfig) (*agentsHere, error) {
 	scfg := simagent.DefaultConfig()
 	scfg.Addr, scfg.JoinToken, scfg.Nodes, scfg.Slots = cfg.addr, cfg.token, cfg.nodes, cfg.slots
 	scfg.HostnamePrefix, scfg.HeartbeatPeriod, scfg.SingleReports = cfg.prefix, cfg.heartbeat, cfg.single
+	scfg.SeparateLogs = cfg.separateLogs
 	fleet, err := simagent.New(scfg)
 	if err != nil {
 		return nil, err
@@ -180,7 +183,7 @@ func startAgentsProc(cfg agentsConfig) (*agentsProc, error) {
 	}
 	argv := []string{exe, cpAgentsCmd, "-addr", cfg.addr, "-nodes", strconv.Itoa(cfg.nodes),
 		"-slots", strconv.Itoa(cfg.slots), "-prefix", cfg.prefix, "-heartbeat", cfg.heartbeat.String(),
-		"-single-reports=" + strconv.FormatBool(cfg.single)}
+		"-single-reports=" + strconv.FormatBool(cfg.single), "-separate-logs=" + strconv.FormatBool(cfg.separateLogs)}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), cpTokenEnv+"="+cfg.token)
 	cmd.Stderr = os.Stderr

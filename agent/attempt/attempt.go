@@ -197,9 +197,15 @@ func (a *Attempt) Run(ctx context.Context) {
 		return
 	}
 	a.removeDir(res)
+	var logs []*cloudmlv1.LogBatch
+	if res.carry != nil {
+		// An error here (ctx ended, logs rejected) is the end report's to
+		// meet: the coordinator refuses or waits for what it lacks.
+		logs, _ = res.carry(ctx)
+	}
 	err := rep.finish(ctx, &cloudmlv1.ReportTaskRequest{
 		Ref: a.Ref(), State: res.state, ExitCode: int32(res.exitCode), Message: res.message(),
-		Metrics: res.metrics, ResultsUrl: res.resultsURL, LastLogSeq: res.lastLogSeq,
+		Metrics: res.metrics, ResultsUrl: res.resultsURL, LastLogSeq: res.lastLogSeq, LogBatches: logs,
 	})
 	switch {
 	case errors.Is(err, ErrRejected):

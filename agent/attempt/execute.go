@@ -26,8 +26,11 @@ type result struct {
 	metrics    metricjson.Map
 	resultsURL string
 	lastLogSeq uint64
-	timings    timings
-	uploaded   bool // every result is in the bucket
+	// carry returns the log batches the end report carries (logship's
+	// Carry); nil before the task ran.
+	carry    func(context.Context) ([]*cloudmlv1.LogBatch, error)
+	timings  timings
+	uploaded bool // every result is in the bucket
 }
 
 type timings struct {
@@ -114,7 +117,11 @@ func (a *Attempt) supervised(ctx context.Context, res *result, proc runtime.Proc
 		// An attached container's output is read from its start by every
 		// agent that attaches to it, also after a restart.
 		Resume: a.att != nil,
+		// A short attempt's output rides its end report when the
+		// coordinator takes it there.
+		CarryBytes: a.carryBytes(),
 	})
+	res.carry = ship.Carry
 	code2, warn, waitErr := a.supervise(proc, ship, l)
 	res.timings.run = time.Since(runStart)
 	res.exitCode = code2

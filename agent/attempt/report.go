@@ -26,6 +26,26 @@ type Client interface {
 	StreamLogs(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[cloudmlv1.StreamLogsRequest, cloudmlv1.StreamLogsResponse], error)
 }
 
+// ReportLogser is a Client that can say whether the coordinator takes log
+// batches in reports (SessionStarted.report_logs).
+type ReportLogser interface {
+	ReportLogs() bool
+}
+
+// carryBytes is how much of a short attempt's output may ride its end
+// report: carryLimit when the coordinator takes logs in reports, else 0.
+func (a *Attempt) carryBytes() int {
+	if c, ok := a.cfg.Client.(ReportLogser); ok && c.ReportLogs() {
+		return carryLimit
+	}
+	return 0
+}
+
+// carryLimit bounds the output an end report carries: a few screens of a
+// short task, small beside the coordinator's 8 MiB per call, and the
+// node's batcher bounds each call's bytes (reportbatch.MaxCallBytes).
+const carryLimit = 64 << 10
+
 // reporter sends an attempt's reports in order from its own goroutine, so
 // that a slow or absent coordinator never holds up staging or running.
 type reporter struct {

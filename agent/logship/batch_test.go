@@ -22,9 +22,10 @@ func TestConfigDefaults(t *testing.T) {
 	defaults := Config{
 		BatchBytes: 512 << 10, FlushInterval: 100 * time.Millisecond, MaxCallBytes: 2 << 20,
 		MaxUnacked: 64 << 20, CallTimeout: 10 * time.Second, BackoffMin: 200 * time.Millisecond, BackoffMax: 10 * time.Second,
+		CarryWait: time.Second,
 	}
 	set := Config{
-		BatchBytes: 1, FlushInterval: 2, MaxCallBytes: 3, MaxUnacked: 4, CallTimeout: 5, BackoffMin: 6, BackoffMax: 7, Logger: logger,
+		BatchBytes: 1, FlushInterval: 2, MaxCallBytes: 3, MaxUnacked: 4, CallTimeout: 5, BackoffMin: 6, BackoffMax: 7, CarryWait: 8, Logger: logger,
 	}
 	for _, tc := range []struct {
 		name   string
@@ -33,7 +34,7 @@ func TestConfigDefaults(t *testing.T) {
 		logger hclog.Logger // nil: any non-nil logger
 	}{
 		{"zero", Config{}, defaults, nil},
-		{"negative", Config{BatchBytes: -1, FlushInterval: -1, MaxCallBytes: -1, MaxUnacked: -1, CallTimeout: -1, BackoffMin: -1, BackoffMax: -1}, defaults, nil},
+		{"negative", Config{BatchBytes: -1, FlushInterval: -1, MaxCallBytes: -1, MaxUnacked: -1, CallTimeout: -1, BackoffMin: -1, BackoffMax: -1, CarryWait: -1}, defaults, nil},
 		{"set", set, set, logger},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,4 +7,10 @@
 // sequence after an error or a reconnect, so the coordinator stores every
 // line exactly once. When too much is unacknowledged the readers block
 // (backpressure) rather than drop output.
+//
+// No stream opens before there is output to ship, and with CarryBytes an
+// attempt whose output is all still on the node when it ends hands it to
+// its end report instead (Close, then Carry): one call where a stream
+// and a report were two. Output not taken within CarryWait is shipped as
+// usual.
 package logship

@@ -17,6 +17,9 @@ import (
 // StreamLogs with UNIMPLEMENTED.
 func (s *Shipper) send(ctx context.Context) {
 	defer close(s.done)
+	if !s.await(ctx) {
+		return
+	}
 	bo := backoff.New(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	log := s.cfg.Logger
 	unary := false
@@ -52,6 +55,36 @@ func (s *Shipper) send(ctx context.Context) {
 		if err := bo.Wait(ctx); err != nil {
 			s.fail(err)
 			return
+		}
+	}
+}
+
+// await waits until there is something to ship (a batch Close does not
+// hold for the end report, or a Resume shipper's question) and marks the
+// shipper started, so an attempt with no output opens no stream. It
+// returns false when there never will be: Close came with no output, Carry
+// took the batches, or ctx ended.
+func (s *Shipper) await(ctx context.Context) bool {
+	for {
+		s.mu.Lock()
+		switch {
+		case s.taken:
+			s.mu.Unlock()
+			return false
+		case !s.resumed || len(s.pending) > 0 && !s.held:
+			s.started = true
+			s.mu.Unlock()
+			return true
+		case s.closed && len(s.pending) == 0:
+			s.mu.Unlock()
+			return false
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.kick:
+		case <-ctx.Done():
+			s.fail(ctx.Err())
+			return false
 		}
 	}
 }

@@ -56,6 +56,16 @@ type Config struct {
 	// Until the answer comes, Copy waits (the container does not: Docker
 	// keeps its output).
 	Resume bool
+	// CarryBytes, when positive, lets Close leave the attempt's output for
+	// its end report instead of shipping it: when nothing has left the node
+	// by Close and the batches hold at most this much, Close returns at
+	// once and Carry hands them over (ReportTaskRequest.log_batches: one
+	// call instead of a log stream and a report). Zero ships everything.
+	CarryBytes int
+	// CarryWait bounds how long batches left for the end report wait for
+	// Carry; then they are shipped as usual, so a slow upload of results
+	// does not hold back output that someone follows; default 1s.
+	CarryWait time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -72,7 +82,7 @@ func (c *Config) setDefaults() {
 	for _, d := range []struct {
 		v *time.Duration
 		d time.Duration
-	}{{&c.FlushInterval, 100 * time.Millisecond}, {&c.CallTimeout, 10 * time.Second},
+	}{{&c.FlushInterval, 100 * time.Millisecond}, {&c.CallTimeout, 10 * time.Second}, {&c.CarryWait, time.Second},
 		{&c.BackoffMin, 200 * time.Millisecond}, {&c.BackoffMax, 10 * time.Second}} {
 		if *d.v <= 0 {
 			*d.v = d.d
@@ -114,6 +124,12 @@ type Shipper struct {
 	// progress; skip is what is left to drop of each stream.
 	resumed bool
 	skip    map[cloudmlv1.LogStream]int64
+	// started is set once the sender began to ship (or to ask, for
+	// Resume); from then on Close never holds batches back. held means
+	// Close left them for the end report (until holdTimer fires), taken
+	// that Carry took them and the sender ships nothing.
+	started, held, taken bool
+	holdTimer            *time.Timer
 }
 
 // New returns a Shipper and starts its sender, which stops when ctx ends or
@@ -255,7 +271,9 @@ func (s *Shipper) closeCur() {
 }
 
 // Close closes the open batch and waits until every batch is acknowledged.
-// It returns the last sequence number (0 if there was no output).
+// It returns the last sequence number (0 if there was no output). With
+// CarryBytes it may instead leave the batches for the end report and
+// return at once; Carry then takes them.
 func (s *Shipper) Close(ctx context.Context) (lastSeq uint64, err error) {
 	s.mu.Lock()
 	s.closed = true
@@ -263,19 +281,64 @@ func (s *Shipper) Close(ctx context.Context) (lastSeq uint64, err error) {
 		s.closeCur()
 	}
 	lastSeq = s.nextSeq - 1
+	if s.cfg.CarryBytes > 0 && !s.started && s.err == nil && len(s.pending) > 0 && s.unacked <= int64(s.cfg.CarryBytes) {
+		s.held = true
+		s.holdTimer = time.AfterFunc(s.cfg.CarryWait, s.release)
+		s.mu.Unlock()
+		return lastSeq, nil
+	}
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
+	return lastSeq, s.wait(ctx)
+}
+
+// wait waits for the sender to stop and returns why it stopped early.
+func (s *Shipper) wait(ctx context.Context) error {
 	select {
 	case <-s.done:
 	case <-ctx.Done():
-		return lastSeq, ctx.Err()
+		return ctx.Err()
 	}
+	return s.Err()
+}
+
+// release ships the batches Close held once Carry did not take them in
+// time.
+func (s *Shipper) release() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return lastSeq, s.err
+	s.held = false
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Carry returns the batches Close left for the end report, which must
+// carry them; the shipper then ships nothing. When Close left none, or
+// their wait ran out and they were shipped, it returns none once every
+// batch is acknowledged, as Close does.
+func (s *Shipper) Carry(ctx context.Context) ([]*cloudmlv1.LogBatch, error) {
+	s.mu.Lock()
+	if s.held {
+		s.held, s.taken = false, true
+		s.holdTimer.Stop()
+		out := make([]*cloudmlv1.LogBatch, len(s.pending))
+		for i, b := range s.pending {
+			out[i] = &cloudmlv1.LogBatch{Seq: b.seq, Stream: b.stream, Data: b.data}
+		}
+		s.mu.Unlock()
+		select {
+		case s.kick <- struct{}{}: // the sender stops
+		default:
+		}
+		return out, nil
+	}
+	s.mu.Unlock()
+	return nil, s.wait(ctx)
 }
 
 // Done is closed when the sender stops: everything was acknowledged after

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -27,6 +28,12 @@ import (
 // MaxReports is the most reports one call carries (the coordinator's
 // limit); more wait for the next call.
 const MaxReports = 1000
+
+// MaxCallBytes bounds the reports of one call, which may carry log
+// batches (an attempt's short output rides its end report): half the
+// coordinator's default 8 MiB per message. A single larger report still
+// goes, alone.
+const MaxCallBytes = 4 << 20
 
 // Client is the part of the AgentService client a Batcher calls.
 type Client interface {
@@ -94,7 +101,13 @@ func (b *Batcher) ReportTask(ctx context.Context, req *cloudmlv1.ReportTaskReque
 func (b *Batcher) send() {
 	for {
 		b.mu.Lock()
-		n := min(len(b.queue), MaxReports)
+		n, size := 0, 0
+		for n < min(len(b.queue), MaxReports) {
+			if size += proto.Size(b.queue[n].req); size > MaxCallBytes && n > 0 {
+				break
+			}
+			n++
+		}
 		if n == 0 {
 			b.sending = false
 			b.mu.Unlock()

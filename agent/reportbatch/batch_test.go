@@ -2,6 +2,7 @@ package reportbatch
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -277,5 +278,46 @@ func TestEachCallIsBoundedByTheTimeout(t *testing.T) {
 		if len(f.left) != 1 || f.left[0] > tc.want || f.left[0] < tc.want-time.Second {
 			t.Errorf("timeout %s: the call had %v left, want just under %s", tc.timeout, f.left, tc.want)
 		}
+	}
+}
+
+// TestEachCallIsBoundedInBytes: reports that carry logs go out in calls
+// of at most MaxCallBytes; one report larger than that goes alone.
+func TestEachCallIsBoundedInBytes(t *testing.T) {
+	f := &fakeClient{hold: make(chan struct{}), began: make(chan struct{}, 10)}
+	b := New(f, 0)
+	first := reportAll(t, b, 0, 1)
+	<-f.began
+	carrying := func(task int32, n int) *cloudmlv1.ReportTaskRequest {
+		r := report(task)
+		r.LogBatches = []*cloudmlv1.LogBatch{{Seq: 1, Data: make([]byte, n)}}
+		return r
+	}
+	// Five reports of a little over 1 MiB (three fit a call), then one of
+	// 5 MiB (alone).
+	reqs := []*cloudmlv1.ReportTaskRequest{}
+	for i := range int32(5) {
+		reqs = append(reqs, carrying(i+1, 1<<20))
+	}
+	reqs = append(reqs, carrying(6, 5<<20))
+	var wg sync.WaitGroup
+	for _, r := range reqs {
+		wg.Go(func() {
+			if _, err := b.ReportTask(ctxT(t), r); err != nil {
+				t.Errorf("report of task %d: %v", r.GetRef().GetTaskIndex(), err)
+			}
+		})
+		waitQueued(t, b, int(r.GetRef().GetTaskIndex())) // in this order
+	}
+	f.mu.Lock()
+	hold := f.hold
+	f.hold, f.began = nil, nil
+	f.mu.Unlock()
+	close(hold)
+	<-first
+	wg.Wait()
+	want := []int{1, 3, 2, 1}
+	if got := f.callSizes(); !slices.Equal(got, want) {
+		t.Errorf("calls carried %v reports, want %v", got, want)
 	}
 }

@@ -45,6 +45,10 @@ type Config struct {
 	// agents did before ReportTasks, instead of batching a node's reports
 	// as the agent does (reportbatch).
 	SingleReports bool
+	// SeparateLogs ships each attempt's line in a PublishLogs call of its
+	// own even when the coordinator takes log batches in reports
+	// (SessionStarted.report_logs), as agents did before that.
+	SeparateLogs bool
 	// DialOptions are added to each connection's options (after the
 	// shared transport settings and TLS).
 	DialOptions []grpc.DialOption

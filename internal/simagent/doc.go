@@ -9,15 +9,17 @@
 // pins the coordinator's CA to the token's fingerprint, then dials again
 // with the issued node certificate (mutual TLS), opens
 // AgentService.Session, heartbeats every period the SessionStarted gives,
-// and for every Assignment reports STAGING then RUNNING, publishes one log
-// line (batch seq 1, PublishLogs, resent until acknowledged) and reports
-// SUCCEEDED with last_log_seq 1. An attempt is run at most once per node,
+// and for every Assignment reports STAGING then RUNNING, then SUCCEEDED
+// with last_log_seq 1 carrying one log line (batch seq 1) as the agent
+// sends a short attempt's output when SessionStarted.report_logs offers
+// it; without that offer (or with Config.SeparateLogs) the line goes first
+// in a PublishLogs call, resent until acknowledged. An attempt is run at most once per node,
 // however often it is sent; a broken session is opened again with the
 // attempts still in flight, as the real agent does.
 //
-// The real agent ships logs over StreamLogs; a simulated node uses the
-// unary PublishLogs, which costs the coordinator the same store append per
-// batch.
+// The real agent ships longer output over StreamLogs; a simulated node
+// uses the unary PublishLogs, which costs the coordinator the same store
+// append per batch.
 //
 // A Recorder collects what a benchmark needs: per-call latencies with the
 // time of each call, how often each task index was run (a task run twice

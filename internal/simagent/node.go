@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -43,6 +44,9 @@ type node struct {
 		ReportTask(ctx context.Context, in *cloudmlv1.ReportTaskRequest, opts ...grpc.CallOption) (*cloudmlv1.ReportTaskResponse, error)
 	}
 	id string
+	// reportLogs is the current session's SessionStarted.report_logs: an
+	// attempt's line then rides its end report, as the agent's does.
+	reportLogs atomic.Bool
 
 	mu      sync.Mutex
 	seen    map[string]bool               // attempts ever received, so each runs at most once
@@ -186,6 +190,7 @@ func (n *node) session(ctx context.Context, first bool) (started bool, err error
 	if st == nil {
 		return false, errors.New("the session's first message is not SessionStarted")
 	}
+	n.reportLogs.Store(st.GetReportLogs() && !n.f.cfg.SeparateLogs)
 	n.f.rec.Observe(CallSession, start, nil)
 	n.f.rec.sessionStarted(time.Now(), first)
 	hbDone := make(chan struct{})
@@ -273,43 +278,46 @@ func (n *node) assign(ctx context.Context, ref *cloudmlv1.TaskRef) {
 // errStale ends an attempt the coordinator no longer wants.
 var errStale = errors.New("attempt no longer wanted")
 
-// run reports the attempt through its states, shipping one log line
-// before its end.
+// run reports the attempt through its states and ships one log line: with
+// its end report when the coordinator takes logs in reports, else in a
+// PublishLogs call before it.
 func (n *node) run(ctx context.Context, ref *cloudmlv1.TaskRef) {
-	report := func(call string, state cloudmlv1.TaskState, lastSeq uint64) error {
+	report := func(call string, state cloudmlv1.TaskState, lastSeq uint64, logs []*cloudmlv1.LogBatch) error {
 		return n.retry(ctx, call, func(callCtx context.Context) error {
 			_, err := n.reports.ReportTask(callCtx, &cloudmlv1.ReportTaskRequest{
-				Ref: ref, State: state, LastLogSeq: lastSeq, Time: timestamppb.Now(),
+				Ref: ref, State: state, LastLogSeq: lastSeq, Time: timestamppb.Now(), LogBatches: logs,
 			})
 			return err
 		})
 	}
-	if report(CallStaging, cloudmlv1.TaskState_TASK_STATE_STAGING, 0) != nil {
+	if report(CallStaging, cloudmlv1.TaskState_TASK_STATE_STAGING, 0, nil) != nil {
 		return
 	}
-	if report(CallRunning, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0) != nil {
+	if report(CallRunning, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, nil) != nil {
 		return
 	}
 	n.f.rec.ran(ref.GetJobId(), ref.GetTaskIndex())
-	var last uint64
-	if !n.f.cfg.NoLogs {
-		last = 1
-		line := fmt.Appendf(nil, "task %d attempt %d on %s\n", ref.GetTaskIndex(), ref.GetAttempt(), n.host)
-		err := n.retry(ctx, CallLogs, func(callCtx context.Context) error {
-			resp, err := n.client.PublishLogs(callCtx, &cloudmlv1.PublishLogsRequest{
-				Ref:     ref,
-				Batches: []*cloudmlv1.LogBatch{{Seq: 1, Stream: cloudmlv1.LogStream_LOG_STREAM_STDOUT, Data: line}},
-			})
-			if err == nil && resp.GetAckedSeq() < 1 {
-				return status.Error(codes.DataLoss, "log batch 1 not acknowledged")
-			}
-			return err
-		})
-		if err != nil {
-			return
-		}
+	if n.f.cfg.NoLogs {
+		report(CallSucceeded, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 0, nil)
+		return
 	}
-	report(CallSucceeded, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, last)
+	line := fmt.Appendf(nil, "task %d attempt %d on %s\n", ref.GetTaskIndex(), ref.GetAttempt(), n.host)
+	logs := []*cloudmlv1.LogBatch{{Seq: 1, Stream: cloudmlv1.LogStream_LOG_STREAM_STDOUT, Data: line}}
+	if n.reportLogs.Load() {
+		report(CallSucceeded, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 1, logs)
+		return
+	}
+	err := n.retry(ctx, CallLogs, func(callCtx context.Context) error {
+		resp, err := n.client.PublishLogs(callCtx, &cloudmlv1.PublishLogsRequest{Ref: ref, Batches: logs})
+		if err == nil && resp.GetAckedSeq() < 1 {
+			return status.Error(codes.DataLoss, "log batch 1 not acknowledged")
+		}
+		return err
+	})
+	if err != nil {
+		return
+	}
+	report(CallSucceeded, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED, 1, nil)
 }
 
 // retry makes call until it succeeds, the coordinator says the attempt is

@@ -20,8 +20,15 @@ import (
 // TestSweepRunsEachTaskOnce runs a few simulated agents against a real
 // coordinator over TCP and mutual TLS: every node gets ready, and a sweep
 // succeeds with every task run exactly once through every state, its
-// start and end recorded and its log line stored.
+// start and end recorded and its log line stored: carried by its end
+// report, or (SeparateLogs) in a PublishLogs call of its own.
 func TestSweepRunsEachTaskOnce(t *testing.T) {
+	for _, separate := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SeparateLogs=%v", separate), func(t *testing.T) { sweepOnce(t, separate) })
+	}
+}
+
+func sweepOnce(t *testing.T, separate bool) {
 	addr, admin := inproc.ServeTCP(t, func(c *coordinator.Config) { c.HeartbeatPeriod = 100 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only a hang's bound
 	defer cancel()
@@ -33,6 +40,7 @@ func TestSweepRunsEachTaskOnce(t *testing.T) {
 	cfg := simagent.DefaultConfig()
 	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots = addr, tok.GetToken(), nodes, slots
 	cfg.Logger = testutil.Logger(t).Named("sim")
+	cfg.SeparateLogs = separate
 	fleet, err := simagent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +135,13 @@ func TestSweepRunsEachTaskOnce(t *testing.T) {
 	}
 	// The job shows SUCCEEDED once the last report is on disk, which can be
 	// before the agent that sent it has its answer and records the call.
-	for _, call := range []string{simagent.CallStaging, simagent.CallRunning, simagent.CallLogs, simagent.CallSucceeded} {
+	calls := []string{simagent.CallStaging, simagent.CallRunning, simagent.CallSucceeded}
+	if separate {
+		calls = append(calls, simagent.CallLogs)
+	} else if got := len(fleet.Recorder().Latencies(simagent.CallLogs, time.Time{}, time.Time{})); got != 0 {
+		t.Errorf("%d PublishLogs calls with logs carried by the reports, want 0", got)
+	}
+	for _, call := range calls {
 		for len(fleet.Recorder().Latencies(call, time.Time{}, time.Time{})) < tasks && ctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond) // polling interval
 		}
