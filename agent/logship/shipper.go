@@ -264,6 +264,11 @@ func (s *Shipper) closeCur() {
 	s.nextSeq++
 	s.pending = append(s.pending, s.cur)
 	s.cur = nil
+	s.wake()
+}
+
+// wake tells the sender that something changed (kick holds one wake-up).
+func (s *Shipper) wake() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
@@ -281,17 +286,14 @@ func (s *Shipper) Close(ctx context.Context) (lastSeq uint64, err error) {
 		s.closeCur()
 	}
 	lastSeq = s.nextSeq - 1
-	if s.cfg.CarryBytes > 0 && !s.started && s.err == nil && len(s.pending) > 0 && s.unacked <= int64(s.cfg.CarryBytes) {
+	if s.cfg.CarryBytes > 0 && !s.started && s.err == nil && len(s.pending) > 0 && s.unacked <= int64(min(s.cfg.CarryBytes, s.cfg.MaxCallBytes)) {
 		s.held = true
 		s.holdTimer = time.AfterFunc(s.cfg.CarryWait, s.release)
 		s.mu.Unlock()
 		return lastSeq, nil
 	}
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.wake()
 	return lastSeq, s.wait(ctx)
 }
 
@@ -311,10 +313,7 @@ func (s *Shipper) release() {
 	s.mu.Lock()
 	s.held = false
 	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.wake()
 }
 
 // Carry returns the batches Close left for the end report, which must
@@ -326,15 +325,9 @@ func (s *Shipper) Carry(ctx context.Context) ([]*cloudmlv1.LogBatch, error) {
 	if s.held {
 		s.held, s.taken = false, true
 		s.holdTimer.Stop()
-		out := make([]*cloudmlv1.LogBatch, len(s.pending))
-		for i, b := range s.pending {
-			out[i] = &cloudmlv1.LogBatch{Seq: b.seq, Stream: b.stream, Data: b.data}
-		}
+		out := s.take(s.pending) // all of them: Close held at most MaxCallBytes
 		s.mu.Unlock()
-		select {
-		case s.kick <- struct{}{}: // the sender stops
-		default:
-		}
+		s.wake() // the sender stops
 		return out, nil
 	}
 	s.mu.Unlock()
