@@ -35,7 +35,8 @@ func copyAll(s *Shipper, stdout, stderr string) {
 // Carry returns every batch, and no stream or call is made.
 func TestCarryTakesOutputThatNeverLeft(t *testing.T) {
 	f := &streamServer{st: &store{}}
-	s := New(ctxT(t), carryConfig(t, f, 64<<10))
+	// CarryBytes is exactly the output: at most that much is carried.
+	s := New(ctxT(t), carryConfig(t, f, len("hello\nworld\n")))
 	// One stream: a switch between stdout and stderr closes a batch, which
 	// the sender may ship at once.
 	copyAll(s, "hello\nworld\n", "")
@@ -109,7 +110,7 @@ func TestOnlyOutputThatNeverLeftIsCarried(t *testing.T) {
 		first, rest string
 	}{
 		{"a batch left before Close", 64 << 10, strings.Repeat("x", 4<<10) + "\n", "tail\n"}, // the first fills a batch
-		{"more than CarryBytes", 16, "", "more than sixteen bytes\n"},
+		{"more than CarryBytes", 16, "", "seventeen bytes!\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &streamServer{st: &store{}}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -318,6 +319,48 @@ func TestEachCallIsBoundedInBytes(t *testing.T) {
 	wg.Wait()
 	want := []int{1, 3, 2, 1}
 	if got := f.callSizes(); !slices.Equal(got, want) {
+		t.Errorf("calls carried %v reports, want %v", got, want)
+	}
+}
+
+// TestACallMayHoldExactlyMaxCallBytes: reports that add up to exactly
+// MaxCallBytes go in one call.
+func TestACallMayHoldExactlyMaxCallBytes(t *testing.T) {
+	f := &fakeClient{hold: make(chan struct{}), began: make(chan struct{}, 10)}
+	b := New(f, 0)
+	first := reportAll(t, b, 0, 1)
+	<-f.began
+	carrying := func(task int32, n int) *cloudmlv1.ReportTaskRequest {
+		r := report(task)
+		r.LogBatches = []*cloudmlv1.LogBatch{{Seq: 1, Data: make([]byte, n)}}
+		return r
+	}
+	one := carrying(1, 1<<20)
+	n := MaxCallBytes - proto.Size(one) - 64 // the second report's data, grown to fit exactly
+	for proto.Size(one)+proto.Size(carrying(2, n)) < MaxCallBytes {
+		n++
+	}
+	two := carrying(2, n)
+	if got := proto.Size(one) + proto.Size(two); got != MaxCallBytes {
+		t.Fatalf("the two reports are %d bytes, not MaxCallBytes (%d)", got, MaxCallBytes)
+	}
+	var wg sync.WaitGroup
+	for i, r := range []*cloudmlv1.ReportTaskRequest{one, two} {
+		wg.Go(func() {
+			if _, err := b.ReportTask(ctxT(t), r); err != nil {
+				t.Errorf("report %d: %v", i, err)
+			}
+		})
+		waitQueued(t, b, i+1)
+	}
+	f.mu.Lock()
+	hold := f.hold
+	f.hold, f.began = nil, nil
+	f.mu.Unlock()
+	close(hold)
+	<-first
+	wg.Wait()
+	if got, want := f.callSizes(), []int{1, 2}; !slices.Equal(got, want) {
 		t.Errorf("calls carried %v reports, want %v", got, want)
 	}
 }

@@ -3,6 +3,7 @@ package logbroker
 import (
 	"context"
 	"errors"
+	"strings"
 	"io"
 	"sync"
 	"testing"
@@ -357,5 +358,30 @@ func TestSubscribeWakesForStreamedLines(t *testing.T) {
 	defer sub.mu.Unlock()
 	if string(sub.msgs[0].GetData()) != "streamed\n" {
 		t.Errorf("the follower got %q, want the streamed line", sub.msgs[0].GetData())
+	}
+}
+
+// Carry stores and syncs each report's batches, with its own outcome:
+// what it acknowledges is durable, and a refused entry stores nothing.
+func TestCarryEachEntryItsOwnOutcome(t *testing.T) {
+	b := newBroker(t, &fakeJobs{})
+	other := Ref{Job: ref.Job, Task: 1, Attempt: 1}
+	line := func(seq uint64, data string) []*cloudmlv1.LogBatch {
+		return []*cloudmlv1.LogBatch{{Seq: seq, Stream: cloudmlv1.LogStream_LOG_STREAM_STDOUT, Data: []byte(data)}}
+	}
+	errs := b.Carry("node-1", []Carried{
+		{Ref: ref, Batches: line(1, "a\n")},
+		{Ref: other, Batches: line(1, strings.Repeat("x", 2<<10)+"\n")},
+	})
+	if len(errs) != 2 || errs[0] != nil || !errors.Is(errs[1], ErrTooLarge) {
+		t.Fatalf("Carry = %v, want [nil, ErrTooLarge]", errs)
+	}
+	for _, c := range []struct {
+		r    Ref
+		want uint64
+	}{{ref, 1}, {other, 0}} {
+		if acked, err := b.store.AckedSeq(c.r.Job, c.r.Task, c.r.Attempt); err != nil || acked != c.want {
+			t.Errorf("AckedSeq(%v) = %d, %v; want %d durable", c.r, acked, err, c.want)
+		}
 	}
 }
