@@ -242,7 +242,7 @@ func (a *Agent) attemptConfig() attempt.Config {
 		KillGrace: a.cfg.KillGrace, CallTimeout: a.cfg.CallTimeout,
 		BackoffMin: a.cfg.BackoffMin, BackoffMax: a.cfg.BackoffMax,
 		LogBatchBytes: a.cfg.LogBatchBytes, LogFlushInterval: a.cfg.LogFlushInterval,
-		Logger: a.log.Named("attempt"),
+		StagingDelay: a.cfg.StagingDelay, Logger: a.log.Named("attempt"),
 	}
 }
 

@@ -45,6 +45,9 @@ func baseConfig(t *testing.T, dial fakeDial, workDir string) Config {
 		Logger: testutil.Logger(t), DialOptions: dial.opts, Slots: 2,
 		BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 		LogFlushInterval: 10 * time.Millisecond, KillGrace: 300 * time.Millisecond, CallTimeout: 5 * time.Second,
+		// Every report, STAGING included, however fast staging is
+		// (TestStagingReportedOnlyWhenItTakesAWhile tests the delay).
+		StagingDelay: -1,
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +117,50 @@ func TestShortOutputRidesTheEndReport(t *testing.T) {
 	if len(end.GetLogBatches()) != 0 || end.GetLastLogSeq() != uint64(batches) || strings.Count(stdout, "\n") != 500000 {
 		t.Errorf("long output: end carried %d batches, last_log_seq %d, stored %d batches with %d lines; want none carried and every line stored",
 			len(end.GetLogBatches()), end.GetLastLogSeq(), batches, strings.Count(stdout, "\n"))
+	}
+}
+
+// slowBucket opens every object after a delay.
+type slowBucket struct {
+	bucket.Bucket
+	delay time.Duration
+}
+
+func (b slowBucket) NewReader(ctx context.Context, key string) (io.ReadCloser, error) {
+	time.Sleep(b.delay)
+	return b.Bucket.NewReader(ctx, key)
+}
+
+// TestStagingReportedOnlyWhenItTakesAWhile: STAGING is reported only once
+// staging has taken StagingDelay; a task that starts sooner reports
+// RUNNING and its end, one report fewer for the coordinator.
+func TestStagingReportedOnlyWhenItTakesAWhile(t *testing.T) {
+	staging, running, succeeded := cloudmlv1.TaskState_TASK_STATE_STAGING, cloudmlv1.TaskState_TASK_STATE_RUNNING, cloudmlv1.TaskState_TASK_STATE_SUCCEEDED
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration // StagingDelay
+		slow  time.Duration // each bucket read
+		want  []cloudmlv1.TaskState
+	}{
+		{"staging ends within the delay", 10 * time.Second, 0, []cloudmlv1.TaskState{running, succeeded}},
+		{"staging takes longer", time.Millisecond, 300 * time.Millisecond, []cloudmlv1.TaskState{staging, running, succeeded}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newMemSetup(t, func(c *Config) {
+				c.StagingDelay = tc.delay
+				open := c.OpenBucket
+				c.OpenBucket = func(ctx context.Context, rawURL string) (bucket.Bucket, bucket.Location, error) {
+					b, loc, err := open(ctx, rawURL)
+					return slowBucket{b, tc.slow}, loc, err
+				}
+			})
+			rf := ref("staging", 0, 1)
+			s.f.assign(t, s.asg(rf, "true"))
+			s.f.waitFinal(t, rf)
+			if got := s.f.states(rf); !slices.Equal(got, tc.want) {
+				t.Errorf("reported %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -58,6 +58,12 @@ type Config struct {
 	LogBatchBytes int
 	// LogFlushInterval closes a log batch after this long; default 100ms.
 	LogFlushInterval time.Duration
+	// StagingDelay is how long an attempt stages before it reports
+	// STAGING; one that starts (or ends) sooner reports that instead, one
+	// report fewer for the coordinator, as Nomad's client sends only an
+	// allocation's latest state. Default 50ms; negative reports STAGING
+	// at once.
+	StagingDelay time.Duration
 	// Runtime runs tasks; nil means the process runtime, which keeps tasks
 	// away from the secrets directory (see runtime.ProcessConfig).
 	Runtime runtime.Runtime
@@ -114,6 +120,7 @@ func DefaultConfig() Config {
 		BackoffMax:       10 * time.Second,
 		LogBatchBytes:    512 << 10,
 		LogFlushInterval: 100 * time.Millisecond,
+		StagingDelay:     50 * time.Millisecond,
 		CallTimeout:      10 * time.Second,
 		KillGrace:        5 * time.Second,
 		SwarmRoot:        "/var/lib/cloudml/swarm",
@@ -146,6 +153,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LogFlushInterval == 0 {
 		c.LogFlushInterval = d.LogFlushInterval
+	}
+	if c.StagingDelay == 0 {
+		c.StagingDelay = d.StagingDelay
 	}
 	if c.CallTimeout == 0 {
 		c.CallTimeout = d.CallTimeout

@@ -78,6 +78,10 @@ var cpSingleReports bool
 // attempt's line in a PublishLogs call of its own, not with its end report.
 var cpSeparateLogs bool
 
+// cpReportStaging is -cp-report-staging: the simulated agents report
+// STAGING before RUNNING, as agents did before their staging delay.
+var cpReportStaging bool
+
 // cpAgentsProc is -cp-agents-proc: the N simulated agents run in a child
 // process instead of the bench's own.
 var cpAgentsProc bool
@@ -232,7 +236,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 		return res, err
 	}
 	fleet, err := startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: n, slots: slots,
-		prefix: "sim", here: !cpAgentsProc, single: cpSingleReports, separateLogs: cpSeparateLogs})
+		prefix: "sim", here: !cpAgentsProc, single: cpSingleReports, separateLogs: cpSeparateLogs, reportStaging: cpReportStaging})
 	if err != nil {
 		return res, err
 	}
@@ -269,7 +273,7 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	var probe agents
 	if cpProbeNodes > 0 {
 		if probe, err = startAgents(agentsConfig{addr: b.addr, token: tok.GetToken(), nodes: cpProbeNodes, slots: 1,
-			prefix: "probe", heartbeat: cpProbeBeat, single: cpSingleReports, separateLogs: cpSeparateLogs}); err != nil {
+			prefix: "probe", heartbeat: cpProbeBeat, single: cpSingleReports, separateLogs: cpSeparateLogs, reportStaging: cpReportStaging}); err != nil {
 			return res, err
 		}
 		defer probe.stop()

@@ -42,6 +42,7 @@ func agentsMain(args []string) error {
 	fs.DurationVar(&cfg.HeartbeatPeriod, "heartbeat", 0, "heartbeat period (0: the coordinator's)")
 	fs.BoolVar(&cfg.SingleReports, "single-reports", false, "one ReportTask call per report instead of the agent's batches")
 	fs.BoolVar(&cfg.SeparateLogs, "separate-logs", false, "each attempt's log line in a PublishLogs call of its own")
+	fs.BoolVar(&cfg.ReportStaging, "report-staging", false, "report STAGING before RUNNING")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,13 +84,14 @@ func agentsMain(args []string) error {
 
 // agentsConfig is what a child fleet runs.
 type agentsConfig struct {
-	addr, token  string
-	nodes, slots int
-	prefix       string
-	heartbeat    time.Duration // 0: the coordinator's period
-	here         bool          // in this process instead of a child
-	single       bool          // one ReportTask call per report (-cp-single-reports)
-	separateLogs bool          // log lines in PublishLogs calls (-cp-separate-logs)
+	addr, token   string
+	nodes, slots  int
+	prefix        string
+	heartbeat     time.Duration // 0: the coordinator's period
+	here          bool          // in this process instead of a child
+	single        bool          // one ReportTask call per report (-cp-single-reports)
+	separateLogs  bool          // log lines in PublishLogs calls (-cp-separate-logs)
+	reportStaging bool          // STAGING before RUNNING (-cp-report-staging)
 }
 
 // agents is a running fleet, here or in a child process.
@@ -125,7 +127,7 @@ func startAgentsHere(cfg agentsConfig) (*agentsHere, error) {
 	scfg := simagent.DefaultConfig()
 	scfg.Addr, scfg.JoinToken, scfg.Nodes, scfg.Slots = cfg.addr, cfg.token, cfg.nodes, cfg.slots
 	scfg.HostnamePrefix, scfg.HeartbeatPeriod, scfg.SingleReports = cfg.prefix, cfg.heartbeat, cfg.single
-	scfg.SeparateLogs = cfg.separateLogs
+	scfg.SeparateLogs, scfg.ReportStaging = cfg.separateLogs, cfg.reportStaging
 	fleet, err := simagent.New(scfg)
 	if err != nil {
 		return nil, err
@@ -183,7 +185,8 @@ func startAgentsProc(cfg agentsConfig) (*agentsProc, error) {
 	}
 	argv := []string{exe, cpAgentsCmd, "-addr", cfg.addr, "-nodes", strconv.Itoa(cfg.nodes),
 		"-slots", strconv.Itoa(cfg.slots), "-prefix", cfg.prefix, "-heartbeat", cfg.heartbeat.String(),
-		"-single-reports=" + strconv.FormatBool(cfg.single), "-separate-logs=" + strconv.FormatBool(cfg.separateLogs)}
+		"-single-reports=" + strconv.FormatBool(cfg.single), "-separate-logs=" + strconv.FormatBool(cfg.separateLogs),
+		"-report-staging=" + strconv.FormatBool(cfg.reportStaging)}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), cpTokenEnv+"="+cfg.token)
 	cmd.Stderr = os.Stderr

@@ -50,6 +50,10 @@ type Config struct {
 	// defaults when zero).
 	LogBatchBytes    int
 	LogFlushInterval time.Duration
+	// StagingDelay is how long the STAGING report waits for a later one
+	// that makes it moot (the task started or ended): then only that is
+	// sent. Zero or negative sends STAGING at once.
+	StagingDelay time.Duration
 	// Logger is the agent's logger.
 	Logger hclog.Logger
 }

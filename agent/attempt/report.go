@@ -53,6 +53,7 @@ type reporter struct {
 	log        hclog.Logger
 	timeout    time.Duration
 	bmin, bmax time.Duration
+	staging    time.Duration // Config.StagingDelay
 	queue      chan *cloudmlv1.ReportTaskRequest
 	done       chan struct{} // closed when the goroutine exits
 	rejected   chan struct{} // closed on FAILED_PRECONDITION
@@ -62,7 +63,7 @@ type reporter struct {
 func newReporter(ctx context.Context, cfg *Config, log hclog.Logger) *reporter {
 	r := &reporter{
 		client: cfg.Client, log: log, timeout: cfg.CallTimeout,
-		bmin: cfg.BackoffMin, bmax: cfg.BackoffMax,
+		bmin: cfg.BackoffMin, bmax: cfg.BackoffMax, staging: cfg.StagingDelay,
 		queue:    make(chan *cloudmlv1.ReportTaskRequest, 8),
 		done:     make(chan struct{}),
 		rejected: make(chan struct{}),
@@ -100,6 +101,9 @@ func (r *reporter) run(ctx context.Context) {
 	defer close(r.done)
 	bo := backoff.New(r.bmin, r.bmax)
 	for req := range r.queue {
+		if req.GetState() == cloudmlv1.TaskState_TASK_STATE_STAGING {
+			req = r.supersede(ctx, req)
+		}
 		for {
 			callCtx, cancel := context.WithTimeout(ctx, r.timeout)
 			_, err := r.client.ReportTask(callCtx, req)
@@ -121,4 +125,25 @@ func (r *reporter) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// supersede returns the report that follows STAGING within the staging
+// delay, if one does (RUNNING, or the end of a staging that failed):
+// STAGING then says nothing the coordinator will not learn from it, so it
+// is not sent. Otherwise it returns staging, to send now.
+func (r *reporter) supersede(ctx context.Context, staging *cloudmlv1.ReportTaskRequest) *cloudmlv1.ReportTaskRequest {
+	if r.staging <= 0 {
+		return staging
+	}
+	timer := time.NewTimer(r.staging)
+	defer timer.Stop()
+	select {
+	case next, ok := <-r.queue:
+		if ok {
+			return next
+		}
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return staging
 }

@@ -49,6 +49,11 @@ type Config struct {
 	// own even when the coordinator takes log batches in reports
 	// (SessionStarted.report_logs), as agents did before that.
 	SeparateLogs bool
+	// ReportStaging reports STAGING before RUNNING, as an agent does whose
+	// staging takes its StagingDelay or with a negative one. By default a
+	// simulated node, which stages nothing, starts at once and reports
+	// RUNNING first, as the agent then does.
+	ReportStaging bool
 	// DialOptions are added to each connection's options (after the
 	// shared transport settings and TLS).
 	DialOptions []grpc.DialOption

@@ -9,7 +9,9 @@
 // pins the coordinator's CA to the token's fingerprint, then dials again
 // with the issued node certificate (mutual TLS), opens
 // AgentService.Session, heartbeats every period the SessionStarted gives,
-// and for every Assignment reports STAGING then RUNNING, then SUCCEEDED
+// and for every Assignment reports RUNNING (STAGING first only with
+// Config.ReportStaging: the agent reports it once staging has taken 50 ms,
+// and a simulated node stages nothing), then SUCCEEDED
 // with last_log_seq 1 carrying one log line (batch seq 1) as the agent
 // sends a short attempt's output when SessionStarted.report_logs offers
 // it; without that offer (or with Config.SeparateLogs) the line goes first

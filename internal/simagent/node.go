@@ -278,7 +278,8 @@ func (n *node) assign(ctx context.Context, ref *cloudmlv1.TaskRef) {
 // errStale ends an attempt the coordinator no longer wants.
 var errStale = errors.New("attempt no longer wanted")
 
-// run reports the attempt through its states and ships one log line: with
+// run reports the attempt through its states (STAGING only with
+// Config.ReportStaging) and ships one log line: with
 // its end report when the coordinator takes logs in reports, else in a
 // PublishLogs call before it.
 func (n *node) run(ctx context.Context, ref *cloudmlv1.TaskRef) {
@@ -290,7 +291,7 @@ func (n *node) run(ctx context.Context, ref *cloudmlv1.TaskRef) {
 			return err
 		})
 	}
-	if report(CallStaging, cloudmlv1.TaskState_TASK_STATE_STAGING, 0, nil) != nil {
+	if n.f.cfg.ReportStaging && report(CallStaging, cloudmlv1.TaskState_TASK_STATE_STAGING, 0, nil) != nil {
 		return
 	}
 	if report(CallRunning, cloudmlv1.TaskState_TASK_STATE_RUNNING, 0, nil) != nil {

@@ -21,10 +21,11 @@ import (
 // coordinator over TCP and mutual TLS: every node gets ready, and a sweep
 // succeeds with every task run exactly once through every state, its
 // start and end recorded and its log line stored: carried by its end
-// report, or (SeparateLogs) in a PublishLogs call of its own.
+// report, or, as agents did before (SeparateLogs and ReportStaging), in a
+// PublishLogs call of its own after a STAGING report.
 func TestSweepRunsEachTaskOnce(t *testing.T) {
-	for _, separate := range []bool{false, true} {
-		t.Run(fmt.Sprintf("SeparateLogs=%v", separate), func(t *testing.T) { sweepOnce(t, separate) })
+	for _, old := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SeparateLogs,ReportStaging=%v", old), func(t *testing.T) { sweepOnce(t, old) })
 	}
 }
 
@@ -40,7 +41,7 @@ func sweepOnce(t *testing.T, separate bool) {
 	cfg := simagent.DefaultConfig()
 	cfg.Addr, cfg.JoinToken, cfg.Nodes, cfg.Slots = addr, tok.GetToken(), nodes, slots
 	cfg.Logger = testutil.Logger(t).Named("sim")
-	cfg.SeparateLogs = separate
+	cfg.SeparateLogs, cfg.ReportStaging = separate, separate
 	fleet, err := simagent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -135,9 +136,9 @@ func sweepOnce(t *testing.T, separate bool) {
 	}
 	// The job shows SUCCEEDED once the last report is on disk, which can be
 	// before the agent that sent it has its answer and records the call.
-	calls := []string{simagent.CallStaging, simagent.CallRunning, simagent.CallSucceeded}
+	calls := []string{simagent.CallRunning, simagent.CallSucceeded}
 	if separate {
-		calls = append(calls, simagent.CallLogs)
+		calls = append(calls, simagent.CallLogs, simagent.CallStaging)
 	} else if got := len(fleet.Recorder().Latencies(simagent.CallLogs, time.Time{}, time.Time{})); got != 0 {
 		t.Errorf("%d PublishLogs calls with logs carried by the reports, want 0", got)
 	}
