@@ -205,7 +205,7 @@ func (a *Attempt) Run(ctx context.Context) {
 	if res.carry != nil {
 		// An error here (ctx ended, logs rejected) is the end report's to
 		// meet: the coordinator refuses or waits for what it lacks.
-		logs, _ = res.carry(ctx)
+		logs, _ = res.carry(ctx, a.carryBytes() > 0)
 	}
 	err := rep.finish(ctx, &cloudmlv1.ReportTaskRequest{
 		Ref: a.Ref(), State: res.state, ExitCode: int32(res.exitCode), Message: res.message(),

@@ -27,8 +27,9 @@ type result struct {
 	resultsURL string
 	lastLogSeq uint64
 	// carry returns the log batches the end report carries (logship's
-	// Carry); nil before the task ran.
-	carry    func(context.Context) ([]*cloudmlv1.LogBatch, error)
+	// Carry; take says whether the coordinator still takes them); nil
+	// before the task ran.
+	carry    func(ctx context.Context, take bool) ([]*cloudmlv1.LogBatch, error)
 	timings  timings
 	uploaded bool // every result is in the bucket
 }

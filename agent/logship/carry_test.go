@@ -44,7 +44,7 @@ func TestCarryTakesOutputThatNeverLeft(t *testing.T) {
 	if err != nil || last != 1 {
 		t.Fatalf("Close = %d, %v; want 1 batch and no error", last, err)
 	}
-	got, err := s.Carry(ctxT(t))
+	got, err := s.Carry(ctxT(t), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestHeldOutputIsShippedWhenNotTaken(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("held batches were not shipped after CarryWait")
 	}
-	got, err := s.Carry(ctxT(t))
+	got, err := s.Carry(ctxT(t), true)
 	if err != nil || got != nil {
 		t.Fatalf("Carry after the wait = %v, %v; want none", got, err)
 	}
@@ -126,12 +126,32 @@ func TestOnlyOutputThatNeverLeftIsCarried(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, err := s.Carry(ctxT(t)); err != nil || got != nil {
+			if got, err := s.Carry(ctxT(t), true); err != nil || got != nil {
 				t.Fatalf("Carry = %d batches, %v; want none", len(got), err)
 			}
 			if text := f.st.text(t)[cloudmlv1.LogStream_LOG_STREAM_STDOUT]; text != tc.first+tc.rest || int(last) != len(f.st.batches) {
 				t.Errorf("stored %q in %d batches (last seq %d), want all of it", text, len(f.st.batches), last)
 			}
 		})
+	}
+}
+
+// TestHeldOutputIsShippedWhenTheReportCannotCarryIt: Carry(take false),
+// for a coordinator that stopped taking logs in reports (an older one
+// after a restart), ships what Close held and returns none once it is
+// acknowledged.
+func TestHeldOutputIsShippedWhenTheReportCannotCarryIt(t *testing.T) {
+	f := &streamServer{st: &store{}}
+	s := New(ctxT(t), carryConfig(t, f, 64<<10))
+	copyAll(s, "kept\n", "")
+	if last, err := s.Close(ctxT(t)); err != nil || last != 1 {
+		t.Fatalf("Close = %d, %v", last, err)
+	}
+	got, err := s.Carry(ctxT(t), false)
+	if err != nil || got != nil {
+		t.Fatalf("Carry(false) = %v, %v; want none", got, err)
+	}
+	if text := f.st.text(t)[cloudmlv1.LogStream_LOG_STREAM_STDOUT]; text != "kept\n" || f.st.dupes != 0 {
+		t.Errorf("stored %q with %d duplicates, want %q once, before Carry returned", text, f.st.dupes, "kept\n")
 	}
 }

@@ -317,11 +317,17 @@ func (s *Shipper) release() {
 }
 
 // Carry returns the batches Close left for the end report, which must
-// carry them; the shipper then ships nothing. When Close left none, or
-// their wait ran out and they were shipped, it returns none once every
-// batch is acknowledged, as Close does.
-func (s *Shipper) Carry(ctx context.Context) ([]*cloudmlv1.LogBatch, error) {
+// carry them; the shipper then ships nothing. When Close left none, their
+// wait ran out and they were shipped, or take is false (the coordinator
+// the report goes to no longer takes logs in reports), it returns none
+// once every batch is acknowledged, as Close does.
+func (s *Shipper) Carry(ctx context.Context, take bool) ([]*cloudmlv1.LogBatch, error) {
 	s.mu.Lock()
+	if s.held && !take {
+		s.mu.Unlock()
+		s.release()
+		return nil, s.wait(ctx)
+	}
 	if s.held {
 		s.held, s.taken = false, true
 		s.holdTimer.Stop()
