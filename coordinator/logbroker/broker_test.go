@@ -3,8 +3,8 @@ package logbroker
 import (
 	"context"
 	"errors"
-	"strings"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
