@@ -56,9 +56,21 @@ func (c *Client) Scale(ctx context.Context, o ScaleOptions) (*cloudmlv1.ScalePoo
 // Machines lists the machines; includeGone adds those deleted or lost in
 // the last hour.
 func (c *Client) Machines(ctx context.Context, includeGone bool) (*cloudmlv1.ListMachinesResponse, error) {
+	return c.machinesAfter(ctx, includeGone, 0, 0)
+}
+
+// machinesAfter is Machines as a blocking query: with index (a listing's
+// Index), the coordinator answers once the listing changed since, or
+// after wait. A coordinator without blocking queries answers at once with
+// Index 0.
+func (c *Client) machinesAfter(ctx context.Context, includeGone bool, index uint64, wait time.Duration) (*cloudmlv1.ListMachinesResponse, error) {
 	ctx, cancel := c.unary(ctx)
 	defer cancel()
-	resp, err := c.cluster.ListMachines(ctx, &cloudmlv1.ListMachinesRequest{IncludeGone: includeGone})
+	req := &cloudmlv1.ListMachinesRequest{IncludeGone: includeGone}
+	if index != 0 {
+		req.WaitIndex, req.WaitMax = index, durationpb.New(wait)
+	}
+	resp, err := c.cluster.ListMachines(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("list machines: %w", err)
 	}
@@ -100,15 +112,17 @@ func (c *Client) CollectGarbage(ctx context.Context, dryRun bool) (*cloudmlv1.Co
 	return resp, nil
 }
 
-// WatchMachines polls the machine list every interval (1s if 0), gone
+// WatchMachines reads the machine list every interval (1s if 0), gone
 // machines included, and calls see with the machines named by ids (in
 // that order; a machine the coordinator forgot is reported GONE) until see
-// returns true or ctx ends. While every machine is registered and some
-// are still joining the swarm, the last step of coming up and a matter of
-// a second or so, it polls five times as often (every 20ms at least), so
-// that a wait for them ends soon after they are ready. A failed poll is
-// retried on the next tick; the error of the last one is returned with
-// ctx's.
+// returns true or ctx ends. Each read after the first is a blocking query:
+// the coordinator answers as soon as the list changed, so see hears of a
+// change at once, and interval only bounds the wait. While every machine
+// is registered and some are still joining the swarm, the last step of
+// coming up and a matter of a second or so, the bound is five times
+// shorter (20ms at least), which is how soon a coordinator without
+// blocking queries is asked again. A failed read is retried after the
+// bound; the error of the last one is returned with ctx's.
 func (c *Client) WatchMachines(ctx context.Context, ids []string, interval time.Duration, see func([]*cloudmlv1.Machine) bool) error {
 	if interval <= 0 {
 		interval = time.Second
@@ -117,9 +131,11 @@ func (c *Client) WatchMachines(ctx context.Context, ids []string, interval time.
 	t := time.NewTimer(interval)
 	defer t.Stop()
 	var last error
+	var index uint64 // the last answer's, for a blocking query
+	next := interval
 	for {
-		next := interval
-		resp, err := c.Machines(ctx, true)
+		resp, err := c.machinesAfter(ctx, true, index, next)
+		next = interval
 		if err == nil {
 			last = nil
 			byID := map[string]*cloudmlv1.Machine{}
@@ -137,6 +153,9 @@ func (c *Client) WatchMachines(ctx context.Context, ids []string, interval time.
 			}
 			if joining(ms) {
 				next = fast
+			}
+			if index = resp.GetIndex(); index != 0 {
+				continue // the next read waits for a change itself
 			}
 		} else {
 			last = err

@@ -63,23 +63,33 @@ type machines struct {
 	busy          map[string]time.Time   // machine id → when its node last ran a task, or was first seen
 	refusals      map[string]string      // provider id, or "label " + token label → the last registration refusal
 	lastReconcile time.Time
+
+	// view counts the changes of what a listing shows (the fleet's
+	// machines, their nodes, refusals; not running tasks), and viewCh is
+	// closed at the next one: a listing's blocking query waits on it.
+	viewMu sync.Mutex
+	view   uint64
+	viewCh chan struct{}
 }
 
 // newMachines opens the fleet on the store.
 func newMachines(c *Coordinator) (*machines, error) {
 	log := c.log.Named("fleet")
+	m := &machines{c: c, log: log, kick: make(chan struct{}, 1), linkKick: make(chan struct{}, 1),
+		pools: map[string]*store.Pool{}, busy: map[string]time.Time{}, refusals: map[string]string{},
+		view: 1, viewCh: make(chan struct{})}
 	fleet, err := provider.OpenFleet(provider.FleetConfig{
 		Provider: c.cfg.Provider, Book: storeBook{c.store}, Logger: log, KeepStrays: c.cfg.KeepStrays,
+		Changed: m.changed,
 	})
 	if err != nil {
 		return nil, err
 	}
+	m.fleet = fleet
 	rec, err := c.store.LoadFleet()
 	if err != nil {
 		return nil, err
 	}
-	m := &machines{c: c, fleet: fleet, log: log, kick: make(chan struct{}, 1), linkKick: make(chan struct{}, 1),
-		pools: map[string]*store.Pool{}, busy: map[string]time.Time{}, refusals: map[string]string{}}
 	for _, p := range rec.Pools {
 		m.pools[p.Name] = p
 	}
@@ -128,6 +138,24 @@ func (m *machines) isStarted() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.started
+}
+
+// changed counts a change of what a listing shows and answers the
+// blocking queries waiting for one.
+func (m *machines) changed() {
+	m.viewMu.Lock()
+	defer m.viewMu.Unlock()
+	m.view++
+	close(m.viewCh)
+	m.viewCh = make(chan struct{})
+}
+
+// viewIndex is the listing's change count and a channel closed at the
+// next change.
+func (m *machines) viewIndex() (uint64, <-chan struct{}) {
+	m.viewMu.Lock()
+	defer m.viewMu.Unlock()
+	return m.view, m.viewCh
 }
 
 // poke makes the loop check at once.
@@ -350,6 +378,7 @@ func (m *machines) noteRefusal(providerID, tokenLabel string, err error) {
 	if providerID == "" && tokenLabel == "" {
 		return
 	}
+	defer m.changed() // after the unlock below
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.refusals) >= maxRefusals {

@@ -28,8 +28,11 @@ func (s *clusterServer) ScalePool(ctx context.Context, req *cloudmlv1.ScalePoolR
 
 // ListMachines lists the machines with their nodes.
 func (s *clusterServer) ListMachines(ctx context.Context, req *cloudmlv1.ListMachinesRequest) (*cloudmlv1.ListMachinesResponse, error) {
-	return s.c.machines.list(ctx, req.GetIncludeGone()), nil
+	return s.c.machines.list(ctx, req.GetIncludeGone(), req.GetWaitIndex(), req.GetWaitMax().AsDuration()), nil
 }
+
+// maxListWait bounds a listing's blocking query.
+const maxListWait = 30 * time.Second
 
 // DeleteMachines marks machines for deletion.
 func (s *clusterServer) DeleteMachines(ctx context.Context, req *cloudmlv1.DeleteMachinesRequest) (*cloudmlv1.DeleteMachinesResponse, error) {
@@ -285,7 +288,20 @@ func (m *machines) poolInfo(p store.Pool) *cloudmlv1.PoolInfo {
 		IdleDelete: durationpb.New(max(idle, 0))}
 }
 
-func (m *machines) list(ctx context.Context, includeGone bool) *cloudmlv1.ListMachinesResponse {
+// list lists the machines; with waitIndex, once the listing changed since
+// the answer that carried it, or after waitMax (a blocking query).
+func (m *machines) list(ctx context.Context, includeGone bool, waitIndex uint64, waitMax time.Duration) *cloudmlv1.ListMachinesResponse {
+	index, next := m.viewIndex()
+	if waitIndex != 0 && index <= waitIndex && waitMax > 0 {
+		t := time.NewTimer(min(waitMax, maxListWait))
+		select {
+		case <-next:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		index, _ = m.viewIndex()
+	}
 	var ms []provider.Machine
 	for _, mc := range m.fleet.Machines() {
 		// What ended unasked (lost, never registered) shows until it is
@@ -303,6 +319,7 @@ func (m *machines) list(ctx context.Context, includeGone bool) *cloudmlv1.ListMa
 	if !resp.PriceKnown {
 		resp.HourlyCost = 0
 	}
+	resp.Index = index
 	return resp
 }
 

@@ -314,6 +314,61 @@ func TestRegistrationLinksItsMachineWithoutWaitingForACheck(t *testing.T) {
 	})
 }
 
+// TestMachinesBlockingQuery: a listing with the last answer's index waits
+// for the next change (a registration linking its machine) and answers at
+// once with it; with nothing changing it answers after wait_max, index
+// unchanged.
+func TestMachinesBlockingQuery(t *testing.T) {
+	cl := newCloud(t)
+	h := startFleet(t, "", cl) // checks an hour apart: only the registration changes the listing
+	id := h.scale(&cloudmlv1.ScalePoolRequest{Nodes: 1}).GetCreated()[0].GetId()
+	first := h.machines(true)
+	if first.GetIndex() == 0 {
+		t.Fatal("a listing without an index")
+	}
+	wait := func(index uint64, max time.Duration) (*cloudmlv1.ListMachinesResponse, time.Duration) {
+		start := time.Now()
+		resp, err := h.cluster.ListMachines(ctxT(t), &cloudmlv1.ListMachinesRequest{IncludeGone: true, WaitIndex: index, WaitMax: durationpb.New(max)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, time.Since(start)
+	}
+	// The scale's own follow-up (a check) may still count a change: wait
+	// until a whole 200ms passes without one.
+	index := first.GetIndex()
+	for quiet := false; !quiet; {
+		resp, took := wait(index, 200*time.Millisecond)
+		switch {
+		case resp.GetIndex() == index && took < 200*time.Millisecond:
+			t.Fatalf("with no change the query answered after %v, before its 200ms wait", took)
+		case resp.GetIndex() == index:
+			quiet = true
+		case resp.GetIndex() < index:
+			t.Fatalf("index went back from %d to %d", index, resp.GetIndex())
+		}
+		index = resp.GetIndex()
+	}
+	got := make(chan *cloudmlv1.ListMachinesResponse, 1)
+	go func() {
+		resp, _ := wait(index, time.Minute)
+		got <- resp
+	}()
+	agent := newAgentWithToken(t, h, cl.Token(id), 1)
+	select {
+	case resp := <-got:
+		if resp.GetIndex() <= index {
+			t.Errorf("index %d after a change, want more than %d", resp.GetIndex(), index)
+		}
+		waitFor(t, "the listing to show the node", func() bool {
+			ms := h.machines(false).GetMachines()
+			return len(ms) == 1 && ms[0].GetNodeId() == agent.id
+		})
+	case <-time.After(30 * time.Second):
+		t.Fatal("the blocking query did not answer the registration")
+	}
+}
+
 func TestIdleMachinesAreDeletedDownToThePoolMinimum(t *testing.T) {
 	cl := newCloud(t)
 	h := startFleet(t, "", cl)

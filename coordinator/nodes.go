@@ -188,6 +188,9 @@ func (c *Coordinator) commit(ch *changes) error {
 	for id := range ch.wake {
 		c.logs.Wake(id)
 	}
+	if len(ch.nodes) > 0 && c.machines != nil {
+		c.machines.changed() // a listing shows the nodes; it reads them under c.mu, held here
+	}
 	return nil
 }
 

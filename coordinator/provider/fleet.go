@@ -35,6 +35,7 @@ type Fleet struct {
 	keepStrays bool
 	book       Book
 	history    time.Duration
+	changed    func() // FleetConfig.Changed, never nil
 
 	// ops lets creates and deletes run together but not during a
 	// reconcile, which would take a node that a create is making for a
@@ -189,6 +190,10 @@ type FleetConfig struct {
 	// History is how long gone and lost machines stay in the book;
 	// default 1h.
 	History time.Duration
+	// Changed, if set, is called after each call that may have changed
+	// the machines the fleet shows, once the change is booked and shown
+	// (a listing's blocking query waits for it).
+	Changed func()
 }
 
 // DefaultHistory is FleetConfig.History's default.
@@ -210,12 +215,15 @@ func OpenFleet(cfg FleetConfig) (*Fleet, error) {
 	if cfg.History <= 0 {
 		cfg.History = DefaultHistory
 	}
+	if cfg.Changed == nil {
+		cfg.Changed = func() {}
+	}
 	reqs, machines, err := cfg.Book.Load()
 	if err != nil {
 		return nil, fmt.Errorf("fleet: load the book: %w", err)
 	}
 	f := &Fleet{
-		p: cfg.Provider, log: cfg.Logger, keepStrays: cfg.KeepStrays, book: cfg.Book, history: cfg.History,
+		p: cfg.Provider, log: cfg.Logger, keepStrays: cfg.KeepStrays, book: cfg.Book, history: cfg.History, changed: cfg.Changed,
 		machines: map[string]*Machine{}, requests: map[string]Request{}, underway: map[string]int{},
 	}
 	for _, r := range reqs {
@@ -296,6 +304,7 @@ func (f *Fleet) Requests() []Request {
 // The request leaves the book once its nodes are booked; if the listing
 // failed, it stays, and the next Reconcile adopts them.
 func (f *Fleet) Create(ctx context.Context, req CreateRequest) ([]Node, error) {
+	defer f.changed()
 	if req.Request == "" {
 		req.Request = NewRequestID()
 	}
@@ -403,6 +412,7 @@ func (f *Fleet) Count(pool string) int {
 // provider yet (RetryDeletes does). Machines gone or deleting already are
 // left as they are; an id the book does not hold is ErrInvalid.
 func (f *Fleet) MarkDeleting(nodeIDs []string, cause, reason string) ([]Machine, error) {
+	defer f.changed() // after the unlock below
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ch BookChange
@@ -465,6 +475,7 @@ func (f *Fleet) Deleting() []string {
 // and marks them gone once it returned nil; it returns those. On error
 // they stay deleting, for the next call.
 func (f *Fleet) RetryDeletes(ctx context.Context) ([]Machine, error) {
+	defer f.changed()
 	f.deleting.Lock()
 	defer f.deleting.Unlock()
 	f.ops.RLock()
@@ -501,6 +512,7 @@ func (f *Fleet) RetryDeletes(ctx context.Context) ([]Machine, error) {
 // Link records that machine id's agent registered as coordinator node
 // nodeID.
 func (f *Fleet) Link(links map[string]string) error {
+	defer f.changed() // after the unlock below
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ch BookChange
@@ -569,6 +581,7 @@ func (f *Fleet) reconcileRequest(deleteStrays bool) ReconcileRequest {
 }
 
 func (f *Fleet) reconcile(ctx context.Context, deleteStrays bool) (ReconcileReport, error) {
+	defer f.changed()
 	f.ops.Lock()
 	defer f.ops.Unlock()
 	req := f.reconcileRequest(deleteStrays)

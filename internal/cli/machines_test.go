@@ -47,6 +47,11 @@ type machineScript struct {
 	scale    *cloudmlv1.ScalePoolResponse
 	deletes  []*cloudmlv1.DeleteMachinesRequest
 	gcDryRun []bool
+	// blocking answers with an index (a coordinator with blocking
+	// queries: the script changes on every read, so it never waits);
+	// listReqs records the ListMachines requests.
+	blocking bool
+	listReqs []*cloudmlv1.ListMachinesRequest
 }
 
 func (s *machineScript) ScalePool(_ context.Context, req *cloudmlv1.ScalePoolRequest) (*cloudmlv1.ScalePoolResponse, error) {
@@ -65,9 +70,10 @@ func (s *machineScript) ScalePool(_ context.Context, req *cloudmlv1.ScalePoolReq
 	return s.scale, nil
 }
 
-func (s *machineScript) ListMachines(context.Context, *cloudmlv1.ListMachinesRequest) (*cloudmlv1.ListMachinesResponse, error) {
+func (s *machineScript) ListMachines(_ context.Context, req *cloudmlv1.ListMachinesRequest) (*cloudmlv1.ListMachinesResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.listReqs = append(s.listReqs, req)
 	ms := s.lists[0]
 	if len(s.lists) > 1 {
 		s.lists = s.lists[1:]
@@ -76,6 +82,9 @@ func (s *machineScript) ListMachines(context.Context, *cloudmlv1.ListMachinesReq
 		Pools: []*cloudmlv1.PoolInfo{{Name: "default", Size: "s-1", Nodes: int32(len(ms))}}}
 	for _, m := range ms {
 		out.Machines = append(out.Machines, proto.Clone(m).(*cloudmlv1.Machine))
+	}
+	if s.blocking {
+		out.Index = uint64(len(s.listReqs))
 	}
 	return out, nil
 }
@@ -140,6 +149,48 @@ func TestClusterUpPrintsEachMachinesStepOffATerminal(t *testing.T) {
 	for _, want := range []string{"MACHINE", "m-1", "ready", "node-1 (host-1)", "$0.0357", "the machines cost $0.0714 an hour"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("stdout shows no %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestClusterUpWaitsWithBlockingQueries: against a coordinator with
+// blocking queries, each read after the first passes the last answer's
+// index and lets the coordinator wait, at most the watch interval (five
+// times less while machines join); up never sleeps between reads itself,
+// so it ends with an hour's interval as soon as the machines are ready.
+func TestClusterUpWaitsWithBlockingQueries(t *testing.T) {
+	srv := upScript()
+	srv.blocking = true
+	a, out, errb := app(fakeServer(t, srv), nil)
+	a.WatchInterval = time.Hour
+	done := make(chan int, 1)
+	go func() { done <- a.Run(t.Context(), []string{"cluster", "up", "--nodes", "2"}) }()
+	select {
+	case code := <-done:
+		if code != ExitOK {
+			t.Fatalf("cluster up: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errb)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("cluster up slept between blocking queries")
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	// The first read finds the pool's machines, the next five watch them
+	// through the script's listings, and the last prints the table.
+	if len(srv.listReqs) != 7 {
+		t.Fatalf("%d reads, want 7", len(srv.listReqs))
+	}
+	watch := srv.listReqs[1:6]
+	if watch[0].GetWaitIndex() != 0 {
+		t.Errorf("the watch's first read has wait_index %d, want 0", watch[0].GetWaitIndex())
+	}
+	for i, r := range watch[1:] {
+		want := time.Hour
+		if i == 3 { // after the listing with m-1 ready and m-2 joining the swarm
+			want = time.Hour / 5
+		}
+		if r.GetWaitIndex() != uint64(i+2) || r.GetWaitMax().AsDuration() != want {
+			t.Errorf("read %d: wait_index %d, wait_max %v; want %d and %v", i+1, r.GetWaitIndex(), r.GetWaitMax().AsDuration(), i+2, want)
 		}
 	}
 }

@@ -3176,7 +3176,14 @@ type ListMachinesRequest struct {
 	// IncludeGone adds the machines deleted as asked in the last hour.
 	// Without it the listing holds the live machines, and those lost or
 	// deleted because their agent never registered in the last hour.
-	IncludeGone   bool `protobuf:"varint,1,opt,name=include_gone,json=includeGone,proto3" json:"include_gone,omitempty"`
+	IncludeGone bool `protobuf:"varint,1,opt,name=include_gone,json=includeGone,proto3" json:"include_gone,omitempty"`
+	// WaitIndex, with WaitMax, makes this a blocking query (as Nomad's
+	// ?index=): the call answers once the listing may have changed since
+	// the answer that carried this index, or after WaitMax (at most 30 s),
+	// whichever comes first. Zero answers at once.
+	WaitIndex uint64 `protobuf:"varint,2,opt,name=wait_index,json=waitIndex,proto3" json:"wait_index,omitempty"`
+	// WaitMax bounds the wait of a blocking query.
+	WaitMax       *durationpb.Duration `protobuf:"bytes,3,opt,name=wait_max,json=waitMax,proto3" json:"wait_max,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3218,6 +3225,20 @@ func (x *ListMachinesRequest) GetIncludeGone() bool {
 	return false
 }
 
+func (x *ListMachinesRequest) GetWaitIndex() uint64 {
+	if x != nil {
+		return x.WaitIndex
+	}
+	return 0
+}
+
+func (x *ListMachinesRequest) GetWaitMax() *durationpb.Duration {
+	if x != nil {
+		return x.WaitMax
+	}
+	return nil
+}
+
 // ListMachinesResponse carries the machines and pools.
 type ListMachinesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3229,8 +3250,12 @@ type ListMachinesResponse struct {
 	Provider string `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
 	// PriceKnown says the provider knows prices; HourlyCost is then what
 	// the live machines cost an hour, in US dollars.
-	PriceKnown    bool    `protobuf:"varint,4,opt,name=price_known,json=priceKnown,proto3" json:"price_known,omitempty"`
-	HourlyCost    float64 `protobuf:"fixed64,5,opt,name=hourly_cost,json=hourlyCost,proto3" json:"hourly_cost,omitempty"`
+	PriceKnown bool    `protobuf:"varint,4,opt,name=price_known,json=priceKnown,proto3" json:"price_known,omitempty"`
+	HourlyCost float64 `protobuf:"fixed64,5,opt,name=hourly_cost,json=hourlyCost,proto3" json:"hourly_cost,omitempty"`
+	// Index counts the changes of machines and their nodes (not of their
+	// running tasks); pass it as wait_index to wait for the next. Zero from
+	// a coordinator without blocking queries.
+	Index         uint64 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3296,6 +3321,13 @@ func (x *ListMachinesResponse) GetPriceKnown() bool {
 func (x *ListMachinesResponse) GetHourlyCost() float64 {
 	if x != nil {
 		return x.HourlyCost
+	}
+	return 0
+}
+
+func (x *ListMachinesResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
 	}
 	return 0
 }
@@ -3741,9 +3773,12 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\tgone_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\bgoneTime\x12\x18\n" +
 	"\amessage\x18\x11 \x01(\tR\amessage\x12\x18\n" +
 	"\arequest\x18\x12 \x01(\tR\arequestB\x0e\n" +
-	"\f_hourly_cost\"8\n" +
+	"\f_hourly_cost\"\x8d\x01\n" +
 	"\x13ListMachinesRequest\x12!\n" +
-	"\finclude_gone\x18\x01 \x01(\bR\vincludeGone\"\xd1\x01\n" +
+	"\finclude_gone\x18\x01 \x01(\bR\vincludeGone\x12\x1d\n" +
+	"\n" +
+	"wait_index\x18\x02 \x01(\x04R\twaitIndex\x124\n" +
+	"\bwait_max\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\awaitMax\"\xe7\x01\n" +
 	"\x14ListMachinesResponse\x12/\n" +
 	"\bmachines\x18\x01 \x03(\v2\x13.cloudml.v1.MachineR\bmachines\x12*\n" +
 	"\x05pools\x18\x02 \x03(\v2\x14.cloudml.v1.PoolInfoR\x05pools\x12\x1a\n" +
@@ -3751,7 +3786,8 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\vprice_known\x18\x04 \x01(\bR\n" +
 	"priceKnown\x12\x1f\n" +
 	"\vhourly_cost\x18\x05 \x01(\x01R\n" +
-	"hourlyCost\"O\n" +
+	"hourlyCost\x12\x14\n" +
+	"\x05index\x18\x06 \x01(\x04R\x05index\"O\n" +
 	"\x15DeleteMachinesRequest\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x10\n" +
@@ -3930,61 +3966,62 @@ var file_cloudml_v1_client_proto_depIdxs = []int32{
 	66, // 40: cloudml.v1.Machine.node_state:type_name -> cloudml.v1.NodeState
 	65, // 41: cloudml.v1.Machine.create_time:type_name -> google.protobuf.Timestamp
 	65, // 42: cloudml.v1.Machine.gone_time:type_name -> google.protobuf.Timestamp
-	47, // 43: cloudml.v1.ListMachinesResponse.machines:type_name -> cloudml.v1.Machine
-	45, // 44: cloudml.v1.ListMachinesResponse.pools:type_name -> cloudml.v1.PoolInfo
-	47, // 45: cloudml.v1.DeleteMachinesResponse.deleting:type_name -> cloudml.v1.Machine
-	47, // 46: cloudml.v1.CollectGarbageResponse.strays:type_name -> cloudml.v1.Machine
-	1,  // 47: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
-	3,  // 48: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
-	5,  // 49: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
-	7,  // 50: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
-	9,  // 51: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
-	15, // 52: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
-	21, // 53: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
-	11, // 54: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
-	13, // 55: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
-	18, // 56: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
-	23, // 57: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
-	25, // 58: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
-	27, // 59: cloudml.v1.ClusterService.CreateJoinToken:input_type -> cloudml.v1.CreateJoinTokenRequest
-	30, // 60: cloudml.v1.ClusterService.ListJoinTokens:input_type -> cloudml.v1.ListJoinTokensRequest
-	32, // 61: cloudml.v1.ClusterService.RevokeJoinToken:input_type -> cloudml.v1.RevokeJoinTokenRequest
-	34, // 62: cloudml.v1.ClusterService.CreateCredential:input_type -> cloudml.v1.CreateCredentialRequest
-	37, // 63: cloudml.v1.ClusterService.ListCredentials:input_type -> cloudml.v1.ListCredentialsRequest
-	39, // 64: cloudml.v1.ClusterService.RevokeCredential:input_type -> cloudml.v1.RevokeCredentialRequest
-	41, // 65: cloudml.v1.ClusterService.RemoveNode:input_type -> cloudml.v1.RemoveNodeRequest
-	43, // 66: cloudml.v1.ClusterService.ScalePool:input_type -> cloudml.v1.ScalePoolRequest
-	48, // 67: cloudml.v1.ClusterService.ListMachines:input_type -> cloudml.v1.ListMachinesRequest
-	50, // 68: cloudml.v1.ClusterService.DeleteMachines:input_type -> cloudml.v1.DeleteMachinesRequest
-	52, // 69: cloudml.v1.ClusterService.CollectGarbage:input_type -> cloudml.v1.CollectGarbageRequest
-	2,  // 70: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
-	4,  // 71: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
-	6,  // 72: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
-	8,  // 73: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
-	10, // 74: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
-	17, // 75: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
-	22, // 76: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
-	12, // 77: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
-	14, // 78: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
-	19, // 79: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
-	24, // 80: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
-	26, // 81: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
-	28, // 82: cloudml.v1.ClusterService.CreateJoinToken:output_type -> cloudml.v1.CreateJoinTokenResponse
-	31, // 83: cloudml.v1.ClusterService.ListJoinTokens:output_type -> cloudml.v1.ListJoinTokensResponse
-	33, // 84: cloudml.v1.ClusterService.RevokeJoinToken:output_type -> cloudml.v1.RevokeJoinTokenResponse
-	35, // 85: cloudml.v1.ClusterService.CreateCredential:output_type -> cloudml.v1.CreateCredentialResponse
-	38, // 86: cloudml.v1.ClusterService.ListCredentials:output_type -> cloudml.v1.ListCredentialsResponse
-	40, // 87: cloudml.v1.ClusterService.RevokeCredential:output_type -> cloudml.v1.RevokeCredentialResponse
-	42, // 88: cloudml.v1.ClusterService.RemoveNode:output_type -> cloudml.v1.RemoveNodeResponse
-	44, // 89: cloudml.v1.ClusterService.ScalePool:output_type -> cloudml.v1.ScalePoolResponse
-	49, // 90: cloudml.v1.ClusterService.ListMachines:output_type -> cloudml.v1.ListMachinesResponse
-	51, // 91: cloudml.v1.ClusterService.DeleteMachines:output_type -> cloudml.v1.DeleteMachinesResponse
-	53, // 92: cloudml.v1.ClusterService.CollectGarbage:output_type -> cloudml.v1.CollectGarbageResponse
-	70, // [70:93] is the sub-list for method output_type
-	47, // [47:70] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	64, // 43: cloudml.v1.ListMachinesRequest.wait_max:type_name -> google.protobuf.Duration
+	47, // 44: cloudml.v1.ListMachinesResponse.machines:type_name -> cloudml.v1.Machine
+	45, // 45: cloudml.v1.ListMachinesResponse.pools:type_name -> cloudml.v1.PoolInfo
+	47, // 46: cloudml.v1.DeleteMachinesResponse.deleting:type_name -> cloudml.v1.Machine
+	47, // 47: cloudml.v1.CollectGarbageResponse.strays:type_name -> cloudml.v1.Machine
+	1,  // 48: cloudml.v1.JobService.SubmitJob:input_type -> cloudml.v1.SubmitJobRequest
+	3,  // 49: cloudml.v1.JobService.GetJob:input_type -> cloudml.v1.GetJobRequest
+	5,  // 50: cloudml.v1.JobService.ListJobs:input_type -> cloudml.v1.ListJobsRequest
+	7,  // 51: cloudml.v1.JobService.CancelJob:input_type -> cloudml.v1.CancelJobRequest
+	9,  // 52: cloudml.v1.JobService.DeleteJob:input_type -> cloudml.v1.DeleteJobRequest
+	15, // 53: cloudml.v1.JobService.SubscribeLogs:input_type -> cloudml.v1.SubscribeLogsRequest
+	21, // 54: cloudml.v1.JobService.PushImage:input_type -> cloudml.v1.PushImageRequest
+	11, // 55: cloudml.v1.JobService.ListImages:input_type -> cloudml.v1.ListImagesRequest
+	13, // 56: cloudml.v1.JobService.DeleteImage:input_type -> cloudml.v1.DeleteImageRequest
+	18, // 57: cloudml.v1.JobService.GetResults:input_type -> cloudml.v1.GetResultsRequest
+	23, // 58: cloudml.v1.ClusterService.GetClusterInfo:input_type -> cloudml.v1.GetClusterInfoRequest
+	25, // 59: cloudml.v1.ClusterService.ListNodes:input_type -> cloudml.v1.ListNodesRequest
+	27, // 60: cloudml.v1.ClusterService.CreateJoinToken:input_type -> cloudml.v1.CreateJoinTokenRequest
+	30, // 61: cloudml.v1.ClusterService.ListJoinTokens:input_type -> cloudml.v1.ListJoinTokensRequest
+	32, // 62: cloudml.v1.ClusterService.RevokeJoinToken:input_type -> cloudml.v1.RevokeJoinTokenRequest
+	34, // 63: cloudml.v1.ClusterService.CreateCredential:input_type -> cloudml.v1.CreateCredentialRequest
+	37, // 64: cloudml.v1.ClusterService.ListCredentials:input_type -> cloudml.v1.ListCredentialsRequest
+	39, // 65: cloudml.v1.ClusterService.RevokeCredential:input_type -> cloudml.v1.RevokeCredentialRequest
+	41, // 66: cloudml.v1.ClusterService.RemoveNode:input_type -> cloudml.v1.RemoveNodeRequest
+	43, // 67: cloudml.v1.ClusterService.ScalePool:input_type -> cloudml.v1.ScalePoolRequest
+	48, // 68: cloudml.v1.ClusterService.ListMachines:input_type -> cloudml.v1.ListMachinesRequest
+	50, // 69: cloudml.v1.ClusterService.DeleteMachines:input_type -> cloudml.v1.DeleteMachinesRequest
+	52, // 70: cloudml.v1.ClusterService.CollectGarbage:input_type -> cloudml.v1.CollectGarbageRequest
+	2,  // 71: cloudml.v1.JobService.SubmitJob:output_type -> cloudml.v1.SubmitJobResponse
+	4,  // 72: cloudml.v1.JobService.GetJob:output_type -> cloudml.v1.GetJobResponse
+	6,  // 73: cloudml.v1.JobService.ListJobs:output_type -> cloudml.v1.ListJobsResponse
+	8,  // 74: cloudml.v1.JobService.CancelJob:output_type -> cloudml.v1.CancelJobResponse
+	10, // 75: cloudml.v1.JobService.DeleteJob:output_type -> cloudml.v1.DeleteJobResponse
+	17, // 76: cloudml.v1.JobService.SubscribeLogs:output_type -> cloudml.v1.SubscribeLogsResponse
+	22, // 77: cloudml.v1.JobService.PushImage:output_type -> cloudml.v1.PushImageResponse
+	12, // 78: cloudml.v1.JobService.ListImages:output_type -> cloudml.v1.ListImagesResponse
+	14, // 79: cloudml.v1.JobService.DeleteImage:output_type -> cloudml.v1.DeleteImageResponse
+	19, // 80: cloudml.v1.JobService.GetResults:output_type -> cloudml.v1.GetResultsResponse
+	24, // 81: cloudml.v1.ClusterService.GetClusterInfo:output_type -> cloudml.v1.GetClusterInfoResponse
+	26, // 82: cloudml.v1.ClusterService.ListNodes:output_type -> cloudml.v1.ListNodesResponse
+	28, // 83: cloudml.v1.ClusterService.CreateJoinToken:output_type -> cloudml.v1.CreateJoinTokenResponse
+	31, // 84: cloudml.v1.ClusterService.ListJoinTokens:output_type -> cloudml.v1.ListJoinTokensResponse
+	33, // 85: cloudml.v1.ClusterService.RevokeJoinToken:output_type -> cloudml.v1.RevokeJoinTokenResponse
+	35, // 86: cloudml.v1.ClusterService.CreateCredential:output_type -> cloudml.v1.CreateCredentialResponse
+	38, // 87: cloudml.v1.ClusterService.ListCredentials:output_type -> cloudml.v1.ListCredentialsResponse
+	40, // 88: cloudml.v1.ClusterService.RevokeCredential:output_type -> cloudml.v1.RevokeCredentialResponse
+	42, // 89: cloudml.v1.ClusterService.RemoveNode:output_type -> cloudml.v1.RemoveNodeResponse
+	44, // 90: cloudml.v1.ClusterService.ScalePool:output_type -> cloudml.v1.ScalePoolResponse
+	49, // 91: cloudml.v1.ClusterService.ListMachines:output_type -> cloudml.v1.ListMachinesResponse
+	51, // 92: cloudml.v1.ClusterService.DeleteMachines:output_type -> cloudml.v1.DeleteMachinesResponse
+	53, // 93: cloudml.v1.ClusterService.CollectGarbage:output_type -> cloudml.v1.CollectGarbageResponse
+	71, // [71:94] is the sub-list for method output_type
+	48, // [48:71] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_cloudml_v1_client_proto_init() }
