@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,6 +37,9 @@ type Fleet struct {
 	book       Book
 	history    time.Duration
 	changed    func() // FleetConfig.Changed, never nil
+	// booked counts the book writes, so a call tells Changed only when
+	// one happened since it began (notify).
+	booked atomic.Uint64
 
 	// ops lets creates and deletes run together but not during a
 	// reconcile, which would take a node that a create is making for a
@@ -196,6 +200,25 @@ type FleetConfig struct {
 	Changed func()
 }
 
+// write books ch and, unless it is empty, counts it for notify.
+func (f *Fleet) write(ch BookChange) error {
+	if !ch.empty() {
+		f.booked.Add(1)
+	}
+	return f.book.Write(ch)
+}
+
+// notify calls FleetConfig.Changed if the book was written since the
+// call that defers it began (before, from booked): deferred by every call
+// that writes, so it runs once that call's change is booked and applied.
+// A write of another call under way may make it tell early; that call
+// tells again when it ends.
+func (f *Fleet) notify(before uint64) {
+	if f.booked.Load() != before {
+		f.changed()
+	}
+}
+
 // DefaultHistory is FleetConfig.History's default.
 const DefaultHistory = time.Hour
 
@@ -304,7 +327,7 @@ func (f *Fleet) Requests() []Request {
 // The request leaves the book once its nodes are booked; if the listing
 // failed, it stays, and the next Reconcile adopts them.
 func (f *Fleet) Create(ctx context.Context, req CreateRequest) ([]Node, error) {
-	defer f.changed()
+	defer f.notify(f.booked.Load())
 	if req.Request == "" {
 		req.Request = NewRequestID()
 	}
@@ -328,7 +351,7 @@ func (f *Fleet) Create(ctx context.Context, req CreateRequest) ([]Node, error) {
 		}
 		f.mu.Unlock()
 	}()
-	if err := f.book.Write(BookChange{Requests: []Request{rec}}); err != nil {
+	if err := f.write(BookChange{Requests: []Request{rec}}); err != nil {
 		return nil, fmt.Errorf("record the create request before creating: %w", err)
 	}
 	f.mu.Lock()
@@ -368,7 +391,7 @@ func (f *Fleet) Create(ctx context.Context, req CreateRequest) ([]Node, error) {
 		ch.DropRequests = []string{rec.ID}
 	}
 	f.mu.Unlock()
-	if werr := f.book.Write(ch); werr != nil {
+	if werr := f.write(ch); werr != nil {
 		// The request stays in the book: after a restart the nodes are
 		// adopted from it.
 		err = errors.Join(err, fmt.Errorf("record the nodes created: %w", werr))
@@ -412,7 +435,7 @@ func (f *Fleet) Count(pool string) int {
 // provider yet (RetryDeletes does). Machines gone or deleting already are
 // left as they are; an id the book does not hold is ErrInvalid.
 func (f *Fleet) MarkDeleting(nodeIDs []string, cause, reason string) ([]Machine, error) {
-	defer f.changed() // after the unlock below
+	defer f.notify(f.booked.Load()) // after the unlock below
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ch BookChange
@@ -431,7 +454,7 @@ func (f *Fleet) MarkDeleting(nodeIDs []string, cause, reason string) ([]Machine,
 	if ch.empty() {
 		return nil, nil
 	}
-	if err := f.book.Write(ch); err != nil {
+	if err := f.write(ch); err != nil {
 		return nil, fmt.Errorf("record the delete before deleting: %w", err)
 	}
 	for _, m := range ch.Machines {
@@ -475,7 +498,7 @@ func (f *Fleet) Deleting() []string {
 // and marks them gone once it returned nil; it returns those. On error
 // they stay deleting, for the next call.
 func (f *Fleet) RetryDeletes(ctx context.Context) ([]Machine, error) {
-	defer f.changed()
+	defer f.notify(f.booked.Load())
 	f.deleting.Lock()
 	defer f.deleting.Unlock()
 	f.ops.RLock()
@@ -501,7 +524,7 @@ func (f *Fleet) RetryDeletes(ctx context.Context) ([]Machine, error) {
 	}
 	f.mu.Unlock()
 	f.log.Info("nodes deleted", "nodes", todo)
-	if err := f.book.Write(ch); err != nil {
+	if err := f.write(ch); err != nil {
 		// The book still says deleting: the next run deletes them again,
 		// which the provider answers with nil for nodes already gone.
 		return ch.Machines, fmt.Errorf("record the nodes deleted: %w", err)
@@ -512,7 +535,7 @@ func (f *Fleet) RetryDeletes(ctx context.Context) ([]Machine, error) {
 // Link records that machine id's agent registered as coordinator node
 // nodeID.
 func (f *Fleet) Link(links map[string]string) error {
-	defer f.changed() // after the unlock below
+	defer f.notify(f.booked.Load()) // after the unlock below
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ch BookChange
@@ -526,7 +549,7 @@ func (f *Fleet) Link(links map[string]string) error {
 	if ch.empty() {
 		return nil
 	}
-	if err := f.book.Write(ch); err != nil {
+	if err := f.write(ch); err != nil {
 		return fmt.Errorf("record the nodes of machines: %w", err)
 	}
 	for _, m := range ch.Machines {
@@ -581,7 +604,7 @@ func (f *Fleet) reconcileRequest(deleteStrays bool) ReconcileRequest {
 }
 
 func (f *Fleet) reconcile(ctx context.Context, deleteStrays bool) (ReconcileReport, error) {
-	defer f.changed()
+	defer f.notify(f.booked.Load())
 	f.ops.Lock()
 	defer f.ops.Unlock()
 	req := f.reconcileRequest(deleteStrays)
@@ -632,7 +655,7 @@ func (f *Fleet) reconcile(ctx context.Context, deleteStrays bool) (ReconcileRepo
 		}
 	}
 	f.mu.Unlock()
-	werr := f.book.Write(ch)
+	werr := f.write(ch)
 	for _, n := range r.Adopted {
 		f.log.Info("node of a pending create adopted", "node", n.ID, "request", n.Request)
 	}

@@ -197,3 +197,40 @@ func TestFleetRunReconcilesPeriodically(t *testing.T) {
 	stop()
 	<-done
 }
+
+// TestFleetTellsChangedOnlyOfBookedChanges: Changed is called after a call
+// that booked a change, once it shows, and not after one that changed
+// nothing.
+func TestFleetTellsChangedOnlyOfBookedChanges(t *testing.T) {
+	f, _ := startFake(t)
+	var fl *provider.Fleet
+	calls, shown := 0, 0
+	fl, err := provider.OpenFleet(provider.FleetConfig{Provider: f, Changed: func() {
+		calls++
+		shown = len(fl.Machines())
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.Create(t.Context(), provider.CreateRequest{Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 || shown != 2 {
+		t.Fatalf("after a create of 2: %d calls, the last seeing %d machines; want 1 seeing 2", calls, shown)
+	}
+	if _, err := fl.RetryDeletes(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.Link(nil); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("%d calls after a RetryDeletes and a Link that changed nothing, want still 1", calls)
+	}
+	if err := fl.Delete(t.Context(), nodeIDs(fl.Nodes())[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if calls < 2 || len(fl.Nodes()) != 1 {
+		t.Errorf("after a delete: %d calls, %d nodes; want another call and 1 node", calls, len(fl.Nodes()))
+	}
+}
