@@ -289,10 +289,12 @@ func (m *machines) poolInfo(p store.Pool) *cloudmlv1.PoolInfo {
 }
 
 // list lists the machines; with waitIndex, once the listing changed since
-// the answer that carried it, or after waitMax (a blocking query).
+// the answer that carried it, or after waitMax (a blocking query). An
+// index this process did not give (one from before a restart) is answered
+// at once.
 func (m *machines) list(ctx context.Context, includeGone bool, waitIndex uint64, waitMax time.Duration) *cloudmlv1.ListMachinesResponse {
 	index, next := m.viewIndex()
-	if waitIndex != 0 && index <= waitIndex && waitMax > 0 {
+	if waitIndex == index && waitMax > 0 {
 		t := time.NewTimer(min(waitMax, maxListWait))
 		select {
 		case <-next:

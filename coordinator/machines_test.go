@@ -349,6 +349,11 @@ func TestMachinesBlockingQuery(t *testing.T) {
 		}
 		index = resp.GetIndex()
 	}
+	// An index this process never gave (one from before a restart) is
+	// answered at once, not after the wait.
+	if resp, took := wait(index+1000, time.Minute); resp.GetIndex() != index || took > 30*time.Second {
+		t.Fatalf("a foreign index: index %d after %v, want %d at once", resp.GetIndex(), took, index)
+	}
 	got := make(chan *cloudmlv1.ListMachinesResponse, 1)
 	go func() {
 		resp, _ := wait(index, time.Minute)

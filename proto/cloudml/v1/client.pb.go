@@ -3180,7 +3180,8 @@ type ListMachinesRequest struct {
 	// WaitIndex, with WaitMax, makes this a blocking query (as Nomad's
 	// ?index=): the call answers once the listing may have changed since
 	// the answer that carried this index, or after WaitMax (at most 30 s),
-	// whichever comes first. Zero answers at once.
+	// whichever comes first. Zero, or an index this coordinator process did
+	// not give (it restarted), answers at once.
 	WaitIndex uint64 `protobuf:"varint,2,opt,name=wait_index,json=waitIndex,proto3" json:"wait_index,omitempty"`
 	// WaitMax bounds the wait of a blocking query.
 	WaitMax       *durationpb.Duration `protobuf:"bytes,3,opt,name=wait_max,json=waitMax,proto3" json:"wait_max,omitempty"`
