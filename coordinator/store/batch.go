@@ -99,7 +99,7 @@ const (
 	// FaultSync is after its writes, where its commit writes the file and
 	// syncs it.
 	FaultSync = "sync"
-	// FaultLogSync is the fsync of a job's log file (SyncLogs, AppendLogs,
+	// FaultLogSync is the fsync of a job's log file (SyncLogs,
 	// and the move-in of an older store's per-attempt files).
 	FaultLogSync = "log sync"
 )

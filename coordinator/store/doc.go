@@ -37,8 +37,8 @@
 // Logs live outside bbolt, whose page allocation made appends cost about
 // 3 ms per MiB. Each attempt's batches go to logs/<job>/<task>-<attempt>.log
 // as records of seq (8B BE), stream (1B), length (4B BE) and data, with
-// seqs 1, 2, 3… and no gaps. AppendLogs writes a call's records with one
-// write and fsyncs before it acknowledges them. In memory each attempt keeps
+// seqs 1, 2, 3… and no gaps. WriteLogs writes a call's records with one
+// write, and SyncLogs fsyncs before anything is acknowledged. In memory each attempt keeps
 // its acked seq, file size and the offset of every record, so ReadLogs reads
 // a range with one ReadAt. An attempt is loaded on first use (Load touches
 // every attempt to report its acked seq): its file is scanned, and a torn

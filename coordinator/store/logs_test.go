@@ -23,6 +23,19 @@ func TestMain(m *testing.M) {
 }
 
 // batch is batch seq of an attempt, with data that names it.
+// AppendLogs writes batches (WriteLogs) and syncs them (SyncLogs), as
+// the log broker does for a call, and returns the acknowledged seq and
+// how many batches were stored.
+func (s *Store) AppendLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (acked uint64, stored int, err error) {
+	if _, stored, err = s.WriteLogs(job, task, attempt, batches); err != nil {
+		return 0, 0, err
+	}
+	if acked, err = s.SyncLogs(job, task, attempt); err != nil {
+		return 0, 0, err
+	}
+	return acked, stored, nil
+}
+
 func batch(seq uint64, size int) *cloudmlv1.LogBatch {
 	stream := cloudmlv1.LogStream_LOG_STREAM_STDOUT
 	if seq%3 == 0 {

@@ -10,27 +10,6 @@ import (
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// AppendLogs stores the batches of one attempt that continue its sequence
-// (WriteLogs) and makes everything written so far durable (SyncLogs)
-// before it returns the acknowledged sequence and how many batches it
-// stored.
-//
-// The fsync goes through the file the write opened (any descriptor of a
-// file syncs all of its writes): opening it again by name was one more
-// open and close per call, 0.1 s of the coordinator's CPU per 10,000
-// attempts at 1,000 nodes.
-func (s *Store) AppendLogs(job string, task, attempt int32, batches []*cloudmlv1.LogBatch) (acked uint64, stored int, err error) {
-	_, stored, err = s.WriteLogs(job, task, attempt, batches)
-	if err != nil {
-		return 0, 0, err
-	}
-	acked, err = s.SyncLogs(job, task, attempt)
-	if err != nil {
-		return 0, 0, err
-	}
-	return acked, stored, nil
-}
-
 // WriteLogs writes the batches of one attempt that continue its written
 // sequence, with one write and no fsync: a batch with seq ≤ written is a
 // duplicate and skipped, one with seq == written+1 is stored, and the
