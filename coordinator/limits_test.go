@@ -383,17 +383,9 @@ func TestAttemptLogCap(t *testing.T) {
 		t.Fatalf("report after the cap: %v", err)
 	}
 	h.waitJob(job.GetId(), cloudmlv1.JobState_JOB_STATE_SUCCEEDED)
-	stream, err := h.jobs.SubscribeLogs(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _ := readAll(t, stream)
-	var got strings.Builder
-	for _, m := range msgs {
-		got.Write(m.GetData())
-	}
-	if want := ten + ten + ten[:160] + note; got.String() != want {
-		t.Errorf("logs shown:\n%s\nwant:\n%s", got.String(), want)
+	msgs, _ := h.jobLogs(job.GetId())
+	if got, want := dataOf(msgs), ten+ten+ten[:160]+note; got != want {
+		t.Errorf("logs shown:\n%s\nwant:\n%s", got, want)
 	}
 	if !strings.Contains(note, "limit of 1000 bytes per attempt") || !strings.Contains(note, "--max-log-bytes") {
 		t.Errorf("note %q does not name the limit and its flag", note)

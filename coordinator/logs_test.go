@@ -43,6 +43,25 @@ func readAll(t *testing.T, stream cloudmlv1.JobService_SubscribeLogsClient) ([]*
 	return msgs[:len(msgs)-1], last.GetJobState()
 }
 
+// jobLogs reads job id's stored logs to their end, without following.
+func (h *harness) jobLogs(id string) ([]*cloudmlv1.SubscribeLogsResponse, cloudmlv1.JobState) {
+	h.t.Helper()
+	stream, err := h.jobs.SubscribeLogs(ctxT(h.t), &cloudmlv1.SubscribeLogsRequest{JobId: id})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return readAll(h.t, stream)
+}
+
+// dataOf is the messages' data, in order.
+func dataOf(msgs []*cloudmlv1.SubscribeLogsResponse) string {
+	var b strings.Builder
+	for _, m := range msgs {
+		b.Write(m.GetData())
+	}
+	return b.String()
+}
+
 func TestPublishLogsDupGapAndTerminalWaitsForLogs(t *testing.T) {
 	h := start(t, "")
 	n := newAgent(t, h, 1)
@@ -83,16 +102,8 @@ func TestPublishLogsDupGapAndTerminalWaitsForLogs(t *testing.T) {
 	if err := n.report(ref, succeeded, 0, 5, nil); err != nil {
 		t.Fatalf("terminal report after the logs: %v", err)
 	}
-	stream, err := h.jobs.SubscribeLogs(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, state := readAll(t, stream)
-	var text string
-	for _, m := range msgs {
-		text += string(m.GetData())
-	}
-	if text != "a\nb\nc\nd\ne\n" {
+	msgs, state := h.jobLogs(job.GetId())
+	if text := dataOf(msgs); text != "a\nb\nc\nd\ne\n" {
 		t.Errorf("stored logs = %q, want a..e once each", text)
 	}
 	if len(msgs) != 5 {
@@ -283,16 +294,8 @@ func TestLogsRideTheEndReport(t *testing.T) {
 	if got := taskState(); got != succeeded {
 		t.Fatalf("task is %v after its end report, want SUCCEEDED", got)
 	}
-	stream, err := h.jobs.SubscribeLogs(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _ := readAll(t, stream)
-	var text string
-	for _, m := range msgs {
-		text += string(m.GetData())
-	}
-	if text != "a\nb\n" {
+	msgs, _ := h.jobLogs(job.GetId())
+	if text := dataOf(msgs); text != "a\nb\n" {
 		t.Errorf("stored logs = %q, want %q: each carried batch once", text, "a\nb\n")
 	}
 }

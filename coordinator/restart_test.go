@@ -37,11 +37,7 @@ func TestRestartKeepsJobsLogsAndIdentity(t *testing.T) {
 		j.GetTasks()[0].GetMetrics()["loss"] != 0.5 || j.GetTasks()[1].GetState() != running {
 		t.Fatalf("job after restart = %v", j)
 	}
-	stream, err := h2.jobs.SubscribeLogs(ctxT(t), &cloudmlv1.SubscribeLogsRequest{JobId: job.GetId()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _ := readAll(t, stream)
+	msgs, _ := h2.jobLogs(job.GetId())
 	if len(msgs) != 3 {
 		t.Errorf("after restart %d log batches, want 3", len(msgs))
 	}

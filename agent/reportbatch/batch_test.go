@@ -85,6 +85,22 @@ func report(task int32) *cloudmlv1.ReportTaskRequest {
 	return &cloudmlv1.ReportTaskRequest{Ref: ref(task), State: cloudmlv1.TaskState_TASK_STATE_RUNNING}
 }
 
+// carrying is report(task) carrying a log batch of n bytes.
+func carrying(task int32, n int) *cloudmlv1.ReportTaskRequest {
+	r := report(task)
+	r.LogBatches = []*cloudmlv1.LogBatch{{Seq: 1, Data: make([]byte, n)}}
+	return r
+}
+
+// release lets the held call and every later one answer at once.
+func (f *fakeClient) release() {
+	f.mu.Lock()
+	hold := f.hold
+	f.hold, f.began = nil, nil
+	f.mu.Unlock()
+	close(hold)
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -250,11 +266,7 @@ func TestAtMostMaxReportsPerCall(t *testing.T) {
 	<-f.began
 	rest := reportAll(t, b, 1, MaxReports+11)
 	waitQueued(t, b, MaxReports+10)
-	f.mu.Lock()
-	hold := f.hold
-	f.hold, f.began = nil, nil // the next calls answer at once
-	f.mu.Unlock()
-	close(hold)
+	f.release()
 	<-first
 	for task, err := range <-rest {
 		if err != nil {
@@ -289,11 +301,6 @@ func TestEachCallIsBoundedInBytes(t *testing.T) {
 	b := New(f, 0)
 	first := reportAll(t, b, 0, 1)
 	<-f.began
-	carrying := func(task int32, n int) *cloudmlv1.ReportTaskRequest {
-		r := report(task)
-		r.LogBatches = []*cloudmlv1.LogBatch{{Seq: 1, Data: make([]byte, n)}}
-		return r
-	}
 	// Five reports of a little over 1 MiB (three fit a call), then one of
 	// 5 MiB (alone).
 	reqs := []*cloudmlv1.ReportTaskRequest{}
@@ -310,11 +317,7 @@ func TestEachCallIsBoundedInBytes(t *testing.T) {
 		})
 		waitQueued(t, b, int(r.GetRef().GetTaskIndex())) // in this order
 	}
-	f.mu.Lock()
-	hold := f.hold
-	f.hold, f.began = nil, nil
-	f.mu.Unlock()
-	close(hold)
+	f.release()
 	<-first
 	wg.Wait()
 	want := []int{1, 3, 2, 1}
@@ -330,11 +333,6 @@ func TestACallMayHoldExactlyMaxCallBytes(t *testing.T) {
 	b := New(f, 0)
 	first := reportAll(t, b, 0, 1)
 	<-f.began
-	carrying := func(task int32, n int) *cloudmlv1.ReportTaskRequest {
-		r := report(task)
-		r.LogBatches = []*cloudmlv1.LogBatch{{Seq: 1, Data: make([]byte, n)}}
-		return r
-	}
 	one := carrying(1, 1<<20)
 	n := MaxCallBytes - proto.Size(one) - 64 // the second report's data, grown to fit exactly
 	for proto.Size(one)+proto.Size(carrying(2, n)) < MaxCallBytes {
@@ -353,11 +351,7 @@ func TestACallMayHoldExactlyMaxCallBytes(t *testing.T) {
 		})
 		waitQueued(t, b, i+1)
 	}
-	f.mu.Lock()
-	hold := f.hold
-	f.hold, f.began = nil, nil
-	f.mu.Unlock()
-	close(hold)
+	f.release()
 	<-first
 	wg.Wait()
 	if got, want := f.callSizes(), []int{1, 2}; !slices.Equal(got, want) {
