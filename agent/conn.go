@@ -2,7 +2,10 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,12 +23,28 @@ import (
 
 // dial makes a TLS client connection to the coordinator with creds.
 func (a *Agent) dial(creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	return a.dialAt(a.cfg.CoordinatorAddr, creds)
+}
+
+// dialAt makes a TLS client connection to addr with creds.
+func (a *Agent) dialAt(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	opts := append(grpcopt.Dial(),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	opts = append(opts, a.cfg.DialOptions...)
-	return grpc.NewClient(a.cfg.CoordinatorAddr, opts...)
+	return grpc.NewClient(addr, opts...)
+}
+
+// dialPulse connects to the coordinator's pulse (SessionStarted's
+// heartbeat_port) at the host the agent dials for the coordinator, with
+// the node certificate.
+func (a *Agent) dialPulse(id *identity, port int32) (*grpc.ClientConn, error) {
+	host, _, err := net.SplitHostPort(a.cfg.CoordinatorAddr)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator address %s: %w", a.cfg.CoordinatorAddr, err)
+	}
+	return a.dialAt(net.JoinHostPort(host, strconv.Itoa(int(port))), id.clientTLS())
 }
 
 // nodeConn is the connection that presents the node certificate. Attempts

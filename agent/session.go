@@ -42,10 +42,21 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	a.sw.mu.Unlock()
 	go a.announceSwarm(sctx, client, false)
 
+	beats := beatClients{session: client}
+	if port := started.GetHeartbeatPort(); port > 0 {
+		cc, err := a.dialPulse(id, port)
+		if err != nil {
+			a.log.Warn("heartbeats go on the session's connection: cannot reach the coordinator's pulse", "port", port, "error", err)
+		} else {
+			defer cc.Close()
+			beats.pulse = cloudmlv1.NewAgentServiceClient(cc)
+			a.log.Debug("heartbeats go to the coordinator's pulse", "target", cc.Target())
+		}
+	}
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		a.heartbeat(sctx, client, started.GetHeartbeatPeriod().AsDuration(), cancel)
+		a.heartbeat(sctx, beats, started.GetHeartbeatPeriod().AsDuration(), cancel)
 	}()
 	renewDone := make(chan struct{})
 	go func() {
@@ -86,10 +97,44 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	}
 }
 
+// beatClients are where heartbeats go: the coordinator's pulse process
+// when it has one (nil otherwise), and the session's connection.
+type beatClients struct {
+	pulse, session cloudmlv1.AgentServiceClient
+	// pulseOff is until when the pulse is passed over after it failed.
+	pulseOff time.Time
+}
+
+// pulseRest is how long a pulse that failed a heartbeat is passed over:
+// the beats go on the session's connection meanwhile, without first
+// waiting for a pulse that is gone.
+const pulseRest = 30 * time.Second
+
+// call sends one heartbeat: to the pulse when there is one that has not
+// failed lately, and on the session's connection when there is none or
+// the pulse fails (within half the period, so the fallback has time).
+func (b *beatClients) call(ctx context.Context, a *Agent, req *cloudmlv1.HeartbeatRequest, period time.Duration) (*cloudmlv1.HeartbeatResponse, error) {
+	if b.pulse != nil && time.Now().After(b.pulseOff) {
+		pctx, cancel := context.WithTimeout(ctx, period/2)
+		resp, err := b.pulse.Heartbeat(pctx, req)
+		cancel()
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		b.pulseOff = time.Now().Add(pulseRest)
+		a.log.Warn("the coordinator's pulse failed a heartbeat; sending heartbeats on the session's connection for a while", "for", pulseRest, "error", err)
+	}
+	return b.session.Heartbeat(ctx, req)
+}
+
 // heartbeat calls Heartbeat every period (the response gives the next
 // one), counted from when each began (nextBeat).
 // An Unauthenticated answer ends the session so the node registers again.
-func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClient, period time.Duration, end context.CancelCauseFunc) {
+func (a *Agent) heartbeat(ctx context.Context, beats beatClients, period time.Duration, end context.CancelCauseFunc) {
+	client := beats.session
 	if period <= 0 {
 		period = 5 * time.Second
 	}
@@ -105,7 +150,7 @@ func (a *Agent) heartbeat(ctx context.Context, client cloudmlv1.AgentServiceClie
 		start := time.Now()
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 		runtimeErr := a.runtimeError(callCtx)
-		resp, err := client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{RuntimeError: runtimeErr})
+		resp, err := beats.call(callCtx, a, &cloudmlv1.HeartbeatRequest{RuntimeError: runtimeErr}, period)
 		cancel()
 		if a.reannounce(prevRuntime, runtimeErr) {
 			// The daemon is back (perhaps a new one, outside the swarm), or

@@ -1,8 +1,17 @@
 package agent
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
 // TestNextBeatCountsFromTheCallsStart: the next heartbeat is due an
@@ -22,5 +31,60 @@ func TestNextBeatCountsFromTheCallsStart(t *testing.T) {
 		if got := nextBeat(tc.interval, tc.elapsed); got != tc.want {
 			t.Errorf("nextBeat(%s, %s) = %s, want %s", tc.interval, tc.elapsed, got, tc.want)
 		}
+	}
+}
+
+// beatCounter is a client whose Heartbeat counts calls and returns err.
+type beatCounter struct {
+	cloudmlv1.AgentServiceClient
+	calls int
+	err   error
+}
+
+func (b *beatCounter) Heartbeat(ctx context.Context, in *cloudmlv1.HeartbeatRequest, opts ...grpc.CallOption) (*cloudmlv1.HeartbeatResponse, error) {
+	b.calls++
+	if b.err != nil {
+		return nil, b.err
+	}
+	return &cloudmlv1.HeartbeatResponse{Period: durationpb.New(time.Second)}, nil
+}
+
+// TestBeatsGoToThePulseAndFallBack: with a pulse, heartbeats go there
+// alone; when it fails, that beat and the next ones go on the session's
+// connection, without trying the pulse again until pulseRest has passed.
+func TestBeatsGoToThePulseAndFallBack(t *testing.T) {
+	a := &Agent{log: hclog.NewNullLogger()}
+	pulse, session := &beatCounter{}, &beatCounter{}
+	b := beatClients{pulse: pulse, session: session}
+	ctx := context.Background()
+	for range 3 {
+		if _, err := b.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pulse.calls != 3 || session.calls != 0 {
+		t.Fatalf("pulse %d calls, session %d; want 3 and 0", pulse.calls, session.calls)
+	}
+	pulse.err = status.Error(codes.Unavailable, "connection refused")
+	for range 2 {
+		if _, err := b.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
+			t.Fatalf("a beat the pulse failed was not sent on the session: %v", err)
+		}
+	}
+	if pulse.calls != 4 || session.calls != 2 {
+		t.Errorf("after the pulse failed: pulse %d calls, session %d; want 4 (one failure, then rest) and 2", pulse.calls, session.calls)
+	}
+	pulse.err = nil
+	b.pulseOff = time.Now().Add(-time.Millisecond) // the rest is over
+	if _, err := b.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if pulse.calls != 5 || session.calls != 2 {
+		t.Errorf("after the rest: pulse %d calls, session %d; want 5 and 2", pulse.calls, session.calls)
+	}
+	// No pulse: the session's connection.
+	plain := beatClients{session: session}
+	if _, err := plain.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil || session.calls != 3 {
+		t.Errorf("without a pulse: %v, session %d calls, want 3", err, session.calls)
 	}
 }

@@ -369,7 +369,8 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 	n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
 	n.rec.LastHeartbeat = now
 	ch.node(n.rec)
-	sess.push(startedMsg(id, &cloudmlv1.SessionStarted{HeartbeatPeriod: durationpb.New(c.cfg.HeartbeatPeriod), ReportLogs: true}))
+	sess.push(startedMsg(id, &cloudmlv1.SessionStarted{HeartbeatPeriod: durationpb.New(c.cfg.HeartbeatPeriod), ReportLogs: true,
+		HeartbeatPort: c.pulsePort.Load()}))
 
 	running := map[attemptRef]bool{}
 	for _, r := range req.GetRunning() {

@@ -57,6 +57,16 @@ type Config struct {
 	// NodeDownAfter is how long a node may go without a heartbeat or session
 	// before it is DOWN; default 3*HeartbeatPeriod.
 	NodeDownAfter time.Duration
+	// HeartbeatListen, when set, answers heartbeats in a process of their
+	// own listening there (package pulse; --heartbeat-listen), so that a
+	// heartbeat never waits for the coordinator's CPU: agents learn its
+	// port from SessionStarted and dial it at the host they dial for the
+	// coordinator, so it must listen on that host too (":7444": on every
+	// address). Empty: heartbeats share the coordinator's port and process.
+	HeartbeatListen string
+	// PulseCommand starts the pulse process (cmd/coordinator: its own
+	// binary with "pulse"); required with HeartbeatListen.
+	PulseCommand []string
 	// ImageExportStart bounds how long a node asked for an image (ExportImage)
 	// may take to start its upload; default 30s.
 	ImageExportStart time.Duration
@@ -172,6 +182,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NodeDownAfter < c.HeartbeatPeriod {
 		return fmt.Errorf("config: node down after (%s) is shorter than the heartbeat period (%s)", c.NodeDownAfter, c.HeartbeatPeriod)
+	}
+	if c.HeartbeatListen != "" && len(c.PulseCommand) == 0 {
+		return errors.New("config: heartbeat listen address set but no command to start the pulse process with")
 	}
 	if c.ImageExportStart <= 0 {
 		c.ImageExportStart = 30 * time.Second

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -56,6 +57,9 @@ type Coordinator struct {
 
 	q    *committer // group commits of what changes under mu (commit.go)
 	live *liveness  // heartbeats, apart from mu (liveness.go)
+	// pulsePort is the port of the pulse process answering heartbeats
+	// (pulse.go); 0 when there is none.
+	pulsePort atomic.Int32
 
 	recovering sync.Mutex // held while the store recovers (recover.go)
 
@@ -413,6 +417,12 @@ func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) erro
 	cloudmlv1.RegisterAgentServiceServer(srv, &agentServer{c: c})
 	cloudmlv1.RegisterJobServiceServer(srv, &jobServer{c: c})
 	cloudmlv1.RegisterClusterServiceServer(srv, &clusterServer{c: c})
+
+	stopPulse, perr := c.startPulse()
+	if perr != nil {
+		return perr
+	}
+	defer stopPulse()
 
 	var wg sync.WaitGroup
 	loopCtx, stopLoops := context.WithCancel(context.Background())

@@ -55,7 +55,7 @@ func (l *liveness) beat(node string, now time.Time, runtimeErr string) bool {
 	if b == nil {
 		return false
 	}
-	b.seen.Store(now.UnixNano())
+	b.saw(now)
 	if old := b.runtimeErr.Swap(&runtimeErr); old == nil && runtimeErr != "" || old != nil && *old != runtimeErr {
 		select {
 		case l.changed <- struct{}{}:
@@ -69,6 +69,19 @@ func (l *liveness) beat(node string, now time.Time, runtimeErr string) bool {
 func (l *liveness) touch(node string, now time.Time) {
 	if b := l.get(node); b != nil {
 		b.seen.Store(now.UnixNano())
+	}
+}
+
+// saw moves the last time heard from to at, unless it is later already:
+// the pulse process's beats arrive here after a delay, and a session may
+// have opened or a beat on the session's connection arrived meanwhile.
+func (b *beat) saw(at time.Time) {
+	n := at.UnixNano()
+	for {
+		old := b.seen.Load()
+		if old >= n || b.seen.CompareAndSwap(old, n) {
+			return
+		}
 	}
 }
 

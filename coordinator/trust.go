@@ -272,3 +272,12 @@ func (au *authority) setNode(n *store.Node) {
 
 // caPEM is the CA certificate in PEM.
 func (au *authority) caPEM() []byte { return bytes.Clone(au.ca.CertPEM) }
+
+// currentNode says whether serial is one of node's current certificates
+// and the node was not removed.
+func (au *authority) currentNode(node, serial string) bool {
+	au.mu.RLock()
+	defer au.mu.RUnlock()
+	n, ok := au.nodes[node]
+	return ok && !n.removed && serial != "" && (serial == n.serial || serial == n.prev)
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/cloudml/cloudml/coordinator/provider/digitalocean"
 	"github.com/cloudml/cloudml/coordinator/provider/local"
 	"github.com/cloudml/cloudml/coordinator/provider/netns"
+	"github.com/cloudml/cloudml/coordinator/pulse"
 	"github.com/cloudml/cloudml/internal/jobspec"
 	"github.com/cloudml/cloudml/internal/logging"
 	"github.com/cloudml/cloudml/internal/pki"
@@ -54,6 +55,17 @@ Flags:
 const defaultNodes = 2
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == "pulse" {
+		// The heartbeat process "coordinator serve --heartbeat-listen"
+		// starts beside itself (coordinator/pulse); not for users.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := pulse.Main(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "coordinator pulse: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) < 2 || os.Args[1] != "serve" {
 		f := newFlags(coordinator.DefaultConfig())
 		fmt.Fprint(os.Stderr, usage(f.providers()))
@@ -74,6 +86,14 @@ func main() {
 	}
 	f.cfg.Version = version
 	f.cfg.Download.AgentBinary = f.local.AgentBinary
+	if f.cfg.HeartbeatListen != "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "coordinator: --heartbeat-listen: find this binary to start the pulse process with: %v\n", err)
+			os.Exit(2)
+		}
+		f.cfg.PulseCommand = []string{exe, "pulse"}
+	}
 	if f.peers != "" {
 		f.cfg.SwarmPeerCIDRs = strings.Split(f.peers, ",")
 	}
@@ -251,6 +271,7 @@ func newFlags(cfg coordinator.Config) *flags {
 	fs.StringVar(&f.netns.Subnet, "netns-subnet", "", "netns provider: bridge subnet, e.g. 10.213.7.0/24 (default: the first free 10.213.X.0/24); the host side is .1")
 	fs.StringVar(&f.peers, "swarm-peers", "", "comma-separated CIDRs the agents open the swarm ports to (default: any; netns: the cluster's subnet)")
 	fs.DurationVar(&f.cfg.HeartbeatPeriod, "heartbeat", f.cfg.HeartbeatPeriod, "agent heartbeat period")
+	fs.StringVar(&f.cfg.HeartbeatListen, "heartbeat-listen", "", "answer heartbeats in a process of their own on this address, e.g. :7445, so they never wait for a busy coordinator (on many nodes); agents dial it at the host they dial for the coordinator (default: heartbeats share --listen)")
 	fs.DurationVar(&f.cfg.NodeDownAfter, "node-down-after", 0, "mark a node down, and reschedule its tasks, after this long without a heartbeat or session (default: 3 heartbeat periods)")
 	fs.DurationVar(&f.cfg.RegisterDeadline, "register-deadline", f.cfg.RegisterDeadline, "delete a machine the provider made whose agent has not registered within this long, and say why")
 	fs.DurationVar(&f.cfg.IdleDelete, "idle-delete", f.cfg.IdleDelete, "delete machines whose node ran no task for this long, down to each pool's minimum (0: never)")

@@ -7,6 +7,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +40,12 @@ type node struct {
 
 	cc     *grpc.ClientConn
 	client cloudmlv1.AgentServiceClient
+	creds  credentials.TransportCredentials // the node certificate's
+	// pulse answers heartbeats when the coordinator has a pulse process
+	// (SessionStarted.heartbeat_port), dialed once at pulsePort.
+	pulseCC   *grpc.ClientConn
+	pulse     cloudmlv1.AgentServiceClient
+	pulsePort int32
 	// reports sends ReportTask calls: batched as the agent does, or one by
 	// one (Config.SingleReports).
 	reports interface {
@@ -63,13 +71,17 @@ func refKey(r *cloudmlv1.TaskRef) string {
 }
 
 func (n *node) dial(creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	return n.dialAt(n.f.cfg.Addr, creds)
+}
+
+func (n *node) dialAt(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	opts := append(grpcopt.Dial(),
 		grpc.WithReadBufferSize(simBuffer),
 		grpc.WithWriteBufferSize(simBuffer),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
-	return grpc.NewClient(n.f.cfg.Addr, append(opts, n.f.cfg.DialOptions...)...)
+	return grpc.NewClient(addr, append(opts, n.f.cfg.DialOptions...)...)
 }
 
 // register trades the join token and a CSR for a node certificate, on a
@@ -129,7 +141,8 @@ func (n *node) register(ctx context.Context) error {
 		return errors.New("register: the coordinator sent no CA certificate")
 	}
 	n.id = resp.GetNodeId()
-	n.cc, err = n.dial(credentials.NewTLS(pki.ClientTLS(pool, func() *tls.Certificate { return pair })))
+	n.creds = credentials.NewTLS(pki.ClientTLS(pool, func() *tls.Certificate { return pair }))
+	n.cc, err = n.dial(n.creds)
 	if err != nil {
 		return err
 	}
@@ -191,6 +204,7 @@ func (n *node) session(ctx context.Context, first bool) (started bool, err error
 		return false, errors.New("the session's first message is not SessionStarted")
 	}
 	n.reportLogs.Store(st.GetReportLogs() && !n.f.cfg.SeparateLogs)
+	n.usePulse(st.GetHeartbeatPort())
 	n.f.rec.Observe(CallSession, start, nil)
 	n.f.rec.sessionStarted(time.Now(), first)
 	hbDone := make(chan struct{})
@@ -237,7 +251,7 @@ func (n *node) heartbeat(ctx context.Context, period time.Duration) {
 		}
 		start := time.Now()
 		callCtx, cancel := context.WithTimeout(ctx, n.f.cfg.CallTimeout)
-		resp, err := n.client.Heartbeat(callCtx, &cloudmlv1.HeartbeatRequest{})
+		resp, err := n.beat(callCtx)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -253,6 +267,43 @@ func (n *node) heartbeat(ctx context.Context, period time.Duration) {
 		}
 		timer.Reset(max(next-time.Since(start), 0)) // from when the call began, as the agent's nextBeat
 	}
+}
+
+// usePulse dials the coordinator's pulse at port, at the host of
+// Config.Addr, unless it did already; port 0 leaves heartbeats on the
+// session's connection.
+func (n *node) usePulse(port int32) {
+	if port == n.pulsePort {
+		return
+	}
+	if n.pulseCC != nil {
+		n.pulseCC.Close()
+		n.pulseCC, n.pulse = nil, nil
+	}
+	n.pulsePort = port
+	if port == 0 {
+		return
+	}
+	host, _, err := net.SplitHostPort(n.f.cfg.Addr)
+	if err == nil {
+		n.pulseCC, err = n.dialAt(net.JoinHostPort(host, strconv.Itoa(int(port))), n.creds)
+	}
+	if err != nil {
+		n.f.log.Warn("heartbeats go on the session's connection: cannot reach the coordinator's pulse", "node", n.host, "error", err)
+		return
+	}
+	n.pulse = cloudmlv1.NewAgentServiceClient(n.pulseCC)
+}
+
+// beat sends one heartbeat: to the pulse when there is one, and on the
+// session's connection when there is none or it failed, as the agent does.
+func (n *node) beat(ctx context.Context) (*cloudmlv1.HeartbeatResponse, error) {
+	if n.pulse != nil {
+		if resp, err := n.pulse.Heartbeat(ctx, &cloudmlv1.HeartbeatRequest{}); err == nil || ctx.Err() != nil {
+			return resp, err
+		}
+	}
+	return n.client.Heartbeat(ctx, &cloudmlv1.HeartbeatRequest{})
 }
 
 // assign starts an attempt unless this node has seen it before.
@@ -349,6 +400,9 @@ func (n *node) retry(ctx context.Context, name string, call func(context.Context
 func (n *node) close() {
 	if n.cc != nil {
 		n.cc.Close()
+	}
+	if n.pulseCC != nil {
+		n.pulseCC.Close()
 	}
 }
 

@@ -35,6 +35,7 @@ type clusterOpts struct {
 	nodes, slots int
 	bucket       string   // default file://<home>/bucket
 	env          []string // extra environment for every process
+	serveArgs    []string // more flags of coordinator serve (a repeated flag's last value wins)
 }
 
 func startCluster(t *testing.T, o clusterOpts) *cluster {
@@ -53,7 +54,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	if o.slots > 0 {
 		args = append(args, "--slots", fmt.Sprint(o.slots))
 	}
-	c.args = args
+	c.args = append(args, o.serveArgs...)
 	c.start()
 	t.Cleanup(c.stop)
 	c.waitNodes(o.nodes)

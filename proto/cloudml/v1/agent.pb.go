@@ -620,7 +620,14 @@ type SessionStarted struct {
 	// (ReportTaskRequest.log_batches): an attempt whose output is small and
 	// still all on the node when it ends sends it with its end report, one
 	// call instead of a log stream and a report.
-	ReportLogs    bool `protobuf:"varint,3,opt,name=report_logs,json=reportLogs,proto3" json:"report_logs,omitempty"`
+	ReportLogs bool `protobuf:"varint,3,opt,name=report_logs,json=reportLogs,proto3" json:"report_logs,omitempty"`
+	// HeartbeatPort, when set, is the port of the coordinator's pulse: a
+	// process of its own that answers Heartbeat (and nothing else) at the
+	// host the agent dials, so a heartbeat is answered at once however busy
+	// the coordinator is. The agent heartbeats there with its node
+	// certificate, and on this connection whenever that fails. Zero: on this
+	// connection.
+	HeartbeatPort int32 `protobuf:"varint,4,opt,name=heartbeat_port,json=heartbeatPort,proto3" json:"heartbeat_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -674,6 +681,13 @@ func (x *SessionStarted) GetReportLogs() bool {
 		return x.ReportLogs
 	}
 	return false
+}
+
+func (x *SessionStarted) GetHeartbeatPort() int32 {
+	if x != nil {
+		return x.HeartbeatPort
+	}
+	return 0
 }
 
 // TaskRef names one attempt of one task.
@@ -2607,12 +2621,13 @@ const file_cloudml_v1_agent_proto_rawDesc = "" +
 	"swarm_join\x18\x05 \x01(\v2\x15.cloudml.v1.SwarmJoinH\x00R\tswarmJoin\x123\n" +
 	"\tstage_job\x18\x06 \x01(\v2\x14.cloudml.v1.StageJobH\x00R\bstageJob\x12<\n" +
 	"\fexport_image\x18\a \x01(\v2\x17.cloudml.v1.ExportImageH\x00R\vexportImageB\t\n" +
-	"\acommand\"\x90\x01\n" +
+	"\acommand\"\xb7\x01\n" +
 	"\x0eSessionStarted\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12D\n" +
 	"\x10heartbeat_period\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0fheartbeatPeriod\x12\x1f\n" +
 	"\vreport_logs\x18\x03 \x01(\bR\n" +
-	"reportLogs\"Y\n" +
+	"reportLogs\x12%\n" +
+	"\x0eheartbeat_port\x18\x04 \x01(\x05R\rheartbeatPort\"Y\n" +
 	"\aTaskRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +

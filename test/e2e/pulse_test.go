@@ -1,0 +1,70 @@
+package e2e
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pulsePidRE finds the pulse process's pid in the coordinator's log.
+var pulsePidRE = regexp.MustCompile(`heartbeats answered by the pulse process: addr=\S+ pid=([0-9]+)`)
+
+// TestHeartbeatsGoToThePulse runs a coordinator whose heartbeats are
+// answered by its pulse process (--heartbeat-listen) with a node-down
+// deadline of 2 s: the agent heartbeats there alone (it says so, and never
+// that the pulse failed) and its node stays READY over three deadlines,
+// so the pulse's beats reach the coordinator. Then the pulse process is
+// killed: the coordinator says so, the agent falls back to its session's
+// connection, and the node stays READY over three deadlines more.
+func TestHeartbeatsGoToThePulse(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 1, serveArgs: []string{
+		"--heartbeat-listen", "127.0.0.1:0", "--node-down-after", "2s"}})
+	m := pulsePidRE.FindStringSubmatch(c.log.String())
+	if m == nil {
+		t.Fatalf("the coordinator did not say it started its pulse process:\n%s", c.log.String())
+	}
+	pid, _ := strconv.Atoi(m[1])
+	waitLog(t, c, "heartbeats go to the coordinator's pulse", 10*time.Second)
+
+	stayReady := func(what string) {
+		t.Helper()
+		end := time.Now().Add(6 * time.Second) // three node-down deadlines
+		for time.Now().Before(end) {
+			r := c.client("-o", "json", "cluster", "nodes")
+			if r.Code != 0 || !strings.Contains(r.Stdout, "NODE_STATE_READY") {
+				t.Fatalf("%s: the node is not READY: %s%s", what, r.Stdout, r.Stderr)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if strings.Contains(c.log.String(), "node down") {
+			t.Fatalf("%s: the coordinator marked the node down:\n%s", what, c.log.String())
+		}
+	}
+	stayReady("heartbeats to the pulse")
+	if strings.Contains(c.log.String(), "pulse failed a heartbeat") {
+		t.Fatalf("the agent's heartbeats to the pulse failed:\n%s", c.log.String())
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill the pulse process %d: %v", pid, err)
+	}
+	waitLog(t, c, "the pulse process ended", 10*time.Second)
+	waitLog(t, c, "sending heartbeats on the session's connection", 10*time.Second)
+	stayReady("heartbeats on the session after the pulse died")
+}
+
+// waitLog waits until the coordinator's log (with its agents' and its
+// pulse's) holds s.
+func waitLog(t *testing.T, c *cluster, s string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(c.log.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log does not say %q within %s:\n%s", s, within, c.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
