@@ -82,6 +82,11 @@ var cpSeparateLogs bool
 // STAGING before RUNNING, as agents did before their staging delay.
 var cpReportStaging bool
 
+// cpPulse is -cp-pulse: the coordinator answers heartbeats in its pulse
+// process (--heartbeat-listen), as it should serve this many nodes;
+// -cp-pulse=false measures them on its own port and process.
+var cpPulse = true
+
 // cpAgentsProc is -cp-agents-proc: the N simulated agents run in a child
 // process instead of the bench's own.
 var cpAgentsProc bool
@@ -149,7 +154,8 @@ func cpRows(nodes []int, runs, tasks, slots int) error {
 
 // cpNotes says how the control-plane rows are measured.
 const cpNotes = `
-  C) a fresh coordinator serve --provider none (bin/, state on this disk, log level warn) per N;
+  C) a fresh coordinator serve --provider none (bin/, state on this disk, log level warn, heartbeats
+     answered by its pulse process: --heartbeat-listen; -cp-pulse=false: on its own port) per N;
      N simulated agents (internal/simagent) in the bench process (-cp-agents-proc: in a child
      process of their own) register with one join token, 16 at a time. Ready: the fleet's start
      to every node READY in ListNodes. Placements/s: the middle 80% of first assignment receipts
@@ -193,6 +199,9 @@ func cpRun(n, tasks, slots int) (res cpResult, err error) {
 	}
 	args := []string{"--provider", "none", "--state", filepath.Join(dir, "state"),
 		"--bucket", "file://" + filepath.Join(dir, "bucket"), "--log-level", "warn"}
+	if cpPulse {
+		args = append(args, "--heartbeat-listen", "127.0.0.1:0")
+	}
 	if cpProfileDir != "" {
 		profile := filepath.Join(cpProfileDir, fmt.Sprintf("coordinator-n%d-%s.pprof", n, time.Now().Format("150405")))
 		args = append(args, "--cpu-profile", profile)

@@ -96,6 +96,7 @@ func main() {
 	flag.BoolVar(&cpSeries, "cp-series", false, "control plane (C): print each second of the sweep: placements, heartbeats and their p50/p99")
 	flag.IntVar(&cpProbeNodes, "cp-probe", cpProbeNodes, "control plane (C): nodes of the heartbeat probe, a process of its own beside the simulated agents (0: none)")
 	flag.BoolVar(&cpSingleReports, "cp-single-reports", false, "control plane (C): the simulated agents send each report in a ReportTask call of its own, as before ReportTasks, instead of the agent's batches")
+	flag.BoolVar(&cpPulse, "cp-pulse", cpPulse, "control plane (C): the coordinator answers heartbeats in its pulse process (--heartbeat-listen); false: on its own port and process, to compare")
 	flag.BoolVar(&cpReportStaging, "cp-report-staging", false, "control plane (C): the simulated agents report STAGING before RUNNING, as agents did before they skipped a staging shorter than 50 ms")
 	flag.BoolVar(&cpSeparateLogs, "cp-separate-logs", false, "control plane (C): the simulated agents ship each attempt's log line in a PublishLogs call of its own, as before logs rode the end report")
 	flag.BoolVar(&cpAgentsProc, "cp-agents-proc", false, "control plane (C): run the N simulated agents in a child process instead of the bench's own")
