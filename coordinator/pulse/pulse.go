@@ -47,7 +47,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/cloudml/cloudml/internal/grpcopt"
 	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -111,6 +110,9 @@ type Beat struct {
 	RuntimeError string `json:"runtime_error,omitempty"`
 }
 
+// connBuffer is each connection's read and write buffer.
+const connBuffer = 4 << 10
+
 // verifyCacheMax bounds the cache of verified certificates.
 const verifyCacheMax = 4096
 
@@ -171,11 +173,15 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, out io.Writer) err
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	srv := grpc.NewServer(append(grpcopt.Server(),
+	// A heartbeat is a few bytes each way: small buffers per connection
+	// (gRPC's default is 32 KiB each way), for a thousand connections.
+	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(pki.ServerTLS(func() *tls.Certificate { return s.cert }))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ReadBufferSize(connBuffer),
+		grpc.WriteBufferSize(connBuffer),
 		grpc.MaxRecvMsgSize(64<<10),
-	)...)
+	)
 	cloudmlv1.RegisterAgentServiceServer(srv, s)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
