@@ -49,6 +49,7 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 			a.log.Warn("heartbeats go on the session's connection: cannot reach the coordinator's pulse", "port", port, "error", err)
 		} else {
 			defer cc.Close()
+			cc.Connect() // the handshake now, not in the first beat's time
 			beats.pulse = cloudmlv1.NewAgentServiceClient(cc)
 			a.log.Debug("heartbeats go to the coordinator's pulse", "target", cc.Target())
 		}

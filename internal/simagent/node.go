@@ -292,6 +292,7 @@ func (n *node) usePulse(port int32) {
 		n.f.log.Warn("heartbeats go on the session's connection: cannot reach the coordinator's pulse", "node", n.host, "error", err)
 		return
 	}
+	n.pulseCC.Connect() // the handshake now, not in the first beat's time
 	n.pulse = cloudmlv1.NewAgentServiceClient(n.pulseCC)
 }
 
