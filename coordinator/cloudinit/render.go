@@ -225,19 +225,22 @@ fi
 
 # This machine founds the cluster's swarm (the coordinator chose it as it
 # made it, and asks its agent, and no other, to found the swarm). The init
-# runs now, beside the agent's download; the agent finds the swarm made, or
-# makes it itself if this failed. Its output holds the worker join token,
-# so it goes nowhere.
-if addr={{if .Address}}'{{.Address}}'{{else}}$(curl --fail --silent --show-error --max-time 10 --retry 5 '{{.MetadataURL}}/interfaces/private/0/ipv4/address'){{end}}; then
-  say "founding the swarm, advertised at $addr"
-  (if docker swarm init --listen-addr 0.0.0.0:2377 --advertise-addr "$addr" >/dev/null 2>&1; then
-    say "swarm founded"
+# runs now, beside the agent's download (its address lookup too, so the
+# download starts at once); the agent finds the swarm made, or makes it
+# itself if this failed. Its output holds the worker join token, so it
+# goes nowhere.
+(
+  if addr={{if .Address}}'{{.Address}}'{{else}}$(curl --fail --silent --show-error --max-time 10 --retry 5 '{{.MetadataURL}}/interfaces/private/0/ipv4/address'){{end}}; then
+    say "founding the swarm, advertised at $addr"
+    if docker swarm init --listen-addr 0.0.0.0:2377 --advertise-addr "$addr" >/dev/null 2>&1; then
+      say "swarm founded"
+    else
+      say "could not found the swarm here; the agent will"
+    fi
   else
-    say "could not found the swarm here; the agent will"
-  fi) &
-else
-  say "could not read this machine's private address; the agent will found the swarm"
-fi
+    say "could not read this machine's private address; the agent will found the swarm"
+  fi
+) &
 {{- end}}
 
 # The agent, from the coordinator, over TLS checked against its CA; then
