@@ -7,7 +7,9 @@
 // scheduler (scheduler.go) is event-driven: submits, node arrivals and
 // departures, attempt ends and cancels poke a coalescing trigger, and a one
 // second tick catches anything else. Node liveness (nodes.go) turns missed
-// heartbeats into DOWN nodes and lost attempts. Logs are the log broker's
+// heartbeats into DOWN nodes and lost attempts; heartbeats are recorded
+// apart from that mutex (liveness.go), and with Config.HeartbeatListen
+// answered in a process of their own (coordinator/pulse, pulse.go). Logs are the log broker's
 // (coordinator/logbroker), a role split off with its own state and lock: it
 // stores numbered batches, acknowledges what is durable and fans output out
 // to subscribers by closing a per-job channel, and asks the job store

@@ -46,6 +46,7 @@ var Targets = []Target{
 	{Dir: "coordinator", Files: []string{"scheduler.go", "report.go", "jobs.go", "state.go", "swarm_jobs.go"}, Why: "scheduling, reports, retries, cancel"},
 	{Dir: "coordinator/store", Why: "durable state"},
 	{Dir: "coordinator/logbroker", Why: "logs acknowledged only when durable"},
+	{Dir: "coordinator/pulse", Why: "only node certificates heartbeat; each beat passed on"},
 	{Dir: "agent/logship", Why: "exactly-once logs"},
 	{Dir: "agent/attempt", Why: "results upload"},
 	{Dir: "agent/reportbatch", Why: "each batched report its own outcome"},
