@@ -111,12 +111,17 @@ type beatClients struct {
 // waiting for a pulse that is gone.
 const pulseRest = 30 * time.Second
 
+// pulseWait is how long a heartbeat may wait for the pulse before it goes
+// on the session's connection: half the period, at least a second (the
+// coordinator marks a node down after three periods by default).
+func pulseWait(period time.Duration) time.Duration { return max(period/2, time.Second) }
+
 // call sends one heartbeat: to the pulse when there is one that has not
 // failed lately, and on the session's connection when there is none or
-// the pulse fails (within half the period, so the fallback has time).
+// the pulse fails (within pulseWait, so the fallback has time).
 func (b *beatClients) call(ctx context.Context, a *Agent, req *cloudmlv1.HeartbeatRequest, period time.Duration) (*cloudmlv1.HeartbeatResponse, error) {
 	if b.pulse != nil && time.Now().After(b.pulseOff) {
-		pctx, cancel := context.WithTimeout(ctx, period/2)
+		pctx, cancel := context.WithTimeout(ctx, pulseWait(period))
 		resp, err := b.pulse.Heartbeat(pctx, req)
 		cancel()
 		if err == nil {

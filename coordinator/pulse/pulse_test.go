@@ -226,10 +226,63 @@ func TestStartRunsTheProcess(t *testing.T) {
 	default:
 		t.Fatal("Stop returned before the process ended")
 	}
+	if err := p.Err(); err == nil || !strings.Contains(err.Error(), "ended") {
+		t.Errorf("Err after Stop = %v, want that the process ended", err)
+	}
 
 	cfg.PKIDir = t.TempDir() // no CA there
 	if _, err := pulse.Start([]string{os.Args[0]}, cfg, io.Discard, func(pulse.Beat) {}); err == nil || !strings.Contains(err.Error(), "failed to start") {
 		t.Errorf("Start without a CA: got %v, want it to fail", err)
+	}
+}
+
+// TestStartRefusesAProcessThatNamesNoAddress: a command whose first line
+// is not a Hello with an address is stopped, and Start says why.
+func TestStartRefusesAProcessThatNamesNoAddress(t *testing.T) {
+	cfg := pulse.Config{Listen: "127.0.0.1:0", PKIDir: t.TempDir(), Period: time.Second}
+	for script, want := range map[string]string{
+		"echo '{}'; cat >/dev/null":        "named no address",
+		"echo 'listening'; cat >/dev/null": "invalid character",
+		"exit 0":                           "EOF",
+	} {
+		// Start's flags follow the script as $0, $1, ...
+		_, err := pulse.Start([]string{"sh", "-c", script}, cfg, io.Discard, func(pulse.Beat) {})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error with %q", script, err, want)
+		}
+	}
+}
+
+// TestServeEndsWhenItsOutputFails: when the beats can no longer be
+// written (the coordinator is gone), Serve ends with that error.
+func TestServeEndsWhenItsOutputFails(t *testing.T) {
+	a := newAuthority(t)
+	s, err := pulse.New(pulse.Config{Listen: "127.0.0.1:0", PKIDir: a.dir, Period: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background(), lis, w) }()
+	if _, err := bufio.NewReader(r).ReadString('\n'); err != nil { // the Hello
+		t.Fatal(err)
+	}
+	r.Close()
+	cert, _ := a.issue(t, pki.RoleNode, "node-4")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	a.client(t, lis.Addr().String(), cert).Heartbeat(ctx, &cloudmlv1.HeartbeatRequest{})
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "write beats") {
+			t.Errorf("Serve: got %v, want a write error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not end when its output failed")
 	}
 }
 
@@ -238,6 +291,11 @@ func TestConfigValidate(t *testing.T) {
 	ok := pulse.Config{Listen: ":0", PKIDir: "/x", Period: time.Second}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	def := pulse.DefaultConfig()
+	def.Listen, def.PKIDir = ":0", "/x"
+	if err := def.Validate(); err != nil {
+		t.Errorf("the default config with an address and a directory: %v", err)
 	}
 	for want, c := range map[string]pulse.Config{
 		"no listen address": {PKIDir: "/x", Period: time.Second},

@@ -14,14 +14,14 @@ var pulsePidRE = regexp.MustCompile(`heartbeats answered by the pulse process: a
 
 // TestHeartbeatsGoToThePulse runs a coordinator whose heartbeats are
 // answered by its pulse process (--heartbeat-listen) with a node-down
-// deadline of 2 s: the agent heartbeats there alone (it says so, and never
+// deadline of 3 s: the agent heartbeats there alone (it says so, and never
 // that the pulse failed) and its node stays READY over three deadlines,
 // so the pulse's beats reach the coordinator. Then the pulse process is
 // killed: the coordinator says so, the agent falls back to its session's
 // connection, and the node stays READY over three deadlines more.
 func TestHeartbeatsGoToThePulse(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 1, serveArgs: []string{
-		"--heartbeat-listen", "127.0.0.1:0", "--node-down-after", "2s"}})
+		"--heartbeat-listen", "127.0.0.1:0", "--heartbeat", "1s", "--node-down-after", "3s"}})
 	m := pulsePidRE.FindStringSubmatch(c.log.String())
 	if m == nil {
 		t.Fatalf("the coordinator did not say it started its pulse process:\n%s", c.log.String())
@@ -31,7 +31,7 @@ func TestHeartbeatsGoToThePulse(t *testing.T) {
 
 	stayReady := func(what string) {
 		t.Helper()
-		end := time.Now().Add(6 * time.Second) // three node-down deadlines
+		end := time.Now().Add(9 * time.Second) // three node-down deadlines
 		for time.Now().Before(end) {
 			r := c.client("-o", "json", "cluster", "nodes")
 			if r.Code != 0 || !strings.Contains(r.Stdout, "NODE_STATE_READY") {
