@@ -45,6 +45,7 @@ type machine struct {
 	log        hclog.Logger
 	id         int
 	name       string
+	key        string // names its overlays (mountSource): the droplet id, or the node's preparation
 	node       int
 	daemon     int // the node's dockerd: its mount, UTS and network namespaces are the droplet's
 	dockerHost string
@@ -182,7 +183,7 @@ func (m *machine) ownDir(dir string) string {
 }
 
 // mountSource names the droplet's overlays in mountinfo.
-func (m *machine) mountSource() string { return "cloudml-droplet-" + strconv.Itoa(m.id) }
+func (m *machine) mountSource() string { return "cloudml-droplet-" + m.key }
 
 // targets are the droplet's mount points, deepest last.
 func targets() []string {
@@ -233,6 +234,11 @@ func (m *machine) teardown(ctx context.Context) error {
 	}
 	if err := os.RemoveAll(m.dir); err != nil {
 		errs = append(errs, err)
+	}
+	if link := filepath.Join(m.b.cfg.WorkDir, "droplets", strconv.Itoa(m.id)); m.id != 0 && link != m.dir {
+		if err := os.Remove(link); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, err) // the link attach made to a prepared machine's directory
+		}
 	}
 	return errors.Join(errs...)
 }
