@@ -173,13 +173,16 @@ const processNotes = `
 const doNotes = `
   d) cloudml: cluster up to its return (every droplet booted its cloud-init, fetched the
      agent, registered over mTLS and is in the swarm); droplets are active at once here
-     (about 30 s on DigitalOcean). Baseline: a script running docker swarm init on one of
-     the same nodes and docker swarm join on the others, to the manager listing all ready.
+     (about 30 s on DigitalOcean), on nodes the test server set up ahead as the script's
+     are (overlays, addresses: a boot only names the node). Baseline: a script running
+     docker swarm init on one of the same nodes and docker swarm join on the others, to
+     the manager listing all ready.
      The docker swarm init alone (cloudml: the founder's console, from "founding the swarm"
      to "swarm founded"; the script: around its init) takes about 0.2 s or about 0.7 s:
      dockerd checks its new manager's health once it can reach it and, if raft has not
      elected it yet, checks again 500 ms later (swarmkit's initManagerConnection). The
-     init wins that race more often alone than beside the droplets' boot work.
+     init wins that race more often alone than beside the droplets' boot work; a run
+     where only the script's init wins it has a ratio of 1.4-1.7.
 `
 
 // processRows runs the process-runtime benchmarks on local agents.

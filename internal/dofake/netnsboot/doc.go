@@ -36,8 +36,14 @@
 //
 // and it sets the hostname to the droplet's name (which the node's
 // dockerd then reports, so `docker node ls` shows droplet names) and adds
-// the public address. Boot returns in about 0.1 s; the droplet turns
-// active and cloud-init runs on its own.
+// the public address. All but the hostname is done ahead, while the node
+// is free (at New, and after each halt before the node is free again;
+// its directory is then WorkDir/droplets/prep-<node>-<n>, linked from
+// WorkDir/droplets/<id> at the boot): Boot takes such a node and only
+// names it, in 30-50 ms where the whole setup took about 0.12 s, as a
+// cloud's machine is up before a droplet is placed on it. A node whose
+// preparation failed is set up at its boot. The droplet turns active and
+// cloud-init runs on its own.
 //
 // Addresses: the private one is the node's own on the bridge (offset 10+i
 // of the subnet); the public one is a second address of the node's eth0
