@@ -61,7 +61,7 @@ type Config struct {
 	// own listening there (package pulse; --heartbeat-listen), so that a
 	// heartbeat never waits for the coordinator's CPU: agents learn its
 	// port from SessionStarted and dial it at the host they dial for the
-	// coordinator, so it must listen on that host too (":7444": on every
+	// coordinator, so it must listen on that host too (":7445": on every
 	// address). Empty: heartbeats share the coordinator's port and process.
 	HeartbeatListen string
 	// PulseCommand starts the pulse process (cmd/coordinator: its own

@@ -420,6 +420,9 @@ func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) erro
 
 	stopPulse, perr := c.startPulse()
 	if perr != nil {
+		for _, lis := range listeners {
+			lis.Close()
+		}
 		return perr
 	}
 	defer stopPulse()
