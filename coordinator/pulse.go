@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,7 +26,7 @@ func (c *Coordinator) startPulse() (stop func(), err error) {
 	}
 	p, err := pulse.Start(c.cfg.PulseCommand, cfg, os.Stderr, c.pulseBeat)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("heartbeat listen address %s: %w", c.cfg.HeartbeatListen, err)
 	}
 	c.pulsePort.Store(int32(p.Port()))
 	c.log.Info("heartbeats answered by the pulse process", "addr", p.Addr(), "pid", p.Pid())

@@ -61,7 +61,7 @@ func main() {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := pulse.Main(ctx, os.Args[2:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintf(os.Stderr, "coordinator pulse: %v\n", err)
+			fmt.Fprintln(os.Stderr, err) // it starts with "pulse: "
 			os.Exit(1)
 		}
 		return

@@ -2,6 +2,7 @@ package pulse
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -44,7 +46,8 @@ func Start(argv []string, cfg Config, stderr io.Writer, beat func(Beat)) (*Proce
 	args := append(append([]string(nil), argv[1:]...),
 		"--listen", cfg.Listen, "--pki", cfg.PKIDir, "--heartbeat", cfg.Period.String(), "--log-level", level)
 	cmd := exec.Command(argv[0], args...)
-	cmd.Stderr = stderr
+	said := &lastLine{}
+	cmd.Stderr = io.MultiWriter(stderr, said)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -80,7 +83,10 @@ func Start(argv []string, cfg Config, stderr io.Writer, beat func(Beat)) (*Proce
 		stdin.Close()
 		cmd.Process.Kill()
 		werr := cmd.Wait()
-		return nil, fmt.Errorf("pulse: the process failed to start: %w (%v)", err, werr)
+		if last := said.String(); last != "" {
+			return nil, fmt.Errorf("the pulse process failed to start: %s (%v)", last, werr)
+		}
+		return nil, fmt.Errorf("the pulse process failed to start: %w (%v)", err, werr)
 	}
 	go p.read(r, beat)
 	return p, nil
@@ -144,4 +150,31 @@ func (p *Process) Stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// lastLine keeps the last line written to it (at most 1 KiB): what the
+// process said before it failed.
+type lastLine struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *lastLine) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	if t := bytes.TrimRight(l.buf, "\n"); bytes.LastIndexByte(t, '\n') >= 0 {
+		l.buf = l.buf[bytes.LastIndexByte(t, '\n')+1:]
+	}
+	if len(l.buf) > 1024 {
+		l.buf = l.buf[len(l.buf)-1024:]
+	}
+	return len(p), nil
+}
+
+// String is the last line, trimmed.
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(bytes.TrimSpace(l.buf))
 }

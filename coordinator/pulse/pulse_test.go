@@ -231,8 +231,9 @@ func TestStartRunsTheProcess(t *testing.T) {
 	}
 
 	cfg.PKIDir = t.TempDir() // no CA there
-	if _, err := pulse.Start([]string{os.Args[0]}, cfg, io.Discard, func(pulse.Beat) {}); err == nil || !strings.Contains(err.Error(), "failed to start") {
-		t.Errorf("Start without a CA: got %v, want it to fail", err)
+	if _, err := pulse.Start([]string{os.Args[0]}, cfg, io.Discard, func(pulse.Beat) {}); err == nil ||
+		!strings.Contains(err.Error(), "failed to start") || !strings.Contains(err.Error(), "the coordinator's CA") {
+		t.Errorf("Start without a CA: got %v, want it to fail saying why", err)
 	}
 }
 
