@@ -9,11 +9,23 @@ import (
 	"github.com/cloudml/cloudml/coordinator/pulse"
 )
 
+// Restarts of a pulse process that ended: after pulseRestartMin, doubling
+// to pulseRestartMax while it keeps failing, from the minimum again once
+// one ran for pulseRestartReset.
+const (
+	pulseRestartMin   = time.Second
+	pulseRestartMax   = 30 * time.Second
+	pulseRestartReset = time.Minute
+)
+
 // startPulse starts the pulse process when Config.HeartbeatListen asks for
 // one (package pulse: heartbeats answered in a process of their own) and
-// records the beats it answers as the node's own, as Heartbeat does. If it
-// ends, new sessions are told no port and agents heartbeat on their
-// sessions' connections; those it answered fall back by themselves.
+// records the beats it answers as the node's own, as Heartbeat does. A
+// first start that fails is an error: the user asked for it. If it ends
+// later it is started again (pulseRestartMin and on); meanwhile new
+// sessions are told no port and agents heartbeat on their sessions'
+// connections, those it answered by themselves, until they try it again
+// (agent: pulseRest).
 func (c *Coordinator) startPulse() (stop func(), err error) {
 	if c.cfg.HeartbeatListen == "" {
 		return func() {}, nil
@@ -24,25 +36,57 @@ func (c *Coordinator) startPulse() (stop func(), err error) {
 		Period: c.cfg.HeartbeatPeriod,
 		Logger: c.log,
 	}
-	p, err := pulse.Start(c.cfg.PulseCommand, cfg, os.Stderr, c.pulseBeat)
-	if err != nil {
-		return nil, fmt.Errorf("heartbeat listen address %s: %w", c.cfg.HeartbeatListen, err)
+	start := func() (*pulse.Process, error) {
+		p, err := pulse.Start(c.cfg.PulseCommand, cfg, os.Stderr, c.pulseBeat)
+		if err != nil {
+			return nil, fmt.Errorf("heartbeat listen address %s: %w", c.cfg.HeartbeatListen, err)
+		}
+		c.pulsePort.Store(int32(p.Port()))
+		c.log.Info("heartbeats answered by the pulse process", "addr", p.Addr(), "pid", p.Pid())
+		return p, nil
 	}
-	c.pulsePort.Store(int32(p.Port()))
-	c.log.Info("heartbeats answered by the pulse process", "addr", p.Addr(), "pid", p.Pid())
-	stopped := make(chan struct{})
+	p, err := start()
+	if err != nil {
+		return nil, err
+	}
+	stopped, done := make(chan struct{}), make(chan struct{})
 	go func() {
-		select {
-		case <-p.Done():
+		defer close(done)
+		wait := pulseRestartMin
+		for {
+			since := time.Now()
+			select {
+			case <-p.Done():
+			case <-stopped:
+				p.Stop()
+				return
+			}
 			c.pulsePort.Store(0)
-			c.log.Error("the pulse process ended; agents heartbeat on their sessions' connections", "error", p.Err())
-		case <-stopped:
+			if time.Since(since) >= pulseRestartReset {
+				wait = pulseRestartMin
+			}
+			c.log.Error("the pulse process ended; agents heartbeat on their sessions' connections until it is back",
+				"error", p.Err(), "restart_in", wait)
+			for {
+				select {
+				case <-time.After(wait):
+				case <-stopped:
+					return
+				}
+				wait = min(2*wait, pulseRestartMax)
+				next, err := start()
+				if err == nil {
+					p = next
+					break
+				}
+				c.log.Error("the pulse process did not start again", "error", err, "retry_in", wait)
+			}
 		}
 	}()
 	return func() {
 		close(stopped)
+		<-done
 		c.pulsePort.Store(0)
-		p.Stop()
 	}, nil
 }
 

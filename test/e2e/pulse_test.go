@@ -18,10 +18,11 @@ var pulsePidRE = regexp.MustCompile(`heartbeats answered by the pulse process: a
 // that the pulse failed) and its node stays READY over three deadlines,
 // so the pulse's beats reach the coordinator. Then the pulse process is
 // killed: the coordinator says so, the agent falls back to its session's
-// connection, and the node stays READY over three deadlines more.
+// connection, the node stays READY over three deadlines more, and the
+// coordinator has started the pulse again.
 func TestHeartbeatsGoToThePulse(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 1, serveArgs: []string{
-		"--heartbeat-listen", "127.0.0.1:0", "--heartbeat", "1s", "--node-down-after", "3s"}})
+		"--heartbeat-listen", freeAddr(t), "--heartbeat", "1s", "--node-down-after", "3s"}})
 	m := pulsePidRE.FindStringSubmatch(c.log.String())
 	if m == nil {
 		t.Fatalf("the coordinator did not say it started its pulse process:\n%s", c.log.String())
@@ -54,6 +55,10 @@ func TestHeartbeatsGoToThePulse(t *testing.T) {
 	waitLog(t, c, "the pulse process ended", 10*time.Second)
 	waitLog(t, c, "sending heartbeats on the session's connection", 10*time.Second)
 	stayReady("heartbeats on the session after the pulse died")
+	// Meanwhile the coordinator started it again, on the same address.
+	if n := len(pulsePidRE.FindAllStringSubmatch(c.log.String(), -1)); n != 2 {
+		t.Errorf("the coordinator said it started a pulse process %d times, want 2 (the first and one restart):\n%s", n, c.log.String())
+	}
 }
 
 // waitLog waits until the coordinator's log (with its agents' and its
