@@ -2,15 +2,12 @@ package coordinator
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 
 	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -92,7 +89,7 @@ func (c *Coordinator) authorize(ctx context.Context, fullMethod string) (context
 	if !known {
 		return nil, errorf(ErrPermissionDenied, "%s is not a method this coordinator serves to anyone", fullMethod)
 	}
-	cert := peerCert(ctx)
+	cert := pki.PeerCert(ctx)
 	if roles == nil {
 		// Open: a certificate, if any, is still checked, so handlers may
 		// trust callerFrom.
@@ -122,18 +119,6 @@ func authHint(err error) string {
 		return err.Error() + ": the credential belongs to another coordinator (or that coordinator's CA was rotated)"
 	}
 	return err.Error()
-}
-
-func peerCert(ctx context.Context) *x509.Certificate {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.AuthInfo == nil {
-		return nil
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.PeerCertificates) == 0 {
-		return nil
-	}
-	return info.State.PeerCertificates[0]
 }
 
 func hasRole(roles []pki.Role, r pki.Role) bool {

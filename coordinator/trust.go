@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -46,9 +45,6 @@ const (
 	serverCertRenew = 30 * 24 * time.Hour
 )
 
-// verifyCacheMax bounds the cache of verified peer certificates.
-const verifyCacheMax = 4096
-
 // authority holds the CA, the join tokens and the credentials, and checks
 // the identity of every call.
 type authority struct {
@@ -56,17 +52,18 @@ type authority struct {
 	log    hclog.Logger
 	dir    string
 	server atomic.Pointer[tls.Certificate]
+	// verifier checks peer certificates against the CA, once each.
+	verifier *pki.Verifier
 
 	// registerMu serialises the changes to tokens, credentials and node
 	// certificates (each a store commit), so a single-use token is used
 	// once; authentication never takes it.
 	registerMu sync.Mutex
 
-	mu       sync.RWMutex // protects the maps below
-	tokens   map[string]*store.JoinToken
-	creds    map[string]*store.Credential
-	nodes    map[string]nodeCert // node id → its accepted certificates
-	verified map[[32]byte]pki.Identity
+	mu     sync.RWMutex // protects the maps below
+	tokens map[string]*store.JoinToken
+	creds  map[string]*store.Credential
+	nodes  map[string]nodeCert // node id → its accepted certificates
 }
 
 // nodeCert is what the authority knows of a node's certificates.
@@ -84,11 +81,10 @@ func newAuthority(dir string, log hclog.Logger) (*authority, error) {
 		log.Info("created the coordinator's CA", "dir", dir, "fingerprint", ca.Fingerprint())
 	}
 	return &authority{
-		ca: ca, log: log, dir: dir,
-		tokens:   map[string]*store.JoinToken{},
-		creds:    map[string]*store.Credential{},
-		nodes:    map[string]nodeCert{},
-		verified: map[[32]byte]pki.Identity{},
+		ca: ca, log: log, dir: dir, verifier: pki.NewVerifier(ca.Pool()),
+		tokens: map[string]*store.JoinToken{},
+		creds:  map[string]*store.Credential{},
+		nodes:  map[string]nodeCert{},
 	}, nil
 }
 
@@ -215,27 +211,9 @@ var (
 // still allowed: a node that was not removed, with one of its current
 // certificates; a credential that was not revoked, with its certificate.
 func (au *authority) identify(cert *x509.Certificate, now time.Time) (pki.Identity, error) {
-	if cert == nil {
-		return pki.Identity{}, pki.ErrNoCertificate
-	}
-	key := sha256.Sum256(cert.Raw)
-	au.mu.RLock()
-	id, ok := au.verified[key]
-	au.mu.RUnlock()
-	if !ok {
-		var err error
-		if id, err = pki.Verify(au.ca.Pool(), cert, now); err != nil {
-			return pki.Identity{}, err
-		}
-		au.mu.Lock()
-		if len(au.verified) >= verifyCacheMax {
-			clear(au.verified)
-		}
-		au.verified[key] = id
-		au.mu.Unlock()
-	}
-	if now.After(id.NotAfter) {
-		return pki.Identity{}, fmt.Errorf("%w (it expired at %s)", pki.ErrExpired, id.NotAfter.UTC().Format(time.RFC3339))
+	id, err := au.verifier.Verify(cert, now)
+	if err != nil {
+		return pki.Identity{}, err
 	}
 	au.mu.RLock()
 	defer au.mu.RUnlock()

@@ -24,7 +24,6 @@ package pulse
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -35,7 +34,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -43,7 +41,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -113,19 +110,13 @@ type Beat struct {
 // connBuffer is each connection's read and write buffer.
 const connBuffer = 4 << 10
 
-// verifyCacheMax bounds the cache of verified certificates.
-const verifyCacheMax = 4096
-
 // Server answers heartbeats and writes beats to its output.
 type Server struct {
 	cloudmlv1.UnimplementedAgentServiceServer
-	cfg  Config
-	log  hclog.Logger
-	pool *x509.CertPool
-	cert *tls.Certificate
-
-	mu       sync.Mutex // protects verified
-	verified map[[32]byte]pki.Identity
+	cfg      Config
+	log      hclog.Logger
+	verifier *pki.Verifier
+	cert     *tls.Certificate
 
 	beats chan Beat
 }
@@ -158,8 +149,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pulse: the server certificate: %w", err)
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, pool: pool, cert: cert,
-		verified: map[[32]byte]pki.Identity{}, beats: make(chan Beat, 1024)}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, verifier: pki.NewVerifier(pool), cert: cert, beats: make(chan Beat, 1024)}, nil
 }
 
 // Serve answers heartbeats on lis and writes Hello, then each beat, to
@@ -241,45 +231,14 @@ func (s *Server) Heartbeat(ctx context.Context, req *cloudmlv1.HeartbeatRequest)
 
 // identify verifies the call's node certificate.
 func (s *Server) identify(ctx context.Context, now time.Time) (pki.Identity, error) {
-	cert := peerCert(ctx)
-	if cert == nil {
-		return pki.Identity{}, pki.ErrNoCertificate
-	}
-	key := sha256.Sum256(cert.Raw)
-	s.mu.Lock()
-	id, ok := s.verified[key]
-	s.mu.Unlock()
-	if !ok {
-		var err error
-		if id, err = pki.Verify(s.pool, cert, now); err != nil {
-			return pki.Identity{}, err
-		}
-		s.mu.Lock()
-		if len(s.verified) >= verifyCacheMax {
-			clear(s.verified)
-		}
-		s.verified[key] = id
-		s.mu.Unlock()
-	}
-	if now.After(id.NotAfter) {
-		return pki.Identity{}, pki.ErrExpired
+	id, err := s.verifier.Verify(pki.PeerCert(ctx), now)
+	if err != nil {
+		return pki.Identity{}, err
 	}
 	if id.Role != pki.RoleNode {
 		return pki.Identity{}, fmt.Errorf("a %s certificate (%s) does not heartbeat; only nodes do", id.Role, id.Name)
 	}
 	return id, nil
-}
-
-func peerCert(ctx context.Context) *x509.Certificate {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.AuthInfo == nil {
-		return nil
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.PeerCertificates) == 0 {
-		return nil
-	}
-	return info.State.PeerCertificates[0]
 }
 
 // Main is the process: "coordinator pulse" with args (--listen, --pki,
