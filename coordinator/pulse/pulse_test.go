@@ -106,11 +106,11 @@ func (a authority) client(t *testing.T, addr string, cert *tls.Certificate) clou
 	return cloudmlv1.NewAgentServiceClient(cc)
 }
 
-// serve runs a Server in this process on a loopback port and returns its
-// address and the lines it writes.
-func serve(t *testing.T, a authority) (string, *bufio.Scanner) {
+// newServer is a Server of a's PKI directory answering with period, and
+// a loopback listener for it.
+func newServer(t *testing.T, a authority, period time.Duration) (*pulse.Server, net.Listener) {
 	t.Helper()
-	s, err := pulse.New(pulse.Config{Listen: "127.0.0.1:0", PKIDir: a.dir, Period: 3 * time.Second})
+	s, err := pulse.New(pulse.Config{Listen: "127.0.0.1:0", PKIDir: a.dir, Period: period})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +118,14 @@ func serve(t *testing.T, a authority) (string, *bufio.Scanner) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, lis
+}
+
+// serve runs a Server in this process on a loopback port and returns its
+// address and the lines it writes.
+func serve(t *testing.T, a authority) (string, *bufio.Scanner) {
+	t.Helper()
+	s, lis := newServer(t, a, 3*time.Second)
 	r, w := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -258,14 +266,7 @@ func TestStartRefusesAProcessThatNamesNoAddress(t *testing.T) {
 // written (the coordinator is gone), Serve ends with that error.
 func TestServeEndsWhenItsOutputFails(t *testing.T) {
 	a := newAuthority(t)
-	s, err := pulse.New(pulse.Config{Listen: "127.0.0.1:0", PKIDir: a.dir, Period: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, lis := newServer(t, a, time.Second)
 	r, w := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(context.Background(), lis, w) }()

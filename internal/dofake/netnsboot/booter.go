@@ -200,12 +200,18 @@ func (b *Booter) boot(ctx context.Context, d dofake.Droplet, node int) (*machine
 	m.named(d)
 	m.images = images
 	if err := m.setup(ctx); err != nil {
-		m.cancel()
-		close(m.ciDone)
-		return nil, errors.Join(err, m.teardown(context.Background()))
+		return nil, errors.Join(err, m.discard())
 	}
 	m.log.Info("droplet booted", "private", m.private, "public", m.public.Addr(), "elapsed", timeSince(m.booted))
 	return m, nil
+}
+
+// discard undoes what setup made of a machine whose cloud-init never
+// ran (a failed boot, an unused preparation).
+func (m *machine) discard() error {
+	m.cancel()
+	close(m.ciDone)
+	return m.teardown(context.Background())
 }
 
 // newMachine is node's machine, not set up yet: key names its overlays,
@@ -251,7 +257,7 @@ func (b *Booter) prepare(ctx context.Context, node int) {
 	m, err := b.newMachine(node, key, b.nodes[node].Name, filepath.Join(b.cfg.WorkDir, "droplets", key))
 	if err == nil {
 		if err = m.setup(ctx); err != nil {
-			err = errors.Join(err, m.teardown(context.Background()))
+			err = errors.Join(err, m.discard())
 		}
 	}
 	if err != nil {
@@ -277,9 +283,7 @@ func (b *Booter) attach(ctx context.Context, m *machine, d dofake.Droplet) (*mac
 		_, err = m.sh(ctx, `echo "$1" > /proc/sys/kernel/hostname`, "hostname", d.Name)
 	}
 	if err != nil {
-		m.cancel()
-		close(m.ciDone)
-		return nil, errors.Join(err, m.teardown(context.Background()))
+		return nil, errors.Join(err, m.discard())
 	}
 	m.log.Info("droplet booted", "private", m.private, "public", m.public.Addr(), "prepared", true, "elapsed", timeSince(m.booted))
 	return m, nil
@@ -443,9 +447,7 @@ func (b *Booter) Close() error {
 	b.mu.Unlock()
 	for _, m := range ready {
 		if m != nil {
-			m.cancel()
-			close(m.ciDone)
-			errs = append(errs, m.teardown(ctx))
+			errs = append(errs, m.discard())
 		}
 	}
 	if rule != nil {
