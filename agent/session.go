@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -42,7 +43,7 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 	a.sw.mu.Unlock()
 	go a.announceSwarm(sctx, client, false)
 
-	beats := beatClients{session: client}
+	beats := beatClients{session: client, log: a.log}
 	if port := started.GetHeartbeatPort(); port > 0 {
 		cc, err := a.dialPulse(id, port)
 		if err != nil {
@@ -102,6 +103,7 @@ func (a *Agent) session(ctx context.Context, client cloudmlv1.AgentServiceClient
 // when it has one (nil otherwise), and the session's connection.
 type beatClients struct {
 	pulse, session cloudmlv1.AgentServiceClient
+	log            hclog.Logger
 	// pulseOff is until when the pulse is passed over after it failed.
 	pulseOff time.Time
 }
@@ -119,7 +121,7 @@ func pulseWait(period time.Duration) time.Duration { return max(period/2, time.S
 // call sends one heartbeat: to the pulse when there is one that has not
 // failed lately, and on the session's connection when there is none or
 // the pulse fails (within pulseWait, so the fallback has time).
-func (b *beatClients) call(ctx context.Context, a *Agent, req *cloudmlv1.HeartbeatRequest, period time.Duration) (*cloudmlv1.HeartbeatResponse, error) {
+func (b *beatClients) call(ctx context.Context, req *cloudmlv1.HeartbeatRequest, period time.Duration) (*cloudmlv1.HeartbeatResponse, error) {
 	if b.pulse != nil && time.Now().After(b.pulseOff) {
 		pctx, cancel := context.WithTimeout(ctx, pulseWait(period))
 		resp, err := b.pulse.Heartbeat(pctx, req)
@@ -131,7 +133,7 @@ func (b *beatClients) call(ctx context.Context, a *Agent, req *cloudmlv1.Heartbe
 			return nil, err
 		}
 		b.pulseOff = time.Now().Add(pulseRest)
-		a.log.Warn("the coordinator's pulse failed a heartbeat; sending heartbeats on the session's connection for a while", "for", pulseRest, "error", err)
+		b.log.Warn("the coordinator's pulse failed a heartbeat; sending heartbeats on the session's connection for a while", "for", pulseRest, "error", err)
 	}
 	return b.session.Heartbeat(ctx, req)
 }
@@ -156,7 +158,7 @@ func (a *Agent) heartbeat(ctx context.Context, beats beatClients, period time.Du
 		start := time.Now()
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
 		runtimeErr := a.runtimeError(callCtx)
-		resp, err := beats.call(callCtx, a, &cloudmlv1.HeartbeatRequest{RuntimeError: runtimeErr}, period)
+		resp, err := beats.call(callCtx, &cloudmlv1.HeartbeatRequest{RuntimeError: runtimeErr}, period)
 		cancel()
 		if a.reannounce(prevRuntime, runtimeErr) {
 			// The daemon is back (perhaps a new one, outside the swarm), or

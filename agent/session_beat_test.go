@@ -53,12 +53,11 @@ func (b *beatCounter) Heartbeat(ctx context.Context, in *cloudmlv1.HeartbeatRequ
 // alone; when it fails, that beat and the next ones go on the session's
 // connection, without trying the pulse again until pulseRest has passed.
 func TestBeatsGoToThePulseAndFallBack(t *testing.T) {
-	a := &Agent{log: hclog.NewNullLogger()}
 	pulse, session := &beatCounter{}, &beatCounter{}
-	b := beatClients{pulse: pulse, session: session}
+	b := beatClients{pulse: pulse, session: session, log: hclog.NewNullLogger()}
 	ctx := context.Background()
 	for range 3 {
-		if _, err := b.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
+		if _, err := b.call(ctx, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,7 +66,7 @@ func TestBeatsGoToThePulseAndFallBack(t *testing.T) {
 	}
 	pulse.err = status.Error(codes.Unavailable, "connection refused")
 	for range 2 {
-		if _, err := b.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
+		if _, err := b.call(ctx, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
 			t.Fatalf("a beat the pulse failed was not sent on the session: %v", err)
 		}
 	}
@@ -76,15 +75,15 @@ func TestBeatsGoToThePulseAndFallBack(t *testing.T) {
 	}
 	pulse.err = nil
 	b.pulseOff = time.Now().Add(-time.Millisecond) // the rest is over
-	if _, err := b.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
+	if _, err := b.call(ctx, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if pulse.calls != 5 || session.calls != 2 {
 		t.Errorf("after the rest: pulse %d calls, session %d; want 5 and 2", pulse.calls, session.calls)
 	}
 	// No pulse: the session's connection.
-	plain := beatClients{session: session}
-	if _, err := plain.call(ctx, a, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil || session.calls != 3 {
+	plain := beatClients{session: session, log: hclog.NewNullLogger()}
+	if _, err := plain.call(ctx, &cloudmlv1.HeartbeatRequest{}, time.Second); err != nil || session.calls != 3 {
 		t.Errorf("without a pulse: %v, session %d calls, want 3", err, session.calls)
 	}
 }

@@ -53,7 +53,7 @@ func (c *Coordinator) startPulse() (stop func(), err error) {
 	go func() {
 		defer close(done)
 		wait := pulseRestartMin
-		for {
+		for p != nil {
 			since := time.Now()
 			select {
 			case <-p.Done():
@@ -67,20 +67,7 @@ func (c *Coordinator) startPulse() (stop func(), err error) {
 			}
 			c.log.Error("the pulse process ended; agents heartbeat on their sessions' connections until it is back",
 				"error", p.Err(), "restart_in", wait)
-			for {
-				select {
-				case <-time.After(wait):
-				case <-stopped:
-					return
-				}
-				wait = min(2*wait, pulseRestartMax)
-				next, err := start()
-				if err == nil {
-					p = next
-					break
-				}
-				c.log.Error("the pulse process did not start again", "error", err, "retry_in", wait)
-			}
+			p = c.restartPulse(start, stopped, &wait)
 		}
 	}()
 	return func() {
@@ -88,6 +75,25 @@ func (c *Coordinator) startPulse() (stop func(), err error) {
 		<-done
 		c.pulsePort.Store(0)
 	}, nil
+}
+
+// restartPulse starts the pulse process again after *wait, doubling
+// *wait (up to pulseRestartMax) before each try, until one works; nil
+// once stopped closes.
+func (c *Coordinator) restartPulse(start func() (*pulse.Process, error), stopped <-chan struct{}, wait *time.Duration) *pulse.Process {
+	for {
+		select {
+		case <-time.After(*wait):
+		case <-stopped:
+			return nil
+		}
+		*wait = min(2**wait, pulseRestartMax)
+		p, err := start()
+		if err == nil {
+			return p
+		}
+		c.log.Error("the pulse process did not start again", "error", err, "retry_in", *wait)
+	}
 }
 
 // pulseBeat records a heartbeat the pulse process answered, if the
