@@ -4,15 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/cloudml/cloudml/coordinator/dispatch"
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -118,12 +118,12 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		au.tokens[used.ID] = &used
 		au.mu.Unlock()
 		au.setNode(rec)
-		c.addNode(&nodeEntry{rec: rec, sessionEnd: now})
+		c.addNode(&nodeEntry{rec: rec, added: now})
 		c.live.add(rec.ID, now)
 		return nil
 	})
 	au.registerMu.Unlock()
-	if werr := c.q.wait(seq); werr != nil {
+	if werr := c.q.Wait(seq); werr != nil {
 		return nil, werr
 	}
 	if err != nil {
@@ -181,7 +181,7 @@ func (c *Coordinator) registerAgain(req *cloudmlv1.RegisterRequest, key string) 
 		return nil
 	})
 	au.registerMu.Unlock()
-	if werr := c.q.wait(seq); werr != nil {
+	if werr := c.q.Wait(seq); werr != nil {
 		return nil, werr
 	}
 	if err != nil || issued == nil {
@@ -256,7 +256,9 @@ func (c *Coordinator) nextNodeID() string {
 }
 
 // Session streams commands to the calling node until it goes away, a newer
-// session replaces it, or the coordinator stops.
+// session replaces it, or the coordinator stops. Its sends take no
+// coordinator lock: the dispatcher sends each command once its commit is
+// durable.
 func (s *agentServer) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.AgentService_SessionServer) error {
 	c := s.c
 	id, err := nodeIDFrom(stream.Context())
@@ -267,65 +269,30 @@ func (s *agentServer) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.Ag
 	if err != nil {
 		return toStatus(err)
 	}
-	defer c.closeSession(sess)
+	defer c.disp.Close(sess, time.Now())
 	log := c.log.With("node_id", id)
 	log.Info("session opened", "running", len(req.GetRunning()))
-	for {
-		select {
-		case <-stream.Context().Done():
-			log.Info("session closed by agent")
-			return nil
-		case <-sess.done:
-			log.Info("session ended", "reason", sess.reason)
-			return status.Error(codes.Unavailable, sess.reason)
-		case <-c.done:
-			return toStatus(ErrShuttingDown)
-		case msg := <-sess.ch:
-			msgs := drain(sess.ch, msg)
-			if err := c.settled(); err != nil {
-				log.Warn("session ended: its commands were not saved", "error", err)
-				return toStatus(err)
-			}
-			for _, m := range msgs {
-				if err := stream.Send(m); err != nil {
-					log.Info("session send failed", "error", err)
-					return err
-				}
-			}
-		}
+	err = sess.Serve(stream.Context(), stream.Send)
+	switch {
+	case err == nil:
+		log.Info("session closed by agent")
+	case errors.Is(err, dispatch.ErrEnded), errors.Is(err, dispatch.ErrStopped):
+		log.Info("session ended", "reason", err)
+	case errors.Is(err, ErrStoreUnavailable), errors.Is(err, ErrShuttingDown):
+		log.Warn("session ended: its commands were not saved", "error", err)
+	default:
+		log.Info("session send failed", "error", err)
+		return err
 	}
-}
-
-// drain returns first and every message queued behind it.
-func drain(ch <-chan *cloudmlv1.SessionResponse, first *cloudmlv1.SessionResponse) []*cloudmlv1.SessionResponse {
-	msgs := []*cloudmlv1.SessionResponse{first}
-	for {
-		select {
-		case m := <-ch:
-			msgs = append(msgs, m)
-		default:
-			return msgs
-		}
-	}
-}
-
-// settled waits until what every change made so far is on disk: a
-// session's commands are pushed under c.mu, after or before the commit of
-// the change they carry within the same hold of c.mu, so taking c.mu once
-// orders this after that hold and its commit.
-func (c *Coordinator) settled() error {
-	c.mu.Lock()
-	seq := c.q.last()
-	c.mu.Unlock()
-	return c.q.wait(seq)
+	return toStatus(err)
 }
 
 // openSession binds a new session to the node, replacing an older one,
 // resends the node's assigned attempts and treats attempts the agent no
 // longer runs as lost.
-func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*session, error) {
+func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*dispatch.Session, error) {
 	now := time.Now()
-	var sess *session
+	var sess *dispatch.Session
 	err := c.locked(func() error {
 		var err error
 		sess, err = c.openSessionLocked(id, req, now)
@@ -333,7 +300,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 	})
 	if err != nil {
 		if sess != nil {
-			c.closeSession(sess)
+			c.disp.Close(sess, time.Now())
 		}
 		return nil, err
 	}
@@ -342,7 +309,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*se
 }
 
 // openSessionLocked is openSession's work under c.mu.
-func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest, now time.Time) (*session, error) {
+func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest, now time.Time) (*dispatch.Session, error) {
 	if c.stopping {
 		return nil, ErrShuttingDown
 	}
@@ -350,11 +317,7 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 	if n == nil || n.rec.Removed {
 		return nil, errorf(ErrUnauthenticated, "unknown or removed node %s", id)
 	}
-	if n.sess != nil {
-		n.sess.close("replaced by a newer session")
-	}
-	sess := newSession(id)
-	n.sess = sess
+	sess := c.disp.Open(id)
 	c.live.touch(id, now)
 	ch := newChanges()
 	if req.GetSlots() > 0 {
@@ -369,7 +332,7 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 	n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
 	n.rec.LastHeartbeat = now
 	ch.node(n.rec)
-	sess.push(startedMsg(id, &cloudmlv1.SessionStarted{HeartbeatPeriod: durationpb.New(c.cfg.HeartbeatPeriod), ReportLogs: true,
+	c.send(id, startedMsg(id, &cloudmlv1.SessionStarted{HeartbeatPeriod: durationpb.New(c.cfg.HeartbeatPeriod), ReportLogs: true,
 		HeartbeatPort: c.pulsePort.Load()}))
 
 	running := map[attemptRef]bool{}
@@ -379,7 +342,7 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 	var resend []attemptRef
 	c.eachActive(func(j *jobEntry, a *store.Attempt) {
 		if a.Swarm && a.NodeID == "" && a.Manager == id && a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED && !j.rec.Cancelled {
-			sess.push(c.swarmAssignmentMsg(j, refOf(a))) // creating a service twice is a no-op
+			c.send(id, c.swarmAssignmentMsg(j, refOf(a))) // creating a service twice is a no-op
 			return
 		}
 		if a.NodeID != id {
@@ -388,12 +351,12 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 		r := refOf(a)
 		switch {
 		case j.rec.Cancelled && running[r]:
-			sess.push(cancelMsg(r, "job cancelled"))
+			c.send(id, cancelMsg(r, "job cancelled"))
 		case j.rec.Cancelled:
 			c.cancelAttempt(ch, j, a, now)
 		case a.State == cloudmlv1.TaskState_TASK_STATE_ASSIGNED:
 			resend = append(resend, r)
-			sess.push(assignmentMsg(j, r))
+			c.send(id, assignmentMsg(j, r))
 		case !running[r] && !a.Swarm: // a container outlives its agent; runtime health covers it
 			c.loseAttempt(ch, j, a, fmt.Sprintf("the agent on %s restarted during attempt %d", id, a.Attempt), now)
 		}
@@ -405,7 +368,7 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 				continue
 			}
 		}
-		sess.push(cancelMsg(r, "the coordinator no longer wants this attempt"))
+		c.send(id, cancelMsg(r, "the coordinator no longer wants this attempt"))
 	}
 	if err := c.commit(ch); err != nil {
 		return sess, err
@@ -415,16 +378,6 @@ func (c *Coordinator) openSessionLocked(id string, req *cloudmlv1.SessionRequest
 	}
 	c.swarmSessionOpened(id)
 	return sess, nil
-}
-
-func (c *Coordinator) closeSession(sess *session) {
-	sess.close("session closed")
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.nodes[sess.nodeID]; n != nil && n.sess == sess {
-		n.sess = nil
-		n.sessionEnd = time.Now()
-	}
 }
 
 // Heartbeat records that the node is alive. It takes no lock job state

@@ -29,7 +29,7 @@ func (s *clusterServer) ListNodes(ctx context.Context, _ *cloudmlv1.ListNodesReq
 		_, running := c.usedSlots()
 		for _, n := range c.nodes {
 			np := nodeProto(n, c.live.lastSeen(n.rec.ID), running[n.rec.ID])
-			np.Connected = n.sess != nil
+			np.Connected = c.connected(n)
 			resp.Nodes = append(resp.Nodes, np)
 		}
 		return nil
@@ -88,9 +88,7 @@ func (c *Coordinator) removeNodeLocked(id, why string, now time.Time) (*cloudmlv
 		return nil, 0, err
 	}
 	c.trust.setNode(n.rec)
-	if n.sess != nil {
-		n.sess.close("node removed: " + why)
-	}
+	c.disp.End(id, "node removed: "+why, now)
 	if id == c.swarm.manager || id == c.swarm.initNode {
 		// The swarm has one manager: without it, it is gone. The next
 		// Docker node founds a new one instead of joining a manager that

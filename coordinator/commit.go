@@ -12,7 +12,7 @@ import (
 // queued for the store there (committer.enqueue, in the queue's order);
 // nothing of it is shown to anyone until the commit that holds it is on
 // disk: an RPC's answer waits for it (Coordinator.locked), and so do the
-// commands a session sends (Session). Many RPCs' changes share one
+// commands sent to agents (send; dispatch.Session.Serve). Many RPCs' changes share one
 // transaction and one fsync, written outside c.mu, so no lock is held
 // across a sync and each caller waits for the commit that holds its
 // change, not for each other's.
@@ -116,8 +116,8 @@ func (q *committer) last() uint64 {
 	return q.next - 1
 }
 
-// wait blocks until seq is on disk, or returns why it never will be.
-func (q *committer) wait(seq uint64) error {
+// Wait blocks until seq is on disk, or returns why it never will be.
+func (q *committer) Wait(seq uint64) error {
 	if seq == 0 {
 		return nil
 	}

@@ -33,7 +33,7 @@ func TestCommitterWaitersSeeTheirOwnCommits(t *testing.T) {
 					return
 				}
 				seq := q.enqueue(b)
-				if err := q.wait(seq); err != nil {
+				if err := q.Wait(seq); err != nil {
 					errs <- fmt.Errorf("seq %d: %w", seq, err)
 					return
 				}
@@ -59,7 +59,7 @@ func TestCommitterWaitersSeeTheirOwnCommits(t *testing.T) {
 	}
 	// After close, a change that was never written is not acknowledged.
 	b, _ := store.Encode(&store.Changes{Nodes: []*store.Node{{ID: "late"}}})
-	if err := q.wait(q.enqueue(b)); !errors.Is(err, ErrShuttingDown) {
+	if err := q.Wait(q.enqueue(b)); !errors.Is(err, ErrShuttingDown) {
 		t.Fatalf("wait after close: %v, want ErrShuttingDown", err)
 	}
 }

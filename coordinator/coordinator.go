@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cloudml/cloudml/coordinator/dispatch"
 	"github.com/cloudml/cloudml/coordinator/imagestore"
 	"github.com/cloudml/cloudml/coordinator/logbroker"
 	"github.com/cloudml/cloudml/coordinator/provider"
@@ -40,7 +41,7 @@ type Coordinator struct {
 	images *imagestore.Store
 	trust  *authority
 
-	mu    sync.Mutex // protects nodes, byID, jobs, jobOrder, stopping
+	mu    stateLock // protects nodes, byID, jobs, jobOrder, stopping, outbox
 	nodes map[string]*nodeEntry
 	// byID is nodes sorted by id (addNode), which the scheduler and the
 	// swarm walk many times a second.
@@ -55,8 +56,14 @@ type Coordinator struct {
 	jobOrder []*jobEntry
 	stopping bool
 
-	q    *committer // group commits of what changes under mu (commit.go)
-	live *liveness  // heartbeats, apart from mu (liveness.go)
+	q *committer // group commits of what changes under mu (commit.go)
+	// disp holds the agents' sessions and sends them commands once durable
+	// (dispatch); it has its own lock.
+	disp *dispatch.Dispatcher
+	// outbox is the commands for agents made under mu (send), handed to
+	// disp when mu is released.
+	outbox []dispatch.Message
+	live   *liveness // heartbeats, apart from mu (liveness.go)
 	// pulsePort is the port of the pulse process answering heartbeats
 	// (pulse.go); 0 when there is none.
 	pulsePort atomic.Int32
@@ -133,6 +140,12 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, err
 	}
 	c.q = newCommitter(st, cfg.Logger.Named("commit"), c.storeFailed)
+	if c.disp, err = dispatch.New(dispatch.Config{Fence: c.q, Buffer: dispatch.DefaultBuffer, Done: c.done}); err != nil {
+		c.q.close()
+		st.Close()
+		return nil, err
+	}
+	c.mu.release = c.flushOutbox
 	return c, nil
 }
 
@@ -170,7 +183,7 @@ func (c *Coordinator) fromSnapshot(snap *store.Snapshot) error {
 	c.trust.load(snap)
 	c.nodes, c.byID, c.topNode, c.jobs, c.jobOrder = map[string]*nodeEntry{}, nil, 0, map[string]*jobEntry{}, nil
 	for _, n := range snap.Nodes {
-		c.addNode(&nodeEntry{rec: n, sessionEnd: now})
+		c.addNode(&nodeEntry{rec: n, added: now})
 		c.live.add(n.ID, now)
 	}
 	for _, j := range snap.Jobs {

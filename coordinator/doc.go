@@ -13,7 +13,11 @@
 // (coordinator/logbroker), a role split off with its own state and lock: it
 // stores numbered batches, acknowledges what is durable and fans output out
 // to subscribers by closing a per-job channel, and asks the job store
-// (logs.go) only whether an attempt's logs are still wanted.
+// (logs.go) only whether an attempt's logs are still wanted. Sessions are
+// the dispatcher's (coordinator/dispatch), split off the same way: the job
+// store hands it each command as its lock is released (session.go), with
+// the commit the command waits for, and each session sends once that
+// commit is durable, taking no coordinator lock.
 // Machines (machines.go, machines_rpc.go) are what the provider made for the
 // nodes: a provider.Fleet whose book is the store, so a create request is
 // durable before the provider is asked and a delete before it is asked for;

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/cloudml/cloudml/coordinator/dispatch"
 	"github.com/cloudml/cloudml/coordinator/imagestore"
 	"github.com/cloudml/cloudml/coordinator/logbroker"
 	"github.com/cloudml/cloudml/coordinator/provider"
@@ -99,6 +100,7 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrLogsIncomplete), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrVerifyUnavailable),
 		errors.Is(err, logbroker.ErrLogsIncomplete), errors.Is(err, logbroker.ErrStopped),
+		errors.Is(err, dispatch.ErrEnded), errors.Is(err, dispatch.ErrStopped),
 		errors.Is(err, provider.ErrNotStarted), errors.Is(err, ErrTokenUnavailable), errors.Is(err, ErrStoreUnavailable):
 		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):

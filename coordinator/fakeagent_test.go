@@ -192,12 +192,11 @@ func (a *fakeAgent) barrier() {
 	a.barriers++
 	mark := fmt.Sprintf("barrier-%d", a.barriers)
 	c.mu.Lock()
-	n := c.nodes[a.id]
-	if n == nil || n.sess == nil {
+	if !c.disp.Connected(a.id) {
 		c.mu.Unlock()
 		a.t.Fatalf("agent %s: no open session to put a barrier in", a.id)
 	}
-	n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_Started{Started: &cloudmlv1.SessionStarted{NodeId: mark}}})
+	c.send(a.id, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_Started{Started: &cloudmlv1.SessionStarted{NodeId: mark}}})
 	c.mu.Unlock()
 	for {
 		select {

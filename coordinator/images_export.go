@@ -136,7 +136,7 @@ func (c *Coordinator) exportCandidates() []string {
 	defer c.mu.Unlock()
 	var first, rest []string
 	for _, n := range c.byID {
-		if n.sess == nil || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.rec.SwarmNodeID == "" || n.rec.Runtime != runtimeDocker {
+		if !c.connected(n) || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.rec.SwarmNodeID == "" || n.rec.Runtime != runtimeDocker {
 			continue
 		}
 		if n.rec.ID == c.swarm.manager {
@@ -166,13 +166,12 @@ func (c *Coordinator) exportFrom(e *export, node string) error {
 		c.exports.mu.Unlock()
 	}()
 	c.mu.Lock()
-	n := c.nodes[node]
-	if n == nil || n.sess == nil {
+	sess := c.disp.Session(node)
+	if sess == nil {
 		c.mu.Unlock()
 		return errors.New("not connected")
 	}
-	sess := n.sess
-	sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_ExportImage{ExportImage: &cloudmlv1.ExportImage{Image: e.name}}})
+	c.send(node, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_ExportImage{ExportImage: &cloudmlv1.ExportImage{Image: e.name}}})
 	c.mu.Unlock()
 	c.log.Info("asking node for image", "node_id", node, "image", e.name)
 
@@ -184,7 +183,7 @@ func (c *Coordinator) exportFrom(e *export, node string) error {
 		return a.err
 	case <-startBy.C:
 		return fmt.Errorf("no upload began within %s", c.cfg.ImageExportStart)
-	case <-sess.done:
+	case <-sess.Done():
 		return errors.New("its session ended before the upload began")
 	case <-c.done:
 		return ErrShuttingDown

@@ -371,7 +371,7 @@ func (c *Coordinator) deleteJob(id string) (*cloudmlv1.Job, int64, error) {
 	c.dropJob(id)
 	seq := c.q.last()
 	c.mu.Unlock()
-	if err := c.q.wait(seq); err != nil { // its end is on disk before it goes
+	if err := c.q.Wait(seq); err != nil { // its end is on disk before it goes
 		return nil, 0, err
 	}
 

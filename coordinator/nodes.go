@@ -46,7 +46,7 @@ func (c *Coordinator) checkNodes(now time.Time) {
 		}
 		lastSeen := c.live.lastSeen(n.rec.ID)
 		silent := now.Sub(lastSeen) > c.cfg.NodeDownAfter
-		detached := n.sess == nil && now.Sub(n.sessionEnd) > c.cfg.NodeDownAfter
+		detached := c.detachedFor(n, now) > c.cfg.NodeDownAfter
 		if !silent && !detached {
 			continue
 		}
@@ -95,14 +95,25 @@ func (c *Coordinator) takeBackStalled(ch *changes, now time.Time) {
 	})
 }
 
+// detachedFor is how long n has had no session: since its last one ended,
+// or since it was added when it opened none since; 0 while it has one.
+func (c *Coordinator) detachedFor(n *nodeEntry, now time.Time) time.Duration {
+	ended, detached := c.disp.Detached(n.rec.ID)
+	if !detached {
+		return 0
+	}
+	if ended.Before(n.added) {
+		ended = n.added
+	}
+	return now.Sub(ended)
+}
+
 // markDown marks n DOWN, closes its session and loses its active attempts.
 // Callers hold c.mu.
 func (c *Coordinator) markDown(ch *changes, n *nodeEntry, now time.Time) {
 	n.rec.State = cloudmlv1.NodeState_NODE_STATE_DOWN
 	ch.node(n.rec)
-	if n.sess != nil {
-		n.sess.close("node marked down: heartbeat deadline missed")
-	}
+	c.disp.End(n.rec.ID, "node marked down: heartbeat deadline missed", now)
 	c.loseNodeAttempts(ch, n, fmt.Sprintf("node %s went down", n.rec.ID), now)
 }
 
@@ -137,7 +148,7 @@ func (c *Coordinator) runtimeHealth(ch *changes, n *nodeEntry, runtimeErr string
 		ch.node(n.rec)
 		c.log.Warn("node runtime failed", "node_id", n.rec.ID, "error", runtimeErr)
 		c.loseNodeAttempts(ch, n, fmt.Sprintf("the runtime on %s failed", n.rec.ID), now)
-	case runtimeErr == "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_DOWN && n.sess != nil && strings.HasPrefix(n.rec.Message, runtimeDown):
+	case runtimeErr == "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_DOWN && c.disp.Connected(n.rec.ID) && strings.HasPrefix(n.rec.Message, runtimeDown):
 		n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
 		n.rec.Message = ""
 		ch.node(n.rec)
@@ -200,7 +211,7 @@ func (c *Coordinator) commit(ch *changes) error {
 // never happens, else f's error.
 func (c *Coordinator) locked(f func() error) error {
 	seq, err := c.lockedSeq(f)
-	if werr := c.q.wait(seq); werr != nil {
+	if werr := c.q.Wait(seq); werr != nil {
 		return werr
 	}
 	return err

@@ -23,7 +23,7 @@ func (h *harness) silence(ids ...string) {
 		}
 		long := time.Now().Add(-time.Hour)
 		h.c.live.touch(id, long)
-		n.sessionEnd = long
+		n.added = long
 	}
 	h.c.mu.Unlock()
 	h.c.checkNodes(time.Now())

@@ -50,12 +50,7 @@ func (c *Coordinator) recoverStore(cause error) {
 		return
 	}
 	c.mu.Lock()
-	for _, n := range c.nodes {
-		if n.sess != nil {
-			n.sess.close("the coordinator's store failed; reconnect")
-			n.sess = nil
-		}
-	}
+	c.disp.EndAll("the coordinator's store failed; reconnect", time.Now())
 	err = c.fromSnapshot(snap)
 	if err == nil {
 		c.swarm = swarmState{}

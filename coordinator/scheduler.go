@@ -109,7 +109,7 @@ func (c *Coordinator) schedule(now time.Time) {
 	var sp *swarmPool // built on the first container job
 	ch := newChanges()
 	type push struct {
-		sess  *session
+		node  string
 		j     *jobEntry
 		r     attemptRef
 		swarm bool
@@ -149,7 +149,7 @@ func (c *Coordinator) schedule(now time.Time) {
 				var a *store.Attempt
 				if why, a = c.placeSwarm(ch, j, t, sp, need, now); a != nil {
 					active++
-					pushes = append(pushes, push{sp.manager.sess, j, refOf(a), true})
+					pushes = append(pushes, push{sp.manager.rec.ID, j, refOf(a), true})
 				}
 			case len(c.nodes) == 0:
 				why = "no nodes registered"
@@ -177,7 +177,7 @@ func (c *Coordinator) schedule(now time.Time) {
 				cd.free -= need
 				active++
 				a := c.assign(ch, j, t, cd.n.rec.ID, need, now)
-				pushes = append(pushes, push{cd.n.sess, j, refOf(a), false})
+				pushes = append(pushes, push{cd.n.rec.ID, j, refOf(a), false})
 			}
 			if why == "" {
 				continue
@@ -192,12 +192,12 @@ func (c *Coordinator) schedule(now time.Time) {
 		return
 	}
 	for _, ps := range pushes {
-		c.log.Debug("attempt assigned", "attempt", ps.r.String(), "node_id", ps.sess.nodeID)
+		c.log.Debug("attempt assigned", "attempt", ps.r.String(), "node_id", ps.node)
 		if ps.swarm {
-			ps.sess.push(c.swarmAssignmentMsg(ps.j, ps.r))
+			c.send(ps.node, c.swarmAssignmentMsg(ps.j, ps.r))
 			continue
 		}
-		ps.sess.push(assignmentMsg(ps.j, ps.r))
+		c.send(ps.node, assignmentMsg(ps.j, ps.r))
 	}
 }
 
@@ -217,7 +217,7 @@ func (c *Coordinator) pool() *pool {
 	p := &pool{}
 	cands := make([]candidate, 0, len(c.byID))
 	for _, n := range c.byID {
-		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.sess == nil {
+		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || !c.connected(n) {
 			continue
 		}
 		free := n.rec.Slots

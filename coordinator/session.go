@@ -3,46 +3,51 @@ package coordinator
 import (
 	"sync"
 
+	"github.com/cloudml/cloudml/coordinator/dispatch"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
-// sessionBuffer is how many commands may queue for a slow agent before its
-// session is closed (the agent reconnects and gets its assignments again).
-const sessionBuffer = 1024
-
-// session is one open AgentService.Session stream. Pushes never block: the
-// scheduler must not wait on a slow stream.
-type session struct {
-	nodeID string
-	ch     chan *cloudmlv1.SessionResponse
-	done   chan struct{} // closed to end the stream
-	once   sync.Once
-	reason string // why done was closed; written before close
+// stateLock is c.mu. Commands for agents made while it is held (send)
+// are handed to the dispatcher as it is released, stamped with the last
+// commit queued by then: each goes out once every change made before it,
+// its own included, is durable (commit, then act), and the sessions that
+// send them never take c.mu.
+type stateLock struct {
+	sync.Mutex
+	release func() // runs just before the mutex is unlocked
 }
 
-func newSession(nodeID string) *session {
-	return &session{
-		nodeID: nodeID,
-		ch:     make(chan *cloudmlv1.SessionResponse, sessionBuffer),
-		done:   make(chan struct{}),
+// Unlock hands what was sent under the lock to the dispatcher, then
+// unlocks.
+func (l *stateLock) Unlock() {
+	if l.release != nil {
+		l.release()
 	}
+	l.Mutex.Unlock()
 }
 
-// push queues msg; a full buffer closes the session instead of blocking.
-func (s *session) push(msg *cloudmlv1.SessionResponse) {
-	select {
-	case s.ch <- msg:
-	default:
-		s.close("session buffer full; reconnect to receive assignments again")
+// send queues msg for the node's session. It goes out when c.mu is
+// released, after the commit of every change queued by then. Callers hold
+// c.mu.
+func (c *Coordinator) send(node string, msg *cloudmlv1.SessionResponse) {
+	c.outbox = append(c.outbox, dispatch.Message{Node: node, Msg: msg})
+}
+
+// connected reports whether n has an open session.
+func (c *Coordinator) connected(n *nodeEntry) bool {
+	return c.disp.Connected(n.rec.ID)
+}
+
+// flushOutbox hands the commands sent under c.mu to the dispatcher with
+// the commit they wait for; c.mu's release runs it. Pushed under c.mu, in
+// the order of its holds, so a node gets its commands in the order they
+// were made, and a session opened in a hold gets that hold's commands.
+func (c *Coordinator) flushOutbox() {
+	if len(c.outbox) == 0 {
+		return
 	}
-}
-
-// close ends the session once, recording why.
-func (s *session) close(reason string) {
-	s.once.Do(func() {
-		s.reason = reason
-		close(s.done)
-	})
+	c.disp.Send(c.q.last(), c.outbox)
+	c.outbox = nil
 }
 
 func startedMsg(nodeID string, period *cloudmlv1.SessionStarted) *cloudmlv1.SessionResponse {

@@ -37,9 +37,10 @@ func (r attemptRef) proto() *cloudmlv1.TaskRef {
 
 // nodeEntry is a node's record plus what is kept only in memory.
 type nodeEntry struct {
-	rec        *store.Node
-	sess       *session  // open session, nil when none
-	sessionEnd time.Time // when the last session closed
+	rec *store.Node
+	// added is when this process began keeping the node: one that opened
+	// no session since counts as without one from then (nodes.go).
+	added time.Time
 }
 
 // addNode adds n to nodes and byID, replacing the entry of the same id.

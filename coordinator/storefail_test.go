@@ -1,8 +1,10 @@
 package coordinator
 
 import (
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -95,5 +97,56 @@ func TestStoreFailureLosesNothingAcknowledged(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAssignmentsWaitForTheirCommit holds the store's sync: the scheduler
+// places the task in memory, but its agent is sent the assignment only
+// once the commit that holds it (and the job's) is on disk.
+func TestAssignmentsWaitForTheirCommit(t *testing.T) {
+	var hold atomic.Bool
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	h := start(t, "", func(c *Config) {
+		c.storeFault = func(p string) error {
+			if hold.Load() && p == store.FaultSync {
+				<-release
+			}
+			return nil
+		}
+	})
+	t.Cleanup(free) // registered after start's: runs before its stop
+	n := newAgent(t, h, 1)
+	n.open()
+	hold.Store(true)
+	submitted := make(chan error, 1)
+	go func() {
+		_, err := h.jobs.SubmitJob(ctxT(t), &cloudmlv1.SubmitJobRequest{Spec: gridSpec("held", 1)})
+		submitted <- err
+	}()
+	waitFor(t, "the task placed in memory", func() bool {
+		h.c.mu.Lock()
+		defer h.c.mu.Unlock()
+		for _, j := range h.c.jobs {
+			if j.inState(cloudmlv1.TaskState_TASK_STATE_ASSIGNED) == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	select {
+	case as := <-n.assignments:
+		t.Fatalf("assignment %v sent before its commit was on disk", as.GetRef())
+	case err := <-submitted:
+		t.Fatalf("SubmitJob answered (%v) before its commit was on disk", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	free()
+	if as := n.next(); as.GetRef().GetTaskIndex() != 0 {
+		t.Fatalf("assignment %v", as.GetRef())
+	}
+	if err := <-submitted; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -241,7 +241,7 @@ func (c *Coordinator) formSwarm() {
 	}
 	for _, n := range c.byID {
 		id := n.rec.ID
-		if n.rec.Runtime != runtimeDocker || n.sess == nil || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY ||
+		if n.rec.Runtime != runtimeDocker || !c.connected(n) || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY ||
 			n.rec.SwarmNodeID != "" || c.swarm.asked[id] {
 			continue
 		}
@@ -252,13 +252,13 @@ func (c *Coordinator) formSwarm() {
 			}
 			c.swarm.initNode, c.swarm.asked[id] = id, true
 			c.log.Info("asking node to found the swarm", "node_id", id)
-			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_SwarmInit{SwarmInit: &cloudmlv1.SwarmInit{
+			c.send(id, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_SwarmInit{SwarmInit: &cloudmlv1.SwarmInit{
 				AdvertiseAddr: n.rec.Address, PeerCidrs: c.cfg.SwarmPeerCIDRs,
 			}}})
 		case c.swarm.token != "" && c.swarm.managerAddr != "":
 			c.swarm.asked[id] = true
 			c.log.Info("asking node to join the swarm", "node_id", id, "manager", c.swarm.managerAddr)
-			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_SwarmJoin{SwarmJoin: &cloudmlv1.SwarmJoin{
+			c.send(id, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_SwarmJoin{SwarmJoin: &cloudmlv1.SwarmJoin{
 				ManagerAddrs: []string{c.swarm.managerAddr}, JoinToken: c.swarm.token,
 				AdvertiseAddr: n.rec.Address, PeerCidrs: c.cfg.SwarmPeerCIDRs,
 			}}})
@@ -288,7 +288,7 @@ func (c *Coordinator) swarmManager() (*nodeEntry, string) {
 		return nil, "no node runs Docker: start agents with --docker, or use --provider netns"
 	case m == nil:
 		return nil, "waiting for the swarm to be initialised"
-	case m.sess == nil || m.rec.State != cloudmlv1.NodeState_NODE_STATE_READY:
+	case !c.connected(m) || m.rec.State != cloudmlv1.NodeState_NODE_STATE_READY:
 		return nil, fmt.Sprintf("the swarm manager %s is not connected", m.rec.ID)
 	case !c.swarm.reported[m.rec.ID] || c.swarm.token == "":
 		return nil, fmt.Sprintf("waiting for the swarm manager %s to report its swarm", m.rec.ID)

@@ -88,7 +88,7 @@ func (c *Coordinator) swarmPool() *swarmPool {
 	p := &swarmPool{}
 	p.manager, p.why = c.swarmManager()
 	for _, n := range c.byID {
-		if n.rec.SwarmNodeID != "" && c.swarm.reported[n.rec.ID] && n.sess != nil && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
+		if n.rec.SwarmNodeID != "" && c.swarm.reported[n.rec.ID] && c.connected(n) && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
 			p.nodes = append(p.nodes, n)
 			p.slots += n.rec.Slots
 			p.maxSlots = max(p.maxSlots, n.rec.Slots)
@@ -126,7 +126,7 @@ func (c *Coordinator) stageState(j *jobEntry, p *swarmPool, now time.Time) (pend
 		switch {
 		case !sent:
 			j.staging[id] = stagePending
-			n.sess.push(&cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_StageJob{StageJob: &cloudmlv1.StageJob{
+			c.send(id, &cloudmlv1.SessionResponse{Command: &cloudmlv1.SessionResponse_StageJob{StageJob: &cloudmlv1.StageJob{
 				JobId: j.rec.ID, Code: j.spec.GetCode(), Data: j.spec.GetData(), Image: image, ImageId: imageID,
 			}}})
 			if !j.restaging(id) {
@@ -216,8 +216,8 @@ func (c *Coordinator) stopAttempt(r attemptRef, a *store.Attempt, reason string)
 		targets = append(targets, a.Manager)
 	}
 	for _, id := range targets {
-		if n := c.nodes[id]; n != nil && n.sess != nil {
-			n.sess.push(cancelMsg(r, reason))
+		if id != "" {
+			c.send(id, cancelMsg(r, reason)) // dropped if the node has no session
 		}
 	}
 }
@@ -270,7 +270,5 @@ func (c *Coordinator) removeService(r attemptRef, a *store.Attempt) {
 	if !a.Swarm {
 		return
 	}
-	if n := c.nodes[a.Manager]; n != nil && n.sess != nil {
-		n.sess.push(cancelMsg(r, "attempt ended; removing its service"))
-	}
+	c.send(a.Manager, cancelMsg(r, "attempt ended; removing its service"))
 }

@@ -43,9 +43,10 @@ type Target struct {
 
 // Targets are the packages whose guarantees mutation testing checks.
 var Targets = []Target{
-	{Dir: "coordinator", Files: []string{"scheduler.go", "report.go", "jobs.go", "state.go", "swarm_jobs.go"}, Why: "scheduling, reports, retries, cancel"},
+	{Dir: "coordinator", Files: []string{"scheduler.go", "report.go", "jobs.go", "state.go", "swarm_jobs.go", "session.go"}, Why: "scheduling, reports, retries, cancel"},
 	{Dir: "coordinator/store", Why: "durable state"},
 	{Dir: "coordinator/logbroker", Why: "logs acknowledged only when durable"},
+	{Dir: "coordinator/dispatch", Why: "commands sent only once durable; one session per node"},
 	{Dir: "coordinator/pulse", Why: "only node certificates heartbeat; each beat passed on"},
 	{Dir: "agent/logship", Why: "exactly-once logs"},
 	{Dir: "agent/attempt", Why: "results upload"},

@@ -1,0 +1,269 @@
+// Package dispatch is the coordinator's dispatcher: it holds each node's
+// open AgentService.Session stream and sends the node its commands
+// (assignments, cancels, swarm and staging orders) once the change each
+// command carries is on disk.
+//
+// It is one of the coordinator's roles, split off as swarmkit's manager
+// splits its dispatcher, scheduler and log broker: it keeps its own state
+// (which node has which session, and since when a node has none) under its
+// own lock and meets the job store through Send and Fence. A session's
+// stream takes no coordinator lock to send.
+//
+// The rule is the coordinator's: commit, then act. The job store hands
+// Send its commands with the sequence number of the last commit it queued
+// when it made them; a session sends a command only once Fence says that
+// commit is durable, so no agent acts on a change the store could lose.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
+)
+
+var (
+	// ErrEnded means the coordinator ended the session (a newer one
+	// replaced it, the node was marked down or removed, its buffer filled);
+	// the error says why. The agent reconnects.
+	ErrEnded = errors.New("session ended")
+	// ErrStopped means the coordinator is stopping.
+	ErrStopped = errors.New("coordinator is shutting down")
+)
+
+// DefaultBuffer is how many commands may queue for a slow agent before its
+// session is ended (the agent reconnects and gets its assignments again).
+const DefaultBuffer = 1024
+
+// Fence says when a commit is durable: the job store's group committer.
+type Fence interface {
+	// Wait blocks until the commit seq is on disk, or returns why it
+	// never will be.
+	Wait(seq uint64) error
+}
+
+// Config configures a Dispatcher.
+type Config struct {
+	// Fence is waited on before each command is sent.
+	Fence Fence
+	// Buffer is how many commands may queue per session; a session whose
+	// buffer is full is ended rather than block the caller.
+	Buffer int
+	// Done is closed when the coordinator stops; sessions then end.
+	Done <-chan struct{}
+}
+
+// Validate reports what is missing from cfg.
+func (cfg Config) Validate() error {
+	var errs []error
+	if cfg.Fence == nil {
+		errs = append(errs, errors.New("dispatch: Fence is required"))
+	}
+	if cfg.Buffer < 1 {
+		errs = append(errs, fmt.Errorf("dispatch: Buffer must be at least 1, not %d", cfg.Buffer))
+	}
+	if cfg.Done == nil {
+		errs = append(errs, errors.New("dispatch: Done is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Message is a command for a node.
+type Message struct {
+	Node string
+	Msg  *cloudmlv1.SessionResponse
+}
+
+// Dispatcher holds the open sessions, at most one per node.
+type Dispatcher struct {
+	cfg Config
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	ended    map[string]time.Time // when a node's last session ended
+}
+
+// New returns a Dispatcher with no sessions.
+func New(cfg Config) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Dispatcher{cfg: cfg, sessions: map[string]*Session{}, ended: map[string]time.Time{}}, nil
+}
+
+// Open starts the node's new session, ending the one it had.
+func (d *Dispatcher) Open(node string) *Session {
+	s := &Session{
+		node:  node,
+		fence: d.cfg.Fence,
+		stop:  d.cfg.Done,
+		ch:    make(chan stamped, d.cfg.Buffer),
+		done:  make(chan struct{}),
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old := d.sessions[node]; old != nil {
+		old.end("replaced by a newer session")
+	}
+	d.sessions[node] = s
+	return s
+}
+
+// Close ends s once its stream is over; if s is still its node's session,
+// the node has none from now.
+func (d *Dispatcher) Close(s *Session, now time.Time) {
+	s.end("session closed")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sessions[s.node] == s {
+		delete(d.sessions, s.node)
+		d.ended[s.node] = now
+	}
+}
+
+// End ends the node's session, if it has one, telling it why.
+func (d *Dispatcher) End(node, reason string, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.sessions[node]; s != nil {
+		s.end(reason)
+		delete(d.sessions, node)
+		d.ended[node] = now
+	}
+}
+
+// EndAll ends every session, telling each why.
+func (d *Dispatcher) EndAll(reason string, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for node, s := range d.sessions {
+		s.end(reason)
+		d.ended[node] = now
+	}
+	clear(d.sessions)
+}
+
+// Connected reports whether the node has an open session.
+func (d *Dispatcher) Connected(node string) bool {
+	return d.Session(node) != nil
+}
+
+// Session is the node's open session, nil when it has none.
+func (d *Dispatcher) Session(node string) *Session {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sessions[node]
+}
+
+// Detached reports whether the node has no open session, and when its last
+// one ended (zero when it had none since the dispatcher began).
+func (d *Dispatcher) Detached(node string) (since time.Time, detached bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sessions[node] != nil {
+		return time.Time{}, false
+	}
+	return d.ended[node], true
+}
+
+// Send queues msgs, in order, for their nodes' sessions; each is sent once
+// the commit seq is durable. A command for a node without a session is
+// dropped: the node gets what it still needs when it opens its next one.
+// Send never blocks: a session whose buffer is full is ended.
+func (d *Dispatcher) Send(seq uint64, msgs []Message) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, m := range msgs {
+		if s := d.sessions[m.Node]; s != nil {
+			s.queue(stamped{seq: seq, msg: m.Msg})
+		}
+	}
+}
+
+// stamped is a command and the commit it waits for.
+type stamped struct {
+	seq uint64
+	msg *cloudmlv1.SessionResponse
+}
+
+// Session is one node's open stream of commands.
+type Session struct {
+	node  string
+	fence Fence
+	stop  <-chan struct{}
+	ch    chan stamped
+	done  chan struct{} // closed to end the stream
+	once  sync.Once
+	// reason is why done was closed; written before close.
+	reason string
+}
+
+// Node is the node the session belongs to.
+func (s *Session) Node() string { return s.node }
+
+// Done is closed when the session ends.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// queue adds m; a full buffer ends the session instead of blocking.
+func (s *Session) queue(m stamped) {
+	select {
+	case s.ch <- m:
+	default:
+		s.end("session buffer full; reconnect to receive assignments again")
+	}
+}
+
+// end ends the session once, recording why.
+func (s *Session) end(reason string) {
+	s.once.Do(func() {
+		s.reason = reason
+		close(s.done)
+	})
+}
+
+// Serve sends the session's commands with send, each once its commit is
+// durable, until ctx ends (nil: the agent went away), the session is ended
+// (ErrEnded, with the reason), the coordinator stops (ErrStopped), a
+// commit fails (the Fence's error: the commands were not saved) or send
+// fails (its error). Commands queued together wait once, for the latest
+// commit among them, then go out together.
+func (s *Session) Serve(ctx context.Context, send func(*cloudmlv1.SessionResponse) error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.done:
+			return fmt.Errorf("%w: %s", ErrEnded, s.reason)
+		case <-s.stop:
+			return ErrStopped
+		case m := <-s.ch:
+			batch, last := drain(s.ch, m)
+			if err := s.fence.Wait(last); err != nil {
+				return err
+			}
+			for _, m := range batch {
+				if err := send(m.msg); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// drain returns first and every command queued behind it, and the last
+// commit they wait for.
+func drain(ch <-chan stamped, first stamped) (batch []stamped, last uint64) {
+	batch, last = []stamped{first}, first.seq
+	for {
+		select {
+		case m := <-ch:
+			batch = append(batch, m)
+			last = max(last, m.seq)
+		default:
+			return batch, last
+		}
+	}
+}
