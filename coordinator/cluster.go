@@ -29,7 +29,7 @@ func (s *clusterServer) ListNodes(ctx context.Context, _ *cloudmlv1.ListNodesReq
 		_, running := c.usedSlots()
 		for _, n := range c.nodes {
 			np := nodeProto(n, c.live.lastSeen(n.rec.ID), running[n.rec.ID])
-			np.Connected = c.connected(n)
+			np.Connected = n.session.Connected()
 			resp.Nodes = append(resp.Nodes, np)
 		}
 		return nil

@@ -124,28 +124,27 @@ func New(cfg Config) (*Coordinator, error) {
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
-	c.logs, err = logbroker.New(logbroker.Config{
-		Store: st, Jobs: logJobs{c}, CallBytes: cfg.Limits.LogCallBytes, Done: c.done,
-	})
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
-	if err := c.load(); err != nil {
-		st.Close()
-		return nil, err
-	}
-	if c.machines, err = newMachines(c); err != nil {
-		st.Close()
-		return nil, err
-	}
 	c.q = newCommitter(st, cfg.Logger.Named("commit"), c.storeFailed)
-	if c.disp, err = dispatch.New(dispatch.Config{Fence: c.q, Buffer: dispatch.DefaultBuffer, Done: c.done}); err != nil {
+	fail := func(err error) (*Coordinator, error) {
 		c.q.close()
 		st.Close()
 		return nil, err
 	}
+	if c.disp, err = dispatch.New(dispatch.Config{Fence: c.q, Buffer: dispatch.DefaultBuffer, Done: c.done}); err != nil {
+		return fail(err)
+	}
 	c.mu.release = c.flushOutbox
+	if c.logs, err = logbroker.New(logbroker.Config{
+		Store: st, Jobs: logJobs{c}, CallBytes: cfg.Limits.LogCallBytes, Done: c.done,
+	}); err != nil {
+		return fail(err)
+	}
+	if err := c.load(); err != nil {
+		return fail(err)
+	}
+	if c.machines, err = newMachines(c); err != nil {
+		return fail(err)
+	}
 	return c, nil
 }
 

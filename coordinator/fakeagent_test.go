@@ -192,7 +192,7 @@ func (a *fakeAgent) barrier() {
 	a.barriers++
 	mark := fmt.Sprintf("barrier-%d", a.barriers)
 	c.mu.Lock()
-	if !c.disp.Connected(a.id) {
+	if n := c.nodes[a.id]; n == nil || !n.session.Connected() {
 		c.mu.Unlock()
 		a.t.Fatalf("agent %s: no open session to put a barrier in", a.id)
 	}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudml/cloudml/coordinator/dispatch"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
 
@@ -136,7 +137,7 @@ func (c *Coordinator) exportCandidates() []string {
 	defer c.mu.Unlock()
 	var first, rest []string
 	for _, n := range c.byID {
-		if !c.connected(n) || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.rec.SwarmNodeID == "" || n.rec.Runtime != runtimeDocker {
+		if !n.session.Connected() || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || n.rec.SwarmNodeID == "" || n.rec.Runtime != runtimeDocker {
 			continue
 		}
 		if n.rec.ID == c.swarm.manager {
@@ -166,7 +167,10 @@ func (c *Coordinator) exportFrom(e *export, node string) error {
 		c.exports.mu.Unlock()
 	}()
 	c.mu.Lock()
-	sess := c.disp.Session(node)
+	var sess *dispatch.Session
+	if n := c.nodes[node]; n != nil {
+		sess = n.session.Session()
+	}
 	if sess == nil {
 		c.mu.Unlock()
 		return errors.New("not connected")

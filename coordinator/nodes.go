@@ -98,7 +98,7 @@ func (c *Coordinator) takeBackStalled(ch *changes, now time.Time) {
 // detachedFor is how long n has had no session: since its last one ended,
 // or since it was added when it opened none since; 0 while it has one.
 func (c *Coordinator) detachedFor(n *nodeEntry, now time.Time) time.Duration {
-	ended, detached := c.disp.Detached(n.rec.ID)
+	ended, detached := n.session.Detached()
 	if !detached {
 		return 0
 	}
@@ -148,7 +148,7 @@ func (c *Coordinator) runtimeHealth(ch *changes, n *nodeEntry, runtimeErr string
 		ch.node(n.rec)
 		c.log.Warn("node runtime failed", "node_id", n.rec.ID, "error", runtimeErr)
 		c.loseNodeAttempts(ch, n, fmt.Sprintf("the runtime on %s failed", n.rec.ID), now)
-	case runtimeErr == "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_DOWN && c.disp.Connected(n.rec.ID) && strings.HasPrefix(n.rec.Message, runtimeDown):
+	case runtimeErr == "" && n.rec.State == cloudmlv1.NodeState_NODE_STATE_DOWN && n.session.Connected() && strings.HasPrefix(n.rec.Message, runtimeDown):
 		n.rec.State = cloudmlv1.NodeState_NODE_STATE_READY
 		n.rec.Message = ""
 		ch.node(n.rec)

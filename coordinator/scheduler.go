@@ -217,7 +217,7 @@ func (c *Coordinator) pool() *pool {
 	p := &pool{}
 	cands := make([]candidate, 0, len(c.byID))
 	for _, n := range c.byID {
-		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || !c.connected(n) {
+		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || !n.session.Connected() {
 			continue
 		}
 		free := n.rec.Slots

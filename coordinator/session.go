@@ -33,11 +33,6 @@ func (c *Coordinator) send(node string, msg *cloudmlv1.SessionResponse) {
 	c.outbox = append(c.outbox, dispatch.Message{Node: node, Msg: msg})
 }
 
-// connected reports whether n has an open session.
-func (c *Coordinator) connected(n *nodeEntry) bool {
-	return c.disp.Connected(n.rec.ID)
-}
-
 // flushOutbox hands the commands sent under c.mu to the dispatcher with
 // the commit they wait for; c.mu's release runs it. Pushed under c.mu, in
 // the order of its holds, so a node gets its commands in the order they

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/cloudml/cloudml/coordinator/dispatch"
 	"github.com/cloudml/cloudml/coordinator/store"
 	"github.com/cloudml/cloudml/internal/pki"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -38,6 +39,9 @@ func (r attemptRef) proto() *cloudmlv1.TaskRef {
 // nodeEntry is a node's record plus what is kept only in memory.
 type nodeEntry struct {
 	rec *store.Node
+	// session is the node's place in the dispatcher (its open session, and
+	// when its last one ended), read without a lock.
+	session *dispatch.Node
 	// added is when this process began keeping the node: one that opened
 	// no session since counts as without one from then (nodes.go).
 	added time.Time
@@ -46,6 +50,7 @@ type nodeEntry struct {
 // addNode adds n to nodes and byID, replacing the entry of the same id.
 // Callers hold c.mu or own c alone.
 func (c *Coordinator) addNode(n *nodeEntry) {
+	n.session = c.disp.Node(n.rec.ID)
 	c.nodes[n.rec.ID] = n
 	if k, err := strconv.Atoi(strings.TrimPrefix(n.rec.ID, "node-")); err == nil {
 		c.topNode = max(c.topNode, k)

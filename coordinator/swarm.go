@@ -241,7 +241,7 @@ func (c *Coordinator) formSwarm() {
 	}
 	for _, n := range c.byID {
 		id := n.rec.ID
-		if n.rec.Runtime != runtimeDocker || !c.connected(n) || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY ||
+		if n.rec.Runtime != runtimeDocker || !n.session.Connected() || n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY ||
 			n.rec.SwarmNodeID != "" || c.swarm.asked[id] {
 			continue
 		}
@@ -288,7 +288,7 @@ func (c *Coordinator) swarmManager() (*nodeEntry, string) {
 		return nil, "no node runs Docker: start agents with --docker, or use --provider netns"
 	case m == nil:
 		return nil, "waiting for the swarm to be initialised"
-	case !c.connected(m) || m.rec.State != cloudmlv1.NodeState_NODE_STATE_READY:
+	case !m.session.Connected() || m.rec.State != cloudmlv1.NodeState_NODE_STATE_READY:
 		return nil, fmt.Sprintf("the swarm manager %s is not connected", m.rec.ID)
 	case !c.swarm.reported[m.rec.ID] || c.swarm.token == "":
 		return nil, fmt.Sprintf("waiting for the swarm manager %s to report its swarm", m.rec.ID)

@@ -88,7 +88,7 @@ func (c *Coordinator) swarmPool() *swarmPool {
 	p := &swarmPool{}
 	p.manager, p.why = c.swarmManager()
 	for _, n := range c.byID {
-		if n.rec.SwarmNodeID != "" && c.swarm.reported[n.rec.ID] && c.connected(n) && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
+		if n.rec.SwarmNodeID != "" && c.swarm.reported[n.rec.ID] && n.session.Connected() && n.rec.State == cloudmlv1.NodeState_NODE_STATE_READY {
 			p.nodes = append(p.nodes, n)
 			p.slots += n.rec.Slots
 			p.maxSlots = max(p.maxSlots, n.rec.Slots)

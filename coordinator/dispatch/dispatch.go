@@ -7,7 +7,8 @@
 // splits its dispatcher, scheduler and log broker: it keeps its own state
 // (which node has which session, and since when a node has none) under its
 // own lock and meets the job store through Send and Fence. A session's
-// stream takes no coordinator lock to send.
+// stream takes no coordinator lock to send, and whether a node is
+// connected is read without a lock (Node).
 //
 // The rule is the coordinator's: commit, then act. The job store hands
 // Send its commands with the sequence number of the last commit it queued
@@ -20,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
@@ -81,9 +83,46 @@ type Message struct {
 type Dispatcher struct {
 	cfg Config
 
-	mu       sync.Mutex
-	sessions map[string]*Session
-	ended    map[string]time.Time // when a node's last session ended
+	mu    sync.Mutex // serialises changes to nodes and their sessions
+	nodes map[string]*Node
+}
+
+// Node is a node's place in the dispatcher, kept for the dispatcher's
+// life: its open session and when its last one ended. Its readers take no
+// lock, so the scheduler may ask about every node on every pass.
+type Node struct {
+	id   string
+	sess atomic.Pointer[Session] // nil when none; changed under Dispatcher.mu
+	// ended is when the last session ended (unix ns), 0 when none did
+	// since the dispatcher began; written before sess is cleared.
+	ended atomic.Int64
+}
+
+// Connected reports whether the node has an open session.
+func (n *Node) Connected() bool { return n.sess.Load() != nil }
+
+// Session is the node's open session, nil when it has none.
+func (n *Node) Session() *Session { return n.sess.Load() }
+
+// Detached reports whether the node has no open session, and when its last
+// one ended (zero when it had none since the dispatcher began).
+func (n *Node) Detached() (since time.Time, detached bool) {
+	if n.sess.Load() != nil {
+		return time.Time{}, false
+	}
+	if ns := n.ended.Load(); ns != 0 {
+		return time.Unix(0, ns), true
+	}
+	return time.Time{}, true
+}
+
+// detach clears s as the node's session if it still is, recording when.
+// Callers hold Dispatcher.mu.
+func (n *Node) detach(s *Session, now time.Time) {
+	if n.sess.Load() == s {
+		n.ended.Store(now.UnixNano()) // first: a reader seeing no session sees this end
+		n.sess.Store(nil)
+	}
 }
 
 // New returns a Dispatcher with no sessions.
@@ -91,7 +130,24 @@ func New(cfg Config) (*Dispatcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Dispatcher{cfg: cfg, sessions: map[string]*Session{}, ended: map[string]time.Time{}}, nil
+	return &Dispatcher{cfg: cfg, nodes: map[string]*Node{}}, nil
+}
+
+// Node is the node's place in the dispatcher, made on first use.
+func (d *Dispatcher) Node(id string) *Node {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.node(id)
+}
+
+// node is Node under d.mu.
+func (d *Dispatcher) node(id string) *Node {
+	n := d.nodes[id]
+	if n == nil {
+		n = &Node{id: id}
+		d.nodes[id] = n
+	}
+	return n
 }
 
 // Open starts the node's new session, ending the one it had.
@@ -105,10 +161,9 @@ func (d *Dispatcher) Open(node string) *Session {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old := d.sessions[node]; old != nil {
+	if old := d.node(node).sess.Swap(s); old != nil {
 		old.end("replaced by a newer session")
 	}
-	d.sessions[node] = s
 	return s
 }
 
@@ -118,20 +173,17 @@ func (d *Dispatcher) Close(s *Session, now time.Time) {
 	s.end("session closed")
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.sessions[s.node] == s {
-		delete(d.sessions, s.node)
-		d.ended[s.node] = now
-	}
+	d.node(s.node).detach(s, now)
 }
 
 // End ends the node's session, if it has one, telling it why.
 func (d *Dispatcher) End(node, reason string, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if s := d.sessions[node]; s != nil {
+	n := d.node(node)
+	if s := n.sess.Load(); s != nil {
 		s.end(reason)
-		delete(d.sessions, node)
-		d.ended[node] = now
+		n.detach(s, now)
 	}
 }
 
@@ -139,34 +191,12 @@ func (d *Dispatcher) End(node, reason string, now time.Time) {
 func (d *Dispatcher) EndAll(reason string, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for node, s := range d.sessions {
-		s.end(reason)
-		d.ended[node] = now
+	for _, n := range d.nodes {
+		if s := n.sess.Load(); s != nil {
+			s.end(reason)
+			n.detach(s, now)
+		}
 	}
-	clear(d.sessions)
-}
-
-// Connected reports whether the node has an open session.
-func (d *Dispatcher) Connected(node string) bool {
-	return d.Session(node) != nil
-}
-
-// Session is the node's open session, nil when it has none.
-func (d *Dispatcher) Session(node string) *Session {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.sessions[node]
-}
-
-// Detached reports whether the node has no open session, and when its last
-// one ended (zero when it had none since the dispatcher began).
-func (d *Dispatcher) Detached(node string) (since time.Time, detached bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.sessions[node] != nil {
-		return time.Time{}, false
-	}
-	return d.ended[node], true
 }
 
 // Send queues msgs, in order, for their nodes' sessions; each is sent once
@@ -177,8 +207,10 @@ func (d *Dispatcher) Send(seq uint64, msgs []Message) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, m := range msgs {
-		if s := d.sessions[m.Node]; s != nil {
-			s.queue(stamped{seq: seq, msg: m.Msg})
+		if n := d.nodes[m.Node]; n != nil {
+			if s := n.sess.Load(); s != nil {
+				s.queue(stamped{seq: seq, msg: m.Msg})
+			}
 		}
 	}
 }
