@@ -4,7 +4,8 @@
 // It owns durable state through coordinator/store, keeps a working copy in
 // memory under one mutex, and writes every event to the store before it acts
 // on it (an assignment is stored before it is pushed down a session). The
-// scheduler (scheduler.go) is event-driven: submits, node arrivals and
+// scheduler (scheduler.go, its placement policy in coordinator/placement)
+// is event-driven: submits, node arrivals and
 // departures, attempt ends and cancels poke a coalescing trigger, and a one
 // second tick catches anything else. Node liveness (nodes.go) turns missed
 // heartbeats into DOWN nodes and lost attempts; heartbeats are recorded

@@ -3,9 +3,9 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"math"
 	"time"
 
+	"github.com/cloudml/cloudml/coordinator/placement"
 	"github.com/cloudml/cloudml/coordinator/store"
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
@@ -44,56 +44,9 @@ func (c *Coordinator) runScheduler(ctx context.Context) {
 	}
 }
 
-// slotsFor is how many slots one task of spec needs: max(1, ceil(cpus)).
+// slotsFor is how many slots one task of spec needs (placement.SlotsFor).
 func slotsFor(spec *cloudmlv1.JobSpec) int32 {
-	cpus := spec.GetResources().GetCpus()
-	if cpus <= 1 {
-		return 1
-	}
-	return int32(math.Min(math.Ceil(cpus), math.MaxInt32/2))
-}
-
-// candidate is a node the scheduler may place on.
-type candidate struct {
-	n    *nodeEntry
-	free int32
-}
-
-// pool is the connected READY nodes and their free slots, less what the
-// pass placing on them has taken so far.
-type pool struct {
-	nodes      []*candidate // sorted by node id
-	totalSlots int32
-	maxSlots   int32
-	// unfit is the least need no node fitted (0: none yet): slots are
-	// only taken during a pass, so no larger need fits later in it, and
-	// the jobs queued behind a full cluster cost a pass nothing each.
-	unfit int32
-}
-
-func (p *pool) used() int32 {
-	u := p.totalSlots
-	for _, cd := range p.nodes {
-		u -= max(cd.free, 0)
-	}
-	return u
-}
-
-// best is the node with the most free slots (ties by id) that fits need.
-func (p *pool) best(need int32) *candidate {
-	if p.unfit > 0 && need >= p.unfit {
-		return nil
-	}
-	var b *candidate
-	for _, cd := range p.nodes {
-		if cd.free >= need && (b == nil || cd.free > b.free) {
-			b = cd
-		}
-	}
-	if b == nil {
-		p.unfit = need
-	}
-	return b
+	return placement.SlotsFor(spec.GetResources().GetCpus())
 }
 
 // schedule runs one pass: FIFO over jobs by creation and tasks by index,
@@ -105,8 +58,8 @@ func (c *Coordinator) schedule(now time.Time) {
 	if c.stopping {
 		return
 	}
-	var p *pool       // built on the first job with pending tasks
-	var sp *swarmPool // built on the first container job
+	var p *placement.Pool // built on the first job with pending tasks
+	var sp *swarmPool     // built on the first container job
 	ch := newChanges()
 	type push struct {
 		node  string
@@ -154,30 +107,25 @@ func (c *Coordinator) schedule(now time.Time) {
 			case len(c.nodes) == 0:
 				why = "no nodes registered"
 				full = why
-			case len(p.nodes) == 0:
+			case p.Len() == 0:
 				why = fmt.Sprintf("none of the %d registered nodes is connected", len(c.nodes))
 				full = why
 			case parallelism > 0 && active >= parallelism:
 				why = fmt.Sprintf("job parallelism %d reached", parallelism)
 				full = why
-			case need > p.maxSlots:
-				why = fmt.Sprintf("needs %d slots; the largest node has %d", need, p.maxSlots)
+			case need > p.MaxSlots():
+				why = fmt.Sprintf("needs %d slots; the largest node has %d", need, p.MaxSlots())
 				full = why
 			default:
-				cd := p.best(need)
-				if cd == nil {
-					if need == 1 {
-						why = fmt.Sprintf("all %d nodes busy (%d/%d slots used)", len(p.nodes), p.used(), p.totalSlots)
-					} else {
-						why = fmt.Sprintf("no node has %d free slots (%d/%d slots used on %d nodes)", need, p.used(), p.totalSlots, len(p.nodes))
-					}
+				node, ok := p.Place(need)
+				if !ok {
+					why = p.Full(need)
 					full = why
 					break
 				}
-				cd.free -= need
 				active++
-				a := c.assign(ch, j, t, cd.n.rec.ID, need, now)
-				pushes = append(pushes, push{cd.n.rec.ID, j, refOf(a), false})
+				a := c.assign(ch, j, t, node, need, now)
+				pushes = append(pushes, push{node, j, refOf(a), false})
 			}
 			if why == "" {
 				continue
@@ -201,10 +149,11 @@ func (c *Coordinator) schedule(now time.Time) {
 	}
 }
 
-// pool collects connected READY nodes and their free slots, from what
-// each job's active attempts hold on each node (jobEntry.use): a pass
-// costs the same however many attempts are active. Callers hold c.mu.
-func (c *Coordinator) pool() *pool {
+// pool is the pass's placement pool: the connected READY nodes and
+// their free slots, from what each job's active attempts hold on each
+// node (jobEntry.use), so a pass costs the same however many attempts are
+// active. Callers hold c.mu.
+func (c *Coordinator) pool() *placement.Pool {
 	var uses []map[string]nodeUse // of the jobs with active attempts
 	for _, j := range c.jobOrder {
 		if u := j.use(); len(u) > 0 {
@@ -214,8 +163,7 @@ func (c *Coordinator) pool() *pool {
 	if checkKept {
 		c.usedSlots() // checks the uses against the attempts (tests)
 	}
-	p := &pool{}
-	cands := make([]candidate, 0, len(c.byID))
+	nodes := make([]placement.Node, 0, len(c.byID))
 	for _, n := range c.byID {
 		if n.rec.State != cloudmlv1.NodeState_NODE_STATE_READY || !n.session.Connected() {
 			continue
@@ -224,12 +172,9 @@ func (c *Coordinator) pool() *pool {
 		for _, u := range uses {
 			free -= u[n.rec.ID].slots
 		}
-		cands = append(cands, candidate{n: n, free: free})
-		p.nodes = append(p.nodes, &cands[len(cands)-1])
-		p.totalSlots += n.rec.Slots
-		p.maxSlots = max(p.maxSlots, n.rec.Slots)
+		nodes = append(nodes, placement.Node{ID: n.rec.ID, Slots: n.rec.Slots, Free: free})
 	}
-	return p
+	return placement.NewPool(nodes)
 }
 
 // assign creates the task's next attempt on node. Callers hold c.mu.

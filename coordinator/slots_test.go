@@ -1,20 +1,11 @@
 package coordinator
 
 import (
-	"math"
 	"strings"
 	"testing"
 
 	cloudmlv1 "github.com/cloudml/cloudml/proto/cloudml/v1"
 )
-
-func TestSlotsFor(t *testing.T) {
-	for cpus, want := range map[float64]int32{0: 1, 0.5: 1, 1: 1, 1.01: 2, 4: 4, 1e12: math.MaxInt32 / 2} {
-		if got := slotsFor(&cloudmlv1.JobSpec{Resources: &cloudmlv1.Resources{Cpus: cpus}}); got != want {
-			t.Errorf("slotsFor(cpus %g) = %d, want %d", cpus, got, want)
-		}
-	}
-}
 
 // TestMultiSlotTasksFillANodeExactly: tasks of 2 CPUs take 2 slots each
 // on a node of 4 while they run, so two run at once and the third waits

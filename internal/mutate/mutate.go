@@ -46,6 +46,7 @@ var Targets = []Target{
 	{Dir: "coordinator", Files: []string{"scheduler.go", "report.go", "jobs.go", "state.go", "swarm_jobs.go", "session.go"}, Why: "scheduling, reports, retries, cancel"},
 	{Dir: "coordinator/store", Why: "durable state"},
 	{Dir: "coordinator/logbroker", Why: "logs acknowledged only when durable"},
+	{Dir: "coordinator/placement", Why: "least loaded node that fits; why a task waits"},
 	{Dir: "coordinator/dispatch", Why: "commands sent only once durable; one session per node"},
 	{Dir: "coordinator/pulse", Why: "only node certificates heartbeat; each beat passed on"},
 	{Dir: "agent/logship", Why: "exactly-once logs"},
