@@ -18,7 +18,8 @@ type clusterServer struct {
 // GetClusterInfo describes the coordinator.
 func (s *clusterServer) GetClusterInfo(ctx context.Context, _ *cloudmlv1.GetClusterInfoRequest) (*cloudmlv1.GetClusterInfoResponse, error) {
 	cfg := s.c.cfg
-	return &cloudmlv1.GetClusterInfoResponse{DefaultBucket: cfg.DefaultBucket, Provider: cfg.Provider.Name(), Version: cfg.Version}, nil
+	return &cloudmlv1.GetClusterInfoResponse{DefaultBucket: cfg.DefaultBucket, Provider: cfg.Provider.Name(), Version: cfg.Version,
+		HeartbeatPort: s.c.pulsePort.Load()}, nil
 }
 
 // ListNodes returns every known node, sorted by id.

@@ -22,8 +22,48 @@ func (a *App) clusterCmd() *cobra.Command {
   cloudml-client cluster machines
   cloudml-client cluster nodes
   cloudml-client cluster scale --nodes 5
-  cloudml-client cluster down`,
-		a.clusterUpCmd(), a.clusterScaleCmd(), a.clusterDownCmd(), a.clusterGCCmd(), a.clusterMachinesCmd(), a.nodesCmd())
+  cloudml-client cluster down
+  cloudml-client cluster info`,
+		a.clusterUpCmd(), a.clusterScaleCmd(), a.clusterDownCmd(), a.clusterGCCmd(), a.clusterMachinesCmd(), a.nodesCmd(), a.clusterInfoCmd())
+}
+
+func (a *App) clusterInfoCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "info",
+		Short: "Describe the coordinator: version, provider, default bucket, heartbeat port",
+		Long: "Info shows the coordinator this client talks to: its address, build version,\n" +
+			"node provider, the bucket jobs use by default, and where agents send their\n" +
+			"heartbeats: a port of their own when the coordinator runs with\n" +
+			"--heartbeat-listen (open it to the nodes beside the coordinator's port), else\n" +
+			"the coordinator's port.",
+		Example: `  cloudml-client cluster info
+  cloudml-client cluster info -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			info, err := c.ClusterInfo(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.json() {
+				return a.printJSON(info)
+			}
+			heartbeats := "the coordinator's port"
+			if p := info.GetHeartbeatPort(); p > 0 {
+				heartbeats = fmt.Sprintf("port %d, a process of its own", p)
+			}
+			t := newTable(a.Stdout)
+			t.row("coordinator", c.Address())
+			t.row("version", orDash(info.GetVersion()))
+			t.row("provider", orDash(info.GetProvider()))
+			t.row("default bucket", orDash(info.GetDefaultBucket()))
+			t.row("heartbeats", heartbeats)
+			return t.flush()
+		},
+	}
 }
 
 func (a *App) nodesCmd() *cobra.Command {

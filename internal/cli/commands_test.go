@@ -89,6 +89,37 @@ func (listJobs) ListNodes(context.Context, *cloudmlv1.ListNodesRequest) (*cloudm
 	}}, nil
 }
 
+func (listJobs) GetClusterInfo(context.Context, *cloudmlv1.GetClusterInfoRequest) (*cloudmlv1.GetClusterInfoResponse, error) {
+	return &cloudmlv1.GetClusterInfoResponse{DefaultBucket: "gs://models", Provider: "digitalocean", Version: "v1.2.3", HeartbeatPort: 7443}, nil
+}
+
+// noPulse is a coordinator whose heartbeats come to its own port.
+type noPulse struct{ listJobs }
+
+func (noPulse) GetClusterInfo(context.Context, *cloudmlv1.GetClusterInfoRequest) (*cloudmlv1.GetClusterInfoResponse, error) {
+	return &cloudmlv1.GetClusterInfoResponse{Provider: "local", Version: "dev"}, nil
+}
+
+func TestClusterInfo(t *testing.T) {
+	r := runWith(t, fakeServer(t, &listJobs{}), nil, "cluster", "info")
+	for _, want := range []string{"version         v1.2.3\n", "provider        digitalocean\n", "default bucket  gs://models\n", "heartbeats      port 7443, a process of its own\n"} {
+		if r.code != ExitOK || !strings.Contains(r.stdout, want) {
+			t.Errorf("cluster info: exit %d, no %q in\n%s%s", r.code, want, r.stdout, r.stderr)
+		}
+	}
+	if !strings.HasPrefix(r.stdout, "coordinator     ") {
+		t.Errorf("cluster info does not begin with the coordinator's address:\n%s", r.stdout)
+	}
+	r = runWith(t, fakeServer(t, &listJobs{}), nil, "cluster", "info", "-o", "json")
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"heartbeatPort": 7443`) || !strings.Contains(r.stdout, `"provider": "digitalocean"`) {
+		t.Errorf("cluster info -o json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runWith(t, fakeServer(t, &noPulse{}), nil, "cluster", "info")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "heartbeats      the coordinator's port\n") || !strings.Contains(r.stdout, "default bucket  -\n") {
+		t.Errorf("cluster info without a pulse: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 func TestOutputFlagAnywhere(t *testing.T) {
 	dial := fakeServer(t, &listJobs{})
 	first := runWith(t, dial, nil, "list", "-o", "json")

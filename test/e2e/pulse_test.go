@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,15 +15,20 @@ var pulsePidRE = regexp.MustCompile(`heartbeats answered by the pulse process: a
 
 // TestHeartbeatsGoToThePulse runs a coordinator whose heartbeats are
 // answered by its pulse process (--heartbeat-listen) with a node-down
-// deadline of 3 s: the agent heartbeats there alone (it says so, and never
+// deadline of 3 s: cluster info names the pulse's port, the agent heartbeats there alone (it says so, and never
 // that the pulse failed) and its node stays READY over three deadlines,
 // so the pulse's beats reach the coordinator. Then the pulse process is
 // killed: the coordinator says so, the agent falls back to its session's
 // connection, the node stays READY over three deadlines more, and the
 // coordinator has started the pulse again.
 func TestHeartbeatsGoToThePulse(t *testing.T) {
+	listen := freeAddr(t)
 	c := startCluster(t, clusterOpts{nodes: 1, serveArgs: []string{
-		"--heartbeat-listen", freeAddr(t), "--heartbeat", "1s", "--node-down-after", "3s"}})
+		"--heartbeat-listen", listen, "--heartbeat", "1s", "--node-down-after", "3s"}})
+	_, port, _ := net.SplitHostPort(listen)
+	if r := c.client("-o", "json", "cluster", "info"); r.Code != 0 || !strings.Contains(r.Stdout, `"heartbeatPort": `+port) {
+		t.Errorf("cluster info does not name the pulse's port %s: %s%s", port, r.Stdout, r.Stderr)
+	}
 	m := pulsePidRE.FindStringSubmatch(c.log.String())
 	if m == nil {
 		t.Fatalf("the coordinator did not say it started its pulse process:\n%s", c.log.String())

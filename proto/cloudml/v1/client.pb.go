@@ -1448,7 +1448,12 @@ type GetClusterInfoResponse struct {
 	// Provider is the node provider ("local", "digitalocean").
 	Provider string `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
 	// Version is the coordinator's build version.
-	Version       string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// HeartbeatPort is the port of the coordinator's heartbeat process
+	// (coordinator serve --heartbeat-listen), which agents are told when
+	// their session opens. Zero: heartbeats go to the coordinator's own port
+	// (no such process, or it is being restarted).
+	HeartbeatPort int32 `protobuf:"varint,4,opt,name=heartbeat_port,json=heartbeatPort,proto3" json:"heartbeat_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1502,6 +1507,13 @@ func (x *GetClusterInfoResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *GetClusterInfoResponse) GetHeartbeatPort() int32 {
+	if x != nil {
+		return x.HeartbeatPort
+	}
+	return 0
 }
 
 // ListNodesRequest is empty.
@@ -3638,11 +3650,12 @@ const file_cloudml_v1_client_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0falready_present\x18\x02 \x01(\bR\x0ealreadyPresent\x12%\n" +
 	"\x0ebytes_received\x18\x03 \x01(\x03R\rbytesReceived\"\x17\n" +
-	"\x15GetClusterInfoRequest\"u\n" +
+	"\x15GetClusterInfoRequest\"\x9c\x01\n" +
 	"\x16GetClusterInfoResponse\x12%\n" +
 	"\x0edefault_bucket\x18\x01 \x01(\tR\rdefaultBucket\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"\x12\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12%\n" +
+	"\x0eheartbeat_port\x18\x04 \x01(\x05R\rheartbeatPort\"\x12\n" +
 	"\x10ListNodesRequest\";\n" +
 	"\x11ListNodesResponse\x12&\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x10.cloudml.v1.NodeR\x05nodes\"\xb6\x01\n" +
