@@ -287,11 +287,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer stopProv()
 	serveErr := make(chan error, 1)
 	go func() {
-		err := c.serve(serveCtx, listeners...)
+		err := c.serve(serveCtx, func() {
+			c.log.Info("coordinator serving", "addr", c.Addr(), "provider", p.Name())
+		}, listeners...)
 		stopProv()
 		serveErr <- err
 	}()
-	c.log.Info("coordinator serving", "addr", c.Addr(), "provider", p.Name())
 	t := provider.Target{Addr: dialAddr(c.Addr()), Advertise: c.cfg.AdvertiseAddr, CACertPEM: c.CACertPEM(), MintToken: c.providerToken}
 	if len(listeners) > 1 {
 		t.Addr = listeners[1].Addr().String()
@@ -383,7 +384,7 @@ func (c *Coordinator) Serve(ctx context.Context, lis net.Listener) error {
 	if err := c.prepareTrust(c.cfg.AdvertiseAddr, lis.Addr().String()); err != nil {
 		return err
 	}
-	return c.serve(ctx, lis)
+	return c.serve(ctx, nil, lis)
 }
 
 // prepareTrust issues the server certificate for the addresses served
@@ -412,8 +413,9 @@ func (c *Coordinator) providerToken(label string, slots int) (string, error) {
 	return c.MintToken(label, int32(slots), 0)
 }
 
-// serve serves on every listener until ctx ends.
-func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) error {
+// serve serves on every listener until ctx ends; serving, if not nil, is
+// called once everything is started (the pulse process too).
+func (c *Coordinator) serve(ctx context.Context, serving func(), listeners ...net.Listener) error {
 	srv := grpc.NewServer(append(grpcopt.Server(),
 		grpc.Creds(credentials.NewTLS(c.trust.serverTLS())),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -449,6 +451,9 @@ func (c *Coordinator) serve(ctx context.Context, listeners ...net.Listener) erro
 	serveErr := make(chan error, len(listeners))
 	for _, lis := range listeners {
 		go func() { serveErr <- srv.Serve(lis) }()
+	}
+	if serving != nil {
+		serving()
 	}
 
 	var err error
