@@ -91,7 +91,6 @@ type Dispatcher struct {
 // life: its open session and when its last one ended. Its readers take no
 // lock, so the scheduler may ask about every node on every pass.
 type Node struct {
-	id   string
 	sess atomic.Pointer[Session] // nil when none; changed under Dispatcher.mu
 	// ended is when the last session ended (unix ns), 0 when none did
 	// since the dispatcher began; written before sess is cleared.
@@ -144,7 +143,7 @@ func (d *Dispatcher) Node(id string) *Node {
 func (d *Dispatcher) node(id string) *Node {
 	n := d.nodes[id]
 	if n == nil {
-		n = &Node{id: id}
+		n = &Node{}
 		d.nodes[id] = n
 	}
 	return n
