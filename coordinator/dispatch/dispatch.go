@@ -201,15 +201,19 @@ func (d *Dispatcher) EndAll(reason string, now time.Time) {
 // Send queues msgs, in order, for their nodes' sessions; each is sent once
 // the commit seq is durable. A command for a node without a session is
 // dropped: the node gets what it still needs when it opens its next one.
-// Send never blocks: a session whose buffer is full is ended.
+// Send never blocks: a session whose buffer is full is ended, and its node
+// has no session from then (nothing more is placed on it), though its
+// stream may still be stuck sending to the slow agent.
 func (d *Dispatcher) Send(seq uint64, msgs []Message) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, m := range msgs {
-		if n := d.nodes[m.Node]; n != nil {
-			if s := n.sess.Load(); s != nil {
-				s.queue(stamped{seq: seq, msg: m.Msg})
-			}
+		n := d.nodes[m.Node]
+		if n == nil {
+			continue
+		}
+		if s := n.sess.Load(); s != nil && !s.queue(stamped{seq: seq, msg: m.Msg}) {
+			n.detach(s, time.Now())
 		}
 	}
 }
@@ -238,12 +242,15 @@ func (s *Session) Node() string { return s.node }
 // Done is closed when the session ends.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// queue adds m; a full buffer ends the session instead of blocking.
-func (s *Session) queue(m stamped) {
+// queue adds m; a full buffer ends the session instead of blocking, and
+// queue reports false.
+func (s *Session) queue(m stamped) bool {
 	select {
 	case s.ch <- m:
+		return true
 	default:
 		s.end("session buffer full; reconnect to receive assignments again")
+		return false
 	}
 }
 

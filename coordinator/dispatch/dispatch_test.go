@@ -209,7 +209,8 @@ func TestEndTellsWhy(t *testing.T) {
 	}
 }
 
-// A slow agent's full buffer ends its session instead of blocking Send.
+// A slow agent's full buffer ends its session instead of blocking Send,
+// and its node has no session from then.
 func TestFullBufferEndsTheSession(t *testing.T) {
 	f := newFence()
 	f.set(10, nil)
@@ -226,6 +227,9 @@ func TestFullBufferEndsTheSession(t *testing.T) {
 	case <-s.Done():
 	default:
 		t.Fatal("a full buffer did not end the session")
+	}
+	if d.Node("node-1").Connected() {
+		t.Error("the node of a session whose buffer filled still counts as connected")
 	}
 	err := s.Serve(t.Context(), func(*cloudmlv1.SessionResponse) error { return nil })
 	if !errors.Is(err, ErrEnded) || !strings.Contains(err.Error(), "buffer full") {
