@@ -269,7 +269,7 @@ func (s *agentServer) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.Ag
 	if err != nil {
 		return toStatus(err)
 	}
-	defer c.disp.Close(sess, time.Now())
+	defer func() { c.disp.Close(sess, time.Now()) }() // the time it closes, not opened
 	log := c.log.With("node_id", id)
 	log.Info("session opened", "running", len(req.GetRunning()))
 	err = sess.Serve(stream.Context(), stream.Send)

@@ -120,3 +120,39 @@ func TestNodeDownReschedulesToOtherNode(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSessionCountsFromItsEnd: a node without a session is marked down
+// NodeDownAfter after its last session ended, not after it began. A
+// session that lasted longer than the deadline, then closed (an agent
+// restarting), leaves the node READY until the deadline passes from the
+// close.
+func TestNoSessionCountsFromItsEnd(t *testing.T) {
+	const deadline = 2 * time.Second
+	h := start(t, "", func(c *Config) { c.NodeDownAfter = deadline })
+	n := newAgent(t, h, 1)
+	n.open()
+	time.Sleep(deadline / 4) // the session lasts a while
+	if err := n.heartbeat(); err != nil {
+		t.Fatal(err)
+	}
+	n.closeSession()
+	waitFor(t, "the coordinator to see the session closed", func() bool {
+		h.c.mu.Lock()
+		defer h.c.mu.Unlock()
+		return !h.c.nodes[n.id].session.Connected()
+	})
+	h.c.checkNodes(time.Now().Add(deadline * 8 / 10))
+	h.c.mu.Lock()
+	st := h.c.nodes[n.id].rec.State
+	h.c.mu.Unlock()
+	if st != cloudmlv1.NodeState_NODE_STATE_READY {
+		t.Fatalf("a node whose session closed just now is %v, want READY", st)
+	}
+	h.c.checkNodes(time.Now().Add(deadline * 12 / 10))
+	h.c.mu.Lock()
+	st = h.c.nodes[n.id].rec.State
+	h.c.mu.Unlock()
+	if st != cloudmlv1.NodeState_NODE_STATE_DOWN {
+		t.Fatalf("a node without a session past the deadline is %v, want DOWN", st)
+	}
+}
