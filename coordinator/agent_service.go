@@ -118,7 +118,7 @@ func (c *Coordinator) register(ctx context.Context, req *cloudmlv1.RegisterReque
 		au.tokens[used.ID] = &used
 		au.mu.Unlock()
 		au.setNode(rec)
-		c.addNode(&nodeEntry{rec: rec, added: now})
+		c.addNode(&nodeEntry{rec: rec}, now)
 		c.live.add(rec.ID, now)
 		return nil
 	})

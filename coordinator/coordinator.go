@@ -182,7 +182,7 @@ func (c *Coordinator) fromSnapshot(snap *store.Snapshot) error {
 	c.trust.load(snap)
 	c.nodes, c.byID, c.topNode, c.jobs, c.jobOrder = map[string]*nodeEntry{}, nil, 0, map[string]*jobEntry{}, nil
 	for _, n := range snap.Nodes {
-		c.addNode(&nodeEntry{rec: n, added: now})
+		c.addNode(&nodeEntry{rec: n}, now)
 		c.live.add(n.ID, now)
 	}
 	for _, j := range snap.Jobs {

@@ -146,7 +146,7 @@ func benchCoordinator(b *testing.B) (*Coordinator, <-chan attemptRef) {
 	defer c.mu.Unlock()
 	for i := 1; i <= nodes; i++ {
 		id := fmt.Sprintf("node-%d", i)
-		c.addNode(&nodeEntry{rec: &store.Node{ID: id, Slots: slots, State: cloudmlv1.NodeState_NODE_STATE_READY}, added: now})
+		c.addNode(&nodeEntry{rec: &store.Node{ID: id, Slots: slots, State: cloudmlv1.NodeState_NODE_STATE_READY}}, now)
 		c.live.add(id, now)
 		sess := c.disp.Open(id)
 		go sess.Serve(b.Context(), send) //nolint:errcheck // ends with b or c

@@ -95,17 +95,14 @@ func (c *Coordinator) takeBackStalled(ch *changes, now time.Time) {
 	})
 }
 
-// detachedFor is how long n has had no session: since its last one ended,
-// or since it was added when it opened none since; 0 while it has one.
+// detachedFor is how long n has had no session (dispatch.Node.Detached);
+// 0 while it has one.
 func (c *Coordinator) detachedFor(n *nodeEntry, now time.Time) time.Duration {
-	ended, detached := n.session.Detached()
+	since, detached := n.session.Detached()
 	if !detached {
 		return 0
 	}
-	if ended.Before(n.added) {
-		ended = n.added
-	}
-	return now.Sub(ended)
+	return now.Sub(since)
 }
 
 // markDown marks n DOWN, closes its session and loses its active attempts.

@@ -16,14 +16,11 @@ func (h *harness) silence(ids ...string) {
 	h.t.Helper()
 	h.c.mu.Lock()
 	for _, id := range ids {
-		n := h.c.nodes[id]
-		if n == nil {
+		if h.c.nodes[id] == nil {
 			h.c.mu.Unlock()
 			h.t.Fatalf("no node %s", id)
 		}
-		long := time.Now().Add(-time.Hour)
-		h.c.live.touch(id, long)
-		n.added = long
+		h.c.live.touch(id, time.Now().Add(-time.Hour))
 	}
 	h.c.mu.Unlock()
 	h.c.checkNodes(time.Now())

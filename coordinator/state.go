@@ -40,17 +40,15 @@ func (r attemptRef) proto() *cloudmlv1.TaskRef {
 type nodeEntry struct {
 	rec *store.Node
 	// session is the node's place in the dispatcher (its open session, and
-	// when its last one ended), read without a lock.
+	// since when it has none), read without a lock.
 	session *dispatch.Node
-	// added is when this process began keeping the node: one that opened
-	// no session since counts as without one from then (nodes.go).
-	added time.Time
 }
 
-// addNode adds n to nodes and byID, replacing the entry of the same id.
+// addNode adds n to nodes and byID, replacing the entry of the same id. A
+// node new to the dispatcher counts as without a session since now.
 // Callers hold c.mu or own c alone.
-func (c *Coordinator) addNode(n *nodeEntry) {
-	n.session = c.disp.Node(n.rec.ID)
+func (c *Coordinator) addNode(n *nodeEntry, now time.Time) {
+	n.session = c.disp.Node(n.rec.ID, now)
 	c.nodes[n.rec.ID] = n
 	if k, err := strconv.Atoi(strings.TrimPrefix(n.rec.ID, "node-")); err == nil {
 		c.topNode = max(c.topNode, k)

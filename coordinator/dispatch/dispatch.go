@@ -92,8 +92,8 @@ type Dispatcher struct {
 // lock, so the scheduler may ask about every node on every pass.
 type Node struct {
 	sess atomic.Pointer[Session] // nil when none; changed under Dispatcher.mu
-	// ended is when the last session ended (unix ns), 0 when none did
-	// since the dispatcher began; written before sess is cleared.
+	// ended is when the node last had no session from (unix ns): its last
+	// session's end, or when Node made it; written before sess is cleared.
 	ended atomic.Int64
 }
 
@@ -103,16 +103,13 @@ func (n *Node) Connected() bool { return n.sess.Load() != nil }
 // Session is the node's open session, nil when it has none.
 func (n *Node) Session() *Session { return n.sess.Load() }
 
-// Detached reports whether the node has no open session, and when its last
-// one ended (zero when it had none since the dispatcher began).
+// Detached reports whether the node has no open session, and since when:
+// its last session's end, or when Node made it if it never had one.
 func (n *Node) Detached() (since time.Time, detached bool) {
 	if n.sess.Load() != nil {
 		return time.Time{}, false
 	}
-	if ns := n.ended.Load(); ns != 0 {
-		return time.Unix(0, ns), true
-	}
-	return time.Time{}, true
+	return time.Unix(0, n.ended.Load()), true
 }
 
 // detach clears s as the node's session if it still is, recording when.
@@ -124,6 +121,15 @@ func (n *Node) detach(s *Session, now time.Time) {
 	}
 }
 
+// endSession ends the node's session, if it has one, telling it why.
+// Callers hold Dispatcher.mu.
+func (n *Node) endSession(reason string, now time.Time) {
+	if s := n.sess.Load(); s != nil {
+		s.end(reason)
+		n.detach(s, now)
+	}
+}
+
 // New returns a Dispatcher with no sessions.
 func New(cfg Config) (*Dispatcher, error) {
 	if err := cfg.Validate(); err != nil {
@@ -132,18 +138,20 @@ func New(cfg Config) (*Dispatcher, error) {
 	return &Dispatcher{cfg: cfg, nodes: map[string]*Node{}}, nil
 }
 
-// Node is the node's place in the dispatcher, made on first use.
-func (d *Dispatcher) Node(id string) *Node {
+// Node is the node's place in the dispatcher, made on first use as
+// without a session since since (when its keeper learned of it).
+func (d *Dispatcher) Node(id string, since time.Time) *Node {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.node(id)
+	return d.node(id, since)
 }
 
 // node is Node under d.mu.
-func (d *Dispatcher) node(id string) *Node {
+func (d *Dispatcher) node(id string, since time.Time) *Node {
 	n := d.nodes[id]
 	if n == nil {
 		n = &Node{}
+		n.ended.Store(since.UnixNano())
 		d.nodes[id] = n
 	}
 	return n
@@ -160,7 +168,7 @@ func (d *Dispatcher) Open(node string) *Session {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old := d.node(node).sess.Swap(s); old != nil {
+	if old := d.node(node, time.Now()).sess.Swap(s); old != nil {
 		old.end("replaced by a newer session")
 	}
 	return s
@@ -172,17 +180,15 @@ func (d *Dispatcher) Close(s *Session, now time.Time) {
 	s.end("session closed")
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.node(s.node).detach(s, now)
+	d.nodes[s.node].detach(s, now) // Open made it
 }
 
 // End ends the node's session, if it has one, telling it why.
 func (d *Dispatcher) End(node, reason string, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n := d.node(node)
-	if s := n.sess.Load(); s != nil {
-		s.end(reason)
-		n.detach(s, now)
+	if n := d.nodes[node]; n != nil {
+		n.endSession(reason, now)
 	}
 }
 
@@ -191,10 +197,7 @@ func (d *Dispatcher) EndAll(reason string, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, n := range d.nodes {
-		if s := n.sess.Load(); s != nil {
-			s.end(reason)
-			n.detach(s, now)
-		}
+		n.endSession(reason, now)
 	}
 }
 

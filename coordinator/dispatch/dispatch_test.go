@@ -144,7 +144,7 @@ func TestNewerSessionReplacesOlder(t *testing.T) {
 	old := d.Open("node-1")
 	_, oldEnd := served(t, t.Context(), old)
 	cur := d.Open("node-1")
-	if d.Node("node-1").Session() != cur || cur.Node() != "node-1" {
+	if d.Node("node-1", time.Time{}).Session() != cur || cur.Node() != "node-1" {
 		t.Fatal("the newer session is not the node's")
 	}
 	err := recv(t, oldEnd, "end of the older session")
@@ -152,7 +152,7 @@ func TestNewerSessionReplacesOlder(t *testing.T) {
 		t.Fatalf("older session ended with %v", err)
 	}
 	d.Close(old, time.Now())
-	if !d.Node("node-1").Connected() {
+	if !d.Node("node-1", time.Time{}).Connected() {
 		t.Fatal("closing the older session disconnected the node")
 	}
 	got, _ := served(t, t.Context(), cur)
@@ -163,14 +163,15 @@ func TestNewerSessionReplacesOlder(t *testing.T) {
 
 	closed := time.Unix(1000, 0)
 	d.Close(cur, closed)
-	if since, detached := d.Node("node-1").Detached(); !detached || !since.Equal(closed) {
+	if since, detached := d.Node("node-1", time.Time{}).Detached(); !detached || !since.Equal(closed) {
 		t.Errorf("Detached after close = %v, %v; want %v, true", since, detached, closed)
 	}
-	if _, detached := d.Node("node-2").Detached(); !detached {
-		t.Error("a node that never opened a session is attached")
+	known := time.Unix(500, 0)
+	if since, detached := d.Node("node-2", known).Detached(); !detached || !since.Equal(known) {
+		t.Errorf("a node that never opened a session: Detached = %v, %v; want %v, true (when Node made it)", since, detached, known)
 	}
-	if since, _ := d.Node("node-2").Detached(); !since.IsZero() {
-		t.Errorf("a node that never opened a session ended one at %v", since)
+	if since, _ := d.Node("node-2", time.Unix(900, 0)).Detached(); !since.Equal(known) {
+		t.Errorf("Node of a node it has made again: detached since %v, want %v", since, known)
 	}
 }
 
@@ -181,7 +182,7 @@ func TestEndTellsWhy(t *testing.T) {
 	one, two := d.Open("node-1"), d.Open("node-2")
 	_, oneEnd := served(t, t.Context(), one)
 	_, twoEnd := served(t, t.Context(), two)
-	if _, detached := d.Node("node-1").Detached(); detached {
+	if _, detached := d.Node("node-1", time.Time{}).Detached(); detached {
 		t.Fatal("a node with a session is detached")
 	}
 	at := time.Unix(2000, 0)
@@ -190,10 +191,10 @@ func TestEndTellsWhy(t *testing.T) {
 	if err := recv(t, oneEnd, "end of node-1's session"); !errors.Is(err, ErrEnded) || !strings.Contains(err.Error(), "node marked down") {
 		t.Fatalf("node-1's session ended with %v", err)
 	}
-	if since, detached := d.Node("node-1").Detached(); !detached || !since.Equal(at) {
+	if since, detached := d.Node("node-1", time.Time{}).Detached(); !detached || !since.Equal(at) {
 		t.Errorf("Detached = %v, %v; want %v, true", since, detached, at)
 	}
-	if !d.Node("node-2").Connected() {
+	if !d.Node("node-2", time.Time{}).Connected() {
 		t.Fatal("ending node-1 ended node-2")
 	}
 	later := at.Add(time.Minute)
@@ -201,10 +202,10 @@ func TestEndTellsWhy(t *testing.T) {
 	if err := recv(t, twoEnd, "end of node-2's session"); !errors.Is(err, ErrEnded) || !strings.Contains(err.Error(), "store failed") {
 		t.Fatalf("node-2's session ended with %v", err)
 	}
-	if d.Node("node-2").Connected() {
+	if d.Node("node-2", time.Time{}).Connected() {
 		t.Error("EndAll left node-2 connected")
 	}
-	if since, _ := d.Node("node-2").Detached(); !since.Equal(later) {
+	if since, _ := d.Node("node-2", time.Time{}).Detached(); !since.Equal(later) {
 		t.Errorf("node-2 detached since %v, want %v", since, later)
 	}
 }
@@ -228,7 +229,7 @@ func TestFullBufferEndsTheSession(t *testing.T) {
 	default:
 		t.Fatal("a full buffer did not end the session")
 	}
-	if d.Node("node-1").Connected() {
+	if d.Node("node-1", time.Time{}).Connected() {
 		t.Error("the node of a session whose buffer filled still counts as connected")
 	}
 	err := s.Serve(t.Context(), func(*cloudmlv1.SessionResponse) error { return nil })
