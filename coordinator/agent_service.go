@@ -269,7 +269,7 @@ func (s *agentServer) Session(req *cloudmlv1.SessionRequest, stream cloudmlv1.Ag
 	if err != nil {
 		return toStatus(err)
 	}
-	defer func() { c.disp.Close(sess, time.Now()) }() // the time it closes, not opened
+	defer c.disp.Close(sess)
 	log := c.log.With("node_id", id)
 	log.Info("session opened", "running", len(req.GetRunning()))
 	err = sess.Serve(stream.Context(), stream.Send)
@@ -300,7 +300,7 @@ func (c *Coordinator) openSession(id string, req *cloudmlv1.SessionRequest) (*di
 	})
 	if err != nil {
 		if sess != nil {
-			c.disp.Close(sess, time.Now())
+			c.disp.Close(sess)
 		}
 		return nil, err
 	}

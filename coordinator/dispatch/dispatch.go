@@ -175,12 +175,13 @@ func (d *Dispatcher) Open(node string) *Session {
 }
 
 // Close ends s once its stream is over; if s is still its node's session,
-// the node has none from now.
-func (d *Dispatcher) Close(s *Session, now time.Time) {
+// the node has none from now (Close reads the clock itself: a deferred
+// call's arguments are taken when it is deferred).
+func (d *Dispatcher) Close(s *Session) {
 	s.end("session closed")
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.nodes[s.node].detach(s, now) // Open made it
+	d.nodes[s.node].detach(s, time.Now()) // Open made it
 }
 
 // End ends the node's session, if it has one, telling it why.
